@@ -1,0 +1,196 @@
+//! Types shared by kaipo's kernel programs and its userspace.
+//!
+//! Every struct here crosses the kernel boundary as raw bytes, so each one is `#[repr(C)]`, spells
+//! out its padding, and has its size pinned by a compile-time assertion. Map keys in particular
+//! must never contain uninitialised padding: a key with garbage in a hole hashes differently and
+//! the lookup misses.
+#![no_std]
+
+use core::mem::size_of;
+
+/// `AF_INET` and `AF_INET6` as the kernel numbers them; the values a [`FlowKey`] and a
+/// [`SockStats`] carry in `family`.
+pub const FAMILY_IPV4: u8 = 2;
+pub const FAMILY_IPV6: u8 = 10;
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
+pub const PROTO_SCTP: u8 = 132;
+
+/// The loopback device has this ifindex in every network namespace (`LOOPBACK_IFINDEX` in the
+/// kernel), which lets the socket programs tell loopback traffic apart without a lookup.
+pub const LOOPBACK_IFINDEX: u32 = 1;
+
+/// Per-interface counters, one per CPU, keyed by ifindex. XDP fills the `rx_` half, the egress
+/// classifier the `tx_` half. Bytes are link-layer frame lengths, as the kernel's own interface
+/// statistics count them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceCounters {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    /// Frames that carried neither IPv4 nor IPv6 (ARP, LLDP, ...). Counted in bytes and packets
+    /// above as well.
+    pub rx_non_ip: u64,
+    pub tx_non_ip: u64,
+    /// Frames whose headers were cut short or inconsistent. Counted in bytes and packets above
+    /// as well, but not in any flow.
+    pub rx_malformed: u64,
+    pub tx_malformed: u64,
+}
+const _: () = assert!(size_of::<IfaceCounters>() == 64);
+
+/// One flow as seen on one interface, oriented from the host's side: for a received frame the
+/// destination is `local`, for a sent frame the source is.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub ifindex: u32,
+    /// 802.1Q VLAN id of the outermost tag, 0 when untagged.
+    pub vlan: u16,
+    pub proto: u8,
+    pub family: u8,
+    /// Ports in host byte order; 0 for protocols without ports and for non-first fragments.
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// IPv4 addresses use the first four bytes, the rest stays zero.
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+}
+const _: () = assert!(size_of::<FlowKey>() == 44);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowCounters {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+}
+const _: () = assert!(size_of::<FlowCounters>() == 32);
+
+/// `SockStats::flags`: an unconnected socket exchanged packets with more than one remote
+/// endpoint, so `remote_addr`/`remote_port` only name the first.
+pub const SOCK_FLAG_MANY_REMOTES: u8 = 1;
+
+/// IP-layer counters of one socket, keyed by socket cookie. Bytes are counted from the IP header
+/// onward; loopback traffic is kept apart so a consumer can leave it out.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockStats {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub lo_rx_bytes: u64,
+    pub lo_rx_packets: u64,
+    pub lo_tx_bytes: u64,
+    pub lo_tx_packets: u64,
+    pub family: u8,
+    pub proto: u8,
+    pub flags: u8,
+    pub _pad: u8,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+}
+const _: () = assert!(size_of::<SockStats>() == 104);
+
+/// What an [`Event`] reports.
+pub const EVENT_SOCK_OWNER: u32 = 1;
+pub const EVENT_SOCK_CLOSE: u32 = 2;
+pub const EVENT_PROC_EXIT: u32 = 3;
+
+/// `Event::source` of an owner event: which hook saw the owner.
+pub const OWNER_FROM_CREATE: u32 = 1;
+pub const OWNER_FROM_SEND: u32 = 2;
+pub const OWNER_FROM_RECV: u32 = 3;
+
+/// A lifecycle record carried by the ring buffer. One layout for every kind keeps the reader
+/// simple; fields a kind does not use are zero.
+///
+/// - `EVENT_SOCK_OWNER`: socket `cookie` is now owned by process `tgid` (first seen, or a new
+///   owner after fork or fd passing). Sent once per socket and owner.
+/// - `EVENT_SOCK_CLOSE`: socket `cookie` was released; `stats` holds its final counters and the
+///   kernel has dropped its map entry.
+/// - `EVENT_PROC_EXIT`: process `tgid` exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    pub kind: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub source: u32,
+    pub cookie: u64,
+    pub cgroup_id: u64,
+    /// Network namespace cookie where the hook could read it (socket creation), else 0.
+    pub netns_cookie: u64,
+    pub ts_ns: u64,
+    pub comm: [u8; 16],
+    pub stats: SockStats,
+}
+const _: () = assert!(size_of::<Event>() == 176);
+
+/// Slots of the per-CPU `COUNTERS` array: what the kernel side could not record, and the
+/// bookkeeping userspace needs to derive evictions.
+pub mod counter {
+    /// A lifecycle event was dropped because the ring buffer was full.
+    pub const RINGBUF_FULL: u32 = 0;
+    /// A socket's counters could not be stored because the socket map was full.
+    pub const SOCK_MAP_FULL: u32 = 1;
+    /// A socket owner could not be stored.
+    pub const OWNER_MAP_FULL: u32 = 2;
+    /// A new flow entry was created (used with the live count to derive LRU evictions).
+    pub const FLOW_CREATED: u32 = 3;
+    /// A flow entry could not be created at all.
+    pub const FLOW_MAP_FULL: u32 = 4;
+    /// An interface entry could not be created.
+    pub const IFACE_MAP_FULL: u32 = 5;
+    pub const COUNT: u32 = 8;
+}
+
+/// Default capacities; userspace may override them at load time.
+pub const MAX_IFACES: u32 = 256;
+pub const MAX_FLOWS: u32 = 131_072;
+pub const MAX_SOCKETS: u32 = 131_072;
+pub const RINGBUF_BYTES: u32 = 1 << 20;
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are `repr(C)`, made only of integers and byte arrays, with every
+    // padding byte spelled out as a field, so any bit pattern is a valid value.
+    unsafe impl aya::Pod for IfaceCounters {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowCounters {}
+    unsafe impl aya::Pod for SockStats {}
+    unsafe impl aya::Pod for Event {}
+}
+
+impl Event {
+    /// Reads an event from ring-buffer bytes. Returns `None` when the record is shorter than an
+    /// event, which only a mismatched kernel object could produce.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < size_of::<Self>() {
+            return None;
+        }
+        let mut event = Self::default();
+        // SAFETY: `Event` is plain old data (see above) and the source holds at least
+        // `size_of::<Event>()` bytes; copying bytes into it cannot produce an invalid value.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                (&raw mut event).cast::<u8>(),
+                size_of::<Self>(),
+            );
+        }
+        Some(event)
+    }
+}

@@ -1,0 +1,182 @@
+//! Interface and flow accounting for the XDP (ingress) and TC (egress) programs.
+
+use aya_ebpf::{
+    bindings::{__sk_buff, BPF_NOEXIST},
+    helpers::generated::{bpf_skb_load_bytes, bpf_xdp_get_buff_len},
+    programs::{TcContext, XdpContext},
+};
+use kaipo_common::{counter, FlowCounters, FlowKey, IfaceCounters};
+
+use crate::{
+    bump,
+    packet::{self, Frame, IpHeaders, Parsed},
+    track_flows, FLOWS, IFACE_STATS,
+};
+
+/// Direct access to the linear part of an XDP buffer.
+struct XdpFrame {
+    start: usize,
+    end: usize,
+}
+
+impl Frame for XdpFrame {
+    #[inline(always)]
+    fn read_into<const N: usize>(&self, offset: usize, dst: &mut [u8; N]) -> bool {
+        let at = self.start + offset;
+        if at + N > self.end {
+            return false;
+        }
+        // SAFETY: the range lies inside the packet, checked just above.
+        *dst = unsafe { *(at as *const [u8; N]) };
+        true
+    }
+}
+
+/// A socket buffer: direct access to the linear part, and the load helper past it, since
+/// headers of a locally built packet are not always linear.
+pub struct SkbFrame {
+    skb: *mut __sk_buff,
+    start: usize,
+    end: usize,
+}
+
+impl SkbFrame {
+    #[inline(always)]
+    pub fn new(skb: *mut __sk_buff) -> Self {
+        // SAFETY: `skb` is the program's context pointer.
+        let (start, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
+        Self { skb, start, end }
+    }
+}
+
+impl Frame for SkbFrame {
+    #[inline(always)]
+    fn read_into<const N: usize>(&self, offset: usize, dst: &mut [u8; N]) -> bool {
+        let at = self.start + offset;
+        if at + N <= self.end {
+            // SAFETY: inside the linear part, checked just above.
+            *dst = unsafe { *(at as *const [u8; N]) };
+            return true;
+        }
+        // SAFETY: the helper checks the range against the whole packet and fills `dst` only on
+        // success.
+        let ret = unsafe {
+            bpf_skb_load_bytes(self.skb.cast(), offset as u32, dst.as_mut_ptr().cast(), N as u32)
+        };
+        ret == 0
+    }
+}
+
+pub fn on_ingress(ctx: &XdpContext) {
+    // SAFETY: reading fields of the program's own context.
+    let (ifindex, len) = unsafe { ((*ctx.ctx).ingress_ifindex, bpf_xdp_get_buff_len(ctx.ctx)) };
+    let frame = XdpFrame {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    };
+    let mut headers = IpHeaders::default();
+    let parsed = packet::parse_ethernet(&frame, &mut headers);
+    account(ifindex, len, parsed, &headers, false);
+}
+
+pub fn on_egress(ctx: &TcContext) {
+    let skb = ctx.skb.skb;
+    // SAFETY: reading fields of the program's own context.
+    let (ifindex, len) = unsafe { ((*skb).ifindex, u64::from((*skb).len)) };
+    let mut headers = IpHeaders::default();
+    let parsed = packet::parse_ethernet(&SkbFrame::new(skb), &mut headers);
+    account(ifindex, len, parsed, &headers, true);
+}
+
+#[inline(always)]
+fn account(ifindex: u32, len: u64, parsed: Parsed, headers: &IpHeaders, egress: bool) {
+    let Some(stats) = iface_entry(ifindex) else {
+        bump(counter::IFACE_MAP_FULL);
+        return;
+    };
+    // SAFETY: this CPU's value of a per-CPU map; nothing else writes it while we run.
+    let stats = unsafe { &mut *stats };
+    if egress {
+        stats.tx_bytes += len;
+        stats.tx_packets += 1;
+    } else {
+        stats.rx_bytes += len;
+        stats.rx_packets += 1;
+    }
+    match parsed {
+        Parsed::Ip => {
+            if track_flows() {
+                count_flow(ifindex, headers, len, egress);
+            }
+        }
+        Parsed::NonIp if egress => stats.tx_non_ip += 1,
+        Parsed::NonIp => stats.rx_non_ip += 1,
+        Parsed::Malformed if egress => stats.tx_malformed += 1,
+        Parsed::Malformed => stats.rx_malformed += 1,
+    }
+}
+
+#[inline(always)]
+fn iface_entry(ifindex: u32) -> Option<*mut IfaceCounters> {
+    if let Some(stats) = IFACE_STATS.get_ptr_mut(ifindex) {
+        return Some(stats);
+    }
+    // Userspace creates entries for the interfaces it attaches to; this covers one it did not
+    // know about (attached by another kaipo, or created since).
+    let _ = IFACE_STATS.insert(ifindex, IfaceCounters::default(), u64::from(BPF_NOEXIST));
+    IFACE_STATS.get_ptr_mut(ifindex)
+}
+
+#[inline(always)]
+fn count_flow(ifindex: u32, h: &IpHeaders, len: u64, egress: bool) {
+    let key = if egress {
+        FlowKey {
+            ifindex,
+            vlan: h.vlan,
+            proto: h.proto,
+            family: h.family,
+            local_port: h.src_port,
+            remote_port: h.dst_port,
+            local_addr: h.src,
+            remote_addr: h.dst,
+        }
+    } else {
+        FlowKey {
+            ifindex,
+            vlan: h.vlan,
+            proto: h.proto,
+            family: h.family,
+            local_port: h.dst_port,
+            remote_port: h.src_port,
+            local_addr: h.dst,
+            remote_addr: h.src,
+        }
+    };
+    if let Some(flow) = FLOWS.get_ptr_mut(&key) {
+        // SAFETY: this CPU's value of a per-CPU map.
+        add_flow(unsafe { &mut *flow }, len, egress);
+        return;
+    }
+    let mut fresh = FlowCounters::default();
+    add_flow(&mut fresh, len, egress);
+    match FLOWS.insert(&key, &fresh, u64::from(BPF_NOEXIST)) {
+        Ok(()) => bump(counter::FLOW_CREATED),
+        // Another CPU created it between our lookup and insert: add to our own slot of it.
+        Err(_) => match FLOWS.get_ptr_mut(&key) {
+            // SAFETY: this CPU's value of a per-CPU map.
+            Some(flow) => add_flow(unsafe { &mut *flow }, len, egress),
+            None => bump(counter::FLOW_MAP_FULL),
+        },
+    }
+}
+
+#[inline(always)]
+fn add_flow(flow: &mut FlowCounters, len: u64, egress: bool) {
+    if egress {
+        flow.tx_bytes += len;
+        flow.tx_packets += 1;
+    } else {
+        flow.rx_bytes += len;
+        flow.rx_packets += 1;
+    }
+}

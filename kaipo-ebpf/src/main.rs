@@ -1,0 +1,141 @@
+//! kaipo's kernel programs.
+//!
+//! - `kaipo_xdp` (ingress) and `kaipo_tc_egress` count bytes and packets per interface and per
+//!   flow in per-CPU maps.
+//! - `kaipo_sock_ingress` / `kaipo_sock_egress` (cgroup_skb at the cgroup v2 root) count IP-layer
+//!   bytes per socket cookie, for sockets of every network namespace.
+//! - `kaipo_sock_create`, `kaipo_send` and `kaipo_recv` record which process owns each socket, in
+//!   that process's context; `kaipo_sock_release` reports a socket's final counters and
+//!   `kaipo_proc_exit` a process's exit. These go to userspace through the ring buffer, once per
+//!   socket and owner, never per packet.
+#![no_std]
+#![no_main]
+#![feature(core_intrinsics)]
+#![expect(internal_features, reason = "atomic adds on map values need core::intrinsics on the BPF target")]
+
+mod iface;
+mod owner;
+mod packet;
+mod sock;
+
+use aya_ebpf::{
+    macros::{btf_tracepoint, cgroup_skb, cgroup_sock, classifier, map, xdp},
+    maps::{HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{BtfTracePointContext, SkBuffContext, SockContext, TcContext, XdpContext},
+};
+use kaipo_common::{
+    counter, FlowCounters, FlowKey, IfaceCounters, SockStats, MAX_FLOWS, MAX_IFACES, MAX_SOCKETS,
+    RINGBUF_BYTES,
+};
+
+#[map]
+static IFACE_STATS: PerCpuHashMap<u32, IfaceCounters> = PerCpuHashMap::with_max_entries(MAX_IFACES, 0);
+
+/// Flows are many and come and go; the LRU map makes room for new ones by evicting the least
+/// recently used, and userspace derives the eviction count from `counter::FLOW_CREATED`.
+#[map]
+static FLOWS: LruPerCpuHashMap<FlowKey, FlowCounters> =
+    LruPerCpuHashMap::with_max_entries(MAX_FLOWS, 0);
+
+/// Shared (not per-CPU) so that the release hook can report a socket's final counters; updated
+/// with atomic adds.
+#[map]
+static SOCK_STATS: HashMap<u64, SockStats> = HashMap::with_max_entries(MAX_SOCKETS, 0);
+
+/// Socket cookie to the tgid last reported as its owner, so an owner is sent once per socket and
+/// owner rather than once per send or receive call.
+#[map]
+static OWNERS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(RINGBUF_BYTES, 0);
+
+#[map]
+static SCRATCH_SOCK: PerCpuArray<SockStats> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Set at load time: 0 turns per-flow accounting off and leaves only interface counters.
+#[unsafe(no_mangle)]
+static TRACK_FLOWS: u8 = 1;
+
+#[inline(always)]
+fn bump(slot: u32) {
+    if let Some(value) = COUNTERS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot of this CPU; programs do not migrate while running.
+        unsafe { *value += 1 };
+    }
+}
+
+#[inline(always)]
+fn track_flows() -> bool {
+    // SAFETY: a global of the object file, read through a volatile load so the value set at load
+    // time is seen rather than the compile-time initialiser.
+    unsafe { core::ptr::read_volatile(&TRACK_FLOWS) != 0 }
+}
+
+#[xdp(frags)]
+pub fn kaipo_xdp(ctx: XdpContext) -> u32 {
+    iface::on_ingress(&ctx);
+    aya_ebpf::bindings::xdp_action::XDP_PASS
+}
+
+#[classifier]
+pub fn kaipo_tc_egress(ctx: TcContext) -> i32 {
+    iface::on_egress(&ctx);
+    // TC_ACT_UNSPEC, which TCX calls TCX_NEXT: let the next program or the default action decide.
+    -1
+}
+
+#[cgroup_skb]
+pub fn kaipo_sock_ingress(ctx: SkBuffContext) -> i32 {
+    sock::count(&ctx, false);
+    1
+}
+
+#[cgroup_skb]
+pub fn kaipo_sock_egress(ctx: SkBuffContext) -> i32 {
+    sock::count(&ctx, true);
+    1
+}
+
+#[cgroup_sock(sock_create)]
+pub fn kaipo_sock_create(ctx: SockContext) -> i32 {
+    owner::on_create(&ctx);
+    1
+}
+
+#[cgroup_sock(sock_release)]
+pub fn kaipo_sock_release(ctx: SockContext) -> i32 {
+    owner::on_release(&ctx);
+    1
+}
+
+#[btf_tracepoint(function = "sock_send_length")]
+pub fn kaipo_send(ctx: BtfTracePointContext) -> i32 {
+    owner::on_send_or_recv(&ctx, kaipo_common::OWNER_FROM_SEND);
+    0
+}
+
+#[btf_tracepoint(function = "sock_recv_length")]
+pub fn kaipo_recv(ctx: BtfTracePointContext) -> i32 {
+    owner::on_send_or_recv(&ctx, kaipo_common::OWNER_FROM_RECV);
+    0
+}
+
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn kaipo_proc_exit(_ctx: BtfTracePointContext) -> i32 {
+    owner::on_exit();
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

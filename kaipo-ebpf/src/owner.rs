@@ -1,0 +1,138 @@
+//! Socket ownership and lifecycle events.
+//!
+//! Packets are counted per socket in softirq context, where the owning process is unknown. These
+//! hooks run in the owner's own context (socket creation, every send and receive call) and tie
+//! the socket cookie to the process. The `OWNERS` map keeps one event per socket and owner: a
+//! socket reported once stays quiet until another process (a forked child, a process handed the
+//! descriptor) uses it.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_probe_read_kernel,
+        generated::{
+            bpf_get_current_cgroup_id, bpf_get_netns_cookie, bpf_get_socket_cookie,
+            bpf_ktime_get_ns,
+        },
+    },
+    programs::{BtfTracePointContext, SockContext},
+};
+use kaipo_common::{
+    counter, Event, SockStats, EVENT_PROC_EXIT, EVENT_SOCK_CLOSE, EVENT_SOCK_OWNER, FAMILY_IPV4,
+    FAMILY_IPV6, OWNER_FROM_CREATE,
+};
+
+use crate::{bump, EVENTS, OWNERS, SOCK_STATS};
+
+/// `offsetof(struct sock_common, skc_family)`: after the address pair (8), hash (4) and port
+/// hashes (4). This layout has not moved since the struct was introduced.
+const SKC_FAMILY_OFFSET: usize = 16;
+
+pub fn on_create(ctx: &SockContext) {
+    let sock = ctx.sock;
+    // SAFETY: the program's own context.
+    let family = unsafe { (*sock).family };
+    if family != u32::from(FAMILY_IPV4) && family != u32::from(FAMILY_IPV6) {
+        return;
+    }
+    // SAFETY: helpers reading the context socket.
+    let (cookie, netns) =
+        unsafe { (bpf_get_socket_cookie(sock.cast()), bpf_get_netns_cookie(sock.cast())) };
+    record_owner(cookie, OWNER_FROM_CREATE, netns);
+}
+
+pub fn on_send_or_recv(ctx: &BtfTracePointContext, source: u32) {
+    let sk: *const u8 = ctx.arg(0);
+    if sk.is_null() {
+        return;
+    }
+    // SAFETY: `sk` is the tracepoint's `struct sock *`; the helper checks the read.
+    let family: u16 = match unsafe { bpf_probe_read_kernel(sk.add(SKC_FAMILY_OFFSET).cast()) } {
+        Ok(family) => family,
+        Err(_) => return,
+    };
+    if family != u16::from(FAMILY_IPV4) && family != u16::from(FAMILY_IPV6) {
+        return;
+    }
+    // SAFETY: the helper takes the tracepoint's socket pointer as is.
+    let cookie = unsafe { bpf_get_socket_cookie(sk as *mut c_void) };
+    record_owner(cookie, source, 0);
+}
+
+#[inline(always)]
+fn record_owner(cookie: u64, source: u32, netns_cookie: u64) {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: a plain read of a u32 value; a concurrent update can at worst cause one extra event.
+    if unsafe { OWNERS.get(cookie) }.is_some_and(|owner| *owner == tgid) {
+        return;
+    }
+    if !emit(EVENT_SOCK_OWNER, cookie, source, netns_cookie, None) {
+        // Not reported, so not remembered either: the next call tries again.
+        return;
+    }
+    if OWNERS.insert(cookie, tgid, 0).is_err() {
+        bump(counter::OWNER_MAP_FULL);
+    }
+}
+
+pub fn on_release(ctx: &SockContext) {
+    // SAFETY: helper reading the context socket.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
+    let stats = SOCK_STATS.get_ptr(cookie);
+    // SAFETY: a lookup only; the pointer is not kept.
+    if stats.is_some() || unsafe { OWNERS.get(cookie) }.is_some() {
+        emit(EVENT_SOCK_CLOSE, cookie, 0, 0, stats);
+    }
+    let _ = SOCK_STATS.remove(cookie);
+    let _ = OWNERS.remove(cookie);
+}
+
+pub fn on_exit() {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // Threads exit too; only the thread-group leader's exit ends the process.
+    if pid_tgid >> 32 != pid_tgid & 0xffff_ffff {
+        return;
+    }
+    emit(EVENT_PROC_EXIT, 0, 0, 0, None);
+}
+
+/// Writes one event about the current task. Returns false (and counts it) when the ring buffer
+/// is full.
+#[inline(always)]
+fn emit(kind: u32, cookie: u64, source: u32, netns_cookie: u64, stats: Option<*const SockStats>) -> bool {
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        bump(counter::RINGBUF_FULL);
+        return false;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    // SAFETY: helpers without arguments that are safe to call from any program context.
+    let (cgroup_id, ts_ns) = unsafe { (bpf_get_current_cgroup_id(), bpf_ktime_get_ns()) };
+    // Filled in place: an `Event` is too large to build on the BPF stack and copy.
+    let event = entry.as_mut_ptr();
+    // SAFETY: `event` points to a reserved, exclusively owned record of `size_of::<Event>()`
+    // bytes; every field is written before the record is submitted. `stats` points to a live
+    // map value, copied while the map entry still exists (a packet racing with release can at
+    // worst be left out of the final figures and is then counted under a fresh entry).
+    unsafe {
+        (*event).kind = kind;
+        (*event).tgid = (pid_tgid >> 32) as u32;
+        (*event).tid = pid_tgid as u32;
+        (*event).uid = uid_gid as u32;
+        (*event).gid = (uid_gid >> 32) as u32;
+        (*event).source = source;
+        (*event).cookie = cookie;
+        (*event).cgroup_id = cgroup_id;
+        (*event).netns_cookie = netns_cookie;
+        (*event).ts_ns = ts_ns;
+        (*event).comm = bpf_get_current_comm().unwrap_or_default();
+        match stats {
+            Some(stats) => (*event).stats = *stats,
+            None => (*event).stats = SockStats::default(),
+        }
+    }
+    entry.submit(0);
+    true
+}

@@ -1,0 +1,122 @@
+//! Per-socket IP-layer accounting for the cgroup_skb programs.
+//!
+//! Attached at the cgroup v2 root, these see every packet that enters or leaves a socket of any
+//! process in any network namespace, with the packet starting at its IP header.
+
+use core::intrinsics::{atomic_xadd, AtomicOrdering};
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST, helpers::generated::bpf_get_socket_cookie, programs::SkBuffContext,
+};
+use kaipo_common::{counter, SockStats, LOOPBACK_IFINDEX, PROTO_UDP, SOCK_FLAG_MANY_REMOTES};
+
+use crate::{
+    bump,
+    iface::SkbFrame,
+    packet::{self, IpHeaders, Parsed},
+    SCRATCH_SOCK, SOCK_STATS,
+};
+
+pub fn count(ctx: &SkBuffContext, egress: bool) {
+    let skb = ctx.skb.skb;
+    // SAFETY: the program's own context; the helper only reads the socket it points to.
+    let cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
+    if cookie == 0 {
+        return;
+    }
+    // SAFETY: reading fields of the program's own context.
+    let (len, segs, ifindex) = unsafe { ((*skb).len, (*skb).gso_segs, (*skb).ifindex) };
+    let len = u64::from(len);
+    // A GSO packet is one buffer here but leaves as `gso_segs` packets on the wire.
+    let packets = u64::from(segs.max(1));
+    let loopback = ifindex == LOOPBACK_IFINDEX;
+
+    if let Some(stats) = SOCK_STATS.get_ptr_mut(cookie) {
+        // SAFETY: a value of a shared map, updated only through atomic adds and the
+        // `flags` byte below.
+        let stats = unsafe { &mut *stats };
+        add(stats, len, packets, egress, loopback);
+        if stats.proto == PROTO_UDP && stats.flags & SOCK_FLAG_MANY_REMOTES == 0 {
+            note_remote(stats, ctx, egress);
+        }
+        return;
+    }
+
+    // Built in a per-CPU scratch slot: the stack is too small for it and the parsed headers.
+    let Some(fresh) = SCRATCH_SOCK.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch slot; programs do not migrate while they run.
+    let fresh = unsafe { &mut *fresh };
+    *fresh = SockStats::default();
+    let mut h = IpHeaders::default();
+    if packet::parse_ip(&SkbFrame::new(skb), &mut h) == Parsed::Ip {
+        orient(fresh, &h, egress);
+    }
+    let (bytes, pkts) = slot(fresh, egress, loopback);
+    *bytes = len;
+    *pkts = packets;
+    if SOCK_STATS.insert(cookie, &*fresh, u64::from(BPF_NOEXIST)).is_ok() {
+        return;
+    }
+    // Lost the race to another CPU inserting the same socket, or the map is full.
+    match SOCK_STATS.get_ptr_mut(cookie) {
+        // SAFETY: as above.
+        Some(stats) => add(unsafe { &mut *stats }, len, packets, egress, loopback),
+        None => bump(counter::SOCK_MAP_FULL),
+    }
+}
+
+#[inline(always)]
+fn slot(stats: &mut SockStats, egress: bool, loopback: bool) -> (&mut u64, &mut u64) {
+    match (egress, loopback) {
+        (true, false) => (&mut stats.tx_bytes, &mut stats.tx_packets),
+        (false, false) => (&mut stats.rx_bytes, &mut stats.rx_packets),
+        (true, true) => (&mut stats.lo_tx_bytes, &mut stats.lo_tx_packets),
+        (false, true) => (&mut stats.lo_rx_bytes, &mut stats.lo_rx_packets),
+    }
+}
+
+#[inline(always)]
+fn add(stats: &mut SockStats, len: u64, packets: u64, egress: bool, loopback: bool) {
+    let (bytes, pkts) = slot(stats, egress, loopback);
+    // Several CPUs can carry packets of one socket at once.
+    // `core::sync::atomic` offers no read-modify-write on the BPF target, so the intrinsic is used
+    // directly; with the result unused LLVM emits the kernel's atomic add instruction.
+    // SAFETY: both point into a live map value, 8-byte aligned.
+    unsafe {
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(bytes, len);
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(pkts, packets);
+    }
+}
+
+/// Records the local and remote endpoint of a socket from the first packet seen.
+#[inline(always)]
+fn orient(stats: &mut SockStats, h: &IpHeaders, egress: bool) {
+    stats.family = h.family;
+    stats.proto = h.proto;
+    if egress {
+        stats.local_addr = h.src;
+        stats.local_port = h.src_port;
+        stats.remote_addr = h.dst;
+        stats.remote_port = h.dst_port;
+    } else {
+        stats.local_addr = h.dst;
+        stats.local_port = h.dst_port;
+        stats.remote_addr = h.src;
+        stats.remote_port = h.src_port;
+    }
+}
+
+/// An unconnected UDP socket may talk to many peers; flag it once a second peer shows up so the
+/// recorded remote is not mistaken for the only one.
+#[inline(always)]
+fn note_remote(stats: &mut SockStats, ctx: &SkBuffContext, egress: bool) {
+    let mut h = IpHeaders::default();
+    if packet::parse_ip(&SkbFrame::new(ctx.skb.skb), &mut h) == Parsed::Ip {
+        let (addr, port) = if egress { (h.dst, h.dst_port) } else { (h.src, h.src_port) };
+        if addr != stats.remote_addr || port != stats.remote_port {
+            stats.flags |= SOCK_FLAG_MANY_REMOTES;
+        }
+    }
+}
