@@ -116,8 +116,9 @@ pub const OWNER_FROM_RECV: u32 = 3;
 ///
 /// - `EVENT_SOCK_OWNER`: socket `cookie` is now owned by process `tgid` (first seen, or a new
 ///   owner after fork or fd passing). Sent once per socket and owner.
-/// - `EVENT_SOCK_CLOSE`: socket `cookie` was released; `stats` holds its final counters and the
-///   kernel has dropped its map entry.
+/// - `EVENT_SOCK_CLOSE`: socket `cookie` was released; `stats` holds its counters at that moment.
+///   The map entry stays (a closing TCP socket still sends its last segments); userspace removes
+///   it once it has gone quiet.
 /// - `EVENT_PROC_EXIT`: process `tgid` exited.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

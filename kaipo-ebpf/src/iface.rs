@@ -32,32 +32,22 @@ impl Frame for XdpFrame {
     }
 }
 
-/// A socket buffer: direct access to the linear part, and the load helper past it, since
-/// headers of a locally built packet are not always linear.
+/// A socket buffer, read through the load helper: it handles headers outside the linear part,
+/// and the verifier accepts it in every program type without packet-pointer bookkeeping.
 pub struct SkbFrame {
     skb: *mut __sk_buff,
-    start: usize,
-    end: usize,
 }
 
 impl SkbFrame {
     #[inline(always)]
     pub fn new(skb: *mut __sk_buff) -> Self {
-        // SAFETY: `skb` is the program's context pointer.
-        let (start, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
-        Self { skb, start, end }
+        Self { skb }
     }
 }
 
 impl Frame for SkbFrame {
     #[inline(always)]
     fn read_into<const N: usize>(&self, offset: usize, dst: &mut [u8; N]) -> bool {
-        let at = self.start + offset;
-        if at + N <= self.end {
-            // SAFETY: inside the linear part, checked just above.
-            *dst = unsafe { *(at as *const [u8; N]) };
-            return true;
-        }
         // SAFETY: the helper checks the range against the whole packet and fills `dst` only on
         // success.
         let ret = unsafe {

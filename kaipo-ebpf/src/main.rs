@@ -5,7 +5,7 @@
 //! - `kaipo_sock_ingress` / `kaipo_sock_egress` (cgroup_skb at the cgroup v2 root) count IP-layer
 //!   bytes per socket cookie, for sockets of every network namespace.
 //! - `kaipo_sock_create`, `kaipo_send` and `kaipo_recv` record which process owns each socket, in
-//!   that process's context; `kaipo_sock_release` reports a socket's final counters and
+//!   that process's context; `kaipo_sock_release` reports a socket's counters at close and
 //!   `kaipo_proc_exit` a process's exit. These go to userspace through the ring buffer, once per
 //!   socket and owner, never per packet.
 #![no_std]

@@ -85,7 +85,8 @@ pub fn on_release(ctx: &SockContext) {
     if stats.is_some() || unsafe { OWNERS.get(cookie) }.is_some() {
         emit(EVENT_SOCK_CLOSE, cookie, 0, 0, stats);
     }
-    let _ = SOCK_STATS.remove(cookie);
+    // The counters stay: a closed TCP socket still sends its last segments and FIN, which keep
+    // adding to the same entry. Userspace removes the entry once it has gone quiet.
     let _ = OWNERS.remove(cookie);
 }
 

@@ -1,1 +1,15 @@
+//! kaipo: which process is using the network, counted in the kernel.
 
+pub mod accounting;
+pub mod cli;
+pub mod collect;
+#[cfg(target_os = "linux")]
+pub mod doctor;
+pub mod format;
+pub mod model;
+#[cfg(target_os = "linux")]
+pub mod privilege;
+#[cfg(target_os = "linux")]
+pub mod procinfo;
+#[cfg(target_os = "linux")]
+pub mod watch;

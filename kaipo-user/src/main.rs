@@ -1,1 +1,49 @@
-fn main() {}
+//! The `kaipo` binary: parse the command line, run, and turn failures into a message and an
+//! exit code.
+
+use std::{io, process::ExitCode};
+
+use clap::Parser as _;
+use kaipo::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::new().parse_filters(&cli.log_level).init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("kaipo: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match cli.command {
+        Command::Watch(args) => {
+            let opts = kaipo::watch::WatchOptions {
+                interval: args.interval,
+                duration: args.duration,
+                ifaces: args.ifaces,
+                json: args.json,
+                include_loopback: args.include_loopback,
+                top: args.top,
+            };
+            let mut stdout = io::stdout().lock();
+            runtime.block_on(kaipo::watch::run(&opts, &mut stdout))
+        }
+        Command::Doctor(args) => {
+            let mut stdout = io::stdout().lock();
+            runtime.block_on(kaipo::doctor::run(args.json, &mut stdout))
+        }
+    }
+}
+
+/// Output cut off by a closed pipe (`kaipo watch | head`) is a normal way to stop.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}

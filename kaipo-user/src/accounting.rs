@@ -1,0 +1,425 @@
+//! Turning cumulative kernel counters and lifecycle events into per-interval deltas per
+//! process, connection and interface.
+//!
+//! The kernel keeps running totals per socket; this keeps the last total seen for each, so the
+//! delta of an interval is the difference. A socket's close event carries its totals at close,
+//! which covers a socket that closed (and whose entry may be gone) between two reads. Totals
+//! only grow, so the larger of the map's figure and the close figure is the truth.
+//!
+//! Ownership arrives separately (an owner event per socket and process). Bytes of a socket whose
+//! owner is not known yet are held back for a short grace period, because for an accepted or
+//! pre-existing socket the owner shows itself on its first send or receive call, which may come
+//! just after the first packets. Only when the grace runs out are they reported unattributed.
+
+use std::collections::{HashMap, HashSet};
+
+use kaipo_common::{
+    counter, Event, IfaceCounters, SockStats, EVENT_PROC_EXIT, EVENT_SOCK_CLOSE, EVENT_SOCK_OWNER,
+};
+
+use crate::collect::{Interface, KernelSample};
+
+/// Intervals a socket's bytes wait for its owner before being called unattributed.
+pub const OWNER_GRACE_INTERVALS: u32 = 2;
+/// Intervals a closed socket must stay unchanged before its counters are dropped.
+pub const CLOSED_QUIET_INTERVALS: u32 = 2;
+
+/// The process a socket belongs to, as the kernel saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub tgid: u32,
+    pub comm: String,
+    pub uid: u32,
+    pub cgroup_id: u64,
+}
+
+/// Bytes and packets in both directions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+}
+
+impl Traffic {
+    pub fn is_zero(&self) -> bool {
+        *self == Self::default()
+    }
+
+    pub fn add(&mut self, other: &Traffic) {
+        self.rx_bytes += other.rx_bytes;
+        self.rx_packets += other.rx_packets;
+        self.tx_bytes += other.tx_bytes;
+        self.tx_packets += other.tx_packets;
+    }
+
+    /// `self - earlier`, each field on its own; a field that went down means the counter was
+    /// restarted, and then all of it is new.
+    fn since(&self, earlier: &Traffic) -> Traffic {
+        let d = |now: u64, then: u64| if now >= then { now - then } else { now };
+        Traffic {
+            rx_bytes: d(self.rx_bytes, earlier.rx_bytes),
+            rx_packets: d(self.rx_packets, earlier.rx_packets),
+            tx_bytes: d(self.tx_bytes, earlier.tx_bytes),
+            tx_packets: d(self.tx_packets, earlier.tx_packets),
+        }
+    }
+
+    fn max(&self, other: &Traffic) -> Traffic {
+        Traffic {
+            rx_bytes: self.rx_bytes.max(other.rx_bytes),
+            rx_packets: self.rx_packets.max(other.rx_packets),
+            tx_bytes: self.tx_bytes.max(other.tx_bytes),
+            tx_packets: self.tx_packets.max(other.tx_packets),
+        }
+    }
+}
+
+/// A socket's totals split by path: loopback is kept apart so it can be left out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct SockTotals {
+    net: Traffic,
+    lo: Traffic,
+}
+
+impl SockTotals {
+    fn from_stats(s: &SockStats) -> Self {
+        Self {
+            net: Traffic {
+                rx_bytes: s.rx_bytes,
+                rx_packets: s.rx_packets,
+                tx_bytes: s.tx_bytes,
+                tx_packets: s.tx_packets,
+            },
+            lo: Traffic {
+                rx_bytes: s.lo_rx_bytes,
+                rx_packets: s.lo_rx_packets,
+                tx_bytes: s.lo_tx_bytes,
+                tx_packets: s.lo_tx_packets,
+            },
+        }
+    }
+
+    fn since(&self, earlier: &Self) -> Self {
+        Self { net: self.net.since(&earlier.net), lo: self.lo.since(&earlier.lo) }
+    }
+
+    fn max(&self, other: &Self) -> Self {
+        Self { net: self.net.max(&other.net), lo: self.lo.max(&other.lo) }
+    }
+
+    fn counted(&self, include_loopback: bool) -> Traffic {
+        let mut t = self.net;
+        if include_loopback {
+            t.add(&self.lo);
+        }
+        t
+    }
+}
+
+/// What a socket is, from its first packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    pub family: u8,
+    pub proto: u8,
+    pub local_addr: [u8; 16],
+    pub local_port: u16,
+    pub remote_addr: [u8; 16],
+    pub remote_port: u16,
+    pub many_remotes: bool,
+}
+
+impl Endpoints {
+    fn from_stats(s: &SockStats) -> Self {
+        Self {
+            family: s.family,
+            proto: s.proto,
+            local_addr: s.local_addr,
+            local_port: s.local_port,
+            remote_addr: s.remote_addr,
+            remote_port: s.remote_port,
+            many_remotes: s.flags & kaipo_common::SOCK_FLAG_MANY_REMOTES != 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct SocketState {
+    last: SockTotals,
+    /// Totals reported by the close event, if the socket closed.
+    closed: Option<SockTotals>,
+    /// Intervals since close during which nothing changed.
+    quiet_since_close: u32,
+    endpoints: Endpoints,
+    /// Delta waiting for an owner, and for how many intervals it has waited.
+    pending: SockTotals,
+    pending_age: u32,
+}
+
+/// One connection's share of an interval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionDelta {
+    pub cookie: u64,
+    pub owner: Owner,
+    pub endpoints: Endpoints,
+    pub traffic: Traffic,
+}
+
+/// Everything that changed during one interval.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IntervalDelta {
+    /// Per tgid.
+    pub processes: HashMap<u32, (Owner, Traffic)>,
+    pub connections: Vec<ConnectionDelta>,
+    pub interfaces: Vec<(Interface, IfaceCounters)>,
+    pub unattributed: Traffic,
+    /// Processes that exited during the interval: tgid, comm, uid.
+    pub exited: Vec<(u32, String, u32)>,
+    pub lost: Lost,
+}
+
+/// Per-interval counts of what could not be recorded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Lost {
+    /// Lifecycle events dropped because the ring buffer was full.
+    pub ringbuf_full: u64,
+    /// Sockets whose counters found no room in the socket map.
+    pub sock_map_full: u64,
+    pub owner_map_full: u64,
+    /// Flow entries that could not be created at all.
+    pub flow_map_full: u64,
+    /// Flow entries the kernel evicted to make room for new ones (least recently used first).
+    pub flow_evictions: u64,
+    pub iface_map_full: u64,
+    /// Ring-buffer records kaipo could not read.
+    pub malformed_events: u64,
+}
+
+/// Keeps the state that turns samples into deltas.
+pub struct Accountant {
+    include_loopback: bool,
+    sockets: HashMap<u64, SocketState>,
+    owners: HashMap<u64, Owner>,
+    ifaces: HashMap<u32, IfaceCounters>,
+    counters: [u64; counter::COUNT as usize],
+    flow_evictions_total: u64,
+    malformed_seen: u64,
+    exited: Vec<(u32, String, u32)>,
+    /// Sockets the collector may drop from the kernel map.
+    forget: Vec<u64>,
+}
+
+pub fn comm_to_string(comm: &[u8; 16]) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+impl Accountant {
+    pub fn new(include_loopback: bool) -> Self {
+        Self {
+            include_loopback,
+            sockets: HashMap::new(),
+            owners: HashMap::new(),
+            ifaces: HashMap::new(),
+            counters: [0; counter::COUNT as usize],
+            flow_evictions_total: 0,
+            malformed_seen: 0,
+            exited: Vec::new(),
+            forget: Vec::new(),
+        }
+    }
+
+    pub fn on_event(&mut self, event: &Event) {
+        match event.kind {
+            EVENT_SOCK_OWNER => {
+                self.owners.insert(
+                    event.cookie,
+                    Owner {
+                        tgid: event.tgid,
+                        comm: comm_to_string(&event.comm),
+                        uid: event.uid,
+                        cgroup_id: event.cgroup_id,
+                    },
+                );
+            }
+            EVENT_SOCK_CLOSE => {
+                let state = self.sockets.entry(event.cookie).or_default();
+                let totals = SockTotals::from_stats(&event.stats);
+                state.closed = Some(state.closed.map_or(totals, |c| c.max(&totals)));
+                if state.endpoints == Endpoints::default() {
+                    state.endpoints = Endpoints::from_stats(&event.stats);
+                }
+            }
+            EVENT_PROC_EXIT => {
+                self.exited.push((event.tgid, comm_to_string(&event.comm), event.uid));
+            }
+            _ => self.malformed_seen += 1,
+        }
+    }
+
+    pub fn owner_of(&self, cookie: u64) -> Option<&Owner> {
+        self.owners.get(&cookie)
+    }
+
+    /// Socket cookies the collector may now drop from the kernel map.
+    pub fn take_forgotten(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.forget)
+    }
+
+    /// Closes an interval: everything since the previous call. `final_interval` flushes
+    /// ownerless bytes as unattributed instead of holding them for later.
+    pub fn finish(
+        &mut self,
+        sample: &KernelSample,
+        malformed_events: u64,
+        final_interval: bool,
+    ) -> IntervalDelta {
+        let mut out = IntervalDelta::default();
+
+        for (iface, now) in &sample.ifaces {
+            let before = self.ifaces.insert(iface.ifindex, *now).unwrap_or_default();
+            out.interfaces.push((iface.clone(), iface_delta(now, &before)));
+        }
+
+        let mut seen = HashSet::with_capacity(sample.sockets.len());
+        for (cookie, stats) in &sample.sockets {
+            seen.insert(*cookie);
+            let totals = SockTotals::from_stats(stats);
+            let state = self.sockets.entry(*cookie).or_default();
+            if state.endpoints == Endpoints::default() || stats.flags != 0 {
+                state.endpoints = Endpoints::from_stats(stats);
+            }
+            Self::advance(state, totals);
+        }
+        // Closed sockets whose entry is no longer in the map: their close totals are final.
+        for (cookie, state) in self.sockets.iter_mut() {
+            if !seen.contains(cookie) {
+                if let Some(closed) = state.closed {
+                    Self::advance(state, closed);
+                }
+            }
+        }
+
+        let include_loopback = self.include_loopback;
+        let mut gone = Vec::new();
+        for (cookie, state) in self.sockets.iter_mut() {
+            let pending = state.pending.counted(include_loopback);
+            if !state.pending.net.is_zero() || !state.pending.lo.is_zero() {
+                match self.owners.get(cookie) {
+                    Some(owner) => {
+                        if !pending.is_zero() {
+                            let entry = out
+                                .processes
+                                .entry(owner.tgid)
+                                .or_insert_with(|| (owner.clone(), Traffic::default()));
+                            entry.1.add(&pending);
+                            out.connections.push(ConnectionDelta {
+                                cookie: *cookie,
+                                owner: owner.clone(),
+                                endpoints: state.endpoints,
+                                traffic: pending,
+                            });
+                        }
+                        state.pending = SockTotals::default();
+                        state.pending_age = 0;
+                    }
+                    None if final_interval || state.pending_age >= OWNER_GRACE_INTERVALS => {
+                        out.unattributed.add(&pending);
+                        state.pending = SockTotals::default();
+                        state.pending_age = 0;
+                    }
+                    None => state.pending_age += 1,
+                }
+            }
+            if state.closed.is_some() && !seen.contains(cookie) {
+                gone.push(*cookie);
+            } else if state.closed.is_some() && state.quiet_since_close >= CLOSED_QUIET_INTERVALS {
+                self.forget.push(*cookie);
+                gone.push(*cookie);
+            }
+        }
+        for cookie in gone {
+            if self.sockets.get(&cookie).is_some_and(|s| s.pending.net.is_zero() && s.pending.lo.is_zero()) {
+                self.sockets.remove(&cookie);
+                self.owners.remove(&cookie);
+            }
+        }
+        out.connections.sort_by(|a, b| {
+            let total = |c: &ConnectionDelta| c.traffic.rx_bytes + c.traffic.tx_bytes;
+            total(b).cmp(&total(a)).then(a.cookie.cmp(&b.cookie))
+        });
+
+        out.exited = std::mem::take(&mut self.exited);
+        out.lost = self.lost(sample, malformed_events);
+        out
+    }
+
+    /// Moves a socket to new totals, adding the difference to its pending delta.
+    fn advance(state: &mut SocketState, mut totals: SockTotals) {
+        if let Some(closed) = state.closed {
+            totals = totals.max(&closed);
+        }
+        let delta = totals.since(&state.last);
+        let changed = !delta.net.is_zero() || !delta.lo.is_zero();
+        state.last = totals;
+        if changed {
+            state.pending.net.add(&delta.net);
+            state.pending.lo.add(&delta.lo);
+            state.quiet_since_close = 0;
+        } else if state.closed.is_some() {
+            state.quiet_since_close += 1;
+        }
+    }
+
+    fn lost(&mut self, sample: &KernelSample, malformed_events: u64) -> Lost {
+        let delta = |slot: u32, before: &[u64]| {
+            sample.counters[slot as usize].saturating_sub(before[slot as usize])
+        };
+        let before = self.counters;
+        // Every created flow is either still in the map or was evicted (kaipo never deletes
+        // flows itself), so evictions follow from the two counts.
+        let mut flow_evictions = 0;
+        if let Some(live) = sample.flows_live {
+            let total = sample.counters[counter::FLOW_CREATED as usize].saturating_sub(live);
+            flow_evictions = total.saturating_sub(self.flow_evictions_total);
+            self.flow_evictions_total = self.flow_evictions_total.max(total);
+        }
+        let lost = Lost {
+            ringbuf_full: delta(counter::RINGBUF_FULL, &before),
+            sock_map_full: delta(counter::SOCK_MAP_FULL, &before),
+            owner_map_full: delta(counter::OWNER_MAP_FULL, &before),
+            flow_map_full: delta(counter::FLOW_MAP_FULL, &before),
+            flow_evictions,
+            iface_map_full: delta(counter::IFACE_MAP_FULL, &before),
+            malformed_events: malformed_events + self.malformed_seen,
+        };
+        self.counters = sample.counters;
+        self.malformed_seen = 0;
+        lost
+    }
+
+    /// Sockets currently tracked, for tests and status.
+    pub fn tracked_sockets(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// Whether any bytes still wait for an owner.
+    pub fn has_pending(&self) -> bool {
+        self.sockets.values().any(|s| !s.pending.net.is_zero() || !s.pending.lo.is_zero())
+    }
+}
+
+fn iface_delta(now: &IfaceCounters, before: &IfaceCounters) -> IfaceCounters {
+    let d = |a: u64, b: u64| a.saturating_sub(b);
+    IfaceCounters {
+        rx_bytes: d(now.rx_bytes, before.rx_bytes),
+        rx_packets: d(now.rx_packets, before.rx_packets),
+        tx_bytes: d(now.tx_bytes, before.tx_bytes),
+        tx_packets: d(now.tx_packets, before.tx_packets),
+        rx_non_ip: d(now.rx_non_ip, before.rx_non_ip),
+        tx_non_ip: d(now.tx_non_ip, before.tx_non_ip),
+        rx_malformed: d(now.rx_malformed, before.rx_malformed),
+        tx_malformed: d(now.tx_malformed, before.tx_malformed),
+    }
+}

@@ -1,0 +1,212 @@
+//! Attaching each program, with the fallbacks the kernel may force on us.
+
+use std::fs::File;
+
+use aya::{
+    programs::{
+        tc::{self, NlOptions, TcAttachOptions},
+        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, LinkOrder,
+        Program, SchedClassifier, TcAttachType, Xdp, XdpMode,
+    },
+    Btf, Ebpf,
+};
+
+use super::error::{describe, EbpfCollectError};
+use crate::collect::{Degradation, Interface};
+
+/// On kernels with BPF links (5.7 on) aya attaches through a link, which the kernel always treats
+/// as one of many (other users of the cgroup hooks, such as systemd's IP accounting, keep
+/// working beside it) and which must be created without flags.
+const CGROUP_MODE: CgroupAttachMode = CgroupAttachMode::Single;
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, EbpfCollectError>
+where
+    &'a mut T: TryFrom<&'a mut Program>,
+{
+    ebpf.program_mut(name)
+        .ok_or(EbpfCollectError::Missing(name))?
+        .try_into()
+        .map_err(|_| EbpfCollectError::Missing(name))
+}
+
+fn load_err(program: &'static str) -> impl Fn(aya::programs::ProgramError) -> EbpfCollectError {
+    move |err| EbpfCollectError::Load { program, detail: describe(&err) }
+}
+
+/// Per-socket counting and the hooks that find each socket's owner. Counting is the core and
+/// must attach; the owner hooks degrade one by one.
+pub fn sockets(
+    ebpf: &mut Ebpf,
+    cgroup: &File,
+    btf: &Btf,
+    degradations: &mut Vec<Degradation>,
+) -> Result<(), EbpfCollectError> {
+    // Owners first, so that no socket created from here on is missed.
+    let create: &mut CgroupSock = program(ebpf, "kaipo_sock_create")?;
+    create.load().map_err(load_err("kaipo_sock_create"))?;
+    create.attach(cgroup, CGROUP_MODE).map_err(|err| {
+        EbpfCollectError::Attach {
+            program: "kaipo_sock_create",
+            target: "the cgroup v2 root".into(),
+            detail: describe(&err),
+        }
+    })?;
+
+    for (name, tracepoint, what) in [
+        (
+            "kaipo_send",
+            "sock_send_length",
+            "owners of sockets that existed before kaipo started or were accepted from a listener (send side)",
+        ),
+        (
+            "kaipo_recv",
+            "sock_recv_length",
+            "owners of sockets that existed before kaipo started or were accepted from a listener (receive side)",
+        ),
+        ("kaipo_proc_exit", "sched_process_exit", "process exit events"),
+    ] {
+        let prog: &mut BtfTracePoint = program(ebpf, name)?;
+        let result = prog
+            .load(tracepoint, btf)
+            .map_err(|err| describe(&err))
+            .and_then(|()| prog.attach().map(drop).map_err(|err| describe(&err)));
+        if let Err(why) = result {
+            degradations.push(Degradation {
+                what: format!("{what} (tracepoint {tracepoint})"),
+                why: format!("the kernel refused the program: {why}"),
+            });
+        }
+    }
+
+    for (name, attach_type) in [
+        ("kaipo_sock_ingress", CgroupSkbAttachType::Ingress),
+        ("kaipo_sock_egress", CgroupSkbAttachType::Egress),
+    ] {
+        let prog: &mut CgroupSkb = program(ebpf, name)?;
+        prog.load().map_err(load_err(name))?;
+        prog.attach(cgroup, attach_type, CGROUP_MODE).map_err(|err| {
+            EbpfCollectError::Attach {
+                program: name,
+                target: "the cgroup v2 root".into(),
+                detail: describe(&err),
+            }
+        })?;
+    }
+
+    let release: &mut CgroupSock = program(ebpf, "kaipo_sock_release")?;
+    let result = release
+        .load()
+        .map_err(|err| describe(&err))
+        .and_then(|()| {
+            release.attach(cgroup, CGROUP_MODE).map(drop).map_err(|err| describe(&err))
+        });
+    if let Err(why) = result {
+        degradations.push(Degradation {
+            what: "socket close events".into(),
+            why: format!(
+                "the kernel refused the program ({why}); closed sockets are noticed only when \
+                 their counters go quiet"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// XDP on ingress and TC on egress of each interface. An interface the user named must attach;
+/// one picked by default may be skipped with a note.
+pub fn interfaces(
+    ebpf: &mut Ebpf,
+    ifaces: &[Interface],
+    user_named: bool,
+    degradations: &mut Vec<Degradation>,
+) -> Result<(), EbpfCollectError> {
+    program::<Xdp>(ebpf, "kaipo_xdp")?.load().map_err(load_err("kaipo_xdp"))?;
+    program::<SchedClassifier>(ebpf, "kaipo_tc_egress")?
+        .load()
+        .map_err(load_err("kaipo_tc_egress"))?;
+
+    for iface in ifaces {
+        let outcome = attach_xdp(program(ebpf, "kaipo_xdp")?, iface, degradations)
+            .and_then(|()| attach_tc(program(ebpf, "kaipo_tc_egress")?, iface, degradations));
+        match outcome {
+            Ok(()) => {}
+            Err(err) if user_named => return Err(err),
+            Err(err) => degradations.push(Degradation {
+                what: format!("interface {}", iface.name),
+                why: format!("not monitored: {err}"),
+            }),
+        }
+    }
+    Ok(())
+}
+
+fn attach_xdp(
+    xdp: &mut Xdp,
+    iface: &Interface,
+    degradations: &mut Vec<Degradation>,
+) -> Result<(), EbpfCollectError> {
+    // Generic (SKB) mode first: it sees every frame the stack receives, with the length the
+    // interface statistics count, and needs nothing from the driver. Native mode changes how
+    // some drivers (veth among them) receive and count frames.
+    let first = match xdp.attach_to_if_index(iface.ifindex, XdpMode::Skb) {
+        Ok(_) => return Ok(()),
+        Err(err) => describe(&err),
+    };
+    match xdp.attach_to_if_index(iface.ifindex, XdpMode::Default) {
+        Ok(_) => {
+            degradations.push(Degradation {
+                what: format!("XDP on {}", iface.name),
+                why: format!("generic mode was refused ({first}); running in the driver's mode"),
+            });
+            Ok(())
+        }
+        Err(err) => Err(EbpfCollectError::Attach {
+            program: "kaipo_xdp",
+            target: iface.name.clone(),
+            detail: format!("{first}; native mode: {}", describe(&err)),
+        }),
+    }
+}
+
+fn attach_tc(
+    classifier: &mut SchedClassifier,
+    iface: &Interface,
+    degradations: &mut Vec<Degradation>,
+) -> Result<(), EbpfCollectError> {
+    let tcx = classifier.attach_with_options(
+        &iface.name,
+        TcAttachType::Egress,
+        TcAttachOptions::TcxOrder(LinkOrder::default()),
+    );
+    let tcx_err = match tcx {
+        Ok(_) => return Ok(()),
+        Err(err) => describe(&err),
+    };
+    // Kernels before 6.6 have no TCX: a clsact qdisc and a netlink filter do the same job.
+    match tc::qdisc_add_clsact(&iface.name) {
+        Ok(()) | Err(tc::TcError::AlreadyAttached) => {}
+        Err(err) => {
+            return Err(EbpfCollectError::Attach {
+                program: "kaipo_tc_egress",
+                target: iface.name.clone(),
+                detail: format!("TCX: {tcx_err}; clsact qdisc: {err}"),
+            })
+        }
+    }
+    classifier
+        .attach_with_options(
+            &iface.name,
+            TcAttachType::Egress,
+            TcAttachOptions::Netlink(NlOptions::default()),
+        )
+        .map_err(|err| EbpfCollectError::Attach {
+            program: "kaipo_tc_egress",
+            target: iface.name.clone(),
+            detail: format!("TCX: {tcx_err}; netlink: {}", describe(&err)),
+        })?;
+    degradations.push(Degradation {
+        what: format!("egress classifier on {}", iface.name),
+        why: format!("TCX is not available ({tcx_err}); attached through a clsact qdisc"),
+    });
+    Ok(())
+}

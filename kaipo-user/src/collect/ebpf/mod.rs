@@ -1,0 +1,278 @@
+//! The eBPF collector: loads kaipo's kernel programs, attaches them, and reads their maps.
+//!
+//! Everything attached is owned by the [`EbpfCollector`] through fd-based links (or, for the TC
+//! netlink fallback, a handle aya removes on drop), so dropping it, on any exit path, leaves
+//! nothing attached. A SIGKILL closes the fds, which detaches the links as well.
+
+mod attach;
+pub mod error;
+
+use std::{
+    fs,
+    io,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    Btf, Ebpf, EbpfLoader,
+};
+use kaipo_common::{counter, Event, FlowCounters, FlowKey, IfaceCounters, SockStats};
+use tokio::io::{unix::AsyncFd, Interest};
+
+pub use self::error::EbpfCollectError;
+use super::{iface, Degradation, Interface, KernelSample};
+use crate::privilege;
+
+/// The object built from `kaipo-ebpf` by this crate's build script.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kaipo"));
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Interfaces to attach to; empty means every interface that is up, except loopback.
+    pub ifaces: Vec<String>,
+    pub track_flows: bool,
+    pub max_flows: u32,
+    pub max_sockets: u32,
+    /// Count the flow map every this many samples (it is the costly read; 0 turns it off).
+    pub flow_count_every: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            ifaces: Vec::new(),
+            track_flows: true,
+            max_flows: kaipo_common::MAX_FLOWS,
+            max_sockets: kaipo_common::MAX_SOCKETS,
+            flow_count_every: 10,
+        }
+    }
+}
+
+pub struct EbpfCollector {
+    // Maps first: fields drop in order, and the programs (in `ebpf`) should go last.
+    iface_stats: PerCpuHashMap<MapData, u32, IfaceCounters>,
+    sock_stats: HashMap<MapData, u64, SockStats>,
+    flows: PerCpuHashMap<MapData, FlowKey, FlowCounters>,
+    counters: PerCpuArray<MapData, u64>,
+    ifaces: Vec<Interface>,
+    degradations: Vec<Degradation>,
+    samples: u64,
+    flow_count_every: u32,
+    ebpf: Ebpf,
+}
+
+/// The ring buffer of lifecycle events, apart from the collector so that a task can wait on it
+/// while another reads the counters.
+pub struct EventStream {
+    ring: AsyncFd<RingBuf<MapData>>,
+    /// Records shorter than an [`Event`]; only a mismatched object could produce them.
+    pub malformed: u64,
+}
+
+impl EventStream {
+    /// Waits until the kernel has written at least one event.
+    pub async fn readable(&mut self) -> io::Result<()> {
+        let mut guard = self.ring.readable_mut().await?;
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Moves every event now in the ring buffer into `out`.
+    pub fn drain(&mut self, out: &mut Vec<Event>) -> usize {
+        let ring = self.ring.get_mut();
+        let before = out.len();
+        while let Some(item) = ring.next() {
+            match Event::from_bytes(&item) {
+                Some(event) => out.push(event),
+                None => self.malformed += 1,
+            }
+        }
+        out.len() - before
+    }
+}
+
+/// Loads and attaches everything. Fails with a message naming the cause when a core piece
+/// (per-socket counting) cannot run; lesser losses are reported as [`Degradation`]s.
+pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollectError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        let missing = privilege::missing(privilege::effective_caps());
+        if !missing.is_empty() {
+            return Err(EbpfCollectError::NotPermitted { missing: missing.join(", ") });
+        }
+    }
+    let ifaces = iface::select(&opts.ifaces)?;
+    let cgroup_root = cgroup2_root().ok_or(EbpfCollectError::NoCgroup2)?;
+    let cgroup = fs::File::open(&cgroup_root).map_err(|source| EbpfCollectError::CgroupOpen {
+        path: cgroup_root.display().to_string(),
+        source,
+    })?;
+    let btf = Btf::from_sys_fs().map_err(|err| EbpfCollectError::Btf(err.to_string()))?;
+
+    let track_flows = u8::from(opts.track_flows);
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        .override_global("TRACK_FLOWS", &track_flows, true)
+        .map_max_entries("FLOWS", opts.max_flows.max(1))
+        .map_max_entries("SOCK_STATS", opts.max_sockets.max(1))
+        .map_max_entries("OWNERS", opts.max_sockets.max(1))
+        .load(OBJECT)?;
+
+    let mut degradations = Vec::new();
+    attach::sockets(&mut ebpf, &cgroup, &btf, &mut degradations)?;
+    attach::interfaces(&mut ebpf, &ifaces, !opts.ifaces.is_empty(), &mut degradations)?;
+
+    let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_err("EVENTS"))?;
+    // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as long as
+    // the `RingBuf` lives, and the `AsyncFd` owns the `RingBuf`.
+    let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(
+        |err| EbpfCollectError::Map {
+            map: "EVENTS",
+            detail: format!("cannot poll the ring buffer: {err}"),
+        },
+    )?;
+    let collector = EbpfCollector {
+        iface_stats: PerCpuHashMap::try_from(take(&mut ebpf, "IFACE_STATS")?)
+            .map_err(map_err("IFACE_STATS"))?,
+        sock_stats: HashMap::try_from(take(&mut ebpf, "SOCK_STATS")?)
+            .map_err(map_err("SOCK_STATS"))?,
+        flows: PerCpuHashMap::try_from(take(&mut ebpf, "FLOWS")?).map_err(map_err("FLOWS"))?,
+        counters: PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)
+            .map_err(map_err("COUNTERS"))?,
+        ifaces,
+        degradations,
+        samples: 0,
+        flow_count_every: opts.flow_count_every,
+        ebpf,
+    };
+    Ok((collector, EventStream { ring, malformed: 0 }))
+}
+
+fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, EbpfCollectError> {
+    ebpf.take_map(name).ok_or(EbpfCollectError::Missing(name))
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> EbpfCollectError {
+    move |err| EbpfCollectError::Map { map, detail: err.to_string() }
+}
+
+impl EbpfCollector {
+    pub fn interfaces(&self) -> &[Interface] {
+        &self.ifaces
+    }
+
+    pub fn degradations(&self) -> &[Degradation] {
+        &self.degradations
+    }
+
+    /// Reads every counter map once.
+    pub fn sample(&mut self) -> Result<KernelSample, EbpfCollectError> {
+        let mut sample = KernelSample::default();
+        for iface in &self.ifaces {
+            let total = match self.iface_stats.get(&iface.ifindex, 0) {
+                Ok(per_cpu) => per_cpu.iter().fold(IfaceCounters::default(), add_iface),
+                Err(aya::maps::MapError::KeyNotFound) => IfaceCounters::default(),
+                Err(err) => return Err(map_err("IFACE_STATS")(err)),
+            };
+            sample.ifaces.push((iface.clone(), total));
+        }
+        // Entries can vanish while the map is walked; the walk then reports an error for that
+        // key, which only means the socket is gone.
+        sample.sockets.extend(self.sock_stats.iter().filter_map(Result::ok));
+        for slot in 0..counter::COUNT {
+            let value = self
+                .counters
+                .get(&slot, 0)
+                .map_err(map_err("COUNTERS"))?
+                .iter()
+                .sum();
+            sample.counters[slot as usize] = value;
+        }
+        if self.flow_count_every != 0 && self.samples % u64::from(self.flow_count_every) == 0 {
+            sample.flows_live = Some(self.flows.keys().filter(Result::is_ok).count() as u64);
+        }
+        self.samples += 1;
+        Ok(sample)
+    }
+
+    /// Drops counters of sockets that closed and went quiet.
+    pub fn forget_sockets(&mut self, cookies: &[u64]) {
+        for cookie in cookies {
+            // Already gone is fine.
+            let _ = self.sock_stats.remove(cookie);
+        }
+    }
+
+    /// Kernel run time and run count per program, when BPF statistics are enabled
+    /// (`kernel.bpf_stats_enabled` or an `enable_stats` fd held open).
+    pub fn program_stats(&self) -> Vec<(String, u64, u64)> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, program)| {
+                let info = program.info().ok()?;
+                Some((name.to_owned(), info.run_time().as_nanos() as u64, info.run_count()))
+            })
+            .collect()
+    }
+}
+
+fn add_iface(acc: IfaceCounters, v: &IfaceCounters) -> IfaceCounters {
+    IfaceCounters {
+        rx_bytes: acc.rx_bytes + v.rx_bytes,
+        rx_packets: acc.rx_packets + v.rx_packets,
+        tx_bytes: acc.tx_bytes + v.tx_bytes,
+        tx_packets: acc.tx_packets + v.tx_packets,
+        rx_non_ip: acc.rx_non_ip + v.rx_non_ip,
+        tx_non_ip: acc.tx_non_ip + v.tx_non_ip,
+        rx_malformed: acc.rx_malformed + v.rx_malformed,
+        tx_malformed: acc.tx_malformed + v.tx_malformed,
+    }
+}
+
+/// The mount point of the cgroup v2 hierarchy, preferring the hybrid layout's
+/// `/sys/fs/cgroup/unified` and the unified layout's `/sys/fs/cgroup`.
+pub fn cgroup2_root() -> Option<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    cgroup2_root_in(&mountinfo)
+}
+
+fn cgroup2_root_in(mountinfo: &str) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            // Fields: id parent major:minor root mount-point options ... - fstype source ...
+            let (left, right) = line.split_once(" - ")?;
+            (right.split_whitespace().next()? == "cgroup2")
+                .then(|| left.split_whitespace().nth(4).map(PathBuf::from))
+                .flatten()
+        })
+        .collect();
+    found.sort_by_key(|p| {
+        if p == Path::new("/sys/fs/cgroup/unified") {
+            0
+        } else if p == Path::new("/sys/fs/cgroup") {
+            1
+        } else {
+            2
+        }
+    });
+    found.into_iter().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_cgroup2_mount() {
+        let hybrid = "25 1 0:23 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n\
+                      26 25 0:24 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n\
+                      27 25 0:25 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
+        assert_eq!(cgroup2_root_in(hybrid), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        let unified = "30 1 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_root_in(unified), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(cgroup2_root_in("1 0 0:1 / / rw - ext4 /dev/vda rw\n"), None);
+    }
+}

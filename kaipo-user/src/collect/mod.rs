@@ -1,0 +1,60 @@
+//! Collectors: where kaipo's raw counters come from.
+//!
+//! Every backend produces the same [`KernelSample`] and lifecycle [`Event`]s, so everything
+//! downstream (accounting, `watch`, the daemon) is indifferent to how they were gathered.
+
+#[cfg(target_os = "linux")]
+pub mod ebpf;
+pub mod iface;
+
+use std::fmt;
+
+pub use kaipo_common::{counter, Event, IfaceCounters, SockStats};
+
+/// Which collector runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Ebpf,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ebpf => "ebpf",
+        })
+    }
+}
+
+/// A monitored interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub ifindex: u32,
+}
+
+/// Cumulative counters read at one moment. Deltas are the accountant's business.
+#[derive(Clone, Debug, Default)]
+pub struct KernelSample {
+    /// Per monitored interface, summed over CPUs.
+    pub ifaces: Vec<(Interface, IfaceCounters)>,
+    /// Per socket cookie.
+    pub sockets: Vec<(u64, SockStats)>,
+    /// The kernel's `counter::*` slots, summed over CPUs.
+    pub counters: [u64; counter::COUNT as usize],
+    /// Live entries in the flow map, when it was counted for this sample.
+    pub flows_live: Option<u64>,
+}
+
+/// Something that runs, but not as well as it could, in words a user can act on.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Degradation {
+    pub what: String,
+    pub why: String,
+}
+
+impl fmt::Display for Degradation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.why)
+    }
+}

@@ -1,0 +1,698 @@
+//! Turns a process id into what a user wants to see (name, command line, owner, container).
+//!
+//! The monitor asks about the same pids every second, so answers are cached and only
+//! re-checked now and then. Files are read with `std::fs` under a configurable root rather
+//! than through `procfs` so that tests can lay out a fake /proc and /etc in a temporary folder.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+const DEFAULT_REVALIDATE_AFTER: Duration = Duration::from_secs(5);
+const DEFAULT_KEEP_EXITED: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_ENTRIES: usize = 65_536;
+
+/// What is known about one process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// /proc/PID/comm without its newline (kept otherwise as is, so it compares equal to the
+    /// comm the kernel reports in events).
+    pub name: String,
+    /// argv joined by single spaces; empty for kernel threads and zombies.
+    pub cmdline: String,
+    pub exe: Option<String>,
+    /// Real uid.
+    pub uid: u32,
+    pub user: Option<String>,
+    /// starttime from /proc/PID/stat, in clock ticks since boot; 0 when not known.
+    pub start_time_ticks: u64,
+    /// The cgroup v2 path (the part after "0::").
+    pub cgroup: Option<String>,
+    /// First 12 hex characters of the container id.
+    pub container: Option<String>,
+    pub netns_inode: Option<u64>,
+}
+
+impl ProcessInfo {
+    fn minimal(pid: u32, name: &str, uid: u32, user: Option<String>) -> Self {
+        ProcessInfo {
+            pid,
+            name: name.to_owned(),
+            cmdline: String::new(),
+            exe: None,
+            uid,
+            user,
+            start_time_ticks: 0,
+            cgroup: None,
+            container: None,
+            netns_inode: None,
+        }
+    }
+}
+
+struct Entry {
+    info: ProcessInfo,
+    validated_at: Instant,
+    last_used: Instant,
+    exited_at: Option<Instant>,
+}
+
+struct Hint {
+    name: String,
+    uid: u32,
+    at: Instant,
+}
+
+/// The parts of /proc/PID/stat that tell one process from another.
+struct Stat {
+    comm: String,
+    state: u8,
+    start_time: u64,
+}
+
+#[derive(Default)]
+struct Passwd {
+    loaded: bool,
+    mtime: Option<SystemTime>,
+    names: HashMap<u32, String>,
+}
+
+/// Cached pid -> [`ProcessInfo`] resolution.
+pub struct ProcessResolver {
+    proc_root: PathBuf,
+    etc_root: PathBuf,
+    entries: HashMap<u32, Entry>,
+    hints: HashMap<u32, Hint>,
+    passwd: Passwd,
+    revalidate_after: Duration,
+    keep_exited: Duration,
+    max_entries: usize,
+}
+
+impl ProcessResolver {
+    /// `proc_root` is normally "/proc" and `etc_root` "/etc"; tests pass a temporary
+    /// directory laid out like them.
+    pub fn new(proc_root: impl Into<PathBuf>, etc_root: impl Into<PathBuf>) -> Self {
+        ProcessResolver {
+            proc_root: proc_root.into(),
+            etc_root: etc_root.into(),
+            entries: HashMap::new(),
+            hints: HashMap::new(),
+            passwd: Passwd::default(),
+            revalidate_after: DEFAULT_REVALIDATE_AFTER,
+            keep_exited: DEFAULT_KEEP_EXITED,
+            max_entries: DEFAULT_MAX_ENTRIES,
+        }
+    }
+
+    pub fn set_revalidate_after(&mut self, after: Duration) {
+        self.revalidate_after = after;
+    }
+
+    pub fn set_keep_exited(&mut self, keep: Duration) {
+        self.keep_exited = keep;
+    }
+
+    pub fn set_max_entries(&mut self, max: usize) {
+        self.max_entries = max;
+    }
+
+    /// Cached lookup; a cached entry is re-checked against /proc/PID/stat at most once per
+    /// `revalidate_after`, so a reused pid (or an exec) is noticed. A process that is gone keeps
+    /// its last known info for `keep_exited`. Returns None when the process does not exist and
+    /// was never cached nor hinted.
+    pub fn lookup(&mut self, pid: u32, now: Instant) -> Option<ProcessInfo> {
+        if let Some(entry) = self.entries.get_mut(&pid) {
+            entry.last_used = now;
+            if now.saturating_duration_since(entry.validated_at) < self.revalidate_after {
+                return Some(entry.info.clone());
+            }
+            entry.validated_at = now;
+            let stat = read_stat(&self.proc_root.join(pid.to_string()));
+            let recorded = entry.info.start_time_ticks;
+            let same = match (stat, entry.exited_at) {
+                (None, None) => {
+                    // Gone without an exit event (missed or not yet read): keep the name around.
+                    entry.exited_at = Some(now);
+                    true
+                }
+                (None, Some(_)) => true,
+                // exec keeps starttime but changes comm, so compare both.
+                (Some(s), None) => s.start_time == recorded && s.comm == entry.info.name,
+                // An exited process can only still be here as a zombie; anything else is new.
+                (Some(s), Some(_)) if recorded != 0 => s.start_time == recorded,
+                (Some(s), Some(_)) => matches!(s.state, b'Z' | b'X'),
+            };
+            if same {
+                return Some(entry.info.clone());
+            }
+            self.entries.remove(&pid);
+        }
+        if let Some(info) = self.resolve(pid) {
+            self.hints.remove(&pid);
+            let entry = Entry {
+                info: info.clone(),
+                validated_at: now,
+                last_used: now,
+                exited_at: None,
+            };
+            self.entries.insert(pid, entry);
+            return Some(info);
+        }
+        let hint = self.hints.get(&pid)?;
+        let (name, uid) = (hint.name.clone(), hint.uid);
+        let user = self.user_name(uid);
+        Some(ProcessInfo::minimal(pid, &name, uid, user))
+    }
+
+    /// Remember that `pid` exited; its last known info stays available for `keep_exited` so
+    /// that short-lived processes can still be named. Without usable cached info, a minimal
+    /// entry is built from the kernel's `name` (comm) and `uid`.
+    pub fn note_exit(&mut self, pid: u32, name: &str, uid: u32, now: Instant) {
+        self.hints.remove(&pid);
+        match self.entries.get_mut(&pid) {
+            // A different comm means the cache describes an earlier occupant of the pid (or the
+            // image before an exec), so the kernel's word wins.
+            Some(entry) if entry.info.name == name => {
+                entry.exited_at.get_or_insert(now);
+                entry.validated_at = now;
+                entry.last_used = now;
+            }
+            _ => {
+                let user = self.user_name(uid);
+                let entry = Entry {
+                    info: ProcessInfo::minimal(pid, name, uid, user),
+                    validated_at: now,
+                    last_used: now,
+                    exited_at: Some(now),
+                };
+                self.entries.insert(pid, entry);
+            }
+        }
+    }
+
+    /// Record what the kernel reported for `pid` (comm and uid at socket creation), used by
+    /// `lookup` when /proc no longer has the process.
+    pub fn hint(&mut self, pid: u32, name: &str, uid: u32, now: Instant) {
+        // The hint is newer than a cache entry with another name: the pid was reused or exec'd.
+        if self.entries.get(&pid).is_some_and(|e| e.info.name != name) {
+            self.entries.remove(&pid);
+        }
+        let hint = Hint {
+            name: name.to_owned(),
+            uid,
+            at: now,
+        };
+        self.hints.insert(pid, hint);
+    }
+
+    /// Drop exited entries and hints older than `keep_exited`, then bound the cache at
+    /// `max_entries` by dropping the least recently used entries.
+    pub fn expire(&mut self, now: Instant) {
+        let keep = self.keep_exited;
+        self.entries.retain(|_, e| {
+            e.exited_at
+                .is_none_or(|t| now.saturating_duration_since(t) < keep)
+        });
+        self.hints
+            .retain(|_, h| now.saturating_duration_since(h.at) < keep);
+        evict_oldest(&mut self.entries, self.max_entries, |e| e.last_used);
+        evict_oldest(&mut self.hints, self.max_entries, |h| h.at);
+    }
+
+    /// Number of cached processes (hints are not counted).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// User name for `uid` from <etc_root>/passwd. Users known only to NSS (LDAP, sssd,
+    /// systemd-homed) are not found.
+    pub fn user_name(&mut self, uid: u32) -> Option<String> {
+        if !self.passwd.loaded || !self.passwd.names.contains_key(&uid) {
+            self.passwd.refresh(&self.etc_root.join("passwd"));
+        }
+        self.passwd.names.get(&uid).cloned()
+    }
+
+    fn resolve(&mut self, pid: u32) -> Option<ProcessInfo> {
+        let dir = self.proc_root.join(pid.to_string());
+        let stat = read_stat(&dir)?;
+        // Without status the process has gone mid-read; a hint describes it better than half data.
+        let uid = read_real_uid(&dir)?;
+        let name = match fs::read(dir.join("comm")) {
+            Ok(bytes) => {
+                String::from_utf8_lossy(bytes.strip_suffix(b"\n").unwrap_or(&bytes)).into_owned()
+            }
+            Err(_) => stat.comm,
+        };
+        let cmdline = fs::read(dir.join("cmdline"))
+            .map(|b| join_cmdline(&b))
+            .unwrap_or_default();
+        let exe = fs::read_link(dir.join("exe"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned());
+        let cgroups = fs::read(dir.join("cgroup"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let cgroup = cgroups
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .map(str::to_owned);
+        let netns_inode = fs::read_link(dir.join("ns/net"))
+            .ok()
+            .and_then(|p| parse_ns_inode(&p.to_string_lossy()));
+        let user = self.user_name(uid);
+        Some(ProcessInfo {
+            pid,
+            name,
+            cmdline,
+            exe,
+            uid,
+            user,
+            start_time_ticks: stat.start_time,
+            cgroup,
+            container: container_in_cgroups(&cgroups),
+            netns_inode,
+        })
+    }
+}
+
+impl Passwd {
+    /// Re-reads the file only when it changed, so repeated misses for unknown uids cost a stat.
+    fn refresh(&mut self, path: &Path) {
+        let mtime = fs::metadata(path).and_then(|m| m.modified()).ok();
+        if self.loaded && mtime == self.mtime {
+            return;
+        }
+        self.loaded = true;
+        self.mtime = mtime;
+        self.names = fs::read(path)
+            .map(|b| parse_passwd(&String::from_utf8_lossy(&b)))
+            .unwrap_or_default();
+    }
+}
+
+fn parse_passwd(text: &str) -> HashMap<u32, String> {
+    let mut names = HashMap::new();
+    for line in text.lines() {
+        let mut fields = line.split(':');
+        let (Some(name), Some(_password), Some(uid)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        // '+'/'-' lines are NIS compat markers, not users.
+        if name.is_empty() || name.starts_with(['#', '+', '-']) {
+            continue;
+        }
+        if let Ok(uid) = uid.parse::<u32>() {
+            // getpwuid() returns the first match, so do the same.
+            names.entry(uid).or_insert_with(|| name.to_owned());
+        }
+    }
+    names
+}
+
+fn read_stat(dir: &Path) -> Option<Stat> {
+    parse_stat(&fs::read(dir.join("stat")).ok()?)
+}
+
+/// comm may contain spaces and parentheses, so the fields start after the last ')'.
+fn parse_stat(bytes: &[u8]) -> Option<Stat> {
+    let open = bytes.iter().position(|&b| b == b'(')?;
+    let close = bytes.iter().rposition(|&b| b == b')')?;
+    let comm = String::from_utf8_lossy(bytes.get(open + 1..close)?).into_owned();
+    let rest = std::str::from_utf8(&bytes[close + 1..]).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = *fields.next()?.as_bytes().first()?;
+    // Field 3 (state) is consumed; starttime is field 22.
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(Stat {
+        comm,
+        state,
+        start_time,
+    })
+}
+
+fn read_real_uid(dir: &Path) -> Option<u32> {
+    let bytes = fs::read(dir.join("status")).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let line = text.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_ascii_whitespace().next()?.parse().ok()
+}
+
+fn join_cmdline(bytes: &[u8]) -> String {
+    // setproctitle() pads with NULs; they are not arguments.
+    let Some(last) = bytes.iter().rposition(|&b| b != 0) else {
+        return String::new();
+    };
+    let args: Vec<_> = bytes[..=last]
+        .split(|&b| b == 0)
+        .map(String::from_utf8_lossy)
+        .collect();
+    args.join(" ")
+}
+
+fn parse_ns_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Looks in the v2 path first; hybrid hosts may only show the container in v1 lines.
+fn container_in_cgroups(cgroups: &str) -> Option<String> {
+    let v2 = cgroups.lines().filter_map(|l| l.strip_prefix("0::"));
+    let v1 = cgroups
+        .lines()
+        .filter(|l| !l.starts_with("0::"))
+        .filter_map(|l| l.splitn(3, ':').nth(2));
+    v2.chain(v1).find_map(container_in_path)
+}
+
+fn container_in_path(path: &str) -> Option<String> {
+    // The innermost container is the one the process runs in.
+    let id = path.split('/').rev().find_map(container_in_segment)?;
+    id.get(..12).map(str::to_owned)
+}
+
+fn container_in_segment(segment: &str) -> Option<&str> {
+    // cgroupfs drivers ("/docker/<id>", "/kubepods/burstable/pod<uid>/<id>") use the bare id.
+    if segment.len() == 64 && is_hex(segment) {
+        return Some(segment);
+    }
+    // systemd drivers use "<runtime>-<id>.scope"; "libpod-conmon-<id>" is the monitor, outside.
+    let stem = segment.strip_suffix(".scope")?;
+    ["docker-", "libpod-", "cri-containerd-", "crio-"]
+        .iter()
+        .find_map(|prefix| stem.strip_prefix(prefix))
+        .filter(|id| id.len() >= 12 && is_hex(id))
+}
+
+fn is_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn evict_oldest<V>(map: &mut HashMap<u32, V>, max: usize, used: impl Fn(&V) -> Instant) {
+    let Some(excess) = map.len().checked_sub(max).filter(|&n| n > 0) else {
+        return;
+    };
+    let mut by_use: Vec<(Instant, u32)> = map.iter().map(|(&pid, v)| (used(v), pid)).collect();
+    by_use.select_nth_unstable(excess - 1);
+    for (_, pid) in &by_use[..excess] {
+        map.remove(pid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const DOCKER_ID: &str = "3f4e8a1b2c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7";
+    const K8S_ID: &str = "9a8b7c6d5e4f30211f2e3d4c5b6a79880a1b2c3d4e5f60718293a4b5c6d7e8f9";
+
+    /// A temporary folder laid out like /proc and /etc, removed on drop.
+    struct Fake {
+        root: PathBuf,
+    }
+
+    impl Fake {
+        fn new() -> Self {
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let root =
+                std::env::temp_dir().join(format!("kaipo-procinfo-{}-{n}", std::process::id()));
+            let _ = fs::remove_dir_all(&root);
+            fs::create_dir_all(root.join("proc")).unwrap();
+            fs::create_dir_all(root.join("etc")).unwrap();
+            let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\n\nbroken line\n\
+                          +::::::\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n\
+                          alias:x:1000:1000::/home/alias:/bin/sh\nbob:x:notanumber:0::/:/bin/sh\n";
+            fs::write(root.join("etc/passwd"), passwd).unwrap();
+            Fake { root }
+        }
+
+        fn resolver(&self) -> ProcessResolver {
+            ProcessResolver::new(self.root.join("proc"), self.root.join("etc"))
+        }
+
+        fn dir(&self, pid: u32) -> PathBuf {
+            self.root.join("proc").join(pid.to_string())
+        }
+
+        fn set_stat(&self, pid: u32, comm: &str, start: u64) {
+            let stat = format!(
+                "{pid} ({comm}) S 1 {pid} {pid} 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {start} \
+                 12345678 300 18446744073709551615\n"
+            );
+            fs::write(self.dir(pid).join("stat"), stat).unwrap();
+            fs::write(self.dir(pid).join("comm"), format!("{comm}\n")).unwrap();
+        }
+
+        fn add(&self, pid: u32, comm: &str, start: u64, uid: u32, cmdline: &[u8], cgroup: &str) {
+            let dir = self.dir(pid);
+            fs::create_dir_all(dir.join("ns")).unwrap();
+            self.set_stat(pid, comm, start);
+            let status =
+                format!("Name:\t{comm}\nTgid:\t{pid}\nPid:\t{pid}\nUid:\t{uid}\t0\t0\t0\n");
+            fs::write(dir.join("status"), status).unwrap();
+            fs::write(dir.join("cmdline"), cmdline).unwrap();
+            fs::write(dir.join("cgroup"), cgroup).unwrap();
+        }
+
+        fn remove(&self, pid: u32) {
+            fs::remove_dir_all(self.dir(pid)).unwrap();
+        }
+    }
+
+    impl Drop for Fake {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+
+    #[test]
+    fn resolves_every_field_from_fake_proc() {
+        let fake = Fake::new();
+        fake.add(
+            42,
+            "x) (y z",
+            987_654,
+            1000,
+            b"/usr/bin/python3\0-m\0http.server\0",
+            "0::/user.slice/a.scope\n",
+        );
+        std::os::unix::fs::symlink("/usr/bin/python3.12", fake.dir(42).join("exe")).unwrap();
+        std::os::unix::fs::symlink("net:[4026531993]", fake.dir(42).join("ns/net")).unwrap();
+        let mut r = fake.resolver();
+        let expected = ProcessInfo {
+            pid: 42,
+            name: "x) (y z".to_owned(),
+            cmdline: "/usr/bin/python3 -m http.server".to_owned(),
+            exe: Some("/usr/bin/python3.12".to_owned()),
+            uid: 1000,
+            user: Some("alice".to_owned()),
+            start_time_ticks: 987_654,
+            cgroup: Some("/user.slice/a.scope".to_owned()),
+            container: None,
+            netns_inode: Some(4_026_531_993),
+        };
+        assert_eq!(r.lookup(42, Instant::now()), Some(expected));
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn parses_stat_after_last_paren_and_rejects_garbage() {
+        let s =
+            parse_stat(b"7 (a) b) (c) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 555 0 0").unwrap();
+        assert_eq!(
+            (s.comm.as_str(), s.state, s.start_time),
+            ("a) b) (c", b'R', 555)
+        );
+        assert!(parse_stat(b"7 (a R 1 2 3").is_none());
+        assert!(parse_stat(b"7 (a) R 1 7").is_none());
+        assert!(parse_stat(b"7 )a( R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 555").is_none());
+        assert!(parse_stat(b"7 (a) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 x55").is_none());
+        assert!(parse_stat(b"").is_none());
+    }
+
+    #[test]
+    fn joins_cmdline_arguments() {
+        assert_eq!(join_cmdline(b"/bin/sleep\0100\0"), "/bin/sleep 100");
+        assert_eq!(
+            join_cmdline(b"nginx: worker process\0\0\0\0"),
+            "nginx: worker process"
+        );
+        assert_eq!(join_cmdline(b"a\xff\0b"), "a\u{fffd} b");
+        assert_eq!(join_cmdline(b"a\0\0b\0"), "a  b");
+        assert_eq!(join_cmdline(b""), "");
+        assert_eq!(join_cmdline(b"\0"), "");
+    }
+
+    #[test]
+    fn finds_container_ids_in_cgroup_paths() {
+        let id = |text: &str| container_in_cgroups(text);
+        assert_eq!(
+            id(&format!("0::/system.slice/docker-{DOCKER_ID}.scope\n")).as_deref(),
+            Some("3f4e8a1b2c5d")
+        );
+        assert_eq!(
+            id(&format!("0::/docker/{DOCKER_ID}\n")).as_deref(),
+            Some("3f4e8a1b2c5d")
+        );
+        let cgroupfs =
+            format!("0::/kubepods/burstable/pod1f2e3d4c-5b6a-7980-a1b2-c3d4e5f60718/{K8S_ID}\n");
+        assert_eq!(id(&cgroupfs).as_deref(), Some("9a8b7c6d5e4f"));
+        let systemd = format!(
+            "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1f2e3d4c_5b6a.slice/\
+             cri-containerd-{K8S_ID}.scope\n"
+        );
+        assert_eq!(id(&systemd).as_deref(), Some("9a8b7c6d5e4f"));
+        assert_eq!(
+            id("0::/machine.slice/libpod-0123456789abcdef.scope/container\n").as_deref(),
+            Some("0123456789ab")
+        );
+        assert_eq!(
+            id(&format!("12:pids:/docker/{DOCKER_ID}\n0::/\n")).as_deref(),
+            Some("3f4e8a1b2c5d")
+        );
+        assert_eq!(
+            id("0::/machine.slice/libpod-conmon-0123456789abcdef.scope\n"),
+            None
+        );
+        assert_eq!(id("0::/user.slice/user-1000.slice/session-3.scope\n"), None);
+        assert_eq!(id(""), None);
+    }
+
+    #[test]
+    fn notices_pid_reuse_after_revalidate() {
+        let fake = Fake::new();
+        fake.add(50, "worker", 100, 1000, b"old\0", "0::/\n");
+        let mut r = fake.resolver();
+        let t0 = Instant::now();
+        assert_eq!(r.lookup(50, t0).unwrap().cmdline, "old");
+        fake.set_stat(50, "worker", 200);
+        fs::write(fake.dir(50).join("cmdline"), b"new\0--flag\0").unwrap();
+        let cached = r.lookup(50, t0 + Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            (cached.cmdline.as_str(), cached.start_time_ticks),
+            ("old", 100)
+        );
+        let fresh = r.lookup(50, t0 + Duration::from_secs(6)).unwrap();
+        assert_eq!(
+            (fresh.cmdline.as_str(), fresh.start_time_ticks),
+            ("new --flag", 200)
+        );
+        // exec keeps starttime but changes comm.
+        fake.set_stat(50, "python3", 200);
+        r.set_revalidate_after(Duration::from_secs(1));
+        assert_eq!(
+            r.lookup(50, t0 + Duration::from_secs(8)).unwrap().name,
+            "python3"
+        );
+    }
+
+    #[test]
+    fn note_exit_keeps_info_until_keep_exited() {
+        let fake = Fake::new();
+        fake.add(60, "curl", 100, 0, b"curl\0-s\0example.com\0", "0::/\n");
+        let mut r = fake.resolver();
+        let t0 = Instant::now();
+        r.lookup(60, t0).unwrap();
+        fake.remove(60);
+        r.note_exit(60, "curl", 0, t0 + Duration::from_secs(1));
+        let later = t0 + Duration::from_secs(20);
+        let info = r.lookup(60, later).unwrap();
+        assert_eq!(
+            (info.cmdline.as_str(), info.user.as_deref()),
+            ("curl -s example.com", Some("root"))
+        );
+        r.expire(later);
+        assert_eq!(r.len(), 1);
+        r.expire(t0 + Duration::from_secs(31));
+        assert!(r.is_empty());
+        assert_eq!(r.lookup(60, t0 + Duration::from_secs(32)), None);
+    }
+
+    #[test]
+    fn note_exit_of_unknown_pid_stores_minimal_entry() {
+        let fake = Fake::new();
+        let mut r = fake.resolver();
+        let t0 = Instant::now();
+        r.note_exit(61, "true", 1000, t0);
+        let expected = ProcessInfo::minimal(61, "true", 1000, Some("alice".to_owned()));
+        assert_eq!(r.lookup(61, t0 + Duration::from_secs(10)), Some(expected));
+        r.expire(t0 + Duration::from_secs(30));
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn hint_used_when_proc_entry_missing() {
+        let fake = Fake::new();
+        let mut r = fake.resolver();
+        let t0 = Instant::now();
+        assert_eq!(r.lookup(70, t0), None);
+        r.hint(70, "wget", 1000, t0);
+        let expected = ProcessInfo::minimal(70, "wget", 1000, Some("alice".to_owned()));
+        assert_eq!(r.lookup(70, t0 + Duration::from_secs(1)), Some(expected));
+        r.expire(t0 + Duration::from_secs(31));
+        assert_eq!(r.lookup(70, t0 + Duration::from_secs(31)), None);
+        // A live process wins over its hint.
+        fake.add(
+            71,
+            "sshd",
+            5,
+            0,
+            b"sshd: alice\0",
+            "0::/system.slice/ssh.service\n",
+        );
+        r.hint(71, "sshd", 1000, t0);
+        assert_eq!(r.lookup(71, t0).unwrap().cmdline, "sshd: alice");
+    }
+
+    #[test]
+    fn expire_drops_least_recently_used() {
+        let fake = Fake::new();
+        let mut r = fake.resolver();
+        r.set_max_entries(2);
+        let t0 = Instant::now();
+        for (i, pid) in [80, 81, 82].into_iter().enumerate() {
+            fake.add(pid, "p", 1, 0, b"p\0", "0::/\n");
+            r.lookup(pid, t0 + Duration::from_millis(i as u64)).unwrap();
+        }
+        r.lookup(80, t0 + Duration::from_millis(10)).unwrap();
+        r.expire(t0 + Duration::from_millis(11));
+        assert_eq!(r.len(), 2);
+        let mut kept: Vec<u32> = r.entries.keys().copied().collect();
+        kept.sort_unstable();
+        assert_eq!(kept, [80, 82]);
+    }
+
+    #[test]
+    fn user_name_from_fake_passwd() {
+        let fake = Fake::new();
+        let mut r = fake.resolver();
+        assert_eq!(r.user_name(0).as_deref(), Some("root"));
+        assert_eq!(r.user_name(1000).as_deref(), Some("alice"));
+        assert_eq!(r.user_name(4242), None);
+        let missing = ProcessResolver::new("/nonexistent", "/nonexistent").user_name(0);
+        assert_eq!(missing, None);
+    }
+
+    #[test]
+    fn resolves_current_process_from_real_proc() {
+        let mut r = ProcessResolver::new("/proc", "/etc");
+        // SAFETY: getpid() and getuid() have no preconditions and cannot fail.
+        let (pid, uid) = unsafe { (libc::getpid() as u32, libc::getuid()) };
+        let info = r.lookup(pid, Instant::now()).unwrap();
+        assert_eq!((info.pid, info.uid), (pid, uid));
+        assert!(info.start_time_ticks > 0 && !info.name.is_empty());
+    }
+}
