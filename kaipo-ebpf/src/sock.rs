@@ -56,7 +56,7 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
     let (bytes, pkts) = slot(fresh, egress, loopback);
     *bytes = len;
     *pkts = packets;
-    if SOCK_STATS.insert(cookie, &*fresh, u64::from(BPF_NOEXIST)).is_ok() {
+    if SOCK_STATS.insert(cookie, fresh, u64::from(BPF_NOEXIST)).is_ok() {
         return;
     }
     // Lost the race to another CPU inserting the same socket, or the map is full.

@@ -11,16 +11,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-const DEFAULT_REVALIDATE_AFTER: Duration = Duration::from_secs(5);
-const DEFAULT_KEEP_EXITED: Duration = Duration::from_secs(30);
-const DEFAULT_MAX_ENTRIES: usize = 65_536;
-
 /// What is known about one process.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ProcessInfo {
     pub pid: u32,
-    /// /proc/PID/comm without its newline (kept otherwise as is, so it compares equal to the
-    /// comm the kernel reports in events).
+    /// /proc/PID/comm minus its newline, so it compares equal to the comm in kernel events.
     pub name: String,
     /// argv joined by single spaces; empty for kernel threads and zombies.
     pub cmdline: String,
@@ -61,10 +56,15 @@ struct Entry {
     exited_at: Option<Instant>,
 }
 
-struct Hint {
-    name: String,
-    uid: u32,
-    at: Instant,
+impl Entry {
+    fn new(info: ProcessInfo, now: Instant, exited_at: Option<Instant>) -> Self {
+        Entry {
+            info,
+            validated_at: now,
+            last_used: now,
+            exited_at,
+        }
+    }
 }
 
 /// The parts of /proc/PID/stat that tell one process from another.
@@ -74,20 +74,15 @@ struct Stat {
     start_time: u64,
 }
 
-#[derive(Default)]
-struct Passwd {
-    loaded: bool,
-    mtime: Option<SystemTime>,
-    names: HashMap<u32, String>,
-}
-
 /// Cached pid -> [`ProcessInfo`] resolution.
 pub struct ProcessResolver {
     proc_root: PathBuf,
     etc_root: PathBuf,
     entries: HashMap<u32, Entry>,
-    hints: HashMap<u32, Hint>,
-    passwd: Passwd,
+    hints: HashMap<u32, (ProcessInfo, Instant)>,
+    users: HashMap<u32, String>,
+    /// None until passwd was first read; then its mtime (None if it could not be read).
+    passwd_mtime: Option<Option<SystemTime>>,
     revalidate_after: Duration,
     keep_exited: Duration,
     max_entries: usize,
@@ -102,10 +97,11 @@ impl ProcessResolver {
             etc_root: etc_root.into(),
             entries: HashMap::new(),
             hints: HashMap::new(),
-            passwd: Passwd::default(),
-            revalidate_after: DEFAULT_REVALIDATE_AFTER,
-            keep_exited: DEFAULT_KEEP_EXITED,
-            max_entries: DEFAULT_MAX_ENTRIES,
+            users: HashMap::new(),
+            passwd_mtime: None,
+            revalidate_after: Duration::from_secs(5),
+            keep_exited: Duration::from_secs(30),
+            max_entries: 65_536,
         }
     }
 
@@ -132,11 +128,13 @@ impl ProcessResolver {
                 return Some(entry.info.clone());
             }
             entry.validated_at = now;
-            let stat = read_stat(&self.proc_root.join(pid.to_string()));
             let recorded = entry.info.start_time_ticks;
-            let same = match (stat, entry.exited_at) {
+            let same = match (
+                read_stat(&self.proc_root.join(pid.to_string())),
+                entry.exited_at,
+            ) {
                 (None, None) => {
-                    // Gone without an exit event (missed or not yet read): keep the name around.
+                    // Gone without (or before) an exit event: keep the name around all the same.
                     entry.exited_at = Some(now);
                     true
                 }
@@ -152,21 +150,13 @@ impl ProcessResolver {
             }
             self.entries.remove(&pid);
         }
-        if let Some(info) = self.resolve(pid) {
-            self.hints.remove(&pid);
-            let entry = Entry {
-                info: info.clone(),
-                validated_at: now,
-                last_used: now,
-                exited_at: None,
-            };
-            self.entries.insert(pid, entry);
-            return Some(info);
-        }
-        let hint = self.hints.get(&pid)?;
-        let (name, uid) = (hint.name.clone(), hint.uid);
-        let user = self.user_name(uid);
-        Some(ProcessInfo::minimal(pid, &name, uid, user))
+        let Some(info) = self.resolve(pid) else {
+            return self.hints.get(&pid).map(|(info, _)| info.clone());
+        };
+        self.hints.remove(&pid);
+        self.entries
+            .insert(pid, Entry::new(info.clone(), now, None));
+        Some(info)
     }
 
     /// Remember that `pid` exited; its last known info stays available for `keep_exited` so
@@ -175,7 +165,7 @@ impl ProcessResolver {
     pub fn note_exit(&mut self, pid: u32, name: &str, uid: u32, now: Instant) {
         self.hints.remove(&pid);
         match self.entries.get_mut(&pid) {
-            // A different comm means the cache describes an earlier occupant of the pid (or the
+            // Another comm means the cache describes an earlier occupant of the pid (or the
             // image before an exec), so the kernel's word wins.
             Some(entry) if entry.info.name == name => {
                 entry.exited_at.get_or_insert(now);
@@ -183,45 +173,31 @@ impl ProcessResolver {
                 entry.last_used = now;
             }
             _ => {
-                let user = self.user_name(uid);
-                let entry = Entry {
-                    info: ProcessInfo::minimal(pid, name, uid, user),
-                    validated_at: now,
-                    last_used: now,
-                    exited_at: Some(now),
-                };
-                self.entries.insert(pid, entry);
+                let info = ProcessInfo::minimal(pid, name, uid, self.user_name(uid));
+                self.entries.insert(pid, Entry::new(info, now, Some(now)));
             }
         }
     }
 
-    /// Record what the kernel reported for `pid` (comm and uid at socket creation), used by
-    /// `lookup` when /proc no longer has the process.
+    /// Record what the kernel reported for `pid` (comm and uid at socket creation); `lookup`
+    /// answers with it when /proc no longer has the process.
     pub fn hint(&mut self, pid: u32, name: &str, uid: u32, now: Instant) {
         // The hint is newer than a cache entry with another name: the pid was reused or exec'd.
         if self.entries.get(&pid).is_some_and(|e| e.info.name != name) {
             self.entries.remove(&pid);
         }
-        let hint = Hint {
-            name: name.to_owned(),
-            uid,
-            at: now,
-        };
-        self.hints.insert(pid, hint);
+        let info = ProcessInfo::minimal(pid, name, uid, self.user_name(uid));
+        self.hints.insert(pid, (info, now));
     }
 
     /// Drop exited entries and hints older than `keep_exited`, then bound the cache at
     /// `max_entries` by dropping the least recently used entries.
     pub fn expire(&mut self, now: Instant) {
-        let keep = self.keep_exited;
-        self.entries.retain(|_, e| {
-            e.exited_at
-                .is_none_or(|t| now.saturating_duration_since(t) < keep)
-        });
-        self.hints
-            .retain(|_, h| now.saturating_duration_since(h.at) < keep);
+        let fresh = |t: Instant| now.saturating_duration_since(t) < self.keep_exited;
+        self.entries.retain(|_, e| e.exited_at.is_none_or(fresh));
+        self.hints.retain(|_, (_, at)| fresh(*at));
         evict_oldest(&mut self.entries, self.max_entries, |e| e.last_used);
-        evict_oldest(&mut self.hints, self.max_entries, |h| h.at);
+        evict_oldest(&mut self.hints, self.max_entries, |(_, at)| *at);
     }
 
     /// Number of cached processes (hints are not counted).
@@ -233,80 +209,60 @@ impl ProcessResolver {
         self.entries.is_empty()
     }
 
-    /// User name for `uid` from <etc_root>/passwd. Users known only to NSS (LDAP, sssd,
+    /// User name for `uid` from <etc_root>/passwd. Users known only through NSS (LDAP, sssd,
     /// systemd-homed) are not found.
     pub fn user_name(&mut self, uid: u32) -> Option<String> {
-        if !self.passwd.loaded || !self.passwd.names.contains_key(&uid) {
-            self.passwd.refresh(&self.etc_root.join("passwd"));
+        if !self.users.contains_key(&uid) {
+            // Re-read only when the file changed, so misses for unknown uids cost one stat.
+            let path = self.etc_root.join("passwd");
+            let mtime = fs::metadata(&path).and_then(|m| m.modified()).ok();
+            if self.passwd_mtime != Some(mtime) {
+                self.passwd_mtime = Some(mtime);
+                self.users = fs::read(&path)
+                    .map(|b| parse_passwd(&String::from_utf8_lossy(&b)))
+                    .unwrap_or_default();
+            }
         }
-        self.passwd.names.get(&uid).cloned()
+        self.users.get(&uid).cloned()
     }
 
     fn resolve(&mut self, pid: u32) -> Option<ProcessInfo> {
         let dir = self.proc_root.join(pid.to_string());
         let stat = read_stat(&dir)?;
-        // Without status the process has gone mid-read; a hint describes it better than half data.
+        // Without status the process went away mid-read; a hint then beats half the data.
         let uid = read_real_uid(&dir)?;
         let name = match fs::read(dir.join("comm")) {
-            Ok(bytes) => {
-                String::from_utf8_lossy(bytes.strip_suffix(b"\n").unwrap_or(&bytes)).into_owned()
-            }
+            Ok(b) => String::from_utf8_lossy(b.strip_suffix(b"\n").unwrap_or(&b)).into_owned(),
             Err(_) => stat.comm,
         };
-        let cmdline = fs::read(dir.join("cmdline"))
-            .map(|b| join_cmdline(&b))
-            .unwrap_or_default();
-        let exe = fs::read_link(dir.join("exe"))
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned());
-        let cgroups = fs::read(dir.join("cgroup"))
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        let cgroup = cgroups
-            .lines()
-            .find_map(|l| l.strip_prefix("0::"))
-            .map(str::to_owned);
-        let netns_inode = fs::read_link(dir.join("ns/net"))
-            .ok()
-            .and_then(|p| parse_ns_inode(&p.to_string_lossy()));
-        let user = self.user_name(uid);
+        let cmdline = fs::read(dir.join("cmdline")).map(|b| join_cmdline(&b));
+        let exe = fs::read_link(dir.join("exe")).ok();
+        let cgroups = fs::read(dir.join("cgroup")).unwrap_or_default();
+        let cgroups = String::from_utf8_lossy(&cgroups);
+        let netns = fs::read_link(dir.join("ns/net")).ok();
         Some(ProcessInfo {
             pid,
             name,
-            cmdline,
-            exe,
+            cmdline: cmdline.unwrap_or_default(),
+            exe: exe.map(|p| p.to_string_lossy().into_owned()),
             uid,
-            user,
+            user: self.user_name(uid),
             start_time_ticks: stat.start_time,
-            cgroup,
+            cgroup: cgroups
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .map(str::to_owned),
             container: container_in_cgroups(&cgroups),
-            netns_inode,
+            netns_inode: netns.and_then(|p| parse_ns_inode(&p.to_string_lossy())),
         })
     }
 }
 
-impl Passwd {
-    /// Re-reads the file only when it changed, so repeated misses for unknown uids cost a stat.
-    fn refresh(&mut self, path: &Path) {
-        let mtime = fs::metadata(path).and_then(|m| m.modified()).ok();
-        if self.loaded && mtime == self.mtime {
-            return;
-        }
-        self.loaded = true;
-        self.mtime = mtime;
-        self.names = fs::read(path)
-            .map(|b| parse_passwd(&String::from_utf8_lossy(&b)))
-            .unwrap_or_default();
-    }
-}
-
 fn parse_passwd(text: &str) -> HashMap<u32, String> {
-    let mut names = HashMap::new();
+    let mut users = HashMap::new();
     for line in text.lines() {
         let mut fields = line.split(':');
-        let (Some(name), Some(_password), Some(uid)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
+        let (Some(name), Some(uid)) = (fields.next(), fields.nth(1)) else {
             continue;
         };
         // '+'/'-' lines are NIS compat markers, not users.
@@ -315,10 +271,10 @@ fn parse_passwd(text: &str) -> HashMap<u32, String> {
         }
         if let Ok(uid) = uid.parse::<u32>() {
             // getpwuid() returns the first match, so do the same.
-            names.entry(uid).or_insert_with(|| name.to_owned());
+            users.entry(uid).or_insert_with(|| name.to_owned());
         }
     }
-    names
+    users
 }
 
 fn read_stat(dir: &Path) -> Option<Stat> {
@@ -330,8 +286,9 @@ fn parse_stat(bytes: &[u8]) -> Option<Stat> {
     let open = bytes.iter().position(|&b| b == b'(')?;
     let close = bytes.iter().rposition(|&b| b == b')')?;
     let comm = String::from_utf8_lossy(bytes.get(open + 1..close)?).into_owned();
-    let rest = std::str::from_utf8(&bytes[close + 1..]).ok()?;
-    let mut fields = rest.split_ascii_whitespace();
+    let mut fields = std::str::from_utf8(&bytes[close + 1..])
+        .ok()?
+        .split_ascii_whitespace();
     let state = *fields.next()?.as_bytes().first()?;
     // Field 3 (state) is consumed; starttime is field 22.
     let start_time = fields.nth(18)?.parse().ok()?;
@@ -365,19 +322,15 @@ fn parse_ns_inode(link: &str) -> Option<u64> {
     link.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
 }
 
-/// Looks in the v2 path first; hybrid hosts may only show the container in v1 lines.
+/// Looks in the v2 path first; hybrid hosts may show the container only in v1 lines.
 fn container_in_cgroups(cgroups: &str) -> Option<String> {
     let v2 = cgroups.lines().filter_map(|l| l.strip_prefix("0::"));
-    let v1 = cgroups
-        .lines()
-        .filter(|l| !l.starts_with("0::"))
-        .filter_map(|l| l.splitn(3, ':').nth(2));
-    v2.chain(v1).find_map(container_in_path)
-}
-
-fn container_in_path(path: &str) -> Option<String> {
+    let v1 = cgroups.lines().filter(|l| !l.starts_with("0::"));
+    let v1 = v1.filter_map(|l| l.splitn(3, ':').nth(2));
     // The innermost container is the one the process runs in.
-    let id = path.split('/').rev().find_map(container_in_segment)?;
+    let id = v2
+        .chain(v1)
+        .find_map(|path| path.rsplit('/').find_map(container_in_segment))?;
     id.get(..12).map(str::to_owned)
 }
 
@@ -388,9 +341,8 @@ fn container_in_segment(segment: &str) -> Option<&str> {
     }
     // systemd drivers use "<runtime>-<id>.scope"; "libpod-conmon-<id>" is the monitor, outside.
     let stem = segment.strip_suffix(".scope")?;
-    ["docker-", "libpod-", "cri-containerd-", "crio-"]
-        .iter()
-        .find_map(|prefix| stem.strip_prefix(prefix))
+    let mut ids = ["docker-", "libpod-", "cri-containerd-", "crio-"].iter();
+    ids.find_map(|prefix| stem.strip_prefix(prefix))
         .filter(|id| id.len() >= 12 && is_hex(id))
 }
 
@@ -400,9 +352,10 @@ fn is_hex(s: &str) -> bool {
 }
 
 fn evict_oldest<V>(map: &mut HashMap<u32, V>, max: usize, used: impl Fn(&V) -> Instant) {
-    let Some(excess) = map.len().checked_sub(max).filter(|&n| n > 0) else {
+    let excess = map.len().saturating_sub(max);
+    if excess == 0 {
         return;
-    };
+    }
     let mut by_use: Vec<(Instant, u32)> = map.iter().map(|(&pid, v)| (used(v), pid)).collect();
     by_use.select_nth_unstable(excess - 1);
     for (_, pid) in &by_use[..excess] {
@@ -415,13 +368,11 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    const DOCKER_ID: &str = "3f4e8a1b2c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7";
-    const K8S_ID: &str = "9a8b7c6d5e4f30211f2e3d4c5b6a79880a1b2c3d4e5f60718293a4b5c6d7e8f9";
+    const DOCKER: &str = "3f4e8a1b2c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7";
+    const K8S: &str = "9a8b7c6d5e4f30211f2e3d4c5b6a79880a1b2c3d4e5f60718293a4b5c6d7e8f9";
 
     /// A temporary folder laid out like /proc and /etc, removed on drop.
-    struct Fake {
-        root: PathBuf,
-    }
+    struct Fake(PathBuf);
 
     impl Fake {
         fn new() -> Self {
@@ -432,66 +383,60 @@ mod tests {
             let _ = fs::remove_dir_all(&root);
             fs::create_dir_all(root.join("proc")).unwrap();
             fs::create_dir_all(root.join("etc")).unwrap();
-            let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\n\nbroken line\n\
-                          +::::::\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n\
-                          alias:x:1000:1000::/home/alias:/bin/sh\nbob:x:notanumber:0::/:/bin/sh\n";
+            let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\n\nbroken\n+::::::\n\
+                alice:x:1000:1000:Alice:/home/alice:/bin/sh\nalias:x:1000:1000::/:/bin/sh\n\
+                bob:x:notanumber:0::/:/bin/sh\n";
             fs::write(root.join("etc/passwd"), passwd).unwrap();
-            Fake { root }
+            Fake(root)
         }
 
         fn resolver(&self) -> ProcessResolver {
-            ProcessResolver::new(self.root.join("proc"), self.root.join("etc"))
+            ProcessResolver::new(self.0.join("proc"), self.0.join("etc"))
         }
 
         fn dir(&self, pid: u32) -> PathBuf {
-            self.root.join("proc").join(pid.to_string())
+            self.0.join("proc").join(pid.to_string())
         }
 
         fn set_stat(&self, pid: u32, comm: &str, start: u64) {
-            let stat = format!(
-                "{pid} ({comm}) S 1 {pid} {pid} 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {start} \
-                 12345678 300 18446744073709551615\n"
-            );
+            // starttime is field 22; the 19 fields between state and it are filler.
+            let filler = "1 2 3 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0";
+            let stat = format!("{pid} ({comm}) S {filler} {start} 1234 56 789\n");
             fs::write(self.dir(pid).join("stat"), stat).unwrap();
             fs::write(self.dir(pid).join("comm"), format!("{comm}\n")).unwrap();
         }
 
         fn add(&self, pid: u32, comm: &str, start: u64, uid: u32, cmdline: &[u8], cgroup: &str) {
-            let dir = self.dir(pid);
-            fs::create_dir_all(dir.join("ns")).unwrap();
+            fs::create_dir_all(self.dir(pid).join("ns")).unwrap();
             self.set_stat(pid, comm, start);
             let status =
-                format!("Name:\t{comm}\nTgid:\t{pid}\nPid:\t{pid}\nUid:\t{uid}\t0\t0\t0\n");
-            fs::write(dir.join("status"), status).unwrap();
-            fs::write(dir.join("cmdline"), cmdline).unwrap();
-            fs::write(dir.join("cgroup"), cgroup).unwrap();
-        }
-
-        fn remove(&self, pid: u32) {
-            fs::remove_dir_all(self.dir(pid)).unwrap();
+                format!("Name:\t{comm}\nPid:\t{pid}\nUid:\t{uid}\t0\t0\t0\nGid:\t0\t0\t0\t0\n");
+            fs::write(self.dir(pid).join("status"), status).unwrap();
+            fs::write(self.dir(pid).join("cmdline"), cmdline).unwrap();
+            fs::write(self.dir(pid).join("cgroup"), cgroup).unwrap();
         }
     }
 
     impl Drop for Fake {
         fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.root);
+            let _ = fs::remove_dir_all(&self.0);
         }
+    }
+
+    fn secs(t0: Instant, s: u64) -> Instant {
+        t0 + Duration::from_secs(s)
     }
 
     #[test]
     fn resolves_every_field_from_fake_proc() {
         let fake = Fake::new();
-        fake.add(
-            42,
-            "x) (y z",
-            987_654,
-            1000,
+        let (cmdline, cgroup) = (
             b"/usr/bin/python3\0-m\0http.server\0",
-            "0::/user.slice/a.scope\n",
+            "1:pids:/\n0::/a.slice\n",
         );
+        fake.add(42, "x) (y z", 987_654, 1000, cmdline, cgroup);
         std::os::unix::fs::symlink("/usr/bin/python3.12", fake.dir(42).join("exe")).unwrap();
         std::os::unix::fs::symlink("net:[4026531993]", fake.dir(42).join("ns/net")).unwrap();
-        let mut r = fake.resolver();
         let expected = ProcessInfo {
             pid: 42,
             name: "x) (y z".to_owned(),
@@ -500,36 +445,32 @@ mod tests {
             uid: 1000,
             user: Some("alice".to_owned()),
             start_time_ticks: 987_654,
-            cgroup: Some("/user.slice/a.scope".to_owned()),
+            cgroup: Some("/a.slice".to_owned()),
             container: None,
             netns_inode: Some(4_026_531_993),
         };
+        let mut r = fake.resolver();
         assert_eq!(r.lookup(42, Instant::now()), Some(expected));
         assert_eq!(r.len(), 1);
+        assert_eq!(r.lookup(43, Instant::now()), None);
     }
 
     #[test]
     fn parses_stat_after_last_paren_and_rejects_garbage() {
-        let s =
-            parse_stat(b"7 (a) b) (c) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 555 0 0").unwrap();
-        assert_eq!(
-            (s.comm.as_str(), s.state, s.start_time),
-            ("a) b) (c", b'R', 555)
-        );
-        assert!(parse_stat(b"7 (a R 1 2 3").is_none());
-        assert!(parse_stat(b"7 (a) R 1 7").is_none());
-        assert!(parse_stat(b"7 )a( R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 555").is_none());
-        assert!(parse_stat(b"7 (a) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 x55").is_none());
+        let s = parse_stat(b"7 (a) b) (c) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 555 0").unwrap();
+        assert_eq!(s.comm, "a) b) (c");
+        assert_eq!((s.state, s.start_time), (b'R', 555));
         assert!(parse_stat(b"").is_none());
+        assert!(parse_stat(b"7 (a R 1 2").is_none());
+        assert!(parse_stat(b"7 (a) R 1 7").is_none());
+        assert!(parse_stat(b"7 )a( R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5").is_none());
+        assert!(parse_stat(b"7 (a) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 x55").is_none());
     }
 
     #[test]
     fn joins_cmdline_arguments() {
-        assert_eq!(join_cmdline(b"/bin/sleep\0100\0"), "/bin/sleep 100");
-        assert_eq!(
-            join_cmdline(b"nginx: worker process\0\0\0\0"),
-            "nginx: worker process"
-        );
+        assert_eq!(join_cmdline(b"/bin/sleep\x00100\0"), "/bin/sleep 100");
+        assert_eq!(join_cmdline(b"nginx: worker\0\0\0\0"), "nginx: worker");
         assert_eq!(join_cmdline(b"a\xff\0b"), "a\u{fffd} b");
         assert_eq!(join_cmdline(b"a\0\0b\0"), "a  b");
         assert_eq!(join_cmdline(b""), "");
@@ -538,37 +479,36 @@ mod tests {
 
     #[test]
     fn finds_container_ids_in_cgroup_paths() {
-        let id = |text: &str| container_in_cgroups(text);
-        assert_eq!(
-            id(&format!("0::/system.slice/docker-{DOCKER_ID}.scope\n")).as_deref(),
-            Some("3f4e8a1b2c5d")
-        );
-        assert_eq!(
-            id(&format!("0::/docker/{DOCKER_ID}\n")).as_deref(),
-            Some("3f4e8a1b2c5d")
-        );
-        let cgroupfs =
-            format!("0::/kubepods/burstable/pod1f2e3d4c-5b6a-7980-a1b2-c3d4e5f60718/{K8S_ID}\n");
-        assert_eq!(id(&cgroupfs).as_deref(), Some("9a8b7c6d5e4f"));
-        let systemd = format!(
-            "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1f2e3d4c_5b6a.slice/\
-             cri-containerd-{K8S_ID}.scope\n"
-        );
-        assert_eq!(id(&systemd).as_deref(), Some("9a8b7c6d5e4f"));
-        assert_eq!(
-            id("0::/machine.slice/libpod-0123456789abcdef.scope/container\n").as_deref(),
-            Some("0123456789ab")
-        );
-        assert_eq!(
-            id(&format!("12:pids:/docker/{DOCKER_ID}\n0::/\n")).as_deref(),
-            Some("3f4e8a1b2c5d")
-        );
-        assert_eq!(
-            id("0::/machine.slice/libpod-conmon-0123456789abcdef.scope\n"),
-            None
-        );
-        assert_eq!(id("0::/user.slice/user-1000.slice/session-3.scope\n"), None);
-        assert_eq!(id(""), None);
+        let (docker, k8s) = (Some("3f4e8a1b2c5d"), Some("9a8b7c6d5e4f"));
+        let pod = "kubepods-besteffort-pod1f2e_3d4c.slice";
+        let cases = [
+            (format!("0::/system.slice/docker-{DOCKER}.scope\n"), docker),
+            (format!("0::/docker/{DOCKER}\n"), docker),
+            (format!("12:pids:/docker/{DOCKER}\n0::/\n"), docker),
+            (format!("0::/kubepods/burstable/pod1f2e-3d4c/{K8S}\n"), k8s),
+            (
+                format!("0::/kubepods.slice/{pod}/cri-containerd-{K8S}.scope\n"),
+                k8s,
+            ),
+            (
+                format!("0::/machine.slice/libpod-{K8S}.scope/container\n"),
+                k8s,
+            ),
+            (
+                format!("0::/machine.slice/libpod-conmon-{K8S}.scope\n"),
+                None,
+            ),
+            (
+                "0::/user.slice/user-1000.slice/session-3.scope\n".to_owned(),
+                None,
+            ),
+            (String::new(), None),
+        ];
+        for (cgroups, want) in cases {
+            assert_eq!(container_in_cgroups(&cgroups).as_deref(), want, "{cgroups}");
+        }
+        let short = "0::/machine.slice/libpod-0123456789abcdef.scope\n";
+        assert_eq!(container_in_cgroups(short).as_deref(), Some("0123456789ab"));
     }
 
     #[test]
@@ -580,23 +520,20 @@ mod tests {
         assert_eq!(r.lookup(50, t0).unwrap().cmdline, "old");
         fake.set_stat(50, "worker", 200);
         fs::write(fake.dir(50).join("cmdline"), b"new\0--flag\0").unwrap();
-        let cached = r.lookup(50, t0 + Duration::from_secs(1)).unwrap();
+        let cached = r.lookup(50, secs(t0, 1)).unwrap();
         assert_eq!(
-            (cached.cmdline.as_str(), cached.start_time_ticks),
-            ("old", 100)
+            (cached.cmdline, cached.start_time_ticks),
+            ("old".into(), 100)
         );
-        let fresh = r.lookup(50, t0 + Duration::from_secs(6)).unwrap();
+        let fresh = r.lookup(50, secs(t0, 6)).unwrap();
         assert_eq!(
-            (fresh.cmdline.as_str(), fresh.start_time_ticks),
-            ("new --flag", 200)
+            (fresh.cmdline, fresh.start_time_ticks),
+            ("new --flag".into(), 200)
         );
         // exec keeps starttime but changes comm.
         fake.set_stat(50, "python3", 200);
         r.set_revalidate_after(Duration::from_secs(1));
-        assert_eq!(
-            r.lookup(50, t0 + Duration::from_secs(8)).unwrap().name,
-            "python3"
-        );
+        assert_eq!(r.lookup(50, secs(t0, 8)).unwrap().name, "python3");
     }
 
     #[test]
@@ -606,31 +543,19 @@ mod tests {
         let mut r = fake.resolver();
         let t0 = Instant::now();
         r.lookup(60, t0).unwrap();
-        fake.remove(60);
-        r.note_exit(60, "curl", 0, t0 + Duration::from_secs(1));
-        let later = t0 + Duration::from_secs(20);
-        let info = r.lookup(60, later).unwrap();
-        assert_eq!(
-            (info.cmdline.as_str(), info.user.as_deref()),
-            ("curl -s example.com", Some("root"))
-        );
-        r.expire(later);
-        assert_eq!(r.len(), 1);
-        r.expire(t0 + Duration::from_secs(31));
+        fs::remove_dir_all(fake.dir(60)).unwrap();
+        r.note_exit(60, "curl", 0, secs(t0, 1));
+        r.note_exit(61, "true", 1000, secs(t0, 1));
+        let info = r.lookup(60, secs(t0, 20)).unwrap();
+        assert_eq!(info.cmdline, "curl -s example.com");
+        assert_eq!(info.user.as_deref(), Some("root"));
+        let minimal = ProcessInfo::minimal(61, "true", 1000, Some("alice".to_owned()));
+        assert_eq!(r.lookup(61, secs(t0, 20)), Some(minimal));
+        r.expire(secs(t0, 20));
+        assert_eq!(r.len(), 2);
+        r.expire(secs(t0, 31));
         assert!(r.is_empty());
-        assert_eq!(r.lookup(60, t0 + Duration::from_secs(32)), None);
-    }
-
-    #[test]
-    fn note_exit_of_unknown_pid_stores_minimal_entry() {
-        let fake = Fake::new();
-        let mut r = fake.resolver();
-        let t0 = Instant::now();
-        r.note_exit(61, "true", 1000, t0);
-        let expected = ProcessInfo::minimal(61, "true", 1000, Some("alice".to_owned()));
-        assert_eq!(r.lookup(61, t0 + Duration::from_secs(10)), Some(expected));
-        r.expire(t0 + Duration::from_secs(30));
-        assert_eq!(r.len(), 0);
+        assert_eq!(r.lookup(60, secs(t0, 32)), None);
     }
 
     #[test]
@@ -638,21 +563,13 @@ mod tests {
         let fake = Fake::new();
         let mut r = fake.resolver();
         let t0 = Instant::now();
-        assert_eq!(r.lookup(70, t0), None);
         r.hint(70, "wget", 1000, t0);
         let expected = ProcessInfo::minimal(70, "wget", 1000, Some("alice".to_owned()));
-        assert_eq!(r.lookup(70, t0 + Duration::from_secs(1)), Some(expected));
-        r.expire(t0 + Duration::from_secs(31));
-        assert_eq!(r.lookup(70, t0 + Duration::from_secs(31)), None);
+        assert_eq!(r.lookup(70, secs(t0, 1)), Some(expected));
+        r.expire(secs(t0, 31));
+        assert_eq!(r.lookup(70, secs(t0, 31)), None);
         // A live process wins over its hint.
-        fake.add(
-            71,
-            "sshd",
-            5,
-            0,
-            b"sshd: alice\0",
-            "0::/system.slice/ssh.service\n",
-        );
+        fake.add(71, "sshd", 5, 0, b"sshd: alice\0", "0::/ssh.service\n");
         r.hint(71, "sshd", 1000, t0);
         assert_eq!(r.lookup(71, t0).unwrap().cmdline, "sshd: alice");
     }
@@ -663,13 +580,12 @@ mod tests {
         let mut r = fake.resolver();
         r.set_max_entries(2);
         let t0 = Instant::now();
-        for (i, pid) in [80, 81, 82].into_iter().enumerate() {
+        for pid in [80, 81, 82] {
             fake.add(pid, "p", 1, 0, b"p\0", "0::/\n");
-            r.lookup(pid, t0 + Duration::from_millis(i as u64)).unwrap();
+            r.lookup(pid, secs(t0, u64::from(pid - 80))).unwrap();
         }
-        r.lookup(80, t0 + Duration::from_millis(10)).unwrap();
-        r.expire(t0 + Duration::from_millis(11));
-        assert_eq!(r.len(), 2);
+        r.lookup(80, secs(t0, 3)).unwrap();
+        r.expire(secs(t0, 4));
         let mut kept: Vec<u32> = r.entries.keys().copied().collect();
         kept.sort_unstable();
         assert_eq!(kept, [80, 82]);
@@ -682,8 +598,15 @@ mod tests {
         assert_eq!(r.user_name(0).as_deref(), Some("root"));
         assert_eq!(r.user_name(1000).as_deref(), Some("alice"));
         assert_eq!(r.user_name(4242), None);
-        let missing = ProcessResolver::new("/nonexistent", "/nonexistent").user_name(0);
-        assert_eq!(missing, None);
+        // A changed passwd is re-read on a miss; the mtime is forced so that it surely differs.
+        let path = fake.0.join("etc/passwd");
+        fs::write(&path, "carol:x:4242:4242::/:/bin/sh\n").unwrap();
+        let file = fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(SystemTime::now() + Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(r.user_name(4242).as_deref(), Some("carol"));
+        let mut nowhere = ProcessResolver::new("/nonexistent", "/nonexistent");
+        assert_eq!(nowhere.user_name(0), None);
     }
 
     #[test]

@@ -24,8 +24,9 @@ pub use self::error::EbpfCollectError;
 use super::{iface, Degradation, Interface, KernelSample};
 use crate::privilege;
 
-/// The object built from `kaipo-ebpf` by this crate's build script.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kaipo"));
+/// The object built from `kaipo-ebpf` by this crate's build script. Public so tests and
+/// benchmarks can load single programs from it.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kaipo"));
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -190,7 +191,7 @@ impl EbpfCollector {
                 .sum();
             sample.counters[slot as usize] = value;
         }
-        if self.flow_count_every != 0 && self.samples % u64::from(self.flow_count_every) == 0 {
+        if self.flow_count_every != 0 && self.samples.is_multiple_of(u64::from(self.flow_count_every)) {
             sample.flows_live = Some(self.flows.keys().filter(Result::is_ok).count() as u64);
         }
         self.samples += 1;

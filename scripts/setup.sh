@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what building and testing kaipo needs on a fresh Debian/Ubuntu machine, and nothing
+# that is already there: safe to run again, and quick when all is in place.
+#
+#  - Debian packages: LLVM 22 (bpf-linker links against it), iproute2 (tests build network
+#    namespaces), libpcap (pcap backend), tmux (dashboard tests).
+#  - rust-src for the nightly toolchain (the eBPF crate builds core from source).
+#  - bpf-linker 0.13 built against LLVM 22.
+set -euo pipefail
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "setup: '$*' needs root; run this script as root or install sudo" >&2
+        exit 1
+    fi
+}
+
+log() { echo "setup: $*" >&2; }
+
+packages=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 libpcap-dev tmux pkg-config)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v rustup >/dev/null 2>&1 || { log "rustup is missing; install a Rust toolchain with rustup first"; exit 1; }
+
+if ! rustup toolchain list | grep -q '^nightly'; then
+    log "installing the nightly toolchain"
+    rustup toolchain install nightly --profile minimal
+fi
+if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
+    log "adding rust-src to the nightly toolchain"
+    rustup component add rust-src --toolchain nightly
+fi
+
+if ! bpf-linker --version 2>/dev/null | grep -q '^bpf-linker 0\.13\.'; then
+    log "building bpf-linker 0.13 against LLVM 22 (a few minutes)"
+    PATH="/usr/lib/llvm-22/bin:$PATH" LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 \
+        cargo install --locked bpf-linker --version '^0.13' --no-default-features --features llvm-22
+fi
+log "ready"
