@@ -51,7 +51,12 @@ impl Frame for SkbFrame {
         // SAFETY: the helper checks the range against the whole packet and fills `dst` only on
         // success.
         let ret = unsafe {
-            bpf_skb_load_bytes(self.skb.cast(), offset as u32, dst.as_mut_ptr().cast(), N as u32)
+            bpf_skb_load_bytes(
+                self.skb.cast(),
+                offset as u32,
+                dst.as_mut_ptr().cast(),
+                N as u32,
+            )
         };
         ret == 0
     }

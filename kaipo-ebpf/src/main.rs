@@ -11,7 +11,10 @@
 #![no_std]
 #![no_main]
 #![feature(core_intrinsics)]
-#![expect(internal_features, reason = "atomic adds on map values need core::intrinsics on the BPF target")]
+#![expect(
+    internal_features,
+    reason = "atomic adds on map values need core::intrinsics on the BPF target"
+)]
 
 mod iface;
 mod owner;
@@ -29,7 +32,8 @@ use kaipo_common::{
 };
 
 #[map]
-static IFACE_STATS: PerCpuHashMap<u32, IfaceCounters> = PerCpuHashMap::with_max_entries(MAX_IFACES, 0);
+static IFACE_STATS: PerCpuHashMap<u32, IfaceCounters> =
+    PerCpuHashMap::with_max_entries(MAX_IFACES, 0);
 
 /// Flows are many and come and go; the LRU map makes room for new ones by evicting the least
 /// recently used, and userspace derives the eviction count from `counter::FLOW_CREATED`.

@@ -38,8 +38,12 @@ pub fn on_create(ctx: &SockContext) {
         return;
     }
     // SAFETY: helpers reading the context socket.
-    let (cookie, netns) =
-        unsafe { (bpf_get_socket_cookie(sock.cast()), bpf_get_netns_cookie(sock.cast())) };
+    let (cookie, netns) = unsafe {
+        (
+            bpf_get_socket_cookie(sock.cast()),
+            bpf_get_netns_cookie(sock.cast()),
+        )
+    };
     record_owner(cookie, OWNER_FROM_CREATE, netns);
 }
 
@@ -102,7 +106,13 @@ pub fn on_exit() {
 /// Writes one event about the current task. Returns false (and counts it) when the ring buffer
 /// is full.
 #[inline(always)]
-fn emit(kind: u32, cookie: u64, source: u32, netns_cookie: u64, stats: Option<*const SockStats>) -> bool {
+fn emit(
+    kind: u32,
+    cookie: u64,
+    source: u32,
+    netns_cookie: u64,
+    stats: Option<*const SockStats>,
+) -> bool {
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         bump(counter::RINGBUF_FULL);
         return false;

@@ -140,7 +140,8 @@ fn parse_ipv6<F: Frame>(frame: &F, offset: usize, headers: &mut IpHeaders) -> Pa
         return Parsed::Malformed;
     }
     headers.family = FAMILY_IPV6;
-    if !frame.read_into(offset + 8, &mut headers.src) || !frame.read_into(offset + 24, &mut headers.dst)
+    if !frame.read_into(offset + 8, &mut headers.src)
+        || !frame.read_into(offset + 24, &mut headers.dst)
     {
         return Parsed::Malformed;
     }

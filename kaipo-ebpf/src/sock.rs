@@ -56,7 +56,10 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
     let (bytes, pkts) = slot(fresh, egress, loopback);
     *bytes = len;
     *pkts = packets;
-    if SOCK_STATS.insert(cookie, fresh, u64::from(BPF_NOEXIST)).is_ok() {
+    if SOCK_STATS
+        .insert(cookie, fresh, u64::from(BPF_NOEXIST))
+        .is_ok()
+    {
         return;
     }
     // Lost the race to another CPU inserting the same socket, or the map is full.
@@ -114,7 +117,11 @@ fn orient(stats: &mut SockStats, h: &IpHeaders, egress: bool) {
 fn note_remote(stats: &mut SockStats, ctx: &SkBuffContext, egress: bool) {
     let mut h = IpHeaders::default();
     if packet::parse_ip(&SkbFrame::new(ctx.skb.skb), &mut h) == Parsed::Ip {
-        let (addr, port) = if egress { (h.dst, h.dst_port) } else { (h.src, h.src_port) };
+        let (addr, port) = if egress {
+            (h.dst, h.dst_port)
+        } else {
+            (h.src, h.src_port)
+        };
         if addr != stats.remote_addr || port != stats.remote_port {
             stats.flags |= SOCK_FLAG_MANY_REMOTES;
         }

@@ -102,11 +102,17 @@ impl SockTotals {
     }
 
     fn since(&self, earlier: &Self) -> Self {
-        Self { net: self.net.since(&earlier.net), lo: self.lo.since(&earlier.lo) }
+        Self {
+            net: self.net.since(&earlier.net),
+            lo: self.lo.since(&earlier.lo),
+        }
     }
 
     fn max(&self, other: &Self) -> Self {
-        Self { net: self.net.max(&other.net), lo: self.lo.max(&other.lo) }
+        Self {
+            net: self.net.max(&other.net),
+            lo: self.lo.max(&other.lo),
+        }
     }
 
     fn counted(&self, include_loopback: bool) -> Traffic {
@@ -252,7 +258,8 @@ impl Accountant {
                 }
             }
             EVENT_PROC_EXIT => {
-                self.exited.push((event.tgid, comm_to_string(&event.comm), event.uid));
+                self.exited
+                    .push((event.tgid, comm_to_string(&event.comm), event.uid));
             }
             _ => self.malformed_seen += 1,
         }
@@ -279,7 +286,8 @@ impl Accountant {
 
         for (iface, now) in &sample.ifaces {
             let before = self.ifaces.insert(iface.ifindex, *now).unwrap_or_default();
-            out.interfaces.push((iface.clone(), iface_delta(now, &before)));
+            out.interfaces
+                .push((iface.clone(), iface_delta(now, &before)));
         }
 
         let mut seen = HashSet::with_capacity(sample.sockets.len());
@@ -340,7 +348,11 @@ impl Accountant {
             }
         }
         for cookie in gone {
-            if self.sockets.get(&cookie).is_some_and(|s| s.pending.net.is_zero() && s.pending.lo.is_zero()) {
+            if self
+                .sockets
+                .get(&cookie)
+                .is_some_and(|s| s.pending.net.is_zero() && s.pending.lo.is_zero())
+            {
                 self.sockets.remove(&cookie);
                 self.owners.remove(&cookie);
             }
@@ -406,7 +418,9 @@ impl Accountant {
 
     /// Whether any bytes still wait for an owner.
     pub fn has_pending(&self) -> bool {
-        self.sockets.values().any(|s| !s.pending.net.is_zero() || !s.pending.lo.is_zero())
+        self.sockets
+            .values()
+            .any(|s| !s.pending.net.is_zero() || !s.pending.lo.is_zero())
     }
 }
 

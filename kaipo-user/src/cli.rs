@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use crate::format::parse_duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "kaipo", version, about = "Which process is using the network, counted in the kernel")]
+#[command(
+    name = "kaipo",
+    version,
+    about = "Which process is using the network, counted in the kernel"
+)]
 pub struct Cli {
     /// Log detail on stderr: error, warn, info, debug or trace.
     #[arg(long, global = true, default_value = "warn", env = "KAIPO_LOG")]
@@ -63,11 +67,22 @@ mod tests {
     fn definition_is_consistent_and_parses_watch() {
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from([
-            "kaipo", "watch", "--interval", "250ms", "--duration", "3s", "--iface", "eth0",
-            "--iface", "eth1", "--json",
+            "kaipo",
+            "watch",
+            "--interval",
+            "250ms",
+            "--duration",
+            "3s",
+            "--iface",
+            "eth0",
+            "--iface",
+            "eth1",
+            "--json",
         ])
         .unwrap();
-        let Command::Watch(w) = cli.command else { panic!("not watch") };
+        let Command::Watch(w) = cli.command else {
+            panic!("not watch")
+        };
         assert_eq!(w.interval, Duration::from_millis(250));
         assert_eq!(w.duration, Some(Duration::from_secs(3)));
         assert_eq!(w.ifaces, vec!["eth0", "eth1"]);

@@ -1,7 +1,331 @@
-//! `kaipo doctor`: what works here, what degrades and why.
+//! `kaipo doctor`: what this machine lets kaipo do. Every kernel program is loaded and attached
+//! for real (to the cgroup root and the loopback interface) and detached again, so a "works"
+//! here means it worked, not that a version number looked right.
 
-use std::io::Write;
+use std::{fs, io::Write};
 
-pub async fn run(_json: bool, _out: &mut dyn Write) -> anyhow::Result<()> {
-    anyhow::bail!("doctor is not built yet")
+use aya::{programs::CgroupSkbAttachType, Btf};
+use serde::Serialize;
+
+use crate::{
+    collect::{
+        ebpf::{self, attach, EbpfCollectError},
+        iface, Interface,
+    },
+    privilege,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    /// Works with less: kaipo runs, but this piece is missing or slower.
+    Degraded,
+    /// kaipo cannot run its eBPF collector until this is fixed.
+    Failed,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+    /// What to do about it, when there is something to do.
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn ok(name: &str, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            status: Status::Ok,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    fn bad(name: &str, status: Status, detail: impl Into<String>, fix: &str) -> Self {
+        Self {
+            name: name.into(),
+            status,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+pub async fn run(json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let checks = diagnose();
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &checks)?;
+        writeln!(out)?;
+    } else {
+        for c in &checks {
+            let mark = match c.status {
+                Status::Ok => "ok      ",
+                Status::Degraded => "degraded",
+                Status::Failed => "FAILED  ",
+            };
+            writeln!(out, "{mark} {:<28} {}", c.name, c.detail)?;
+            if let Some(fix) = &c.fix {
+                writeln!(out, "         {:<28} fix: {fix}", "")?;
+            }
+        }
+        let failed = checks.iter().filter(|c| c.status == Status::Failed).count();
+        let degraded = checks
+            .iter()
+            .filter(|c| c.status == Status::Degraded)
+            .count();
+        writeln!(out)?;
+        match (failed, degraded) {
+            (0, 0) => writeln!(out, "kaipo's eBPF collector runs here with everything.")?,
+            (0, n) => writeln!(
+                out,
+                "kaipo's eBPF collector runs here, with {n} degraded piece(s)."
+            )?,
+            (n, _) => writeln!(
+                out,
+                "kaipo's eBPF collector cannot run here: {n} check(s) failed."
+            )?,
+        }
+    }
+    out.flush()?;
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.status == Status::Failed)
+        .map(|c| c.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!("failed checks: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Runs every check. Stops trying programs once something they all need is missing, but always
+/// reports each check.
+pub fn diagnose() -> Vec<Check> {
+    let mut checks = Vec::new();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let missing = privilege::missing(privilege::effective_caps());
+    let privileged = root || missing.is_empty();
+    checks.push(if root {
+        Check::ok("privileges", "running as root")
+    } else if missing.is_empty() {
+        Check::ok("privileges", "CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN are effective")
+    } else {
+        Check::bad(
+            "privileges",
+            Status::Failed,
+            format!("not root and missing {}", missing.join(", ")),
+            "run kaipo with sudo, or grant the capabilities (setcap cap_bpf,cap_perfmon,cap_net_admin+ep)",
+        )
+    });
+
+    let btf = match Btf::from_sys_fs() {
+        Ok(btf) => {
+            checks.push(Check::ok(
+                "kernel BTF",
+                "/sys/kernel/btf/vmlinux is readable",
+            ));
+            Some(btf)
+        }
+        Err(err) => {
+            checks.push(Check::bad(
+                "kernel BTF",
+                Status::Failed,
+                format!("cannot read /sys/kernel/btf/vmlinux: {err}"),
+                "use a kernel built with CONFIG_DEBUG_INFO_BTF=y (most distribution kernels are)",
+            ));
+            None
+        }
+    };
+
+    let cgroup = match ebpf::cgroup2_root() {
+        Some(path) => match fs::File::open(&path) {
+            Ok(file) => {
+                checks.push(Check::ok(
+                    "cgroup v2",
+                    format!("mounted at {}", path.display()),
+                ));
+                Some(file)
+            }
+            Err(err) => {
+                checks.push(Check::bad(
+                    "cgroup v2",
+                    Status::Failed,
+                    format!("cannot open {}: {err}", path.display()),
+                    "run as root",
+                ));
+                None
+            }
+        },
+        None => {
+            checks.push(Check::bad(
+                "cgroup v2",
+                Status::Failed,
+                "no cgroup2 file system is mounted",
+                "mount -t cgroup2 none /sys/fs/cgroup/unified",
+            ));
+            None
+        }
+    };
+
+    checks.push(bpf_stats_check());
+
+    let (Some(btf), Some(cgroup), true) = (btf, cgroup, privileged) else {
+        checks.push(Check::bad(
+            "kernel programs",
+            Status::Failed,
+            "not tried: privileges, BTF or cgroup v2 is missing (see above)",
+            "fix the checks above, then run kaipo doctor again",
+        ));
+        return checks;
+    };
+    let mut object = match ebpf::load(&btf, &ebpf::Options::default()) {
+        Ok(object) => {
+            checks.push(Check::ok("maps and ring buffer", "created"));
+            object
+        }
+        Err(err) => {
+            checks.push(Check::bad(
+                "maps and ring buffer",
+                Status::Failed,
+                err.to_string(),
+                "check `ulimit -l` (locked memory) and that the kernel has BPF ring buffers (5.8+)",
+            ));
+            return checks;
+        }
+    };
+    program_checks(&mut object, &cgroup, &btf, &mut checks);
+    checks.push(Check::ok(
+        "trampolines (fentry/fexit)",
+        "not used: kaipo counts with cgroup hooks and BTF tracepoints, which need no trampolines",
+    ));
+    checks.push(interfaces_check());
+    // Dropping `object` detaches everything tried above.
+    drop(object);
+    checks
+}
+
+fn program_checks(object: &mut aya::Ebpf, cgroup: &fs::File, btf: &Btf, checks: &mut Vec<Check>) {
+    let core_fix = "kaipo needs this to count per socket; use a kernel 5.10 or newer with \
+                    CONFIG_CGROUP_BPF=y";
+    let mut record = |name: &str, result: Result<(), EbpfCollectError>, status, fix: &str| {
+        checks.push(match result {
+            Ok(()) => Check::ok(name, "loaded and attached"),
+            Err(err) => Check::bad(name, status, err.to_string(), fix),
+        });
+    };
+    record(
+        "cgroup sock_create",
+        attach::cgroup_sock(object, "kaipo_sock_create", cgroup),
+        Status::Failed,
+        core_fix,
+    );
+    record(
+        "cgroup_skb ingress",
+        attach::cgroup_skb(
+            object,
+            "kaipo_sock_ingress",
+            CgroupSkbAttachType::Ingress,
+            cgroup,
+        ),
+        Status::Failed,
+        core_fix,
+    );
+    record(
+        "cgroup_skb egress",
+        attach::cgroup_skb(
+            object,
+            "kaipo_sock_egress",
+            CgroupSkbAttachType::Egress,
+            cgroup,
+        ),
+        Status::Failed,
+        core_fix,
+    );
+    record(
+        "cgroup sock_release",
+        attach::cgroup_sock(object, "kaipo_sock_release", cgroup),
+        Status::Degraded,
+        "closed sockets are then noticed late; needs kernel 5.9 or newer",
+    );
+    for (name, tracepoint, what) in attach::TRACEPOINTS {
+        let fix = format!("without it kaipo loses {what}; needs kernel 5.5+ with BTF");
+        record(
+            &format!("tp_btf {tracepoint}"),
+            attach::tp_btf(object, name, tracepoint, btf),
+            Status::Degraded,
+            &fix,
+        );
+    }
+    let lo = Interface {
+        name: "lo".into(),
+        ifindex: kaipo_common::LOOPBACK_IFINDEX,
+    };
+    let mut notes = Vec::new();
+    let result = attach::load_interface_programs(object)
+        .and_then(|()| attach::interface(object, &lo, &mut notes));
+    match result {
+        Ok(()) if notes.is_empty() => checks.push(Check::ok(
+            "XDP and TCX on interfaces",
+            "XDP (generic mode) and the TCX egress classifier attached to lo",
+        )),
+        Ok(()) => checks.push(Check::bad(
+            "XDP and TCX on interfaces",
+            Status::Degraded,
+            notes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+            "works; a newer kernel (6.6+) gives TCX links",
+        )),
+        Err(err) => checks.push(Check::bad(
+            "XDP and TCX on interfaces",
+            Status::Degraded,
+            err.to_string(),
+            "per-interface counters need XDP and TC support (CONFIG_XDP_SOCKETS, CONFIG_NET_CLS_BPF)",
+        )),
+    }
+}
+
+fn bpf_stats_check() -> Check {
+    match fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled") {
+        Ok(v) if v.trim() == "1" => Check::ok("BPF run-time statistics", "enabled"),
+        Ok(_) => Check::ok(
+            "BPF run-time statistics",
+            "off (kaipo turns them on only while benchmarking; `sysctl kernel.bpf_stats_enabled=1` shows program cost in bpftool)",
+        ),
+        Err(err) => Check::bad(
+            "BPF run-time statistics",
+            Status::Degraded,
+            format!("cannot read kernel.bpf_stats_enabled: {err}"),
+            "program run time cannot be measured on this kernel",
+        ),
+    }
+}
+
+fn interfaces_check() -> Check {
+    match iface::select(&[]) {
+        Ok(list) if list.is_empty() => Check::bad(
+            "interfaces",
+            Status::Degraded,
+            "no interface is up besides loopback",
+            "bring an interface up, or name one with --iface",
+        ),
+        Ok(list) => Check::ok(
+            "interfaces",
+            format!(
+                "monitored by default: {}",
+                list.iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Err(err) => Check::bad(
+            "interfaces",
+            Status::Degraded,
+            err.to_string(),
+            "check /sys/class/net",
+        ),
+    }
 }

@@ -31,7 +31,9 @@ pub fn rate(n: u64, over: Duration) -> String {
 /// Parses `500ms`, `1s`, `1.5s`, `2m`, `1h`, `1d`; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
@@ -42,7 +44,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => 60.0,
         "h" => 3600.0,
         "d" => 86400.0,
-        other => return Err(format!("unknown unit '{other}' in '{text}'; use ms, s, m, h or d")),
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}'; use ms, s, m, h or d"
+            ))
+        }
     };
     let secs = value * scale;
     if !secs.is_finite() || secs <= 0.0 {
@@ -62,7 +68,9 @@ pub fn ip(family: u8, addr: &[u8; 16]) -> Option<IpAddr> {
 
 /// `addr:port`, with IPv6 in brackets, or just the address for portless protocols.
 pub fn endpoint(family: u8, addr: &[u8; 16], port: u16, has_ports: bool) -> String {
-    let Some(ip) = ip(family, addr) else { return "?".into() };
+    let Some(ip) = ip(family, addr) else {
+        return "?".into();
+    };
     match (ip, has_ports) {
         (IpAddr::V6(v6), true) => format!("[{v6}]:{port}"),
         (ip, true) => format!("{ip}:{port}"),
@@ -115,7 +123,11 @@ mod tests {
         assert_eq!(parse_duration("3m"), Ok(Duration::from_secs(180)));
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
         assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5 parsecs").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("fast").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("5 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(parse_duration("fast")
+            .unwrap_err()
+            .contains("not a duration"));
     }
 }

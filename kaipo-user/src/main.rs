@@ -8,7 +8,9 @@ use kaipo::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::new().parse_filters(&cli.log_level).init();
+    env_logger::Builder::new()
+        .parse_filters(&cli.log_level)
+        .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
@@ -20,7 +22,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Watch(args) => {
             let opts = kaipo::watch::WatchOptions {
@@ -44,6 +48,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// Output cut off by a closed pipe (`kaipo watch | head`) is a normal way to stop.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
-        cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
 }

@@ -33,7 +33,10 @@ pub struct WatchOptions {
 /// Runs until `duration` has passed or SIGINT/SIGTERM arrives. Output goes to `out`; notes
 /// about degraded pieces go to stderr.
 pub async fn run(opts: &WatchOptions, out: &mut dyn Write) -> anyhow::Result<()> {
-    let collector_opts = ebpf::Options { ifaces: opts.ifaces.clone(), ..Default::default() };
+    let collector_opts = ebpf::Options {
+        ifaces: opts.ifaces.clone(),
+        ..Default::default()
+    };
     let (mut collector, mut events) = ebpf::start(&collector_opts)?;
     for degradation in collector.degradations() {
         eprintln!("kaipo: degraded: {degradation}");
@@ -84,7 +87,9 @@ pub async fn run(opts: &WatchOptions, out: &mut dyn Write) -> anyhow::Result<()>
         } else {
             write_table(out, &record, opts.top)
         };
-        written.and_then(|()| out.flush()).context("writing output")?;
+        written
+            .and_then(|()| out.flush())
+            .context("writing output")?;
         if stop {
             break;
         }
@@ -134,7 +139,9 @@ impl WatchState {
                     || info.as_ref().is_none_or(|i| i.start_time_ticks == 0);
                 ProcessRecord {
                     pid: owner.tgid,
-                    name: info.as_ref().map_or_else(|| owner.comm.clone(), |i| i.name.clone()),
+                    name: info
+                        .as_ref()
+                        .map_or_else(|| owner.comm.clone(), |i| i.name.clone()),
                     cmdline: info.as_ref().map(|i| i.cmdline.clone()).unwrap_or_default(),
                     uid: info.as_ref().map_or(owner.uid, |i| i.uid),
                     user: info.as_ref().and_then(|i| i.user.clone()),
@@ -148,7 +155,9 @@ impl WatchState {
             })
             .collect();
         processes.sort_by(|a, b| {
-            (b.rx_bytes + b.tx_bytes).cmp(&(a.rx_bytes + a.tx_bytes)).then(a.pid.cmp(&b.pid))
+            (b.rx_bytes + b.tx_bytes)
+                .cmp(&(a.rx_bytes + a.tx_bytes))
+                .then(a.pid.cmp(&b.pid))
         });
         let connections = delta
             .connections
@@ -203,8 +212,17 @@ impl WatchState {
 fn write_table(out: &mut dyn Write, r: &IntervalRecord, top: usize) -> std::io::Result<()> {
     let over = Duration::from_millis(r.interval_ms.max(1));
     let rate = |n| format::rate(n, over);
-    writeln!(out, "--- {:.2}s, backend {} ---", over.as_secs_f64(), r.backend)?;
-    writeln!(out, "{:<16} {:>12} {:>12} {:>10} {:>10}", "INTERFACE", "RX", "TX", "RX PKTS", "TX PKTS")?;
+    writeln!(
+        out,
+        "--- {:.2}s, backend {} ---",
+        over.as_secs_f64(),
+        r.backend
+    )?;
+    writeln!(
+        out,
+        "{:<16} {:>12} {:>12} {:>10} {:>10}",
+        "INTERFACE", "RX", "TX", "RX PKTS", "TX PKTS"
+    )?;
     for i in &r.interfaces {
         writeln!(
             out,
@@ -216,7 +234,11 @@ fn write_table(out: &mut dyn Write, r: &IntervalRecord, top: usize) -> std::io::
             i.tx_packets
         )?;
     }
-    writeln!(out, "{:>8} {:<16} {:<10} {:>12} {:>12}  COMMAND", "PID", "NAME", "USER", "RX", "TX")?;
+    writeln!(
+        out,
+        "{:>8} {:<16} {:<10} {:>12} {:>12}  COMMAND",
+        "PID", "NAME", "USER", "RX", "TX"
+    )?;
     for p in r.processes.iter().take(top) {
         let user = p.user.clone().unwrap_or_else(|| p.uid.to_string());
         let mut cmd: String = p.cmdline.chars().take(60).collect();
@@ -233,7 +255,11 @@ fn write_table(out: &mut dyn Write, r: &IntervalRecord, top: usize) -> std::io::
             rate(p.tx_bytes)
         )?;
     }
-    writeln!(out, "{:<6} {:<46} {:<46} {:>8} {:>12} {:>12}", "PROTO", "LOCAL", "REMOTE", "PID", "RX", "TX")?;
+    writeln!(
+        out,
+        "{:<6} {:<46} {:<46} {:>8} {:>12} {:>12}",
+        "PROTO", "LOCAL", "REMOTE", "PID", "RX", "TX"
+    )?;
     for c in r.connections.iter().take(top) {
         writeln!(
             out,

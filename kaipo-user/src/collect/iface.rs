@@ -27,7 +27,10 @@ pub fn select_in(sys_class_net: &Path, names: &[String]) -> Result<Vec<Interface
         for name in names {
             let ifindex = read_u32(&sys_class_net.join(name).join("ifindex"))
                 .ok_or_else(|| IfaceError::NotFound(name.clone()))?;
-            let iface = Interface { name: name.clone(), ifindex };
+            let iface = Interface {
+                name: name.clone(),
+                ifindex,
+            };
             if !out.contains(&iface) {
                 out.push(iface);
             }
@@ -41,7 +44,9 @@ pub fn select_in(sys_class_net: &Path, names: &[String]) -> Result<Vec<Interface
     let mut out = Vec::new();
     for entry in entries.flatten() {
         let dir = entry.path();
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
         let (Some(ifindex), Some(flags)) =
             (read_u32(&dir.join("ifindex")), read_u32(&dir.join("flags")))
         else {
@@ -116,12 +121,24 @@ mod tests {
         assert_eq!(
             picked,
             vec![
-                Interface { name: "eth0".into(), ifindex: 2 },
-                Interface { name: "veth7".into(), ifindex: 17 },
+                Interface {
+                    name: "eth0".into(),
+                    ifindex: 2
+                },
+                Interface {
+                    name: "veth7".into(),
+                    ifindex: 17
+                },
             ]
         );
         let named = select_in(&dir, &["eth1".into(), "eth1".into()]).unwrap();
-        assert_eq!(named, vec![Interface { name: "eth1".into(), ifindex: 3 }]);
+        assert_eq!(
+            named,
+            vec![Interface {
+                name: "eth1".into(),
+                ifindex: 3
+            }]
+        );
         let err = select_in(&dir, &["nope0".into()]).unwrap_err();
         assert!(err.to_string().contains("'nope0' does not exist"), "{err}");
         fs::remove_dir_all(&dir).unwrap();

@@ -30,7 +30,79 @@ where
 }
 
 fn load_err(program: &'static str) -> impl Fn(aya::programs::ProgramError) -> EbpfCollectError {
-    move |err| EbpfCollectError::Load { program, detail: describe(&err) }
+    move |err| EbpfCollectError::Load {
+        program,
+        detail: describe(&err),
+    }
+}
+
+/// The tracepoints that find socket owners and process exits: program, tracepoint, and what is
+/// lost without it.
+pub const TRACEPOINTS: [(&str, &str, &str); 3] = [
+    (
+        "kaipo_send",
+        "sock_send_length",
+        "owners of sockets that existed before kaipo started or were accepted from a listener (send side)",
+    ),
+    (
+        "kaipo_recv",
+        "sock_recv_length",
+        "owners of sockets that existed before kaipo started or were accepted from a listener (receive side)",
+    ),
+    ("kaipo_proc_exit", "sched_process_exit", "process exit events"),
+];
+
+/// Loads a cgroup socket hook and attaches it at the cgroup v2 root.
+pub fn cgroup_sock(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    cgroup: &File,
+) -> Result<(), EbpfCollectError> {
+    let prog: &mut CgroupSock = program(ebpf, name)?;
+    prog.load().map_err(load_err(name))?;
+    prog.attach(cgroup, CGROUP_MODE)
+        .map(drop)
+        .map_err(|err| EbpfCollectError::Attach {
+            program: name,
+            target: "the cgroup v2 root".into(),
+            detail: describe(&err),
+        })
+}
+
+/// Loads a per-socket counter and attaches it at the cgroup v2 root.
+pub fn cgroup_skb(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    attach_type: CgroupSkbAttachType,
+    cgroup: &File,
+) -> Result<(), EbpfCollectError> {
+    let prog: &mut CgroupSkb = program(ebpf, name)?;
+    prog.load().map_err(load_err(name))?;
+    prog.attach(cgroup, attach_type, CGROUP_MODE)
+        .map(drop)
+        .map_err(|err| EbpfCollectError::Attach {
+            program: name,
+            target: "the cgroup v2 root".into(),
+            detail: describe(&err),
+        })
+}
+
+/// Loads a BTF tracepoint program and attaches it.
+pub fn tp_btf(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    tracepoint: &str,
+    btf: &Btf,
+) -> Result<(), EbpfCollectError> {
+    let prog: &mut BtfTracePoint = program(ebpf, name)?;
+    prog.load(tracepoint, btf).map_err(load_err(name))?;
+    prog.attach()
+        .map(drop)
+        .map_err(|err| EbpfCollectError::Attach {
+            program: name,
+            target: format!("tracepoint {tracepoint}"),
+            detail: describe(&err),
+        })
 }
 
 /// Per-socket counting and the hooks that find each socket's owner. Counting is the core and
@@ -42,74 +114,54 @@ pub fn sockets(
     degradations: &mut Vec<Degradation>,
 ) -> Result<(), EbpfCollectError> {
     // Owners first, so that no socket created from here on is missed.
-    let create: &mut CgroupSock = program(ebpf, "kaipo_sock_create")?;
-    create.load().map_err(load_err("kaipo_sock_create"))?;
-    create.attach(cgroup, CGROUP_MODE).map_err(|err| {
-        EbpfCollectError::Attach {
-            program: "kaipo_sock_create",
-            target: "the cgroup v2 root".into(),
-            detail: describe(&err),
-        }
-    })?;
-
-    for (name, tracepoint, what) in [
-        (
-            "kaipo_send",
-            "sock_send_length",
-            "owners of sockets that existed before kaipo started or were accepted from a listener (send side)",
-        ),
-        (
-            "kaipo_recv",
-            "sock_recv_length",
-            "owners of sockets that existed before kaipo started or were accepted from a listener (receive side)",
-        ),
-        ("kaipo_proc_exit", "sched_process_exit", "process exit events"),
-    ] {
-        let prog: &mut BtfTracePoint = program(ebpf, name)?;
-        let result = prog
-            .load(tracepoint, btf)
-            .map_err(|err| describe(&err))
-            .and_then(|()| prog.attach().map(drop).map_err(|err| describe(&err)));
-        if let Err(why) = result {
+    cgroup_sock(ebpf, "kaipo_sock_create", cgroup)?;
+    for (name, tracepoint, what) in TRACEPOINTS {
+        if let Err(err) = tp_btf(ebpf, name, tracepoint, btf) {
             degradations.push(Degradation {
                 what: format!("{what} (tracepoint {tracepoint})"),
-                why: format!("the kernel refused the program: {why}"),
+                why: err.to_string(),
             });
         }
     }
-
-    for (name, attach_type) in [
-        ("kaipo_sock_ingress", CgroupSkbAttachType::Ingress),
-        ("kaipo_sock_egress", CgroupSkbAttachType::Egress),
-    ] {
-        let prog: &mut CgroupSkb = program(ebpf, name)?;
-        prog.load().map_err(load_err(name))?;
-        prog.attach(cgroup, attach_type, CGROUP_MODE).map_err(|err| {
-            EbpfCollectError::Attach {
-                program: name,
-                target: "the cgroup v2 root".into(),
-                detail: describe(&err),
-            }
-        })?;
-    }
-
-    let release: &mut CgroupSock = program(ebpf, "kaipo_sock_release")?;
-    let result = release
-        .load()
-        .map_err(|err| describe(&err))
-        .and_then(|()| {
-            release.attach(cgroup, CGROUP_MODE).map(drop).map_err(|err| describe(&err))
-        });
-    if let Err(why) = result {
+    cgroup_skb(
+        ebpf,
+        "kaipo_sock_ingress",
+        CgroupSkbAttachType::Ingress,
+        cgroup,
+    )?;
+    cgroup_skb(
+        ebpf,
+        "kaipo_sock_egress",
+        CgroupSkbAttachType::Egress,
+        cgroup,
+    )?;
+    if let Err(err) = cgroup_sock(ebpf, "kaipo_sock_release", cgroup) {
         degradations.push(Degradation {
             what: "socket close events".into(),
-            why: format!(
-                "the kernel refused the program ({why}); closed sockets are noticed only when \
-                 their counters go quiet"
-            ),
+            why: format!("{err}; closed sockets are noticed only when their counters go quiet"),
         });
     }
     Ok(())
+}
+
+/// Loads the interface programs (once per object).
+pub fn load_interface_programs(ebpf: &mut Ebpf) -> Result<(), EbpfCollectError> {
+    program::<Xdp>(ebpf, "kaipo_xdp")?
+        .load()
+        .map_err(load_err("kaipo_xdp"))?;
+    program::<SchedClassifier>(ebpf, "kaipo_tc_egress")?
+        .load()
+        .map_err(load_err("kaipo_tc_egress"))
+}
+
+/// Attaches both interface programs to one interface.
+pub fn interface(
+    ebpf: &mut Ebpf,
+    iface: &Interface,
+    degradations: &mut Vec<Degradation>,
+) -> Result<(), EbpfCollectError> {
+    attach_xdp(program(ebpf, "kaipo_xdp")?, iface, degradations)?;
+    attach_tc(program(ebpf, "kaipo_tc_egress")?, iface, degradations)
 }
 
 /// XDP on ingress and TC on egress of each interface. An interface the user named must attach;
@@ -120,15 +172,9 @@ pub fn interfaces(
     user_named: bool,
     degradations: &mut Vec<Degradation>,
 ) -> Result<(), EbpfCollectError> {
-    program::<Xdp>(ebpf, "kaipo_xdp")?.load().map_err(load_err("kaipo_xdp"))?;
-    program::<SchedClassifier>(ebpf, "kaipo_tc_egress")?
-        .load()
-        .map_err(load_err("kaipo_tc_egress"))?;
-
+    load_interface_programs(ebpf)?;
     for iface in ifaces {
-        let outcome = attach_xdp(program(ebpf, "kaipo_xdp")?, iface, degradations)
-            .and_then(|()| attach_tc(program(ebpf, "kaipo_tc_egress")?, iface, degradations));
-        match outcome {
+        match interface(ebpf, iface, degradations) {
             Ok(()) => {}
             Err(err) if user_named => return Err(err),
             Err(err) => degradations.push(Degradation {

@@ -19,7 +19,10 @@ pub enum EbpfCollectError {
     )]
     NoCgroup2,
     #[error("cannot open the cgroup v2 root {path}: {source}")]
-    CgroupOpen { path: String, source: std::io::Error },
+    CgroupOpen {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(
         "the kernel has no BTF type information (/sys/kernel/btf/vmlinux), which the socket owner \
          hooks need; use a kernel built with CONFIG_DEBUG_INFO_BTF=y: {0}"
@@ -30,9 +33,16 @@ pub enum EbpfCollectError {
     #[error("kaipo's eBPF object has no program or map named {0}; the build is inconsistent")]
     Missing(&'static str),
     #[error("the kernel refused program {program}: {detail}")]
-    Load { program: &'static str, detail: String },
+    Load {
+        program: &'static str,
+        detail: String,
+    },
     #[error("attaching {program} to {target} failed: {detail}")]
-    Attach { program: &'static str, target: String, detail: String },
+    Attach {
+        program: &'static str,
+        target: String,
+        detail: String,
+    },
     #[error("reading kernel map {map}: {detail}")]
     Map { map: &'static str, detail: String },
 }
@@ -40,7 +50,10 @@ pub enum EbpfCollectError {
 /// Renders a program error with the end of the verifier log, which is where the reason is.
 pub fn describe(err: &ProgramError) -> String {
     match err {
-        ProgramError::LoadError { io_error, verifier_log } => {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
             let log = verifier_log.to_string();
             let tail: Vec<&str> = log.lines().rev().take(6).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();

@@ -4,12 +4,11 @@
 //! netlink fallback, a handle aya removes on drop), so dropping it, on any exit path, leaves
 //! nothing attached. A SIGKILL closes the fds, which detaches the links as well.
 
-mod attach;
+pub mod attach;
 pub mod error;
 
 use std::{
-    fs,
-    io,
+    fs, io,
     path::{Path, PathBuf},
 };
 
@@ -101,7 +100,9 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
     if unsafe { libc::geteuid() } != 0 {
         let missing = privilege::missing(privilege::effective_caps());
         if !missing.is_empty() {
-            return Err(EbpfCollectError::NotPermitted { missing: missing.join(", ") });
+            return Err(EbpfCollectError::NotPermitted {
+                missing: missing.join(", "),
+            });
         }
     }
     let ifaces = iface::select(&opts.ifaces)?;
@@ -112,28 +113,27 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
     })?;
     let btf = Btf::from_sys_fs().map_err(|err| EbpfCollectError::Btf(err.to_string()))?;
 
-    let track_flows = u8::from(opts.track_flows);
-    let mut ebpf = EbpfLoader::new()
-        .btf(Some(&btf))
-        .override_global("TRACK_FLOWS", &track_flows, true)
-        .map_max_entries("FLOWS", opts.max_flows.max(1))
-        .map_max_entries("SOCK_STATS", opts.max_sockets.max(1))
-        .map_max_entries("OWNERS", opts.max_sockets.max(1))
-        .load(OBJECT)?;
+    let mut ebpf = load(&btf, opts)?;
 
     let mut degradations = Vec::new();
     attach::sockets(&mut ebpf, &cgroup, &btf, &mut degradations)?;
-    attach::interfaces(&mut ebpf, &ifaces, !opts.ifaces.is_empty(), &mut degradations)?;
+    attach::interfaces(
+        &mut ebpf,
+        &ifaces,
+        !opts.ifaces.is_empty(),
+        &mut degradations,
+    )?;
 
     let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_err("EVENTS"))?;
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as long as
     // the `RingBuf` lives, and the `AsyncFd` owns the `RingBuf`.
-    let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(
-        |err| EbpfCollectError::Map {
-            map: "EVENTS",
-            detail: format!("cannot poll the ring buffer: {err}"),
-        },
-    )?;
+    let ring =
+        unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|err| {
+            EbpfCollectError::Map {
+                map: "EVENTS",
+                detail: format!("cannot poll the ring buffer: {err}"),
+            }
+        })?;
     let collector = EbpfCollector {
         iface_stats: PerCpuHashMap::try_from(take(&mut ebpf, "IFACE_STATS")?)
             .map_err(map_err("IFACE_STATS"))?,
@@ -151,12 +151,28 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
     Ok((collector, EventStream { ring, malformed: 0 }))
 }
 
+/// Creates the maps and reads the programs of kaipo's object, loading nothing into the kernel's
+/// program slots yet.
+pub fn load(btf: &Btf, opts: &Options) -> Result<Ebpf, EbpfCollectError> {
+    let track_flows = u8::from(opts.track_flows);
+    Ok(EbpfLoader::new()
+        .btf(Some(btf))
+        .override_global("TRACK_FLOWS", &track_flows, true)
+        .map_max_entries("FLOWS", opts.max_flows.max(1))
+        .map_max_entries("SOCK_STATS", opts.max_sockets.max(1))
+        .map_max_entries("OWNERS", opts.max_sockets.max(1))
+        .load(OBJECT)?)
+}
+
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, EbpfCollectError> {
     ebpf.take_map(name).ok_or(EbpfCollectError::Missing(name))
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> EbpfCollectError {
-    move |err| EbpfCollectError::Map { map, detail: err.to_string() }
+    move |err| EbpfCollectError::Map {
+        map,
+        detail: err.to_string(),
+    }
 }
 
 impl EbpfCollector {
@@ -181,7 +197,9 @@ impl EbpfCollector {
         }
         // Entries can vanish while the map is walked; the walk then reports an error for that
         // key, which only means the socket is gone.
-        sample.sockets.extend(self.sock_stats.iter().filter_map(Result::ok));
+        sample
+            .sockets
+            .extend(self.sock_stats.iter().filter_map(Result::ok));
         for slot in 0..counter::COUNT {
             let value = self
                 .counters
@@ -191,7 +209,11 @@ impl EbpfCollector {
                 .sum();
             sample.counters[slot as usize] = value;
         }
-        if self.flow_count_every != 0 && self.samples.is_multiple_of(u64::from(self.flow_count_every)) {
+        if self.flow_count_every != 0
+            && self
+                .samples
+                .is_multiple_of(u64::from(self.flow_count_every))
+        {
             sample.flows_live = Some(self.flows.keys().filter(Result::is_ok).count() as u64);
         }
         self.samples += 1;
@@ -213,7 +235,11 @@ impl EbpfCollector {
             .programs()
             .filter_map(|(name, program)| {
                 let info = program.info().ok()?;
-                Some((name.to_owned(), info.run_time().as_nanos() as u64, info.run_count()))
+                Some((
+                    name.to_owned(),
+                    info.run_time().as_nanos() as u64,
+                    info.run_count(),
+                ))
             })
             .collect()
     }
@@ -271,9 +297,15 @@ mod tests {
         let hybrid = "25 1 0:23 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n\
                       26 25 0:24 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n\
                       27 25 0:25 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
-        assert_eq!(cgroup2_root_in(hybrid), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            cgroup2_root_in(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
         let unified = "30 1 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n";
-        assert_eq!(cgroup2_root_in(unified), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(
+            cgroup2_root_in(unified),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
         assert_eq!(cgroup2_root_in("1 0 0:1 / / rw - ext4 /dev/vda rw\n"), None);
     }
 }
