@@ -437,3 +437,216 @@ fn iface_delta(now: &IfaceCounters, before: &IfaceCounters) -> IfaceCounters {
         tx_malformed: d(now.tx_malformed, before.tx_malformed),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kaipo_common::{FAMILY_IPV4, PROTO_UDP};
+
+    use super::*;
+
+    fn stats(rx: u64, tx: u64, lo_rx: u64, lo_tx: u64) -> SockStats {
+        SockStats {
+            rx_bytes: rx,
+            rx_packets: rx / 100,
+            tx_bytes: tx,
+            tx_packets: tx / 100,
+            lo_rx_bytes: lo_rx,
+            lo_rx_packets: lo_rx / 100,
+            lo_tx_bytes: lo_tx,
+            lo_tx_packets: lo_tx / 100,
+            family: FAMILY_IPV4,
+            proto: PROTO_UDP,
+            ..SockStats::default()
+        }
+    }
+
+    fn owner_event(cookie: u64, tgid: u32, comm: &str) -> Event {
+        let mut event = Event {
+            kind: EVENT_SOCK_OWNER,
+            cookie,
+            tgid,
+            uid: 1000,
+            ..Event::default()
+        };
+        event.comm[..comm.len()].copy_from_slice(comm.as_bytes());
+        event
+    }
+
+    fn close_event(cookie: u64, s: SockStats) -> Event {
+        Event {
+            kind: EVENT_SOCK_CLOSE,
+            cookie,
+            stats: s,
+            ..Event::default()
+        }
+    }
+
+    fn sample(sockets: Vec<(u64, SockStats)>) -> KernelSample {
+        KernelSample {
+            sockets,
+            ..KernelSample::default()
+        }
+    }
+
+    fn tx_of(delta: &IntervalDelta, tgid: u32) -> u64 {
+        delta.processes.get(&tgid).map_or(0, |(_, t)| t.tx_bytes)
+    }
+
+    #[test]
+    fn deltas_follow_cumulative_totals_per_process() {
+        let mut a = Accountant::new(false);
+        a.on_event(&owner_event(7, 100, "sender"));
+        a.on_event(&owner_event(8, 200, "sender"));
+        let d1 = a.finish(
+            &sample(vec![(7, stats(0, 3280, 0, 0)), (8, stats(500, 0, 0, 0))]),
+            0,
+            false,
+        );
+        assert_eq!(tx_of(&d1, 100), 3280);
+        assert_eq!(d1.processes[&200].1.rx_bytes, 500);
+        assert_eq!(d1.processes[&100].0.comm, "sender");
+        let d2 = a.finish(
+            &sample(vec![(7, stats(0, 4920, 0, 0)), (8, stats(500, 0, 0, 0))]),
+            0,
+            false,
+        );
+        assert_eq!(tx_of(&d2, 100), 1640);
+        assert!(!d2.processes.contains_key(&200), "no traffic, no row");
+        assert_eq!(d2.connections.len(), 1);
+        assert_eq!(d2.connections[0].traffic.tx_packets, 49 - 32);
+    }
+
+    #[test]
+    fn loopback_counts_only_when_asked() {
+        for (include, expected) in [(false, 100), (true, 1100)] {
+            let mut a = Accountant::new(include);
+            a.on_event(&owner_event(1, 5, "p"));
+            let d = a.finish(&sample(vec![(1, stats(0, 100, 0, 1000))]), 0, false);
+            assert_eq!(tx_of(&d, 5), expected, "include_loopback={include}");
+        }
+    }
+
+    #[test]
+    fn ownerless_bytes_wait_for_an_owner_then_become_unattributed() {
+        let mut a = Accountant::new(false);
+        // Interval 1: bytes, no owner yet: held back.
+        let d1 = a.finish(&sample(vec![(9, stats(700, 0, 0, 0))]), 0, false);
+        assert!(d1.processes.is_empty());
+        assert_eq!(d1.unattributed, Traffic::default());
+        // Interval 2: the owner shows itself: everything so far is its.
+        a.on_event(&owner_event(9, 42, "server"));
+        let d2 = a.finish(&sample(vec![(9, stats(900, 0, 0, 0))]), 0, false);
+        assert_eq!(d2.processes[&42].1.rx_bytes, 900);
+        // A socket that never gets an owner is called unattributed after the grace period.
+        let mut b = Accountant::new(false);
+        let mut unattributed = 0;
+        for i in 1..=(OWNER_GRACE_INTERVALS as u64 + 1) {
+            let d = b.finish(&sample(vec![(3, stats(0, 10 * i, 0, 0))]), 0, false);
+            unattributed += d.unattributed.tx_bytes;
+            assert!(d.processes.is_empty());
+        }
+        assert_eq!(unattributed, 10 * (OWNER_GRACE_INTERVALS as u64 + 1));
+        assert!(!b.has_pending());
+    }
+
+    #[test]
+    fn final_interval_flushes_pending_bytes() {
+        let mut a = Accountant::new(false);
+        let d = a.finish(&sample(vec![(3, stats(0, 77, 0, 0))]), 0, true);
+        assert_eq!(d.unattributed.tx_bytes, 77);
+    }
+
+    #[test]
+    fn close_totals_cover_bytes_the_map_read_missed() {
+        let mut a = Accountant::new(false);
+        a.on_event(&owner_event(4, 9, "short"));
+        let d1 = a.finish(&sample(vec![(4, stats(0, 1000, 0, 0))]), 0, false);
+        assert_eq!(tx_of(&d1, 9), 1000);
+        // The socket sent 500 more and closed between two reads, and its entry is gone.
+        a.on_event(&close_event(4, stats(0, 1500, 0, 0)));
+        let d2 = a.finish(&sample(vec![]), 0, false);
+        assert_eq!(tx_of(&d2, 9), 500);
+        // Nothing is counted twice, and the closed socket is dropped.
+        let d3 = a.finish(&sample(vec![]), 0, false);
+        assert!(d3.processes.is_empty());
+        assert_eq!(a.tracked_sockets(), 0);
+    }
+
+    #[test]
+    fn closed_socket_keeps_counting_until_quiet_then_is_forgotten() {
+        let mut a = Accountant::new(false);
+        a.on_event(&owner_event(5, 11, "tcp"));
+        a.on_event(&close_event(5, stats(0, 2000, 0, 0)));
+        // The last segments after close still reach the same entry.
+        let d1 = a.finish(&sample(vec![(5, stats(0, 2080, 0, 0))]), 0, false);
+        assert_eq!(tx_of(&d1, 11), 2080);
+        assert!(a.take_forgotten().is_empty());
+        for _ in 0..CLOSED_QUIET_INTERVALS {
+            let d = a.finish(&sample(vec![(5, stats(0, 2080, 0, 0))]), 0, false);
+            assert!(d.processes.is_empty());
+        }
+        assert_eq!(a.take_forgotten(), vec![5]);
+        assert_eq!(a.tracked_sockets(), 0);
+    }
+
+    #[test]
+    fn a_new_owner_takes_the_socket_from_then_on() {
+        let mut a = Accountant::new(false);
+        a.on_event(&owner_event(6, 1, "parent"));
+        let d1 = a.finish(&sample(vec![(6, stats(0, 100, 0, 0))]), 0, false);
+        assert_eq!(tx_of(&d1, 1), 100);
+        a.on_event(&owner_event(6, 2, "child"));
+        let d2 = a.finish(&sample(vec![(6, stats(0, 350, 0, 0))]), 0, false);
+        assert_eq!(tx_of(&d2, 2), 250);
+        assert!(!d2.processes.contains_key(&1));
+    }
+
+    #[test]
+    fn interface_deltas_and_lost_counters() {
+        let mut a = Accountant::new(false);
+        let iface = Interface {
+            name: "veth0".into(),
+            ifindex: 9,
+        };
+        let mut s = KernelSample::default();
+        s.ifaces.push((
+            iface.clone(),
+            IfaceCounters {
+                rx_bytes: 1000,
+                rx_packets: 10,
+                ..Default::default()
+            },
+        ));
+        s.counters[counter::RINGBUF_FULL as usize] = 3;
+        s.counters[counter::FLOW_CREATED as usize] = 50;
+        s.flows_live = Some(40);
+        let d1 = a.finish(&s, 2, false);
+        assert_eq!(d1.interfaces[0].1.rx_bytes, 1000);
+        assert_eq!(d1.lost.ringbuf_full, 3);
+        assert_eq!(d1.lost.flow_evictions, 10);
+        assert_eq!(d1.lost.malformed_events, 2);
+        s.ifaces[0].1.rx_bytes = 1600;
+        s.counters[counter::FLOW_CREATED as usize] = 70;
+        s.flows_live = Some(45);
+        let d2 = a.finish(&s, 0, false);
+        assert_eq!(d2.interfaces[0].1.rx_bytes, 600);
+        assert_eq!(d2.lost.ringbuf_full, 0);
+        assert_eq!(d2.lost.flow_evictions, 15);
+    }
+
+    #[test]
+    fn exits_are_reported_once() {
+        let mut a = Accountant::new(false);
+        let mut exit = Event {
+            kind: EVENT_PROC_EXIT,
+            tgid: 77,
+            uid: 3,
+            ..Event::default()
+        };
+        exit.comm[..4].copy_from_slice(b"curl");
+        a.on_event(&exit);
+        let d1 = a.finish(&sample(vec![]), 0, false);
+        assert_eq!(d1.exited, vec![(77, "curl".to_string(), 3)]);
+        assert!(a.finish(&sample(vec![]), 0, false).exited.is_empty());
+    }
+}

@@ -5,6 +5,7 @@
 //! nothing attached. A SIGKILL closes the fds, which detaches the links as well.
 
 pub mod attach;
+mod batch;
 pub mod error;
 
 use std::{
@@ -12,8 +13,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use std::os::fd::AsFd as _;
+
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{HashMap, IterableMap as _, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     Btf, Ebpf, EbpfLoader,
 };
 use kaipo_common::{counter, Event, FlowCounters, FlowKey, IfaceCounters, SockStats};
@@ -60,6 +63,9 @@ pub struct EbpfCollector {
     degradations: Vec<Degradation>,
     samples: u64,
     flow_count_every: u32,
+    /// Whether the kernel answers `BPF_MAP_LOOKUP_BATCH` (5.6 on).
+    batch_ok: bool,
+    possible_cpus: usize,
     ebpf: Ebpf,
 }
 
@@ -146,6 +152,11 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
         degradations,
         samples: 0,
         flow_count_every: opts.flow_count_every,
+        batch_ok: true,
+        possible_cpus: aya::util::nr_cpus().map_err(|(path, err)| EbpfCollectError::Map {
+            map: "FLOWS",
+            detail: format!("cannot read the number of possible CPUs from {path}: {err}"),
+        })?,
         ebpf,
     };
     Ok((collector, EventStream { ring, malformed: 0 }))
@@ -195,11 +206,21 @@ impl EbpfCollector {
             };
             sample.ifaces.push((iface.clone(), total));
         }
-        // Entries can vanish while the map is walked; the walk then reports an error for that
-        // key, which only means the socket is gone.
-        sample
-            .sockets
-            .extend(self.sock_stats.iter().filter_map(Result::ok));
+        let sock_fd = self.sock_stats.map().fd().as_fd();
+        if self.batch_ok {
+            if let Err(err) = batch::read_all(sock_fd, &mut sample.sockets) {
+                log::info!("batch map reads unavailable ({err}); reading key by key");
+                self.batch_ok = false;
+                sample.sockets.clear();
+            }
+        }
+        if !self.batch_ok {
+            // Entries can vanish while the map is walked; the walk then reports an error for
+            // that key, which only means the socket is gone.
+            sample
+                .sockets
+                .extend(self.sock_stats.iter().filter_map(Result::ok));
+        }
         for slot in 0..counter::COUNT {
             let value = self
                 .counters
@@ -214,7 +235,16 @@ impl EbpfCollector {
                 .samples
                 .is_multiple_of(u64::from(self.flow_count_every))
         {
-            sample.flows_live = Some(self.flows.keys().filter(Result::is_ok).count() as u64);
+            let flows_fd = self.flows.map().fd().as_fd();
+            let counted = self
+                .batch_ok
+                .then(|| {
+                    batch::count_per_cpu::<FlowKey, FlowCounters>(flows_fd, self.possible_cpus)
+                })
+                .and_then(Result::ok);
+            sample.flows_live = Some(
+                counted.unwrap_or_else(|| self.flows.keys().filter(Result::is_ok).count() as u64),
+            );
         }
         self.samples += 1;
         Ok(sample)
