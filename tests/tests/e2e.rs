@@ -1,0 +1,562 @@
+//! End to end: the real `kaipo watch`, real traffic between a throwaway network namespace and the
+//! host, and exact figures that a wrong collector would miss.
+//!
+//! These tests need root (they create namespaces and load eBPF programs) and fail without it;
+//! build kaipo first with `cargo build -p kaipo-user`.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    os::unix::fs::MetadataExt as _,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{ensure, Context as _};
+use kaipo_tests::{
+    child::Spawned,
+    netns::TestNet,
+    watch::{Run, Totals, Watch, WatchConfig},
+};
+
+const TRAFFIC: &str = env!("CARGO_BIN_EXE_kaipo-traffic");
+/// Bound on each step of a generator (print its pid, finish sending, ...).
+const STEP: Duration = Duration::from_secs(10);
+/// Long enough for any scenario's traffic after the first record, short enough to keep each test
+/// well under ten seconds.
+const RUN: Duration = Duration::from_secs(3);
+const UDP4_OVERHEAD: u64 = 20 + 8;
+const UDP6_OVERHEAD: u64 = 40 + 8;
+const ETHERNET_HEADER: u64 = 14;
+
+/// The generator, on the host or inside `net`.
+fn traffic(net: Option<&TestNet>, args: &[&str]) -> Command {
+    let mut cmd = match net {
+        Some(net) => net.command(TRAFFIC),
+        None => Command::new(TRAFFIC),
+    };
+    cmd.args(args);
+    cmd
+}
+
+fn udp_totals(count: u64, size: u64, overhead: u64, tx: bool) -> Totals {
+    let (bytes, packets) = (count * (size + overhead), count);
+    if tx {
+        Totals {
+            tx_bytes: bytes,
+            tx_packets: packets,
+            ..Totals::default()
+        }
+    } else {
+        Totals {
+            rx_bytes: bytes,
+            rx_packets: packets,
+            ..Totals::default()
+        }
+    }
+}
+
+/// A `udp-sink` that has bound its socket.
+struct Sink {
+    child: Spawned,
+    pid: u32,
+    addr: SocketAddr,
+    count: u64,
+}
+
+impl Sink {
+    fn start(net: Option<&TestNet>, ip: IpAddr, count: u64) -> anyhow::Result<Self> {
+        let bind = SocketAddr::new(ip, 0).to_string();
+        let mut child = Spawned::spawn(
+            "udp-sink",
+            traffic(net, &["udp-sink", &bind, &count.to_string()]),
+        )?;
+        let pid = child.expect_num("pid", STEP)?;
+        let port = child.expect_num("port", STEP)?;
+        Ok(Self {
+            child,
+            pid,
+            addr: SocketAddr::new(ip, port),
+            count,
+        })
+    }
+
+    /// Waits until every datagram arrived, with `size` payload bytes each.
+    fn finish(mut self, size: u64) -> anyhow::Result<()> {
+        let got = self.child.expect("received", STEP)?;
+        let want = format!("{} {}", self.count, self.count * size);
+        ensure!(
+            got == want,
+            "udp-sink received `{got}` (datagrams bytes), expected `{want}`"
+        );
+        self.child.wait_success(STEP)
+    }
+}
+
+/// Starts `udp-send` and returns it with its pid.
+fn udp_send(
+    net: Option<&TestNet>,
+    to: SocketAddr,
+    count: u64,
+    size: u64,
+) -> anyhow::Result<(Spawned, u32)> {
+    let args = [
+        "udp-send",
+        &to.to_string(),
+        &count.to_string(),
+        &size.to_string(),
+    ];
+    let mut child = Spawned::spawn("udp-send", traffic(net, &args))?;
+    let pid = child.expect_num("pid", STEP)?;
+    Ok((child, pid))
+}
+
+fn finish_sender(mut child: Spawned, count: u64) -> anyhow::Result<()> {
+    let sent = child.expect("sent", STEP)?;
+    ensure!(
+        sent == count.to_string(),
+        "sender reported `sent {sent}`, expected {count}"
+    );
+    child.wait_success(STEP)
+}
+
+fn assert_totals(run: &Run, pid: u32, want: Totals, what: &str, pids: &[u32]) {
+    let got = run.process(pid);
+    // Shown with --nocapture: the figures behind a pass.
+    println!("{what} (pid {pid}): {got:?}");
+    assert_eq!(
+        got,
+        want,
+        "{what} (pid {pid}): kaipo's sum over intervals differs; timeline:{}",
+        run.timeline(pids)
+    );
+}
+
+/// A sender in the test namespace, a sink on the host: exact IP-layer bytes for both pids.
+fn udp_exact_per_process(v6: bool) -> anyhow::Result<()> {
+    const COUNT: u64 = 200;
+    const SIZE: u64 = 300;
+    let net = TestNet::new()?;
+    let (host_ip, overhead) = if v6 {
+        (
+            IpAddr::V6(net.host_v6.context("test net without IPv6")?),
+            UDP6_OVERHEAD,
+        )
+    } else {
+        (IpAddr::V4(net.host_v4), UDP4_OVERHEAD)
+    };
+    let watch = Watch::start(&WatchConfig::new(&net.host_if, RUN))?;
+    let sink = Sink::start(None, host_ip, COUNT)?;
+    let sink_pid = sink.pid;
+    let (sender, sender_pid) = udp_send(Some(&net), sink.addr, COUNT, SIZE)?;
+    finish_sender(sender, COUNT)?;
+    sink.finish(SIZE)?;
+    let run = watch.finish()?;
+
+    let pids = [sender_pid, sink_pid];
+    assert_totals(
+        &run,
+        sender_pid,
+        udp_totals(COUNT, SIZE, overhead, true),
+        "sender",
+        &pids,
+    );
+    assert_totals(
+        &run,
+        sink_pid,
+        udp_totals(COUNT, SIZE, overhead, false),
+        "sink",
+        &pids,
+    );
+    Ok(())
+}
+
+#[test]
+fn udp_ipv4_exact_per_process() -> anyhow::Result<()> {
+    udp_exact_per_process(false)
+}
+
+#[test]
+fn udp_ipv6_exact_per_process() -> anyhow::Result<()> {
+    udp_exact_per_process(true)
+}
+
+#[test]
+fn tcp_both_directions_within_header_overhead() -> anyhow::Result<()> {
+    const UP: u64 = 2_000_000;
+    const DOWN: u64 = 1_000_000;
+    let net = TestNet::new()?;
+    let watch = Watch::start(&WatchConfig::new(&net.host_if, RUN))?;
+    let bind = SocketAddr::new(IpAddr::V4(net.host_v4), 0).to_string();
+    let mut server = Spawned::spawn(
+        "tcp-serve",
+        traffic(
+            None,
+            &["tcp-serve", &bind, &UP.to_string(), &DOWN.to_string()],
+        ),
+    )?;
+    let server_pid: u32 = server.expect_num("pid", STEP)?;
+    let port = server.expect_num("port", STEP)?;
+    let to = SocketAddr::new(IpAddr::V4(net.host_v4), port).to_string();
+    let mut client = Spawned::spawn(
+        "tcp-send",
+        traffic(
+            Some(&net),
+            &["tcp-send", &to, &UP.to_string(), &DOWN.to_string()],
+        ),
+    )?;
+    let client_pid: u32 = client.expect_num("pid", STEP)?;
+    client.expect("done", STEP)?;
+    client.wait_success(STEP)?;
+    server.expect("done", STEP)?;
+    server.wait_success(STEP)?;
+    let run = watch.finish()?;
+
+    let pids = [client_pid, server_pid];
+    // Headers are what the IP layer adds; ten per cent is far more than they can weigh.
+    let within = |got: u64, payload: u64| (payload..=payload + payload / 10).contains(&got);
+    for (what, pid, sent, received) in [
+        ("client", client_pid, UP, DOWN),
+        ("server", server_pid, DOWN, UP),
+    ] {
+        let t = run.process(pid);
+        println!("{what} (pid {pid}): {t:?}");
+        assert!(
+            within(t.tx_bytes, sent) && within(t.rx_bytes, received),
+            "{what} (pid {pid}): tx {} rx {}, expected tx in {sent}..={} and rx in {received}..={}; timeline:{}",
+            t.tx_bytes,
+            t.rx_bytes,
+            sent + sent / 10,
+            received + received / 10,
+            run.timeline(&pids)
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn process_living_under_100ms_is_reported_by_pid_and_name() -> anyhow::Result<()> {
+    const COUNT: u64 = 50;
+    const SIZE: u64 = 200;
+    let net = TestNet::new()?;
+    let watch = Watch::start(&WatchConfig::new(&net.host_if, RUN))?;
+    let sink = Sink::start(Some(&net), IpAddr::V4(net.ns_v4), COUNT)?;
+    let sink_pid = sink.pid;
+    let args = [
+        "udp-burst",
+        &sink.addr.to_string(),
+        &COUNT.to_string(),
+        &SIZE.to_string(),
+    ];
+    let started = Instant::now();
+    let mut burst = Spawned::spawn("udp-burst", traffic(None, &args))?;
+    burst.wait_success(STEP)?;
+    let lived = started.elapsed();
+    let pid = burst.pid();
+    println!("udp-burst (pid {}) lived {lived:?}", burst.pid());
+    ensure!(
+        lived < Duration::from_millis(100),
+        "udp-burst took {lived:?}, so it does not test a process that lives under 100 ms"
+    );
+    sink.finish(SIZE)?;
+    let run = watch.finish()?;
+
+    let pids = [pid, sink_pid];
+    assert_totals(
+        &run,
+        pid,
+        udp_totals(COUNT, SIZE, UDP4_OVERHEAD, true),
+        "short-lived sender",
+        &pids,
+    );
+    assert_totals(
+        &run,
+        sink_pid,
+        udp_totals(COUNT, SIZE, UDP4_OVERHEAD, false),
+        "sink in netns",
+        &pids,
+    );
+    let names = run.names(pid);
+    assert!(
+        names.len() == 1 && names.contains("kaipo-traffic"),
+        "short-lived sender (pid {pid}) was named {names:?}, expected kaipo-traffic; timeline:{}",
+        run.timeline(&[pid])
+    );
+    Ok(())
+}
+
+#[test]
+fn socket_opened_before_kaipo_started() -> anyhow::Result<()> {
+    const COUNT: u64 = 120;
+    const SIZE: u64 = 250;
+    let net = TestNet::new()?;
+    // Both sockets exist before kaipo does: no creation hook can have seen them.
+    let sink = Sink::start(None, IpAddr::V4(net.host_v4), COUNT)?;
+    let sink_pid = sink.pid;
+    let args = [
+        "udp-wait",
+        &sink.addr.to_string(),
+        &COUNT.to_string(),
+        &SIZE.to_string(),
+    ];
+    let mut sender = Spawned::spawn("udp-wait", traffic(Some(&net), &args))?;
+    let sender_pid: u32 = sender.expect_num("pid", STEP)?;
+    sender.expect("ready", STEP)?;
+
+    let watch = Watch::start(&WatchConfig::new(&net.host_if, RUN))?;
+    sender.send_line("go")?;
+    finish_sender(sender, COUNT)?;
+    sink.finish(SIZE)?;
+    let run = watch.finish()?;
+
+    let pids = [sender_pid, sink_pid];
+    assert_totals(
+        &run,
+        sender_pid,
+        udp_totals(COUNT, SIZE, UDP4_OVERHEAD, true),
+        "pre-existing sender",
+        &pids,
+    );
+    assert_totals(
+        &run,
+        sink_pid,
+        udp_totals(COUNT, SIZE, UDP4_OVERHEAD, false),
+        "pre-existing sink",
+        &pids,
+    );
+    Ok(())
+}
+
+#[test]
+fn process_in_another_netns_is_reported_by_its_host_pid() -> anyhow::Result<()> {
+    const COUNT: u64 = 64;
+    const SIZE: u64 = 512;
+    let net = TestNet::new()?;
+    let watch = Watch::start(&WatchConfig::new(&net.host_if, RUN))?;
+    let sink = Sink::start(None, IpAddr::V4(net.host_v4), COUNT)?;
+    let sink_pid = sink.pid;
+    let args = [
+        "udp-wait",
+        &sink.addr.to_string(),
+        &COUNT.to_string(),
+        &SIZE.to_string(),
+    ];
+    let mut sender = Spawned::spawn("udp-wait", traffic(Some(&net), &args))?;
+    let printed_pid: u32 = sender.expect_num("pid", STEP)?;
+    sender.expect("ready", STEP)?;
+
+    // The pid the host knows, and proof that this process really lives in the test namespace.
+    let host_pid = sender.pid();
+    ensure!(
+        printed_pid == host_pid,
+        "sender printed pid {printed_pid}, the host spawned {host_pid}"
+    );
+    let ns_of = |path: &str| {
+        std::fs::metadata(path)
+            .map(|m| m.ino())
+            .with_context(|| format!("stat {path}"))
+    };
+    let sender_ns = ns_of(&format!("/proc/{host_pid}/ns/net"))?;
+    ensure!(
+        sender_ns == ns_of(&format!("/run/netns/{}", net.name))?,
+        "sender is not in {}",
+        net.name
+    );
+    ensure!(
+        sender_ns != ns_of("/proc/self/ns/net")?,
+        "sender shares the host's network namespace"
+    );
+
+    sender.send_line("go")?;
+    finish_sender(sender, COUNT)?;
+    sink.finish(SIZE)?;
+    let run = watch.finish()?;
+    let pids = [host_pid, sink_pid];
+    assert_totals(
+        &run,
+        host_pid,
+        udp_totals(COUNT, SIZE, UDP4_OVERHEAD, true),
+        "sender in netns",
+        &pids,
+    );
+    assert_totals(
+        &run,
+        sink_pid,
+        udp_totals(COUNT, SIZE, UDP4_OVERHEAD, false),
+        "sink",
+        &pids,
+    );
+    Ok(())
+}
+
+#[test]
+fn two_processes_with_the_same_name_are_kept_apart() -> anyhow::Result<()> {
+    const SIZE: u64 = 120;
+    const FIRST: u64 = 100;
+    const SECOND: u64 = 37;
+    let net = TestNet::new()?;
+    let watch = Watch::start(&WatchConfig::new(&net.host_if, RUN))?;
+    let sink = Sink::start(None, IpAddr::V4(net.host_v4), FIRST + SECOND)?;
+    let sink_pid = sink.pid;
+    let (a, a_pid) = udp_send(Some(&net), sink.addr, FIRST, SIZE)?;
+    let (b, b_pid) = udp_send(Some(&net), sink.addr, SECOND, SIZE)?;
+    finish_sender(a, FIRST)?;
+    finish_sender(b, SECOND)?;
+    sink.finish(SIZE)?;
+    let run = watch.finish()?;
+
+    let pids = [a_pid, b_pid, sink_pid];
+    assert_totals(
+        &run,
+        a_pid,
+        udp_totals(FIRST, SIZE, UDP4_OVERHEAD, true),
+        "first sender",
+        &pids,
+    );
+    assert_totals(
+        &run,
+        b_pid,
+        udp_totals(SECOND, SIZE, UDP4_OVERHEAD, true),
+        "second sender",
+        &pids,
+    );
+    let both = udp_totals(FIRST + SECOND, SIZE, UDP4_OVERHEAD, false);
+    assert_totals(&run, sink_pid, both, "sink of both", &pids);
+    for pid in [a_pid, b_pid] {
+        let names = run.names(pid);
+        assert!(
+            names.len() == 1 && names.contains("kaipo-traffic"),
+            "pid {pid} named {names:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn interface_counters_equal_the_kernels() -> anyhow::Result<()> {
+    const IN_COUNT: u64 = 150;
+    const IN_SIZE: u64 = 500;
+    const OUT_COUNT: u64 = 80;
+    const OUT_SIZE: u64 = 1000;
+    // No IPv6 and static neighbours: the link carries nothing but the traffic below.
+    let net = TestNet::without_ipv6()?;
+    let before_attach = net.host_counters()?;
+    let watch = Watch::start(&WatchConfig::new(&net.host_if, RUN))?;
+    let after_first = net.host_counters()?;
+
+    let inbound_sink = Sink::start(None, IpAddr::V4(net.host_v4), IN_COUNT)?;
+    let outbound_sink = Sink::start(Some(&net), IpAddr::V4(net.ns_v4), OUT_COUNT)?;
+    let (inbound, _) = udp_send(Some(&net), inbound_sink.addr, IN_COUNT, IN_SIZE)?;
+    let (outbound, _) = udp_send(None, outbound_sink.addr, OUT_COUNT, OUT_SIZE)?;
+    finish_sender(inbound, IN_COUNT)?;
+    finish_sender(outbound, OUT_COUNT)?;
+    inbound_sink.finish(IN_SIZE)?;
+    outbound_sink.finish(OUT_SIZE)?;
+    let run = watch.finish()?;
+    let end = net.host_counters()?;
+
+    let frame = |size: u64| size + UDP4_OVERHEAD + ETHERNET_HEADER;
+    let kernel = end.since(&after_first);
+    let expected = Totals {
+        rx_bytes: IN_COUNT * frame(IN_SIZE),
+        rx_packets: IN_COUNT,
+        tx_bytes: OUT_COUNT * frame(OUT_SIZE),
+        tx_packets: OUT_COUNT,
+    };
+    let as_totals = |c: kaipo_tests::netns::LinkCounters| Totals {
+        rx_bytes: c.rx_bytes,
+        tx_bytes: c.tx_bytes,
+        rx_packets: c.rx_packets,
+        tx_packets: c.tx_packets,
+    };
+    println!(
+        "{}: kernel {kernel:?}, kaipo {:?}",
+        net.host_if,
+        run.interface(&net.host_if, 1)
+    );
+    // If this fails the window was not clean, and the comparison below would prove nothing.
+    assert_eq!(
+        as_totals(kernel),
+        expected,
+        "the kernel counted traffic the test did not send on {}",
+        net.host_if
+    );
+    run.ensure_intervals(2)?;
+    let per_interval: Vec<String> = run
+        .records
+        .iter()
+        .flat_map(|r| r.interfaces.iter().filter(|i| i.name == net.host_if))
+        .map(|i| {
+            format!(
+                "rx {}/{} tx {}/{}",
+                i.rx_bytes, i.rx_packets, i.tx_bytes, i.tx_packets
+            )
+        })
+        .collect();
+    assert_eq!(
+        run.interface(&net.host_if, 1),
+        as_totals(kernel),
+        "{} after the first record: kaipo vs /sys/class/net statistics; per interval: {per_interval:?}",
+        net.host_if
+    );
+    // kaipo counts from attach, and nothing crossed the link before the test's traffic.
+    assert_eq!(
+        run.interface(&net.host_if, 0),
+        as_totals(end.since(&before_attach)),
+        "{} over the whole run; per interval: {per_interval:?}",
+        net.host_if
+    );
+    Ok(())
+}
+
+#[test]
+fn loopback_counted_only_with_include_loopback() -> anyhow::Result<()> {
+    const COUNT: u64 = 100;
+    const SIZE: u64 = 100;
+    // Loopback of a namespace other than the host's: ifindex 1 there too. Each kaipo watches the
+    // host end of its own pair, since one interface takes one XDP program.
+    let net = TestNet::new()?;
+    let other = TestNet::new()?;
+    let with = Watch::start(&WatchConfig {
+        include_loopback: true,
+        ..WatchConfig::new(&net.host_if, RUN)
+    })?;
+    let without = Watch::start(&WatchConfig::new(&other.host_if, RUN))?;
+    let sink = Sink::start(Some(&net), "127.0.0.1".parse()?, COUNT)?;
+    let sink_pid = sink.pid;
+    let (sender, sender_pid) = udp_send(Some(&net), sink.addr, COUNT, SIZE)?;
+    finish_sender(sender, COUNT)?;
+    sink.finish(SIZE)?;
+    let with = with.finish()?;
+    let without = without.finish()?;
+
+    let pids = [sender_pid, sink_pid];
+    assert_totals(
+        &with,
+        sender_pid,
+        udp_totals(COUNT, SIZE, UDP4_OVERHEAD, true),
+        "loopback sender, included",
+        &pids,
+    );
+    assert_totals(
+        &with,
+        sink_pid,
+        udp_totals(COUNT, SIZE, UDP4_OVERHEAD, false),
+        "loopback sink, included",
+        &pids,
+    );
+    assert_totals(
+        &without,
+        sender_pid,
+        Totals::default(),
+        "loopback sender, excluded",
+        &pids,
+    );
+    assert_totals(
+        &without,
+        sink_pid,
+        Totals::default(),
+        "loopback sink, excluded",
+        &pids,
+    );
+    Ok(())
+}
