@@ -8,12 +8,14 @@ use core::intrinsics::{atomic_xadd, AtomicOrdering};
 use aya_ebpf::{
     bindings::BPF_NOEXIST, helpers::generated::bpf_get_socket_cookie, programs::SkBuffContext,
 };
-use kaipo_common::{counter, SockStats, LOOPBACK_IFINDEX, PROTO_UDP, SOCK_FLAG_MANY_REMOTES};
+use kaipo_common::{
+    counter, SockStats, LOOPBACK_IFINDEX, PROTO_TCP, PROTO_UDP, SOCK_FLAG_MANY_REMOTES,
+};
 
 use crate::{
     bump,
     iface::SkbFrame,
-    packet::{self, IpHeaders, Parsed},
+    packet::{self, Frame as _, IpHeaders, Parsed},
     SCRATCH_SOCK, SOCK_STATS,
 };
 
@@ -26,9 +28,13 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
     }
     // SAFETY: reading fields of the program's own context.
     let (len, segs, ifindex) = unsafe { ((*skb).len, (*skb).gso_segs, (*skb).ifindex) };
-    let len = u64::from(len);
-    // A GSO packet is one buffer here but leaves as `gso_segs` packets on the wire.
     let packets = u64::from(segs.max(1));
+    // A GSO (or GRO) buffer carries `gso_segs` packets but one copy of their headers; on the wire
+    // every segment has its own, so count those too.
+    let mut len = u64::from(len);
+    if packets > 1 {
+        len += (packets - 1) * u64::from(header_len(&SkbFrame::new(skb)));
+    }
     let loopback = ifindex == LOOPBACK_IFINDEX;
 
     if let Some(stats) = SOCK_STATS.get_ptr_mut(cookie) {
@@ -67,6 +73,25 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
         // SAFETY: as above.
         Some(stats) => add(unsafe { &mut *stats }, len, packets, egress, loopback),
         None => bump(counter::SOCK_MAP_FULL),
+    }
+}
+
+/// IP plus TCP or UDP header length of a segmented buffer, 0 when it cannot be read (the
+/// payload bytes are then still counted, only the repeated headers are not).
+#[inline(always)]
+fn header_len(frame: &SkbFrame) -> u32 {
+    let Some(first) = frame.read_u8(0) else { return 0 };
+    let (ip_len, proto) = match first >> 4 {
+        4 => (u32::from(first & 0x0f) * 4, frame.read_u8(9)),
+        6 => (40, frame.read_u8(6)),
+        _ => return 0,
+    };
+    match proto {
+        Some(PROTO_TCP) => frame
+            .read_u8(ip_len as usize + 12)
+            .map_or(0, |doff| ip_len + u32::from(doff >> 4) * 4),
+        Some(PROTO_UDP) => ip_len + 8,
+        _ => 0,
     }
 }
 

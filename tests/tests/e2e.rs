@@ -229,6 +229,18 @@ fn tcp_both_directions_within_header_overhead() -> anyhow::Result<()> {
             received + received / 10,
             run.timeline(&pids)
         );
+        // Every IPv4 TCP packet on the wire carries at least 40 header bytes, offloaded
+        // segments included: bytes and packets must agree on that.
+        for (dir, bytes, packets, payload) in [
+            ("tx", t.tx_bytes, t.tx_packets, sent),
+            ("rx", t.rx_bytes, t.rx_packets, received),
+        ] {
+            assert!(
+                packets > 0 && bytes - payload >= 40 * packets,
+                "{what} {dir}: {bytes} bytes for {payload} payload bytes in {packets} packets \
+                 leaves under 40 header bytes per packet"
+            );
+        }
     }
     Ok(())
 }
