@@ -11,5 +11,6 @@ pub mod model;
 pub mod privilege;
 #[cfg(target_os = "linux")]
 pub mod procinfo;
+pub mod store;
 #[cfg(target_os = "linux")]
 pub mod watch;

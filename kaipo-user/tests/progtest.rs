@@ -1292,7 +1292,11 @@ fn sock_egress_counts_gso_segments() {
         ctx_in: Some(&ctx),
         ..TestRunOptions::default()
     });
-    assert_eq!(h.socket(), udp_socket(78 + 3 * 28, 4, true, true), "SOCK_STATS");
+    assert_eq!(
+        h.socket(),
+        udp_socket(78 + 3 * 28, 4, true, true),
+        "SOCK_STATS"
+    );
 }
 
 /// Each run has a socket of its own: two runs, two entries.
