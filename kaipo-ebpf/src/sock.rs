@@ -80,7 +80,9 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
 /// payload bytes are then still counted, only the repeated headers are not).
 #[inline(always)]
 fn header_len(frame: &SkbFrame) -> u32 {
-    let Some(first) = frame.read_u8(0) else { return 0 };
+    let Some(first) = frame.read_u8(0) else {
+        return 0;
+    };
     let (ip_len, proto) = match first >> 4 {
         4 => (u32::from(first & 0x0f) * 4, frame.read_u8(9)),
         6 => (40, frame.read_u8(6)),
