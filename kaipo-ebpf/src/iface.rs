@@ -74,12 +74,45 @@ pub fn on_ingress(ctx: &XdpContext) {
     account(ifindex, len, parsed, &headers, false);
 }
 
+/// A socket buffer read directly in its linear part, where the headers of nearly every packet
+/// are, and through the load helper past it.
+pub struct LinearFrame {
+    start: usize,
+    end: usize,
+    skb: SkbFrame,
+}
+
+impl LinearFrame {
+    #[inline(always)]
+    pub fn new(skb: *mut __sk_buff) -> Self {
+        // SAFETY: `skb` is the program's context pointer.
+        let (start, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
+        Self { start, end, skb: SkbFrame::new(skb) }
+    }
+}
+
+impl Frame for LinearFrame {
+    #[inline(always)]
+    fn read_into<const N: usize>(&self, offset: usize, dst: &mut [u8; N]) -> bool {
+        let at = self.start + offset;
+        // Written as "past the end: take the slow path" so the verifier sees the bound it
+        // needs on the packet pointer before the load below.
+        if at + N > self.end {
+            return self.skb.read_into(offset, dst);
+        }
+        // SAFETY: the range lies inside the linear part, checked just above.
+        *dst = unsafe { *(at as *const [u8; N]) };
+        true
+    }
+}
+
 pub fn on_egress(ctx: &TcContext) {
     let skb = ctx.skb.skb;
     // SAFETY: reading fields of the program's own context.
     let (ifindex, len) = unsafe { ((*skb).ifindex, u64::from((*skb).len)) };
+    let frame = LinearFrame::new(skb);
     let mut headers = IpHeaders::default();
-    let parsed = packet::parse_ethernet(&SkbFrame::new(skb), &mut headers);
+    let parsed = packet::parse_ethernet(&frame, &mut headers);
     account(ifindex, len, parsed, &headers, true);
 }
 

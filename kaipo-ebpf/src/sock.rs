@@ -42,7 +42,11 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
         // `flags` byte below.
         let stats = unsafe { &mut *stats };
         add(stats, len, packets, egress, loopback);
-        if stats.proto == PROTO_UDP && stats.flags & SOCK_FLAG_MANY_REMOTES == 0 {
+        // A connected socket (the kernel knows its peer port) cannot change peers; only an
+        // unconnected UDP socket needs its packets compared.
+        // SAFETY: reading a field of the program's own context.
+        let connected = unsafe { (*skb).remote_port } != 0;
+        if stats.proto == PROTO_UDP && !connected && stats.flags & SOCK_FLAG_MANY_REMOTES == 0 {
             note_remote(stats, ctx, egress);
         }
         return;
@@ -75,6 +79,10 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
         None => bump(counter::SOCK_MAP_FULL),
     }
 }
+
+// cgroup_skb programs read packets through the load helper: the verifier here does not take the
+// linear-part bound that TC and XDP programs use. Headers are read only for a new socket, a
+// segmented buffer or an unconnected UDP socket, so this stays off the common path.
 
 /// IP plus TCP or UDP header length of a segmented buffer, 0 when it cannot be read (the
 /// payload bytes are then still counted, only the repeated headers are not).
