@@ -38,6 +38,8 @@ pub struct ProcessRecord {
     pub uid: u32,
     pub user: Option<String>,
     pub container: Option<String>,
+    /// Inode of the process's network namespace (as in `/proc/PID/ns/net`), when known.
+    pub netns: Option<u64>,
     /// The process exited during or before this interval.
     pub exited: bool,
     pub rx_bytes: u64,

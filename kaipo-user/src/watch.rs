@@ -146,6 +146,7 @@ impl WatchState {
                     uid: info.as_ref().map_or(owner.uid, |i| i.uid),
                     user: info.as_ref().and_then(|i| i.user.clone()),
                     container: info.as_ref().and_then(|i| i.container.clone()),
+                    netns: info.as_ref().and_then(|i| i.netns_inode),
                     exited: gone,
                     rx_bytes: traffic.rx_bytes,
                     tx_bytes: traffic.tx_bytes,
