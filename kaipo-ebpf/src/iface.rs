@@ -87,7 +87,11 @@ impl LinearFrame {
     pub fn new(skb: *mut __sk_buff) -> Self {
         // SAFETY: `skb` is the program's context pointer.
         let (start, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
-        Self { start, end, skb: SkbFrame::new(skb) }
+        Self {
+            start,
+            end,
+            skb: SkbFrame::new(skb),
+        }
     }
 }
 
@@ -107,13 +111,23 @@ impl Frame for LinearFrame {
 }
 
 pub fn on_egress(ctx: &TcContext) {
+    on_tc(ctx, true);
+}
+
+/// At TC ingress the frame starts at its Ethernet header and `len` counts it, as at egress.
+pub fn on_tc_ingress(ctx: &TcContext) {
+    on_tc(ctx, false);
+}
+
+#[inline(always)]
+fn on_tc(ctx: &TcContext, egress: bool) {
     let skb = ctx.skb.skb;
     // SAFETY: reading fields of the program's own context.
     let (ifindex, len) = unsafe { ((*skb).ifindex, u64::from((*skb).len)) };
     let frame = LinearFrame::new(skb);
     let mut headers = IpHeaders::default();
     let parsed = packet::parse_ethernet(&frame, &mut headers);
-    account(ifindex, len, parsed, &headers, true);
+    account(ifindex, len, parsed, &headers, egress);
 }
 
 #[inline(always)]

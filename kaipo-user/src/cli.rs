@@ -26,6 +26,15 @@ pub enum Command {
     Watch(WatchArgs),
     /// Check what this machine lets kaipo do, trying each kernel program for real.
     Doctor(DoctorArgs),
+    /// Traffic history over a time range: totals per app, process, interface, remote, service,
+    /// user or container, as a table, JSON, CSV or a self-contained HTML page.
+    Report(ReportArgs),
+    /// Run the collector in the background: record history, and serve live figures and
+    /// history to any local user over a Unix socket. Needs root; drops what it can after start.
+    Daemon(DaemonArgs),
+    /// What the running daemon sees now: rates and totals per interface, app and process, and
+    /// what it could not count. Needs no privileges.
+    Status(StatusArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -50,11 +59,80 @@ pub struct WatchArgs {
     pub top: usize,
 }
 
+/// `kaipo daemon`. The socket protocol is in the README.
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
+    /// History database (SQLite).
+    #[arg(long, value_name = "PATH", default_value = "/var/lib/kaipo/kaipo.db")]
+    pub db: std::path::PathBuf,
+    /// Unix socket for `kaipo status`, `kaipo report` and other clients.
+    #[arg(long, value_name = "PATH", default_value = "/run/kaipo/kaipo.sock")]
+    pub socket: std::path::PathBuf,
+    /// Interface to monitor; repeat for more. Default: every interface that is up, except lo.
+    #[arg(long = "iface", value_name = "NAME")]
+    pub ifaces: Vec<String>,
+    /// Length of one stored interval, the finest resolution of history (kept 24 h). Batches
+    /// close on wall-clock multiples of it.
+    #[arg(long, value_name = "D", default_value = "60s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// How often live figures (status, subscribers' snapshots) are refreshed; at most
+    /// --interval.
+    #[arg(long, value_name = "D", default_value = "1s", value_parser = parse_duration)]
+    pub live_interval: Duration,
+    /// Count loopback traffic in process totals and history.
+    #[arg(long)]
+    pub include_loopback: bool,
+}
+
+/// `kaipo status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print the daemon's answer as JSON (schema in the README).
+    #[arg(long)]
+    pub json: bool,
+    /// The daemon's socket.
+    #[arg(long, value_name = "PATH", default_value = "/run/kaipo/kaipo.sock")]
+    pub socket: std::path::PathBuf,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct DoctorArgs {
     /// Print the findings as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `kaipo report`. The JSON and CSV schemas are in the README.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Report on this much history up to now (30m, 24h, 7d, ...).
+    #[arg(long, default_value = "24h", value_parser = parse_duration, conflicts_with_all = ["from", "to"])]
+    pub since: Duration,
+    /// Start of the range instead: RFC 3339 (2026-11-25T10:00:00Z) or Unix seconds.
+    #[arg(long, value_name = "TIME", value_parser = crate::report::time::parse_instant)]
+    pub from: Option<i64>,
+    /// End of the range, exclusive (RFC 3339 or Unix seconds); default: now.
+    #[arg(long, value_name = "TIME", requires = "from", value_parser = crate::report::time::parse_instant)]
+    pub to: Option<i64>,
+    /// What to group the traffic by.
+    #[arg(long, value_enum, default_value_t = crate::store::Dimension::App)]
+    pub by: crate::store::Dimension,
+    /// Rows in the report, largest first; 0 for all.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// Output format [default: from --output's extension (.json, .csv, .html), else table].
+    #[arg(long, value_enum)]
+    pub format: Option<crate::report::ExportFormat>,
+    /// Write the report to this file instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// Read this history database directly [default: ask the daemon if its socket exists,
+    /// else read /var/lib/kaipo/kaipo.db].
+    #[arg(long, value_name = "PATH", conflicts_with = "socket")]
+    pub db: Option<std::path::PathBuf>,
+    /// Ask the daemon listening on this socket [default: /run/kaipo/kaipo.sock].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]

@@ -266,7 +266,7 @@ fn program_checks(object: &mut aya::Ebpf, cgroup: &fs::File, btf: &Btf, checks: 
     };
     let mut notes = Vec::new();
     let result = attach::load_interface_programs(object)
-        .and_then(|()| attach::interface(object, &lo, &mut notes));
+        .and_then(|()| attach::interface(object, &lo, &mut notes).map(drop));
     match result {
         Ok(()) if notes.is_empty() => checks.push(Check::ok(
             "XDP and TCX on interfaces",

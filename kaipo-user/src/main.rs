@@ -42,6 +42,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::doctor::run(args.json, &mut stdout))
         }
+        Command::Report(args) => {
+            let mut stdout = io::stdout().lock();
+            runtime.block_on(kaipo::report::run(&args, &mut stdout))
+        }
+        // The daemon relies on this runtime having one thread: capabilities are per thread,
+        // and it drops them once, on this one.
+        Command::Daemon(args) => runtime.block_on(kaipo::daemon::run(&(&args).into())),
+        Command::Status(args) => {
+            let mut stdout = io::stdout().lock();
+            runtime.block_on(kaipo::daemon::status::run(
+                &args.socket,
+                args.json,
+                &mut stdout,
+            ))
+        }
     }
 }
 

@@ -99,15 +99,16 @@ pub async fn run(opts: &WatchOptions, out: &mut dyn Write) -> anyhow::Result<()>
     Ok(())
 }
 
-struct WatchState {
-    accountant: Accountant,
-    resolver: ProcessResolver,
-    events: Vec<Event>,
-    malformed_reported: u64,
+/// The interval loop's state, shared with the daemon's collector (`pipeline::collector`).
+pub struct WatchState {
+    pub accountant: Accountant,
+    pub resolver: ProcessResolver,
+    pub events: Vec<Event>,
+    pub malformed_reported: u64,
 }
 
 impl WatchState {
-    fn drain(&mut self, stream: &mut EventStream) {
+    pub fn drain(&mut self, stream: &mut EventStream) {
         stream.drain(&mut self.events);
         let now = Instant::now();
         for event in self.events.drain(..) {
@@ -127,7 +128,12 @@ impl WatchState {
         }
     }
 
-    fn record(&mut self, delta: IntervalDelta, elapsed: Duration, now: Instant) -> IntervalRecord {
+    pub fn record(
+        &mut self,
+        delta: IntervalDelta,
+        elapsed: Duration,
+        now: Instant,
+    ) -> IntervalRecord {
         let exited: std::collections::HashSet<u32> =
             delta.exited.iter().map(|(tgid, _, _)| *tgid).collect();
         let mut processes: Vec<ProcessRecord> = delta

@@ -144,7 +144,8 @@ pub fn sockets(
     Ok(())
 }
 
-/// Loads the interface programs (once per object).
+/// Loads the interface programs (once per object). The TC ingress stand-in for XDP is loaded
+/// only when an interface needs it.
 pub fn load_interface_programs(ebpf: &mut Ebpf) -> Result<(), EbpfCollectError> {
     program::<Xdp>(ebpf, "kaipo_xdp")?
         .load()
@@ -154,14 +155,48 @@ pub fn load_interface_programs(ebpf: &mut Ebpf) -> Result<(), EbpfCollectError> 
         .map_err(load_err("kaipo_tc_egress"))
 }
 
+/// How the interface programs ended up attached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceAttach {
+    /// A classifier went through a clsact qdisc and netlink (no TCX): it is removed at exit
+    /// by a netlink request, which needs CAP_NET_ADMIN.
+    pub netlink: bool,
+}
+
 /// Attaches both interface programs to one interface.
 pub fn interface(
     ebpf: &mut Ebpf,
     iface: &Interface,
     degradations: &mut Vec<Degradation>,
-) -> Result<(), EbpfCollectError> {
-    attach_xdp(program(ebpf, "kaipo_xdp")?, iface, degradations)?;
-    attach_tc(program(ebpf, "kaipo_tc_egress")?, iface, degradations)
+) -> Result<InterfaceAttach, EbpfCollectError> {
+    let mut outcome = InterfaceAttach::default();
+    if let Err(xdp_err) = attach_xdp(program(ebpf, "kaipo_xdp")?, iface) {
+        // The XDP hook holds one program per interface; when another tool (or another kaipo)
+        // has it, TCX ingress, which programs share, counts the same frames.
+        let ingress: &mut SchedClassifier = program(ebpf, "kaipo_tc_ingress")?;
+        if ingress.fd().is_err() {
+            ingress.load().map_err(load_err("kaipo_tc_ingress"))?;
+        }
+        outcome.netlink |= attach_tc(ingress, "kaipo_tc_ingress", TcAttachType::Ingress, iface)
+            .map_err(|tc_err| EbpfCollectError::Attach {
+                program: "kaipo_xdp",
+                target: iface.name.clone(),
+                detail: format!("{xdp_err}; TC ingress instead: {tc_err}"),
+            })?;
+        degradations.push(Degradation {
+            what: format!("ingress counting on {}", iface.name),
+            why: format!("XDP could not attach ({xdp_err}); counting with a TC ingress classifier"),
+        });
+    }
+    let egress: &mut SchedClassifier = program(ebpf, "kaipo_tc_egress")?;
+    outcome.netlink |= attach_tc(egress, "kaipo_tc_egress", TcAttachType::Egress, iface)?;
+    if outcome.netlink {
+        degradations.push(Degradation {
+            what: format!("classifiers on {}", iface.name),
+            why: "TCX is not available (kernel before 6.6); attached through a clsact qdisc".into(),
+        });
+    }
+    Ok(outcome)
 }
 
 /// XDP on ingress and TC on egress of each interface. An interface the user named must attach;
@@ -171,11 +206,12 @@ pub fn interfaces(
     ifaces: &[Interface],
     user_named: bool,
     degradations: &mut Vec<Degradation>,
-) -> Result<(), EbpfCollectError> {
+) -> Result<InterfaceAttach, EbpfCollectError> {
     load_interface_programs(ebpf)?;
+    let mut all = InterfaceAttach::default();
     for iface in ifaces {
         match interface(ebpf, iface, degradations) {
-            Ok(()) => {}
+            Ok(outcome) => all.netlink |= outcome.netlink,
             Err(err) if user_named => return Err(err),
             Err(err) => degradations.push(Degradation {
                 what: format!("interface {}", iface.name),
@@ -183,57 +219,48 @@ pub fn interfaces(
             }),
         }
     }
-    Ok(())
+    Ok(all)
 }
 
-fn attach_xdp(
-    xdp: &mut Xdp,
-    iface: &Interface,
-    degradations: &mut Vec<Degradation>,
-) -> Result<(), EbpfCollectError> {
-    // Generic (SKB) mode first: it sees every frame the stack receives, with the length the
-    // interface statistics count, and needs nothing from the driver. Native mode changes how
-    // some drivers (veth among them) receive and count frames.
-    let first = match xdp.attach_to_if_index(iface.ifindex, XdpMode::Skb) {
+/// Generic (SKB) mode first: it sees every frame the stack receives, with the length the
+/// interface statistics count, and needs nothing from the driver. Native mode changes how some
+/// drivers (veth among them) receive and count frames.
+fn attach_xdp(xdp: &mut Xdp, iface: &Interface) -> Result<(), String> {
+    let skb_err = match xdp.attach_to_if_index(iface.ifindex, XdpMode::Skb) {
         Ok(_) => return Ok(()),
         Err(err) => describe(&err),
     };
     match xdp.attach_to_if_index(iface.ifindex, XdpMode::Default) {
-        Ok(_) => {
-            degradations.push(Degradation {
-                what: format!("XDP on {}", iface.name),
-                why: format!("generic mode was refused ({first}); running in the driver's mode"),
-            });
-            Ok(())
-        }
-        Err(err) => Err(EbpfCollectError::Attach {
-            program: "kaipo_xdp",
-            target: iface.name.clone(),
-            detail: format!("{first}; native mode: {}", describe(&err)),
-        }),
+        Ok(_) => Ok(()),
+        Err(err) => Err(format!(
+            "generic mode: {skb_err}; driver mode: {}",
+            describe(&err)
+        )),
     }
 }
 
+/// TCX where the kernel has it, else a clsact qdisc and a netlink filter. Returns whether
+/// netlink was used.
 fn attach_tc(
     classifier: &mut SchedClassifier,
+    name: &'static str,
+    direction: TcAttachType,
     iface: &Interface,
-    degradations: &mut Vec<Degradation>,
-) -> Result<(), EbpfCollectError> {
+) -> Result<bool, EbpfCollectError> {
     let tcx = classifier.attach_with_options(
         &iface.name,
-        TcAttachType::Egress,
+        direction,
         TcAttachOptions::TcxOrder(LinkOrder::default()),
     );
     let tcx_err = match tcx {
-        Ok(_) => return Ok(()),
+        Ok(_) => return Ok(false),
         Err(err) => describe(&err),
     };
-    // Kernels before 6.6 have no TCX: a clsact qdisc and a netlink filter do the same job.
     match tc::qdisc_add_clsact(&iface.name) {
         Ok(()) | Err(tc::TcError::AlreadyAttached) => {}
         Err(err) => {
             return Err(EbpfCollectError::Attach {
-                program: "kaipo_tc_egress",
+                program: name,
                 target: iface.name.clone(),
                 detail: format!("TCX: {tcx_err}; clsact qdisc: {err}"),
             })
@@ -242,17 +269,13 @@ fn attach_tc(
     classifier
         .attach_with_options(
             &iface.name,
-            TcAttachType::Egress,
+            direction,
             TcAttachOptions::Netlink(NlOptions::default()),
         )
         .map_err(|err| EbpfCollectError::Attach {
-            program: "kaipo_tc_egress",
+            program: name,
             target: iface.name.clone(),
             detail: format!("TCX: {tcx_err}; netlink: {}", describe(&err)),
         })?;
-    degradations.push(Degradation {
-        what: format!("egress classifier on {}", iface.name),
-        why: format!("TCX is not available ({tcx_err}); attached through a clsact qdisc"),
-    });
-    Ok(())
+    Ok(true)
 }

@@ -61,6 +61,7 @@ pub struct EbpfCollector {
     counters: PerCpuArray<MapData, u64>,
     ifaces: Vec<Interface>,
     degradations: Vec<Degradation>,
+    netlink_filters: bool,
     samples: u64,
     flow_count_every: u32,
     /// Whether the kernel answers `BPF_MAP_LOOKUP_BATCH` (5.6 on).
@@ -123,7 +124,7 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
 
     let mut degradations = Vec::new();
     attach::sockets(&mut ebpf, &cgroup, &btf, &mut degradations)?;
-    attach::interfaces(
+    let attached = attach::interfaces(
         &mut ebpf,
         &ifaces,
         !opts.ifaces.is_empty(),
@@ -150,6 +151,7 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
             .map_err(map_err("COUNTERS"))?,
         ifaces,
         degradations,
+        netlink_filters: attached.netlink,
         samples: 0,
         flow_count_every: opts.flow_count_every,
         batch_ok: true,
@@ -193,6 +195,12 @@ impl EbpfCollector {
 
     pub fn degradations(&self) -> &[Degradation] {
         &self.degradations
+    }
+
+    /// Whether a classifier was attached through netlink (kernels without TCX); removing it at
+    /// exit then needs CAP_NET_ADMIN.
+    pub fn holds_netlink_filters(&self) -> bool {
+        self.netlink_filters
     }
 
     /// Reads every counter map once.

@@ -1,0 +1,272 @@
+//! `kaipo status`: what the running daemon sees now, asked over its socket. Needs no
+//! privileges; callers who are not root nor in group `kaipo` see only their own processes.
+
+use std::{io::Write, path::Path};
+
+use super::{client, protocol::StatusReport};
+use crate::format;
+
+/// Rows per table section; `--json` has them all.
+const TOP: usize = 10;
+
+pub async fn run(socket: &Path, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let status = client::status(socket).await?;
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &status)?;
+        writeln!(out)?;
+    } else {
+        write_table(out, &status)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn per_s(n: u64) -> String {
+    format!("{}/s", format::bytes(n))
+}
+
+/// `3d 4h`, `2h 05m`, `4m 10s`, `12s`, `500ms`.
+fn uptime(ms: u64) -> String {
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1000;
+    let (d, h, m) = (s / 86400, s / 3600 % 24, s / 60 % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, m) => format!("{m}m {:02}s", s % 60),
+        (0, h, m) => format!("{h}h {m:02}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+pub fn write_table(out: &mut dyn Write, s: &StatusReport) -> std::io::Result<()> {
+    let t = &s.totals;
+    writeln!(
+        out,
+        "kaipo daemon {} (pid {}), up {}, backend {}; live every {}, stored every {}{}",
+        s.version,
+        s.pid,
+        uptime(s.now_ms.saturating_sub(s.started_ms)),
+        s.backend,
+        uptime(s.live_interval_ms),
+        uptime(s.interval_ms),
+        if s.include_loopback {
+            ", loopback counted"
+        } else {
+            ""
+        }
+    )?;
+    if !s.caller.privileged {
+        writeln!(
+            out,
+            "showing only the processes of uid {} (root and group kaipo see everything)",
+            s.caller.uid
+        )?;
+    }
+    writeln!(out)?;
+    if s.caller.privileged {
+        writeln!(
+            out,
+            "{:<16} {:>12} {:>12} {:>12} {:>12}",
+            "INTERFACE", "RX", "TX", "RX TOTAL", "TX TOTAL"
+        )?;
+        for i in &t.interfaces {
+            writeln!(
+                out,
+                "{:<16} {:>12} {:>12} {:>12} {:>12}",
+                i.name,
+                per_s(i.rate.rx_bytes_per_s),
+                per_s(i.rate.tx_bytes_per_s),
+                format::bytes(i.total.rx_bytes),
+                format::bytes(i.total.tx_bytes)
+            )?;
+        }
+        writeln!(out)?;
+    }
+    writeln!(
+        out,
+        "{:<20} {:<10} {:>12} {:>12} {:>12} {:>12}",
+        "APP", "USER", "RX", "TX", "RX TOTAL", "TX TOTAL"
+    )?;
+    for a in t.apps.iter().take(TOP) {
+        let user = a.user.clone().unwrap_or_else(|| a.uid.to_string());
+        writeln!(
+            out,
+            "{:<20} {:<10} {:>12} {:>12} {:>12} {:>12}",
+            a.app,
+            user,
+            per_s(a.rate.rx_bytes_per_s),
+            per_s(a.rate.tx_bytes_per_s),
+            format::bytes(a.total.rx_bytes),
+            format::bytes(a.total.tx_bytes)
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:>8} {:<16} {:<10} {:>12} {:>12} {:>12} {:>12}  APP",
+        "PID", "NAME", "USER", "RX", "TX", "RX TOTAL", "TX TOTAL"
+    )?;
+    for p in t.processes.iter().take(TOP) {
+        let user = p.user.clone().unwrap_or_else(|| p.uid.to_string());
+        writeln!(
+            out,
+            "{:>8} {:<16} {:<10} {:>12} {:>12} {:>12} {:>12}  {}{}",
+            p.pid,
+            p.name,
+            user,
+            per_s(p.rate.rx_bytes_per_s),
+            per_s(p.rate.tx_bytes_per_s),
+            format::bytes(p.total.rx_bytes),
+            format::bytes(p.total.tx_bytes),
+            p.app,
+            if p.exited { " (exited)" } else { "" }
+        )?;
+    }
+    let more = t.processes.len().saturating_sub(TOP);
+    if more > 0 {
+        writeln!(out, "... and {more} more (--json lists them all)")?;
+    }
+    writeln!(out)?;
+    if let Some(share) = s.attributed_share {
+        writeln!(
+            out,
+            "attributed: {:.1}% of interface traffic (process bytes at the IP layer over interface \
+             bytes at the link layer)",
+            share * 100.0
+        )?;
+    }
+    if s.caller.privileged {
+        writeln!(
+            out,
+            "unattributed since start: rx {}, tx {}",
+            format::bytes(t.unattributed.rx_bytes),
+            format::bytes(t.unattributed.tx_bytes)
+        )?;
+    }
+    let l = &t.lost;
+    writeln!(
+        out,
+        "lost since start: ring buffer {}, socket map {}, owner map {}, flow map {}, flow \
+         evictions {}, interface map {}, malformed events {}",
+        l.ringbuf_full,
+        l.sock_map_full,
+        l.owner_map_full,
+        l.flow_map_full,
+        l.flow_evictions,
+        l.iface_map_full,
+        l.malformed_events
+    )?;
+    let b = &s.bus;
+    writeln!(
+        out,
+        "bus: {} intervals, {} deferred, {} store batches dropped, {} snapshots dropped for slow \
+         subscribers; {} clients, {} subscribers",
+        b.intervals,
+        b.intervals_deferred,
+        b.batches_dropped,
+        b.snapshots_dropped,
+        b.clients,
+        b.subscribers
+    )?;
+    let st = &s.store;
+    let last_write = st.last_write_ms.map_or_else(
+        || "none yet".to_owned(),
+        |ms| format!("{} ago", uptime(s.now_ms.saturating_sub(ms))),
+    );
+    writeln!(
+        out,
+        "store: {}, {} batches written (last {}), backlog {}, last error: {}",
+        st.path,
+        st.batches_written,
+        last_write,
+        st.backlog,
+        st.last_error.as_deref().unwrap_or("none")
+    )?;
+    if let Some(note) = &st.note {
+        writeln!(out, "store note: {note}")?;
+    }
+    for d in &s.degradations {
+        writeln!(out, "degraded: {}: {}", d.what, d.why)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        daemon::protocol::{CallerInfo, StoreStatus},
+        pipeline::{
+            bus::BusCounts,
+            totals::{Counts, ProcessTotal, Rates, Totals},
+        },
+    };
+
+    #[test]
+    fn formats_uptimes() {
+        assert_eq!(uptime(500), "500ms");
+        assert_eq!(uptime(12_000), "12s");
+        assert_eq!(uptime(250_000), "4m 10s");
+        assert_eq!(uptime(7_500_000), "2h 05m");
+        assert_eq!(uptime(273_600_000), "3d 4h");
+    }
+
+    #[test]
+    fn an_unprivileged_table_says_what_it_leaves_out() {
+        let report = StatusReport {
+            version: "0.1.0".into(),
+            pid: 42,
+            started_ms: 0,
+            now_ms: 61_000,
+            backend: "ebpf".into(),
+            degradations: Vec::new(),
+            interval_ms: 10_000,
+            live_interval_ms: 1000,
+            include_loopback: false,
+            interfaces: Vec::new(),
+            caller: CallerInfo {
+                uid: 1000,
+                privileged: false,
+            },
+            totals: Totals {
+                processes: vec![ProcessTotal {
+                    pid: 7,
+                    name: "curl".into(),
+                    app: "curl".into(),
+                    uid: 1000,
+                    user: Some("alice".into()),
+                    rate: Rates {
+                        rx_bytes_per_s: 2048,
+                        tx_bytes_per_s: 0,
+                    },
+                    total: Counts {
+                        rx_bytes: 4096,
+                        ..Counts::default()
+                    },
+                    ..ProcessTotal::default()
+                }],
+                ..Totals::default()
+            },
+            attributed_share: None,
+            bus: BusCounts::default(),
+            store: StoreStatus::default(),
+        };
+        let mut out = Vec::new();
+        write_table(&mut out, &report).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("up 1m 01s"), "{text}");
+        assert!(
+            text.contains("showing only the processes of uid 1000"),
+            "{text}"
+        );
+        assert!(!text.contains("INTERFACE"), "{text}");
+        assert!(!text.contains("unattributed"), "{text}");
+        let row = text.lines().find(|l| l.contains("curl")).unwrap();
+        assert!(
+            row.contains("2.0 KiB/s") && row.contains("4.0 KiB"),
+            "{row}"
+        );
+    }
+}

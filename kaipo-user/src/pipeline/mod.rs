@@ -1,0 +1,34 @@
+//! The daemon's processing pipeline.
+//!
+//! ```text
+//! collector ──bus──▶ aggregator ──▶ store worker      (batches; dropped and counted when full)
+//!  (live intervals,      │
+//!   bounded)             ├────────▶ subscribers       (snapshots; a slow one misses some, counted)
+//!                        └────────▶ latest snapshot   (what `status` answers from)
+//! ```
+//!
+//! Every queue is bounded. The collector's queue pushes back without losing anything: when the
+//! aggregator has no room, the collector does not close the interval, the kernel keeps
+//! counting, and the next interval covers both. Further down, what cannot wait is dropped and
+//! counted in [`bus::BusStats`], which `kaipo status` shows.
+
+pub mod aggregate;
+pub mod bus;
+#[cfg(target_os = "linux")]
+pub mod collector;
+pub mod protocol;
+pub mod totals;
+
+use crate::{model::IntervalRecord, store::TrafficRow};
+
+/// One closed live interval, as the collector hands it to the aggregator.
+#[derive(Clone, Debug)]
+pub struct LiveInterval {
+    /// The interval as `kaipo watch --json` prints it.
+    pub record: IntervalRecord,
+    /// Its traffic per process, remote and service (unattributed traffic as one row), in the
+    /// shape the store keeps.
+    pub traffic: Vec<TrafficRow>,
+    /// The last interval before the daemon stops: the aggregator flushes its batch.
+    pub final_interval: bool,
+}

@@ -1,0 +1,366 @@
+//! `kaipo report`: traffic history over a time range, grouped by one [`Dimension`], as a
+//! table, JSON, CSV or one self-contained HTML page.
+//!
+//! The figures come from one [`Query`] answered by the store or the daemon
+//! ([`source`]); each output format is one [`Exporter`] over the resulting [`Report`], so a
+//! new format is one new file and one arm in [`ExportFormat::exporter`].
+
+mod csv;
+mod html;
+mod json;
+pub mod source;
+mod svg;
+mod table;
+pub mod time;
+
+use std::{
+    fs::File,
+    io::{self, BufWriter, Write},
+    path::Path,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context as _;
+
+pub use self::{
+    csv::CsvExporter, html::HtmlExporter, json::JsonExporter, source::Source, table::TableExporter,
+};
+use crate::{
+    cli::ReportArgs,
+    store::{Dimension, Query, Report, ReportRow, Tier},
+};
+
+/// The formats `kaipo report --format` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum ExportFormat {
+    Table,
+    Json,
+    Csv,
+    Html,
+}
+
+/// Writes a [`Report`] in one format. Exporters are pure: everything they show is in the
+/// report, so the same report always gives the same bytes.
+pub trait Exporter: Send + Sync {
+    fn format(&self) -> ExportFormat;
+    fn export(&self, report: &Report, out: &mut dyn Write) -> io::Result<()>;
+}
+
+impl ExportFormat {
+    pub fn exporter(self) -> Box<dyn Exporter> {
+        match self {
+            Self::Table => Box::new(TableExporter),
+            Self::Json => Box::new(JsonExporter),
+            Self::Csv => Box::new(CsvExporter),
+            Self::Html => Box::new(HtmlExporter),
+        }
+    }
+
+    /// The format a file name asks for (`usage.html`), so `--output usage.html` needs no
+    /// `--format html`.
+    pub fn from_extension(path: &Path) -> Option<Self> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "json" => Some(Self::Json),
+            "csv" => Some(Self::Csv),
+            "html" | "htm" => Some(Self::Html),
+            "txt" => Some(Self::Table),
+            _ => None,
+        }
+    }
+}
+
+/// Runs `kaipo report`: one query, one export, to `--output` or else to `stdout`.
+pub async fn run(args: &ReportArgs, stdout: &mut dyn Write) -> anyhow::Result<()> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_millis();
+    let (from_ms, to_ms) = time::resolve_range(
+        args.since,
+        args.from,
+        args.to,
+        i64::try_from(now_ms).unwrap_or(i64::MAX),
+    )
+    .map_err(anyhow::Error::msg)?;
+    // No uid filter: reading the database directly is governed by its file permissions, and
+    // the daemon applies the caller's uid itself from the socket's peer credentials.
+    let query = Query {
+        from_ms,
+        to_ms,
+        by: args.by,
+        top: args.top,
+        uid: None,
+    };
+    let format = args
+        .format
+        .or_else(|| {
+            args.output
+                .as_deref()
+                .and_then(ExportFormat::from_extension)
+        })
+        .unwrap_or(ExportFormat::Table);
+    let source = Source::choose(args.db.as_deref(), args.socket.as_deref());
+    let report = source.fetch(&query).await?;
+    let exporter = format.exporter();
+    match &args.output {
+        Some(path) => {
+            let file =
+                File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let mut out = BufWriter::new(file);
+            exporter
+                .export(&report, &mut out)
+                .and_then(|()| out.flush())
+                .with_context(|| format!("writing the report to {}", path.display()))
+        }
+        None => exporter
+            .export(&report, stdout)
+            .and_then(|()| stdout.flush())
+            .context("writing the report"),
+    }
+}
+
+/// The column or axis title for a dimension.
+fn dimension_title(by: Option<Dimension>) -> &'static str {
+    match by {
+        Some(Dimension::App) => "app",
+        Some(Dimension::Process) => "process",
+        Some(Dimension::Interface) => "interface",
+        Some(Dimension::Remote) => "remote",
+        Some(Dimension::Service) => "service",
+        Some(Dimension::User) => "user",
+        Some(Dimension::Container) => "container",
+        None => "key",
+    }
+}
+
+fn tier_name(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Interval => "interval",
+        Tier::Minute => "minute",
+        Tier::Hour => "hour",
+        Tier::Day => "day",
+    }
+}
+
+/// `Traffic by app from 2026-11-25T10:00:00Z to 2026-11-26T10:00:00Z (1d), minute tier`; a
+/// report without data has no tier.
+fn title(report: &Report) -> String {
+    let mut title = format!(
+        "Traffic by {} from {} to {} ({})",
+        dimension_title(report.by),
+        time::rfc3339(report.from_ms),
+        time::rfc3339(report.to_ms),
+        time::span(report.to_ms - report.from_ms),
+    );
+    if let Some(tier) = report.tier {
+        title.push_str(&format!(", {} tier", tier_name(tier)));
+    }
+    title
+}
+
+/// A key as people read it: the store leaves a key empty when it is unknown (a remote of an
+/// unconnected socket, a process in no container).
+fn display_key(key: &str) -> &str {
+    if key.is_empty() {
+        "(unknown)"
+    } else {
+        key
+    }
+}
+
+/// Traffic of the rows cut off by `--top`: the total minus the rows shown, or nothing when
+/// every row is shown.
+fn others(report: &Report) -> Option<ReportRow> {
+    let shown = report
+        .rows
+        .iter()
+        .fold(ReportRow::default(), |acc, r| ReportRow {
+            key: String::new(),
+            rx_bytes: acc.rx_bytes.saturating_add(r.rx_bytes),
+            tx_bytes: acc.tx_bytes.saturating_add(r.tx_bytes),
+            rx_packets: acc.rx_packets.saturating_add(r.rx_packets),
+            tx_packets: acc.tx_packets.saturating_add(r.tx_packets),
+        });
+    let t = &report.total;
+    let rest = ReportRow {
+        key: "(others)".into(),
+        rx_bytes: t.rx_bytes.saturating_sub(shown.rx_bytes),
+        tx_bytes: t.tx_bytes.saturating_sub(shown.tx_bytes),
+        rx_packets: t.rx_packets.saturating_sub(shown.rx_packets),
+        tx_packets: t.tx_packets.saturating_sub(shown.tx_packets),
+    };
+    (rest.rx_bytes + rest.tx_bytes + rest.rx_packets + rest.tx_packets > 0).then_some(rest)
+}
+
+fn range_duration(report: &Report) -> Duration {
+    Duration::from_millis(u64::try_from(report.to_ms - report.from_ms).unwrap_or(0))
+}
+
+/// A small report with every feature the exporters show, for their golden tests.
+#[cfg(test)]
+pub(crate) fn sample_report() -> Report {
+    use crate::store::SeriesPoint;
+    let row = |key: &str, rx: u64, tx: u64, rxp: u64, txp: u64| ReportRow {
+        key: key.into(),
+        rx_bytes: rx,
+        tx_bytes: tx,
+        rx_packets: rxp,
+        tx_packets: txp,
+    };
+    let t0 = 1_795_600_800_000; // 2026-11-25T10:00:00Z
+    Report {
+        from_ms: t0,
+        to_ms: t0 + 3 * 3_600_000,
+        by: Some(Dimension::App),
+        tier: Some(Tier::Hour),
+        rows: vec![
+            row("firefox", 1_610_612_736, 104_857_600, 1_100_000, 700_000),
+            row("curl, \"the\" tool", 5_242_880, 1024, 4000, 900),
+            row("<script>alert(1)</script>", 2048, 512, 3, 2),
+        ],
+        total: row("", 1_617_000_000, 106_000_000, 1_104_100, 700_950),
+        series: vec![
+            SeriesPoint {
+                ts_ms: t0,
+                rx_bytes: 1_073_741_824,
+                tx_bytes: 52_428_800,
+            },
+            SeriesPoint {
+                ts_ms: t0 + 3_600_000,
+                rx_bytes: 536_870_912,
+                tx_bytes: 52_428_800,
+            },
+            SeriesPoint {
+                ts_ms: t0 + 2 * 3_600_000,
+                rx_bytes: 6_387_264,
+                tx_bytes: 1_142_400,
+            },
+        ],
+        top_apps: vec![
+            row("firefox", 1_610_612_736, 104_857_600, 0, 0),
+            row("curl, \"the\" tool", 5_242_880, 1024, 0, 0),
+        ],
+        top_remotes: vec![
+            row("2001:db8::1", 1_073_741_824, 52_428_800, 0, 0),
+            row("10.0.0.2", 536_870_912, 52_428_800, 0, 0),
+            row("", 4096, 0, 0, 0),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn every_format_has_its_exporter_and_extension() {
+        for format in [
+            ExportFormat::Table,
+            ExportFormat::Json,
+            ExportFormat::Csv,
+            ExportFormat::Html,
+        ] {
+            assert_eq!(format.exporter().format(), format);
+        }
+        let ext = |name: &str| ExportFormat::from_extension(&PathBuf::from(name));
+        assert_eq!(ext("/tmp/usage.HTML"), Some(ExportFormat::Html));
+        assert_eq!(ext("usage.csv"), Some(ExportFormat::Csv));
+        assert_eq!(ext("usage.json"), Some(ExportFormat::Json));
+        assert_eq!(ext("usage"), None);
+    }
+
+    fn parse(args: &[&str]) -> Result<ReportArgs, clap::Error> {
+        use clap::Parser as _;
+        let cli = crate::cli::Cli::try_parse_from(["kaipo", "report"].iter().chain(args))?;
+        match cli.command {
+            crate::cli::Command::Report(args) => Ok(args),
+            other => panic!("not report: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cli_defaults_and_conflicts() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.since, Duration::from_secs(86_400));
+        assert_eq!((args.from, args.to), (None, None));
+        assert_eq!((args.by, args.top, args.format), (Dimension::App, 20, None));
+        assert_eq!((args.output, args.db, args.socket), (None, None, None));
+
+        let args = parse(&[
+            "--from",
+            "2026-11-25T10:00:00Z",
+            "--to",
+            "1795604400",
+            "--by",
+            "remote",
+            "--top",
+            "0",
+            "--format",
+            "csv",
+            "-o",
+            "out.csv",
+            "--db",
+            "/tmp/k.db",
+        ])
+        .unwrap();
+        assert_eq!(
+            (args.from, args.to),
+            (Some(1_795_600_800_000), Some(1_795_604_400_000))
+        );
+        assert_eq!((args.by, args.top), (Dimension::Remote, 0));
+        assert_eq!(args.format, Some(ExportFormat::Csv));
+        assert_eq!(args.output, Some(PathBuf::from("out.csv")));
+        assert_eq!(args.db, Some(PathBuf::from("/tmp/k.db")));
+        assert_eq!(
+            parse(&["--since", "90m"]).unwrap().since,
+            Duration::from_secs(5400)
+        );
+
+        for bad in [
+            &["--since", "1h", "--from", "1795600800"][..],
+            &["--to", "1795600800"],
+            &["--db", "a", "--socket", "b"],
+            &["--from", "yesterday"],
+            &["--by", "planet"],
+            &["--format", "pdf"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn others_is_what_top_cut_off() {
+        let report = sample_report();
+        let rest = others(&report).unwrap();
+        assert_eq!(
+            (
+                rest.rx_bytes,
+                rest.tx_bytes,
+                rest.rx_packets,
+                rest.tx_packets
+            ),
+            (
+                1_617_000_000 - 1_610_612_736 - 5_242_880 - 2048,
+                106_000_000 - 104_857_600 - 1024 - 512,
+                1_104_100 - 1_100_000 - 4000 - 3,
+                700_950 - 700_000 - 900 - 2,
+            )
+        );
+        let all = Report {
+            total: ReportRow {
+                rx_bytes: 10,
+                ..Default::default()
+            },
+            rows: vec![ReportRow {
+                key: "a".into(),
+                rx_bytes: 10,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(others(&all), None);
+    }
+}

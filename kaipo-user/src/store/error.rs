@@ -1,0 +1,137 @@
+//! What can go wrong with the history database, each with what the user can do about it.
+
+use std::{io, path::PathBuf};
+
+use rusqlite::ErrorCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the history directory {path}: {source}")]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("cannot create the history database {path}: {source}")]
+    CreateFile { path: PathBuf, source: io::Error },
+    #[error("no history database at {path}; start the kaipo daemon to record history")]
+    NotFound { path: PathBuf },
+    #[error(
+        "{path} is not a kaipo history database ({detail}); point kaipo at another file, or \
+         move this one away and let the daemon start a fresh one"
+    )]
+    Foreign { path: PathBuf, detail: String },
+    #[error(
+        "the history database {path} is damaged ({detail}); the daemon moves it aside and \
+         starts a fresh one when it next starts"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "the history database {path} has schema version {found}, newer than this kaipo \
+         understands ({supported}); upgrade kaipo"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error(
+        "the history database {path} has schema version {found}, older than this kaipo reads \
+         ({supported}); start the kaipo daemon once to upgrade it"
+    )]
+    NeedsUpgrade {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("cannot move the damaged history database {path} aside to {to}: {source}")]
+    MoveAside {
+        path: PathBuf,
+        to: PathBuf,
+        source: io::Error,
+    },
+    #[error("history database {path}: {context}: {source}{}", hint(.source))]
+    Sqlite {
+        path: PathBuf,
+        context: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("the history database {path} is open read-only; only the daemon writes history")]
+    ReadOnly { path: PathBuf },
+    #[error("invalid interval batch: {0}")]
+    InvalidBatch(String),
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// The write failed, but nothing was lost: the rows wait in memory (see
+    /// [`super::Store::backlog_len`]) and go out with the next write that succeeds.
+    #[error(
+        "{source}; {held_rows} rows of history are held in memory and will be written as soon \
+         as the database accepts writes again{}",
+        dropped_note(*.dropped_rows)
+    )]
+    Held {
+        held_rows: usize,
+        /// Rows dropped so far because the held rows reached their bound.
+        dropped_rows: u64,
+        source: Box<StoreError>,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn sqlite(
+        path: &std::path::Path,
+        context: &'static str,
+        e: rusqlite::Error,
+    ) -> Self {
+        Self::Sqlite {
+            path: path.to_path_buf(),
+            context,
+            source: e,
+        }
+    }
+
+    /// The SQLite error underneath, if there is one.
+    pub fn sqlite_code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Sqlite { source, .. } => source.sqlite_error_code(),
+            Self::Held { source, .. } => source.sqlite_code(),
+            _ => None,
+        }
+    }
+
+    /// True when the database ran out of space (disk, filesystem quota or size limit).
+    pub fn is_full(&self) -> bool {
+        self.sqlite_code() == Some(ErrorCode::DiskFull)
+    }
+}
+
+/// Whether an SQLite error means the file's content cannot be trusted, rather than that it
+/// cannot be reached.
+pub(crate) fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    )
+}
+
+/// What to do about the common failures, appended to the message.
+fn hint(e: &rusqlite::Error) -> &'static str {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => " (the filesystem holding it is full: free some space)",
+        Some(ErrorCode::ReadOnly) => {
+            " (the file or its filesystem is read-only: check the mount and the file mode)"
+        }
+        Some(ErrorCode::SystemIoFailure) => " (I/O error: check the disk and the kernel log)",
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            " (another process holds the database locked: is a second kaipo daemon running?)"
+        }
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+            " (cannot open it: check that the directory exists and the permissions allow access)"
+        }
+        _ => "",
+    }
+}
+
+fn dropped_note(dropped: u64) -> String {
+    if dropped == 0 {
+        String::new()
+    } else {
+        format!(" ({dropped} rows were dropped because the memory set aside for them is full)")
+    }
+}

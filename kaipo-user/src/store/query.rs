@@ -1,0 +1,433 @@
+//! Answering a [`Query`]: which tier, which rows, and a small cache of answers.
+//!
+//! The tier follows the span of the range: up to 2 hours the interval tier, up to 3 days
+//! minutes, up to 90 days hours, beyond that days; if that tier's retention no longer reaches
+//! back to `from_ms`, the next coarser one that does. The range is widened to whole buckets of
+//! that tier, and the series comes in its buckets.
+//!
+//! Each tier holds only closed buckets (see `rollup`), so a range is stitched together from
+//! tiers: the chosen tier where it is complete, finer tiers for the newest, still open part.
+//! Row totals are read from the coarsest tier that holds each stretch completely (days inside
+//! a month-long range), which gives the same figures as the chosen tier, because rollups are
+//! exact, and reads a fraction of the rows.
+
+use std::collections::{HashMap, VecDeque};
+
+use rusqlite::Connection;
+
+use super::{
+    rollup::Marks,
+    schema::{iface_table, traffic_table, unit_secs},
+    write::{Counters, MAX_TS_MS},
+    Dimension, Query, Report, ReportRow, SeriesPoint, Tier,
+};
+
+/// Rows in `top_apps` and `top_remotes`.
+pub const TOP_CHARTED: usize = 10;
+
+/// Answers kept; a report page asks a handful of questions again and again.
+const CACHE_ENTRIES: usize = 8;
+
+/// The finest tier whose buckets suit a range of `span_s` seconds.
+pub(crate) fn tier_for_span(span_s: i64) -> Tier {
+    match span_s {
+        s if s <= 2 * 3600 => Tier::Interval,
+        s if s <= 3 * 86_400 => Tier::Minute,
+        s if s <= 90 * 86_400 => Tier::Hour,
+        _ => Tier::Day,
+    }
+}
+
+/// The tier a range is answered in: by span, then coarser until retention reaches `from_s`.
+pub(crate) fn choose_tier(marks: &Marks, from_s: i64, span_s: i64) -> Tier {
+    let mut tier = tier_for_span(span_s);
+    while from_s < marks.kept(tier).saturating_mul(unit_secs(tier)) {
+        tier = match coarser(tier) {
+            Some(t) => t,
+            None => break,
+        };
+    }
+    tier
+}
+
+fn coarser(t: Tier) -> Option<Tier> {
+    match t {
+        Tier::Interval => Some(Tier::Minute),
+        Tier::Minute => Some(Tier::Hour),
+        Tier::Hour => Some(Tier::Day),
+        Tier::Day => None,
+    }
+}
+
+fn finer(t: Tier) -> Option<Tier> {
+    match t {
+        Tier::Interval => None,
+        Tier::Minute => Some(Tier::Interval),
+        Tier::Hour => Some(Tier::Minute),
+        Tier::Day => Some(Tier::Hour),
+    }
+}
+
+/// A run of buckets `lo..hi` of one tier, in that tier's units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Segment {
+    pub tier: Tier,
+    pub lo: i64,
+    pub hi: i64,
+}
+
+/// Covers `lo_s..hi_s` (seconds) with the coarsest complete buckets, `coarsest` at most.
+pub(crate) fn plan(marks: &Marks, lo_s: i64, hi_s: i64, coarsest: Tier, out: &mut Vec<Segment>) {
+    if lo_s >= hi_s {
+        return;
+    }
+    let Some(next) = finer(coarsest) else {
+        // The interval tier holds everything not yet expired.
+        out.push(Segment {
+            tier: Tier::Interval,
+            lo: lo_s,
+            hi: hi_s,
+        });
+        return;
+    };
+    let u = unit_secs(coarsest);
+    let c_lo = (marks.kept(coarsest).saturating_mul(u)).max(ceil_to(lo_s, u));
+    let c_hi = (marks.rolled(coarsest).saturating_mul(u)).min(hi_s.div_euclid(u) * u);
+    if c_lo < c_hi {
+        plan(marks, lo_s, c_lo, next, out);
+        out.push(Segment {
+            tier: coarsest,
+            lo: c_lo / u,
+            hi: c_hi / u,
+        });
+        plan(marks, c_hi, hi_s, next, out);
+    } else {
+        plan(marks, lo_s, hi_s, next, out);
+    }
+}
+
+fn ceil_to(v: i64, unit: i64) -> i64 {
+    v.div_euclid(unit) * unit + if v.rem_euclid(unit) == 0 { 0 } else { unit }
+}
+
+/// Restricts traffic to the processes of one user; `?3` is the uid.
+const UID_FILTER: &str =
+    " AND process_id IN (SELECT p.id FROM process p JOIN user u ON u.id = p.user_id \
+     WHERE u.uid = ?3)";
+
+/// Answers `q` from `conn`, which should be inside a read transaction so that the marks and
+/// the rows are one snapshot. `forced` reads totals from that tier instead of the coarsest.
+pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlite::Result<Report> {
+    let marks = Marks::load(conn)?;
+    let clamp = |ms: i64| ms.clamp(0, MAX_TS_MS);
+    let from_s = clamp(q.from_ms).div_euclid(1000);
+    let to_s = ceil_to(clamp(q.to_ms), 1000) / 1000;
+    let tier = forced.unwrap_or_else(|| choose_tier(&marks, from_s, to_s - from_s));
+    let u = unit_secs(tier);
+    let (lo, hi) = (from_s.div_euclid(u) * u, ceil_to(to_s, u));
+    let mut segments = Vec::new();
+    plan(&marks, lo, hi, forced.unwrap_or(Tier::Day), &mut segments);
+
+    let traffic = scan_traffic(conn, &segments, q.uid)?;
+    let mut names = Names::default();
+    let mut apps: HashMap<String, Counters> = HashMap::new();
+    let mut by_dim: HashMap<String, Counters> = HashMap::new();
+    for (&pid, c) in &traffic.processes {
+        let p = names.process(conn, pid)?;
+        add(&mut apps, &p.app, c);
+        let key = match q.by {
+            Dimension::App => p.app.clone(),
+            Dimension::Process => format!("{}[{}]", p.app, p.pid),
+            Dimension::User if p.user.is_empty() => p.uid.to_string(),
+            Dimension::User => p.user.clone(),
+            Dimension::Container => p.container.clone(),
+            _ => continue,
+        };
+        add(&mut by_dim, &key, c);
+    }
+    let mut remotes: HashMap<String, Counters> = HashMap::new();
+    for (&id, c) in &traffic.remotes {
+        add(
+            &mut remotes,
+            &names.text(conn, "SELECT addr FROM remote WHERE id = ?1", id)?,
+            c,
+        );
+    }
+    match q.by {
+        Dimension::Remote => by_dim = remotes.clone(),
+        Dimension::Service => {
+            for (&id, c) in &traffic.services {
+                let name = names.text(conn, "SELECT name FROM service WHERE id = ?1", id)?;
+                add(&mut by_dim, &name, c);
+            }
+        }
+        Dimension::Interface if q.uid.is_none() => {
+            for (id, c) in scan_ifaces(conn, &segments)? {
+                add(
+                    &mut by_dim,
+                    &names.text(conn, "SELECT name FROM iface WHERE id = ?1", id)?,
+                    &c,
+                );
+            }
+        }
+        _ => {}
+    }
+    let mut total = Counters::default();
+    by_dim.values().for_each(|c| total.add(c));
+
+    let mut series_segments = Vec::new();
+    plan(&marks, lo, hi, tier, &mut series_segments);
+    let series = match (q.by, q.uid) {
+        (Dimension::Interface, Some(_)) => Vec::new(),
+        (by, uid) => series(
+            conn,
+            &series_segments,
+            tier,
+            by == Dimension::Interface,
+            uid,
+        )?,
+    };
+    Ok(Report {
+        from_ms: lo.saturating_mul(1000),
+        to_ms: hi.saturating_mul(1000),
+        by: Some(q.by),
+        tier: Some(tier),
+        rows: ranked(by_dim, q.top),
+        total: row("total", &total),
+        series,
+        top_apps: ranked(apps, TOP_CHARTED),
+        top_remotes: ranked(remotes, TOP_CHARTED),
+    })
+}
+
+fn add(map: &mut HashMap<String, Counters>, key: &str, c: &Counters) {
+    match map.get_mut(key) {
+        Some(sum) => sum.add(c),
+        None => {
+            map.insert(key.to_owned(), *c);
+        }
+    }
+}
+
+fn row(key: &str, c: &Counters) -> ReportRow {
+    let u = |v: i64| u64::try_from(v).unwrap_or(0);
+    ReportRow {
+        key: key.to_owned(),
+        rx_bytes: u(c.rx_bytes),
+        tx_bytes: u(c.tx_bytes),
+        rx_packets: u(c.rx_packets),
+        tx_packets: u(c.tx_packets),
+    }
+}
+
+/// Largest total first, then by key so equal totals come in a stable order; `top` 0 = all.
+fn ranked(map: HashMap<String, Counters>, top: usize) -> Vec<ReportRow> {
+    let mut rows: Vec<ReportRow> = map.iter().map(|(k, c)| row(k, c)).collect();
+    rows.sort_by(|a, b| {
+        let total = |r: &ReportRow| u128::from(r.rx_bytes) + u128::from(r.tx_bytes);
+        total(b).cmp(&total(a)).then_with(|| a.key.cmp(&b.key))
+    });
+    if top > 0 {
+        rows.truncate(top);
+    }
+    rows
+}
+
+#[derive(Default)]
+struct TrafficSums {
+    processes: HashMap<i64, Counters>,
+    remotes: HashMap<i64, Counters>,
+    services: HashMap<i64, Counters>,
+}
+
+/// One pass over the rows of every segment, summed per process, remote and service.
+fn scan_traffic(
+    conn: &Connection,
+    segments: &[Segment],
+    uid: Option<u32>,
+) -> rusqlite::Result<TrafficSums> {
+    let mut sums = TrafficSums::default();
+    for s in segments {
+        let sql = format!(
+            "SELECT process_id, remote_id, service_id, rx_bytes, tx_bytes, rx_packets, tx_packets \
+             FROM {} WHERE ts >= ?1 AND ts < ?2{}",
+            traffic_table(s.tier),
+            if uid.is_some() { UID_FILTER } else { "" }
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = match uid {
+            Some(uid) => stmt.query(rusqlite::params![s.lo, s.hi, uid])?,
+            None => stmt.query([s.lo, s.hi])?,
+        };
+        while let Some(r) = rows.next()? {
+            let c = Counters {
+                rx_bytes: r.get(3)?,
+                tx_bytes: r.get(4)?,
+                rx_packets: r.get(5)?,
+                tx_packets: r.get(6)?,
+            };
+            sums.processes.entry(r.get(0)?).or_default().add(&c);
+            sums.remotes.entry(r.get(1)?).or_default().add(&c);
+            sums.services.entry(r.get(2)?).or_default().add(&c);
+        }
+    }
+    Ok(sums)
+}
+
+fn scan_ifaces(
+    conn: &Connection,
+    segments: &[Segment],
+) -> rusqlite::Result<HashMap<i64, Counters>> {
+    let mut sums: HashMap<i64, Counters> = HashMap::new();
+    for s in segments {
+        let sql = format!(
+            "SELECT iface_id, rx_bytes, tx_bytes, rx_packets, tx_packets FROM {} \
+             WHERE ts >= ?1 AND ts < ?2",
+            iface_table(s.tier)
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query([s.lo, s.hi])?;
+        while let Some(r) = rows.next()? {
+            let c = Counters {
+                rx_bytes: r.get(1)?,
+                tx_bytes: r.get(2)?,
+                rx_packets: r.get(3)?,
+                tx_packets: r.get(4)?,
+            };
+            sums.entry(r.get(0)?).or_default().add(&c);
+        }
+    }
+    Ok(sums)
+}
+
+/// Total rx and tx per bucket of `tier`; buckets without traffic are left out.
+fn series(
+    conn: &Connection,
+    segments: &[Segment],
+    tier: Tier,
+    interfaces: bool,
+    uid: Option<u32>,
+) -> rusqlite::Result<Vec<SeriesPoint>> {
+    let mut points: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+    for s in segments {
+        let ratio = unit_secs(tier) / unit_secs(s.tier);
+        // Grouping by the bare column lets SQLite walk the key in order without sorting.
+        let bucket = if ratio == 1 {
+            "ts".to_owned()
+        } else {
+            format!("ts / {ratio}")
+        };
+        let table = if interfaces {
+            iface_table(s.tier)
+        } else {
+            traffic_table(s.tier)
+        };
+        let filter = if uid.is_some() && !interfaces {
+            UID_FILTER
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {bucket}, SUM(rx_bytes), SUM(tx_bytes) FROM {table} \
+             WHERE ts >= ?1 AND ts < ?2{filter} GROUP BY {bucket}"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = match (uid, filter.is_empty()) {
+            (Some(uid), false) => stmt.query(rusqlite::params![s.lo, s.hi, uid])?,
+            _ => stmt.query([s.lo, s.hi])?,
+        };
+        while let Some(r) = rows.next()? {
+            let p = points.entry(r.get(0)?).or_default();
+            p.0 = p.0.saturating_add(r.get(1)?);
+            p.1 = p.1.saturating_add(r.get(2)?);
+        }
+    }
+    let u = |v: i64| u64::try_from(v).unwrap_or(0);
+    Ok(points
+        .into_iter()
+        .map(|(b, (rx, tx))| SeriesPoint {
+            ts_ms: b.saturating_mul(unit_secs(tier)).saturating_mul(1000),
+            rx_bytes: u(rx),
+            tx_bytes: u(tx),
+        })
+        .collect())
+}
+
+struct ProcessInfo {
+    app: String,
+    pid: u32,
+    uid: u32,
+    user: String,
+    container: String,
+}
+
+/// Names of ids, looked up once per query.
+#[derive(Default)]
+struct Names {
+    processes: HashMap<i64, ProcessInfo>,
+}
+
+impl Names {
+    fn process(&mut self, conn: &Connection, id: i64) -> rusqlite::Result<&ProcessInfo> {
+        if !self.processes.contains_key(&id) {
+            let info = conn
+                .prepare_cached(
+                    "SELECT a.name, p.pid, u.uid, u.name, c.name FROM process p \
+                     JOIN app a ON a.id = p.app_id JOIN user u ON u.id = p.user_id \
+                     JOIN container c ON c.id = p.container_id WHERE p.id = ?1",
+                )?
+                .query_row([id], |r| {
+                    Ok(ProcessInfo {
+                        app: r.get(0)?,
+                        pid: r.get(1)?,
+                        uid: r.get(2)?,
+                        user: r.get(3)?,
+                        container: r.get(4)?,
+                    })
+                })?;
+            self.processes.insert(id, info);
+        }
+        Ok(&self.processes[&id])
+    }
+
+    fn text(&mut self, conn: &Connection, sql: &str, id: i64) -> rusqlite::Result<String> {
+        conn.prepare_cached(sql)?.query_row([id], |r| r.get(0))
+    }
+}
+
+/// The last few answers, valid while the database is unchanged.
+#[derive(Default)]
+pub(crate) struct QueryCache {
+    /// `PRAGMA data_version` when the entries were computed: it changes when another
+    /// connection commits (our own writes clear the cache directly).
+    data_version: i64,
+    entries: VecDeque<((Query, Option<Tier>), Report)>,
+    pub hits: u64,
+}
+
+impl QueryCache {
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    pub fn get(&mut self, data_version: i64, key: &(Query, Option<Tier>)) -> Option<Report> {
+        if data_version != self.data_version {
+            self.entries.clear();
+            self.data_version = data_version;
+        }
+        let found = self
+            .entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, r)| r.clone());
+        self.hits += u64::from(found.is_some());
+        found
+    }
+
+    pub fn put(&mut self, key: (Query, Option<Tier>), report: Report) {
+        if self.entries.len() >= CACHE_ENTRIES {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((key, report));
+    }
+}

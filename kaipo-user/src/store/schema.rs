@@ -1,0 +1,225 @@
+//! The database layout, how a file is recognised as kaipo's, and the migrations between
+//! layout versions.
+//!
+//! Identity tables give each app, user, container, process, interface, remote address and
+//! service a small integer id. Traffic rows then hold only integers, in `WITHOUT ROWID` tables
+//! whose primary key (time bucket first) is the table itself, so a row costs about 33 bytes and
+//! a time range is one contiguous b-tree range. `ts` counts the tier's own unit since the Unix
+//! epoch: seconds (the interval's start) in `*_interval`, then minutes, hours and UTC days.
+//!
+//! Layout history (`PRAGMA user_version`):
+//! - 1: traffic keyed by (ts, process, remote).
+//! - 2: a `service` identity table and `service_id` in every traffic table and its key, so
+//!   history can be grouped by service (`dns`, `https`, ...). Rows from version 1 get the
+//!   empty service ("unknown").
+
+use rusqlite::{Connection, Transaction};
+
+use super::Tier;
+
+/// The layout this kaipo writes.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// `PRAGMA application_id` of kaipo's history ("kaip"): tells our file from another program's
+/// SQLite database without guessing from table names.
+pub const APPLICATION_ID: i32 = 0x6b61_6970;
+
+pub(crate) const TIERS: [Tier; 4] = [Tier::Interval, Tier::Minute, Tier::Hour, Tier::Day];
+
+/// Seconds in one unit of a tier's `ts` column.
+pub(crate) fn unit_secs(tier: Tier) -> i64 {
+    match tier {
+        Tier::Interval => 1,
+        Tier::Minute => 60,
+        Tier::Hour => 3600,
+        Tier::Day => 86_400,
+    }
+}
+
+pub(crate) fn traffic_table(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Interval => "traffic_interval",
+        Tier::Minute => "traffic_minute",
+        Tier::Hour => "traffic_hour",
+        Tier::Day => "traffic_day",
+    }
+}
+
+pub(crate) fn iface_table(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Interval => "iface_interval",
+        Tier::Minute => "iface_minute",
+        Tier::Hour => "iface_hour",
+        Tier::Day => "iface_day",
+    }
+}
+
+const IDENTITY_TABLES: &str = "
+CREATE TABLE app (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE user (id INTEGER PRIMARY KEY, uid INTEGER NOT NULL, name TEXT NOT NULL,
+    UNIQUE (uid, name));
+CREATE TABLE container (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE process (id INTEGER PRIMARY KEY, pid INTEGER NOT NULL, start_time INTEGER NOT NULL,
+    app_id INTEGER NOT NULL REFERENCES app (id), user_id INTEGER NOT NULL REFERENCES user (id),
+    container_id INTEGER NOT NULL REFERENCES container (id), cmdline TEXT NOT NULL,
+    UNIQUE (pid, start_time, app_id, user_id, container_id));
+CREATE TABLE iface (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE remote (id INTEGER PRIMARY KEY, addr TEXT NOT NULL UNIQUE);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+";
+
+const SERVICE_TABLE: &str =
+    "CREATE TABLE service (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);";
+
+const COUNTERS: &str = "rx_bytes INTEGER NOT NULL, tx_bytes INTEGER NOT NULL, \
+                        rx_packets INTEGER NOT NULL, tx_packets INTEGER NOT NULL";
+
+fn traffic_ddl(name: &str) -> String {
+    format!(
+        "CREATE TABLE {name} (ts INTEGER NOT NULL, process_id INTEGER NOT NULL, \
+         remote_id INTEGER NOT NULL, service_id INTEGER NOT NULL, {COUNTERS}, \
+         PRIMARY KEY (ts, process_id, remote_id, service_id)) WITHOUT ROWID;"
+    )
+}
+
+fn iface_ddl(name: &str) -> String {
+    format!(
+        "CREATE TABLE {name} (ts INTEGER NOT NULL, iface_id INTEGER NOT NULL, {COUNTERS}, \
+         PRIMARY KEY (ts, iface_id)) WITHOUT ROWID;"
+    )
+}
+
+/// Every table of the current layout, for recognising a damaged file.
+pub(crate) fn expected_tables() -> Vec<&'static str> {
+    let mut names = vec![
+        "app",
+        "user",
+        "container",
+        "process",
+        "iface",
+        "remote",
+        "service",
+        "meta",
+    ];
+    names.extend(TIERS.iter().map(|&t| traffic_table(t)));
+    names.extend(TIERS.iter().map(|&t| iface_table(t)));
+    names
+}
+
+/// Creates the current layout in an empty database.
+pub(crate) fn create(tx: &Transaction) -> rusqlite::Result<()> {
+    let mut ddl = String::from(IDENTITY_TABLES);
+    ddl.push_str(SERVICE_TABLE);
+    for tier in TIERS {
+        ddl.push_str(&traffic_ddl(traffic_table(tier)));
+        ddl.push_str(&iface_ddl(iface_table(tier)));
+    }
+    tx.execute_batch(&ddl)?;
+    stamp(tx, SCHEMA_VERSION)
+}
+
+fn stamp(tx: &Transaction, version: u32) -> rusqlite::Result<()> {
+    // Both live in the file header and change with the transaction, so a crash never leaves a
+    // file that claims a layout it does not have.
+    tx.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {version};"
+    ))
+}
+
+/// One migration step: from version `n` (its index + 1) to `n + 1`.
+type Migration = fn(&Transaction) -> rusqlite::Result<()>;
+
+const MIGRATIONS: [Migration; SCHEMA_VERSION as usize - 1] = [v1_to_v2];
+
+/// Brings a kaipo database from `from` to [`SCHEMA_VERSION`], in one transaction.
+pub(crate) fn upgrade(tx: &Transaction, from: u32) -> rusqlite::Result<()> {
+    for (i, step) in MIGRATIONS.iter().enumerate() {
+        let step_from = i as u32 + 1;
+        if step_from >= from {
+            step(tx)?;
+            stamp(tx, step_from + 1)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds services: a new key column means rebuilding each traffic table, because SQLite cannot
+/// change a primary key in place.
+fn v1_to_v2(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(SERVICE_TABLE)?;
+    tx.execute("INSERT INTO service (name) VALUES ('')", [])?;
+    let unknown = tx.last_insert_rowid();
+    for tier in TIERS {
+        let table = traffic_table(tier);
+        let ddl = traffic_ddl(&format!("{table}_v2"));
+        tx.execute_batch(&format!(
+            "{ddl}
+             INSERT INTO {table}_v2 (ts, process_id, remote_id, service_id,
+                                     rx_bytes, tx_bytes, rx_packets, tx_packets)
+                 SELECT ts, process_id, remote_id, {unknown},
+                        rx_bytes, tx_bytes, rx_packets, tx_packets FROM {table};
+             DROP TABLE {table};
+             ALTER TABLE {table}_v2 RENAME TO {table};"
+        ))?;
+    }
+    Ok(())
+}
+
+/// What an opened file turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FileKind {
+    /// No tables at all (a new or zero-length file).
+    Empty,
+    Kaipo {
+        version: u32,
+    },
+    /// Another program's database; the text says what was found.
+    Foreign(String),
+    /// Marked as kaipo's, but not in a shape kaipo ever wrote.
+    Damaged(String),
+}
+
+/// Reads the header and table list. Fails with `SQLITE_NOTADB` or `SQLITE_CORRUPT` on a file
+/// that is not SQLite at all.
+pub(crate) fn classify(conn: &Connection) -> rusqlite::Result<FileKind> {
+    let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let mut stmt = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")?;
+    let tables = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if app_id != APPLICATION_ID {
+        if app_id == 0 && version == 0 && tables.is_empty() {
+            return Ok(FileKind::Empty);
+        }
+        let mut shown: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
+        if tables.len() > shown.len() {
+            shown.push("...");
+        }
+        return Ok(FileKind::Foreign(format!(
+            "application id {app_id:#x}, tables: {}",
+            if shown.is_empty() {
+                "none".to_owned()
+            } else {
+                shown.join(", ")
+            }
+        )));
+    }
+    let version = match u32::try_from(version) {
+        Ok(v) if v > 0 => v,
+        _ => return Ok(FileKind::Damaged(format!("schema version {version}"))),
+    };
+    if version == SCHEMA_VERSION {
+        let missing: Vec<&str> = expected_tables()
+            .into_iter()
+            .filter(|t| !tables.iter().any(|have| have == t))
+            .collect();
+        if !missing.is_empty() {
+            return Ok(FileKind::Damaged(format!(
+                "tables missing: {}",
+                missing.join(", ")
+            )));
+        }
+    }
+    Ok(FileKind::Kaipo { version })
+}

@@ -1,0 +1,269 @@
+//! Putting rows into the tier tables, inside the caller's transaction.
+//!
+//! Rows go to the interval tier. A row whose bucket a coarser tier has already rolled up (held
+//! rows written after an outage, a clock that went back) is added to that tier as well, so
+//! every tier keeps the same totals however late a row arrives.
+
+use rusqlite::{Connection, Statement};
+
+use super::{
+    ids::{Ids, NameTable, ProcessRef},
+    rollup::Marks,
+    schema::{iface_table, traffic_table, unit_secs, TIERS},
+    IfaceRow, IntervalBatch, Tier, TrafficRow,
+};
+
+/// Largest counter accepted in one row: far above any link's traffic in one interval, and
+/// low enough that years of sums stay inside SQLite's 64-bit integers.
+pub(crate) const MAX_COUNTER: u64 = 1 << 48;
+
+/// The end of year 9999 in milliseconds since the epoch: the latest time history accepts.
+pub(crate) const MAX_TS_MS: i64 = 253_402_300_799_999;
+
+/// Rows bound per INSERT statement: one statement per row costs twice as much CPU in SQLite's
+/// statement machinery; 64 rows × 8 values stays far below the parameter limit.
+const CHUNK: usize = 64;
+
+const UPSERT_SET: &str = "ON CONFLICT DO UPDATE SET rx_bytes = rx_bytes + excluded.rx_bytes, \
+                          tx_bytes = tx_bytes + excluded.tx_bytes, \
+                          rx_packets = rx_packets + excluded.rx_packets, \
+                          tx_packets = tx_packets + excluded.tx_packets";
+
+/// Bytes and packets both ways, as SQLite stores them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub rx_bytes: i64,
+    pub tx_bytes: i64,
+    pub rx_packets: i64,
+    pub tx_packets: i64,
+}
+
+impl Counters {
+    pub fn add(&mut self, o: &Counters) {
+        self.rx_bytes = self.rx_bytes.saturating_add(o.rx_bytes);
+        self.tx_bytes = self.tx_bytes.saturating_add(o.tx_bytes);
+        self.rx_packets = self.rx_packets.saturating_add(o.rx_packets);
+        self.tx_packets = self.tx_packets.saturating_add(o.tx_packets);
+    }
+
+    pub fn of_traffic(r: &TrafficRow) -> Self {
+        Self::new(r.rx_bytes, r.tx_bytes, r.rx_packets, r.tx_packets)
+    }
+
+    pub fn of_iface(r: &IfaceRow) -> Self {
+        Self::new(r.rx_bytes, r.tx_bytes, r.rx_packets, r.tx_packets)
+    }
+
+    fn new(rx_bytes: u64, tx_bytes: u64, rx_packets: u64, tx_packets: u64) -> Self {
+        let c = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        Self {
+            rx_bytes: c(rx_bytes),
+            tx_bytes: c(tx_bytes),
+            rx_packets: c(rx_packets),
+            tx_packets: c(tx_packets),
+        }
+    }
+
+    fn values(&self) -> [i64; 4] {
+        [
+            self.rx_bytes,
+            self.tx_bytes,
+            self.rx_packets,
+            self.tx_packets,
+        ]
+    }
+}
+
+/// Checks what SQLite cannot hold or what would make no sense in history.
+pub(crate) fn validate(batch: &IntervalBatch) -> Result<(), String> {
+    let start = batch.ts_ms.saturating_sub(i64::from(batch.interval_ms));
+    // Year 1970 to year 9999: a timestamp outside is a unit mix-up, not history.
+    if start < 0 || batch.ts_ms > MAX_TS_MS {
+        return Err(format!(
+            "interval {}..{} ms is not a time since the Unix epoch",
+            start, batch.ts_ms
+        ));
+    }
+    let too_big = |v: &[u64]| v.iter().any(|&x| x > MAX_COUNTER);
+    for r in &batch.traffic {
+        if too_big(&[r.rx_bytes, r.tx_bytes, r.rx_packets, r.tx_packets]) {
+            return Err(format!("a counter of {}[{}] exceeds 2^48", r.app, r.pid));
+        }
+        if i64::try_from(r.start_time).is_err() {
+            return Err(format!(
+                "start time {} of pid {} is out of range",
+                r.start_time, r.pid
+            ));
+        }
+    }
+    for r in &batch.interfaces {
+        if too_big(&[r.rx_bytes, r.tx_bytes, r.rx_packets, r.tx_packets]) {
+            return Err(format!("a counter of interface {} exceeds 2^48", r.name));
+        }
+    }
+    Ok(())
+}
+
+/// A traffic row to store: its bucket (seconds), whose it is, and its counters.
+pub(crate) struct Pending<'a> {
+    pub ts: i64,
+    pub process: ProcessRef<'a>,
+    pub remote: &'a str,
+    pub service: &'a str,
+    pub counters: Counters,
+}
+
+pub(crate) struct PendingIface<'a> {
+    pub ts: i64,
+    pub name: &'a str,
+    pub counters: Counters,
+}
+
+impl<'a> Pending<'a> {
+    pub fn of_row(ts: i64, r: &'a TrafficRow) -> Self {
+        Self {
+            ts,
+            process: ProcessRef {
+                app: &r.app,
+                pid: r.pid,
+                start_time: r.start_time,
+                cmdline: &r.cmdline,
+                uid: r.uid,
+                user: r.user.as_deref().unwrap_or(""),
+                container: r.container.as_deref().unwrap_or(""),
+            },
+            remote: &r.remote,
+            service: &r.service,
+            counters: Counters::of_traffic(r),
+        }
+    }
+}
+
+/// Resolves ids and upserts everything; returns the number of rows written to the interval
+/// tier. The caller owns the transaction.
+pub(crate) fn store_rows<'a>(
+    conn: &Connection,
+    ids: &mut Ids,
+    marks: &Marks,
+    traffic: impl IntoIterator<Item = Pending<'a>>,
+    ifaces: impl IntoIterator<Item = PendingIface<'a>>,
+) -> rusqlite::Result<usize> {
+    // (ts, process, remote, service, counters)
+    let mut rows: Vec<([i64; 4], Counters)> = Vec::new();
+    let mut prev: Option<ProcessRef<'a>> = None;
+    for (i, p) in traffic.into_iter().enumerate() {
+        let [process, remote, service] =
+            ids.traffic_row(conn, i, &p.process, p.remote, p.service, prev.as_ref())?;
+        rows.push(([p.ts, process, remote, service], p.counters));
+        prev = Some(p.process);
+    }
+    let rows = merge_sorted(rows);
+    upsert_chunked(conn, traffic_table(Tier::Interval), &rows)?;
+    upsert_late(conn, marks, &rows, traffic_table)?;
+
+    let mut irows: Vec<([i64; 2], Counters)> = Vec::new();
+    for p in ifaces {
+        irows.push((
+            [p.ts, ids.name(conn, NameTable::Iface, p.name)?],
+            p.counters,
+        ));
+    }
+    let irows = merge_sorted(irows);
+    upsert_chunked(conn, iface_table(Tier::Interval), &irows)?;
+    upsert_late(conn, marks, &irows, iface_table)?;
+    Ok(rows.len())
+}
+
+/// Sorts by key and adds up rows with equal keys: in key order the b-tree inserts stay on the
+/// same few pages (which also fills them), and a key appears once per statement. The stable
+/// sort is used because it runs in linear time over the long sorted runs a daemon's batch has
+/// (ids are handed out in the daemon's row order).
+fn merge_sorted<const N: usize>(mut rows: Vec<([i64; N], Counters)>) -> Vec<([i64; N], Counters)> {
+    rows.sort_by_key(|(k, _)| *k);
+    let mut out: Vec<([i64; N], Counters)> = Vec::with_capacity(rows.len());
+    for (k, c) in rows {
+        match out.last_mut() {
+            Some((last, sum)) if *last == k => sum.add(&c),
+            _ => out.push((k, c)),
+        }
+    }
+    out
+}
+
+/// `N` key columns, `ts` first, then the counters; upserts add the counters.
+fn insert_sql<const N: usize>(table: &str, rows: usize) -> String {
+    let key_cols = if N == 4 {
+        "ts, process_id, remote_id, service_id"
+    } else {
+        "ts, iface_id"
+    };
+    let one = format!("({})", vec!["?"; N + 4].join(", "));
+    format!(
+        "INSERT INTO {table} ({key_cols}, rx_bytes, tx_bytes, rx_packets, tx_packets) VALUES {} \
+         {UPSERT_SET}",
+        vec![one.as_str(); rows].join(", ")
+    )
+}
+
+fn bind_rows<const N: usize>(
+    stmt: &mut Statement<'_>,
+    rows: &[([i64; N], Counters)],
+) -> rusqlite::Result<()> {
+    let mut i = 1;
+    for (key, c) in rows {
+        for v in key.iter().chain(c.values().iter()) {
+            stmt.raw_bind_parameter(i, v)?;
+            i += 1;
+        }
+    }
+    stmt.raw_execute()?;
+    Ok(())
+}
+
+pub(crate) fn upsert_chunked<const N: usize>(
+    conn: &Connection,
+    table: &str,
+    rows: &[([i64; N], Counters)],
+) -> rusqlite::Result<()> {
+    let mut chunks = rows.chunks_exact(CHUNK);
+    if chunks.len() > 0 {
+        let mut stmt = conn.prepare_cached(&insert_sql::<N>(table, CHUNK))?;
+        for chunk in &mut chunks {
+            bind_rows(&mut stmt, chunk)?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut stmt = conn.prepare_cached(&insert_sql::<N>(table, 1))?;
+        for row in rest {
+            bind_rows(&mut stmt, std::slice::from_ref(row))?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds rows that belong to already rolled-up buckets to those coarser tiers too.
+fn upsert_late<const N: usize>(
+    conn: &Connection,
+    marks: &Marks,
+    rows: &[([i64; N], Counters)],
+    table: fn(Tier) -> &'static str,
+) -> rusqlite::Result<()> {
+    for &tier in &TIERS[1..] {
+        let unit = unit_secs(tier);
+        let rolled = marks.rolled(tier);
+        let late: Vec<([i64; N], Counters)> = rows
+            .iter()
+            .filter(|(k, _)| k[0].div_euclid(unit) < rolled)
+            .map(|(k, c)| {
+                let mut k = *k;
+                k[0] = k[0].div_euclid(unit);
+                (k, *c)
+            })
+            .collect();
+        if !late.is_empty() {
+            upsert_chunked(conn, table(tier), &merge_sorted(late))?;
+        }
+    }
+    Ok(())
+}

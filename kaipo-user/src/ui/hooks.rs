@@ -1,0 +1,53 @@
+//! State changes that come from neither snapshots nor keys: the source ending, which
+//! history to ask for, and names of remote hosts (which also arrive with snapshots, see
+//! [`super::source::LiveUpdate::remote_names`]).
+
+use std::{net::IpAddr, time::Instant};
+
+use super::{
+    order::View,
+    source::HistoryRange,
+    state::{LiveState, SourceStatus},
+    tracks::RemoteAddr,
+};
+
+impl LiveState {
+    /// The history range to ask the source for: only while the History view is open.
+    pub fn history_wanted(&self, now: Instant) -> Option<HistoryRange> {
+        if self.view == View::History {
+            self.history.wanted(now)
+        } else {
+            None
+        }
+    }
+
+    pub fn source_status(&self) -> &SourceStatus {
+        &self.source
+    }
+
+    /// Records that the source ended, or failed with `error`.
+    pub fn source_ended(&mut self, error: Option<String>) {
+        self.source = error.map_or(SourceStatus::Ended, SourceStatus::Failed);
+    }
+
+    /// Names a remote host; returns false when the host is no longer on screen.
+    pub fn set_remote_name(&mut self, ip: IpAddr, name: &str) -> bool {
+        self.set_remote_names([(ip, name.to_string())]) == 1
+    }
+
+    /// Names many remote hosts with one re-sort; returns how many were still on screen.
+    pub fn set_remote_names(&mut self, names: impl IntoIterator<Item = (IpAddr, String)>) -> usize {
+        let mut named = 0;
+        for (ip, name) in names {
+            if let Some(remote) = self.remotes.get_mut(&RemoteAddr::Ip(ip)) {
+                remote.set_name(Some(name));
+                named += 1;
+            }
+        }
+        if named > 0 {
+            // Only the Remote hosts table shows names; the others keep their order.
+            self.rebuild_tables(false);
+        }
+        named
+    }
+}

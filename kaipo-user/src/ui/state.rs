@@ -1,0 +1,419 @@
+//! Everything the dashboard shows, without a terminal: snapshots go in through
+//! [`LiveState::ingest`], keys through `input`, and `draw` reads it.
+//!
+//! Time is passed in (`now`) so tests can step a clock instead of sleeping.
+
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
+
+use super::{
+    history::HistoryPanel,
+    order::{RowKey, TableView, View},
+    rates::Totals,
+    source::{ConnKey, HeaderInfo, LiveUpdate},
+    theme::Theme,
+    tracks::{ConnectionTrack, InterfaceTrack, ProcessTrack, RemoteAddr, RemoteTrack, Tracks},
+    units::RateUnit,
+};
+use crate::accounting::Lost;
+
+/// How long an exited process stays on screen, dimmed, with its final totals.
+pub const EXITED_LINGER: Duration = Duration::from_secs(5);
+/// A row without traffic for this long goes: its sparkline would be flat and the tables
+/// must not grow without bound on a busy server.
+pub const IDLE_EXPIRY: Duration = Duration::from_secs(60);
+
+/// Whether snapshots still arrive.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SourceStatus {
+    #[default]
+    Live,
+    Ended,
+    Failed(String),
+}
+
+pub struct LiveState {
+    pub theme: Theme,
+    pub(crate) processes: Tracks<ProcessTrack>,
+    pub(crate) connections: Tracks<ConnectionTrack>,
+    pub(crate) interfaces: Tracks<InterfaceTrack>,
+    pub(crate) remotes: Tracks<RemoteTrack>,
+    /// One per table view, in [`View::ALL`] order.
+    pub(crate) tables: [TableView; 4],
+    pub(crate) view: View,
+    pub(crate) unit: RateUnit,
+    pub(crate) paused: bool,
+    pub(crate) help: bool,
+    pub(crate) editing_filter: bool,
+    /// Pid of the process whose detail pane is open.
+    pub(crate) detail: Option<u32>,
+    pub(crate) history: HistoryPanel,
+    pub(crate) source: SourceStatus,
+    header: HeaderInfo,
+    filter: String,
+    filter_lower: String,
+    lost_seen: u64,
+    intervals: u64,
+    interval_ms: u64,
+    viewport_rows: usize,
+}
+
+impl LiveState {
+    pub fn new(theme: Theme) -> Self {
+        Self {
+            theme,
+            processes: Tracks::default(),
+            connections: Tracks::default(),
+            interfaces: Tracks::default(),
+            remotes: Tracks::default(),
+            tables: Default::default(),
+            view: View::Processes,
+            unit: RateUnit::Bytes,
+            paused: false,
+            help: false,
+            editing_filter: false,
+            detail: None,
+            history: HistoryPanel::default(),
+            source: SourceStatus::Live,
+            header: HeaderInfo::default(),
+            filter: String::new(),
+            filter_lower: String::new(),
+            lost_seen: 0,
+            intervals: 0,
+            interval_ms: 0,
+            viewport_rows: super::draw::table_rows(24),
+        }
+    }
+
+    /// Takes one interval in, unless paused (a paused dashboard drops snapshots rather than
+    /// queueing them, so resuming shows the present, not a backlog).
+    pub fn ingest(&mut self, update: LiveUpdate, now: Instant) {
+        if self.paused {
+            return;
+        }
+        let LiveUpdate {
+            record,
+            header,
+            processes_extra,
+            connections_extra,
+            remote_names,
+        } = update;
+        self.intervals += 1;
+        let (n, ms) = (self.intervals, record.interval_ms);
+        self.interval_ms = ms;
+        self.header = header;
+        self.lost_seen = self.lost_seen.saturating_add(lost_sum(&record.lost));
+
+        for rec in &record.interfaces {
+            let track = self
+                .interfaces
+                .entry(&rec.name, || InterfaceTrack::new(&rec.name));
+            track.meter.add(n, rec.rx_bytes, rec.tx_bytes, ms);
+            track.packets.add(n, rec.rx_packets, rec.tx_packets, ms);
+        }
+        for rec in &record.processes {
+            let extra = processes_extra.get(&rec.pid);
+            let track = self
+                .processes
+                .entry(&rec.pid, || ProcessTrack::new(rec, extra, now));
+            if track.exited() && !rec.exited {
+                // The pid now belongs to a new process.
+                *track = ProcessTrack::new(rec, extra, now);
+            } else {
+                track.describe(rec, extra);
+            }
+            track.meter.add(n, rec.rx_bytes, rec.tx_bytes, ms);
+            track.last_seen = now;
+            if rec.exited && track.exited_at.is_none() {
+                track.exited_at = Some(now);
+            }
+        }
+        for rec in &record.connections {
+            let key = ConnKey::of(rec);
+            let owner = self.processes.get(&rec.pid);
+            let track = self
+                .connections
+                .entry(&key, || ConnectionTrack::new(key.clone(), owner, now));
+            if track.process.is_empty() && owner.is_some() {
+                track.adopt(owner);
+            }
+            track.describe(connections_extra.get(&key), owner);
+            track.meter.add(n, rec.rx_bytes, rec.tx_bytes, ms);
+            track.last_seen = now;
+            let remote = self.remotes.entry(&track.remote, || {
+                RemoteTrack::new(track.remote.clone(), now)
+            });
+            remote.meter.add(n, rec.rx_bytes, rec.tx_bytes, ms);
+            remote.last_seen = now;
+        }
+        for (ip, name) in remote_names {
+            if let Some(remote) = self.remotes.get_mut(&RemoteAddr::Ip(ip)) {
+                remote.set_name(Some(name));
+            }
+        }
+
+        for t in self.interfaces.items_mut() {
+            t.meter.close(n, ms);
+            t.packets.close(n, ms);
+        }
+        for t in self.processes.items_mut() {
+            t.meter.close(n, ms);
+        }
+        for t in self.connections.items_mut() {
+            t.meter.close(n, ms);
+        }
+        for t in self.remotes.items_mut() {
+            t.meter.close(n, ms);
+        }
+        self.expire(now);
+        self.refresh();
+    }
+
+    /// Lets time pass without a snapshot: exited and idle rows expire. Returns whether
+    /// anything changed.
+    pub fn tick(&mut self, now: Instant) -> bool {
+        if self.paused || !self.expire(now) {
+            return false;
+        }
+        self.refresh();
+        true
+    }
+
+    /// Drops exited processes after [`EXITED_LINGER`] (with their connections) and rows idle
+    /// for [`IDLE_EXPIRY`]; returns whether anything went.
+    fn expire(&mut self, now: Instant) -> bool {
+        let gone = |seen: Instant| now.duration_since(seen) >= IDLE_EXPIRY;
+        let departed: HashSet<u32> = self
+            .processes
+            .items()
+            .iter()
+            .filter(|p| {
+                p.exited_at
+                    .is_some_and(|at| now.duration_since(at) >= EXITED_LINGER)
+            })
+            .map(|p| p.pid)
+            .collect();
+        let processes = self
+            .processes
+            .retain(|p| !departed.contains(&p.pid) && !gone(p.last_seen));
+        let connections = self
+            .connections
+            .retain(|c| !departed.contains(&c.key.pid) && !gone(c.last_seen));
+        let remotes = self.remotes.retain(|r| !gone(r.last_seen));
+        processes || connections || remotes
+    }
+
+    /// Recounts connections per process and remote, closes a detail pane whose process went,
+    /// and rebuilds every table's order.
+    fn refresh(&mut self) {
+        for p in self.processes.items_mut() {
+            p.connections = 0;
+        }
+        for r in self.remotes.items_mut() {
+            r.connections = 0;
+            r.processes = 0;
+        }
+        let mut remote_pids = HashSet::new();
+        for c in self.connections.items() {
+            if let Some(p) = self.processes.get_mut(&c.key.pid) {
+                p.connections += 1;
+            }
+            if let Some(i) = self.remotes.position(&c.remote) {
+                let remote = &mut self.remotes.items_mut()[i];
+                remote.connections += 1;
+                if remote_pids.insert((i, c.key.pid)) {
+                    remote.processes += 1;
+                }
+            }
+        }
+        if self
+            .detail
+            .is_some_and(|pid| self.processes.get(&pid).is_none())
+        {
+            self.detail = None;
+        }
+        self.rebuild();
+    }
+
+    /// Filters and sorts every table. A process or remote host also matches when one of its
+    /// connections does, so filtering by an address finds who talks to it.
+    pub(crate) fn rebuild(&mut self) {
+        self.rebuild_tables(true);
+    }
+
+    /// Rebuilds the Remote hosts table, and the others when `all_tables`.
+    pub(crate) fn rebuild_tables(&mut self, all_tables: bool) {
+        let needle = self.filter_lower.as_str();
+        let rows = self.viewport_rows;
+        let mut pids = HashSet::new();
+        let mut remotes = HashSet::new();
+        if !needle.is_empty() {
+            for c in self.connections.items() {
+                if c.search.contains(needle) {
+                    pids.insert(c.key.pid);
+                    remotes.insert(&c.remote);
+                }
+            }
+        }
+        let all = needle.is_empty();
+        let [processes, connections, interfaces, remote_hosts] = &mut self.tables;
+        remote_hosts.rebuild(
+            self.remotes.items(),
+            |r| all || remotes.contains(&r.addr) || r.search.contains(needle),
+            rows,
+        );
+        if !all_tables {
+            return;
+        }
+        processes.rebuild(
+            self.processes.items(),
+            |p| all || pids.contains(&p.pid) || p.search.contains(needle),
+            rows,
+        );
+        connections.rebuild(
+            self.connections.items(),
+            |c| all || c.search.contains(needle),
+            rows,
+        );
+        interfaces.rebuild(
+            self.interfaces.items(),
+            |i| all || i.search.contains(needle),
+            rows,
+        );
+    }
+
+    /// Moves the selection of the current table to position `cursor` (clamped).
+    pub(crate) fn select_at(&mut self, cursor: usize) {
+        let rows = self.viewport_rows;
+        let Some(table) = self.tables.get_mut(self.view.index()) else {
+            return;
+        };
+        match self.view {
+            View::Processes => table.select(self.processes.items(), cursor, rows),
+            View::Connections => table.select(self.connections.items(), cursor, rows),
+            View::Interfaces => table.select(self.interfaces.items(), cursor, rows),
+            View::Remotes => table.select(self.remotes.items(), cursor, rows),
+            View::History => {}
+        }
+    }
+
+    /// Tells the state how tall the terminal is, so paging moves by a screenful.
+    pub fn resize(&mut self, _width: u16, height: u16) {
+        self.viewport_rows = super::draw::table_rows(height);
+        self.rebuild();
+    }
+
+    pub fn viewport_rows(&self) -> usize {
+        self.viewport_rows
+    }
+
+    pub fn set_filter(&mut self, text: &str) {
+        self.filter = text.to_string();
+        self.filter_lower = text.to_lowercase();
+        self.rebuild();
+    }
+
+    pub fn filter(&self) -> &str {
+        &self.filter
+    }
+
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    pub fn table(&self, view: View) -> Option<&TableView> {
+        self.tables.get(view.index())
+    }
+
+    /// The selected row of the current view.
+    pub fn selected(&self) -> Option<&RowKey> {
+        self.table(self.view)
+            .filter(|t| !t.order.is_empty())
+            .and_then(|t| t.selected.as_ref())
+    }
+
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    pub fn unit(&self) -> RateUnit {
+        self.unit
+    }
+
+    pub fn header(&self) -> &HeaderInfo {
+        &self.header
+    }
+
+    /// Lost events and entries: the source's running total, else the sum of the intervals
+    /// seen here.
+    pub fn lost_total(&self) -> u64 {
+        self.header.lost_total.unwrap_or(self.lost_seen)
+    }
+
+    pub fn intervals(&self) -> u64 {
+        self.intervals
+    }
+
+    pub fn interval_ms(&self) -> u64 {
+        self.interval_ms
+    }
+
+    /// Received and sent bytes per second over every monitored interface.
+    pub fn interface_rates(&self) -> (f64, f64) {
+        self.interfaces
+            .items()
+            .iter()
+            .fold((0.0, 0.0), |(rx, tx), i| {
+                (rx + i.meter.rate.rx(), tx + i.meter.rate.tx())
+            })
+    }
+
+    /// Interface bytes since the dashboard started.
+    pub fn interface_totals(&self) -> Totals {
+        self.interfaces
+            .items()
+            .iter()
+            .fold(Totals::default(), |sum, i| Totals {
+                rx: sum.rx.saturating_add(i.meter.totals.rx),
+                tx: sum.tx.saturating_add(i.meter.totals.tx),
+            })
+    }
+
+    pub fn process(&self, pid: u32) -> Option<&ProcessTrack> {
+        self.processes.get(&pid)
+    }
+
+    /// Connections of `pid`, busiest first.
+    pub fn connections_of(&self, pid: u32) -> Vec<&ConnectionTrack> {
+        let mut list: Vec<&ConnectionTrack> = self
+            .connections
+            .items()
+            .iter()
+            .filter(|c| c.key.pid == pid)
+            .collect();
+        list.sort_by(|a, b| {
+            b.meter
+                .rate
+                .both()
+                .total_cmp(&a.meter.rate.both())
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        list
+    }
+}
+
+fn lost_sum(lost: &Lost) -> u64 {
+    [
+        lost.ringbuf_full,
+        lost.sock_map_full,
+        lost.owner_map_full,
+        lost.flow_map_full,
+        lost.flow_evictions,
+        lost.iface_map_full,
+        lost.malformed_events,
+    ]
+    .into_iter()
+    .fold(0, u64::saturating_add)
+}

@@ -1,0 +1,1042 @@
+//! `kaipo daemon` end to end: known traffic from known processes over loopback, exact figures in
+//! history and over the socket, each caller seeing what they may, bad clients, a damaged
+//! database, and nothing left in the kernel after the daemon stops.
+//!
+//! Needs root (the daemon loads eBPF programs; the unprivileged checks run as nobody through
+//! `setpriv`). Tests run one after another: they count kaipo's programs in the kernel.
+//!
+//! Child processes with a known pid send the traffic: this test binary started again with
+//! KAIPO_TEST_ROLE set runs only `child_role`, which plays the part asked for.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::UdpSocket,
+    os::unix::{fs::PermissionsExt as _, net::UnixStream},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, Command, ExitStatus, Stdio},
+    sync::{mpsc, Arc, Mutex},
+    thread,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use kaipo::{
+    daemon::{client, protocol::StatusReport},
+    store::{Dimension, Query, Report, ReportRow, Store},
+};
+use serde_json::Value;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+const ROLE: &str = "KAIPO_TEST_ROLE";
+const NOBODY: u32 = 65534;
+/// IPv4 and UDP headers on top of each datagram's payload.
+const UDP4_HEADERS: u64 = 28;
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "these tests run the daemon, which loads eBPF programs: run them as root"
+    );
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(f)
+}
+
+/// Waits for `what` to hold, polling; panics with `describe` after `secs`.
+fn wait_until(secs: u64, describe: impl Fn() -> String, mut what: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !what() {
+        assert!(
+            Instant::now() < deadline,
+            "waited {secs} s for: {}",
+            describe()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Ids and names of the programs the kernel holds now.
+fn loaded_programs() -> HashMap<u32, String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|p| (p.id(), p.name_as_str().unwrap_or("").to_owned()))
+        .collect()
+}
+
+/// Ids of the programs that `pid` holds through program and link fds. Counting these rather
+/// than every `kaipo_*` program keeps the test right while another kaipo runs beside it.
+fn programs_held_by(pid: u32) -> HashSet<u32> {
+    let fds = fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("the daemon's fds");
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| fs::read_to_string(fd.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("prog_id:"))
+                .and_then(|id| id.trim().parse().ok())
+        })
+        .collect()
+}
+
+/// Checks that the daemon holds all of kaipo's programs, and returns their ids.
+fn daemon_programs(daemon: &Daemon) -> HashSet<u32> {
+    let held = programs_held_by(daemon.pid());
+    let loaded = loaded_programs();
+    let names: HashSet<&str> = held
+        .iter()
+        .filter_map(|id| loaded.get(id).map(String::as_str))
+        .filter(|name| name.starts_with("kaipo_"))
+        .collect();
+    // Nine programs always run; a tenth (TC ingress) stands in for XDP when another program
+    // holds the interface's XDP hook, as a parallel test's daemon may on lo.
+    assert!((9..=10).contains(&names.len()), "{names:?}");
+    held
+}
+
+/// Waits until none of `ids` is loaded any more.
+fn wait_unloaded(ids: &HashSet<u32>) {
+    wait_until(
+        5,
+        || format!("programs {ids:?} unloaded"),
+        || !loaded_programs().keys().any(|id| ids.contains(id)),
+    );
+}
+
+/// A folder for one test, removed on drop; 0755 so that nobody can use what is in it.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("kaipo-daemon-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("creating the scratch folder");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod scratch");
+        Self(dir)
+    }
+
+    fn db(&self) -> PathBuf {
+        self.0.join("lib/kaipo.db")
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.0.join("run/kaipo.sock")
+    }
+
+    /// A copy of `from` in this folder, executable by everyone.
+    fn executable(&self, from: &Path, name: &str) -> PathBuf {
+        let to = self.0.join(name);
+        fs::copy(from, &to).expect("copying a binary");
+        fs::set_permissions(&to, fs::Permissions::from_mode(0o755)).expect("chmod binary");
+        to
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `kaipo daemon`, killed on drop if a test fails before stopping it.
+struct Daemon {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon on loopback with `extra` flags and waits until it answers on its
+    /// socket, which it does only once every program is attached.
+    fn start(scratch: &Scratch, extra: &[&str]) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kaipo"))
+            .arg("daemon")
+            .arg("--db")
+            .arg(scratch.db())
+            .arg("--socket")
+            .arg(scratch.socket())
+            .args([
+                "--iface",
+                "lo",
+                "--include-loopback",
+                "--live-interval",
+                "250ms",
+            ])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning kaipo daemon");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("piped stderr");
+        let sink = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut daemon = Daemon {
+            child,
+            stderr,
+            socket: scratch.socket(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = daemon.child.try_wait().expect("waiting for the daemon") {
+                panic!(
+                    "the daemon exited ({status}) during start: {}",
+                    daemon.stderr()
+                );
+            }
+            if block_on(client::status(&daemon.socket)).is_ok() {
+                return daemon;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no answer in 30 s: {}",
+                daemon.stderr()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn status(&self) -> StatusReport {
+        block_on(client::status(&self.socket)).expect("status from the daemon")
+    }
+
+    /// Stops the daemon with `signal` and returns how it exited.
+    fn stop(mut self, signal: libc::c_int) -> (ExitStatus, String) {
+        // SAFETY: sending a signal to our own child.
+        assert_eq!(unsafe { libc::kill(self.pid() as libc::pid_t, signal) }, 0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the daemon") {
+                // The stderr thread ends with the pipe; give it a moment to catch the last line.
+                thread::sleep(Duration::from_millis(50));
+                return (status, self.stderr());
+            }
+            assert!(Instant::now() < deadline, "the daemon did not stop in 30 s");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child that sent `count` UDP datagrams of `size` bytes to a socket of its own over
+/// loopback, and stays alive until dropped so that the daemon can read what it is.
+struct Sender {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Sender {
+    fn start(program: Option<&Path>, as_nobody: bool, count: u64, size: u64) -> Sender {
+        let me = std::env::current_exe().expect("the test binary");
+        let program = program.unwrap_or(&me);
+        let mut cmd = if as_nobody {
+            let mut cmd = Command::new("setpriv");
+            cmd.args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(program);
+            cmd
+        } else {
+            Command::new(program)
+        };
+        let mut child = cmd
+            .args(["--exact", "child_role", "--nocapture", "--test-threads=1"])
+            .env(ROLE, "sender")
+            .env("KAIPO_TEST_COUNT", count.to_string())
+            .env("KAIPO_TEST_SIZE", size.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting a sender");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("the sender did not report in 20 s");
+            // libtest prints "test child_role ... " just before, on the same line.
+            if line.contains("KAIPO-SENT") {
+                break;
+            }
+        }
+        let stdin = child.stdin.take();
+        Sender { child, stdin }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Not a test of its own: the entry point of the child processes above. Run without
+/// KAIPO_TEST_ROLE, it has nothing to do.
+#[test]
+fn child_role() {
+    match std::env::var(ROLE).as_deref() {
+        Ok("sender") => send_role(),
+        Ok("client") => client_role(),
+        Ok(other) => panic!("unknown {ROLE} {other}"),
+        Err(_) => {}
+    }
+}
+
+fn send_role() {
+    let number = |var: &str| -> usize {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{var} not set"))
+    };
+    let (count, size) = (number("KAIPO_TEST_COUNT"), number("KAIPO_TEST_SIZE"));
+    let rx = UdpSocket::bind("127.0.0.1:0").expect("receiver");
+    let tx = UdpSocket::bind("127.0.0.1:0").expect("sender");
+    tx.connect(rx.local_addr().expect("receiver address"))
+        .expect("connect");
+    rx.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let payload = vec![0x5a_u8; size];
+    let mut buf = vec![0u8; size + 1];
+    // One at a time, so that none is dropped on a full receive queue.
+    for _ in 0..count {
+        assert_eq!(tx.send(&payload).expect("send"), size);
+        assert_eq!(rx.recv(&mut buf).expect("recv"), size);
+    }
+    println!("KAIPO-SENT {count} {size}");
+    std::io::stdout().flush().expect("flush");
+    // Until the test closes stdin.
+    let _ = std::io::stdin().read(&mut [0u8; 1]);
+}
+
+/// The IP-layer bytes of `count` datagrams of `size` bytes.
+fn udp_bytes(count: u64, size: u64) -> u64 {
+    count * (size + UDP4_HEADERS)
+}
+
+fn process_in(status: &StatusReport, pid: u32) -> Option<&kaipo::pipeline::totals::ProcessTotal> {
+    status.totals.processes.iter().find(|p| p.pid == pid)
+}
+
+/// Waits until the daemon's totals for `pid` reach `bytes` each way.
+fn wait_for_totals(daemon: &Daemon, pid: u32, bytes: u64) -> StatusReport {
+    let mut last = None;
+    wait_until(
+        20,
+        || format!("{bytes} bytes each way for pid {pid}"),
+        || {
+            let status = daemon.status();
+            let done = process_in(&status, pid)
+                .is_some_and(|p| p.total.rx_bytes >= bytes && p.total.tx_bytes >= bytes);
+            last = Some(status);
+            done
+        },
+    );
+    last.expect("a status")
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn last_hour(by: Dimension) -> Query {
+    let now = now_ms();
+    Query {
+        from_ms: now - 3_600_000,
+        to_ms: now + 60_000,
+        by,
+        top: 0,
+        uid: None,
+    }
+}
+
+/// Rows of a report by process, keyed by pid: (rx bytes, tx bytes, rx packets, tx packets).
+fn by_pid(report: &Report) -> HashMap<u32, (u64, u64, u64, u64)> {
+    report
+        .rows
+        .iter()
+        .filter_map(|r| {
+            let pid = r.key.rsplit_once('[')?.1.strip_suffix(']')?.parse().ok()?;
+            Some((pid, (r.rx_bytes, r.tx_bytes, r.rx_packets, r.tx_packets)))
+        })
+        .collect()
+}
+
+fn history(db: &Path) -> HashMap<u32, (u64, u64, u64, u64)> {
+    let mut store = Store::open_read_only(db).expect("opening history");
+    by_pid(
+        &store
+            .query(&last_hour(Dimension::Process))
+            .expect("querying history"),
+    )
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).expect("metadata").permissions().mode() & 0o7777
+}
+
+/// Capability sets and no_new_privs of every thread of `pid`.
+fn thread_privileges(pid: u32) -> Vec<HashMap<String, String>> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).expect("the daemon's threads");
+    tasks
+        .filter_map(Result::ok)
+        .map(|task| {
+            let status = fs::read_to_string(task.path().join("status")).expect("task status");
+            status
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .filter(|(k, _)| k.starts_with("Cap") || *k == "NoNewPrivs" || *k == "Uid")
+                .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn history_is_exact_survives_a_restart_and_gets_the_last_interval() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("history");
+    // First run: 500 ms store intervals, so that history fills while the daemon runs.
+    let daemon = Daemon::start(&scratch, &["--interval", "500ms"]);
+    let programs = daemon_programs(&daemon);
+    assert_eq!(mode(&scratch.socket()), 0o666, "socket 0666");
+    assert_eq!(mode(&scratch.0.join("run")), 0o755, "socket folder 0755");
+    assert_eq!(mode(&scratch.db()) & 0o777, 0o640, "database 0640");
+    // Privileges: every thread holds CAP_SYS_PTRACE alone, in every set that could give
+    // more back, with no_new_privs; and it still counts (map reads need no capability).
+    for task in thread_privileges(daemon.pid()) {
+        let ptrace = format!("{:016x}", 1u64 << 19);
+        assert_eq!(task["CapEff"], ptrace, "{task:?}");
+        assert_eq!(task["CapPrm"], ptrace, "{task:?}");
+        assert_eq!(task["CapBnd"], ptrace, "{task:?}");
+        assert_eq!(task["CapInh"], "0000000000000000", "{task:?}");
+        assert_eq!(task["CapAmb"], "0000000000000000", "{task:?}");
+        assert_eq!(task["NoNewPrivs"], "1", "{task:?}");
+    }
+    assert!(
+        daemon
+            .stderr()
+            .contains("capabilities kept: CAP_SYS_PTRACE"),
+        "{}",
+        daemon.stderr()
+    );
+
+    let first = Sender::start(None, false, 100, 300);
+    let expected = udp_bytes(100, 300);
+    let status = wait_for_totals(&daemon, first.pid(), expected);
+    let p = process_in(&status, first.pid()).expect("the sender");
+    assert_eq!(
+        (
+            p.total.rx_bytes,
+            p.total.tx_bytes,
+            p.total.rx_packets,
+            p.total.tx_packets
+        ),
+        (expected, expected, 100, 100),
+        "{p:?}"
+    );
+    let me = std::env::current_exe().expect("the test binary");
+    let exe_name = me.file_name().and_then(|n| n.to_str()).expect("a name");
+    assert_eq!(p.app, exe_name);
+    assert_eq!((p.uid, p.user.as_deref()), (0, Some("root")));
+    assert!(p.start_time > 0);
+    drop(first);
+
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    wait_unloaded(&programs);
+    assert!(!scratch.socket().exists(), "the socket is removed at exit");
+    let first_pid = status
+        .totals
+        .processes
+        .iter()
+        .find(|p| p.app == exe_name)
+        .map(|p| p.pid);
+    let first_pid = first_pid.expect("the first sender");
+    let stored = history(&scratch.db());
+    assert_eq!(
+        stored.get(&first_pid),
+        Some(&(expected, expected, 100, 100)),
+        "{stored:?}"
+    );
+
+    // `kaipo report` reads the same figures from the file.
+    let out = Command::new(env!("CARGO_BIN_EXE_kaipo"))
+        .args([
+            "report", "--format", "json", "--by", "process", "--since", "1h", "--db",
+        ])
+        .arg(scratch.db())
+        .output()
+        .expect("running kaipo report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let rows: Vec<ReportRow> = serde_json::from_value(report["rows"].clone()).expect("report rows");
+    let report = Report {
+        rows,
+        ..Report::default()
+    };
+    assert_eq!(
+        by_pid(&report).get(&first_pid),
+        Some(&(expected, expected, 100, 100))
+    );
+
+    // Second run on the same file, with a store interval far longer than the test: the
+    // second sender's traffic reaches history only through the flush at SIGINT.
+    let daemon = Daemon::start(&scratch, &["--interval", "1d"]);
+    let programs = daemon_programs(&daemon);
+    let asked = block_on(client::query(
+        &daemon.socket,
+        &last_hour(Dimension::Process),
+    ))
+    .expect("a query over the socket");
+    assert_eq!(
+        by_pid(&asked).get(&first_pid),
+        Some(&(expected, expected, 100, 100))
+    );
+    let second = Sender::start(None, false, 50, 100);
+    let second_pid = second.pid();
+    let expected2 = udp_bytes(50, 100);
+    wait_for_totals(&daemon, second_pid, expected2);
+    drop(second);
+    let asked = block_on(client::query(
+        &daemon.socket,
+        &last_hour(Dimension::Process),
+    ))
+    .expect("a query over the socket");
+    assert_eq!(
+        by_pid(&asked).get(&second_pid),
+        None,
+        "not in history before the stop"
+    );
+    let (exit, stderr) = daemon.stop(libc::SIGINT);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    wait_unloaded(&programs);
+    let stored = history(&scratch.db());
+    assert_eq!(
+        stored.get(&first_pid),
+        Some(&(expected, expected, 100, 100)),
+        "no double count"
+    );
+    assert_eq!(
+        stored.get(&second_pid),
+        Some(&(expected2, expected2, 50, 50)),
+        "{stored:?}"
+    );
+}
+
+#[test]
+fn each_caller_sees_only_what_they_may() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("callers");
+    let me = std::env::current_exe().expect("the test binary");
+    // Longer than a command name (15 bytes): only the executable's path gives the whole name.
+    let nobody_exe = scratch.executable(&me, "kaipo-nobody-sender-bin");
+    let kaipo = scratch.executable(Path::new(env!("CARGO_BIN_EXE_kaipo")), "kaipo");
+    let daemon = Daemon::start(&scratch, &["--interval", "500ms"]);
+
+    let root_sender = Sender::start(None, false, 40, 200);
+    let nobody_sender = Sender::start(Some(&nobody_exe), true, 30, 500);
+    let (root_bytes, nobody_bytes) = (udp_bytes(40, 200), udp_bytes(30, 500));
+    wait_for_totals(&daemon, root_sender.pid(), root_bytes);
+    let status = wait_for_totals(&daemon, nobody_sender.pid(), nobody_bytes);
+    let theirs = process_in(&status, nobody_sender.pid()).expect("nobody's sender");
+    assert_eq!((theirs.uid, theirs.total.tx_bytes), (NOBODY, nobody_bytes));
+    // The daemon, without root's other capabilities, still reads another user's executable.
+    assert_eq!(theirs.app, "kaipo-nobody-sender-bin");
+    assert!(status.caller.privileged && status.interfaces == ["lo"]);
+    assert!(status
+        .totals
+        .interfaces
+        .iter()
+        .any(|i| i.name == "lo" && i.total.tx_bytes > 0));
+
+    // As nobody: their own process, exactly, and nothing of root's, no interfaces.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(&kaipo)
+        .args(["status", "--json", "--socket"])
+        .arg(&daemon.socket)
+        .output()
+        .expect("running kaipo status as nobody");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mine: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(
+        mine["caller"],
+        serde_json::json!({"uid": NOBODY, "privileged": false})
+    );
+    assert_eq!(mine["interfaces"], serde_json::json!([]));
+    assert_eq!(mine["totals"]["interfaces"], serde_json::json!([]));
+    assert_eq!(mine["totals"]["unattributed"]["rx_bytes"], 0);
+    assert_eq!(mine["attributed_share"], Value::Null);
+    let processes = mine["totals"]["processes"].as_array().expect("processes");
+    assert_eq!(processes.len(), 1, "{processes:?}");
+    assert_eq!(processes[0]["pid"], nobody_sender.pid());
+    assert_eq!(processes[0]["rx_bytes"], nobody_bytes);
+    assert_eq!(processes[0]["tx_bytes"], nobody_bytes);
+    let apps = mine["totals"]["apps"].as_array().expect("apps");
+    assert!(apps.iter().all(|a| a["uid"] == NOBODY), "{apps:?}");
+
+    let table = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(&kaipo)
+        .args(["status", "--socket"])
+        .arg(&daemon.socket)
+        .output()
+        .expect("running kaipo status as nobody");
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("showing only the processes of uid 65534"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(" {} ", nobody_sender.pid())),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&format!(" {} ", root_sender.pid())),
+        "{text}"
+    );
+    assert!(!text.contains("INTERFACE"), "{text}");
+
+    // History over the socket: nobody's query is limited to nobody, whatever it asks.
+    let everyone = last_hour(Dimension::Process);
+    wait_until(
+        10,
+        || "both senders in history".into(),
+        || {
+            let rows = by_pid(&block_on(client::query(&daemon.socket, &everyone)).expect("query"));
+            rows.contains_key(&root_sender.pid()) && rows.contains_key(&nobody_sender.pid())
+        },
+    );
+    let asked = run_client_as_nobody(&nobody_exe, &daemon.socket, "query");
+    let rows = by_pid(&serde_json::from_value(asked["report"].clone()).expect("a report"));
+    assert_eq!(
+        rows.keys().collect::<Vec<_>>(),
+        [&nobody_sender.pid()],
+        "{asked}"
+    );
+    let snapshot = run_client_as_nobody(&nobody_exe, &daemon.socket, "subscribe");
+    let snap = &snapshot["snapshot"];
+    assert_eq!(snap["interfaces"], serde_json::json!([]));
+    assert!(snap["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .all(|p| p["uid"] == NOBODY));
+    let totals = snap["totals"]["processes"].as_array().expect("totals");
+    assert_eq!(totals.len(), 1, "{totals:?}");
+    assert_eq!(totals[0]["pid"], nobody_sender.pid());
+
+    // A member of group kaipo sees everything, like root.
+    let group = KaipoGroup::ensure();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--inh-caps=-all"])
+        .arg(format!("--groups={}", group.gid))
+        .arg(&kaipo)
+        .args(["status", "--json", "--socket"])
+        .arg(&daemon.socket)
+        .output()
+        .expect("running kaipo status as nobody in group kaipo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let member: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(member["caller"]["privileged"], true);
+    let pids: Vec<&Value> = member["totals"]["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .map(|p| &p["pid"])
+        .collect();
+    assert!(pids.contains(&&Value::from(root_sender.pid())), "{pids:?}");
+    assert_eq!(member["interfaces"], serde_json::json!(["lo"]));
+    drop(group);
+
+    // Root's table shows both.
+    let out = Command::new(env!("CARGO_BIN_EXE_kaipo"))
+        .args(["status", "--socket"])
+        .arg(&daemon.socket)
+        .output()
+        .expect("running kaipo status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for pid in [root_sender.pid(), nobody_sender.pid()] {
+        assert!(text.contains(&format!(" {pid} ")), "{pid} in {text}");
+    }
+    assert!(
+        text.contains("INTERFACE") && text.contains("attributed:"),
+        "{text}"
+    );
+    drop((root_sender, nobody_sender));
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+}
+
+/// Group `kaipo`, created for the test when the machine has none (and then removed).
+struct KaipoGroup {
+    gid: u32,
+    created: bool,
+}
+
+impl KaipoGroup {
+    fn ensure() -> KaipoGroup {
+        let lookup = || {
+            let out = Command::new("getent")
+                .args(["group", "kaipo"])
+                .output()
+                .ok()?;
+            let line = String::from_utf8(out.stdout).ok()?;
+            line.split(':').nth(2)?.trim().parse().ok()
+        };
+        if let Some(gid) = lookup() {
+            return KaipoGroup {
+                gid,
+                created: false,
+            };
+        }
+        let status = Command::new("groupadd")
+            .args(["--system", "kaipo"])
+            .status()
+            .expect("running groupadd");
+        assert!(status.success(), "groupadd kaipo: {status}");
+        KaipoGroup {
+            gid: lookup().expect("group kaipo after groupadd"),
+            created: true,
+        }
+    }
+}
+
+impl Drop for KaipoGroup {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = Command::new("groupdel").arg("kaipo").status();
+        }
+    }
+}
+
+/// Runs the test binary's `client` role as nobody: one request over the socket, and the
+/// first answer line, parsed.
+fn run_client_as_nobody(program: &Path, socket: &Path, op: &str) -> Value {
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(program)
+        .args(["--exact", "child_role", "--nocapture", "--test-threads=1"])
+        .env(ROLE, "client")
+        .env("KAIPO_TEST_OP", op)
+        .env("KAIPO_TEST_SOCKET", socket)
+        .output()
+        .expect("running the client role as nobody");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("KAIPO-ANSWER ").map(|(_, answer)| answer))
+        .unwrap_or_else(|| {
+            panic!(
+                "no answer: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    serde_json::from_str(line).expect("an answer line")
+}
+
+/// Sends one request (`query` for the last hour with no uid, or `subscribe`) and prints the
+/// first answer line.
+fn client_role() {
+    let socket = std::env::var("KAIPO_TEST_SOCKET").expect("KAIPO_TEST_SOCKET");
+    let request = match std::env::var("KAIPO_TEST_OP").as_deref() {
+        Ok("query") => kaipo::daemon::protocol::Request::Query(last_hour(Dimension::Process)),
+        Ok("subscribe") => kaipo::daemon::protocol::Request::Subscribe,
+        other => panic!("unknown op {other:?}"),
+    };
+    let mut stream = UnixStream::connect(&socket).expect("connecting as nobody");
+    stream
+        .write_all(request.to_line().as_bytes())
+        .expect("sending");
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("reading");
+    println!("KAIPO-ANSWER {}", line.trim_end());
+}
+
+/// Sends `request` on a fresh connection and returns every line the daemon sends before it
+/// closes the connection.
+fn exchange(socket: &Path, request: &[u8]) -> Vec<Value> {
+    let stream = UnixStream::connect(socket).expect("connecting");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // A long request may not fit the socket's buffer: write it from another thread while
+    // this one reads the answer.
+    let mut writer = stream.try_clone().expect("clone");
+    let request = request.to_vec();
+    let sending = thread::spawn(move || {
+        // The daemon may close before it has read everything: that is what is tested.
+        let _ = writer.write_all(&request);
+    });
+    let mut lines = Vec::new();
+    for line in BufReader::new(stream).lines() {
+        match line {
+            Ok(line) => lines.push(serde_json::from_str(&line).expect("a JSON answer")),
+            // A reset after the daemon closed with unread input: the end.
+            Err(_) => break,
+        }
+    }
+    sending.join().expect("the writer thread");
+    lines
+}
+
+#[test]
+fn bad_clients_get_an_error_and_everyone_else_is_served() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("clients");
+    let daemon = Daemon::start(&scratch, &["--interval", "500ms"]);
+
+    // A subscriber that never reads, for the whole test.
+    let mut idle_subscriber = UnixStream::connect(&daemon.socket).expect("connecting");
+    idle_subscriber
+        .write_all(b"{\"v\":1,\"op\":\"subscribe\"}\n")
+        .expect("subscribing");
+
+    let oversized = format!(
+        "{{\"v\":1,\"op\":\"status\",\"pad\":\"{}\"}}\n",
+        "x".repeat(100_000)
+    );
+    let cases: [(&[u8], &str); 4] = [
+        (b"this is not json\n", "not valid JSON"),
+        (b"{\"v\":1,\"op\":\"status\"\n", "not valid JSON"),
+        (
+            b"{\"v\":1,\"op\":\"query\",\"query\":{\"by\":\"weather\"}}\n",
+            "invalid query",
+        ),
+        (oversized.as_bytes(), "longer than 65536 bytes"),
+    ];
+    for (request, expected) in cases {
+        let answers = exchange(&daemon.socket, request);
+        assert_eq!(
+            answers.len(),
+            1,
+            "one answer, then the connection closes: {answers:?}"
+        );
+        assert_eq!(answers[0]["v"], 1);
+        assert_eq!(answers[0]["ok"], false);
+        let error = answers[0]["error"].as_str().expect("an error message");
+        assert!(error.contains(expected), "{error}");
+    }
+
+    // Many clients at once, each answered.
+    let socket = daemon.socket.clone();
+    let answered = block_on(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let socket = socket.clone();
+            tasks.push(tokio::spawn(async move { client::status(&socket).await }));
+        }
+        let mut ok = 0;
+        for task in tasks {
+            if task.await.expect("a client task").is_ok() {
+                ok += 1;
+            }
+        }
+        ok
+    });
+    assert_eq!(answered, 64);
+    // And the live figures keep moving with the idle subscriber still connected.
+    let intervals = daemon.status().bus.intervals;
+    wait_until(
+        10,
+        || "more live intervals".into(),
+        || daemon.status().bus.intervals >= intervals + 4,
+    );
+    assert_eq!(daemon.status().bus.subscribers, 1);
+    // The client library's subscription reads typed snapshots, one per live interval.
+    let socket = daemon.socket.clone();
+    let (first, second) = block_on(async move {
+        let mut live = client::subscribe(&socket).await.expect("subscribing");
+        let first = live.next().await.expect("a snapshot").expect("not the end");
+        let second = live.next().await.expect("a snapshot").expect("not the end");
+        (first, second)
+    });
+    assert!(first.totals.since_ms > 0);
+    assert_eq!(first.totals.interfaces[0].name, "lo");
+    let ts = |s: &kaipo::daemon::protocol::Snapshot| s.interval["ts_ms"].as_u64().expect("ts_ms");
+    assert!(ts(&second) > ts(&first));
+    assert_eq!(first.interval["backend"], "ebpf");
+    // SIGHUP (reloading) is not supported yet: it must not stop the daemon.
+    // SAFETY: sending a signal to our own child.
+    assert_eq!(
+        unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGHUP) },
+        0
+    );
+    let intervals = daemon.status().bus.intervals;
+    wait_until(
+        10,
+        || "live intervals after SIGHUP".into(),
+        || daemon.status().bus.intervals >= intervals + 2,
+    );
+    drop(idle_subscriber);
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+}
+
+#[test]
+fn a_damaged_database_is_moved_aside_and_a_fresh_one_started() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("damaged");
+    fs::create_dir_all(scratch.db().parent().expect("a parent")).expect("mkdir");
+    // Bytes that no SQLite header starts with, from a fixed-seed generator.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let junk: Vec<u8> = (0..8192)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    fs::write(scratch.db(), &junk).expect("writing junk");
+
+    let daemon = Daemon::start(&scratch, &["--interval", "500ms"]);
+    let stderr = daemon.stderr();
+    let moved = stderr
+        .split("moved the unusable file to ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no word of the damaged file on stderr: {stderr}"));
+    let moved = PathBuf::from(moved);
+    assert!(
+        moved.starts_with(scratch.db().parent().expect("a parent")),
+        "{}",
+        moved.display()
+    );
+    assert_eq!(
+        fs::read(&moved).expect("the moved file"),
+        junk,
+        "moved as it was"
+    );
+    let status = daemon.status();
+    let note = status
+        .store
+        .note
+        .expect("status tells about the moved file");
+    assert!(note.contains(&moved.display().to_string()), "{note}");
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    // The fresh database is kaipo's and readable.
+    Store::open_read_only(scratch.db()).expect("a fresh history");
+}
+
+#[test]
+fn the_daemon_needs_root_and_says_so() {
+    require_root();
+    let scratch = Scratch::new("unprivileged");
+    let kaipo = scratch.executable(Path::new(env!("CARGO_BIN_EXE_kaipo")), "kaipo");
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(&kaipo)
+        .arg("daemon")
+        .arg("--db")
+        .arg(scratch.db())
+        .arg("--socket")
+        .arg(scratch.socket())
+        .output()
+        .expect("running kaipo daemon as nobody");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("kaipo needs root"), "{stderr}");
+    assert!(!scratch.db().exists() && !scratch.socket().exists());
+}
+
+#[test]
+fn status_without_a_daemon_says_how_to_start_one() {
+    let scratch = Scratch::new("nodaemon");
+    let out = Command::new(env!("CARGO_BIN_EXE_kaipo"))
+        .args(["status", "--socket"])
+        .arg(scratch.socket())
+        .output()
+        .expect("running kaipo status");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no kaipo daemon is running"), "{stderr}");
+    assert!(stderr.contains("sudo kaipo daemon"), "{stderr}");
+}

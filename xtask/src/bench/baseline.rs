@@ -1,0 +1,122 @@
+//! The floor under figure 1: what `BPF_PROG_TEST_RUN` reports for a program that does nothing
+//! (`r0 = verdict; exit`), loaded with raw `bpf(2)` calls since it is two instructions and has
+//! no object file. Subtracting it from kaipo's figures leaves the cost of kaipo's own code.
+
+use std::{
+    io,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    time::Duration,
+};
+
+use anyhow::{bail, Context as _};
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_XDP: u32 = 37;
+const XDP_FLAGS_SKB_MODE: u32 = 2;
+pub const PROG_TYPE_SCHED_CLS: u32 = 3;
+pub const PROG_TYPE_XDP: u32 = 6;
+/// `BPF_F_XDP_HAS_FRAGS`: the program accepts multi-buffer frames, as `kaipo_xdp` declares.
+pub const XDP_HAS_FRAGS: u32 = 32;
+
+/// `union bpf_attr` as far as `BPF_PROG_LOAD` and `BPF_PROG_TEST_RUN` need it; the kernel
+/// zero-fills whatever lies past the size it is given.
+#[repr(C, align(8))]
+struct Attr([u8; 80]);
+
+impl Attr {
+    fn new() -> Self {
+        Self([0; 80])
+    }
+
+    fn u32(&mut self, at: usize, v: u32) -> &mut Self {
+        self.0[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+        self
+    }
+
+    fn u64(&mut self, at: usize, v: u64) -> &mut Self {
+        self.0[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+        self
+    }
+
+    fn read_u32(&self, at: usize) -> u32 {
+        u32::from_ne_bytes(self.0[at..at + 4].try_into().unwrap_or_default())
+    }
+
+    fn call(&mut self, cmd: libc::c_long) -> io::Result<libc::c_long> {
+        // SAFETY: the attribute buffer lives across the call and its size is passed along;
+        // every pointer written into it points at memory that outlives the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                self.0.as_mut_ptr(),
+                self.0.len() as libc::c_uint,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc)
+        }
+    }
+}
+
+/// Loads `r0 = verdict; exit` as a program of type `prog_type`, with load flags `prog_flags`.
+pub fn load_empty(prog_type: u32, prog_flags: u32, verdict: i32) -> anyhow::Result<OwnedFd> {
+    // BPF_ALU64 | BPF_MOV | BPF_K into r0, then BPF_JMP | BPF_EXIT.
+    let mut insns = [0u8; 16];
+    insns[0] = 0xb7;
+    insns[4..8].copy_from_slice(&verdict.to_ne_bytes());
+    insns[8] = 0x95;
+    let license = b"GPL\0";
+    let mut attr = Attr::new();
+    attr.u32(0, prog_type)
+        .u32(4, 2)
+        .u64(8, insns.as_ptr() as u64)
+        .u64(16, license.as_ptr() as u64)
+        .u32(44, prog_flags);
+    attr.0[48..58].copy_from_slice(b"kb_empty\0\0");
+    let fd = attr
+        .call(BPF_PROG_LOAD)
+        .context("BPF_PROG_LOAD of an empty program")?;
+    // SAFETY: a successful BPF_PROG_LOAD returns a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Test-runs a program `repeat` times on `frame`; returns the kernel's average per run.
+pub fn test_run(
+    prog: &OwnedFd,
+    frame: &[u8],
+    repeat: u32,
+    verdict: i32,
+) -> anyhow::Result<Duration> {
+    let mut attr = Attr::new();
+    attr.u32(0, prog.as_raw_fd() as u32)
+        .u32(8, frame.len() as u32)
+        .u64(16, frame.as_ptr() as u64)
+        .u32(32, repeat);
+    attr.call(BPF_PROG_TEST_RUN)
+        .context("BPF_PROG_TEST_RUN of an empty program")?;
+    let (retval, duration) = (attr.read_u32(4), attr.read_u32(36));
+    if retval != verdict as u32 {
+        bail!("the empty program returned {retval}");
+    }
+    Ok(Duration::from_nanos(u64::from(duration)))
+}
+
+/// Attaches an XDP program to an interface in generic (SKB) mode, as kaipo attaches its own,
+/// through a link: closing the returned fd detaches it.
+pub fn attach_xdp_generic(prog: &OwnedFd, ifindex: u32) -> anyhow::Result<OwnedFd> {
+    let mut attr = Attr::new();
+    attr.u32(0, prog.as_raw_fd() as u32)
+        .u32(4, ifindex)
+        .u32(8, BPF_XDP)
+        .u32(12, XDP_FLAGS_SKB_MODE);
+    let fd = attr
+        .call(BPF_LINK_CREATE)
+        .context("BPF_LINK_CREATE of an empty XDP program")?;
+    // SAFETY: a successful BPF_LINK_CREATE returns a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}

@@ -1,0 +1,560 @@
+//! `cargo xtask bench collector`: runs every measurement and prints the figures as Markdown.
+//!
+//! Progress goes to stderr and the figures to stdout, each section as soon as it is measured.
+//! Nothing here passes or fails on a figure: the run exits non-zero only when something could
+//! not be set up or measured at all.
+
+use std::{
+    collections::BTreeSet,
+    io::{BufRead as _, BufReader, Write as _},
+    path::PathBuf,
+    process::{Child, ChildStdout, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+
+use super::{
+    breakdown::{self, Piece},
+    kaipo::{self, HeldMap, Kaipo, ProgramStats, Reported},
+    pause, report, testrun,
+    topology::Topology,
+};
+
+/// Length of each flood.
+pub const FLOOD_SECS: f64 = 4.0;
+/// Rounds of (without kaipo, with kaipo). Other work on a small machine comes and goes; many
+/// short alternating rounds keep it from landing on one side only.
+pub const ROUNDS: usize = 5;
+/// Length of each flood of the breakdown (section 3b), and how often each piece is measured.
+pub const BREAKDOWN_SECS: f64 = 2.0;
+pub const BREAKDOWN_PASSES: usize = 2;
+pub const TEST_RUN_REPEAT: u32 = 1_000_000;
+pub const TEST_RUN_ROUNDS: usize = 5;
+pub const PREFILLED_FLOWS: u32 = 10_000;
+pub const SENDER_CPU: usize = 0;
+pub const RECEIVER_CPU: usize = 1;
+const FLOOD_PORT: u16 = 9000;
+
+pub fn run() -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the collector benchmark loads eBPF programs and creates network namespaces: run it as root");
+    }
+    super::catch_signals();
+    let started = Instant::now();
+    progress("building kaipo: cargo build --release -p kaipo-user");
+    crate::run(crate::cargo().args(["build", "--release", "-p", "kaipo-user"]))?;
+    let bin = target_dir().join("release").join("kaipo");
+    anyhow::ensure!(bin.exists(), "{} was not built", bin.display());
+
+    let machine = report::Machine::read();
+    emit(&report::header(&machine));
+
+    progress("section 1: BPF_PROG_TEST_RUN of the interface programs");
+    let costs = testrun::measure(TEST_RUN_REPEAT, TEST_RUN_ROUNDS, PREFILLED_FLOWS)?;
+    emit(&report::costs(&costs));
+
+    let bench = Bench {
+        topo: Topology::create()?,
+        exe: std::env::current_exe().context("finding the xtask binary")?,
+        bin,
+    };
+    progress("warming up: 1 s flood without kaipo");
+    let none = BTreeSet::new();
+    let warm = bench.flood(1.0, None, &none, &mut |_| Ok(()))?;
+    if warm.received == 0 {
+        bail!(
+            "no datagram crossed the benchmark network (sent {})",
+            warm.sent
+        );
+    }
+
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    for round in 1..=ROUNDS {
+        progress(&format!(
+            "section 3: flood round {round}/{ROUNDS}: without kaipo"
+        ));
+        without.push(bench.flood(FLOOD_SECS, None, &none, &mut |_| Ok(()))?);
+        progress(&format!(
+            "section 3: flood round {round}/{ROUNDS}: with kaipo"
+        ));
+        with.push(bench.monitored_flood(FLOOD_SECS, None, false)?);
+    }
+    // Each piece twice, each time right after a flood with nothing attached.
+    let mut bases = Vec::new();
+    let mut pieces: Vec<(Piece, Vec<Flood>)> =
+        Piece::ALL.iter().map(|p| (*p, Vec::new())).collect();
+    for pass in 1..=BREAKDOWN_PASSES {
+        for (piece, floods) in &mut pieces {
+            progress(&format!(
+                "section 3b, pass {pass}/{BREAKDOWN_PASSES}: without kaipo, then {}",
+                piece.describe(&bench.topo)
+            ));
+            bases.push(bench.flood(BREAKDOWN_SECS, None, &none, &mut |_| Ok(()))?);
+            let attached = breakdown::attach(*piece, &bench.topo)?;
+            floods.push(bench.flood(BREAKDOWN_SECS, None, &none, &mut |_| Ok(()))?);
+            drop(attached);
+        }
+    }
+    progress("section 2: flood with kaipo and BPF run-time statistics");
+    let stats = bench.monitored_flood(FLOOD_SECS, None, true)?;
+    // A quarter of what the sender's CPU sustains with kaipo (by CPU per datagram), rather than
+    // of the delivered rate, which other work on the machine may have pulled down.
+    let cpu_per_datagram =
+        report::median(with.iter().map(|m| m.flood.cpu_ns_per_datagram()).collect());
+    let quarter_pps = (1e9 / cpu_per_datagram.max(1.0) / 4.0).max(1.0) as u64;
+    progress(&format!(
+        "section 4: flood with kaipo at ~1/4 rate ({quarter_pps} datagrams/s)"
+    ));
+    let quarter = bench.monitored_flood(FLOOD_SECS, Some(quarter_pps), false)?;
+    emit(&report::stats(&stats, &bench.topo));
+    emit(&report::flood(
+        &without,
+        &with,
+        &stats,
+        &quarter,
+        &bench.topo,
+    ));
+    emit(&report::breakdown(&bases, &pieces, &bench.topo));
+    emit(&report::cpu(&with, &quarter));
+
+    progress("section 5: 100,000 flows");
+    let flows_100k = bench.flows(100_000)?;
+    progress("section 5: 150,000 flows (more than the flow map holds)");
+    let flows_150k = bench.flows(150_000)?;
+    emit(&report::flows(&flows_100k, &flows_150k, &bench.topo));
+    drop(bench);
+
+    emit(&report::summary(
+        &costs,
+        &without,
+        &with,
+        &quarter,
+        &flows_100k,
+        &flows_150k,
+    ));
+    emit(&report::footer(started.elapsed()));
+    Ok(())
+}
+
+fn progress(what: &str) {
+    eprintln!("bench: {what}");
+}
+
+fn emit(markdown: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{markdown}");
+    let _ = out.flush();
+}
+
+/// Busy time of all CPUs together since boot, from the first line of `/proc/stat`, in ns.
+fn machine_busy_ns() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...: all but idle, iowait and steal.
+    let busy: u64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| ticks.get(i)).sum();
+    busy * 1_000_000_000 / kaipo::clock_ticks_per_sec()
+}
+
+/// The pid of `ksoftirqd/<cpu>`.
+fn ksoftirqd_pid(cpu: usize) -> Option<u32> {
+    let name = format!("ksoftirqd/{cpu}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        (comm.trim() == name).then_some(pid)
+    })
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target"))
+}
+
+/// A traffic helper running in a namespace; killed on drop unless it finished.
+struct Helper {
+    child: Option<Child>,
+    stdout: BufReader<ChildStdout>,
+    what: &'static str,
+}
+
+impl Helper {
+    fn spawn(mut cmd: Command, what: &'static str) -> anyhow::Result<Self> {
+        super::die_with_parent(&mut cmd, libc::SIGKILL);
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting the {what}"))?;
+        let stdout = BufReader::new(child.stdout.take().context("helper stdout")?);
+        Ok(Self {
+            child: Some(child),
+            stdout,
+            what,
+        })
+    }
+
+    /// The helper's pid (`ip netns exec` execs in place, so it is the program's).
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn read_line(&mut self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            bail!("the {} exited early", self.what);
+        }
+        Ok(line.trim().to_owned())
+    }
+
+    /// Waits for the helper to exit and returns its JSON report.
+    fn finish(mut self, timeout: Duration) -> anyhow::Result<serde_json::Value> {
+        let mut child = self.child.take().context("helper already finished")?;
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Err(err) = super::check_interrupted() {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(err);
+            }
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the {} did not finish within {timeout:?}", self.what);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        if !status.success() {
+            bail!("the {} failed: {status}", self.what);
+        }
+        let line = self.read_line()?;
+        serde_json::from_str(&line).with_context(|| format!("the {} printed {line:?}", self.what))
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn num(v: &serde_json::Value, key: &str) -> anyhow::Result<u64> {
+    v.get(key)
+        .and_then(serde_json::Value::as_u64)
+        .with_context(|| format!("no {key} in {v}"))
+}
+
+/// Points in a flood at which a caller takes its readings.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Moment {
+    /// The receiver is ready; the sender is about to start.
+    Start,
+    /// The sender has finished.
+    SenderDone,
+    /// The receiver has drained its socket and finished.
+    ReceiverDone,
+}
+
+/// One flood as the sender and the receiver saw it.
+#[derive(Clone, Debug)]
+pub struct Flood {
+    pub sender_pid: u32,
+    pub receiver_pid: u32,
+    pub sent: u64,
+    pub send_errors: u64,
+    pub elapsed: Duration,
+    pub received: u64,
+    pub rcvbuf_errors: Option<u64>,
+    /// Programs named `kaipo_*` not held by this flood's kaipo (if any), loaded as the sender
+    /// finished: another kaipo (a test run) whose cgroup programs see this traffic too.
+    pub foreign_programs: usize,
+    /// The sender's own time on CPU (which, without IRQ time accounting, includes the softirq
+    /// work done in its context: here the whole forward and receive path) and time it spent
+    /// runnable but waiting for its CPU, in ns.
+    pub sender_on_cpu_ns: u64,
+    pub sender_run_delay_ns: u64,
+    /// Time `ksoftirqd` of the sender's CPU ran during the flood: softirq work the kernel
+    /// deferred instead of doing it in the sender's context.
+    pub ksoftirqd_ns: u64,
+    /// CPUs' worth of other work on the machine during the flood (busy time in `/proc/stat`
+    /// minus the sender, the receiver and ksoftirqd): 1.0 is one CPU kept busy.
+    pub others_cpu: f64,
+}
+
+impl Flood {
+    /// CPU time the sender's CPU spent per datagram sent: the sender (with the softirq work
+    /// done in its context) plus that CPU's ksoftirqd. Unlike datagrams per second, this does
+    /// not change when other work takes turns on the CPU.
+    pub fn cpu_ns_per_datagram(&self) -> f64 {
+        (self.sender_on_cpu_ns + self.ksoftirqd_ns) as f64 / self.sent.max(1) as f64
+    }
+
+    /// Share of the window the sender spent waiting for its CPU, taken by other work.
+    pub fn contention(&self) -> f64 {
+        self.sender_run_delay_ns as f64 / self.elapsed.as_nanos().max(1) as f64
+    }
+
+    pub fn sent_pps(&self) -> f64 {
+        self.sent as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Delivered datagrams over the sender's window (the receiver's drain after the window
+    /// belongs to datagrams sent in it).
+    pub fn delivered_pps(&self) -> f64 {
+        self.received as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// A flood with kaipo watching, and what was read about kaipo around it.
+pub struct Monitored {
+    pub flood: Flood,
+    /// kaipo's utime + stime over the sender's window, in seconds, and the window.
+    pub cpu_secs: f64,
+    pub window: Duration,
+    pub vm_hwm_kib: u64,
+    pub vm_rss_kib: u64,
+    /// What kaipo reported for the sender, the receiver and the two interfaces.
+    pub sender: Reported,
+    pub receiver: Reported,
+    pub sender_if: Reported,
+    pub receiver_if: Reported,
+    pub ringbuf_full: u64,
+    /// kaipo's time on CPU over the window by the scheduler's count (`schedstat`), in seconds.
+    pub sched_cpu_secs: f64,
+    /// Per program: (name, run time ns, runs) from the start of the flood to the receiver's end.
+    pub programs: Option<Vec<(String, u64, u64)>>,
+    pub stderr: String,
+}
+
+/// kaipo facing 100k or 150k flows.
+pub struct Flows {
+    pub flows_sent: u64,
+    pub maps: Vec<HeldMap>,
+    pub state: kaipo::FlowState,
+    pub sender_ifindex: u32,
+    pub vm_rss_kib: u64,
+    pub vm_hwm_kib: u64,
+    pub reported_evictions: u64,
+    pub reported_map_full: u64,
+}
+
+struct Bench {
+    topo: Topology,
+    exe: PathBuf,
+    bin: PathBuf,
+}
+
+impl Bench {
+    fn helper(&self, ns: &str, args: &[String], what: &'static str) -> anyhow::Result<Helper> {
+        let mut cmd = Topology::command_in(ns, &self.exe);
+        cmd.arg("bench").args(args);
+        Helper::spawn(cmd, what)
+    }
+
+    fn flood(
+        &self,
+        secs: f64,
+        pps: Option<u64>,
+        ours: &BTreeSet<u32>,
+        at: &mut dyn FnMut(Moment) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Flood> {
+        let dst = format!("{}:{FLOOD_PORT}", self.topo.receiver_addrs[0]);
+        let mut receiver = self.helper(
+            &self.topo.receiver_ns,
+            &[
+                "flood-recv".into(),
+                "--bind".into(),
+                dst.clone(),
+                "--cpu".into(),
+                RECEIVER_CPU.to_string(),
+                "--max-secs".into(),
+                (secs + 20.0).to_string(),
+            ],
+            "flood receiver",
+        )?;
+        let ready = receiver.read_line()?;
+        anyhow::ensure!(ready == "ready", "the flood receiver said {ready:?}");
+        // The CPU time of everything this flood runs, apart from the sender, which reports its
+        // own; the rest of the machine's busy time is other work.
+        let ksoftirqd = ksoftirqd_pid(SENDER_CPU);
+        let receiver_pid = receiver.pid();
+        let side_tasks = || {
+            (
+                ksoftirqd.map_or(0, kaipo::cpu_ns_of_task),
+                receiver_pid.map_or(0, kaipo::cpu_ns_of_task),
+            )
+        };
+        let (side_before, busy_before) = (side_tasks(), machine_busy_ns());
+        at(Moment::Start)?;
+        let mut send_args = vec![
+            "flood-send".into(),
+            "--dst".into(),
+            dst,
+            "--secs".into(),
+            secs.to_string(),
+            "--cpu".into(),
+            SENDER_CPU.to_string(),
+        ];
+        if let Some(pps) = pps {
+            send_args.extend(["--pps".into(), pps.to_string()]);
+        }
+        let sender = self.helper(&self.topo.sender_ns, &send_args, "flood sender")?;
+        let sent = sender.finish(Duration::from_secs_f64(secs + 20.0))?;
+        let (side_after, busy_after) = (side_tasks(), machine_busy_ns());
+        at(Moment::SenderDone)?;
+        let sender_on_cpu_ns = num(&sent, "on_cpu_ns")?;
+        let elapsed = Duration::from_nanos(num(&sent, "elapsed_ns")?);
+        let ksoftirqd_ns = side_after.0.saturating_sub(side_before.0);
+        let receiver_ns = side_after.1.saturating_sub(side_before.1);
+        let others_ns = busy_after
+            .saturating_sub(busy_before)
+            .saturating_sub(sender_on_cpu_ns + ksoftirqd_ns + receiver_ns);
+        let foreign_programs = kaipo::foreign_kaipo_programs(ours);
+        let received = receiver.finish(Duration::from_secs(30))?;
+        at(Moment::ReceiverDone)?;
+        Ok(Flood {
+            sender_pid: num(&sent, "pid")? as u32,
+            receiver_pid: num(&received, "pid")? as u32,
+            sent: num(&sent, "sent")?,
+            send_errors: num(&sent, "send_errors")?,
+            elapsed,
+            received: num(&received, "received")?,
+            rcvbuf_errors: received
+                .get("rcvbuf_errors")
+                .and_then(serde_json::Value::as_u64),
+            foreign_programs,
+            sender_on_cpu_ns,
+            sender_run_delay_ns: num(&sent, "run_delay_ns")?,
+            ksoftirqd_ns,
+            others_cpu: others_ns as f64 / elapsed.as_nanos().max(1) as f64,
+        })
+    }
+
+    fn monitored_flood(
+        &self,
+        secs: f64,
+        pps: Option<u64>,
+        with_stats: bool,
+    ) -> anyhow::Result<Monitored> {
+        // Held only for this flood: with statistics on, every program run also reads the clock
+        // twice, which would be charged to kaipo in the other floods.
+        let stats_fd = if with_stats {
+            Some(aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS")?)
+        } else {
+            None
+        };
+        let topo = &self.topo;
+        let kaipo = Kaipo::start(&self.bin, &[&topo.sender_if, &topo.receiver_if], "1s")?;
+        let pid = kaipo.pid;
+        let held = kaipo::held_objects(pid)?;
+        let mut cpu = (0u64, 0u64);
+        let mut sched = (0u64, 0u64);
+        let mut window = (Instant::now(), Instant::now());
+        let mut programs = (ProgramStats::default(), ProgramStats::default());
+        let flood = self.flood(secs, pps, &held.programs, &mut |moment| {
+            match moment {
+                Moment::Start => {
+                    if with_stats {
+                        programs.0 = ProgramStats::read(&held.programs)?;
+                    }
+                    window.0 = Instant::now();
+                    cpu.0 = kaipo::cpu_ticks(pid)?;
+                    sched.0 = kaipo::cpu_ns(pid)?;
+                }
+                Moment::SenderDone => {
+                    cpu.1 = kaipo::cpu_ticks(pid)?;
+                    sched.1 = kaipo::cpu_ns(pid)?;
+                    window.1 = Instant::now();
+                }
+                Moment::ReceiverDone => {
+                    if with_stats {
+                        programs.1 = ProgramStats::read(&held.programs)?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        let vm_hwm_kib = kaipo::status_kib(pid, "VmHWM")?;
+        let vm_rss_kib = kaipo::status_kib(pid, "VmRSS")?;
+        let (records, stderr) = kaipo.stop()?;
+        drop(stats_fd);
+        Ok(Monitored {
+            cpu_secs: (cpu.1 - cpu.0) as f64 / kaipo::clock_ticks_per_sec() as f64,
+            sched_cpu_secs: (sched.1 - sched.0) as f64 / 1e9,
+            window: window.1 - window.0,
+            vm_hwm_kib,
+            vm_rss_kib,
+            sender: kaipo::process_totals(&records, flood.sender_pid),
+            receiver: kaipo::process_totals(&records, flood.receiver_pid),
+            sender_if: kaipo::interface_totals(&records, &topo.sender_if),
+            receiver_if: kaipo::interface_totals(&records, &topo.receiver_if),
+            ringbuf_full: kaipo::lost_total(&records, "ringbuf_full"),
+            programs: with_stats.then(|| programs.1.since(&programs.0)),
+            stderr,
+            flood,
+        })
+    }
+
+    /// kaipo on the sender's host end only (so each flow is one entry: its XDP side), and one
+    /// datagram to each of `flows` destinations.
+    fn flows(&self, flows: u32) -> anyhow::Result<Flows> {
+        let topo = &self.topo;
+        // Flows are counted every 10th interval; 200 ms intervals make that every 2 s.
+        let kaipo = Kaipo::start(&self.bin, &[&topo.sender_if], "200ms")?;
+        let pid = kaipo.pid;
+        let dst = topo.receiver_addrs.map(|a| a.to_string()).join(",");
+        let sent = self
+            .helper(
+                &topo.sender_ns,
+                &[
+                    "flows-send".into(),
+                    "--dst".into(),
+                    dst,
+                    "--flows".into(),
+                    flows.to_string(),
+                    "--cpu".into(),
+                    SENDER_CPU.to_string(),
+                ],
+                "flow sender",
+            )?
+            .finish(Duration::from_secs(60))?;
+        // Let a flow-counting interval follow the burst, so kaipo's eviction figure covers it.
+        pause(Duration::from_millis(2600))?;
+        let held = kaipo::held_objects(pid)?;
+        let state = kaipo::flow_state(&held.maps)?;
+        let vm_rss_kib = kaipo::status_kib(pid, "VmRSS")?;
+        let vm_hwm_kib = kaipo::status_kib(pid, "VmHWM")?;
+        let (records, _stderr) = kaipo.stop()?;
+        let ifindex =
+            std::fs::read_to_string(format!("/sys/class/net/{}/ifindex", topo.sender_if))?
+                .trim()
+                .parse()?;
+        Ok(Flows {
+            flows_sent: num(&sent, "sent")?,
+            maps: held.maps,
+            state,
+            sender_ifindex: ifindex,
+            vm_rss_kib,
+            vm_hwm_kib,
+            reported_evictions: kaipo::lost_total(&records, "flow_evictions"),
+            reported_map_full: kaipo::lost_total(&records, "flow_map_full"),
+        })
+    }
+}

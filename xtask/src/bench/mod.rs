@@ -1,0 +1,107 @@
+//! Benchmarks (`cargo xtask bench <which>`).
+
+mod baseline;
+mod breakdown;
+mod collector;
+mod kaipo;
+mod report;
+mod testrun;
+mod topology;
+mod traffic;
+
+use std::{
+    process::Command,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use anyhow::{bail, Context as _};
+use clap::Subcommand;
+
+#[derive(Clone, Subcommand)]
+pub enum Which {
+    /// Per-packet cost of the kernel programs, a UDP flood with and without kaipo, and
+    /// kaipo's own CPU and memory.
+    Collector,
+    /// (Used by `collector` inside its namespaces.) A sendmmsg flood for a fixed time.
+    #[command(hide = true)]
+    FloodSend(traffic::FloodSendArgs),
+    /// (Used by `collector`.) Counts datagrams with recvmmsg until they stop.
+    #[command(hide = true)]
+    FloodRecv(traffic::FloodRecvArgs),
+    /// (Used by `collector`.) One datagram to each of many distinct destinations.
+    #[command(hide = true)]
+    FlowsSend(traffic::FlowsSendArgs),
+}
+
+pub fn run(which: Which) -> anyhow::Result<()> {
+    match which {
+        Which::Collector => collector::run(),
+        Which::FloodSend(args) => traffic::flood_send(&args),
+        Which::FloodRecv(args) => traffic::flood_recv(&args),
+        Which::FlowsSend(args) => traffic::flows_send(&args),
+    }
+}
+
+/// Runs a command that must succeed and returns its stdout.
+fn run_output(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Turns SIGINT and SIGTERM into an error at the next wait, so that the drop guards remove the
+/// namespaces and stop kaipo instead of the process dying with them in place.
+fn catch_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+fn check_interrupted() -> anyhow::Result<()> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// Makes `cmd`'s process receive `signal` when this one dies, so that a benchmark killed with
+/// SIGKILL leaves no kaipo or traffic helper behind (`ip netns exec` execs in place, and the
+/// setting survives exec).
+fn die_with_parent(cmd: &mut Command, signal: libc::c_int) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sleeps, but gives up early with an error on SIGINT/SIGTERM.
+fn pause(d: std::time::Duration) -> anyhow::Result<()> {
+    let until = std::time::Instant::now() + d;
+    loop {
+        check_interrupted()?;
+        let now = std::time::Instant::now();
+        if now >= until {
+            return Ok(());
+        }
+        std::thread::sleep((until - now).min(std::time::Duration::from_millis(50)));
+    }
+}
