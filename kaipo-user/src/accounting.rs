@@ -186,7 +186,7 @@ pub struct IntervalDelta {
 }
 
 /// Per-interval counts of what could not be recorded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Lost {
     /// Lifecycle events dropped because the ring buffer was full.
     pub ringbuf_full: u64,

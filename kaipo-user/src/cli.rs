@@ -24,6 +24,9 @@ pub struct Cli {
 pub enum Command {
     /// Print, each interval, the top processes, connections and interfaces.
     Watch(WatchArgs),
+    /// The real-time dashboard: from the daemon when one runs, else (as root) from a collector
+    /// of its own.
+    Live(LiveArgs),
     /// Check what this machine lets kaipo do, trying each kernel program for real.
     Doctor(DoctorArgs),
     /// Traffic history over a time range: totals per app, process, interface, remote, service,
@@ -93,6 +96,23 @@ pub struct StatusArgs {
     /// The daemon's socket.
     #[arg(long, value_name = "PATH", default_value = "/run/kaipo/kaipo.sock")]
     pub socket: std::path::PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LiveArgs {
+    /// The daemon's socket.
+    #[arg(long, default_value = "/run/kaipo/kaipo.sock")]
+    pub socket: std::path::PathBuf,
+    /// Without a daemon: the interface to monitor; repeat for more. Default: every interface
+    /// that is up, except lo.
+    #[arg(long = "iface", value_name = "NAME")]
+    pub ifaces: Vec<String>,
+    /// Without a daemon: how often figures refresh.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Without a daemon: count loopback traffic in process and connection figures.
+    #[arg(long)]
+    pub include_loopback: bool,
 }
 
 #[derive(Debug, clap::Args)]

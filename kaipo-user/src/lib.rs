@@ -8,6 +8,8 @@ pub mod daemon;
 #[cfg(target_os = "linux")]
 pub mod doctor;
 pub mod format;
+#[cfg(target_os = "linux")]
+pub mod live;
 pub mod model;
 pub mod pipeline;
 #[cfg(target_os = "linux")]

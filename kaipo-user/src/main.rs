@@ -38,6 +38,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::watch::run(&opts, &mut stdout))
         }
+        Command::Live(args) => runtime.block_on(kaipo::live::run(&kaipo::live::LiveOptions {
+            socket: args.socket,
+            ifaces: args.ifaces,
+            interval: args.interval,
+            include_loopback: args.include_loopback,
+        })),
         Command::Doctor(args) => {
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::doctor::run(args.json, &mut stdout))

@@ -1,11 +1,11 @@
 //! The records kaipo prints: one per interval, with a stable JSON shape (see the README's
 //! "JSON output" section, which documents every field).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{accounting::Lost, collect::BackendKind};
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct IntervalRecord {
     /// Wall-clock end of the interval, milliseconds since the Unix epoch.
     pub ts_ms: u64,
@@ -20,7 +20,7 @@ pub struct IntervalRecord {
 }
 
 /// Link-layer counters of one interface over the interval.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct InterfaceRecord {
     pub name: String,
     pub rx_bytes: u64,
@@ -30,7 +30,7 @@ pub struct InterfaceRecord {
 }
 
 /// IP-layer traffic of one process over the interval.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ProcessRecord {
     pub pid: u32,
     pub name: String,
@@ -49,7 +49,7 @@ pub struct ProcessRecord {
 }
 
 /// IP-layer traffic of one socket over the interval.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ConnectionRecord {
     pub pid: u32,
     pub proto: String,
@@ -60,7 +60,7 @@ pub struct ConnectionRecord {
     pub tx_bytes: u64,
 }
 
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Bytes {
     pub rx_bytes: u64,
     pub tx_bytes: u64,

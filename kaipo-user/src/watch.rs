@@ -30,17 +30,64 @@ pub struct WatchOptions {
     pub top: usize,
 }
 
+/// Where each closed interval goes.
+pub trait RecordSink {
+    /// Takes one interval; `Ok(false)` asks the loop to stop after it.
+    fn deliver(&mut self, record: IntervalRecord) -> anyhow::Result<bool>;
+}
+
 /// Runs until `duration` has passed or SIGINT/SIGTERM arrives. Output goes to `out`; notes
 /// about degraded pieces go to stderr.
 pub async fn run(opts: &WatchOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut sink = PrintSink {
+        out,
+        json: opts.json,
+        top: opts.top,
+    };
+    drive(opts, &mut sink, |degradations| {
+        for degradation in degradations {
+            eprintln!("kaipo: degraded: {degradation}");
+        }
+    })
+    .await
+}
+
+struct PrintSink<'a> {
+    out: &'a mut dyn Write,
+    json: bool,
+    top: usize,
+}
+
+impl RecordSink for PrintSink<'_> {
+    fn deliver(&mut self, record: IntervalRecord) -> anyhow::Result<bool> {
+        let written = if self.json {
+            serde_json::to_writer(&mut *self.out, &record)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(self.out))
+        } else {
+            write_table(self.out, &record, self.top)
+        };
+        written
+            .and_then(|()| self.out.flush())
+            .context("writing output")?;
+        Ok(true)
+    }
+}
+
+/// The collector's interval loop: starts the eBPF collector, hands its degradations to
+/// `started`, then closes an interval every `opts.interval` into `sink` until the duration
+/// ends, a signal arrives or the sink asks to stop. The programs are detached on return.
+pub async fn drive(
+    opts: &WatchOptions,
+    sink: &mut dyn RecordSink,
+    started: impl FnOnce(&[crate::collect::Degradation]),
+) -> anyhow::Result<()> {
     let collector_opts = ebpf::Options {
         ifaces: opts.ifaces.clone(),
         ..Default::default()
     };
     let (mut collector, mut events) = ebpf::start(&collector_opts)?;
-    for degradation in collector.degradations() {
-        eprintln!("kaipo: degraded: {degradation}");
-    }
+    started(collector.degradations());
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
 
@@ -80,17 +127,7 @@ pub async fn run(opts: &WatchOptions, out: &mut dyn Write) -> anyhow::Result<()>
         collector.forget_sockets(&state.accountant.take_forgotten());
         let record = state.record(delta, now.duration_since(last_tick), now);
         last_tick = now;
-        let written = if opts.json {
-            serde_json::to_writer(&mut *out, &record)
-                .map_err(std::io::Error::from)
-                .and_then(|()| writeln!(out))
-        } else {
-            write_table(out, &record, opts.top)
-        };
-        written
-            .and_then(|()| out.flush())
-            .context("writing output")?;
-        if stop {
+        if !sink.deliver(record)? || stop {
             break;
         }
     }

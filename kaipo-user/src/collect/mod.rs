@@ -12,7 +12,7 @@ use std::fmt;
 pub use kaipo_common::{counter, Event, IfaceCounters, SockStats};
 
 /// Which collector runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     Ebpf,
