@@ -77,10 +77,10 @@ fn pin_to_cpu(cpu: Option<usize>) -> anyhow::Result<()> {
     let Some(cpu) = cpu else { return Ok(()) };
     // SAFETY: `cpu_set_t` is a plain bit set; all zeroes is the empty set.
     let mut set: libc::cpu_set_t = unsafe { mem::zeroed() };
-    // SAFETY: CPU_SET writes one bit of the set it is given; `cpu` is checked against its size.
     if cpu >= 8 * size_of::<libc::cpu_set_t>() {
         bail!("CPU {cpu} is out of range");
     }
+    // SAFETY: CPU_SET writes one bit of the set it is given; `cpu` was checked against its size.
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: the set lives across the call and its size is passed along.
     if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) } != 0 {
