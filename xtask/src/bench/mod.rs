@@ -22,6 +22,8 @@ pub enum Which {
     /// Per-packet cost of the kernel programs, a UDP flood with and without kaipo, and
     /// kaipo's own CPU and memory.
     Collector,
+    /// Only the per-packet cost of the interface programs (`BPF_PROG_TEST_RUN`), quickly.
+    Testrun,
     /// (Used by `collector` inside its namespaces.) A sendmmsg flood for a fixed time.
     #[command(hide = true)]
     FloodSend(traffic::FloodSendArgs),
@@ -36,6 +38,18 @@ pub enum Which {
 pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Collector => collector::run(),
+        Which::Testrun => {
+            let costs = testrun::measure(200_000, 5, 10_000)?;
+            for (name, one, many) in &costs.programs {
+                println!(
+                    "{name}: {:?} per packet with one flow, {:?} at {} flows",
+                    one.median(),
+                    many.median(),
+                    costs.flows_prefilled
+                );
+            }
+            Ok(())
+        }
         Which::FloodSend(args) => traffic::flood_send(&args),
         Which::FloodRecv(args) => traffic::flood_recv(&args),
         Which::FlowsSend(args) => traffic::flows_send(&args),

@@ -128,7 +128,14 @@ fn time(
 /// programs without attaching them, and times them.
 pub fn measure(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Costs> {
     let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-    let mut ebpf = ebpf::load(&btf, &ebpf::Options::default()).context("loading kaipo's object")?;
+    let mut ebpf = ebpf::load(
+        &btf,
+        &ebpf::Options {
+            track_flows: std::env::var("NOFLOWS").is_err(),
+            ..Default::default()
+        },
+    )
+    .context("loading kaipo's object")?;
     let xdp: &mut Xdp = ebpf
         .program_mut("kaipo_xdp")
         .context("no kaipo_xdp")?
