@@ -9,7 +9,7 @@ use kaipo_common::{counter, FlowCounters, FlowKey, IfaceCounters};
 
 use crate::{
     bump,
-    packet::{self, Frame, IpHeaders, Parsed},
+    packet::{self, store_addr, Frame, IpHeaders, Parsed},
     track_flows, FLOWS, IFACE_STATS,
 };
 
@@ -175,29 +175,23 @@ fn iface_entry(ifindex: u32) -> Option<*mut IfaceCounters> {
     reason = "by value, the 44-byte key is copied again and XDP runs out of its 512-byte stack"
 )]
 fn count_flow(ifindex: u32, h: &IpHeaders, len: u64, egress: bool) {
-    let key = if egress {
-        FlowKey {
-            ifindex,
-            vlan: h.vlan,
-            proto: h.proto,
-            family: h.family,
-            local_port: h.src_port,
-            remote_port: h.dst_port,
-            local_addr: h.src,
-            remote_addr: h.dst,
-        }
+    let (local, remote, local_port, remote_port) = if egress {
+        (&h.src, &h.dst, h.src_port, h.dst_port)
     } else {
-        FlowKey {
-            ifindex,
-            vlan: h.vlan,
-            proto: h.proto,
-            family: h.family,
-            local_port: h.dst_port,
-            remote_port: h.src_port,
-            local_addr: h.dst,
-            remote_addr: h.src,
-        }
+        (&h.dst, &h.src, h.dst_port, h.src_port)
     };
+    let mut key = FlowKey {
+        ifindex,
+        vlan: h.vlan,
+        proto: h.proto,
+        family: h.family,
+        local_port,
+        remote_port,
+        local_addr: [0; 16],
+        remote_addr: [0; 16],
+    };
+    store_addr(&mut key.local_addr, local);
+    store_addr(&mut key.remote_addr, remote);
     if let Some(flow) = FLOWS.get_ptr_mut(&key) {
         // SAFETY: this CPU's value of a per-CPU map.
         add_flow(unsafe { &mut *flow }, len, egress);

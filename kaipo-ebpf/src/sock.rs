@@ -15,7 +15,7 @@ use kaipo_common::{
 use crate::{
     bump,
     iface::SkbFrame,
-    packet::{self, Frame as _, IpHeaders, Parsed},
+    packet::{self, store_addr, Frame as _, IpHeaders, Parsed},
     SCRATCH_SOCK, SOCK_STATS,
 };
 
@@ -134,14 +134,14 @@ fn orient(stats: &mut SockStats, h: &IpHeaders, egress: bool) {
     stats.family = h.family;
     stats.proto = h.proto;
     if egress {
-        stats.local_addr = h.src;
+        store_addr(&mut stats.local_addr, &h.src);
         stats.local_port = h.src_port;
-        stats.remote_addr = h.dst;
+        store_addr(&mut stats.remote_addr, &h.dst);
         stats.remote_port = h.dst_port;
     } else {
-        stats.local_addr = h.dst;
+        store_addr(&mut stats.local_addr, &h.dst);
         stats.local_port = h.dst_port;
-        stats.remote_addr = h.src;
+        store_addr(&mut stats.remote_addr, &h.src);
         stats.remote_port = h.src_port;
     }
 }
@@ -157,7 +157,9 @@ fn note_remote(stats: &mut SockStats, ctx: &SkBuffContext, egress: bool) {
         } else {
             (h.src, h.src_port)
         };
-        if addr != stats.remote_addr || port != stats.remote_port {
+        let mut seen = [0u8; 16];
+        store_addr(&mut seen, &addr);
+        if seen != stats.remote_addr || port != stats.remote_port {
             stats.flags |= SOCK_FLAG_MANY_REMOTES;
         }
     }
