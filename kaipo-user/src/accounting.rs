@@ -200,6 +200,9 @@ pub struct Lost {
     pub iface_map_full: u64,
     /// Ring-buffer records kaipo could not read.
     pub malformed_events: u64,
+    /// Frames the packet capture dropped (pcap backend only).
+    #[serde(default)]
+    pub capture_drops: u64,
 }
 
 /// Keeps the state that turns samples into deltas.
@@ -210,6 +213,7 @@ pub struct Accountant {
     ifaces: HashMap<u32, IfaceCounters>,
     counters: [u64; counter::COUNT as usize],
     flow_evictions_total: u64,
+    capture_drops: u64,
     malformed_seen: u64,
     exited: Vec<(u32, String, u32)>,
     /// Sockets the collector may drop from the kernel map.
@@ -230,6 +234,7 @@ impl Accountant {
             ifaces: HashMap::new(),
             counters: [0; counter::COUNT as usize],
             flow_evictions_total: 0,
+            capture_drops: 0,
             malformed_seen: 0,
             exited: Vec::new(),
             forget: Vec::new(),
@@ -405,7 +410,9 @@ impl Accountant {
             flow_evictions,
             iface_map_full: delta(counter::IFACE_MAP_FULL, &before),
             malformed_events: malformed_events + self.malformed_seen,
+            capture_drops: sample.capture_drops.saturating_sub(self.capture_drops),
         };
+        self.capture_drops = self.capture_drops.max(sample.capture_drops);
         self.counters = sample.counters;
         self.malformed_seen = 0;
         lost

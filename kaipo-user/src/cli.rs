@@ -16,6 +16,10 @@ pub struct Cli {
     /// Log detail on stderr: error, warn, info, debug or trace.
     #[arg(long, global = true, default_value = "warn", env = "KAIPO_LOG")]
     pub log_level: String,
+    /// Configuration file [default: /etc/kaipo/kaipo.toml for root and the daemon, else
+    /// $XDG_CONFIG_HOME/kaipo/kaipo.toml or ~/.config/kaipo/kaipo.toml].
+    #[arg(long, global = true, value_name = "FILE", env = "KAIPO_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -38,6 +42,26 @@ pub enum Command {
     /// What the running daemon sees now: rates and totals per interface, app and process, and
     /// what it could not count. Needs no privileges.
     Status(StatusArgs),
+    /// Show, check or change the configuration file.
+    #[command(subcommand)]
+    Config(crate::config::cmd::ConfigCommand),
+    /// Install the hardened systemd unit for the daemon (and group kaipo).
+    #[cfg(target_os = "linux")]
+    InstallService(crate::service::InstallArgs),
+    /// Remove the systemd unit (the group and the history stay).
+    #[cfg(target_os = "linux")]
+    UninstallService(crate::service::UninstallArgs),
+}
+
+/// How traffic is collected, for every command that collects.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct BackendArgs {
+    /// eBPF (Linux), libpcap, or auto: eBPF where it loads, libpcap otherwise.
+    #[arg(long, value_enum, default_value_t = crate::collect::backend::BackendChoice::Auto)]
+    pub backend: crate::collect::backend::BackendChoice,
+    /// pcap backend: a capture filter (pcap-filter syntax), applied in the kernel.
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,31 +84,37 @@ pub struct WatchArgs {
     /// Rows per table section (JSON always has every row).
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    #[command(flatten)]
+    pub collect: BackendArgs,
 }
 
-/// `kaipo daemon`. The socket protocol is in the README.
+/// `kaipo daemon`. The socket protocol is in the README. Flags override the configuration
+/// file's `[daemon]` section.
 #[derive(Debug, clap::Args)]
 pub struct DaemonArgs {
-    /// History database (SQLite).
-    #[arg(long, value_name = "PATH", default_value = "/var/lib/kaipo/kaipo.db")]
-    pub db: std::path::PathBuf,
-    /// Unix socket for `kaipo status`, `kaipo report` and other clients.
-    #[arg(long, value_name = "PATH", default_value = "/run/kaipo/kaipo.sock")]
-    pub socket: std::path::PathBuf,
+    /// History database (SQLite) [default: /var/lib/kaipo/kaipo.db].
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<std::path::PathBuf>,
+    /// Unix socket for `kaipo status`, `kaipo report` and other clients
+    /// [default: /run/kaipo/kaipo.sock].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<std::path::PathBuf>,
     /// Interface to monitor; repeat for more. Default: every interface that is up, except lo.
     #[arg(long = "iface", value_name = "NAME")]
     pub ifaces: Vec<String>,
     /// Length of one stored interval, the finest resolution of history (kept 24 h). Batches
-    /// close on wall-clock multiples of it.
-    #[arg(long, value_name = "D", default_value = "60s", value_parser = parse_duration)]
-    pub interval: Duration,
+    /// close on wall-clock multiples of it [default: 60s].
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub interval: Option<Duration>,
     /// How often live figures (status, subscribers' snapshots) are refreshed; at most
-    /// --interval.
-    #[arg(long, value_name = "D", default_value = "1s", value_parser = parse_duration)]
-    pub live_interval: Duration,
+    /// --interval [default: 1s].
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub live_interval: Option<Duration>,
     /// Count loopback traffic in process totals and history.
     #[arg(long)]
     pub include_loopback: bool,
+    #[command(flatten)]
+    pub collect: BackendArgs,
 }
 
 /// `kaipo status`.
@@ -113,6 +143,8 @@ pub struct LiveArgs {
     /// Without a daemon: count loopback traffic in process and connection figures.
     #[arg(long)]
     pub include_loopback: bool,
+    #[command(flatten)]
+    pub collect: BackendArgs,
 }
 
 #[derive(Debug, clap::Args)]

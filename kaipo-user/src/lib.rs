@@ -1,8 +1,11 @@
 //! kaipo: which process is using the network, counted in the kernel.
 
 pub mod accounting;
+pub mod alert;
+pub mod anomaly;
 pub mod cli;
 pub mod collect;
+pub mod config;
 #[cfg(target_os = "linux")]
 pub mod daemon;
 #[cfg(target_os = "linux")]
@@ -10,6 +13,7 @@ pub mod doctor;
 pub mod format;
 #[cfg(target_os = "linux")]
 pub mod live;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 #[cfg(target_os = "linux")]
@@ -17,6 +21,8 @@ pub mod privilege;
 #[cfg(target_os = "linux")]
 pub mod procinfo;
 pub mod report;
+#[cfg(target_os = "linux")]
+pub mod service;
 pub mod store;
 pub mod ui;
 #[cfg(target_os = "linux")]

@@ -29,6 +29,7 @@ pub struct LiveOptions {
     pub ifaces: Vec<String>,
     pub interval: Duration,
     pub include_loopback: bool,
+    pub collect: crate::cli::BackendArgs,
 }
 
 /// Snapshots waiting for the dashboard; a dashboard that falls behind skips intervals rather
@@ -40,9 +41,11 @@ pub async fn run(opts: &LiveOptions) -> anyhow::Result<()> {
     match client::subscribe(&opts.socket).await {
         Ok(subscription) => {
             let degradations = match client::status(&opts.socket).await {
-                Ok(status) => {
-                    status.degradations.iter().map(|d| format!("{}: {}", d.what, d.why)).collect()
-                }
+                Ok(status) => status
+                    .degradations
+                    .iter()
+                    .map(|d| format!("{}: {}", d.what, d.why))
+                    .collect(),
                 Err(_) => Vec::new(),
             };
             let (tx, rx) = mpsc::channel(QUEUE);
@@ -61,7 +64,11 @@ pub async fn run(opts: &LiveOptions) -> anyhow::Result<()> {
                 }
                 anyhow::Ok(())
             };
-            let source = DaemonSource { rx, socket: opts.socket.clone(), degradations };
+            let source = DaemonSource {
+                rx,
+                socket: opts.socket.clone(),
+                degradations,
+            };
             tokio::select! {
                 shown = ui::run(source, theme) => shown,
                 read = reader => {
@@ -78,7 +85,8 @@ pub async fn run(opts: &LiveOptions) -> anyhow::Result<()> {
 async fn embedded(opts: &LiveOptions, theme: Theme, no_daemon: ClientError) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    if !root && !privilege::missing(privilege::effective_caps()).is_empty() {
+    let pcap_only = opts.collect.backend == crate::collect::backend::BackendChoice::Pcap;
+    if !root && !pcap_only && !privilege::missing(privilege::effective_caps()).is_empty() {
         anyhow::bail!(
             "{no_daemon}; or run `sudo kaipo live`, which counts by itself without a daemon"
         );
@@ -90,10 +98,16 @@ async fn embedded(opts: &LiveOptions, theme: Theme, no_daemon: ClientError) -> a
         json: true,
         include_loopback: opts.include_loopback,
         top: 0,
+        backend: opts.collect.backend,
+        pcap_filter: opts.collect.filter.clone(),
     };
     let (tx, rx) = mpsc::channel(QUEUE);
     let degradations = Rc::new(RefCell::new(Vec::new()));
-    let mut sink = ChannelSink { tx, degradations: degradations.clone(), totals: Shares::default() };
+    let mut sink = ChannelSink {
+        tx,
+        degradations: degradations.clone(),
+        totals: Shares::default(),
+    };
     let noted = degradations.clone();
     let collector = watch::drive(&watch_opts, &mut sink, move |found| {
         *noted.borrow_mut() = found.iter().map(ToString::to_string).collect();
@@ -132,7 +146,9 @@ impl LiveSource for DaemonSource {
 }
 
 async fn query_history(socket: &Path, range: HistoryRange) -> Result<Report, ClientError> {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     client::query(socket, &range.query(now_ms)).await
 }
 
@@ -162,10 +178,16 @@ struct ChannelSink {
 
 impl RecordSink for ChannelSink {
     fn deliver(&mut self, record: IntervalRecord) -> anyhow::Result<bool> {
-        self.totals.attributed +=
-            record.processes.iter().map(|p| p.rx_bytes + p.tx_bytes).sum::<u64>();
-        self.totals.on_interfaces +=
-            record.interfaces.iter().map(|i| i.rx_bytes + i.tx_bytes).sum::<u64>();
+        self.totals.attributed += record
+            .processes
+            .iter()
+            .map(|p| p.rx_bytes + p.tx_bytes)
+            .sum::<u64>();
+        self.totals.on_interfaces += record
+            .interfaces
+            .iter()
+            .map(|i| i.rx_bytes + i.tx_bytes)
+            .sum::<u64>();
         let share = (self.totals.on_interfaces > 0)
             .then(|| self.totals.attributed as f64 / self.totals.on_interfaces as f64);
         let header = HeaderInfo {

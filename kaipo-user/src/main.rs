@@ -34,6 +34,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 json: args.json,
                 include_loopback: args.include_loopback,
                 top: args.top,
+                backend: args.collect.backend,
+                pcap_filter: args.collect.filter,
             };
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::watch::run(&opts, &mut stdout))
@@ -43,18 +45,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ifaces: args.ifaces,
             interval: args.interval,
             include_loopback: args.include_loopback,
+            collect: args.collect,
         })),
         Command::Doctor(args) => {
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::doctor::run(args.json, &mut stdout))
         }
-        Command::Report(args) => {
+        Command::Report(mut args) => {
+            if args.format.is_none() && args.output.is_none() {
+                let path = cli
+                    .config
+                    .unwrap_or_else(|| kaipo::config::default_path(false));
+                let config = kaipo::config::Config::load(&path)?;
+                args.format = Some(config.client.report_format.into());
+            }
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::report::run(&args, &mut stdout))
         }
         // The daemon relies on this runtime having one thread: capabilities are per thread,
         // and it drops them once, on this one.
-        Command::Daemon(args) => runtime.block_on(kaipo::daemon::run(&(&args).into())),
+        Command::Daemon(args) => {
+            let path = cli
+                .config
+                .unwrap_or_else(|| kaipo::config::default_path(true));
+            let config = kaipo::config::Config::load(&path)?;
+            let opts = kaipo::daemon::DaemonOptions::resolve(&args, config, path);
+            runtime.block_on(kaipo::daemon::run(&opts))
+        }
+        Command::InstallService(args) => kaipo::service::install(&args, &mut io::stdout().lock()),
+        Command::UninstallService(args) => {
+            kaipo::service::uninstall(&args, &mut io::stdout().lock())
+        }
+        Command::Config(command) => {
+            let path = cli
+                .config
+                .unwrap_or_else(|| kaipo::config::default_path(false));
+            kaipo::config::cmd::run(&command, &path, &mut io::stdout().lock())
+        }
         Command::Status(args) => {
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::daemon::status::run(

@@ -11,7 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::{
     accounting::{Accountant, IntervalDelta},
     collect::{
-        ebpf::{self, EventStream},
+        backend::{self, BackendChoice, Events, StartOptions},
         BackendKind, Event,
     },
     format,
@@ -28,6 +28,9 @@ pub struct WatchOptions {
     pub include_loopback: bool,
     /// Rows per table section; JSON always carries every row.
     pub top: usize,
+    pub backend: BackendChoice,
+    /// Capture filter for the pcap backend.
+    pub pcap_filter: Option<String>,
 }
 
 /// Where each closed interval goes.
@@ -82,11 +85,11 @@ pub async fn drive(
     sink: &mut dyn RecordSink,
     started: impl FnOnce(&[crate::collect::Degradation]),
 ) -> anyhow::Result<()> {
-    let collector_opts = ebpf::Options {
+    let (mut collector, mut events) = backend::start(&StartOptions {
         ifaces: opts.ifaces.clone(),
-        ..Default::default()
-    };
-    let (mut collector, mut events) = ebpf::start(&collector_opts)?;
+        backend: opts.backend,
+        pcap_filter: opts.pcap_filter.clone(),
+    })?;
     started(collector.degradations());
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -96,6 +99,7 @@ pub async fn drive(
         resolver: ProcessResolver::new("/proc", "/etc"),
         events: Vec::with_capacity(1024),
         malformed_reported: 0,
+        backend: collector.kind(),
     };
     let started = Instant::now();
     let mut last_tick = started;
@@ -121,8 +125,8 @@ pub async fn drive(
         state.drain(&mut events);
         let sample = collector.sample()?;
         state.drain(&mut events);
-        let malformed = events.malformed - state.malformed_reported;
-        state.malformed_reported = events.malformed;
+        let malformed = events.malformed() - state.malformed_reported;
+        state.malformed_reported = events.malformed();
         let delta = state.accountant.finish(&sample, malformed, stop);
         collector.forget_sockets(&state.accountant.take_forgotten());
         let record = state.record(delta, now.duration_since(last_tick), now);
@@ -142,10 +146,11 @@ pub struct WatchState {
     pub resolver: ProcessResolver,
     pub events: Vec<Event>,
     pub malformed_reported: u64,
+    pub backend: BackendKind,
 }
 
 impl WatchState {
-    pub fn drain(&mut self, stream: &mut EventStream) {
+    pub fn drain(&mut self, stream: &mut Events) {
         stream.drain(&mut self.events);
         let now = Instant::now();
         for event in self.events.drain(..) {
@@ -240,7 +245,7 @@ impl WatchState {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             interval_ms: elapsed.as_millis() as u64,
-            backend: BackendKind::Ebpf,
+            backend: self.backend,
             interfaces,
             processes,
             connections,

@@ -3,9 +3,13 @@
 //! Every backend produces the same [`KernelSample`] and lifecycle [`Event`]s, so everything
 //! downstream (accounting, `watch`, the daemon) is indifferent to how they were gathered.
 
+#[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows"))]
+pub mod backend;
 #[cfg(target_os = "linux")]
 pub mod ebpf;
 pub mod iface;
+#[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows"))]
+pub mod pcap;
 
 use std::fmt;
 
@@ -16,12 +20,14 @@ pub use kaipo_common::{counter, Event, IfaceCounters, SockStats};
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     Ebpf,
+    Pcap,
 }
 
 impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Ebpf => "ebpf",
+            Self::Pcap => "pcap",
         })
     }
 }
@@ -44,6 +50,8 @@ pub struct KernelSample {
     pub counters: [u64; counter::COUNT as usize],
     /// Live entries in the flow map, when it was counted for this sample.
     pub flows_live: Option<u64>,
+    /// Frames the capture dropped since start (pcap backend: buffer full or interface drops).
+    pub capture_drops: u64,
 }
 
 /// Something that runs, but not as well as it could, in words a user can act on.

@@ -11,6 +11,7 @@ pub mod client;
 mod history;
 pub mod privilege;
 pub mod protocol;
+pub mod reload;
 pub mod server;
 pub mod status;
 pub mod store_worker;
@@ -39,7 +40,8 @@ use self::{
 };
 use crate::{
     cli::DaemonArgs,
-    collect::{ebpf, BackendKind},
+    collect::ebpf,
+    config::Config,
     pipeline::{
         aggregate::{self, Aggregator},
         bus::{self, BusStats, INTERVAL_QUEUE},
@@ -58,17 +60,33 @@ pub struct DaemonOptions {
     /// How often live figures are refreshed; at most `interval`.
     pub live_interval: Duration,
     pub include_loopback: bool,
+    pub backend: crate::collect::backend::BackendChoice,
+    pub pcap_filter: Option<String>,
+    /// The configuration file, reread on SIGHUP, and what it said at start.
+    pub config_path: PathBuf,
+    pub config: Config,
 }
 
-impl From<&DaemonArgs> for DaemonOptions {
-    fn from(args: &DaemonArgs) -> Self {
+impl DaemonOptions {
+    /// The configuration file's `[daemon]` section with the command line's flags over it.
+    pub fn resolve(args: &DaemonArgs, config: Config, config_path: PathBuf) -> Self {
+        let d = &config.daemon;
         Self {
-            db: args.db.clone(),
-            socket: args.socket.clone(),
-            ifaces: args.ifaces.clone(),
-            interval: args.interval,
-            live_interval: args.live_interval,
-            include_loopback: args.include_loopback,
+            db: args.db.clone().unwrap_or_else(|| d.db.clone()),
+            socket: args.socket.clone().unwrap_or_else(|| d.socket.clone()),
+            ifaces: if args.ifaces.is_empty() {
+                d.interfaces.clone()
+            } else {
+                args.ifaces.clone()
+            },
+            interval: args.interval.unwrap_or(d.interval),
+            live_interval: args.live_interval.unwrap_or(d.live_interval),
+            // A flag can only turn it on; the file's `false` is also the default.
+            include_loopback: args.include_loopback || d.include_loopback,
+            backend: args.collect.backend,
+            pcap_filter: args.collect.filter.clone(),
+            config_path,
+            config,
         }
     }
 }
@@ -121,19 +139,29 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         None
     });
 
-    let (store, note) = history::open(&opts.db, group)?;
+    let (mut store, note) = history::open(&opts.db, group)?;
+    // Also when no rule is set: a reload may add some.
+    let mut alerting = crate::alert::Alerting::new(&opts.config.alerts);
+    alerting.seed_quotas(&mut store, started_ms);
+    if let Some(baseline) = alerting.baseline_mut() {
+        let hours = crate::anomaly::history::learn(baseline, &mut store, started_ms);
+        eprintln!("kaipo: anomaly baselines learnt from {hours} hours of history");
+    }
+    let alerting = Arc::new(Mutex::new(alerting));
     if let Some(note) = &note {
         eprintln!("kaipo: {note}");
     }
     let listener = server::bind(&opts.socket)?;
     let _socket = RemoveOnDrop(opts.socket.clone());
-    let collector_opts = ebpf::Options {
-        ifaces: opts.ifaces.clone(),
-        ..Default::default()
-    };
     let (collector, events) =
-        ebpf::start(&collector_opts).context("starting the eBPF collector")?;
+        crate::collect::backend::start(&crate::collect::backend::StartOptions {
+            ifaces: opts.ifaces.clone(),
+            backend: opts.backend,
+            pcap_filter: opts.pcap_filter.clone(),
+        })
+        .context("starting the collector")?;
     let degradations = collector.degradations().to_vec();
+    let collector_kind = collector.kind();
     for d in &degradations {
         eprintln!("kaipo: degraded: {d}");
     }
@@ -142,6 +170,17 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         &privilege::kernel_release(),
         &privilege::unprivileged_bpf_disabled(),
     );
+    // Bound and switched on while privileges last: a port under 1024 needs
+    // CAP_NET_BIND_SERVICE, and enabling BPF statistics needs CAP_SYS_ADMIN.
+    let (metrics, metrics_listener) = match opts.config.metrics.listen {
+        Some(addr) => {
+            let (m, l) = reload::start_metrics(addr, &opts.config.metrics)
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?;
+            (Some(m), Some(l))
+        }
+        None => (None, None),
+    };
     let held = privilege::drop_all_but(&kept).context("dropping privileges")?;
 
     // Handlers before anything runs: a signal from here on stops the daemon cleanly.
@@ -169,7 +208,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     let info = DaemonInfo {
         pid: std::process::id(),
         started_ms,
-        backend: BackendKind::Ebpf.to_string(),
+        backend: collector_kind.to_string(),
         degradations: degradations
             .iter()
             .map(|d| DegradationInfo {
@@ -196,22 +235,39 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         opts.socket.display(),
         privilege::names(&kept, held)
     );
-    let shared = Arc::new(Shared::new(
+    let mut shared = Shared::new(
         info,
         subscriptions,
         store_tx.clone(),
         store_status,
         Arc::clone(&stats),
         Limits::default(),
-    ));
+    );
+    shared.alerts = Arc::clone(&alerting.lock().unwrap_or_else(|p| p.into_inner()).active);
+    let shared = Arc::new(shared);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(server::serve(listener, shared, stop_rx.clone()));
+    let mut observers: Vec<Box<dyn crate::pipeline::IntervalObserver>> = Vec::new();
+    observers.push(Box::new(crate::alert::AlertObserver(Arc::clone(&alerting))));
+    let mut live_config = reload::LiveConfig::new(opts.config.clone(), opts.config_path.clone());
+    live_config.alerting = Some(alerting);
+    if let (Some(m), Some(listener)) = (&metrics, metrics_listener) {
+        tokio::spawn(crate::metrics::server::serve(
+            listener,
+            Arc::clone(&m.state),
+            stop_rx.clone(),
+        ));
+        observers.push(Box::new(crate::metrics::MetricsObserver(Arc::clone(
+            &m.state,
+        ))));
+        live_config.metrics = Some(Arc::clone(&m.state));
+    }
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = sigint.recv() => break,
                 _ = sigterm.recv() => break,
-                _ = sighup.recv() => log::warn!("SIGHUP: reloading is not supported yet; ignored"),
+                _ = sighup.recv() => live_config.reload(),
             }
         }
         let _ = stop_tx.send(true);
@@ -225,6 +281,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         interval_tx,
         Arc::clone(&stats),
         stop_rx,
+        metrics.as_ref().map(|m| Arc::clone(&m.state)),
     );
     let aggregated = aggregate::run(
         interval_rx,
@@ -232,6 +289,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         store_tx,
         publisher,
         stats,
+        observers,
     );
     // The collector detaches the programs as it returns; the aggregator hands the last batch
     // to the store worker and tells it to finish.
@@ -240,6 +298,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         Ok(Ok(())) => {}
         _ => log::error!("the store thread failed; the last batches may be missing"),
     }
+    drop(metrics);
     collected
 }
 
@@ -254,7 +313,7 @@ mod tests {
         let crate::cli::Command::Daemon(args) = cli.command else {
             panic!("not daemon")
         };
-        let opts = DaemonOptions::from(&args);
+        let opts = DaemonOptions::resolve(&args, Config::default(), PathBuf::new());
         assert_eq!(opts.db, Path::new(protocol::DEFAULT_DB));
         assert_eq!(opts.socket, Path::new(protocol::DEFAULT_SOCKET));
         assert_eq!(opts.interval, crate::store::DEFAULT_WRITE_INTERVAL);

@@ -155,6 +155,9 @@ pub struct StatusReport {
     pub attributed_share: Option<f64>,
     pub bus: BusCounts,
     pub store: StoreStatus,
+    /// Alerts firing now (only for callers who see everything; absent from older daemons).
+    #[serde(default)]
+    pub alerts: Vec<crate::alert::Notification>,
 }
 
 #[cfg(test)]

@@ -72,6 +72,8 @@ pub struct Shared {
     /// The id of the group whose members see everything, looked up per connection.
     pub privileged_group: fn() -> Option<u32>,
     per_user: Mutex<HashMap<u32, usize>>,
+    /// Alerts firing now; they name other users' apps, so only privileged callers see them.
+    pub alerts: crate::alert::ActiveAlerts,
 }
 
 impl Shared {
@@ -93,6 +95,7 @@ impl Shared {
             limits,
             privileged_group: || access::group_id(access::GROUP).ok().flatten(),
             per_user: Mutex::new(HashMap::new()),
+            alerts: Arc::default(),
         }
     }
 
@@ -274,7 +277,7 @@ fn status(shared: &Shared, uid: u32, only_uid: Option<u32>) -> StatusReport {
         .store_status
         .lock()
         .map_or_else(|e| e.into_inner().clone(), |s| s.clone());
-    view::status(
+    let mut report = view::status(
         &shared.info,
         shared.snapshots.latest().as_deref(),
         shared.stats.counts(),
@@ -284,7 +287,14 @@ fn status(shared: &Shared, uid: u32, only_uid: Option<u32>) -> StatusReport {
             privileged: only_uid.is_none(),
         },
         now_ms(),
-    )
+    );
+    if only_uid.is_none() {
+        report.alerts = shared
+            .alerts
+            .lock()
+            .map_or_else(|e| e.into_inner().clone(), |a| a.clone());
+    }
+    report
 }
 
 /// Sends every snapshot from now on until the client or the daemon goes. While a write

@@ -64,6 +64,9 @@ pub fn write_table(out: &mut dyn Write, s: &StatusReport) -> std::io::Result<()>
             s.caller.uid
         )?;
     }
+    for a in &s.alerts {
+        writeln!(out, "ALERT {}: {}", a.rule, a.summary)?;
+    }
     writeln!(out)?;
     if s.caller.privileged {
         writeln!(
@@ -230,6 +233,7 @@ mod tests {
                 uid: 1000,
                 privileged: false,
             },
+            alerts: Vec::new(),
             totals: Totals {
                 processes: vec![ProcessTotal {
                     pid: 7,

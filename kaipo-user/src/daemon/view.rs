@@ -126,6 +126,7 @@ pub fn status(
         attributed_share,
         bus,
         store,
+        alerts: Vec::new(),
     }
 }
 

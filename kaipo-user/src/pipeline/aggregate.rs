@@ -341,6 +341,7 @@ pub async fn run(
     store: mpsc::Sender<StoreJob>,
     publisher: Publisher<Snapshot>,
     stats: Arc<BusStats>,
+    mut observers: Vec<Box<dyn super::IntervalObserver>>,
 ) {
     while let Some(live) = intervals.recv().await {
         stats.intervals.fetch_add(1, Ordering::Relaxed);
@@ -352,6 +353,9 @@ pub async fn run(
             }
         }
         let totals = aggregator.totals();
+        for observer in &mut observers {
+            observer.observe(&live, &totals);
+        }
         publisher.publish(Arc::new(Snapshot {
             record: live.record,
             totals,

@@ -220,6 +220,7 @@ async fn run_stores_batches_publishes_snapshots_and_finishes_the_store() {
         store_tx,
         publisher,
         Arc::clone(&stats),
+        Vec::new(),
     ));
     for ts in [1000, 2000, 3000] {
         tx.send(live(ts, vec![row(5, "app", 0, "", "udp/7", 10)], 0))

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use super::{bus::BusStats, protocol, LiveInterval};
 use crate::{
     accounting::{Accountant, IntervalDelta},
-    collect::ebpf::{EbpfCollector, EventStream},
+    collect::backend::{Collector, Events},
     format,
     procinfo::{ProcessInfo, ProcessResolver},
     store::{TrafficRow, UNATTRIBUTED_APP},
@@ -27,14 +27,19 @@ use crate::{
 ///
 /// Backpressure: an interval is closed only when the bus has room for it. When it has none, the
 /// tick is skipped and counted; the kernel keeps counting, so the next interval covers the gap.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the stage's inputs and outputs; one call site"
+)]
 pub async fn run(
-    collector: EbpfCollector,
-    mut events: EventStream,
+    collector: Collector,
+    mut events: Events,
     live_interval: Duration,
     include_loopback: bool,
     bus: mpsc::Sender<LiveInterval>,
     stats: Arc<BusStats>,
     mut stop: watch::Receiver<bool>,
+    metrics: Option<crate::metrics::SharedMetrics>,
 ) -> anyhow::Result<()> {
     let mut collector = collector;
     let mut state = WatchState {
@@ -42,6 +47,7 @@ pub async fn run(
         resolver: ProcessResolver::new("/proc", "/etc"),
         events: Vec::with_capacity(1024),
         malformed_reported: 0,
+        backend: collector.kind(),
     };
     let started = Instant::now();
     let mut last_close = started;
@@ -79,14 +85,32 @@ pub async fn run(
         state.drain(&mut events);
         let sample = collector.sample()?;
         state.drain(&mut events);
-        let malformed = events.malformed - state.malformed_reported;
-        state.malformed_reported = events.malformed;
+        let malformed = events.malformed() - state.malformed_reported;
+        state.malformed_reported = events.malformed();
         let delta = state.accountant.finish(&sample, malformed, stopping);
         collector.forget_sockets(&state.accountant.take_forgotten());
         // Rows first: `record` expires the resolver's cache of exited processes.
         let traffic = traffic_rows(&delta, &mut state.resolver, now);
         let record = state.record(delta, now.duration_since(last_close), now);
         last_close = now;
+        if let Some(metrics) = &metrics {
+            // Read here because only this stage holds the programs.
+            let programs = collector
+                .program_stats()
+                .into_iter()
+                .map(
+                    |(name, run_time_ns, run_count)| crate::metrics::ProgramStat {
+                        name,
+                        run_time_ns,
+                        run_count,
+                    },
+                )
+                .collect();
+            metrics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_programs(programs);
+        }
         permit.send(LiveInterval {
             record,
             traffic,

@@ -21,6 +21,13 @@ pub mod totals;
 
 use crate::{model::IntervalRecord, store::TrafficRow};
 
+/// A consumer of every live interval (metrics, alerts), called on the aggregator's task right
+/// after the interval is folded in. It must not block: anything slow belongs on its own task
+/// behind a bounded queue.
+pub trait IntervalObserver: Send {
+    fn observe(&mut self, live: &LiveInterval, totals: &totals::Totals);
+}
+
 /// One closed live interval, as the collector hands it to the aggregator.
 #[derive(Clone, Debug)]
 pub struct LiveInterval {

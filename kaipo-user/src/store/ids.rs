@@ -118,7 +118,7 @@ struct MemoRow {
     container: String,
     remote: String,
     service: String,
-    ids: [i64; 3],
+    ids: [i64; 4],
 }
 
 impl MemoRow {
@@ -134,7 +134,7 @@ impl MemoRow {
     }
 
     /// Overwrites in place, reusing the strings' memory.
-    fn set(&mut self, p: &ProcessRef<'_>, remote: &str, service: &str, ids: [i64; 3]) {
+    fn set(&mut self, p: &ProcessRef<'_>, remote: &str, service: &str, ids: [i64; 4]) {
         (self.pid, self.start_time, self.uid, self.ids) = (p.pid, p.start_time, p.uid, ids);
         for (to, from) in [
             (&mut self.app, p.app),
@@ -154,8 +154,8 @@ impl Ids {
         *self = Self::default();
     }
 
-    /// Process, remote and service ids of the `index`th row of a batch; `prev` is the row
-    /// before it.
+    /// Process, remote, service and user ids of the `index`th row of a batch; `prev` is the
+    /// row before it.
     pub fn traffic_row(
         &mut self,
         conn: &Connection,
@@ -164,7 +164,7 @@ impl Ids {
         remote: &str,
         service: &str,
         prev: Option<&ProcessRef<'_>>,
-    ) -> rusqlite::Result<[i64; 3]> {
+    ) -> rusqlite::Result<[i64; 4]> {
         if let Some(m) = self
             .memo
             .get(index)
@@ -174,10 +174,12 @@ impl Ids {
             self.last = None;
             return Ok(m.ids);
         }
+        let (process, user) = self.process(conn, p, prev)?;
         let ids = [
-            self.process(conn, p, prev)?,
+            process,
             self.name(conn, NameTable::Remote, remote)?,
             self.name(conn, NameTable::Service, service)?,
+            user,
         ];
         if let Some(m) = self.memo.get_mut(index) {
             m.set(p, remote, service, ids);
@@ -232,17 +234,17 @@ impl Ids {
         Ok(id)
     }
 
-    /// The id of a process row, created on first sight. `prev` is the row resolved just
-    /// before, which spares the lookups for consecutive rows of one process.
+    /// The ids of a process row (created on first sight) and of its user. `prev` is the row
+    /// resolved just before, which spares the lookups for consecutive rows of one process.
     fn process(
         &mut self,
         conn: &Connection,
         p: &ProcessRef<'_>,
         prev: Option<&ProcessRef<'_>>,
-    ) -> rusqlite::Result<i64> {
-        if let (Some(prev), Some((_, id))) = (prev, self.last) {
+    ) -> rusqlite::Result<(i64, i64)> {
+        if let (Some(prev), Some((key, id))) = (prev, self.last) {
             if prev.same_key(p) {
-                return Ok(id);
+                return Ok((id, key.user));
             }
         }
         let key = ProcessKey {
@@ -279,7 +281,7 @@ impl Ids {
             }
         };
         self.last = Some((key, id));
-        Ok(id)
+        Ok((id, key.user))
     }
 }
 

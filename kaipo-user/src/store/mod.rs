@@ -16,6 +16,8 @@ mod backlog;
 mod error;
 mod file;
 mod ids;
+mod open;
+mod plan;
 mod query;
 mod rollup;
 mod schema;
@@ -31,7 +33,7 @@ use std::{
     time::Duration,
 };
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use backlog::{MAX_NAME_BYTES, MAX_SLOTS};
 pub use error::StoreError;
@@ -43,18 +45,18 @@ pub use types::*;
 
 use self::{
     backlog::Backlog,
-    error::is_corruption,
     ids::Ids,
+    open::db_err,
     query::QueryCache,
     rollup::Marks,
-    schema::FileKind,
     write::{Counters, Pending, PendingIface},
 };
 
 /// How often the daemon should write a batch. Size follows rows: a row per process, remote
-/// and service per interval costs about 33 bytes, so 1000 busy sockets cost ~45 MiB per day in
-/// the interval tier at 60 s but ~270 MiB at 10 s. The live views (`kaipo watch`, the
-/// dashboard) keep their own one-second figures in memory; history does not need them.
+/// and service per interval costs about 31 bytes, so 1000 busy sockets take ~44 MiB per day
+/// in the interval tier at 60 s but ~250 MiB at 10 s (`cargo xtask bench store`). The live
+/// views (`kaipo watch`, the dashboard) keep their own one-second figures in memory; history
+/// does not need them.
 pub const DEFAULT_WRITE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How long a connection waits for a lock held by another one (a checkpoint, the reader's
@@ -113,165 +115,7 @@ pub struct Store {
     cache: QueryCache,
 }
 
-fn db_err<'a>(
-    path: &'a Path,
-    context: &'static str,
-) -> impl Fn(rusqlite::Error) -> StoreError + 'a {
-    move |e| {
-        if is_corruption(&e) {
-            StoreError::Corrupt {
-                path: path.to_path_buf(),
-                detail: e.to_string(),
-            }
-        } else {
-            StoreError::sqlite(path, context, e)
-        }
-    }
-}
-
 impl Store {
-    /// Opens the history at `path` for writing, creating the directory and the file (mode
-    /// 0640) when missing and upgrading an older layout. A damaged file or another program's
-    /// database is moved aside (never deleted) and a fresh one started; the note says so.
-    pub fn open(
-        path: impl AsRef<Path>,
-        retention: &Retention,
-    ) -> Result<(Store, OpenNote), StoreError> {
-        let path = path.as_ref();
-        let created = file::create(path)?;
-        // Look with a read-only connection first: a read-write one would checkpoint or delete
-        // a -wal file on close, and that may hold the only copy of the last commits.
-        let unusable = match Self::inspect(path)?.1 {
-            FileKind::Foreign(detail) => Some(format!("not kaipo's: {detail}")),
-            FileKind::Damaged(detail) => Some(format!("damaged: {detail}")),
-            FileKind::Empty | FileKind::Kaipo { .. } => None,
-        };
-        let reason = match unusable {
-            None => match Self::open_writer(path, retention) {
-                Ok((store, _)) if created => return Ok((store, OpenNote::Created)),
-                // Damage found only further in, while upgrading or reading the marks.
-                Err(StoreError::Corrupt { detail, .. }) => format!("damaged: {detail}"),
-                other => return other,
-            },
-            Some(reason) => reason,
-        };
-        let moved_to = file::move_aside(path)?;
-        log::warn!(
-            "{}: {reason}; moved to {}",
-            path.display(),
-            moved_to.display()
-        );
-        file::create(path)?;
-        let (store, _) = Self::open_writer(path, retention)?;
-        Ok((store, OpenNote::Replaced { moved_to, reason }))
-    }
-
-    /// Opens read-only and says what the file is; content SQLite cannot read shows as
-    /// [`FileKind::Damaged`].
-    fn inspect(path: &Path) -> Result<(Connection, FileKind), StoreError> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(db_err(path, "opening"))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(db_err(path, "setting the busy timeout"))?;
-        let kind = match schema::classify(&conn) {
-            Ok(kind) => kind,
-            Err(e) if is_corruption(&e) => FileKind::Damaged(e.to_string()),
-            Err(e) => return Err(db_err(path, "reading the header")(e)),
-        };
-        Ok((conn, kind))
-    }
-
-    fn open_writer(path: &Path, retention: &Retention) -> Result<(Store, OpenNote), StoreError> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn = Connection::open_with_flags(path, flags).map_err(db_err(path, "opening"))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(db_err(path, "setting the busy timeout"))?;
-        let kind = schema::classify(&conn).map_err(db_err(path, "reading the header"))?;
-        let version = match kind {
-            FileKind::Empty => 0,
-            FileKind::Kaipo { version } if version > SCHEMA_VERSION => {
-                return Err(StoreError::TooNew {
-                    path: path.to_path_buf(),
-                    found: version,
-                    supported: SCHEMA_VERSION,
-                })
-            }
-            FileKind::Kaipo { version } => version,
-            FileKind::Foreign(detail) => {
-                return Err(StoreError::Foreign {
-                    path: path.to_path_buf(),
-                    detail,
-                })
-            }
-            FileKind::Damaged(detail) => {
-                return Err(StoreError::Corrupt {
-                    path: path.to_path_buf(),
-                    detail,
-                })
-            }
-        };
-        // NORMAL is durable against a crash of kaipo (SIGKILL, panic) in WAL mode; only a
-        // power cut can lose the last commits, and never consistency.
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA journal_size_limit = 67108864;",
-        )
-        .map_err(db_err(path, "switching to WAL mode"))?;
-        conn.set_prepared_statement_cache_capacity(64);
-        let note = {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err(path, "starting the schema update"))?;
-            let note = match version {
-                0 => schema::create(&tx).map(|()| OpenNote::Created),
-                SCHEMA_VERSION => Ok(OpenNote::Opened),
-                from => schema::upgrade(&tx, from).map(|()| OpenNote::Upgraded { from }),
-            };
-            let note = note.map_err(db_err(path, "creating or upgrading the schema"))?;
-            tx.commit().map_err(db_err(path, "committing the schema"))?;
-            note
-        };
-        let marks = Marks::load(&conn).map_err(db_err(path, "reading the rollup marks"))?;
-        Ok((Self::new(conn, path, false, retention.clone(), marks), note))
-    }
-
-    /// Opens the history at `path` for queries only; works while the daemon writes. Never
-    /// changes the file, even when it is damaged.
-    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store, StoreError> {
-        let path = path.as_ref();
-        if !path.exists() {
-            return Err(StoreError::NotFound {
-                path: path.to_path_buf(),
-            });
-        }
-        let (conn, kind) = Self::inspect(path)?;
-        let p = path.to_path_buf();
-        match kind {
-            FileKind::Empty => return Err(StoreError::NotFound { path: p }),
-            FileKind::Foreign(detail) => return Err(StoreError::Foreign { path: p, detail }),
-            FileKind::Damaged(detail) => return Err(StoreError::Corrupt { path: p, detail }),
-            FileKind::Kaipo { version } if version != SCHEMA_VERSION => {
-                let (found, supported) = (version, SCHEMA_VERSION);
-                return Err(if version > SCHEMA_VERSION {
-                    StoreError::TooNew {
-                        path: p,
-                        found,
-                        supported,
-                    }
-                } else {
-                    StoreError::NeedsUpgrade {
-                        path: p,
-                        found,
-                        supported,
-                    }
-                });
-            }
-            FileKind::Kaipo { .. } => {}
-        }
-        let marks = Marks::load(&conn).map_err(db_err(path, "reading the rollup marks"))?;
-        Ok(Self::new(conn, path, true, Retention::default(), marks))
-    }
-
     fn new(
         conn: Connection,
         path: &Path,
@@ -402,7 +246,7 @@ impl Store {
         Ok(stats)
     }
 
-    /// Answers a history question in the tier that suits its range (rules in `query`).
+    /// Answers a history question in the tier that suits its range (rules in `plan`).
     /// Asking the same question again before anything changed is answered from a cache.
     pub fn query(&mut self, q: &Query) -> Result<Report, StoreError> {
         self.answer(q, None)

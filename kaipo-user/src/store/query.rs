@@ -1,23 +1,19 @@
-//! Answering a [`Query`]: which tier, which rows, and a small cache of answers.
+//! Answering a [`Query`], and a small cache of answers.
 //!
-//! The tier follows the span of the range: up to 2 hours the interval tier, up to 3 days
-//! minutes, up to 90 days hours, beyond that days; if that tier's retention no longer reaches
-//! back to `from_ms`, the next coarser one that does. The range is widened to whole buckets of
-//! that tier, and the series comes in its buckets.
-//!
-//! Each tier holds only closed buckets (see `rollup`), so a range is stitched together from
-//! tiers: the chosen tier where it is complete, finer tiers for the newest, still open part.
-//! Row totals are read from the coarsest tier that holds each stretch completely (days inside
-//! a month-long range), which gives the same figures as the chosen tier, because rollups are
-//! exact, and reads a fraction of the rows.
+//! The tier is chosen by span and retention (`plan`); the range is widened to whole buckets
+//! of that tier, and the series comes in its buckets. Row totals are read from the coarsest
+//! tier that holds each stretch completely (days inside a month-long range), which gives the
+//! same figures as the chosen tier, because rollups are exact, and reads a fraction of the
+//! rows. [`Report::tier`] names the chosen tier.
 
 use std::collections::{HashMap, VecDeque};
 
 use rusqlite::Connection;
 
 use super::{
+    plan::{ceil_to, choose_tier, plan, Segment},
     rollup::Marks,
-    schema::{iface_table, traffic_table, unit_secs},
+    schema::{unit_secs, Family},
     write::{Counters, MAX_TS_MS},
     Dimension, Query, Report, ReportRow, SeriesPoint, Tier,
 };
@@ -27,88 +23,6 @@ pub const TOP_CHARTED: usize = 10;
 
 /// Answers kept; a report page asks a handful of questions again and again.
 const CACHE_ENTRIES: usize = 8;
-
-/// The finest tier whose buckets suit a range of `span_s` seconds.
-pub(crate) fn tier_for_span(span_s: i64) -> Tier {
-    match span_s {
-        s if s <= 2 * 3600 => Tier::Interval,
-        s if s <= 3 * 86_400 => Tier::Minute,
-        s if s <= 90 * 86_400 => Tier::Hour,
-        _ => Tier::Day,
-    }
-}
-
-/// The tier a range is answered in: by span, then coarser until retention reaches `from_s`.
-pub(crate) fn choose_tier(marks: &Marks, from_s: i64, span_s: i64) -> Tier {
-    let mut tier = tier_for_span(span_s);
-    while from_s < marks.kept(tier).saturating_mul(unit_secs(tier)) {
-        tier = match coarser(tier) {
-            Some(t) => t,
-            None => break,
-        };
-    }
-    tier
-}
-
-fn coarser(t: Tier) -> Option<Tier> {
-    match t {
-        Tier::Interval => Some(Tier::Minute),
-        Tier::Minute => Some(Tier::Hour),
-        Tier::Hour => Some(Tier::Day),
-        Tier::Day => None,
-    }
-}
-
-fn finer(t: Tier) -> Option<Tier> {
-    match t {
-        Tier::Interval => None,
-        Tier::Minute => Some(Tier::Interval),
-        Tier::Hour => Some(Tier::Minute),
-        Tier::Day => Some(Tier::Hour),
-    }
-}
-
-/// A run of buckets `lo..hi` of one tier, in that tier's units.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Segment {
-    pub tier: Tier,
-    pub lo: i64,
-    pub hi: i64,
-}
-
-/// Covers `lo_s..hi_s` (seconds) with the coarsest complete buckets, `coarsest` at most.
-pub(crate) fn plan(marks: &Marks, lo_s: i64, hi_s: i64, coarsest: Tier, out: &mut Vec<Segment>) {
-    if lo_s >= hi_s {
-        return;
-    }
-    let Some(next) = finer(coarsest) else {
-        // The interval tier holds everything not yet expired.
-        out.push(Segment {
-            tier: Tier::Interval,
-            lo: lo_s,
-            hi: hi_s,
-        });
-        return;
-    };
-    let u = unit_secs(coarsest);
-    let c_lo = (marks.kept(coarsest).saturating_mul(u)).max(ceil_to(lo_s, u));
-    let c_hi = (marks.rolled(coarsest).saturating_mul(u)).min(hi_s.div_euclid(u) * u);
-    if c_lo < c_hi {
-        plan(marks, lo_s, c_lo, next, out);
-        out.push(Segment {
-            tier: coarsest,
-            lo: c_lo / u,
-            hi: c_hi / u,
-        });
-        plan(marks, c_hi, hi_s, next, out);
-    } else {
-        plan(marks, lo_s, hi_s, next, out);
-    }
-}
-
-fn ceil_to(v: i64, unit: i64) -> i64 {
-    v.div_euclid(unit) * unit + if v.rem_euclid(unit) == 0 { 0 } else { unit }
-}
 
 /// Restricts traffic to the processes of one user; `?3` is the uid.
 const UID_FILTER: &str =
@@ -129,11 +43,10 @@ pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlit
     plan(&marks, lo, hi, forced.unwrap_or(Tier::Day), &mut segments);
 
     let traffic = scan_traffic(conn, &segments, q.uid)?;
-    let mut names = Names::default();
     let mut apps: HashMap<String, Counters> = HashMap::new();
     let mut by_dim: HashMap<String, Counters> = HashMap::new();
     for (&pid, c) in &traffic.processes {
-        let p = names.process(conn, pid)?;
+        let p = process_info(conn, pid)?;
         add(&mut apps, &p.app, c);
         let key = match q.by {
             Dimension::App => p.app.clone(),
@@ -149,7 +62,7 @@ pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlit
     for (&id, c) in &traffic.remotes {
         add(
             &mut remotes,
-            &names.text(conn, "SELECT addr FROM remote WHERE id = ?1", id)?,
+            &name_of(conn, "SELECT addr FROM remote WHERE id = ?1", id)?,
             c,
         );
     }
@@ -157,7 +70,7 @@ pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlit
         Dimension::Remote => by_dim = remotes.clone(),
         Dimension::Service => {
             for (&id, c) in &traffic.services {
-                let name = names.text(conn, "SELECT name FROM service WHERE id = ?1", id)?;
+                let name = name_of(conn, "SELECT name FROM service WHERE id = ?1", id)?;
                 add(&mut by_dim, &name, c);
             }
         }
@@ -165,7 +78,7 @@ pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlit
             for (id, c) in scan_ifaces(conn, &segments)? {
                 add(
                     &mut by_dim,
-                    &names.text(conn, "SELECT name FROM iface WHERE id = ?1", id)?,
+                    &name_of(conn, "SELECT name FROM iface WHERE id = ?1", id)?,
                     &c,
                 );
             }
@@ -251,7 +164,7 @@ fn scan_traffic(
         let sql = format!(
             "SELECT process_id, remote_id, service_id, rx_bytes, tx_bytes, rx_packets, tx_packets \
              FROM {} WHERE ts >= ?1 AND ts < ?2{}",
-            traffic_table(s.tier),
+            Family::Traffic.table(s.tier),
             if uid.is_some() { UID_FILTER } else { "" }
         );
         let mut stmt = conn.prepare_cached(&sql)?;
@@ -283,7 +196,7 @@ fn scan_ifaces(
         let sql = format!(
             "SELECT iface_id, rx_bytes, tx_bytes, rx_packets, tx_packets FROM {} \
              WHERE ts >= ?1 AND ts < ?2",
-            iface_table(s.tier)
+            Family::Iface.table(s.tier)
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let mut rows = stmt.query([s.lo, s.hi])?;
@@ -300,7 +213,8 @@ fn scan_ifaces(
     Ok(sums)
 }
 
-/// Total rx and tx per bucket of `tier`; buckets without traffic are left out.
+/// Total rx and tx per bucket of `tier`, from the per-user totals (or the interfaces): a few
+/// rows per bucket however many processes there were. Buckets without traffic are left out.
 fn series(
     conn: &Connection,
     segments: &[Segment],
@@ -309,35 +223,30 @@ fn series(
     uid: Option<u32>,
 ) -> rusqlite::Result<Vec<SeriesPoint>> {
     let mut points: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+    let family = if interfaces {
+        Family::Iface
+    } else {
+        Family::Totals
+    };
+    let uid = uid.filter(|_| !interfaces);
     for s in segments {
         let ratio = unit_secs(tier) / unit_secs(s.tier);
-        // Grouping by the bare column lets SQLite walk the key in order without sorting.
-        let bucket = if ratio == 1 {
-            "ts".to_owned()
-        } else {
-            format!("ts / {ratio}")
-        };
-        let table = if interfaces {
-            iface_table(s.tier)
-        } else {
-            traffic_table(s.tier)
-        };
-        let filter = if uid.is_some() && !interfaces {
-            UID_FILTER
-        } else {
-            ""
-        };
         let sql = format!(
-            "SELECT {bucket}, SUM(rx_bytes), SUM(tx_bytes) FROM {table} \
-             WHERE ts >= ?1 AND ts < ?2{filter} GROUP BY {bucket}"
+            "SELECT ts, rx_bytes, tx_bytes FROM {} WHERE ts >= ?1 AND ts < ?2{}",
+            family.table(s.tier),
+            if uid.is_some() {
+                " AND user_id IN (SELECT id FROM user WHERE uid = ?3)"
+            } else {
+                ""
+            }
         );
         let mut stmt = conn.prepare_cached(&sql)?;
-        let mut rows = match (uid, filter.is_empty()) {
-            (Some(uid), false) => stmt.query(rusqlite::params![s.lo, s.hi, uid])?,
-            _ => stmt.query([s.lo, s.hi])?,
+        let mut rows = match uid {
+            Some(uid) => stmt.query(rusqlite::params![s.lo, s.hi, uid])?,
+            None => stmt.query([s.lo, s.hi])?,
         };
         while let Some(r) = rows.next()? {
-            let p = points.entry(r.get(0)?).or_default();
+            let p = points.entry(r.get::<_, i64>(0)? / ratio).or_default();
             p.0 = p.0.saturating_add(r.get(1)?);
             p.1 = p.1.saturating_add(r.get(2)?);
         }
@@ -361,38 +270,26 @@ struct ProcessInfo {
     container: String,
 }
 
-/// Names of ids, looked up once per query.
-#[derive(Default)]
-struct Names {
-    processes: HashMap<i64, ProcessInfo>,
+fn process_info(conn: &Connection, id: i64) -> rusqlite::Result<ProcessInfo> {
+    conn.prepare_cached(
+        "SELECT a.name, p.pid, u.uid, u.name, c.name FROM process p \
+         JOIN app a ON a.id = p.app_id JOIN user u ON u.id = p.user_id \
+         JOIN container c ON c.id = p.container_id WHERE p.id = ?1",
+    )?
+    .query_row([id], |r| {
+        Ok(ProcessInfo {
+            app: r.get(0)?,
+            pid: r.get(1)?,
+            uid: r.get(2)?,
+            user: r.get(3)?,
+            container: r.get(4)?,
+        })
+    })
 }
 
-impl Names {
-    fn process(&mut self, conn: &Connection, id: i64) -> rusqlite::Result<&ProcessInfo> {
-        if !self.processes.contains_key(&id) {
-            let info = conn
-                .prepare_cached(
-                    "SELECT a.name, p.pid, u.uid, u.name, c.name FROM process p \
-                     JOIN app a ON a.id = p.app_id JOIN user u ON u.id = p.user_id \
-                     JOIN container c ON c.id = p.container_id WHERE p.id = ?1",
-                )?
-                .query_row([id], |r| {
-                    Ok(ProcessInfo {
-                        app: r.get(0)?,
-                        pid: r.get(1)?,
-                        uid: r.get(2)?,
-                        user: r.get(3)?,
-                        container: r.get(4)?,
-                    })
-                })?;
-            self.processes.insert(id, info);
-        }
-        Ok(&self.processes[&id])
-    }
-
-    fn text(&mut self, conn: &Connection, sql: &str, id: i64) -> rusqlite::Result<String> {
-        conn.prepare_cached(sql)?.query_row([id], |r| r.get(0))
-    }
+/// The text of an id in a one-column identity table; `sql` selects it by `?1`.
+fn name_of(conn: &Connection, sql: &str, id: i64) -> rusqlite::Result<String> {
+    conn.prepare_cached(sql)?.query_row([id], |r| r.get(0))
 }
 
 /// The last few answers, valid while the database is unchanged.

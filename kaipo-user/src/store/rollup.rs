@@ -8,13 +8,13 @@
 //! data is always complete in some tier, and the query side uses the marks to stitch tiers
 //! together without counting anything twice.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    schema::{iface_table, traffic_table, unit_secs, TIERS},
-    write::{upsert_chunked, Counters},
+    schema::{unit_secs, Family, FAMILIES, TIERS},
+    write::{upsert_chunked, Counters, IdMap},
     Tier,
 };
 
@@ -139,16 +139,10 @@ pub(crate) fn run(
             let finer = TIERS[i - 1];
             let ratio = unit_secs(tier) / unit_secs(finer);
             let (lo, hi) = (from * ratio, closed * ratio);
-            stats.rows_rolled_up += roll::<4>(
-                conn,
-                traffic_table(finer),
-                traffic_table(tier),
-                ratio,
-                lo,
-                hi,
-            )?;
-            stats.rows_rolled_up +=
-                roll::<2>(conn, iface_table(finer), iface_table(tier), ratio, lo, hi)?;
+            let span = (finer, tier, ratio, lo, hi);
+            stats.rows_rolled_up += roll::<4>(conn, Family::Traffic, span)?;
+            stats.rows_rolled_up += roll::<2>(conn, Family::Iface, span)?;
+            stats.rows_rolled_up += roll::<2>(conn, Family::Totals, span)?;
             marks.rolled[i] = closed;
         }
         // The next coarser tier can close only buckets this one holds completely.
@@ -168,9 +162,9 @@ pub(crate) fn run(
             cut = cut.min(marks.rolled[i + 1].saturating_mul(ratio));
         }
         if cut > marks.kept[i] {
-            for table in [traffic_table(tier), iface_table(tier)] {
-                stats.rows_expired +=
-                    conn.execute(&format!("DELETE FROM {table} WHERE ts < ?1"), [cut])? as u64;
+            for family in FAMILIES {
+                let sql = format!("DELETE FROM {} WHERE ts < ?1", family.table(tier));
+                stats.rows_expired += conn.execute(&sql, [cut])? as u64;
             }
             marks.kept[i] = cut;
         }
@@ -179,29 +173,23 @@ pub(crate) fn run(
     Ok(stats)
 }
 
-/// Adds the rows of `src` with `lo <= ts < hi` (in `src` units) into `dst`, `ratio` source
-/// units per destination bucket; `N` key columns, `ts` first. Summed here rather than with
-/// SQL's GROUP BY, which sorts every row: rows come in key order, so by time, and one
-/// destination bucket at a time is summed in a hash map, for about a third of the CPU.
+/// Adds the rows of `family`'s table of the finer tier with `lo <= ts < hi` (finer units)
+/// into its table of the coarser tier, `ratio` finer units per coarser bucket; `N` key
+/// columns, `ts` first. Summed here rather than with SQL's GROUP BY, which sorts every row:
+/// rows come in key order, so by time, and one coarser bucket at a time is summed in a hash
+/// map, for about a third of the CPU.
 fn roll<const N: usize>(
     conn: &Connection,
-    src: &str,
-    dst: &str,
-    ratio: i64,
-    lo: i64,
-    hi: i64,
+    family: Family,
+    (finer, coarser, ratio, lo, hi): (Tier, Tier, i64, i64, i64),
 ) -> rusqlite::Result<u64> {
-    let key_cols = if N == 4 {
-        "ts, process_id, remote_id, service_id"
-    } else {
-        "ts, iface_id"
-    };
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {key_cols}, rx_bytes, tx_bytes, rx_packets, tx_packets FROM {src} \
-         WHERE ts >= ?1 AND ts < ?2"
+        "SELECT {}, rx_bytes, tx_bytes, rx_packets, tx_packets FROM {} WHERE ts >= ?1 AND ts < ?2",
+        family.key_columns(),
+        family.table(finer),
     ))?;
     let mut rows = stmt.query([lo, hi])?;
-    let mut sums: HashMap<[i64; N], Counters> = HashMap::new();
+    let mut sums: IdMap<[i64; N], Counters> = IdMap::default();
     let mut bucket = None;
     let mut written = 0;
     while let Some(r) = rows.next()? {
@@ -212,7 +200,7 @@ fn roll<const N: usize>(
         // Floors because ts is never negative.
         key[0] /= ratio;
         if bucket != Some(key[0]) {
-            written += flush(conn, dst, &mut sums)?;
+            written += flush(conn, family, coarser, &mut sums)?;
             bucket = Some(key[0]);
         }
         let c = Counters {
@@ -223,17 +211,18 @@ fn roll<const N: usize>(
         };
         sums.entry(key).or_default().add(&c);
     }
-    written += flush(conn, dst, &mut sums)?;
+    written += flush(conn, family, coarser, &mut sums)?;
     Ok(written)
 }
 
 fn flush<const N: usize>(
     conn: &Connection,
-    dst: &str,
-    sums: &mut HashMap<[i64; N], Counters>,
+    family: Family,
+    tier: Tier,
+    sums: &mut IdMap<[i64; N], Counters>,
 ) -> rusqlite::Result<u64> {
     let mut rows: Vec<([i64; N], Counters)> = sums.drain().collect();
     rows.sort_unstable_by_key(|(k, _)| *k);
-    upsert_chunked(conn, dst, &rows)?;
+    upsert_chunked(conn, family, tier, &rows)?;
     Ok(rows.len() as u64)
 }

@@ -10,8 +10,9 @@
 //! Layout history (`PRAGMA user_version`):
 //! - 1: traffic keyed by (ts, process, remote).
 //! - 2: a `service` identity table and `service_id` in every traffic table and its key, so
-//!   history can be grouped by service (`dns`, `https`, ...). Rows from version 1 get the
-//!   empty service ("unknown").
+//!   history can be grouped by service (`dns`, `https`, ...); rows from version 1 get the
+//!   empty service ("unknown"). And `totals_*`, the traffic summed per user and bucket, so the
+//!   series of a report over days does not read every traffic row.
 
 use rusqlite::{Connection, Transaction};
 
@@ -36,21 +37,59 @@ pub(crate) fn unit_secs(tier: Tier) -> i64 {
     }
 }
 
-pub(crate) fn traffic_table(tier: Tier) -> &'static str {
-    match tier {
-        Tier::Interval => "traffic_interval",
-        Tier::Minute => "traffic_minute",
-        Tier::Hour => "traffic_hour",
-        Tier::Day => "traffic_day",
-    }
+/// The three kinds of tier tables. Each has one table per tier, `ts` then the key columns
+/// then the four counters, keyed by `ts` and the key columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Family {
+    /// IP-layer traffic per process, remote and service.
+    Traffic,
+    /// Link-layer traffic per interface.
+    Iface,
+    /// The traffic rows summed per user: what a report's series needs, without reading every
+    /// row of a long range.
+    Totals,
 }
 
-pub(crate) fn iface_table(tier: Tier) -> &'static str {
-    match tier {
-        Tier::Interval => "iface_interval",
-        Tier::Minute => "iface_minute",
-        Tier::Hour => "iface_hour",
-        Tier::Day => "iface_day",
+pub(crate) const FAMILIES: [Family; 3] = [Family::Traffic, Family::Iface, Family::Totals];
+
+impl Family {
+    pub fn table(self, tier: Tier) -> &'static str {
+        use {Family::*, Tier::*};
+        match (self, tier) {
+            (Traffic, Interval) => "traffic_interval",
+            (Traffic, Minute) => "traffic_minute",
+            (Traffic, Hour) => "traffic_hour",
+            (Traffic, Day) => "traffic_day",
+            (Iface, Interval) => "iface_interval",
+            (Iface, Minute) => "iface_minute",
+            (Iface, Hour) => "iface_hour",
+            (Iface, Day) => "iface_day",
+            (Totals, Interval) => "totals_interval",
+            (Totals, Minute) => "totals_minute",
+            (Totals, Hour) => "totals_hour",
+            (Totals, Day) => "totals_day",
+        }
+    }
+
+    /// `ts` and the key columns, in key order.
+    pub fn key_columns(self) -> &'static str {
+        match self {
+            Self::Traffic => "ts, process_id, remote_id, service_id",
+            Self::Iface => "ts, iface_id",
+            Self::Totals => "ts, user_id",
+        }
+    }
+
+    fn ddl(self, tier: Tier) -> String {
+        let key = self.key_columns();
+        let columns: String = key
+            .split(", ")
+            .map(|c| format!("{c} INTEGER NOT NULL, "))
+            .collect();
+        format!(
+            "CREATE TABLE {} ({columns}{COUNTERS}, PRIMARY KEY ({key})) WITHOUT ROWID;",
+            self.table(tier)
+        )
     }
 }
 
@@ -74,21 +113,6 @@ const SERVICE_TABLE: &str =
 const COUNTERS: &str = "rx_bytes INTEGER NOT NULL, tx_bytes INTEGER NOT NULL, \
                         rx_packets INTEGER NOT NULL, tx_packets INTEGER NOT NULL";
 
-fn traffic_ddl(name: &str) -> String {
-    format!(
-        "CREATE TABLE {name} (ts INTEGER NOT NULL, process_id INTEGER NOT NULL, \
-         remote_id INTEGER NOT NULL, service_id INTEGER NOT NULL, {COUNTERS}, \
-         PRIMARY KEY (ts, process_id, remote_id, service_id)) WITHOUT ROWID;"
-    )
-}
-
-fn iface_ddl(name: &str) -> String {
-    format!(
-        "CREATE TABLE {name} (ts INTEGER NOT NULL, iface_id INTEGER NOT NULL, {COUNTERS}, \
-         PRIMARY KEY (ts, iface_id)) WITHOUT ROWID;"
-    )
-}
-
 /// Every table of the current layout, for recognising a damaged file.
 pub(crate) fn expected_tables() -> Vec<&'static str> {
     let mut names = vec![
@@ -101,8 +125,9 @@ pub(crate) fn expected_tables() -> Vec<&'static str> {
         "service",
         "meta",
     ];
-    names.extend(TIERS.iter().map(|&t| traffic_table(t)));
-    names.extend(TIERS.iter().map(|&t| iface_table(t)));
+    for family in FAMILIES {
+        names.extend(TIERS.iter().map(|&t| family.table(t)));
+    }
     names
 }
 
@@ -110,9 +135,10 @@ pub(crate) fn expected_tables() -> Vec<&'static str> {
 pub(crate) fn create(tx: &Transaction) -> rusqlite::Result<()> {
     let mut ddl = String::from(IDENTITY_TABLES);
     ddl.push_str(SERVICE_TABLE);
-    for tier in TIERS {
-        ddl.push_str(&traffic_ddl(traffic_table(tier)));
-        ddl.push_str(&iface_ddl(iface_table(tier)));
+    for family in FAMILIES {
+        for tier in TIERS {
+            ddl.push_str(&family.ddl(tier));
+        }
     }
     tx.execute_batch(&ddl)?;
     stamp(tx, SCHEMA_VERSION)
@@ -143,23 +169,31 @@ pub(crate) fn upgrade(tx: &Transaction, from: u32) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Adds services: a new key column means rebuilding each traffic table, because SQLite cannot
-/// change a primary key in place.
+/// Adds services, and per-user totals for series. The new key column means rebuilding each
+/// traffic table, because SQLite cannot change a primary key in place.
 fn v1_to_v2(tx: &Transaction) -> rusqlite::Result<()> {
     tx.execute_batch(SERVICE_TABLE)?;
     tx.execute("INSERT INTO service (name) VALUES ('')", [])?;
     let unknown = tx.last_insert_rowid();
     for tier in TIERS {
-        let table = traffic_table(tier);
-        let ddl = traffic_ddl(&format!("{table}_v2"));
+        let table = Family::Traffic.table(tier);
+        let totals = Family::Totals.table(tier);
         tx.execute_batch(&format!(
-            "{ddl}
-             INSERT INTO {table}_v2 (ts, process_id, remote_id, service_id,
-                                     rx_bytes, tx_bytes, rx_packets, tx_packets)
+            "ALTER TABLE {table} RENAME TO {table}_v1;
+             {}
+             INSERT INTO {table} (ts, process_id, remote_id, service_id,
+                                  rx_bytes, tx_bytes, rx_packets, tx_packets)
                  SELECT ts, process_id, remote_id, {unknown},
-                        rx_bytes, tx_bytes, rx_packets, tx_packets FROM {table};
-             DROP TABLE {table};
-             ALTER TABLE {table}_v2 RENAME TO {table};"
+                        rx_bytes, tx_bytes, rx_packets, tx_packets FROM {table}_v1;
+             DROP TABLE {table}_v1;
+             {}
+             INSERT INTO {totals} (ts, user_id, rx_bytes, tx_bytes, rx_packets, tx_packets)
+                 SELECT t.ts, p.user_id, SUM(t.rx_bytes), SUM(t.tx_bytes), SUM(t.rx_packets),
+                        SUM(t.tx_packets)
+                 FROM {table} t JOIN process p ON p.id = t.process_id
+                 GROUP BY t.ts, p.user_id;",
+            Family::Traffic.ddl(tier),
+            Family::Totals.ddl(tier),
         ))?;
     }
     Ok(())

@@ -4,12 +4,18 @@
 //! rows written after an outage, a clock that went back) is added to that tier as well, so
 //! every tier keeps the same totals however late a row arrives.
 
+use std::{
+    collections::HashMap,
+    hash::{BuildHasherDefault, Hasher},
+    sync::OnceLock,
+};
+
 use rusqlite::{Connection, Statement};
 
 use super::{
     ids::{Ids, NameTable, ProcessRef},
     rollup::Marks,
-    schema::{iface_table, traffic_table, unit_secs, TIERS},
+    schema::{unit_secs, Family, FAMILIES, TIERS},
     IfaceRow, IntervalBatch, Tier, TrafficRow,
 };
 
@@ -28,6 +34,38 @@ const UPSERT_SET: &str = "ON CONFLICT DO UPDATE SET rx_bytes = rx_bytes + exclud
                           tx_bytes = tx_bytes + excluded.tx_bytes, \
                           rx_packets = rx_packets + excluded.rx_packets, \
                           tx_packets = tx_packets + excluded.tx_packets";
+
+/// A hash map keyed by row ids and buckets. Those are small integers this store hands out
+/// itself, never chosen by whoever sends traffic, so a plain multiplicative hash is safe and
+/// several times cheaper than SipHash over hundreds of thousands of rows per rollup.
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_i64(&mut self, v: i64) {
+        self.write_u64(v as u64);
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Bytes and packets both ways, as SQLite stores them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -149,17 +187,37 @@ pub(crate) fn store_rows<'a>(
     ifaces: impl IntoIterator<Item = PendingIface<'a>>,
 ) -> rusqlite::Result<usize> {
     // (ts, process, remote, service, counters)
-    let mut rows: Vec<([i64; 4], Counters)> = Vec::new();
+    let traffic = traffic.into_iter();
+    let mut rows: Vec<([i64; 4], Counters)> = Vec::with_capacity(traffic.size_hint().0);
+    let mut totals: IdMap<[i64; 2], Counters> = IdMap::default();
+    // Rows of one process (so one user) come together: sum them before touching the map.
+    let mut run: Option<([i64; 2], Counters)> = None;
     let mut prev: Option<ProcessRef<'a>> = None;
-    for (i, p) in traffic.into_iter().enumerate() {
-        let [process, remote, service] =
+    for (i, p) in traffic.enumerate() {
+        let [process, remote, service, user] =
             ids.traffic_row(conn, i, &p.process, p.remote, p.service, prev.as_ref())?;
         rows.push(([p.ts, process, remote, service], p.counters));
+        match &mut run {
+            Some((key, sum)) if *key == [p.ts, user] => sum.add(&p.counters),
+            _ => {
+                if let Some((key, sum)) = run.replace(([p.ts, user], p.counters)) {
+                    totals.entry(key).or_default().add(&sum);
+                }
+            }
+        }
         prev = Some(p.process);
     }
+    if let Some((key, sum)) = run {
+        totals.entry(key).or_default().add(&sum);
+    }
     let rows = merge_sorted(rows);
-    upsert_chunked(conn, traffic_table(Tier::Interval), &rows)?;
-    upsert_late(conn, marks, &rows, traffic_table)?;
+    upsert_everywhere(conn, marks, Family::Traffic, &rows)?;
+    upsert_everywhere(
+        conn,
+        marks,
+        Family::Totals,
+        &merge_sorted(totals.into_iter().collect()),
+    )?;
 
     let mut irows: Vec<([i64; 2], Counters)> = Vec::new();
     for p in ifaces {
@@ -168,9 +226,7 @@ pub(crate) fn store_rows<'a>(
             p.counters,
         ));
     }
-    let irows = merge_sorted(irows);
-    upsert_chunked(conn, iface_table(Tier::Interval), &irows)?;
-    upsert_late(conn, marks, &irows, iface_table)?;
+    upsert_everywhere(conn, marks, Family::Iface, &merge_sorted(irows))?;
     Ok(rows.len())
 }
 
@@ -190,19 +246,31 @@ fn merge_sorted<const N: usize>(mut rows: Vec<([i64; N], Counters)>) -> Vec<([i6
     out
 }
 
-/// `N` key columns, `ts` first, then the counters; upserts add the counters.
-fn insert_sql<const N: usize>(table: &str, rows: usize) -> String {
-    let key_cols = if N == 4 {
-        "ts, process_id, remote_id, service_id"
-    } else {
-        "ts, iface_id"
-    };
-    let one = format!("({})", vec!["?"; N + 4].join(", "));
-    format!(
-        "INSERT INTO {table} ({key_cols}, rx_bytes, tx_bytes, rx_packets, tx_packets) VALUES {} \
-         {UPSERT_SET}",
-        vec![one.as_str(); rows].join(", ")
-    )
+/// The upsert of `CHUNK` rows (or of one) into a family's table of a tier. Built once: at
+/// thousands of rows per write, formatting and hashing a 2 kB statement text for every chunk
+/// shows up.
+fn insert_sql(family: Family, tier: Tier, chunk: bool) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        let mut all = Vec::new();
+        for family in FAMILIES {
+            for tier in TIERS {
+                for rows in [1, CHUNK] {
+                    let columns = family.key_columns().split(", ").count() + 4;
+                    let one = format!("({})", vec!["?"; columns].join(", "));
+                    all.push(format!(
+                        "INSERT INTO {} ({}, rx_bytes, tx_bytes, rx_packets, tx_packets) \
+                         VALUES {} {UPSERT_SET}",
+                        family.table(tier),
+                        family.key_columns(),
+                        vec![one.as_str(); rows].join(", ")
+                    ));
+                }
+            }
+        }
+        all
+    });
+    &all[(family as usize * TIERS.len() + tier as usize) * 2 + usize::from(chunk)]
 }
 
 fn bind_rows<const N: usize>(
@@ -220,21 +288,23 @@ fn bind_rows<const N: usize>(
     Ok(())
 }
 
+/// Upserts `rows` (keys in `family`'s key order, `ts` in `tier` units) into one table.
 pub(crate) fn upsert_chunked<const N: usize>(
     conn: &Connection,
-    table: &str,
+    family: Family,
+    tier: Tier,
     rows: &[([i64; N], Counters)],
 ) -> rusqlite::Result<()> {
     let mut chunks = rows.chunks_exact(CHUNK);
     if chunks.len() > 0 {
-        let mut stmt = conn.prepare_cached(&insert_sql::<N>(table, CHUNK))?;
+        let mut stmt = conn.prepare_cached(insert_sql(family, tier, true))?;
         for chunk in &mut chunks {
             bind_rows(&mut stmt, chunk)?;
         }
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut stmt = conn.prepare_cached(&insert_sql::<N>(table, 1))?;
+        let mut stmt = conn.prepare_cached(insert_sql(family, tier, false))?;
         for row in rest {
             bind_rows(&mut stmt, std::slice::from_ref(row))?;
         }
@@ -242,19 +312,22 @@ pub(crate) fn upsert_chunked<const N: usize>(
     Ok(())
 }
 
-/// Adds rows that belong to already rolled-up buckets to those coarser tiers too.
-fn upsert_late<const N: usize>(
+/// Upserts rows (`ts` in seconds, sorted by key) into the interval tier, and into every
+/// coarser tier that has already rolled up their bucket.
+fn upsert_everywhere<const N: usize>(
     conn: &Connection,
     marks: &Marks,
+    family: Family,
     rows: &[([i64; N], Counters)],
-    table: fn(Tier) -> &'static str,
 ) -> rusqlite::Result<()> {
+    upsert_chunked(conn, family, Tier::Interval, rows)?;
     for &tier in &TIERS[1..] {
         let unit = unit_secs(tier);
         let rolled = marks.rolled(tier);
-        let late: Vec<([i64; N], Counters)> = rows
+        // Sorted by time, so the late rows come first.
+        let late = rows.partition_point(|(k, _)| k[0].div_euclid(unit) < rolled);
+        let late: Vec<([i64; N], Counters)> = rows[..late]
             .iter()
-            .filter(|(k, _)| k[0].div_euclid(unit) < rolled)
             .map(|(k, c)| {
                 let mut k = *k;
                 k[0] = k[0].div_euclid(unit);
@@ -262,7 +335,7 @@ fn upsert_late<const N: usize>(
             })
             .collect();
         if !late.is_empty() {
-            upsert_chunked(conn, table(tier), &merge_sorted(late))?;
+            upsert_chunked(conn, family, tier, &merge_sorted(late))?;
         }
     }
     Ok(())

@@ -147,11 +147,18 @@ pub fn parse(linktype: i32, data: &[u8], wire_len: u32) -> Result<FlowObservatio
 
 enum Network {
     /// An IP packet at `offset`; `expect` is the version the link header announced, if any.
-    Ip { expect: Option<u8>, offset: usize },
+    Ip {
+        expect: Option<u8>,
+        offset: usize,
+    },
     Other(u16),
 }
 
-fn link_layer(linktype: i32, data: &[u8], wire_len: u32) -> Result<(LinkMeta, Network), ParseError> {
+fn link_layer(
+    linktype: i32,
+    data: &[u8],
+    wire_len: u32,
+) -> Result<(LinkMeta, Network), ParseError> {
     let mut meta = LinkMeta {
         link_bytes: wire_len,
         ..LinkMeta::default()
@@ -172,7 +179,9 @@ fn link_layer(linktype: i32, data: &[u8], wire_len: u32) -> Result<(LinkMeta, Ne
         linktype::LINUX_SLL2 => {
             let header = take(data, 0, 20, "Linux cooked v2")?;
             let hatype = be16(header, 8);
-            meta.ifindex = Some(u32::from_be_bytes([header[4], header[5], header[6], header[7]]));
+            meta.ifindex = Some(u32::from_be_bytes([
+                header[4], header[5], header[6], header[7],
+            ]));
             cooked(&mut meta, u16::from(header[10]), hatype, wire_len, 20);
             ethertype_chain(data, be16(header, 0), 20, &mut meta)?
         }
@@ -333,10 +342,15 @@ fn ipv6(ip: &[u8], frame_ip_bytes: u32) -> Result<FlowObservation, ParseError> {
     };
     check_len(ip_len, IPV6_HEADER, frame_ip_bytes)?;
     let payload = slice.payload();
-    let first_fragment = slice.extensions().clone().into_iter().all(|ext| match ext {
-        Ipv6ExtensionSlice::Fragment(frag) => frag.fragment_offset().value() == 0,
-        _ => true,
-    });
+    // When the extension chain could not be followed to its end, what follows is not a
+    // transport header: the flow keeps its bytes without ports. The chain must not be walked
+    // then either: etherparse 0.21's iterator trusts the cut-short chain and reads past it.
+    let whole_chain = ext_error.is_none();
+    let first_fragment = whole_chain
+        && slice.extensions().clone().into_iter().all(|ext| match ext {
+            Ipv6ExtensionSlice::Fragment(frag) => frag.fragment_offset().value() == 0,
+            _ => true,
+        });
     let mut flow = FlowObservation {
         family: FAMILY_IPV6,
         proto: payload.ip_number.0,
@@ -346,9 +360,7 @@ fn ipv6(ip: &[u8], frame_ip_bytes: u32) -> Result<FlowObservation, ParseError> {
         ..FlowObservation::default()
     };
     let truncated = (ip.len() as u64) < u64::from(ip_len);
-    // When the extension chain could not be followed to its end, what follows is not a
-    // transport header: the flow keeps its bytes without ports.
-    if first_fragment && ext_error.is_none() {
+    if first_fragment {
         (flow.src_port, flow.dst_port) = ports(payload.ip_number, payload.payload, truncated)?;
     }
     Ok(flow)

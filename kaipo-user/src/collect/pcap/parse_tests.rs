@@ -71,7 +71,8 @@ fn expected_v4(proto: u8, sport: u16, dport: u16, ip_len: u32, wire_len: u32) ->
 fn ethernet_ipv4_udp_from_fixed_bytes_full_and_cut_at_snaplen() {
     // 16 payload bytes: IPv4 44 bytes, frame 58.
     let frame: [u8; 58] = [
-        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08, 0x00, // eth
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08,
+        0x00, // eth
         0x45, 0x00, 0x00, 0x2c, 0x00, 0x01, 0x00, 0x00, 0x40, 0x11, 0x00, 0x00, // ipv4
         0x0a, 0xd5, 0xfa, 0x02, 0x0a, 0xd5, 0xfa, 0x01, // addresses
         0x9c, 0x40, 0x13, 0x88, 0x00, 0x18, 0x00, 0x00, // udp 40000 -> 5000
@@ -120,7 +121,9 @@ fn stacked_vlan_tags_report_the_outer_id() {
             ..expected_v4(PROTO_TCP, 443, 51000, 1500, 1522)
         })
     );
-    let mut three = vec![0x00, 0x64, 0x81, 0x00, 0x00, 0xc8, 0x81, 0x00, 0x01, 0x2c, 0x08, 0x00];
+    let mut three = vec![
+        0x00, 0x64, 0x81, 0x00, 0x00, 0xc8, 0x81, 0x00, 0x01, 0x2c, 0x08, 0x00,
+    ];
     three.extend(&ip);
     assert_eq!(
         parse(linktype::EN10MB, &ethernet(0x8100, &three), 1526),
@@ -204,7 +207,10 @@ fn ipv4_fragments_and_icmp_have_no_ports() {
     icmp6.extend([128, 0, 0, 0, 0, 1, 0, 1]);
     icmp6.extend([0; 56]);
     let parsed = parse(linktype::IPV6, &icmp6, 104).unwrap();
-    assert_eq!((parsed.proto, parsed.ip_len, parsed.src_port), (PROTO_ICMPV6, 104, 0));
+    assert_eq!(
+        (parsed.proto, parsed.ip_len, parsed.src_port),
+        (PROTO_ICMPV6, 104, 0)
+    );
 }
 
 #[test]
@@ -219,7 +225,11 @@ fn linux_cooked_v1_gives_direction_and_loopback() {
     let frame = parse_frame(linktype::LINUX_SLL, &out, 16 + 128).unwrap();
     assert_eq!(frame.link.direction, Some(Direction::Out));
     assert!(!frame.link.loopback);
-    assert_eq!(frame.link.link_bytes, 14 + 128, "the interface counts its own header");
+    assert_eq!(
+        frame.link.link_bytes,
+        14 + 128,
+        "the interface counts its own header"
+    );
     assert_eq!(frame.net, Ok(expected_v4(PROTO_UDP, 40000, 9999, 128, 144)));
     // pkttype 0 (to us) over hatype 772 (loopback).
     let mut lo = vec![0, 0, 0x03, 0x04, 0, 6];
@@ -246,7 +256,10 @@ fn linux_cooked_v2_gives_the_interface_index() {
     assert_eq!(parsed.link.direction, Some(Direction::In));
     assert_eq!(parsed.link.link_bytes, 74);
     let flow = parsed.net.unwrap();
-    assert_eq!((flow.family, flow.ip_len, flow.src_port), (FAMILY_IPV6, 60, 123));
+    assert_eq!(
+        (flow.family, flow.ip_len, flow.src_port),
+        (FAMILY_IPV6, 60, 123)
+    );
 }
 
 #[test]
@@ -263,7 +276,11 @@ fn bsd_loopback_in_both_byte_orders_and_raw_ip() {
             let parsed = parse_frame(linktype::NULL, &frame, frame.len() as u32).unwrap();
             assert_eq!(parsed.link.link_bytes, ip.len() as u32);
             let flow = parsed.net.unwrap();
-            assert_eq!((flow.ip_len as usize, flow.dst_port), (ip.len(), 2), "AF {family}");
+            assert_eq!(
+                (flow.ip_len as usize, flow.dst_port),
+                (ip.len(), 2),
+                "AF {family}"
+            );
         }
     }
     let mut unknown = 99u32.to_ne_bytes().to_vec();
@@ -274,8 +291,14 @@ fn bsd_loopback_in_both_byte_orders_and_raw_ip() {
     );
     let mut openbsd = 24u32.to_be_bytes().to_vec();
     openbsd.extend(&ip6);
-    assert_eq!(parse(linktype::LOOP, &openbsd, 60).map(|f| f.ip_len), Ok(56));
-    assert_eq!(parse(linktype::RAW, &ip6, 56).map(|f| f.family), Ok(FAMILY_IPV6));
+    assert_eq!(
+        parse(linktype::LOOP, &openbsd, 60).map(|f| f.ip_len),
+        Ok(56)
+    );
+    assert_eq!(
+        parse(linktype::RAW, &ip6, 56).map(|f| f.family),
+        Ok(FAMILY_IPV6)
+    );
     assert_eq!(
         parse(linktype::IPV4, &ip6, 56),
         Err(ParseError::IpVersion {

@@ -16,6 +16,7 @@ pub mod snapshot;
 use std::{
     collections::{HashMap, HashSet},
     io,
+    net::IpAddr,
 };
 
 use kaipo_common::{FAMILY_IPV4, FAMILY_IPV6};
@@ -101,6 +102,8 @@ pub trait SocketSource: Send {
     fn owners(&mut self, cookies: &[u64], out: &mut Vec<(u64, u32)>);
     /// Name and user of a process, or `None` once it is gone.
     fn describe(&mut self, pid: u32) -> Option<SocketOwner>;
+    /// Whether the process still runs (as of the last table read, where that is all there is).
+    fn is_alive(&mut self, pid: u32) -> bool;
 }
 
 /// The socket tables, indexed for looking up flows.
@@ -202,8 +205,24 @@ impl<S: SocketSource> SocketTable<S> {
         self.source.describe(pid)
     }
 
+    pub fn is_alive(&mut self, pid: u32) -> bool {
+        self.source.is_alive(pid)
+    }
+
     pub fn source(&self) -> &S {
         &self.source
+    }
+}
+
+/// An address as flows carry it: family, and IPv4 in the first four bytes.
+pub fn addr_bytes(ip: IpAddr) -> (u8, [u8; 16]) {
+    let mut out = [0; 16];
+    match ip {
+        IpAddr::V4(v4) => {
+            out[..4].copy_from_slice(&v4.octets());
+            (FAMILY_IPV4, out)
+        }
+        IpAddr::V6(v6) => (FAMILY_IPV6, v6.octets()),
     }
 }
 
@@ -233,6 +252,9 @@ mod tests {
         fn describe(&mut self, _: u32) -> Option<SocketOwner> {
             None
         }
+        fn is_alive(&mut self, _: u32) -> bool {
+            true
+        }
     }
 
     fn a4(last: u8) -> [u8; 16] {
@@ -248,7 +270,14 @@ mod tests {
         a
     }
 
-    fn key(proto: u8, family: u8, local: [u8; 16], lport: u16, remote: [u8; 16], rport: u16) -> SocketKey {
+    fn key(
+        proto: u8,
+        family: u8,
+        local: [u8; 16],
+        lport: u16,
+        remote: [u8; 16],
+        rport: u16,
+    ) -> SocketKey {
         SocketKey {
             proto,
             family,
@@ -306,6 +335,9 @@ mod tests {
     fn comm_is_cut_like_the_kernel_cuts_it() {
         assert_eq!(&comm_bytes("kaipo\n")[..6], b"kaipo\0");
         assert_eq!(comm_bytes("a-very-long-process-name")[15], 0);
-        assert_eq!(&comm_bytes("a-very-long-process-name")[..15], b"a-very-long-pro");
+        assert_eq!(
+            &comm_bytes("a-very-long-process-name")[..15],
+            b"a-very-long-pro"
+        );
     }
 }

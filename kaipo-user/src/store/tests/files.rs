@@ -110,6 +110,9 @@ fn version_1_database_is_upgraded_and_keeps_its_data() {
         vec![(String::new(), [501, 602, 8, 10])],
         "old rows: unknown service"
     );
+    // The per-user totals behind the series were computed from the old rows.
+    let series: Vec<(i64, u64)> = r.series.iter().map(|p| (p.ts_ms, p.rx_bytes)).collect();
+    assert_eq!(series, vec![(T0, 500), (T0 + 60_000, 1)]);
     let minute = query(T0, T0 + 60_000, Dimension::Process);
     let from_minutes = store.query_tier(&minute, Tier::Minute).expect("query");
     assert_eq!(

@@ -64,7 +64,7 @@ pub(super) fn traffic(
         cmdline: format!("/usr/bin/{app} --serve"),
         uid,
         user: (uid != 7).then(|| format!("user{uid}")),
-        container: (pid % 2 == 0).then(|| format!("ctr-{}", pid % 3)),
+        container: pid.is_multiple_of(2).then(|| format!("ctr-{}", pid % 3)),
         remote: remote.to_owned(),
         service: service.to_owned(),
         rx_bytes: rx,

@@ -211,7 +211,10 @@ fn retention_drops_expired_rows_but_coarser_tiers_keep_the_totals() {
     for b in &batches {
         store.write(b).expect("write");
     }
-    let interval_rows = count(&store, "traffic_interval") + count(&store, "iface_interval");
+    let interval_rows = ["traffic_interval", "iface_interval", "totals_interval"]
+        .map(|t| count(&store, t))
+        .iter()
+        .sum::<i64>();
     let now = T0 + 2 * HOUR + 5 * 60_000;
     let first = store.maintain(now).expect("maintain");
     let grace = batches
@@ -246,7 +249,9 @@ fn retention_drops_expired_rows_but_coarser_tiers_keep_the_totals() {
     }
     assert!(count(&store, "traffic_day") > 0);
     store.maintain(T0 + 1200 * DAY).expect("maintain");
-    assert_eq!(count(&store, "traffic_day") + count(&store, "iface_day"), 0);
+    for table in ["traffic_day", "iface_day", "totals_day"] {
+        assert_eq!(count(&store, table), 0, "{table}");
+    }
     assert!(store.query(&q).expect("query").rows.is_empty());
 }
 
@@ -310,5 +315,5 @@ fn maintain_does_nothing_until_a_minute_closes() {
     );
     let closed = store.maintain(T0 + 71_000).expect("maintain");
     assert_eq!(closed.closed_until_ms, Some(T0 + 60_000));
-    assert_eq!(closed.rows_rolled_up, 1);
+    assert_eq!(closed.rows_rolled_up, 2, "the row and its user's total");
 }

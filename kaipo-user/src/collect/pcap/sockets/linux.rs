@@ -87,7 +87,11 @@ impl ProcSource {
     }
 
     fn holds(&self, pid: u32, fd: u32, inode: u64) -> bool {
-        let link = self.root.join(pid.to_string()).join("fd").join(fd.to_string());
+        let link = self
+            .root
+            .join(pid.to_string())
+            .join("fd")
+            .join(fd.to_string());
         fs::read_link(link)
             .ok()
             .and_then(|target| socket_inode(target.to_str()?))
@@ -123,7 +127,11 @@ impl ProcSource {
         self.stats.pids_scanned += 1;
         let mut read = 0;
         for entry in entries.flatten() {
-            let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
                 continue;
             };
             read += 1;
@@ -234,6 +242,11 @@ impl SocketSource for ProcSource {
             gid: id("Gid:"),
             comm: comm_bytes(&comm),
         })
+    }
+
+    fn is_alive(&mut self, pid: u32) -> bool {
+        // A zombie keeps its /proc entry but no descriptors; it has exited for kaipo's purpose.
+        fs::read_dir(self.root.join(pid.to_string()).join("fd")).is_ok()
     }
 }
 

@@ -68,7 +68,12 @@ fn parses_table_rows_in_host_byte_order() {
     assert!(listen.key.is_unconnected());
     let udp = parse_line(UDP_CONNECTED, PROTO_UDP, FAMILY_IPV4).unwrap();
     assert_eq!(
-        (udp.key.local, udp.key.local_port, udp.key.remote, udp.key.remote_port),
+        (
+            udp.key.local,
+            udp.key.local_port,
+            udp.key.remote,
+            udp.key.remote_port
+        ),
         (v4([10, 213, 250, 1]), 5000, v4([10, 213, 250, 2]), 40000)
     );
     // A dual-stack socket's IPv4 peer, as tcp6 prints it.
@@ -81,7 +86,10 @@ fn parses_table_rows_in_host_byte_order() {
     .key
     .normalized();
     assert_eq!(mapped.family, FAMILY_IPV4);
-    assert_eq!((mapped.local, mapped.remote), (v4([127, 0, 0, 1]), v4([127, 0, 0, 2])));
+    assert_eq!(
+        (mapped.local, mapped.remote),
+        (v4([127, 0, 0, 1]), v4([127, 0, 0, 2]))
+    );
     assert_eq!((mapped.local_port, mapped.remote_port), (8080, 54321));
     for bad in [
         "  sl  local_address rem_address   st tx_queue",
@@ -108,7 +116,10 @@ fn owners_come_from_fd_links_and_are_confirmed_from_the_cache() {
     let mut source = ProcSource::new(&proc.0, ScanBudget::default());
     let mut rows = Vec::new();
     source.read_table(&mut rows).unwrap();
-    assert_eq!(rows.iter().map(|r| r.cookie).collect::<Vec<_>>(), vec![5001, 5002]);
+    assert_eq!(
+        rows.iter().map(|r| r.cookie).collect::<Vec<_>>(),
+        vec![5001, 5002]
+    );
 
     let mut out = Vec::new();
     source.owners(&[5001, 5002], &mut out);
@@ -139,6 +150,7 @@ fn owners_come_from_fd_links_and_are_confirmed_from_the_cache() {
     assert_eq!((owner.pid, owner.uid, owner.gid), (300, 33, 7));
     assert_eq!(&owner.comm[..7], b"worker\0");
     assert_eq!(source.describe(999), None);
+    assert!(source.is_alive(300) && !source.is_alive(999));
 }
 
 #[test]

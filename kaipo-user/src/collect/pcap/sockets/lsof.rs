@@ -7,11 +7,7 @@ use std::{collections::HashMap, net::IpAddr};
 
 use kaipo_common::{FAMILY_IPV4, FAMILY_IPV6, PROTO_TCP, PROTO_UDP};
 
-use super::{
-    comm_bytes,
-    snapshot::{addr_bytes, ListedSocket},
-    SocketKey, SocketOwner,
-};
+use super::{addr_bytes, comm_bytes, snapshot::ListedSocket, SocketKey, SocketOwner};
 
 /// Reads `lsof -F pcuftPn` output into sockets and what it says of their processes.
 pub fn parse_lsof(
@@ -138,7 +134,7 @@ mod source {
     impl SocketSource for LsofSource {
         fn read_table(&mut self, out: &mut Vec<SocketEntry>) -> io::Result<()> {
             let output = Command::new("lsof")
-                .args(["-n", "-P", "-w", "+c0", "-iTCP", "-iUDP", "-FpcuftPn"])
+                .args(["-n", "-P", "-w", "+c", "0", "-iTCP", "-iUDP", "-FpcuftPn"])
                 .output()
                 .map_err(|err| io::Error::new(err.kind(), format!("running lsof: {err}")))?;
             // lsof exits 1 when it matched nothing, which is a valid (empty) listing.
@@ -156,6 +152,13 @@ mod source {
 
         fn describe(&mut self, pid: u32) -> Option<SocketOwner> {
             self.snapshot.processes.get(&pid).copied()
+        }
+
+        fn is_alive(&mut self, pid: u32) -> bool {
+            // SAFETY: kill with signal 0 only checks that the process exists.
+            let gone = unsafe { libc::kill(pid as libc::pid_t, 0) } != 0
+                && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+            !gone
         }
     }
 }
@@ -175,7 +178,16 @@ mod tests {
         parse_lsof(text, &mut listed, &mut processes);
         let summary: Vec<_> = listed
             .iter()
-            .map(|s| (s.pid, s.handle, s.key.proto, s.key.family, s.key.local_port, s.key.remote_port))
+            .map(|s| {
+                (
+                    s.pid,
+                    s.handle,
+                    s.key.proto,
+                    s.key.family,
+                    s.key.local_port,
+                    s.key.remote_port,
+                )
+            })
             .collect();
         assert_eq!(
             summary,

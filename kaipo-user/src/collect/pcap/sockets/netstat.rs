@@ -9,7 +9,8 @@ use netstat2::{AddressFamilyFlags, ProtocolFlags, ProtocolSocketInfo};
 use kaipo_common::{PROTO_TCP, PROTO_UDP};
 
 use super::{
-    snapshot::{addr_bytes, ListedSocket, Snapshot},
+    addr_bytes,
+    snapshot::{ListedSocket, Snapshot},
     SocketEntry, SocketKey, SocketOwner, SocketSource,
 };
 
@@ -68,5 +69,10 @@ impl SocketSource for NetstatSource {
             pid,
             ..SocketOwner::default()
         })
+    }
+
+    /// Telling needs the process APIs (see `describe`): exits are not reported on Windows.
+    fn is_alive(&mut self, _: u32) -> bool {
+        true
     }
 }

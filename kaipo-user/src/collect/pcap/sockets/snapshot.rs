@@ -1,23 +1,9 @@
 //! Socket cookies for platforms whose socket listings carry no socket identity (macOS, Windows):
 //! a row keeps the cookie it got when first listed for as long as every later listing shows it.
 
-use std::{collections::HashMap, net::IpAddr};
-
-use kaipo_common::{FAMILY_IPV4, FAMILY_IPV6};
+use std::collections::HashMap;
 
 use super::{SocketEntry, SocketKey, SocketOwner};
-
-/// An address as flows carry it: family, and IPv4 in the first four bytes.
-pub fn addr_bytes(ip: IpAddr) -> (u8, [u8; 16]) {
-    let mut out = [0; 16];
-    match ip {
-        IpAddr::V4(v4) => {
-            out[..4].copy_from_slice(&v4.octets());
-            (FAMILY_IPV4, out)
-        }
-        IpAddr::V6(v6) => (FAMILY_IPV6, v6.octets()),
-    }
-}
 
 /// One socket as a listing shows it: endpoints, holder, and whatever tells two sockets with the
 /// same endpoints apart (the descriptor number where the listing gives one).
@@ -94,10 +80,16 @@ mod tests {
         let mut snap = Snapshot::default();
         let mut rows = Vec::new();
         snap.update(&[socket(80, 10), socket(443, 10)], &mut rows);
-        assert_eq!(rows.iter().map(|r| r.cookie).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            rows.iter().map(|r| r.cookie).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         rows.clear();
         snap.update(&[socket(443, 10), socket(22, 11)], &mut rows);
-        assert_eq!(rows.iter().map(|r| r.cookie).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(
+            rows.iter().map(|r| r.cookie).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
         rows.clear();
         snap.update(&[socket(80, 10)], &mut rows);
         assert_eq!(rows[0].cookie, 4, "a socket that reappears is a new socket");

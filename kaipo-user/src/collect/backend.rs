@@ -1,0 +1,201 @@
+//! One front for both collectors: `--backend auto|ebpf|pcap` picks one, and everything
+//! downstream (watch, live, the daemon) drives it the same way.
+
+use std::io;
+
+#[cfg(target_os = "linux")]
+use super::ebpf::{self, EbpfCollector, EventStream};
+use super::pcap::{self, PcapCollector, PcapEvents};
+use super::{BackendKind, Degradation, Event, Interface, KernelSample};
+
+/// What the user asked for.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// eBPF where it loads (Linux with BTF and privileges), libpcap otherwise.
+    #[default]
+    Auto,
+    /// Only eBPF: fail when it cannot load.
+    Ebpf,
+    /// Only libpcap.
+    Pcap,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    /// Interfaces to monitor; empty means every interface that is up, except loopback.
+    pub ifaces: Vec<String>,
+    pub backend: BackendChoice,
+    /// A capture filter for the pcap backend (pcap-filter syntax), applied in the kernel.
+    pub pcap_filter: Option<String>,
+}
+
+enum Inner {
+    #[cfg(target_os = "linux")]
+    Ebpf(EbpfCollector),
+    Pcap(PcapCollector),
+}
+
+/// A running collector of either kind.
+pub struct Collector {
+    inner: Inner,
+    /// The backend's own notes, plus why `auto` fell back to pcap when it did.
+    degradations: Vec<Degradation>,
+}
+
+/// Lifecycle events of either kind of collector.
+pub enum Events {
+    #[cfg(target_os = "linux")]
+    Ebpf(EventStream),
+    Pcap(PcapEvents),
+}
+
+/// Starts the chosen backend. `auto` tries eBPF first and says why it fell back.
+pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
+    let mut notes = Vec::new();
+    #[cfg(target_os = "linux")]
+    if opts.backend != BackendChoice::Pcap {
+        let ebpf_opts = ebpf::Options {
+            ifaces: opts.ifaces.clone(),
+            ..Default::default()
+        };
+        match ebpf::start(&ebpf_opts) {
+            Ok((collector, events)) => {
+                let degradations = collector.degradations().to_vec();
+                return Ok((
+                    Collector {
+                        inner: Inner::Ebpf(collector),
+                        degradations,
+                    },
+                    Events::Ebpf(events),
+                ));
+            }
+            Err(err) if opts.backend == BackendChoice::Ebpf => return Err(err.into()),
+            Err(err) => notes.push(Degradation {
+                what: "eBPF collector".into(),
+                why: format!(
+                    "{err}; counting with libpcap instead (processes are matched through socket \
+                     tables, so very short-lived ones may be missed)"
+                ),
+            }),
+        }
+    }
+    let pcap_opts = pcap::Options {
+        ifaces: opts.ifaces.clone(),
+        filter: opts.pcap_filter.clone(),
+        ..Default::default()
+    };
+    let (collector, events) = pcap::start(&pcap_opts).map_err(|err| match notes.first() {
+        Some(ebpf) => anyhow::anyhow!("{}; and libpcap: {err}", ebpf.why),
+        None => anyhow::Error::from(err),
+    })?;
+    notes.extend(collector.degradations().iter().cloned());
+    Ok((
+        Collector {
+            inner: Inner::Pcap(collector),
+            degradations: notes,
+        },
+        Events::Pcap(events),
+    ))
+}
+
+impl Collector {
+    pub fn kind(&self) -> BackendKind {
+        match &self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Ebpf(_) => BackendKind::Ebpf,
+            Inner::Pcap(_) => BackendKind::Pcap,
+        }
+    }
+
+    pub fn interfaces(&self) -> &[Interface] {
+        match &self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Ebpf(c) => c.interfaces(),
+            Inner::Pcap(c) => c.interfaces(),
+        }
+    }
+
+    pub fn degradations(&self) -> &[Degradation] {
+        &self.degradations
+    }
+
+    /// Cumulative counters now; for pcap, its own capture drops included.
+    pub fn sample(&mut self) -> anyhow::Result<KernelSample> {
+        match &mut self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Ebpf(c) => Ok(c.sample()?),
+            Inner::Pcap(c) => {
+                let mut sample = c.sample()?;
+                let drops = c.pcap_drops();
+                sample.capture_drops = drops.dropped + drops.if_dropped;
+                Ok(sample)
+            }
+        }
+    }
+
+    pub fn forget_sockets(&mut self, cookies: &[u64]) {
+        match &mut self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Ebpf(c) => c.forget_sockets(cookies),
+            Inner::Pcap(c) => c.forget_sockets(cookies),
+        }
+    }
+
+    /// Kernel run time (ns) and run count per eBPF program, when BPF statistics are on; empty
+    /// for pcap.
+    pub fn program_stats(&self) -> Vec<(String, u64, u64)> {
+        match &self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Ebpf(c) => c.program_stats(),
+            Inner::Pcap(_) => Vec::new(),
+        }
+    }
+
+    /// Whether a classifier was attached through netlink (eBPF on kernels without TCX).
+    pub fn holds_netlink_filters(&self) -> bool {
+        match &self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Ebpf(c) => c.holds_netlink_filters(),
+            Inner::Pcap(_) => false,
+        }
+    }
+}
+
+impl Events {
+    /// Waits until at least one event can be drained.
+    pub async fn readable(&mut self) -> io::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Self::Ebpf(e) => e.readable().await,
+            Self::Pcap(e) => e.readable().await,
+        }
+    }
+
+    pub fn drain(&mut self, out: &mut Vec<Event>) -> usize {
+        match self {
+            #[cfg(target_os = "linux")]
+            Self::Ebpf(e) => e.drain(out),
+            Self::Pcap(e) => e.drain(out),
+        }
+    }
+
+    /// Records that could not be read, since start.
+    pub fn malformed(&self) -> u64 {
+        match self {
+            #[cfg(target_os = "linux")]
+            Self::Ebpf(e) => e.malformed,
+            Self::Pcap(e) => e.malformed,
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! `kaipo config get|set|init`: reading one key of the effective configuration, and changing
+//! one key of the file while keeping its comments and layout (toml_edit).
+
+use std::{fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path};
+
+use super::{Config, ConfigError};
+
+/// What `kaipo config init` writes: every key at its default, with what it does. A unit test
+/// checks that it parses to exactly [`Config::default`].
+pub const TEMPLATE: &str = r#"# kaipo configuration. Every key is optional; the values below are the defaults.
+# Durations: 500ms, 30s, 5m, 2h, 1d. `kaipo config check` validates this file.
+
+[daemon]
+# History database (SQLite).
+db = "/var/lib/kaipo/kaipo.db"
+# Unix socket for `kaipo status`, `kaipo report` and other clients.
+socket = "/run/kaipo/kaipo.sock"
+# Interfaces to monitor; empty: every interface that is up, except lo.
+interfaces = []
+# Length of one stored interval, the finest resolution of history (at least 1s).
+interval = "1m"
+# How often live figures are refreshed; at most `interval`.
+live_interval = "1s"
+# Count loopback traffic in process totals and history.
+include_loopback = false
+
+[metrics]
+# Serve Prometheus metrics on http://HOST:PORT/metrics; "" serves nothing.
+listen = ""
+# Apps with their own series (0 to 1000); the others are summed as app="other".
+top_apps = 20
+# Turn on the kernel's BPF run-time statistics while metrics are served, for
+# kaipo_bpf_program_run_seconds_total.
+bpf_stats = true
+
+[client]
+# `kaipo report`'s format on standard output without --format: table, json, csv or html.
+report_format = "table"
+
+[alerts]
+# POST each alert as JSON to http://HOST[:PORT]/PATH (plain HTTP only); "" for none.
+webhook = ""
+webhook_timeout = "5s"
+# Further attempts after a failed POST, 0.5s apart and doubling.
+webhook_retries = 3
+# Also log each alert to syslog (RFC 5424, facility daemon) through syslog_socket.
+syslog = false
+syslog_socket = "/dev/log"
+# Rules, one [[alerts.rule]] each. Examples:
+#
+# [[alerts.rule]]
+# name = "upload-burst"
+# kind = "rate"             # rate or new_destination
+# scope = "app"             # app, process, user, container or interface
+# target = "rsync"          # optional: only this one; without it, each one on its own
+# direction = "tx"          # rx, tx or both (default both)
+# above = 10000000          # bytes per second
+# for = "30s"               # how long above before it fires (default 1m)
+#
+# [[alerts.rule]]
+# name = "new-peer"
+# kind = "new_destination"  # an app talks to a remote or service it had not used
+# learn = "1h"              # destinations learnt from start before alerting (default 1h)
+"#;
+
+/// The value of `key` (dotted: `metrics.listen`) in `config`, as TOML; strings bare.
+pub fn get(config: &Config, key: &str) -> Result<String, ConfigError> {
+    let table = toml::Table::try_from(config).map_err(|e| ConfigError::Usage(e.to_string()))?;
+    let value = lookup(&table, key)?;
+    Ok(match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+fn lookup<'a>(table: &'a toml::Table, key: &str) -> Result<&'a toml::Value, ConfigError> {
+    let mut parts = key.split('.');
+    let first = parts.next().unwrap_or_default();
+    let mut value = table.get(first);
+    for part in parts {
+        value = value.and_then(|v| v.as_table()).and_then(|t| t.get(part));
+    }
+    value.ok_or_else(|| {
+        ConfigError::Usage(format!(
+            "unknown key {key}; allowed: {}",
+            known_keys().join(", ")
+        ))
+    })
+}
+
+/// Every settable key, dotted.
+pub fn known_keys() -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(table) = toml::Table::try_from(Config::default()) {
+        for (section, v) in &table {
+            if let Some(t) = v.as_table() {
+                out.extend(t.keys().map(|k| format!("{section}.{k}")));
+            }
+        }
+    }
+    out
+}
+
+/// Sets `key` to `value` in the file at `path` (created when missing), keeping everything else
+/// as written. `value` is TOML (`20`, `true`, `["eth0"]`) for keys that are not strings; for
+/// string keys it is taken as it is. The file is only replaced when the result is valid.
+pub fn set(path: &Path, key: &str, value: &str) -> Result<Config, ConfigError> {
+    let default =
+        toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Usage(e.to_string()))?;
+    let expected = lookup(&default, key)?;
+    let new_value: toml_edit::Value = if expected.is_str() {
+        value.into()
+    } else {
+        value.parse().map_err(|_| {
+            ConfigError::Usage(format!(
+                "{key}: '{value}' is not a TOML {}",
+                expected.type_str()
+            ))
+        })?
+    };
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        ConfigError::Usage(format!("{}: {}", path.display(), e.message()))
+    })?;
+    let (section, name) = key.split_once('.').unwrap_or(("", key));
+    let table = doc
+        .entry(section)
+        .or_insert(toml_edit::table())
+        .as_table_mut()
+        .ok_or_else(|| {
+            ConfigError::Usage(format!("{section} is not a table in {}", path.display()))
+        })?;
+    match table.get_mut(name).and_then(|item| item.as_value_mut()) {
+        // Keeps the comment and spacing around the old value.
+        Some(old) => {
+            let decor = old.decor().clone();
+            *old = new_value;
+            *old.decor_mut() = decor;
+        }
+        None => table[name] = toml_edit::value(new_value),
+    }
+    let new_text = doc.to_string();
+    let config = Config::parse(&new_text, path)?;
+    write_replacing(path, &new_text)?;
+    Ok(config)
+}
+
+/// Writes `text` to `path` through a temporary file and a rename, so that a reader (a daemon
+/// reloading on SIGHUP) never sees half a file.
+pub fn write_replacing(path: &Path, text: &str) -> Result<(), ConfigError> {
+    let err = |source| ConfigError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(err)?;
+    }
+    let tmp = path.with_extension("toml.tmp");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(err)?;
+    file.write_all(text.as_bytes()).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    fs::rename(&tmp, path).map_err(err)
+}
+
+/// Writes [`TEMPLATE`] to `path`; refuses to replace a file unless `force`.
+pub fn init(path: &Path, force: bool) -> Result<(), ConfigError> {
+    if path.exists() && !force {
+        return Err(ConfigError::Usage(format!(
+            "{} exists; use --force to replace it",
+            path.display()
+        )));
+    }
+    write_replacing(path, TEMPLATE)
+}

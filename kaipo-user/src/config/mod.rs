@@ -1,0 +1,254 @@
+//! kaipo's configuration: one TOML file, every option with a default.
+//!
+//! The daemon reads `/etc/kaipo/kaipo.toml`; other commands run by a user read
+//! `$XDG_CONFIG_HOME/kaipo/kaipo.toml` (or `~/.config/kaipo/kaipo.toml`); `--config FILE` picks
+//! another one. A missing file means every default. Unknown keys are errors rather than
+//! warnings: a misspelt key would otherwise silently leave its option at the default.
+
+pub mod cmd;
+pub mod edit;
+mod error;
+pub mod value;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+pub use self::error::ConfigError;
+use self::value::{duration, socket_addr};
+
+pub const SYSTEM_PATH: &str = "/etc/kaipo/kaipo.toml";
+
+/// The whole file. Sections left out take their defaults.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub metrics: MetricsConfig,
+    pub client: ClientConfig,
+    pub alerts: crate::alert::AlertsConfig,
+}
+
+/// `[daemon]`: what `kaipo daemon` runs with when no flag says otherwise. Only reread
+/// settings that need no restart take effect on SIGHUP (see `reloadable`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    pub db: PathBuf,
+    pub socket: PathBuf,
+    /// Empty: every interface that is up, except loopback.
+    pub interfaces: Vec<String>,
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    #[serde(with = "duration")]
+    pub live_interval: Duration,
+    pub include_loopback: bool,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            db: crate::daemon::protocol::DEFAULT_DB.into(),
+            socket: crate::daemon::protocol::DEFAULT_SOCKET.into(),
+            interfaces: Vec::new(),
+            interval: crate::store::DEFAULT_WRITE_INTERVAL,
+            live_interval: Duration::from_secs(1),
+            include_loopback: false,
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `HOST:PORT` to serve `/metrics` on; empty (the default) serves nothing.
+    #[serde(with = "socket_addr")]
+    pub listen: Option<SocketAddr>,
+    /// Apps with their own series; the rest are summed in `app="other"`.
+    pub top_apps: usize,
+    /// Hold BPF run-time statistics on while the endpoint is on (costs some nanoseconds per
+    /// program run).
+    pub bpf_stats: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            top_apps: 20,
+            bpf_stats: true,
+        }
+    }
+}
+
+/// Most apps with their own series: each costs a handful of series per scrape target.
+pub const MAX_TOP_APPS: usize = 1000;
+
+/// `[client]`: preferences of the commands a user runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// `kaipo report`'s format on standard output when `--format` is not given.
+    pub report_format: ReportFormat,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            report_format: ReportFormat::Table,
+        }
+    }
+}
+
+/// `kaipo report`'s formats, as the file spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+    Html,
+}
+
+impl From<ReportFormat> for crate::report::ExportFormat {
+    fn from(f: ReportFormat) -> Self {
+        match f {
+            ReportFormat::Table => Self::Table,
+            ReportFormat::Json => Self::Json,
+            ReportFormat::Csv => Self::Csv,
+            ReportFormat::Html => Self::Html,
+        }
+    }
+}
+
+impl Config {
+    /// Parses and checks `text`; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(origin, text, &e))?;
+        config.validate(origin, text)?;
+        Ok(config)
+    }
+
+    /// The file at `path`, or every default when it does not exist.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Checks what serde cannot: ranges and relations between values.
+    fn validate(&self, origin: &Path, text: &str) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| Err(ConfigError::at_key(origin, text, key, message));
+        if self.metrics.top_apps > MAX_TOP_APPS {
+            return bad(
+                "metrics.top_apps",
+                format!(
+                    "{} is too many; allowed: 0 to {MAX_TOP_APPS}",
+                    self.metrics.top_apps
+                ),
+            );
+        }
+        if self.daemon.live_interval > self.daemon.interval {
+            return bad(
+                "daemon.live_interval",
+                format!(
+                    "{} is longer than daemon.interval ({}); allowed: at most daemon.interval",
+                    value::format_duration(self.daemon.live_interval),
+                    value::format_duration(self.daemon.interval)
+                ),
+            );
+        }
+        if self.daemon.interval < Duration::from_secs(1) {
+            return bad(
+                "daemon.interval",
+                "must be at least 1s: it is the finest resolution of stored history".into(),
+            );
+        }
+        if let Err((at, message)) = self.alerts.validate() {
+            return Err(
+                match at
+                    .strip_prefix("alerts.rule '")
+                    .and_then(|r| r.strip_suffix('\''))
+                {
+                    Some(rule) => ConfigError::at_rule(origin, text, rule, message),
+                    None => ConfigError::at_key(origin, text, &at, message),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Settings that changed between `self` and `new` but only take effect on restart.
+    pub fn restart_needed(&self, new: &Config) -> Vec<&'static str> {
+        let (a, b) = (&self.daemon, &new.daemon);
+        let mut out = Vec::new();
+        let mut check = |changed: bool, key| {
+            if changed {
+                out.push(key);
+            }
+        };
+        check(a.db != b.db, "daemon.db");
+        check(a.socket != b.socket, "daemon.socket");
+        check(a.interfaces != b.interfaces, "daemon.interfaces");
+        check(a.interval != b.interval, "daemon.interval");
+        check(a.live_interval != b.live_interval, "daemon.live_interval");
+        check(
+            a.include_loopback != b.include_loopback,
+            "daemon.include_loopback",
+        );
+        check(self.metrics.listen != new.metrics.listen, "metrics.listen");
+        check(
+            self.metrics.bpf_stats != new.metrics.bpf_stats,
+            "metrics.bpf_stats",
+        );
+        out
+    }
+}
+
+/// The file a command reads when `--config` is not given: the system file for root (and for
+/// the daemon), the user's own file for everyone else.
+pub fn default_path(for_daemon: bool) -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    if for_daemon || unsafe { libc::geteuid() } == 0 {
+        return SYSTEM_PATH.into();
+    }
+    user_path().unwrap_or_else(|| SYSTEM_PATH.into())
+}
+
+fn user_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("kaipo/kaipo.toml"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_init_template_is_the_defaults() {
+        let parsed = Config::parse(edit::TEMPLATE, Path::new("t")).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn an_empty_file_is_the_defaults() {
+        assert_eq!(
+            Config::parse("", Path::new("t")).unwrap(),
+            Config::default()
+        );
+    }
+}

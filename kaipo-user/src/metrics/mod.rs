@@ -1,0 +1,40 @@
+//! Prometheus metrics: `kaipo daemon` serves `/metrics` in the text exposition format 0.0.4
+//! when `[metrics] listen` is set.
+//!
+//! [`state::MetricsState`] keeps its own counters, fed by every live interval through the
+//! pipeline's observer hook, rather than reading the aggregator's totals: those forget quiet
+//! apps to stay bounded, and a Prometheus counter must never go down.
+
+pub mod bench;
+pub mod exposition;
+pub mod process;
+#[cfg(target_os = "linux")]
+pub mod server;
+pub mod state;
+
+use std::sync::{Arc, Mutex};
+
+pub use self::state::MetricsState;
+use crate::pipeline::{totals::Totals, IntervalObserver, LiveInterval};
+
+/// Kernel run time and run count of one eBPF program since it was loaded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProgramStat {
+    pub name: String,
+    pub run_time_ns: u64,
+    pub run_count: u64,
+}
+
+/// The state the scrape handler renders and the pipeline feeds.
+pub type SharedMetrics = Arc<Mutex<MetricsState>>;
+
+/// Feeds [`MetricsState`] from the aggregator's task.
+pub struct MetricsObserver(pub SharedMetrics);
+
+impl IntervalObserver for MetricsObserver {
+    fn observe(&mut self, live: &LiveInterval, _totals: &Totals) {
+        // A poisoned lock means a scrape panicked mid-render; the counters are still whole.
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        state.observe(live);
+    }
+}

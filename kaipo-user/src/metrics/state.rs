@@ -1,0 +1,406 @@
+//! The counters `/metrics` shows, and how apps share a bounded number of series.
+//!
+//! At most `top_apps` apps have their own `kaipo_app_*` series; every other app's traffic goes
+//! to `app="other"`. Each byte is counted in exactly one series at the moment it is seen: in
+//! its app's series while that app is shown, in `other` while it is not. So every series only
+//! ever grows, and `sum(rate(kaipo_app_bytes_total[...]))` is exactly the attributed traffic.
+//! An app that drops out of the top N loses its series (Prometheus marks it stale); should it
+//! come back, its series resumes from the value it had. The price: an app's series holds its
+//! traffic while it was among the shown apps, not its whole history.
+//!
+//! Which apps are shown follows their total since the daemon started, with hysteresis: an app
+//! replaces the weakest shown one only when its total is more than [`SWAP_MARGIN`] larger, so
+//! two apps of similar size do not trade places every interval.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{
+    exposition::{family, sample, Kind},
+    process::ProcessStats,
+    ProgramStat,
+};
+use crate::{
+    accounting::Lost,
+    pipeline::{totals::Counts, LiveInterval},
+    store::UNATTRIBUTED_APP,
+};
+
+/// A newcomer must exceed the weakest shown app's total by this fraction to replace it.
+pub const SWAP_MARGIN: f64 = 0.10;
+/// Apps tracked at most; past this, the smallest never-shown apps are forgotten (their traffic
+/// is already in `other`).
+pub const MAX_TRACKED_APPS: usize = 10_000;
+pub const OTHER_APP: &str = "other";
+
+#[derive(Debug, Default)]
+struct App {
+    /// Everything since start: what ranking follows.
+    total: u64,
+    /// What its own series shows: traffic seen while it was shown.
+    own: Counts,
+    shown: bool,
+}
+
+#[derive(Debug)]
+pub struct MetricsState {
+    top_apps: usize,
+    interfaces: BTreeMap<String, Counts>,
+    apps: HashMap<String, App>,
+    other: Counts,
+    unattributed: Counts,
+    attributed: Counts,
+    lost: Lost,
+    intervals: u64,
+    programs: Vec<ProgramStat>,
+}
+
+impl MetricsState {
+    pub fn new(top_apps: usize) -> Self {
+        Self {
+            top_apps,
+            interfaces: BTreeMap::new(),
+            apps: HashMap::new(),
+            other: Counts::default(),
+            unattributed: Counts::default(),
+            attributed: Counts::default(),
+            lost: Lost::default(),
+            intervals: 0,
+            programs: Vec::new(),
+        }
+    }
+
+    /// Takes effect at the next interval (a SIGHUP reload).
+    pub fn set_top_apps(&mut self, n: usize) {
+        self.top_apps = n;
+    }
+
+    pub fn set_programs(&mut self, programs: Vec<ProgramStat>) {
+        self.programs = programs;
+    }
+
+    pub fn observe(&mut self, live: &LiveInterval) {
+        let r = &live.record;
+        self.intervals += 1;
+        add_lost(&mut self.lost, &r.lost);
+        for i in &r.interfaces {
+            let c = self.interfaces.entry(i.name.clone()).or_default();
+            c.add(&Counts {
+                rx_bytes: i.rx_bytes,
+                tx_bytes: i.tx_bytes,
+                rx_packets: i.rx_packets,
+                tx_packets: i.tx_packets,
+            });
+        }
+        // Totals first and the shown set after, so that an app entering the top N in this
+        // interval has this interval's traffic in its own series.
+        let mut deltas: HashMap<&str, Counts> = HashMap::new();
+        for row in &live.traffic {
+            let c = Counts {
+                rx_bytes: row.rx_bytes,
+                tx_bytes: row.tx_bytes,
+                rx_packets: row.rx_packets,
+                tx_packets: row.tx_packets,
+            };
+            if row.app == UNATTRIBUTED_APP && row.pid == 0 {
+                self.unattributed.add(&c);
+            } else {
+                self.attributed.add(&c);
+                deltas.entry(row.app.as_str()).or_default().add(&c);
+            }
+        }
+        for (name, c) in &deltas {
+            match self.apps.get_mut(*name) {
+                Some(app) => app.total += c.bytes(),
+                None => {
+                    self.apps.insert(
+                        (*name).to_owned(),
+                        App {
+                            total: c.bytes(),
+                            ..App::default()
+                        },
+                    );
+                }
+            }
+        }
+        self.rebalance();
+        for (name, c) in &deltas {
+            match self.apps.get_mut(*name) {
+                Some(app) if app.shown => app.own.add(c),
+                _ => self.other.add(c),
+            }
+        }
+        self.bound();
+    }
+
+    /// Brings the shown set to the `top_apps` largest, within the hysteresis margin.
+    fn rebalance(&mut self) {
+        let mut shown: Vec<(u64, &String)> = Vec::new();
+        let mut hidden: Vec<(u64, &String)> = Vec::new();
+        for (name, app) in &self.apps {
+            if app.shown {
+                shown.push((app.total, name));
+            } else if app.total > 0 {
+                hidden.push((app.total, name));
+            }
+        }
+        // Weakest shown first, strongest hidden first; names break ties so that the choice
+        // does not depend on hash order.
+        shown.sort_unstable();
+        hidden.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        let excess = shown.len().saturating_sub(self.top_apps);
+        let mut demote: Vec<String> = shown[..excess].iter().map(|(_, n)| (*n).clone()).collect();
+        let shown = &shown[excess..];
+        let room = self.top_apps - shown.len();
+        let mut promote: Vec<String> = hidden
+            .iter()
+            .take(room)
+            .map(|(_, n)| (*n).clone())
+            .collect();
+        for (&(weak, weak_name), &(strong, strong_name)) in
+            shown.iter().zip(hidden.iter().skip(room))
+        {
+            if (strong as f64) <= weak as f64 * (1.0 + SWAP_MARGIN) {
+                break;
+            }
+            demote.push(weak_name.clone());
+            promote.push(strong_name.clone());
+        }
+        for (names, shown) in [(demote, false), (promote, true)] {
+            for name in names {
+                if let Some(app) = self.apps.get_mut(&name) {
+                    app.shown = shown;
+                }
+            }
+        }
+    }
+
+    fn bound(&mut self) {
+        if self.apps.len() <= MAX_TRACKED_APPS {
+            return;
+        }
+        // Never-shown apps first: forgetting them changes no series. An app that had a
+        // series and comes back after being forgotten starts its series again from zero,
+        // which Prometheus reads as a counter reset; only 10k apps of churn reach this.
+        let mut victims: Vec<(bool, u64, String)> = self
+            .apps
+            .iter()
+            .filter(|(_, a)| !a.shown)
+            .map(|(n, a)| (!a.own.is_zero(), a.total, n.clone()))
+            .collect();
+        victims.sort_unstable();
+        let excess = self.apps.len() - (MAX_TRACKED_APPS - MAX_TRACKED_APPS / 10);
+        for (_, _, name) in victims.into_iter().take(excess) {
+            self.apps.remove(&name);
+        }
+    }
+
+    /// Apps with their own series now, largest first.
+    pub fn shown_apps(&self) -> Vec<&str> {
+        let mut v: Vec<(&String, &App)> = self.apps.iter().filter(|(_, a)| a.shown).collect();
+        v.sort_by(|a, b| b.1.total.cmp(&a.1.total).then(a.0.cmp(b.0)));
+        v.into_iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// The whole exposition.
+    pub fn render(&self, process: Option<&ProcessStats>) -> String {
+        let mut out = String::with_capacity(256 + 200 * (self.interfaces.len() + self.top_apps));
+        let dirs = |c: &Counts| {
+            [
+                ("rx", c.rx_bytes, c.rx_packets),
+                ("tx", c.tx_bytes, c.tx_packets),
+            ]
+        };
+        family(
+            &mut out,
+            "kaipo_interface_bytes_total",
+            Kind::Counter,
+            "Link-layer bytes per monitored interface and direction (rx received, tx sent).",
+        );
+        for (name, c) in &self.interfaces {
+            for (d, bytes, _) in dirs(c) {
+                sample(
+                    &mut out,
+                    "kaipo_interface_bytes_total",
+                    &[("interface", name), ("direction", d)],
+                    bytes,
+                );
+            }
+        }
+        family(
+            &mut out,
+            "kaipo_interface_packets_total",
+            Kind::Counter,
+            "Packets per monitored interface and direction.",
+        );
+        for (name, c) in &self.interfaces {
+            for (d, _, packets) in dirs(c) {
+                sample(
+                    &mut out,
+                    "kaipo_interface_packets_total",
+                    &[("interface", name), ("direction", d)],
+                    packets,
+                );
+            }
+        }
+        let mut apps: Vec<(&str, &Counts)> = self
+            .apps
+            .iter()
+            .filter(|(_, a)| a.shown)
+            .map(|(n, a)| (n.as_str(), &a.own))
+            .collect();
+        apps.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        apps.push((OTHER_APP, &self.other));
+        for (metric, help, packets) in [
+            ("kaipo_app_bytes_total", "IP-layer bytes per app (executable) and direction; apps outside the top N are summed as app=\"other\".", false),
+            ("kaipo_app_packets_total", "IP-layer packets per app and direction.", true),
+        ] {
+            family(&mut out, metric, Kind::Counter, help);
+            for (app, c) in &apps {
+                for (d, bytes, pkts) in dirs(c) {
+                    sample(&mut out, metric, &[("app", app), ("direction", d)], if packets { pkts } else { bytes });
+                }
+            }
+        }
+        for (metric, help, c) in [
+            (
+                "kaipo_attributed_bytes_total",
+                "IP-layer bytes of sockets whose process is known.",
+                &self.attributed,
+            ),
+            (
+                "kaipo_unattributed_bytes_total",
+                "IP-layer bytes of sockets without a known owner.",
+                &self.unattributed,
+            ),
+        ] {
+            family(&mut out, metric, Kind::Counter, help);
+            for (d, bytes, _) in dirs(c) {
+                sample(&mut out, metric, &[("direction", d)], bytes);
+            }
+        }
+        let on_ifaces: u64 = self.interfaces.values().map(Counts::bytes).sum();
+        family(&mut out, "kaipo_attributed_share", Kind::Gauge,
+            "Attributed IP-layer bytes over interface link-layer bytes since start (about 0.96 when all Ethernet traffic is attributed).");
+        let share = if on_ifaces == 0 {
+            0.0
+        } else {
+            self.attributed.bytes() as f64 / on_ifaces as f64
+        };
+        sample(&mut out, "kaipo_attributed_share", &[], share);
+        let l = &self.lost;
+        family(
+            &mut out,
+            "kaipo_lost_events_total",
+            Kind::Counter,
+            "What the collector could not record, by reason.",
+        );
+        for (reason, n) in [
+            ("ringbuf_full", l.ringbuf_full),
+            ("sock_map_full", l.sock_map_full),
+            ("owner_map_full", l.owner_map_full),
+            ("flow_map_full", l.flow_map_full),
+            ("iface_map_full", l.iface_map_full),
+            ("malformed_event", l.malformed_events),
+        ] {
+            sample(
+                &mut out,
+                "kaipo_lost_events_total",
+                &[("reason", reason)],
+                n,
+            );
+        }
+        family(
+            &mut out,
+            "kaipo_flow_evictions_total",
+            Kind::Counter,
+            "Flows the kernel evicted from the full flow map (least recently used first).",
+        );
+        sample(
+            &mut out,
+            "kaipo_flow_evictions_total",
+            &[],
+            l.flow_evictions,
+        );
+        family(
+            &mut out,
+            "kaipo_intervals_total",
+            Kind::Counter,
+            "Live intervals closed.",
+        );
+        sample(&mut out, "kaipo_intervals_total", &[], self.intervals);
+        if !self.programs.is_empty() {
+            family(&mut out, "kaipo_bpf_program_run_seconds_total", Kind::Counter,
+                "Kernel time spent in each of kaipo's eBPF programs (needs BPF statistics enabled).");
+            for p in &self.programs {
+                sample(
+                    &mut out,
+                    "kaipo_bpf_program_run_seconds_total",
+                    &[("program", &p.name)],
+                    p.run_time_ns as f64 / 1e9,
+                );
+            }
+            family(
+                &mut out,
+                "kaipo_bpf_program_runs_total",
+                Kind::Counter,
+                "Runs of each of kaipo's eBPF programs.",
+            );
+            for p in &self.programs {
+                sample(
+                    &mut out,
+                    "kaipo_bpf_program_runs_total",
+                    &[("program", &p.name)],
+                    p.run_count,
+                );
+            }
+        }
+        if let Some(p) = process {
+            family(
+                &mut out,
+                "process_cpu_seconds_total",
+                Kind::Counter,
+                "User and system CPU time of the kaipo daemon.",
+            );
+            sample(&mut out, "process_cpu_seconds_total", &[], p.cpu_seconds);
+            family(
+                &mut out,
+                "process_resident_memory_bytes",
+                Kind::Gauge,
+                "Resident memory of the kaipo daemon.",
+            );
+            sample(
+                &mut out,
+                "process_resident_memory_bytes",
+                &[],
+                p.resident_bytes,
+            );
+            family(
+                &mut out,
+                "process_start_time_seconds",
+                Kind::Gauge,
+                "Start of the kaipo daemon, seconds since the Unix epoch.",
+            );
+            sample(
+                &mut out,
+                "process_start_time_seconds",
+                &[],
+                p.start_time_seconds,
+            );
+        }
+        out
+    }
+}
+
+fn add_lost(acc: &mut Lost, l: &Lost) {
+    acc.ringbuf_full += l.ringbuf_full;
+    acc.sock_map_full += l.sock_map_full;
+    acc.owner_map_full += l.owner_map_full;
+    acc.flow_map_full += l.flow_map_full;
+    acc.flow_evictions += l.flow_evictions;
+    acc.iface_map_full += l.iface_map_full;
+    acc.malformed_events += l.malformed_events;
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

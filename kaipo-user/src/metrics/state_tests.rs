@@ -1,0 +1,106 @@
+use super::*;
+use crate::metrics::bench::synthetic_interval;
+
+/// Every `kaipo_app_bytes_total` tx sample, by app.
+fn app_tx(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("kaipo_app_bytes_total{app=\""))
+        .filter(|l| l.contains("direction=\"tx\""))
+        .filter_map(|l| {
+            let (app, rest) = l.split_once('"')?;
+            Some((app.to_owned(), rest.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn series_never_go_down_and_sum_to_the_exact_total_through_churn() {
+    let mut state = MetricsState::new(2);
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let mut sent = 0;
+    // Leaders change: a early, then b and c overtake, then a comes back.
+    let rounds: [&[(&str, u64)]; 5] = [
+        &[("a", 1000), ("b", 10), ("c", 5)],
+        &[("b", 5000), ("c", 10)],
+        &[("c", 9000), ("d", 1)],
+        &[("a", 20000), ("d", 1)],
+        &[("a", 1), ("b", 1), ("c", 1), ("d", 1)],
+    ];
+    for (i, apps) in rounds.iter().enumerate() {
+        state.observe(&synthetic_interval(i as u64 * 1000, &[], apps));
+        sent += apps.iter().map(|(_, b)| b).sum::<u64>();
+        let now = app_tx(&state.render(None));
+        for (app, v) in &now {
+            assert!(
+                *v >= seen.get(app).copied().unwrap_or(0),
+                "{app} went down in round {i}"
+            );
+        }
+        assert!(now.len() <= 3, "top 2 and other: {now:?}");
+        seen.extend(now);
+        // Series that went away keep their last value: over every series ever shown, each
+        // byte is counted exactly once.
+        assert_eq!(seen.values().sum::<u64>(), sent, "round {i}: {seen:?}");
+    }
+    assert_eq!(state.shown_apps(), ["a", "c"]);
+    // a: shown in rounds 0-1 and again from round 3, which it entered with its 20000.
+    let last = app_tx(&state.render(None));
+    assert_eq!(last["a"], 21001);
+    assert_eq!(last["c"], 9001);
+    assert_eq!(seen["b"], 5010);
+    assert_eq!(last[OTHER_APP], 19);
+}
+
+#[test]
+fn a_close_challenger_does_not_swap_places() {
+    let mut state = MetricsState::new(1);
+    state.observe(&synthetic_interval(0, &[], &[("a", 1000), ("b", 1050)]));
+    // Both hidden at first: room for one, the larger wins.
+    assert_eq!(state.shown_apps(), ["b"]);
+    state.observe(&synthetic_interval(1, &[], &[("a", 100)]));
+    // a: 1100 vs b: 1050, within 10%: b stays.
+    assert_eq!(state.shown_apps(), ["b"]);
+    state.observe(&synthetic_interval(2, &[], &[("a", 100)]));
+    // a: 1200 > 1050 * 1.1.
+    assert_eq!(state.shown_apps(), ["a"]);
+}
+
+#[test]
+fn fewer_top_apps_on_reload_demotes_the_smallest() {
+    let mut state = MetricsState::new(3);
+    state.observe(&synthetic_interval(0, &[], &[("a", 3), ("b", 2), ("c", 1)]));
+    assert_eq!(state.shown_apps(), ["a", "b", "c"]);
+    state.set_top_apps(1);
+    state.observe(&synthetic_interval(1, &[], &[]));
+    assert_eq!(state.shown_apps(), ["a"]);
+}
+
+#[test]
+fn the_exposition_has_every_family_once_with_exact_figures() {
+    let mut state = MetricsState::new(5);
+    state.observe(&synthetic_interval(0, &[("eth0", 2000)], &[("curl", 1500)]));
+    state.set_programs(vec![ProgramStat {
+        name: "kaipo_xdp".into(),
+        run_time_ns: 1_500_000_000,
+        run_count: 7,
+    }]);
+    let text = state.render(None);
+    for line in [
+        "kaipo_interface_bytes_total{interface=\"eth0\",direction=\"rx\"} 2000",
+        "kaipo_interface_packets_total{interface=\"eth0\",direction=\"rx\"} 2",
+        "kaipo_app_bytes_total{app=\"curl\",direction=\"tx\"} 1500",
+        "kaipo_app_packets_total{app=\"curl\",direction=\"tx\"} 2",
+        "kaipo_app_bytes_total{app=\"other\",direction=\"tx\"} 0",
+        "kaipo_attributed_bytes_total{direction=\"tx\"} 1500",
+        "kaipo_attributed_share 0.75",
+        "kaipo_lost_events_total{reason=\"ringbuf_full\"} 0",
+        "kaipo_flow_evictions_total 0",
+        "kaipo_bpf_program_run_seconds_total{program=\"kaipo_xdp\"} 1.5",
+        "kaipo_bpf_program_runs_total{program=\"kaipo_xdp\"} 7",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+    let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+    let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
+    assert_eq!((types, helps), (12, 12));
+}
