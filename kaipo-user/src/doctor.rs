@@ -76,17 +76,24 @@ pub async fn run(json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
             .iter()
             .filter(|c| c.status == Status::Degraded)
             .count();
+        let backend = checks
+            .iter()
+            .find(|c| c.name == "backend")
+            .map(|c| c.status);
         writeln!(out)?;
-        match (failed, degraded) {
-            (0, 0) => writeln!(out, "kaipo's eBPF collector runs here with everything.")?,
-            (0, n) => writeln!(
+        match (backend, failed, degraded) {
+            (Some(Status::Ok), _, 0) => {
+                writeln!(out, "kaipo's eBPF collector runs here with everything.")?
+            }
+            (Some(Status::Ok), _, n) => writeln!(
                 out,
                 "kaipo's eBPF collector runs here, with {n} degraded piece(s)."
             )?,
-            (n, _) => writeln!(
+            (Some(Status::Degraded), n, _) => writeln!(
                 out,
-                "kaipo's eBPF collector cannot run here: {n} check(s) failed."
+                "kaipo runs here with its libpcap backend; eBPF cannot: {n} check(s) failed."
             )?,
+            (_, n, _) => writeln!(out, "kaipo cannot collect here: {n} check(s) failed.")?,
         }
     }
     out.flush()?;
@@ -95,7 +102,11 @@ pub async fn run(json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
         .filter(|c| c.status == Status::Failed)
         .map(|c| c.name.as_str())
         .collect();
-    if !failed.is_empty() {
+    // Failed eBPF checks with a working libpcap still leave a collector that runs.
+    let runs = checks
+        .iter()
+        .any(|c| c.name == "backend" && c.status != Status::Failed);
+    if !runs {
         anyhow::bail!("failed checks: {}", failed.join(", "));
     }
     Ok(())
@@ -104,6 +115,58 @@ pub async fn run(json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
 /// Runs every check. Stops trying programs once something they all need is missing, but always
 /// reports each check.
 pub fn diagnose() -> Vec<Check> {
+    let mut checks = ebpf_checks();
+    let ebpf_ok = checks.iter().all(|c| c.status != Status::Failed);
+    let pcap = pcap_check();
+    let pcap_ok = pcap.status == Status::Ok;
+    checks.push(pcap);
+    checks.push(match (ebpf_ok, pcap_ok) {
+        (true, _) => Check::ok("backend", "`--backend auto` uses eBPF here"),
+        (false, true) => Check::bad(
+            "backend",
+            Status::Degraded,
+            "`--backend auto` uses libpcap here, because eBPF cannot run (see the failed checks)",
+            "fix the eBPF checks above for exact per-process figures at lower cost",
+        ),
+        (false, false) => Check::bad(
+            "backend",
+            Status::Failed,
+            "neither eBPF nor libpcap can run here",
+            "run kaipo as root, or fix the checks above",
+        ),
+    });
+    checks
+}
+
+/// Whether libpcap is there and may capture.
+fn pcap_check() -> Check {
+    const CAP_NET_RAW: u32 = 13;
+    match ::pcap::Device::list() {
+        Err(err) => Check::bad(
+            "libpcap",
+            Status::Degraded,
+            format!("libpcap cannot list interfaces: {err}"),
+            "install libpcap (Debian: libpcap0.8)",
+        ),
+        Ok(_) => {
+            // SAFETY: geteuid has no preconditions.
+            let root = unsafe { libc::geteuid() } == 0;
+            if root || privilege::effective_caps() & (1 << CAP_NET_RAW) != 0 {
+                Check::ok("libpcap", "available, and this process may capture")
+            } else {
+                Check::bad(
+                    "libpcap",
+                    Status::Degraded,
+                    "available, but capturing needs root or CAP_NET_RAW",
+                    "run kaipo with sudo, or grant cap_net_raw",
+                )
+            }
+        }
+    }
+}
+
+/// The eBPF collector's checks.
+fn ebpf_checks() -> Vec<Check> {
     let mut checks = Vec::new();
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
