@@ -3,7 +3,8 @@
 # that is already there: safe to run again, and quick when all is in place.
 #
 #  - Debian packages: LLVM 22 (bpf-linker links against it), iproute2 (tests build network
-#    namespaces), libpcap (pcap backend), tmux (dashboard tests), chromium (HTML report test).
+#    namespaces), libpcap (pcap backend), tmux (dashboard tests), chromium (HTML report test),
+#    prometheus (scrape test), systemd (systemd-analyze verify of the unit).
 #  - rust-src for the nightly toolchain (the eBPF crate builds core from source).
 #  - bpf-linker 0.13 built against LLVM 22.
 set -euo pipefail
@@ -21,7 +22,7 @@ as_root() {
 
 log() { echo "setup: $*" >&2; }
 
-packages=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 libpcap-dev tmux pkg-config chromium)
+packages=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 libpcap-dev tmux pkg-config chromium prometheus systemd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -64,7 +64,7 @@ fn syslog_socket(name: &str) -> (PathBuf, UnixDatagram) {
     (path, sock)
 }
 
-fn config(webhook: String, syslog: &PathBuf, timeout: &str, retries: u32) -> AlertsConfig {
+fn config(webhook: String, syslog: &std::path::Path, timeout: &str, retries: u32) -> AlertsConfig {
     let text = format!(
         "[alerts]\nwebhook = \"{webhook}\"\nwebhook_timeout = \"{timeout}\"\nwebhook_retries = {retries}\n\
          syslog = true\nsyslog_socket = \"{}\"\n\

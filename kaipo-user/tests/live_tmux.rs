@@ -5,7 +5,6 @@
 
 use std::{
     net::UdpSocket,
-    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -64,7 +63,7 @@ fn dashboard_shows_a_sender_at_its_rate_and_quits_on_q() {
         "this test runs kaipo's collector and needs root"
     );
     let session = format!("kaipo-live-{}", std::process::id());
-    let exit_file = PathBuf::from(std::env::temp_dir()).join(format!("{session}.exit"));
+    let exit_file = std::env::temp_dir().join(format!("{session}.exit"));
     let _ = std::fs::remove_file(&exit_file);
     let command = format!(
         "{} live --iface lo --include-loopback --socket /nonexistent/kaipo.sock; echo $? > {}",

@@ -347,15 +347,13 @@ fn sighup_changes_top_apps_and_an_invalid_file_keeps_the_old_config() {
     let d = daemon(&s, port, &format!("{head}top_apps = 5\n"));
     let _sender = send(&s, "kaipo-hup-sender", 50, 100);
     let scrape = || http_get(port, "/metrics").unwrap_or_default();
-    wait_until(
-        20,
-        || scrape(),
-        || app_series(&scrape()).contains(&"kaipo-hup-sender".to_owned()),
-    );
+    wait_until(20, scrape, || {
+        app_series(&scrape()).contains(&"kaipo-hup-sender".to_owned())
+    });
     let config = s.0.join("kaipo.toml");
     fs::write(&config, format!("{head}top_apps = 0\n")).expect("config");
     d.signal(libc::SIGHUP);
-    wait_until(20, || scrape(), || app_series(&scrape()) == ["other"]);
+    wait_until(20, scrape, || app_series(&scrape()) == ["other"]);
     assert!(d.stderr().contains("SIGHUP: reloaded"), "{}", d.stderr());
     // Invalid: the daemon says why and keeps top_apps = 0 (not the default 20).
     fs::write(&config, format!("{head}top_apps = \"many\"\n")).expect("config");

@@ -56,7 +56,7 @@ pub struct Collector {
 /// Lifecycle events of either kind of collector.
 pub enum Events {
     #[cfg(target_os = "linux")]
-    Ebpf(EventStream),
+    Ebpf(Box<EventStream>),
     Pcap(PcapEvents),
 }
 
@@ -77,7 +77,7 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
                         inner: Inner::Ebpf(collector),
                         degradations,
                     },
-                    Events::Ebpf(events),
+                    Events::Ebpf(Box::new(events)),
                 ));
             }
             Err(err) if opts.backend == BackendChoice::Ebpf => return Err(err.into()),

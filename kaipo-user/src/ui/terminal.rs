@@ -137,7 +137,7 @@ pub async fn run(mut source: impl LiveSource, theme: Theme) -> anyhow::Result<()
 }
 
 enum Feed {
-    Update(anyhow::Result<Option<LiveUpdate>>),
+    Update(anyhow::Result<Option<Box<LiveUpdate>>>),
     History(HistoryRange, anyhow::Result<Option<Report>>),
 }
 
@@ -172,7 +172,7 @@ pub async fn drive<B: Backend, S: LiveSource>(
         let feed = async {
             match wanted {
                 Some(range) => Feed::History(range, source.history(range).await),
-                None => Feed::Update(source.next().await),
+                None => Feed::Update(source.next().await.map(|u| u.map(Box::new))),
             }
         };
         tokio::select! {
@@ -181,7 +181,7 @@ pub async fn drive<B: Backend, S: LiveSource>(
             feed = feed, if source_open || wanted.is_some() => {
                 let now = Instant::now();
                 match feed {
-                    Feed::Update(Ok(Some(update))) => state.ingest(update, now),
+                    Feed::Update(Ok(Some(update))) => state.ingest(*update, now),
                     Feed::Update(Ok(None)) => {
                         source_open = false;
                         state.source_ended(None);

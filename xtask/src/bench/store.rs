@@ -32,6 +32,12 @@ const RSS_INTERVALS: u32 = 3600;
 const RSS_SAMPLE_EVERY: u32 = 300;
 
 pub fn run() -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "store bench: this is a debug build; for figures that mean something run \
+             `cargo run --release -p xtask -- bench store`"
+        );
+    }
     let scratch = Scratch::new()?;
     let started = Instant::now();
     eprintln!("store bench: ingest ({INGEST_INTERVALS} intervals of 10,000 rows)");
