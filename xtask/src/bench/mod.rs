@@ -5,6 +5,7 @@ mod breakdown;
 mod collector;
 mod kaipo;
 mod report;
+mod store;
 mod testrun;
 mod topology;
 mod traffic;
@@ -24,6 +25,13 @@ pub enum Which {
     Collector,
     /// Only the per-packet cost of the interface programs (`BPF_PROG_TEST_RUN`), quickly.
     Testrun,
+    /// History: CPU per interval written, a month-long report, bytes per day, memory over time.
+    Store,
+    /// The dashboard: building and drawing one frame with 10k connections and 1k processes.
+    Live,
+    /// The daemon's extras: a /metrics scrape with 1k apps and 100 interfaces, and evaluating
+    /// 1k alert rules on one interval.
+    Metrics,
     /// (Used by `collector` inside its namespaces.) A sendmmsg flood for a fixed time.
     #[command(hide = true)]
     FloodSend(traffic::FloodSendArgs),
@@ -38,6 +46,41 @@ pub enum Which {
 pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Collector => collector::run(),
+        Which::Store => store::run(),
+        Which::Live => {
+            let runs = 20;
+            let mut timings = Vec::new();
+            for _ in 0..runs {
+                timings.push(::kaipo::ui::bench::bench_frame(1000, 10_000, 160, 40)?);
+            }
+            let median = |mut v: Vec<std::time::Duration>| {
+                v.sort();
+                v[v.len() / 2]
+            };
+            println!(
+                "kaipo live, 1000 processes and 10,000 connections at 160x40 (median of {runs}): \
+                 draw {:?} per frame, ingest {:?} per interval",
+                median(timings.iter().map(|t| t.draw).collect()),
+                median(timings.iter().map(|t| t.ingest).collect()),
+            );
+            Ok(())
+        }
+        Which::Metrics => {
+            let median = |f: &dyn Fn() -> std::time::Duration| {
+                let mut v: Vec<_> = (0..11).map(|_| f()).collect();
+                v.sort();
+                v[5]
+            };
+            println!(
+                "/metrics scrape, 1000 apps and 100 interfaces (median of 11): {:?}",
+                median(&::kaipo::metrics::bench::bench_scrape)
+            );
+            println!(
+                "alert evaluation, 1000 rate rules on one interval of 1000 apps (median of 11): {:?}",
+                median(&::kaipo::alert::bench::bench_alert_evaluation)
+            );
+            Ok(())
+        }
         Which::Testrun => {
             let costs = testrun::measure(200_000, 5, 10_000)?;
             for (name, one, many) in &costs.programs {
