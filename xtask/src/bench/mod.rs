@@ -4,6 +4,7 @@ mod baseline;
 mod breakdown;
 mod collector;
 mod kaipo;
+mod live;
 mod report;
 mod store;
 mod testrun;
@@ -47,24 +48,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Collector => collector::run(),
         Which::Store => store::run(),
-        Which::Live => {
-            let runs = 20;
-            let mut timings = Vec::new();
-            for _ in 0..runs {
-                timings.push(::kaipo::ui::bench::bench_frame(1000, 10_000, 160, 40)?);
-            }
-            let median = |mut v: Vec<std::time::Duration>| {
-                v.sort();
-                v[v.len() / 2]
-            };
-            println!(
-                "kaipo live, 1000 processes and 10,000 connections at 160x40 (median of {runs}): \
-                 draw {:?} per frame, ingest {:?} per interval",
-                median(timings.iter().map(|t| t.draw).collect()),
-                median(timings.iter().map(|t| t.ingest).collect()),
-            );
-            Ok(())
-        }
+        Which::Live => live::run(),
         Which::Metrics => {
             let median = |f: &dyn Fn() -> std::time::Duration| {
                 let mut v: Vec<_> = (0..11).map(|_| f()).collect();
