@@ -73,7 +73,48 @@ fn test(test_args: &[String]) -> anyhow::Result<()> {
     // The end-to-end tests run the real binaries, so build them first.
     // The default members are every crate but the eBPF one, which builds only for BPF.
     run(cargo().args(["build", "--bins"]))?;
-    run(cargo().args(["test", "--"]).args(test_args))
+    run_tests(cargo().args(["test", "--"]).args(test_args))
+}
+
+/// Runs `cargo test`, passing its output through, and closes with one line that sums every
+/// test binary's result, so the last line says what ran rather than the last (often empty)
+/// binary's count.
+fn run_tests(cmd: &mut Command) -> anyhow::Result<()> {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {cmd:?}"))?;
+    let stdout = child.stdout.take().context("cargo test's stdout")?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test's output")?;
+        println!("{line}");
+        if let Some((p, f, i)) = result_counts(&line) {
+            passed += p;
+            failed += f;
+            ignored += i;
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Passed, failed and ignored counts of a `test result:` line of libtest.
+fn result_counts(line: &str) -> Option<(u64, u64, u64)> {
+    let rest = line.strip_prefix("test result: ")?;
+    let count = |word: &str| -> u64 {
+        rest.split(';')
+            .find_map(|part| part.trim().strip_suffix(word))
+            .and_then(|n| n.trim().rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    Some((count("passed"), count("failed"), count("ignored")))
 }
 
 fn clippy() -> anyhow::Result<()> {
@@ -99,4 +140,25 @@ fn clippy() -> anyhow::Result<()> {
         .env_remove("RUSTC")
         .env_remove("RUSTUP_TOOLCHAIN")
         .env_remove("CARGO"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::result_counts;
+
+    #[test]
+    fn sums_libtest_result_lines() {
+        assert_eq!(
+            result_counts(
+                "test result: ok. 219 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; \
+                 finished in 9.81s"
+            ),
+            Some((219, 0, 1))
+        );
+        assert_eq!(
+            result_counts("test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured"),
+            Some((3, 2, 0))
+        );
+        assert_eq!(result_counts("running 3 tests"), None);
+    }
 }
