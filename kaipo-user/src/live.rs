@@ -32,6 +32,18 @@ pub struct LiveOptions {
     pub collect: crate::cli::BackendArgs,
 }
 
+/// Snapshots between two looks at the daemon's firing alerts.
+const ALERT_REFRESH: u64 = 3;
+
+/// Summaries of the alerts still firing.
+fn firing(alerts: &[crate::alert::Notification]) -> Vec<String> {
+    alerts
+        .iter()
+        .filter(|a| a.cleared_ms.is_none())
+        .map(|a| a.summary.clone())
+        .collect()
+}
+
 /// Snapshots waiting for the dashboard; a dashboard that falls behind skips intervals rather
 /// than letting them pile up.
 const QUEUE: usize = 4;
@@ -51,14 +63,25 @@ pub async fn run(opts: &LiveOptions) -> anyhow::Result<()> {
             let (tx, rx) = mpsc::channel(QUEUE);
             // The subscription is read here, not inside `next()`, so the dashboard may drop a
             // pending `next()` (it does when a key arrives) without losing half a line.
+            let socket = opts.socket.clone();
             let reader = async move {
                 let mut subscription = subscription;
+                let mut seen = 0u64;
+                let mut alerts = Vec::new();
                 while let Some(snapshot) = subscription.next().await? {
                     let share = snapshot.totals.attributed_share();
                     let record: IntervalRecord =
                         serde_json::from_value(serde_json::Value::Object(snapshot.interval))
                             .context("reading a snapshot from the daemon")?;
-                    if tx.send((record, share)).await.is_err() {
+                    // Snapshots carry no alerts; the status answer does. Asked every few
+                    // snapshots, it keeps the header's alerts fresh at little cost.
+                    if seen % ALERT_REFRESH == 0 {
+                        if let Ok(status) = client::status(&socket).await {
+                            alerts = firing(&status.alerts);
+                        }
+                    }
+                    seen += 1;
+                    if tx.send((record, share, alerts.clone())).await.is_err() {
                         break;
                     }
                 }
@@ -121,23 +144,28 @@ async fn embedded(opts: &LiveOptions, theme: Theme, no_daemon: ClientError) -> a
 }
 
 struct DaemonSource {
-    rx: mpsc::Receiver<(IntervalRecord, Option<f64>)>,
+    rx: mpsc::Receiver<(IntervalRecord, Option<f64>, Vec<String>)>,
     socket: PathBuf,
     degradations: Vec<String>,
 }
 
 impl LiveSource for DaemonSource {
     async fn next(&mut self) -> anyhow::Result<Option<LiveUpdate>> {
-        Ok(self.rx.recv().await.map(|(record, attributed_share)| {
-            let header = HeaderInfo {
-                backend: record.backend.to_string(),
-                degradations: self.degradations.clone(),
-                lost_total: None,
-                attributed_share,
-                source: SourceKind::Daemon,
-            };
-            LiveUpdate::new(record, header)
-        }))
+        Ok(self
+            .rx
+            .recv()
+            .await
+            .map(|(record, attributed_share, alerts)| {
+                let header = HeaderInfo {
+                    backend: record.backend.to_string(),
+                    degradations: self.degradations.clone(),
+                    lost_total: None,
+                    attributed_share,
+                    source: SourceKind::Daemon,
+                    alerts,
+                };
+                LiveUpdate::new(record, header)
+            }))
     }
 
     async fn history(&mut self, range: HistoryRange) -> anyhow::Result<Option<Report>> {
@@ -196,6 +224,8 @@ impl RecordSink for ChannelSink {
             lost_total: None,
             attributed_share: share,
             source: SourceKind::Embedded,
+            // Alert rules run in the daemon only.
+            alerts: Vec::new(),
         };
         match self.tx.try_send(LiveUpdate::new(record, header)) {
             // A busy dashboard skips this interval; its rates cover the ones it shows.

@@ -61,6 +61,7 @@ fn update(n: u64) -> LiveUpdate {
     let header = HeaderInfo {
         backend: "ebpf".into(),
         source: SourceKind::Daemon,
+        alerts: Vec::new(),
         ..HeaderInfo::default()
     };
     LiveUpdate::new(record, header)

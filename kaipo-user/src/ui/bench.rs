@@ -77,6 +77,7 @@ pub fn synthetic_update(processes: usize, connections: usize, n: u64) -> LiveUpd
     let header = HeaderInfo {
         backend: "ebpf".into(),
         source: SourceKind::Daemon,
+        alerts: Vec::new(),
         attributed_share: Some(0.98),
         ..HeaderInfo::default()
     };

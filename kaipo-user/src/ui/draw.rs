@@ -98,8 +98,11 @@ fn draw_header(frame: &mut Frame, area: Rect, state: &LiveState) {
     frame.render_widget(Paragraph::new(line), first);
 
     let mut spans = Vec::new();
-    let warnings = source_warning(state)
-        .into_iter()
+    let warnings = header
+        .alerts
+        .iter()
+        .map(|alert| format!("ALERT {alert}"))
+        .chain(source_warning(state))
         .chain(header.degradations.iter().cloned());
     for warning in warnings {
         spans.push(Span::styled(format!("{warning} "), theme.warning()));

@@ -252,6 +252,7 @@ pub fn update(n: u64) -> LiveUpdate {
         lost_total: None,
         attributed_share: Some(0.973),
         source: SourceKind::Daemon,
+        alerts: Vec::new(),
     };
     let mut update = LiveUpdate::new(record, header);
     update.processes_extra = PROCS

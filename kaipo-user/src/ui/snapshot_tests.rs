@@ -150,6 +150,17 @@ fn paused_in_bits_degraded() {
     });
 }
 
+/// An alert the daemon reports firing leads the header's warning line.
+#[test]
+fn firing_alert_in_the_header() {
+    snapshot_both("firing_alert", |s| {
+        let mut update = fixtures::update(4);
+        update.header.source = crate::ui::SourceKind::Daemon;
+        update.header.alerts = vec!["app rsync: 14200000 B/s over 10000000 B/s".into()];
+        s.ingest(update, fixtures::at(std::time::Instant::now(), 4));
+    });
+}
+
 #[test]
 fn tiny_terminal_draws_without_panicking() {
     let state = fixtures::state();

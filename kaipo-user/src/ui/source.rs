@@ -48,6 +48,8 @@ pub struct HeaderInfo {
     /// work it out (it knows which interface each socket's packets crossed).
     pub attributed_share: Option<f64>,
     pub source: SourceKind,
+    /// Alerts firing now (the daemon's alert rules), one summary each.
+    pub alerts: Vec<String>,
 }
 
 /// Per-process facts [`crate::model::ProcessRecord`] lacks. Name, cmdline, user and
