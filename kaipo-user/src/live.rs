@@ -75,7 +75,7 @@ pub async fn run(opts: &LiveOptions) -> anyhow::Result<()> {
                             .context("reading a snapshot from the daemon")?;
                     // Snapshots carry no alerts; the status answer does. Asked every few
                     // snapshots, it keeps the header's alerts fresh at little cost.
-                    if seen % ALERT_REFRESH == 0 {
+                    if seen.is_multiple_of(ALERT_REFRESH) {
                         if let Ok(status) = client::status(&socket).await {
                             alerts = firing(&status.alerts);
                         }
