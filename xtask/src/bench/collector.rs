@@ -43,10 +43,7 @@ pub fn run() -> anyhow::Result<()> {
     }
     super::catch_signals();
     let started = Instant::now();
-    progress("building kaipo: cargo build --release -p kaipo-user");
-    crate::run(crate::cargo().args(["build", "--release", "-p", "kaipo-user"]))?;
-    let bin = target_dir().join("release").join("kaipo");
-    anyhow::ensure!(bin.exists(), "{} was not built", bin.display());
+    let bin = build_kaipo()?;
 
     let machine = report::Machine::read();
     emit(&report::header(&machine));
@@ -80,7 +77,7 @@ pub fn run() -> anyhow::Result<()> {
         progress(&format!(
             "section 3: flood round {round}/{ROUNDS}: with kaipo"
         ));
-        with.push(bench.monitored_flood(FLOOD_SECS, None, false)?);
+        with.push(bench.monitored_flood(FLOOD_SECS, None, false, None)?);
     }
     // Each piece twice, each time right after a flood with nothing attached.
     let mut bases = Vec::new();
@@ -99,7 +96,7 @@ pub fn run() -> anyhow::Result<()> {
         }
     }
     progress("section 2: flood with kaipo and BPF run-time statistics");
-    let stats = bench.monitored_flood(FLOOD_SECS, None, true)?;
+    let stats = bench.monitored_flood(FLOOD_SECS, None, true, None)?;
     // A quarter of what the sender's CPU sustains with kaipo (by CPU per datagram), rather than
     // of the delivered rate, which other work on the machine may have pulled down.
     let cpu_per_datagram =
@@ -108,7 +105,7 @@ pub fn run() -> anyhow::Result<()> {
     progress(&format!(
         "section 4: flood with kaipo at ~1/4 rate ({quarter_pps} datagrams/s)"
     ));
-    let quarter = bench.monitored_flood(FLOOD_SECS, Some(quarter_pps), false)?;
+    let quarter = bench.monitored_flood(FLOOD_SECS, Some(quarter_pps), false, None)?;
     emit(&report::stats(&stats, &bench.topo));
     emit(&report::flood(
         &without,
@@ -139,11 +136,20 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn progress(what: &str) {
+/// Builds `target/release/kaipo` and returns its path.
+pub(super) fn build_kaipo() -> anyhow::Result<PathBuf> {
+    progress("building kaipo: cargo build --release -p kaipo-user");
+    crate::run(crate::cargo().args(["build", "--release", "-p", "kaipo-user"]))?;
+    let bin = target_dir().join("release").join("kaipo");
+    anyhow::ensure!(bin.exists(), "{} was not built", bin.display());
+    Ok(bin)
+}
+
+pub(super) fn progress(what: &str) {
     eprintln!("bench: {what}");
 }
 
-fn emit(markdown: &str) {
+pub(super) fn emit(markdown: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{markdown}");
     let _ = out.flush();
@@ -263,7 +269,7 @@ fn num(v: &serde_json::Value, key: &str) -> anyhow::Result<u64> {
 
 /// Points in a flood at which a caller takes its readings.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Moment {
+pub(super) enum Moment {
     /// The receiver is ready; the sender is about to start.
     Start,
     /// The sender has finished.
@@ -336,6 +342,8 @@ pub struct Monitored {
     pub sender_if: Reported,
     pub receiver_if: Reported,
     pub ringbuf_full: u64,
+    /// Every `lost.*` counter kaipo reported, summed over its records.
+    pub lost: std::collections::BTreeMap<String, u64>,
     /// kaipo's time on CPU over the window by the scheduler's count (`schedstat`), in seconds.
     pub sched_cpu_secs: f64,
     /// Per program: (name, run time ns, runs) from the start of the flood to the receiver's end.
@@ -355,10 +363,10 @@ pub struct Flows {
     pub reported_map_full: u64,
 }
 
-struct Bench {
-    topo: Topology,
-    exe: PathBuf,
-    bin: PathBuf,
+pub(super) struct Bench {
+    pub(super) topo: Topology,
+    pub(super) exe: PathBuf,
+    pub(super) bin: PathBuf,
 }
 
 impl Bench {
@@ -368,7 +376,7 @@ impl Bench {
         Helper::spawn(cmd, what)
     }
 
-    fn flood(
+    pub(super) fn flood(
         &self,
         secs: f64,
         pps: Option<u64>,
@@ -447,11 +455,13 @@ impl Bench {
         })
     }
 
-    fn monitored_flood(
+    /// A flood with `kaipo watch` on both host ends; `backend` as in [`Kaipo::start`].
+    pub(super) fn monitored_flood(
         &self,
         secs: f64,
         pps: Option<u64>,
         with_stats: bool,
+        backend: Option<&str>,
     ) -> anyhow::Result<Monitored> {
         // Held only for this flood: with statistics on, every program run also reads the clock
         // twice, which would be charged to kaipo in the other floods.
@@ -461,7 +471,12 @@ impl Bench {
             None
         };
         let topo = &self.topo;
-        let kaipo = Kaipo::start(&self.bin, &[&topo.sender_if, &topo.receiver_if], "1s")?;
+        let kaipo = Kaipo::start(
+            &self.bin,
+            &[&topo.sender_if, &topo.receiver_if],
+            "1s",
+            backend,
+        )?;
         let pid = kaipo.pid;
         let held = kaipo::held_objects(pid)?;
         let mut cpu = (0u64, 0u64);
@@ -506,6 +521,7 @@ impl Bench {
             sender_if: kaipo::interface_totals(&records, &topo.sender_if),
             receiver_if: kaipo::interface_totals(&records, &topo.receiver_if),
             ringbuf_full: kaipo::lost_total(&records, "ringbuf_full"),
+            lost: kaipo::lost_totals(&records),
             programs: with_stats.then(|| programs.1.since(&programs.0)),
             stderr,
             flood,
@@ -517,7 +533,7 @@ impl Bench {
     fn flows(&self, flows: u32) -> anyhow::Result<Flows> {
         let topo = &self.topo;
         // Flows are counted every 10th interval; 200 ms intervals make that every 2 s.
-        let kaipo = Kaipo::start(&self.bin, &[&topo.sender_if], "200ms")?;
+        let kaipo = Kaipo::start(&self.bin, &[&topo.sender_if], "200ms", None)?;
         let pid = kaipo.pid;
         let dst = topo.receiver_addrs.map(|a| a.to_string()).join(",");
         let sent = self

@@ -39,10 +39,19 @@ pub struct Kaipo {
 
 impl Kaipo {
     /// Starts kaipo on `ifaces` and waits for its first interval, by which time every program
-    /// is attached.
-    pub fn start(bin: &Path, ifaces: &[&str], interval: &str) -> anyhow::Result<Self> {
+    /// is attached. `backend` is passed as `--backend` (`ebpf`, `pcap`); `None` leaves kaipo's
+    /// default.
+    pub fn start(
+        bin: &Path,
+        ifaces: &[&str],
+        interval: &str,
+        backend: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(bin);
         cmd.args(["watch", "--json", "--interval", interval]);
+        if let Some(backend) = backend {
+            cmd.args(["--backend", backend]);
+        }
         for iface in ifaces {
             cmd.args(["--iface", iface]);
         }
@@ -205,6 +214,17 @@ pub fn lost_total(records: &[serde_json::Value], name: &str) -> u64 {
         .filter_map(|r| r.get("lost"))
         .map(|l| field(l, name))
         .sum()
+}
+
+/// Every `lost.*` counter summed over `records`, by name.
+pub fn lost_totals(records: &[serde_json::Value]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for lost in records.iter().filter_map(|r| r.get("lost")?.as_object()) {
+        for (name, v) in lost {
+            *out.entry(name.clone()).or_insert(0) += v.as_u64().unwrap_or(0);
+        }
+    }
+    out
 }
 
 /// utime + stime of a whole process, in clock ticks.

@@ -5,6 +5,7 @@ mod breakdown;
 mod collector;
 mod kaipo;
 mod live;
+mod pcap;
 mod report;
 mod store;
 mod testrun;
@@ -24,6 +25,9 @@ pub enum Which {
     /// Per-packet cost of the kernel programs, a UDP flood with and without kaipo, and
     /// kaipo's own CPU and memory.
     Collector,
+    /// The collector's UDP flood with `kaipo watch --backend pcap` and `--backend ebpf` side by
+    /// side: throughput, packets seen, drops, kaipo's CPU and memory.
+    Pcap,
     /// Only the per-packet cost of the interface programs (`BPF_PROG_TEST_RUN`), quickly.
     Testrun,
     /// History: CPU per interval written, a month-long report, bytes per day, memory over time.
@@ -47,6 +51,7 @@ pub enum Which {
 pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Collector => collector::run(),
+        Which::Pcap => pcap::run(),
         Which::Store => store::run(),
         Which::Live => live::run(),
         Which::Metrics => {

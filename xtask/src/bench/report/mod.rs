@@ -130,7 +130,7 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// 1234567 as "1,234,567".
-fn int(n: u64) -> String {
+pub(super) fn int(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -142,7 +142,7 @@ fn int(n: u64) -> String {
     out
 }
 
-fn mib(kib: u64) -> String {
+pub(super) fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
@@ -163,9 +163,14 @@ fn verdict(met: bool) -> &'static str {
 }
 
 pub fn header(m: &Machine) -> String {
+    header_for(m, "Collector", "collector")
+}
+
+/// The heading of `cargo xtask bench <which>`, titled `title`, and the machine.
+pub fn header_for(m: &Machine, title: &str, which: &str) -> String {
     format!(
-        "## Collector (`cargo xtask bench collector`)\n\n\
-         - Command: `cargo xtask bench collector` (as root; it builds `target/release/kaipo` first)\n\
+        "## {title} (`cargo xtask bench {which}`)\n\n\
+         - Command: `cargo xtask bench {which}` (as root; it builds `target/release/kaipo` first)\n\
          - Machine: Linux {}, {} CPUs ({}), {} RAM\n\
          - Date: {}; kaipo at {}\n\
          - Load average (1/5/15 min) at the start: {}; `kernel.bpf_stats_enabled` = {}\n",
