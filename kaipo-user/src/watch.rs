@@ -11,7 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::{
     accounting::{Accountant, IntervalDelta},
     collect::{
-        backend::{self, BackendChoice, Events, StartOptions},
+        backend::{self, BackendChoice, Collector, Events, StartOptions},
         BackendKind, Event,
     },
     format,
@@ -120,15 +120,7 @@ pub async fn drive(
             _ = sigterm.recv() => true,
         };
         let now = Instant::now();
-        // Events first, then counters, then events again: an owner or close that raced with
-        // the read is applied before the interval is closed.
-        state.drain(&mut events);
-        let sample = collector.sample()?;
-        state.drain(&mut events);
-        let malformed = events.malformed() - state.malformed_reported;
-        state.malformed_reported = events.malformed();
-        let delta = state.accountant.finish(&sample, malformed, stop);
-        collector.forget_sockets(&state.accountant.take_forgotten());
+        let delta = state.close_interval(&mut collector, &mut events, stop)?;
         let record = state.record(delta, now.duration_since(last_tick), now);
         last_tick = now;
         if !sink.deliver(record)? || stop {
@@ -150,6 +142,25 @@ pub struct WatchState {
 }
 
 impl WatchState {
+    /// Reads the counters and closes an interval. Events first, then counters, then events
+    /// again: an owner or close that raced with the read is applied before the interval is
+    /// closed. `final_interval` flushes bytes still waiting for an owner.
+    pub fn close_interval(
+        &mut self,
+        collector: &mut Collector,
+        events: &mut Events,
+        final_interval: bool,
+    ) -> anyhow::Result<IntervalDelta> {
+        self.drain(events);
+        let sample = collector.sample()?;
+        self.drain(events);
+        let malformed = events.malformed() - self.malformed_reported;
+        self.malformed_reported = events.malformed();
+        let delta = self.accountant.finish(&sample, malformed, final_interval);
+        collector.forget_sockets(&self.accountant.take_forgotten());
+        Ok(delta)
+    }
+
     pub fn drain(&mut self, stream: &mut Events) {
         stream.drain(&mut self.events);
         let now = Instant::now();

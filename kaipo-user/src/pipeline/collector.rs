@@ -80,15 +80,7 @@ pub async fn run(
             }
         };
         let now = Instant::now();
-        // Events first, then counters, then events again: an owner or close that raced with
-        // the read is applied before the interval is closed.
-        state.drain(&mut events);
-        let sample = collector.sample()?;
-        state.drain(&mut events);
-        let malformed = events.malformed() - state.malformed_reported;
-        state.malformed_reported = events.malformed();
-        let delta = state.accountant.finish(&sample, malformed, stopping);
-        collector.forget_sockets(&state.accountant.take_forgotten());
+        let delta = state.close_interval(&mut collector, &mut events, stopping)?;
         // Rows first: `record` expires the resolver's cache of exited processes.
         let traffic = traffic_rows(&delta, &mut state.resolver, now);
         let record = state.record(delta, now.duration_since(last_close), now);
