@@ -44,6 +44,22 @@ pub struct IfaceCounters {
 }
 const _: () = assert!(size_of::<IfaceCounters>() == 64);
 
+impl IfaceCounters {
+    /// Field-by-field sum, for adding up per-CPU values.
+    pub fn sum(&self, other: &Self) -> Self {
+        Self {
+            rx_bytes: self.rx_bytes + other.rx_bytes,
+            rx_packets: self.rx_packets + other.rx_packets,
+            tx_bytes: self.tx_bytes + other.tx_bytes,
+            tx_packets: self.tx_packets + other.tx_packets,
+            rx_non_ip: self.rx_non_ip + other.rx_non_ip,
+            tx_non_ip: self.tx_non_ip + other.tx_non_ip,
+            rx_malformed: self.rx_malformed + other.rx_malformed,
+            tx_malformed: self.tx_malformed + other.tx_malformed,
+        }
+    }
+}
+
 /// One flow as seen on one interface, oriented from the host's side: for a received frame the
 /// destination is `local`, for a sent frame the source is.
 #[repr(C)]

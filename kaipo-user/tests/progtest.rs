@@ -241,7 +241,9 @@ impl Harness {
                 let (ifindex, per_cpu) = entry.expect("reading IFACE_STATS");
                 (
                     ifindex,
-                    per_cpu.iter().fold(IfaceCounters::default(), add_iface),
+                    per_cpu
+                        .iter()
+                        .fold(IfaceCounters::default(), |acc, v| acc.sum(v)),
                 )
             })
             .collect()
@@ -313,19 +315,6 @@ impl Harness {
         assert_eq!(self.counter(counter::FLOW_CREATED), 0, "FLOW_CREATED");
         assert_eq!(self.counter(counter::FLOW_MAP_FULL), 0, "FLOW_MAP_FULL");
         assert_eq!(self.counter(counter::IFACE_MAP_FULL), 0, "IFACE_MAP_FULL");
-    }
-}
-
-fn add_iface(a: IfaceCounters, b: &IfaceCounters) -> IfaceCounters {
-    IfaceCounters {
-        rx_bytes: a.rx_bytes + b.rx_bytes,
-        rx_packets: a.rx_packets + b.rx_packets,
-        tx_bytes: a.tx_bytes + b.tx_bytes,
-        tx_packets: a.tx_packets + b.tx_packets,
-        rx_non_ip: a.rx_non_ip + b.rx_non_ip,
-        tx_non_ip: a.tx_non_ip + b.tx_non_ip,
-        rx_malformed: a.rx_malformed + b.rx_malformed,
-        tx_malformed: a.tx_malformed + b.tx_malformed,
     }
 }
 

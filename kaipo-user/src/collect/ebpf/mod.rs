@@ -208,7 +208,9 @@ impl EbpfCollector {
         let mut sample = KernelSample::default();
         for iface in &self.ifaces {
             let total = match self.iface_stats.get(&iface.ifindex, 0) {
-                Ok(per_cpu) => per_cpu.iter().fold(IfaceCounters::default(), add_iface),
+                Ok(per_cpu) => per_cpu
+                    .iter()
+                    .fold(IfaceCounters::default(), |acc, v| acc.sum(v)),
                 Err(aya::maps::MapError::KeyNotFound) => IfaceCounters::default(),
                 Err(err) => return Err(map_err("IFACE_STATS")(err)),
             };
@@ -280,19 +282,6 @@ impl EbpfCollector {
                 ))
             })
             .collect()
-    }
-}
-
-fn add_iface(acc: IfaceCounters, v: &IfaceCounters) -> IfaceCounters {
-    IfaceCounters {
-        rx_bytes: acc.rx_bytes + v.rx_bytes,
-        rx_packets: acc.rx_packets + v.rx_packets,
-        tx_bytes: acc.tx_bytes + v.tx_bytes,
-        tx_packets: acc.tx_packets + v.tx_packets,
-        rx_non_ip: acc.rx_non_ip + v.rx_non_ip,
-        tx_non_ip: acc.tx_non_ip + v.tx_non_ip,
-        rx_malformed: acc.rx_malformed + v.rx_malformed,
-        tx_malformed: acc.tx_malformed + v.tx_malformed,
     }
 }
 
