@@ -173,6 +173,11 @@ pub mod counter {
     pub const COUNT: u32 = 8;
 }
 
+/// Interfaces with an ifindex below this are counted in `IFACE_STATS`, a per-CPU array indexed
+/// by ifindex, whose lookup the kernel inlines into the program; the rest (hosts that have
+/// created and removed many interfaces) in the `IFACE_STATS_HIGH` hash.
+pub const IFACE_SLOTS: u32 = 1024;
+
 /// Default capacities; userspace may override them at load time.
 pub const MAX_IFACES: u32 = 256;
 pub const MAX_FLOWS: u32 = 131_072;

@@ -5,12 +5,12 @@ use aya_ebpf::{
     helpers::generated::{bpf_skb_load_bytes, bpf_xdp_get_buff_len},
     programs::{TcContext, XdpContext},
 };
-use kaipo_common::{counter, FlowCounters, FlowKey, IfaceCounters};
+use kaipo_common::{counter, FlowCounters, FlowKey, IfaceCounters, IFACE_SLOTS};
 
 use crate::{
     bump,
     packet::{self, store_addr, Frame, IpHeaders, Parsed},
-    track_flows, FLOWS, IFACE_STATS,
+    track_flows, FLOWS, IFACE_STATS, IFACE_STATS_HIGH,
 };
 
 /// Direct access to the linear part of an XDP buffer.
@@ -160,13 +160,14 @@ fn account(ifindex: u32, len: u64, parsed: Parsed, headers: &IpHeaders, egress: 
 
 #[inline(always)]
 fn iface_entry(ifindex: u32) -> Option<*mut IfaceCounters> {
-    if let Some(stats) = IFACE_STATS.get_ptr_mut(ifindex) {
+    if ifindex < IFACE_SLOTS {
+        return IFACE_STATS.get_ptr_mut(ifindex);
+    }
+    if let Some(stats) = IFACE_STATS_HIGH.get_ptr_mut(ifindex) {
         return Some(stats);
     }
-    // Userspace creates entries for the interfaces it attaches to; this covers one it did not
-    // know about (attached by another kaipo, or created since).
-    let _ = IFACE_STATS.insert(ifindex, IfaceCounters::default(), u64::from(BPF_NOEXIST));
-    IFACE_STATS.get_ptr_mut(ifindex)
+    let _ = IFACE_STATS_HIGH.insert(ifindex, IfaceCounters::default(), u64::from(BPF_NOEXIST));
+    IFACE_STATS_HIGH.get_ptr_mut(ifindex)
 }
 
 #[inline(always)]

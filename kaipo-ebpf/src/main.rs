@@ -27,12 +27,18 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, SkBuffContext, SockContext, TcContext, XdpContext},
 };
 use kaipo_common::{
-    counter, FlowCounters, FlowKey, IfaceCounters, SockStats, MAX_FLOWS, MAX_IFACES, MAX_SOCKETS,
-    RINGBUF_BYTES,
+    counter, FlowCounters, FlowKey, IfaceCounters, SockStats, IFACE_SLOTS, MAX_FLOWS, MAX_IFACES,
+    MAX_SOCKETS, RINGBUF_BYTES,
 };
 
+/// Indexed by ifindex, for ifindexes below `IFACE_SLOTS`: an array lookup costs the program a
+/// bounds check and an add, where a hash lookup costs a helper call and a hash.
 #[map]
-static IFACE_STATS: PerCpuHashMap<u32, IfaceCounters> =
+static IFACE_STATS: PerCpuArray<IfaceCounters> = PerCpuArray::with_max_entries(IFACE_SLOTS, 0);
+
+/// Interfaces whose ifindex is too large for the array.
+#[map]
+static IFACE_STATS_HIGH: PerCpuHashMap<u32, IfaceCounters> =
     PerCpuHashMap::with_max_entries(MAX_IFACES, 0);
 
 /// Flows are many and come and go; the LRU map makes room for new ones by evicting the least

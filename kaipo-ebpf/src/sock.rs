@@ -148,19 +148,43 @@ fn orient(stats: &mut SockStats, h: &IpHeaders, egress: bool) {
 
 /// An unconnected UDP socket may talk to many peers; flag it once a second peer shows up so the
 /// recorded remote is not mistaken for the only one.
+///
+/// This runs for every packet of such a socket (a UDP server's, typically) until a second peer
+/// shows up, so the common shapes are read with one load: an IPv4 header without options or
+/// an IPv6 header without extensions, followed by the ports. Anything else takes the full parse.
 #[inline(always)]
 fn note_remote(stats: &mut SockStats, ctx: &SkBuffContext, egress: bool) {
-    let mut h = IpHeaders::default();
-    if packet::parse_ip(&SkbFrame::new(ctx.skb.skb), &mut h) == Parsed::Ip {
-        let (addr, port) = if egress {
+    let frame = SkbFrame::new(ctx.skb.skb);
+    let mut peer = [0u8; 16];
+    let port;
+    if let Some(h) = frame.read::<24>(0).filter(|h| {
+        // Version 4, no options, UDP, not a later fragment.
+        h[0] == 0x45 && h[9] == PROTO_UDP && u16::from_be_bytes([h[6], h[7]]) & 0x1fff == 0
+    }) {
+        let (at, port_at) = if egress { (16, 22) } else { (12, 20) };
+        peer[..4].copy_from_slice(&h[at..at + 4]);
+        port = u16::from_be_bytes([h[port_at], h[port_at + 1]]);
+    } else if let Some(h) = frame
+        .read::<44>(0)
+        .filter(|h| h[0] >> 4 == 6 && h[6] == PROTO_UDP)
+    {
+        let (at, port_at) = if egress { (24, 42) } else { (8, 40) };
+        peer.copy_from_slice(&h[at..at + 16]);
+        port = u16::from_be_bytes([h[port_at], h[port_at + 1]]);
+    } else {
+        let mut h = IpHeaders::default();
+        if packet::parse_ip(&frame, &mut h) != Parsed::Ip {
+            return;
+        }
+        let (addr, p) = if egress {
             (h.dst, h.dst_port)
         } else {
             (h.src, h.src_port)
         };
-        let mut seen = [0u8; 16];
-        store_addr(&mut seen, &addr);
-        if seen != stats.remote_addr || port != stats.remote_port {
-            stats.flags |= SOCK_FLAG_MANY_REMOTES;
-        }
+        store_addr(&mut peer, &addr);
+        port = p;
+    }
+    if peer != stats.remote_addr || port != stats.remote_port {
+        stats.flags |= SOCK_FLAG_MANY_REMOTES;
     }
 }

@@ -62,6 +62,10 @@ pub struct BackendArgs {
     /// pcap backend: a capture filter (pcap-filter syntax), applied in the kernel.
     #[arg(long, value_name = "EXPR")]
     pub filter: Option<String>,
+    /// eBPF backend: the hook that counts incoming frames. `tc` (TCX ingress) changes nothing
+    /// in how an interface receives; `xdp` uses driver-mode XDP where the driver has it.
+    #[arg(long, value_enum, default_value_t = crate::collect::backend::IngressHook::Tc)]
+    pub ingress_hook: crate::collect::backend::IngressHook,
 }
 
 #[derive(Debug, clap::Args)]

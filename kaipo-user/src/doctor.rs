@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::{
     collect::{
+        backend::IngressHook,
         ebpf::{self, attach, EbpfCollectError},
         iface, Interface,
     },
@@ -328,24 +329,38 @@ fn program_checks(object: &mut aya::Ebpf, cgroup: &fs::File, btf: &Btf, checks: 
         ifindex: kaipo_common::LOOPBACK_IFINDEX,
     };
     let mut notes = Vec::new();
-    let result = attach::load_interface_programs(object)
-        .and_then(|()| attach::interface(object, &lo, &mut notes).map(drop));
+    let result = attach::load_interface_programs(object, IngressHook::Tc)
+        .and_then(|()| attach::interface(object, &lo, IngressHook::Tc, &mut notes).map(drop));
     match result {
         Ok(()) if notes.is_empty() => checks.push(Check::ok(
-            "XDP and TCX on interfaces",
-            "XDP (generic mode) and the TCX egress classifier attached to lo",
+            "TCX on interfaces",
+            "the TCX ingress and egress classifiers attached to lo",
         )),
         Ok(()) => checks.push(Check::bad(
-            "XDP and TCX on interfaces",
+            "TCX on interfaces",
             Status::Degraded,
             notes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
             "works; a newer kernel (6.6+) gives TCX links",
         )),
         Err(err) => checks.push(Check::bad(
-            "XDP and TCX on interfaces",
+            "TCX on interfaces",
             Status::Degraded,
             err.to_string(),
-            "per-interface counters need XDP and TC support (CONFIG_XDP_SOCKETS, CONFIG_NET_CLS_BPF)",
+            "per-interface counters need TC BPF support (CONFIG_NET_CLS_BPF, CONFIG_NET_SCH_INGRESS)",
+        )),
+    }
+    // XDP is the opt-in ingress hook (`--ingress-hook xdp`): try it on lo too.
+    let xdp = attach::xdp_on(object, &lo);
+    match xdp {
+        Ok(mode) => checks.push(Check::ok(
+            "XDP on interfaces (--ingress-hook xdp)",
+            format!("kaipo_xdp attached to lo in {mode} mode"),
+        )),
+        Err(err) => checks.push(Check::bad(
+            "XDP on interfaces (--ingress-hook xdp)",
+            Status::Degraded,
+            err.to_string(),
+            "only `--ingress-hook xdp` needs it; the default TC ingress hook counts the same frames",
         )),
     }
 }

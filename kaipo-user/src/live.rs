@@ -123,6 +123,7 @@ async fn embedded(opts: &LiveOptions, theme: Theme, no_daemon: ClientError) -> a
         top: 0,
         backend: opts.collect.backend,
         pcap_filter: opts.collect.filter.clone(),
+        ingress_hook: opts.collect.ingress_hook,
     };
     let (tx, rx) = mpsc::channel(QUEUE);
     let degradations = Rc::new(RefCell::new(Vec::new()));

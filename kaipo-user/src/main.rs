@@ -36,6 +36,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 top: args.top,
                 backend: args.collect.backend,
                 pcap_filter: args.collect.filter,
+                ingress_hook: args.collect.ingress_hook,
             };
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::watch::run(&opts, &mut stdout))

@@ -11,7 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::{
     accounting::{Accountant, IntervalDelta},
     collect::{
-        backend::{self, BackendChoice, Collector, Events, StartOptions},
+        backend::{self, BackendChoice, Collector, Events, IngressHook, StartOptions},
         BackendKind, Event,
     },
     format,
@@ -31,6 +31,8 @@ pub struct WatchOptions {
     pub backend: BackendChoice,
     /// Capture filter for the pcap backend.
     pub pcap_filter: Option<String>,
+    /// eBPF backend: the hook for incoming frames.
+    pub ingress_hook: IngressHook,
 }
 
 /// Where each closed interval goes.
@@ -89,6 +91,7 @@ pub async fn drive(
         ifaces: opts.ifaces.clone(),
         backend: opts.backend,
         pcap_filter: opts.pcap_filter.clone(),
+        ingress_hook: opts.ingress_hook,
     })?;
     started(collector.degradations());
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;

@@ -36,7 +36,7 @@ use aya::{
 use kaipo::collect::ebpf::OBJECT;
 use kaipo_common::{
     counter, FlowCounters, FlowKey, IfaceCounters, SockStats, FAMILY_IPV4, FAMILY_IPV6,
-    LOOPBACK_IFINDEX, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
+    IFACE_SLOTS, LOOPBACK_IFINDEX, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -231,22 +231,32 @@ impl Harness {
         }
     }
 
-    /// Every entry of `IFACE_STATS`, summed over CPUs.
+    /// Every interface with counts, summed over CPUs: the slots of the `IFACE_STATS` array that
+    /// are not all zero, then the entries of the `IFACE_STATS_HIGH` hash.
     fn iface_entries(&self) -> Vec<(u32, IfaceCounters)> {
-        let map: PerCpuHashMap<_, u32, IfaceCounters> =
-            PerCpuHashMap::try_from(self.ebpf.map("IFACE_STATS").expect("IFACE_STATS"))
-                .expect("IFACE_STATS is a per-CPU hash");
-        map.iter()
-            .map(|entry| {
-                let (ifindex, per_cpu) = entry.expect("reading IFACE_STATS");
-                (
-                    ifindex,
-                    per_cpu
-                        .iter()
-                        .fold(IfaceCounters::default(), |acc, v| acc.sum(v)),
-                )
+        let sum = |per_cpu: &[IfaceCounters]| {
+            per_cpu
+                .iter()
+                .fold(IfaceCounters::default(), |acc, v| acc.sum(v))
+        };
+        let slots: PerCpuArray<_, IfaceCounters> =
+            PerCpuArray::try_from(self.ebpf.map("IFACE_STATS").expect("IFACE_STATS"))
+                .expect("IFACE_STATS is a per-CPU array");
+        let mut entries: Vec<(u32, IfaceCounters)> = (0..IFACE_SLOTS)
+            .map(|ifindex| {
+                let per_cpu = slots.get(&ifindex, 0).expect("reading IFACE_STATS");
+                (ifindex, sum(&per_cpu))
             })
-            .collect()
+            .filter(|(_, total)| *total != IfaceCounters::default())
+            .collect();
+        let high: PerCpuHashMap<_, u32, IfaceCounters> =
+            PerCpuHashMap::try_from(self.ebpf.map("IFACE_STATS_HIGH").expect("IFACE_STATS_HIGH"))
+                .expect("IFACE_STATS_HIGH is a per-CPU hash");
+        entries.extend(high.iter().map(|entry| {
+            let (ifindex, per_cpu) = entry.expect("reading IFACE_STATS_HIGH");
+            (ifindex, sum(&per_cpu))
+        }));
+        entries
     }
 
     /// The counters of the one interface the program saw, which must be [`Self::ifindex`].
@@ -338,6 +348,14 @@ fn errno(err: &ProgramError) -> Option<i32> {
 /// it the ifindex of one end: a device other than the loopback for skb test runs to name. The
 /// namespace, and the veth pair with it, goes away when the thread ends.
 fn in_netns_with_veth<T: Send + 'static>(f: impl FnOnce(u32) -> T + Send + 'static) -> T {
+    in_netns_with_veth_at(None, f)
+}
+
+/// [`in_netns_with_veth`], with the end's ifindex chosen when `index` is given.
+fn in_netns_with_veth_at<T: Send + 'static>(
+    index: Option<u32>,
+    f: impl FnOnce(u32) -> T + Send + 'static,
+) -> T {
     require_root();
     let thread = std::thread::spawn(move || {
         // SAFETY: no memory-safety preconditions; CLONE_NEWNET moves only the calling thread.
@@ -349,10 +367,13 @@ fn in_netns_with_veth<T: Send + 'static>(f: impl FnOnce(u32) -> T + Send + 'stat
             io::Error::last_os_error()
         );
         // A child process starts in the namespace of the thread that spawned it.
-        let status = Command::new("ip")
-            .args([
-                "link", "add", "kaipo-t0", "type", "veth", "peer", "name", "kaipo-t1",
-            ])
+        let mut ip = Command::new("ip");
+        ip.args(["link", "add", "kaipo-t0"]);
+        if let Some(index) = index {
+            ip.args(["index", &index.to_string()]);
+        }
+        let status = ip
+            .args(["type", "veth", "peer", "name", "kaipo-t1"])
             .status()
             .expect("running `ip link add` (iproute2)");
         assert!(
@@ -1212,6 +1233,34 @@ fn tc_records_the_skb_device() {
             },
             hook.flow(92, 1),
         )]);
+    });
+}
+
+/// An interface whose ifindex lies past the per-CPU array goes to the overflow hash, with the
+/// same counts, and leaves the array untouched.
+#[test]
+fn tc_counts_a_large_ifindex_in_the_overflow_map() {
+    let index = IFACE_SLOTS + 3000;
+    in_netns_with_veth_at(Some(index), move |ifindex| {
+        assert_eq!(ifindex, index, "ip link add ... index {index}");
+        let hook = Hook::TcEgress;
+        let frame = v4_udp_frame(hook, 50);
+        let ctx = sk_buff_ctx(ifindex, 0);
+        let mut h = Harness::new(hook);
+        h.ifindex = ifindex;
+        for _ in 0..3 {
+            h.run_opts(TestRunOptions {
+                data_in: Some(&frame),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::default()
+            });
+        }
+        assert_eq!(h.iface(), hook.iface(3 * 92, 3, 0, 0), "IFACE_STATS_HIGH");
+        let high: PerCpuHashMap<_, u32, IfaceCounters> =
+            PerCpuHashMap::try_from(h.ebpf.map("IFACE_STATS_HIGH").expect("IFACE_STATS_HIGH"))
+                .expect("IFACE_STATS_HIGH is a per-CPU hash");
+        let keys: Vec<u32> = high.keys().map(|k| k.expect("key")).collect();
+        assert_eq!(keys, [index], "the overflow hash holds the interface");
     });
 }
 

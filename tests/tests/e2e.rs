@@ -136,13 +136,18 @@ fn udp_exact_per_process(v6: bool) -> anyhow::Result<()> {
     const COUNT: u64 = 200;
     const SIZE: u64 = 300;
     let net = TestNet::new()?;
-    let (host_ip, overhead) = if v6 {
+    let (host_ip, peer_ip, overhead) = if v6 {
         (
             IpAddr::V6(net.host_v6.context("test net without IPv6")?),
+            IpAddr::V6(net.ns_v6.context("test net without IPv6")?),
             UDP6_OVERHEAD,
         )
     } else {
-        (IpAddr::V4(net.host_v4), UDP4_OVERHEAD)
+        (
+            IpAddr::V4(net.host_v4),
+            IpAddr::V4(net.ns_v4),
+            UDP4_OVERHEAD,
+        )
     };
     let watch = Watch::start(&WatchConfig::new(&net.host_if, RUN))?;
     let sink = Sink::start(None, host_ip, COUNT)?;
@@ -166,6 +171,59 @@ fn udp_exact_per_process(v6: bool) -> anyhow::Result<()> {
         udp_totals(COUNT, SIZE, overhead, false),
         "sink",
         &pids,
+    );
+    // The sink's socket is unconnected; with one peer, its remote is that peer.
+    let remotes = remotes_of(&run, sink_pid);
+    let prefix = match peer_ip {
+        IpAddr::V4(ip) => format!("{ip}:"),
+        IpAddr::V6(ip) => format!("[{ip}]:"),
+    };
+    ensure!(
+        !remotes.is_empty() && remotes.iter().all(|r| r.starts_with(&prefix)),
+        "the sink's remotes should all be the sender at {prefix}*, got {remotes:?}"
+    );
+    Ok(())
+}
+
+/// Every remote shown for `pid`'s connections over the run.
+fn remotes_of(run: &Run, pid: u32) -> std::collections::BTreeSet<String> {
+    run.records
+        .iter()
+        .flat_map(|r| &r.connections)
+        .filter(|c| c.pid == pid)
+        .map(|c| c.remote.clone())
+        .collect()
+}
+
+/// An unconnected UDP socket that hears from a second peer is shown with remote `*` from then
+/// on, and its bytes stay exact.
+#[test]
+fn udp_server_hearing_two_peers_shows_many_remotes() -> anyhow::Result<()> {
+    const COUNT: u64 = 100;
+    const SIZE: u64 = 200;
+    let net = TestNet::new()?;
+    let watch = Watch::start(&WatchConfig::new(&net.host_if, RUN))?;
+    let sink = Sink::start(None, IpAddr::V4(net.host_v4), 2 * COUNT)?;
+    let sink_pid = sink.pid;
+    // Two processes, so two source ports: two peers.
+    let (first, _) = udp_send(Some(&net), sink.addr, COUNT, SIZE)?;
+    finish_sender(first, COUNT)?;
+    let (second, _) = udp_send(Some(&net), sink.addr, COUNT, SIZE)?;
+    finish_sender(second, COUNT)?;
+    sink.finish(SIZE)?;
+    let run = watch.finish()?;
+    assert_totals(
+        &run,
+        sink_pid,
+        udp_totals(2 * COUNT, SIZE, UDP4_OVERHEAD, false),
+        "sink",
+        &[sink_pid],
+    );
+    let remotes = remotes_of(&run, sink_pid);
+    let prefix = format!("{}:", net.ns_v4);
+    ensure!(
+        remotes.contains("*") && remotes.iter().all(|r| r == "*" || r.starts_with(&prefix)),
+        "the sink should be shown with remote `*` once the second peer sent, got {remotes:?}"
     );
     Ok(())
 }

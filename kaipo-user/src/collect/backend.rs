@@ -8,6 +8,29 @@ use super::ebpf::{self, EbpfCollector, EventStream};
 use super::pcap::{self, PcapCollector, PcapEvents};
 use super::{BackendKind, Degradation, Event, Interface, KernelSample};
 
+/// Which kernel hook counts a monitored interface's incoming frames (eBPF backend).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum IngressHook {
+    /// A TCX (or clsact) ingress classifier: shares the hook with other programs, changes
+    /// nothing in how the interface receives, and costs the least on socket buffers.
+    #[default]
+    Tc,
+    /// XDP: driver mode where the driver runs XDP on its own receive buffers, generic mode
+    /// elsewhere (which first copies or reallocates every frame); TC when the hook is taken.
+    Xdp,
+}
+
 /// What the user asked for.
 #[derive(
     Clone,
@@ -38,6 +61,8 @@ pub struct StartOptions {
     pub backend: BackendChoice,
     /// A capture filter for the pcap backend (pcap-filter syntax), applied in the kernel.
     pub pcap_filter: Option<String>,
+    /// eBPF backend: the hook for incoming frames.
+    pub ingress_hook: IngressHook,
 }
 
 enum Inner {
@@ -67,6 +92,7 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
     if opts.backend != BackendChoice::Pcap {
         let ebpf_opts = ebpf::Options {
             ifaces: opts.ifaces.clone(),
+            ingress_hook: opts.ingress_hook,
             ..Default::default()
         };
         match ebpf::start(&ebpf_opts) {

@@ -14,7 +14,9 @@ const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_XDP: u32 = 37;
-const XDP_FLAGS_SKB_MODE: u32 = 2;
+const BPF_TCX_INGRESS: u32 = 46;
+pub const XDP_FLAGS_SKB_MODE: u32 = 2;
+pub const XDP_FLAGS_DRV_MODE: u32 = 4;
 pub const PROG_TYPE_SCHED_CLS: u32 = 3;
 pub const PROG_TYPE_XDP: u32 = 6;
 /// `BPF_F_XDP_HAS_FRAGS`: the program accepts multi-buffer frames, as `kaipo_xdp` declares.
@@ -106,17 +108,26 @@ pub fn test_run(
     Ok(Duration::from_nanos(u64::from(duration)))
 }
 
-/// Attaches an XDP program to an interface in generic (SKB) mode, as kaipo attaches its own,
-/// through a link: closing the returned fd detaches it.
-pub fn attach_xdp_generic(prog: &OwnedFd, ifindex: u32) -> anyhow::Result<OwnedFd> {
+/// Attaches an XDP program to an interface in generic (`XDP_FLAGS_SKB_MODE`) or driver
+/// (`XDP_FLAGS_DRV_MODE`) mode through a link: closing the returned fd detaches it.
+pub fn attach_xdp(prog: &OwnedFd, ifindex: u32, mode: u32) -> anyhow::Result<OwnedFd> {
+    link(prog, ifindex, BPF_XDP, mode)
+}
+
+/// Attaches a classifier to an interface's TCX ingress hook through a link.
+pub fn attach_tcx_ingress(prog: &OwnedFd, ifindex: u32) -> anyhow::Result<OwnedFd> {
+    link(prog, ifindex, BPF_TCX_INGRESS, 0)
+}
+
+fn link(prog: &OwnedFd, ifindex: u32, attach_type: u32, flags: u32) -> anyhow::Result<OwnedFd> {
     let mut attr = Attr::new();
     attr.u32(0, prog.as_raw_fd() as u32)
         .u32(4, ifindex)
-        .u32(8, BPF_XDP)
-        .u32(12, XDP_FLAGS_SKB_MODE);
+        .u32(8, attach_type)
+        .u32(12, flags);
     let fd = attr
         .call(BPF_LINK_CREATE)
-        .context("BPF_LINK_CREATE of an empty XDP program")?;
+        .context("BPF_LINK_CREATE of an empty program")?;
     // SAFETY: a successful BPF_LINK_CREATE returns a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }

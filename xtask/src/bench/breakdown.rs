@@ -7,56 +7,77 @@ use std::{fs::File, os::fd::OwnedFd};
 
 use anyhow::Context as _;
 use aya::{
-    programs::{tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode},
+    programs::{
+        tc::TcAttachOptions, BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType,
+        LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
+    },
     Btf, Ebpf,
 };
 use kaipo::collect::ebpf;
 
 use super::{baseline, testrun::PROGRAMS, topology::Topology};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Piece {
     /// `r0 = XDP_PASS; exit` in generic mode on the sender's host end.
     EmptyXdp,
     /// The same, loaded as accepting multi-buffer frames (`BPF_F_XDP_HAS_FRAGS`), as
     /// `kaipo_xdp` is.
     EmptyXdpFrags,
+    /// The empty XDP program in driver mode (veth runs XDP in its own receive path).
+    EmptyXdpNative,
+    /// `r0 = TC_ACT_UNSPEC; exit` on TCX ingress of the sender's host end.
+    EmptyTcIngress,
     /// `kaipo_xdp` in generic mode on the sender's host end.
     Xdp,
-    /// `kaipo_tc_egress` (TCX) on the receiver's host end.
+    /// `kaipo_xdp` in driver mode on the sender's host end.
+    XdpNative,
+    /// `kaipo_tc_ingress` (TCX ingress) on the sender's host end.
+    TcIngress,
+    /// `kaipo_tc_egress` (TCX egress) on the receiver's host end.
     Tc,
+    /// Only the two cgroup_skb programs at the cgroup v2 root.
+    CgroupSkb,
+    /// Only the send and receive tracepoints.
+    Tracepoints,
     /// The socket side: the cgroup_skb and cgroup_sock programs at the cgroup v2 root and the
     /// send/receive/exit tracepoints.
     Sockets,
 }
 
 impl Piece {
-    pub const ALL: [Self; 5] = [
+    /// What `bench collector` measures in its section 3b.
+    pub const ALL: [Self; 8] = [
         Self::EmptyXdp,
-        Self::EmptyXdpFrags,
+        Self::EmptyXdpNative,
+        Self::EmptyTcIngress,
         Self::Xdp,
+        Self::TcIngress,
         Self::Tc,
+        Self::CgroupSkb,
         Self::Sockets,
     ];
 
     pub fn describe(self, topo: &Topology) -> String {
+        let (s, r) = (&topo.sender_if, &topo.receiver_if);
         match self {
-            Self::EmptyXdp => format!(
-                "an empty XDP program (generic mode) on `{}`",
-                topo.sender_if
-            ),
+            Self::EmptyXdp => format!("an empty XDP program (generic mode) on `{s}`"),
             Self::EmptyXdpFrags => format!(
-                "an empty XDP program loaded with `BPF_F_XDP_HAS_FRAGS` like `kaipo_xdp` (generic mode) on `{}`",
-                topo.sender_if
+                "an empty XDP program loaded with `BPF_F_XDP_HAS_FRAGS` (generic mode) on `{s}`"
             ),
-            Self::Xdp => format!(
-                "`{}` only (generic mode) on `{}`",
-                PROGRAMS[0], topo.sender_if
-            ),
-            Self::Tc => format!(
-                "`{}` only (TCX egress) on `{}`",
-                PROGRAMS[1], topo.receiver_if
-            ),
+            Self::EmptyXdpNative => format!("an empty XDP program (driver mode) on `{s}`"),
+            Self::EmptyTcIngress => format!("an empty classifier (TCX ingress) on `{s}`"),
+            Self::Xdp => format!("`{}` only (generic mode) on `{s}`", PROGRAMS[0]),
+            Self::XdpNative => format!("`{}` only (driver mode) on `{s}`", PROGRAMS[0]),
+            Self::TcIngress => format!("`kaipo_tc_ingress` only (TCX ingress) on `{s}`"),
+            Self::Tc => format!("`{}` only (TCX egress) on `{r}`", PROGRAMS[1]),
+            Self::CgroupSkb => {
+                "the two cgroup_skb programs only (`kaipo_sock_ingress`, `kaipo_sock_egress`)"
+                    .into()
+            }
+            Self::Tracepoints => {
+                "the send and receive tracepoints only (`kaipo_send`, `kaipo_recv`)".into()
+            }
             Self::Sockets => "the socket side only (cgroup_skb, cgroup_sock, tracepoints)".into(),
         }
     }
@@ -84,28 +105,95 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
         Ok((btf, object))
     };
     let object = match piece {
-        Piece::EmptyXdp | Piece::EmptyXdpFrags => {
+        Piece::EmptyXdp | Piece::EmptyXdpFrags | Piece::EmptyXdpNative => {
             let flags = if piece == Piece::EmptyXdpFrags {
                 baseline::XDP_HAS_FRAGS
             } else {
                 0
             };
+            let mode = if piece == Piece::EmptyXdpNative {
+                baseline::XDP_FLAGS_DRV_MODE
+            } else {
+                baseline::XDP_FLAGS_SKB_MODE
+            };
             let prog = baseline::load_empty(baseline::PROG_TYPE_XDP, flags, 2)?;
-            let link = baseline::attach_xdp_generic(&prog, ifindex(&topo.sender_if)?)?;
+            let link = baseline::attach_xdp(&prog, ifindex(&topo.sender_if)?, mode)?;
             return Ok(Attached {
                 _object: None,
                 _link: Some((prog, link)),
             });
         }
-        Piece::Xdp => {
+        Piece::EmptyTcIngress => {
+            let prog = baseline::load_empty(baseline::PROG_TYPE_SCHED_CLS, 0, -1)?;
+            let link = baseline::attach_tcx_ingress(&prog, ifindex(&topo.sender_if)?)?;
+            return Ok(Attached {
+                _object: None,
+                _link: Some((prog, link)),
+            });
+        }
+        Piece::Xdp | Piece::XdpNative => {
             let (_, mut object) = load()?;
             let xdp: &mut Xdp = object
                 .program_mut(PROGRAMS[0])
                 .context("no kaipo_xdp")?
                 .try_into()?;
             xdp.load()?;
-            xdp.attach_to_if_index(ifindex(&topo.sender_if)?, XdpMode::Skb)
+            let mode = if piece == Piece::XdpNative {
+                XdpMode::Driver
+            } else {
+                XdpMode::Skb
+            };
+            xdp.attach_to_if_index(ifindex(&topo.sender_if)?, mode)
                 .context("attaching kaipo_xdp")?;
+            object
+        }
+        Piece::TcIngress => {
+            let (_, mut object) = load()?;
+            let tc: &mut SchedClassifier = object
+                .program_mut("kaipo_tc_ingress")
+                .context("no kaipo_tc_ingress")?
+                .try_into()?;
+            tc.load()?;
+            tc.attach_with_options(
+                &topo.sender_if,
+                TcAttachType::Ingress,
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            )
+            .context("attaching kaipo_tc_ingress")?;
+            object
+        }
+        Piece::CgroupSkb => {
+            let (_, mut object) = load()?;
+            let root = ebpf::cgroup2_root().context("no cgroup v2 mount")?;
+            let cgroup =
+                File::open(&root).with_context(|| format!("opening {}", root.display()))?;
+            for (name, kind) in [
+                ("kaipo_sock_ingress", CgroupSkbAttachType::Ingress),
+                ("kaipo_sock_egress", CgroupSkbAttachType::Egress),
+            ] {
+                let prog: &mut CgroupSkb = object
+                    .program_mut(name)
+                    .with_context(|| format!("no {name}"))?
+                    .try_into()?;
+                prog.load()?;
+                prog.attach(&cgroup, kind, CgroupAttachMode::Single)
+                    .with_context(|| format!("attaching {name}"))?;
+            }
+            object
+        }
+        Piece::Tracepoints => {
+            let (btf, mut object) = load()?;
+            for (name, tracepoint) in [
+                ("kaipo_send", "sock_send_length"),
+                ("kaipo_recv", "sock_recv_length"),
+            ] {
+                let prog: &mut BtfTracePoint = object
+                    .program_mut(name)
+                    .with_context(|| format!("no {name}"))?
+                    .try_into()?;
+                prog.load(tracepoint, &btf)?;
+                prog.attach().with_context(|| format!("attaching {name}"))?;
+            }
             object
         }
         Piece::Tc => {

@@ -79,22 +79,7 @@ pub fn run() -> anyhow::Result<()> {
         ));
         with.push(bench.monitored_flood(FLOOD_SECS, None, false, None)?);
     }
-    // Each piece twice, each time right after a flood with nothing attached.
-    let mut bases = Vec::new();
-    let mut pieces: Vec<(Piece, Vec<Flood>)> =
-        Piece::ALL.iter().map(|p| (*p, Vec::new())).collect();
-    for pass in 1..=BREAKDOWN_PASSES {
-        for (piece, floods) in &mut pieces {
-            progress(&format!(
-                "section 3b, pass {pass}/{BREAKDOWN_PASSES}: without kaipo, then {}",
-                piece.describe(&bench.topo)
-            ));
-            bases.push(bench.flood(BREAKDOWN_SECS, None, &none, &mut |_| Ok(()))?);
-            let attached = breakdown::attach(*piece, &bench.topo)?;
-            floods.push(bench.flood(BREAKDOWN_SECS, None, &none, &mut |_| Ok(()))?);
-            drop(attached);
-        }
-    }
+    let (bases, pieces) = bench.breakdown(&Piece::ALL, BREAKDOWN_PASSES)?;
     progress("section 2: flood with kaipo and BPF run-time statistics");
     let stats = bench.monitored_flood(FLOOD_SECS, None, true, None)?;
     // A quarter of what the sender's CPU sustains with kaipo (by CPU per datagram), rather than
@@ -132,6 +117,35 @@ pub fn run() -> anyhow::Result<()> {
         &flows_100k,
         &flows_150k,
     ));
+    emit(&report::footer(started.elapsed()));
+    Ok(())
+}
+
+/// `cargo xtask bench breakdown`: section 3b alone.
+pub fn run_breakdown(only: &[Piece], passes: usize) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the breakdown loads eBPF programs and creates network namespaces: run it as root");
+    }
+    super::catch_signals();
+    let started = Instant::now();
+    let bin = build_kaipo()?;
+    let machine = report::Machine::read();
+    emit(&report::header(&machine));
+    let bench = Bench {
+        topo: Topology::create()?,
+        exe: std::env::current_exe().context("finding the xtask binary")?,
+        bin,
+    };
+    progress("warming up: 1 s flood without kaipo");
+    bench.flood(1.0, None, &BTreeSet::new(), &mut |_| Ok(()))?;
+    let pieces = if only.is_empty() {
+        &Piece::ALL[..]
+    } else {
+        only
+    };
+    let (bases, pieces) = bench.breakdown(pieces, passes.max(1))?;
+    emit(&report::breakdown(&bases, &pieces, &bench.topo));
     emit(&report::footer(started.elapsed()));
     Ok(())
 }
@@ -185,6 +199,33 @@ fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::workspace_root().join("target"))
+}
+
+impl Bench {
+    /// Each piece `passes` times, each time right after a flood with nothing attached.
+    fn breakdown(
+        &self,
+        pieces: &[Piece],
+        passes: usize,
+    ) -> anyhow::Result<(Vec<Flood>, Vec<(Piece, Vec<Flood>)>)> {
+        let none = BTreeSet::new();
+        let mut bases = Vec::new();
+        let mut measured: Vec<(Piece, Vec<Flood>)> =
+            pieces.iter().map(|p| (*p, Vec::new())).collect();
+        for pass in 1..=passes {
+            for (piece, floods) in &mut measured {
+                progress(&format!(
+                    "section 3b, pass {pass}/{passes}: without kaipo, then {}",
+                    piece.describe(&self.topo)
+                ));
+                bases.push(self.flood(BREAKDOWN_SECS, None, &none, &mut |_| Ok(()))?);
+                let attached = breakdown::attach(*piece, &self.topo)?;
+                floods.push(self.flood(BREAKDOWN_SECS, None, &none, &mut |_| Ok(()))?);
+                drop(attached);
+            }
+        }
+        Ok((bases, measured))
+    }
 }
 
 /// A traffic helper running in a namespace; killed on drop unless it finished.

@@ -30,6 +30,16 @@ pub enum Which {
     Pcap,
     /// Only the per-packet cost of the interface programs (`BPF_PROG_TEST_RUN`), quickly.
     Testrun,
+    /// Only the collector's section 3b, quickly: the flood with one piece of the kernel side
+    /// attached at a time.
+    Breakdown {
+        /// Pieces to measure (all of section 3b's when none are named).
+        #[arg(value_enum)]
+        pieces: Vec<breakdown::Piece>,
+        /// How often each piece is measured.
+        #[arg(long, default_value_t = collector::BREAKDOWN_PASSES)]
+        passes: usize,
+    },
     /// History: CPU per interval written, a month-long report, bytes per day, memory over time.
     Store,
     /// The dashboard: building and drawing one frame with 10k connections and 1k processes.
@@ -52,6 +62,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Collector => collector::run(),
         Which::Pcap => pcap::run(),
+        Which::Breakdown { pieces, passes } => collector::run_breakdown(&pieces, passes),
         Which::Store => store::run(),
         Which::Live => live::run(),
         Which::Metrics => {

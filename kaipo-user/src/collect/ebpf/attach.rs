@@ -12,7 +12,7 @@ use aya::{
 };
 
 use super::error::{describe, EbpfCollectError};
-use crate::collect::{Degradation, Interface};
+use crate::collect::{backend::IngressHook, Degradation, Interface};
 
 /// On kernels with BPF links (5.7 on) aya attaches through a link, which the kernel always treats
 /// as one of many (other users of the cgroup hooks, such as systemd's IP accounting, keep
@@ -144,15 +144,25 @@ pub fn sockets(
     Ok(())
 }
 
-/// Loads the interface programs (once per object). The TC ingress stand-in for XDP is loaded
-/// only when an interface needs it.
-pub fn load_interface_programs(ebpf: &mut Ebpf) -> Result<(), EbpfCollectError> {
-    program::<Xdp>(ebpf, "kaipo_xdp")?
-        .load()
-        .map_err(load_err("kaipo_xdp"))?;
-    program::<SchedClassifier>(ebpf, "kaipo_tc_egress")?
-        .load()
-        .map_err(load_err("kaipo_tc_egress"))
+/// Loads the interface programs (once per object): the egress classifier and the one that
+/// counts incoming frames. With XDP chosen, the TC ingress stand-in is loaded only when an
+/// interface needs it.
+pub fn load_interface_programs(ebpf: &mut Ebpf, hook: IngressHook) -> Result<(), EbpfCollectError> {
+    match hook {
+        IngressHook::Tc => load_classifier(ebpf, "kaipo_tc_ingress")?,
+        IngressHook::Xdp => program::<Xdp>(ebpf, "kaipo_xdp")?
+            .load()
+            .map_err(load_err("kaipo_xdp"))?,
+    }
+    load_classifier(ebpf, "kaipo_tc_egress")
+}
+
+fn load_classifier(ebpf: &mut Ebpf, name: &'static str) -> Result<(), EbpfCollectError> {
+    let classifier: &mut SchedClassifier = program(ebpf, name)?;
+    if classifier.fd().is_err() {
+        classifier.load().map_err(load_err(name))?;
+    }
+    Ok(())
 }
 
 /// How the interface programs ended up attached.
@@ -163,30 +173,40 @@ pub struct InterfaceAttach {
     pub netlink: bool,
 }
 
-/// Attaches both interface programs to one interface.
+/// Attaches the ingress and egress programs to one interface.
 pub fn interface(
     ebpf: &mut Ebpf,
     iface: &Interface,
+    hook: IngressHook,
     degradations: &mut Vec<Degradation>,
 ) -> Result<InterfaceAttach, EbpfCollectError> {
     let mut outcome = InterfaceAttach::default();
-    if let Err(xdp_err) = attach_xdp(program(ebpf, "kaipo_xdp")?, iface) {
+    let xdp_err = match hook {
+        IngressHook::Tc => None,
+        IngressHook::Xdp => attach_xdp(program(ebpf, "kaipo_xdp")?, iface).err(),
+    };
+    if hook == IngressHook::Tc || xdp_err.is_some() {
         // The XDP hook holds one program per interface; when another tool (or another kaipo)
         // has it, TCX ingress, which programs share, counts the same frames.
+        load_classifier(ebpf, "kaipo_tc_ingress")?;
         let ingress: &mut SchedClassifier = program(ebpf, "kaipo_tc_ingress")?;
-        if ingress.fd().is_err() {
-            ingress.load().map_err(load_err("kaipo_tc_ingress"))?;
-        }
         outcome.netlink |= attach_tc(ingress, "kaipo_tc_ingress", TcAttachType::Ingress, iface)
-            .map_err(|tc_err| EbpfCollectError::Attach {
-                program: "kaipo_xdp",
-                target: iface.name.clone(),
-                detail: format!("{xdp_err}; TC ingress instead: {tc_err}"),
+            .map_err(|tc_err| match &xdp_err {
+                Some(xdp_err) => EbpfCollectError::Attach {
+                    program: "kaipo_xdp",
+                    target: iface.name.clone(),
+                    detail: format!("{xdp_err}; TC ingress instead: {tc_err}"),
+                },
+                None => tc_err,
             })?;
-        degradations.push(Degradation {
-            what: format!("ingress counting on {}", iface.name),
-            why: format!("XDP could not attach ({xdp_err}); counting with a TC ingress classifier"),
-        });
+        if let Some(xdp_err) = xdp_err {
+            degradations.push(Degradation {
+                what: format!("ingress counting on {}", iface.name),
+                why: format!(
+                    "XDP could not attach ({xdp_err}); counting with a TC ingress classifier"
+                ),
+            });
+        }
     }
     let egress: &mut SchedClassifier = program(ebpf, "kaipo_tc_egress")?;
     outcome.netlink |= attach_tc(egress, "kaipo_tc_egress", TcAttachType::Egress, iface)?;
@@ -199,18 +219,19 @@ pub fn interface(
     Ok(outcome)
 }
 
-/// XDP on ingress and TC on egress of each interface. An interface the user named must attach;
+/// The ingress and egress programs on each interface. An interface the user named must attach;
 /// one picked by default may be skipped with a note.
 pub fn interfaces(
     ebpf: &mut Ebpf,
     ifaces: &[Interface],
+    hook: IngressHook,
     user_named: bool,
     degradations: &mut Vec<Degradation>,
 ) -> Result<InterfaceAttach, EbpfCollectError> {
-    load_interface_programs(ebpf)?;
+    load_interface_programs(ebpf, hook)?;
     let mut all = InterfaceAttach::default();
     for iface in ifaces {
-        match interface(ebpf, iface, degradations) {
+        match interface(ebpf, iface, hook, degradations) {
             Ok(outcome) => all.netlink |= outcome.netlink,
             Err(err) if user_named => return Err(err),
             Err(err) => degradations.push(Degradation {
@@ -222,18 +243,31 @@ pub fn interfaces(
     Ok(all)
 }
 
-/// Generic (SKB) mode first: it sees every frame the stack receives, with the length the
-/// interface statistics count, and needs nothing from the driver. Native mode changes how some
-/// drivers (veth among them) receive and count frames.
-fn attach_xdp(xdp: &mut Xdp, iface: &Interface) -> Result<(), String> {
-    let skb_err = match xdp.attach_to_if_index(iface.ifindex, XdpMode::Skb) {
-        Ok(_) => return Ok(()),
+/// Loads `kaipo_xdp` if needed and attaches it to one interface; says which mode took.
+pub fn xdp_on(ebpf: &mut Ebpf, iface: &Interface) -> Result<&'static str, EbpfCollectError> {
+    let xdp: &mut Xdp = program(ebpf, "kaipo_xdp")?;
+    if xdp.fd().is_err() {
+        xdp.load().map_err(load_err("kaipo_xdp"))?;
+    }
+    attach_xdp(xdp, iface).map_err(|detail| EbpfCollectError::Attach {
+        program: "kaipo_xdp",
+        target: iface.name.clone(),
+        detail,
+    })
+}
+
+/// Driver mode first, where the driver runs XDP on its own receive buffers before any socket
+/// buffer exists; generic (SKB) mode otherwise, which works on every interface but first
+/// copies or reallocates each frame that lacks XDP's headroom.
+fn attach_xdp(xdp: &mut Xdp, iface: &Interface) -> Result<&'static str, String> {
+    let driver_err = match xdp.attach_to_if_index(iface.ifindex, XdpMode::Driver) {
+        Ok(_) => return Ok("driver"),
         Err(err) => describe(&err),
     };
-    match xdp.attach_to_if_index(iface.ifindex, XdpMode::Default) {
-        Ok(_) => Ok(()),
+    match xdp.attach_to_if_index(iface.ifindex, XdpMode::Skb) {
+        Ok(_) => Ok("generic"),
         Err(err) => Err(format!(
-            "generic mode: {skb_err}; driver mode: {}",
+            "driver mode: {driver_err}; generic mode: {}",
             describe(&err)
         )),
     }

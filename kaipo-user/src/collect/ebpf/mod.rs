@@ -39,6 +39,8 @@ pub struct Options {
     pub max_sockets: u32,
     /// Count the flow map every this many samples (it is the costly read; 0 turns it off).
     pub flow_count_every: u32,
+    /// The hook that counts incoming frames.
+    pub ingress_hook: crate::collect::backend::IngressHook,
 }
 
 impl Default for Options {
@@ -49,13 +51,15 @@ impl Default for Options {
             max_flows: kaipo_common::MAX_FLOWS,
             max_sockets: kaipo_common::MAX_SOCKETS,
             flow_count_every: 10,
+            ingress_hook: crate::collect::backend::IngressHook::default(),
         }
     }
 }
 
 pub struct EbpfCollector {
     // Maps first: fields drop in order, and the programs (in `ebpf`) should go last.
-    iface_stats: PerCpuHashMap<MapData, u32, IfaceCounters>,
+    iface_stats: PerCpuArray<MapData, IfaceCounters>,
+    iface_stats_high: PerCpuHashMap<MapData, u32, IfaceCounters>,
     sock_stats: HashMap<MapData, u64, SockStats>,
     flows: PerCpuHashMap<MapData, FlowKey, FlowCounters>,
     counters: PerCpuArray<MapData, u64>,
@@ -127,6 +131,7 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
     let attached = attach::interfaces(
         &mut ebpf,
         &ifaces,
+        opts.ingress_hook,
         !opts.ifaces.is_empty(),
         &mut degradations,
     )?;
@@ -142,8 +147,10 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
             }
         })?;
     let collector = EbpfCollector {
-        iface_stats: PerCpuHashMap::try_from(take(&mut ebpf, "IFACE_STATS")?)
+        iface_stats: PerCpuArray::try_from(take(&mut ebpf, "IFACE_STATS")?)
             .map_err(map_err("IFACE_STATS"))?,
+        iface_stats_high: PerCpuHashMap::try_from(take(&mut ebpf, "IFACE_STATS_HIGH")?)
+            .map_err(map_err("IFACE_STATS_HIGH"))?,
         sock_stats: HashMap::try_from(take(&mut ebpf, "SOCK_STATS")?)
             .map_err(map_err("SOCK_STATS"))?,
         flows: PerCpuHashMap::try_from(take(&mut ebpf, "FLOWS")?).map_err(map_err("FLOWS"))?,
@@ -207,13 +214,25 @@ impl EbpfCollector {
     pub fn sample(&mut self) -> Result<KernelSample, EbpfCollectError> {
         let mut sample = KernelSample::default();
         for iface in &self.ifaces {
-            let total = match self.iface_stats.get(&iface.ifindex, 0) {
-                Ok(per_cpu) => per_cpu
-                    .iter()
-                    .fold(IfaceCounters::default(), |acc, v| acc.sum(v)),
-                Err(aya::maps::MapError::KeyNotFound) => IfaceCounters::default(),
-                Err(err) => return Err(map_err("IFACE_STATS")(err)),
+            let per_cpu = if iface.ifindex < kaipo_common::IFACE_SLOTS {
+                self.iface_stats
+                    .get(&iface.ifindex, 0)
+                    .map_err(map_err("IFACE_STATS"))?
+            } else {
+                match self.iface_stats_high.get(&iface.ifindex, 0) {
+                    Ok(per_cpu) => per_cpu,
+                    Err(aya::maps::MapError::KeyNotFound) => {
+                        sample
+                            .ifaces
+                            .push((iface.clone(), IfaceCounters::default()));
+                        continue;
+                    }
+                    Err(err) => return Err(map_err("IFACE_STATS_HIGH")(err)),
+                }
             };
+            let total = per_cpu
+                .iter()
+                .fold(IfaceCounters::default(), |acc, v| acc.sum(v));
             sample.ifaces.push((iface.clone(), total));
         }
         let sock_fd = self.sock_stats.map().fd().as_fd();

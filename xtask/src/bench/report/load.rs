@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use super::{flood::ratio, int, median, mib, pct, verdict, TARGET_CPU_PCT};
 use crate::bench::{
     breakdown::Piece,
-    collector::{Flood, Monitored, BREAKDOWN_PASSES, BREAKDOWN_SECS, FLOOD_SECS},
+    collector::{Flood, Monitored, BREAKDOWN_SECS, FLOOD_SECS},
     kaipo,
     topology::Topology,
 };
@@ -69,6 +69,7 @@ fn foreign_note(n: usize) -> String {
 pub fn breakdown(bases: &[Flood], pieces: &[(Piece, Vec<Flood>)], topo: &Topology) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "### 3b. Where the flood's cost goes\n");
+    let passes = pieces.first().map_or(0, |(_, floods)| floods.len());
     let reference = median(bases.iter().map(Flood::cpu_ns_per_datagram).collect());
     let spread = |floods: &[Flood]| {
         let v: Vec<f64> = floods.iter().map(Flood::cpu_ns_per_datagram).collect();
@@ -80,7 +81,7 @@ pub fn breakdown(bases: &[Flood], pieces: &[(Piece, Vec<Flood>)], topo: &Topolog
         s,
         "The same flood ({BREAKDOWN_SECS} s each), with one piece of kaipo's kernel side attached at \
          a time straight from kaipo's object (no kaipo userspace, which is not on the packet path). \
-         Each piece is measured {BREAKDOWN_PASSES} times, each time right after a flood with \
+         Each piece is measured {passes} times, each time right after a flood with \
          nothing attached; the reference is the median CPU per datagram (as in section 3) of \
          those {} floods without anything: {reference:.0} ns ({} ns). The empty XDP programs \
          separate the price of generic-mode XDP itself from that of kaipo's code: before a \
@@ -92,7 +93,7 @@ pub fn breakdown(bases: &[Flood], pieces: &[(Piece, Vec<Flood>)], topo: &Topolog
     );
     let _ = writeln!(
         s,
-        "| attached | CPU per datagram (median of {BREAKDOWN_PASSES}, range) | added per datagram | sustainable rate with / without |"
+        "| attached | CPU per datagram (median of {passes}, range) | added per datagram | sustainable rate with / without |"
     );
     let _ = writeln!(s, "| --- | ---: | ---: | ---: |");
     for (piece, floods) in pieces {
