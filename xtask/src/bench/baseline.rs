@@ -4,7 +4,7 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd, FromRawFd as _, OwnedFd},
     time::Duration,
 };
 
@@ -13,8 +13,15 @@ use anyhow::{bail, Context as _};
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
+const BPF_TRACE_RAW_TP: u32 = 23;
+pub const BPF_CGROUP_INET_INGRESS: u32 = 0;
+pub const BPF_CGROUP_INET_EGRESS: u32 = 1;
+pub const PROG_TYPE_CGROUP_SKB: u32 = 8;
+const PROG_TYPE_TRACING: u32 = 26;
 const BPF_XDP: u32 = 37;
 const BPF_TCX_INGRESS: u32 = 46;
+const BPF_TCX_EGRESS: u32 = 47;
 pub const XDP_FLAGS_SKB_MODE: u32 = 2;
 pub const XDP_FLAGS_DRV_MODE: u32 = 4;
 pub const PROG_TYPE_SCHED_CLS: u32 = 3;
@@ -25,11 +32,11 @@ pub const XDP_HAS_FRAGS: u32 = 32;
 /// `union bpf_attr` as far as `BPF_PROG_LOAD` and `BPF_PROG_TEST_RUN` need it; the kernel
 /// zero-fills whatever lies past the size it is given.
 #[repr(C, align(8))]
-struct Attr([u8; 80]);
+struct Attr([u8; 128]);
 
 impl Attr {
     fn new() -> Self {
-        Self([0; 80])
+        Self([0; 128])
     }
 
     fn u32(&mut self, at: usize, v: u32) -> &mut Self {
@@ -67,6 +74,38 @@ impl Attr {
 
 /// Loads `r0 = verdict; exit` as a program of type `prog_type`, with load flags `prog_flags`.
 pub fn load_empty(prog_type: u32, prog_flags: u32, verdict: i32) -> anyhow::Result<OwnedFd> {
+    load_empty_with(prog_type, prog_flags, verdict, 0, 0)
+}
+
+/// An empty BTF tracepoint program (`tp_btf`) for the kernel type `btf_trace_<name>` whose BTF
+/// id is `btf_id`, attached at once; returns the program and its attachment.
+pub fn empty_tracepoint(btf_id: u32) -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    let prog = load_empty_with(PROG_TYPE_TRACING, 0, 0, BPF_TRACE_RAW_TP, btf_id)?;
+    let mut attr = Attr::new();
+    attr.u32(8, prog.as_raw_fd() as u32);
+    let fd = attr
+        .call(BPF_RAW_TRACEPOINT_OPEN)
+        .context("BPF_RAW_TRACEPOINT_OPEN of an empty program")?;
+    // SAFETY: a successful BPF_RAW_TRACEPOINT_OPEN returns a new fd that nothing else owns.
+    Ok((prog, unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+}
+
+/// Attaches a cgroup_skb program to a cgroup (`cgroup` is an open fd of its directory).
+pub fn attach_cgroup(
+    prog: &OwnedFd,
+    cgroup: &impl AsRawFd,
+    attach_type: u32,
+) -> anyhow::Result<OwnedFd> {
+    link(prog, cgroup.as_raw_fd() as u32, attach_type, 0)
+}
+
+fn load_empty_with(
+    prog_type: u32,
+    prog_flags: u32,
+    verdict: i32,
+    expected_attach_type: u32,
+    attach_btf_id: u32,
+) -> anyhow::Result<OwnedFd> {
     // BPF_ALU64 | BPF_MOV | BPF_K into r0, then BPF_JMP | BPF_EXIT.
     let mut insns = [0u8; 16];
     insns[0] = 0xb7;
@@ -78,7 +117,9 @@ pub fn load_empty(prog_type: u32, prog_flags: u32, verdict: i32) -> anyhow::Resu
         .u32(4, 2)
         .u64(8, insns.as_ptr() as u64)
         .u64(16, license.as_ptr() as u64)
-        .u32(44, prog_flags);
+        .u32(44, prog_flags)
+        .u32(68, expected_attach_type)
+        .u32(108, attach_btf_id);
     attr.0[48..58].copy_from_slice(b"kb_empty\0\0");
     let fd = attr
         .call(BPF_PROG_LOAD)
@@ -114,15 +155,20 @@ pub fn attach_xdp(prog: &OwnedFd, ifindex: u32, mode: u32) -> anyhow::Result<Own
     link(prog, ifindex, BPF_XDP, mode)
 }
 
-/// Attaches a classifier to an interface's TCX ingress hook through a link.
-pub fn attach_tcx_ingress(prog: &OwnedFd, ifindex: u32) -> anyhow::Result<OwnedFd> {
-    link(prog, ifindex, BPF_TCX_INGRESS, 0)
+/// Attaches a classifier to an interface's TCX ingress or egress hook through a link.
+pub fn attach_tcx(prog: &OwnedFd, ifindex: u32, ingress: bool) -> anyhow::Result<OwnedFd> {
+    let hook = if ingress {
+        BPF_TCX_INGRESS
+    } else {
+        BPF_TCX_EGRESS
+    };
+    link(prog, ifindex, hook, 0)
 }
 
-fn link(prog: &OwnedFd, ifindex: u32, attach_type: u32, flags: u32) -> anyhow::Result<OwnedFd> {
+fn link(prog: &OwnedFd, target: u32, attach_type: u32, flags: u32) -> anyhow::Result<OwnedFd> {
     let mut attr = Attr::new();
     attr.u32(0, prog.as_raw_fd() as u32)
-        .u32(4, ifindex)
+        .u32(4, target)
         .u32(8, attach_type)
         .u32(12, flags);
     let fd = attr

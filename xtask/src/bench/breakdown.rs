@@ -13,6 +13,8 @@ use aya::{
     },
     Btf, Ebpf,
 };
+use aya_obj::btf::BtfKind;
+use kaipo::collect::backend::IngressHook;
 use kaipo::collect::ebpf;
 
 use super::{baseline, testrun::PROGRAMS, topology::Topology};
@@ -28,6 +30,18 @@ pub enum Piece {
     EmptyXdpNative,
     /// `r0 = TC_ACT_UNSPEC; exit` on TCX ingress of the sender's host end.
     EmptyTcIngress,
+    /// The same on TCX egress of the receiver's host end.
+    EmptyTcEgress,
+    /// Two empty cgroup_skb programs (ingress, egress) at the cgroup v2 root.
+    EmptyCgroupSkb,
+    /// Two empty BTF tracepoint programs on `sock_send_length` and `sock_recv_length`.
+    EmptyTracepoints,
+    /// Every empty program above that stands where kaipo's default attachment puts one of its
+    /// own on the datagram's path: the floor under `KaipoAll`.
+    EmptyAll,
+    /// kaipo's kernel side as `kaipo watch` attaches it by default on the two host ends: TCX
+    /// ingress and egress on both, and the whole socket side.
+    KaipoAll,
     /// `kaipo_xdp` in generic mode on the sender's host end.
     Xdp,
     /// `kaipo_xdp` in driver mode on the sender's host end.
@@ -47,15 +61,19 @@ pub enum Piece {
 
 impl Piece {
     /// What `bench collector` measures in its section 3b.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 12] = [
         Self::EmptyXdp,
-        Self::EmptyXdpNative,
         Self::EmptyTcIngress,
+        Self::EmptyTcEgress,
+        Self::EmptyCgroupSkb,
+        Self::EmptyTracepoints,
+        Self::EmptyAll,
         Self::Xdp,
         Self::TcIngress,
         Self::Tc,
         Self::CgroupSkb,
-        Self::Sockets,
+        Self::Tracepoints,
+        Self::KaipoAll,
     ];
 
     pub fn describe(self, topo: &Topology) -> String {
@@ -67,6 +85,19 @@ impl Piece {
             ),
             Self::EmptyXdpNative => format!("an empty XDP program (driver mode) on `{s}`"),
             Self::EmptyTcIngress => format!("an empty classifier (TCX ingress) on `{s}`"),
+            Self::EmptyTcEgress => format!("an empty classifier (TCX egress) on `{r}`"),
+            Self::EmptyCgroupSkb => "two empty cgroup_skb programs (ingress, egress)".into(),
+            Self::EmptyTracepoints => {
+                "two empty tp_btf programs (`sock_send_length`, `sock_recv_length`)".into()
+            }
+            Self::EmptyAll => format!(
+                "all of the empty programs: TCX ingress on `{s}`, TCX egress on `{r}`, both \
+                 cgroup_skb, both tracepoints"
+            ),
+            Self::KaipoAll => format!(
+                "kaipo's kernel side as `kaipo watch --iface {s} --iface {r}` attaches it (TCX \
+                 ingress and egress on both, cgroup_skb, cgroup_sock, tracepoints)"
+            ),
             Self::Xdp => format!("`{}` only (generic mode) on `{s}`", PROGRAMS[0]),
             Self::XdpNative => format!("`{}` only (driver mode) on `{s}`", PROGRAMS[0]),
             Self::TcIngress => format!("`kaipo_tc_ingress` only (TCX ingress) on `{s}`"),
@@ -86,8 +117,8 @@ impl Piece {
 /// Whatever holds the attachment; dropping it detaches.
 pub struct Attached {
     _object: Option<Box<Ebpf>>,
-    /// An empty program and its link.
-    _link: Option<(OwnedFd, OwnedFd)>,
+    /// Empty programs and their links.
+    _links: Vec<OwnedFd>,
 }
 
 pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
@@ -120,16 +151,90 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
             let link = baseline::attach_xdp(&prog, ifindex(&topo.sender_if)?, mode)?;
             return Ok(Attached {
                 _object: None,
-                _link: Some((prog, link)),
+                _links: vec![prog, link],
             });
         }
-        Piece::EmptyTcIngress => {
-            let prog = baseline::load_empty(baseline::PROG_TYPE_SCHED_CLS, 0, -1)?;
-            let link = baseline::attach_tcx_ingress(&prog, ifindex(&topo.sender_if)?)?;
+        Piece::EmptyTcIngress
+        | Piece::EmptyTcEgress
+        | Piece::EmptyCgroupSkb
+        | Piece::EmptyTracepoints
+        | Piece::EmptyAll => {
+            let mut links = Vec::new();
+            let all = piece == Piece::EmptyAll;
+            if all || piece == Piece::EmptyTcIngress {
+                for name in [&topo.sender_if, &topo.receiver_if] {
+                    let prog = baseline::load_empty(baseline::PROG_TYPE_SCHED_CLS, 0, -1)?;
+                    let link = baseline::attach_tcx(&prog, ifindex(name)?, true)?;
+                    links.extend([prog, link]);
+                    if !all {
+                        break;
+                    }
+                }
+            }
+            if all || piece == Piece::EmptyTcEgress {
+                for name in [&topo.receiver_if, &topo.sender_if] {
+                    let prog = baseline::load_empty(baseline::PROG_TYPE_SCHED_CLS, 0, -1)?;
+                    let link = baseline::attach_tcx(&prog, ifindex(name)?, false)?;
+                    links.extend([prog, link]);
+                    if !all {
+                        break;
+                    }
+                }
+            }
+            if all || piece == Piece::EmptyCgroupSkb {
+                let root = ebpf::cgroup2_root().context("no cgroup v2 mount")?;
+                let cgroup =
+                    File::open(&root).with_context(|| format!("opening {}", root.display()))?;
+                for kind in [
+                    baseline::BPF_CGROUP_INET_INGRESS,
+                    baseline::BPF_CGROUP_INET_EGRESS,
+                ] {
+                    let prog = baseline::load_empty(baseline::PROG_TYPE_CGROUP_SKB, 0, 1)?;
+                    let link = baseline::attach_cgroup(&prog, &cgroup, kind)?;
+                    links.extend([prog, link]);
+                }
+            }
+            if all || piece == Piece::EmptyTracepoints {
+                let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
+                for tracepoint in ["sock_send_length", "sock_recv_length"] {
+                    let id = btf
+                        .id_by_type_name_kind(&format!("btf_trace_{tracepoint}"), BtfKind::Typedef)
+                        .with_context(|| format!("no BTF type for {tracepoint}"))?;
+                    let (prog, link) = baseline::empty_tracepoint(id)?;
+                    links.extend([prog, link]);
+                }
+            }
             return Ok(Attached {
                 _object: None,
-                _link: Some((prog, link)),
+                _links: links,
             });
+        }
+        Piece::KaipoAll => {
+            let (btf, mut object) = load()?;
+            let root = ebpf::cgroup2_root().context("no cgroup v2 mount")?;
+            let cgroup =
+                File::open(&root).with_context(|| format!("opening {}", root.display()))?;
+            let mut degradations = Vec::new();
+            ebpf::attach::sockets(&mut object, &cgroup, &btf, &mut degradations)
+                .context("attaching the socket programs")?;
+            let ifaces = [&topo.sender_if, &topo.receiver_if]
+                .into_iter()
+                .map(|name| -> anyhow::Result<_> {
+                    Ok(kaipo::collect::Interface {
+                        name: name.clone(),
+                        ifindex: ifindex(name)?,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            ebpf::attach::interfaces(
+                &mut object,
+                &ifaces,
+                IngressHook::Tc,
+                true,
+                &mut degradations,
+            )
+            .context("attaching the interface programs")?;
+            object
         }
         Piece::Xdp | Piece::XdpNative => {
             let (_, mut object) = load()?;
@@ -225,6 +330,6 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
     // Nothing reads the maps; the object only has to live while attached.
     Ok(Attached {
         _object: Some(Box::new(object)),
-        _link: None,
+        _links: Vec::new(),
     })
 }
