@@ -264,7 +264,6 @@ fn count_flow(ifindex: u32, h: &IpHeaders, len: u64, egress: bool) {
     count_flow_key(&key, len, egress);
 }
 
-#[inline(always)]
 /// Takes the key by reference: by value, the 44-byte key is copied again and XDP runs out of its
 /// 512-byte stack.
 #[inline(always)]

@@ -22,8 +22,9 @@ mod packet;
 mod sock;
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, cgroup_skb, cgroup_sock, classifier, map, xdp},
-    maps::{HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    btf_maps::SkStorage,
+    macros::{btf_map, btf_tracepoint, cgroup_skb, cgroup_sock, classifier, map, xdp},
+    maps::{HashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePointContext, SkBuffContext, SockContext, TcContext, XdpContext},
 };
 use kaipo_common::{
@@ -52,10 +53,11 @@ static FLOWS: LruPerCpuHashMap<FlowKey, FlowCounters> =
 #[map]
 static SOCK_STATS: HashMap<u64, SockStats> = HashMap::with_max_entries(MAX_SOCKETS, 0);
 
-/// Socket cookie to the tgid last reported as its owner, so an owner is sent once per socket and
-/// owner rather than once per send or receive call.
-#[map]
-static OWNERS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
+/// The tgid last reported as a socket's owner, kept in the socket itself (socket-local storage,
+/// freed by the kernel with the socket), so an owner is sent once per socket and owner rather
+/// than once per send or receive call, and the check costs no hash lookup.
+#[btf_map]
+static OWNER_OF: SkStorage<u32> = SkStorage::new();
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(RINGBUF_BYTES, 0);

@@ -2,11 +2,11 @@
 //!
 //! Packets are counted per socket in softirq context, where the owning process is unknown. These
 //! hooks run in the owner's own context (socket creation, every send and receive call) and tie
-//! the socket cookie to the process. The `OWNERS` map keeps one event per socket and owner: a
-//! socket reported once stays quiet until another process (a forked child, a process handed the
-//! descriptor) uses it.
+//! the socket cookie to the process. The socket's own storage (`OWNER_OF`) remembers the owner
+//! last reported, so there is one event per socket and owner: a socket reported once stays quiet
+//! until another process (a forked child, a process handed the descriptor) uses it.
 
-use core::ffi::c_void;
+use core::{ffi::c_void, ptr};
 
 use aya_ebpf::{
     helpers::{
@@ -14,7 +14,7 @@ use aya_ebpf::{
         bpf_probe_read_kernel,
         generated::{
             bpf_get_current_cgroup_id, bpf_get_netns_cookie, bpf_get_socket_cookie,
-            bpf_ktime_get_ns,
+            bpf_ktime_get_ns, bpf_sk_storage_get,
         },
     },
     programs::{BtfTracePointContext, SockContext},
@@ -24,7 +24,9 @@ use kaipo_common::{
     FAMILY_IPV6, OWNER_FROM_CREATE,
 };
 
-use crate::{bump, EVENTS, OWNERS, SOCK_STATS};
+use aya_ebpf::bindings::BPF_SK_STORAGE_GET_F_CREATE;
+
+use crate::{bump, EVENTS, OWNER_OF, SOCK_STATS};
 
 /// `offsetof(struct sock_common, skc_family)`: after the address pair (8), hash (4) and port
 /// hashes (4). This layout has not moved since the struct was introduced.
@@ -44,7 +46,27 @@ pub fn on_create(ctx: &SockContext) {
             bpf_get_netns_cookie(sock.cast()),
         )
     };
-    record_owner(cookie, OWNER_FROM_CREATE, netns);
+    record_owner(
+        owner_slot(sock.cast(), true),
+        cookie,
+        OWNER_FROM_CREATE,
+        netns,
+    );
+}
+
+/// The socket's `OWNER_OF` slot, created (zero) when `create` is set and missing; null when
+/// there is none or the kernel could not allocate it.
+#[inline(always)]
+fn owner_slot(sk: *mut c_void, create: bool) -> *mut u32 {
+    let flags = if create {
+        u64::from(BPF_SK_STORAGE_GET_F_CREATE)
+    } else {
+        0
+    };
+    let map = ptr::from_ref(&OWNER_OF).cast_mut().cast::<c_void>();
+    // SAFETY: `map` is the socket storage map's definition, which the loader points at the map;
+    // `sk` is the program's own socket, and the helper checks it.
+    unsafe { bpf_sk_storage_get(map, sk, ptr::null_mut(), flags) }.cast::<u32>()
 }
 
 pub fn on_send_or_recv(ctx: &BtfTracePointContext, source: u32) {
@@ -60,38 +82,44 @@ pub fn on_send_or_recv(ctx: &BtfTracePointContext, source: u32) {
     if family != u16::from(FAMILY_IPV4) && family != u16::from(FAMILY_IPV6) {
         return;
     }
-    // SAFETY: the helper takes the tracepoint's socket pointer as is.
-    let cookie = unsafe { bpf_get_socket_cookie(sk as *mut c_void) };
-    record_owner(cookie, source, 0);
-}
-
-#[inline(always)]
-fn record_owner(cookie: u64, source: u32, netns_cookie: u64) {
+    let slot = owner_slot(sk as *mut c_void, true);
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: a plain read of a u32 value; a concurrent update can at worst cause one extra event.
-    if unsafe { OWNERS.get(cookie) }.is_some_and(|owner| *owner == tgid) {
+    // SAFETY: a live storage slot of this socket; a concurrent update can at worst cause one
+    // extra event.
+    if !slot.is_null() && unsafe { *slot } == tgid {
         return;
     }
+    // SAFETY: the helper takes the tracepoint's socket pointer as is.
+    let cookie = unsafe { bpf_get_socket_cookie(sk as *mut c_void) };
+    record_owner(slot, cookie, source, 0);
+}
+
+/// Reports the current process as the socket's owner and remembers it in the socket's slot.
+#[inline(always)]
+fn record_owner(slot: *mut u32, cookie: u64, source: u32, netns_cookie: u64) {
     if !emit(EVENT_SOCK_OWNER, cookie, source, netns_cookie, None) {
         // Not reported, so not remembered either: the next call tries again.
         return;
     }
-    if OWNERS.insert(cookie, tgid, 0).is_err() {
+    if slot.is_null() {
+        // No storage for this socket: it will be reported again on its next call.
         bump(counter::OWNER_MAP_FULL);
+        return;
     }
+    // SAFETY: a live storage slot of this socket.
+    unsafe { *slot = (bpf_get_current_pid_tgid() >> 32) as u32 };
 }
 
 pub fn on_release(ctx: &SockContext) {
     // SAFETY: helper reading the context socket.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
     let stats = SOCK_STATS.get_ptr(cookie);
-    // SAFETY: a lookup only; the pointer is not kept.
-    if stats.is_some() || unsafe { OWNERS.get(cookie) }.is_some() {
+    // A socket with counters or a reported owner gets a close event. Its storage slot goes with
+    // the socket. The counters stay: a closed TCP socket still sends its last segments and FIN,
+    // which keep adding to the same entry; userspace removes the entry once it has gone quiet.
+    if stats.is_some() || !owner_slot(ctx.sock.cast(), false).is_null() {
         emit(EVENT_SOCK_CLOSE, cookie, 0, 0, stats);
     }
-    // The counters stay: a closed TCP socket still sends its last segments and FIN, which keep
-    // adding to the same entry. Userspace removes the entry once it has gone quiet.
-    let _ = OWNERS.remove(cookie);
 }
 
 pub fn on_exit() {

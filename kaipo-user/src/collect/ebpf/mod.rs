@@ -180,7 +180,6 @@ pub fn load(btf: &Btf, opts: &Options) -> Result<Ebpf, EbpfCollectError> {
         .override_global("TRACK_FLOWS", &track_flows, true)
         .map_max_entries("FLOWS", opts.max_flows.max(1))
         .map_max_entries("SOCK_STATS", opts.max_sockets.max(1))
-        .map_max_entries("OWNERS", opts.max_sockets.max(1))
         .load(OBJECT)?)
 }
 
