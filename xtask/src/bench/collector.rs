@@ -201,13 +201,16 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| crate::workspace_root().join("target"))
 }
 
+/// Each piece with the floods measured while it was attached.
+type PieceFloods = Vec<(Piece, Vec<Flood>)>;
+
 impl Bench {
     /// Each piece `passes` times, each time right after a flood with nothing attached.
     fn breakdown(
         &self,
         pieces: &[Piece],
         passes: usize,
-    ) -> anyhow::Result<(Vec<Flood>, Vec<(Piece, Vec<Flood>)>)> {
+    ) -> anyhow::Result<(Vec<Flood>, PieceFloods)> {
         let none = BTreeSet::new();
         let mut bases = Vec::new();
         let mut measured: Vec<(Piece, Vec<Flood>)> =
