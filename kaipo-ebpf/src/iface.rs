@@ -267,6 +267,10 @@ fn count_flow(ifindex: u32, h: &IpHeaders, len: u64, egress: bool) {
 /// Takes the key by reference: by value, the 44-byte key is copied again and XDP runs out of its
 /// 512-byte stack.
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value, the counters are copied again on the 512-byte stack"
+)]
 fn count_flow_key(key: &FlowKey, len: u64, egress: bool) {
     if let Some(flow) = FLOWS.get_ptr_mut(key) {
         // SAFETY: this CPU's value of a per-CPU map.
