@@ -142,6 +142,16 @@ impl Spawned {
         }
     }
 
+    /// Sends SIGINT, as Ctrl-C in a terminal would.
+    pub fn interrupt(&self) -> anyhow::Result<()> {
+        let pid = libc::pid_t::try_from(self.child.id()).context("pid out of range")?;
+        // SAFETY: kill has no memory-safety preconditions; the child is ours and not yet reaped.
+        if unsafe { libc::kill(pid, libc::SIGINT) } != 0 {
+            bail!("{}: kill(SIGINT): {}", self.label, std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     pub fn send_line(&mut self, line: &str) -> anyhow::Result<()> {
         let stdin = self
             .stdin

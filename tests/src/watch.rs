@@ -134,9 +134,20 @@ impl Watch {
         })
     }
 
+    /// Stops kaipo now with SIGINT (it closes the interval under way and exits) and returns all
+    /// its records. For runs whose length should not depend on how long kaipo took to start.
+    pub fn stop(self) -> anyhow::Result<Run> {
+        self.child.interrupt()?;
+        self.collect(EXIT_GRACE)
+    }
+
     /// Waits for kaipo to stop after `--duration` and returns all its records.
-    pub fn finish(mut self) -> anyhow::Result<Run> {
+    pub fn finish(self) -> anyhow::Result<Run> {
         let timeout = self.duration + EXIT_GRACE;
+        self.collect(timeout)
+    }
+
+    fn collect(mut self, timeout: Duration) -> anyhow::Result<Run> {
         let lines = self
             .child
             .rest_of_output(timeout)

@@ -583,21 +583,23 @@ fn loopback_counted_only_with_include_loopback() -> anyhow::Result<()> {
     const COUNT: u64 = 100;
     const SIZE: u64 = 100;
     // Loopback of a namespace other than the host's: ifindex 1 there too. Each kaipo watches the
-    // host end of its own pair, since one interface takes one XDP program.
+    // host end of its own pair. Both are stopped with SIGINT once the traffic is over: a fixed
+    // `--duration` of the first could run out while the second is still loading its programs.
+    const UNTIL_STOPPED: Duration = Duration::from_secs(120);
     let net = TestNet::new()?;
     let other = TestNet::new()?;
     let with = Watch::start(&WatchConfig {
         include_loopback: true,
-        ..WatchConfig::new(&net.host_if, RUN)
+        ..WatchConfig::new(&net.host_if, UNTIL_STOPPED)
     })?;
-    let without = Watch::start(&WatchConfig::new(&other.host_if, RUN))?;
+    let without = Watch::start(&WatchConfig::new(&other.host_if, UNTIL_STOPPED))?;
     let sink = Sink::start(Some(&net), "127.0.0.1".parse()?, COUNT)?;
     let sink_pid = sink.pid;
     let (sender, sender_pid) = udp_send(Some(&net), sink.addr, COUNT, SIZE)?;
     finish_sender(sender, COUNT)?;
     sink.finish(SIZE)?;
-    let with = with.finish()?;
-    let without = without.finish()?;
+    let with = with.stop()?;
+    let without = without.stop()?;
 
     let pids = [sender_pid, sink_pid];
     assert_totals(
