@@ -6,7 +6,8 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use kaipo_common::{
-    counter, FlowCounters, FlowKey, IfaceCounters, FAMILY_IPV4, IFACE_SLOTS, PROTO_TCP, PROTO_UDP,
+    counter, FlowCounters, FlowKey, IfaceCounters, FAMILY_IPV4, FAMILY_IPV6, IFACE_SLOTS,
+    PROTO_TCP, PROTO_UDP,
 };
 
 use crate::{
@@ -136,31 +137,48 @@ fn on_tc(ctx: &TcContext, egress: bool) {
     account(ifindex, len, parsed, &headers, egress);
 }
 
-/// Ethernet without VLAN tags, IPv4 without options, TCP or UDP, not a fragment: the shape of
-/// nearly every frame, recognised and counted here from the linear part `start..end` with one
-/// bounds check and no intermediate copy of the headers. Returns false, having counted
-/// nothing, for any other frame, which then takes the full parser; for the frames it takes,
-/// the result is exactly what the full parser would give.
+/// Ethernet without VLAN tags, then IPv4 without options (not a later fragment) or IPv6 without
+/// extension headers, then TCP or UDP: the shape of nearly every frame, recognised and counted
+/// here from the linear part `start..end` with one bounds check and no intermediate copy of the
+/// headers. Returns false, having counted nothing, for any other frame, which then takes the
+/// full parser; for the frames it takes, the result is exactly what the full parser gives.
 #[inline(always)]
 fn count_common_frame(start: usize, end: usize, ifindex: u32, len: u64, egress: bool) -> bool {
-    // Ethernet header, 20-byte IPv4 header, the two ports.
-    const NEED: usize = 14 + 20 + 4;
-    if start + NEED > end {
+    // Ethernet, a 20-byte IPv4 header, the two ports.
+    const NEED_V4: usize = 14 + 20 + 4;
+    // Ethernet, the 40-byte IPv6 header, the two ports.
+    const NEED_V6: usize = 14 + 40 + 4;
+    if start + NEED_V4 > end {
         return false;
     }
-    // SAFETY: every offset read below is under `NEED`, inside the range checked above.
+    // SAFETY: callers read only offsets under the bound checked for their branch.
     let byte = |at: usize| unsafe { *((start + at) as *const u8) };
-    // EtherType 0x0800; version 4 with a 5-word header; a total length that holds the header;
-    // a first (or only) fragment; TCP or UDP.
-    let proto = byte(23);
-    if byte(12) != 0x08
-        || byte(13) != 0x00
-        || byte(14) != 0x45
-        || (byte(16) == 0 && byte(17) < 20)
-        || byte(20) & 0x1f != 0
-        || byte(21) != 0
-        || (proto != PROTO_TCP && proto != PROTO_UDP)
-    {
+    // Where the addresses (4 or 16 bytes) and the ports are.
+    let (family, proto, src, dst, ports, addr_len);
+    if byte(12) == 0x08 && byte(13) == 0x00 {
+        // Version 4 with a 5-word header; a total length that holds the header; a first (or
+        // only) fragment; TCP or UDP.
+        let p = byte(23);
+        if byte(14) != 0x45
+            || (byte(16) == 0 && byte(17) < 20)
+            || byte(20) & 0x1f != 0
+            || byte(21) != 0
+            || (p != PROTO_TCP && p != PROTO_UDP)
+        {
+            return false;
+        }
+        (family, proto, src, dst, ports, addr_len) = (FAMILY_IPV4, p, 26, 30, 34, 4);
+    } else if byte(12) == 0x86 && byte(13) == 0xdd {
+        if start + NEED_V6 > end {
+            return false;
+        }
+        // Version 6; TCP or UDP right after the fixed header.
+        let p = byte(20);
+        if byte(14) >> 4 != 6 || (p != PROTO_TCP && p != PROTO_UDP) {
+            return false;
+        }
+        (family, proto, src, dst, ports, addr_len) = (FAMILY_IPV6, p, 22, 38, 54, 16);
+    } else {
         return false;
     }
     let Some(stats) = iface_entry(ifindex) else {
@@ -178,23 +196,25 @@ fn count_common_frame(start: usize, end: usize, ifindex: u32, len: u64, egress: 
     if !track_flows() {
         return true;
     }
-    // Source address at 26, destination at 30, source port at 34, destination port at 36.
     let (local, remote, local_port, remote_port) = if egress {
-        (26, 30, 34, 36)
+        (src, dst, ports, ports + 2)
     } else {
-        (30, 26, 36, 34)
+        (dst, src, ports + 2, ports)
     };
     let mut key = FlowKey {
         ifindex,
         vlan: 0,
         proto,
-        family: FAMILY_IPV4,
+        family,
         local_port: u16::from_be_bytes([byte(local_port), byte(local_port + 1)]),
         remote_port: u16::from_be_bytes([byte(remote_port), byte(remote_port + 1)]),
         local_addr: [0; 16],
         remote_addr: [0; 16],
     };
-    for i in 0..4 {
+    for i in 0..16 {
+        if i == addr_len {
+            break;
+        }
         key.local_addr[i] = byte(local + i);
         key.remote_addr[i] = byte(remote + i);
     }
