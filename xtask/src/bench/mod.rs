@@ -7,6 +7,7 @@ mod kaipo;
 mod live;
 mod pcap;
 mod report;
+mod rivals;
 mod store;
 mod testrun;
 mod topology;
