@@ -371,23 +371,26 @@ fn figures(
     }
     let _ = writeln!(
         s,
-        "\nThe other tools start 2 s before the flood and stop 1.6 s (iftop: 2.6 s) after it, so \
-         that their last report covers it. \"Seen\": for kaipo, `interfaces[].rx_packets + \
-         tx_packets` of the two host ends from its JSON; for the others, the bytes their own \
-         output totals (nethogs `-v 2`: link-layer bytes, {FRAME_BYTES} per datagram; bandwhich: \
-         the per-second `process:` lines summed, {IP_BYTES} IP-layer bytes per datagram; iftop: \
-         the last `Cumulative` total, {IP_BYTES} per datagram, three significant digits). Every \
-         datagram crosses both host ends, so full visibility is 2 × sent. Drops: kaipo's \
-         `lost.capture_drops` for pcap, the sum of every `lost.*` for eBPF; nethogs, bandwhich \
-         and iftop print no drop counter, so only \"seen\" shows what they missed. CPU: utime + \
-         stime (`/proc/PID/stat`, all the tool's processes) over the sender's window, as % of \
-         one core (clock ticks: 0.0 % means under one tick per window); RSS: `VmHWM`, summed \
-         over the tool's processes. \"Sender attributed\": bytes the monitor gave the sender's \
-         process against the sender's datagrams; the sender's socket lives in its own network \
+        "\nThe other tools start 2 s before the flood and keep running after it until the total \
+         they print stops growing from one report to the next (at most 20 s), so that their \
+         last report covers everything they will ever count of it. \"Seen\": for kaipo, \
+         `interfaces[].rx_packets + tx_packets` of the two host ends from its JSON; for the \
+         others, the total their own output gives (nethogs `-v 2`: link-layer bytes, \
+         {FRAME_BYTES} per datagram; bandwhich `--total-utilization`: the `process:` lines of \
+         its last report, {IP_BYTES} IP-layer bytes per datagram; iftop: the last `Cumulative` \
+         total, {IP_BYTES} per datagram, three significant digits), summed over the tool's \
+         processes. Every datagram crosses both host ends, so full visibility is 2 × sent. \
+         Drops: kaipo's `lost.capture_drops` for pcap, the sum of every `lost.*` for eBPF; \
+         nethogs, bandwhich and iftop print no drop counter, so only \"seen\" shows what they \
+         missed. CPU: utime + stime (`/proc/PID/stat`, all the tool's processes) over the \
+         sender's window, as % of one core (clock ticks: 0.0 % means under one tick per \
+         window); \"CPU after the sender stopped\": the same from the sender's end until the \
+         tool was stopped (backlog it was still working through; kaipo is stopped as soon as \
+         the receiver is done, so it has no such figure). RSS: `VmHWM`, summed over the tool's \
+         processes. \"Sender attributed\": bytes the monitor gave the sender's process \
+         against the sender's datagrams; the sender's socket lives in its own network \
          namespace, which tools that read the host's socket tables cannot see (see the \
-         namespace table below). The other tools keep running after the flood until the total \
-         they print stops growing (at most 20 s): \"CPU after the sender stopped\" is what they \
-         used in that time, backlog the CPU column does not include. The last column of the medians is the machine's busy time \
+         namespace table below). The last column of the medians is the machine's busy time \
          outside the sender, the receiver and ksoftirqd, in CPUs: it includes the monitor.\n"
     );
     let _ = writeln!(
