@@ -20,7 +20,7 @@ use super::{
 };
 
 /// Rounds of (no monitor, then every monitor once).
-pub const ROUNDS: usize = 3;
+pub const ROUNDS: usize = 5;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
