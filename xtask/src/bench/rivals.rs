@@ -246,6 +246,9 @@ impl Drop for Proc {
     }
 }
 
+/// Reads the total a tool has reported so far from its outputs.
+pub type TotalOf = Box<dyn Fn(&[String]) -> Option<u64>>;
+
 /// How long to keep a tool running after the flood.
 pub enum Linger {
     /// A fixed time, then the signal.
@@ -254,7 +257,7 @@ pub enum Linger {
     /// report interval, or `max`; then the signal.
     UntilSteady {
         every: Duration,
-        total: Box<dyn Fn(&[String]) -> Option<u64>>,
+        total: TotalOf,
         max: Duration,
         signal: libc::c_int,
     },
@@ -440,10 +443,8 @@ fn nethogs(outputs: &[String], sender_pid: u32) -> Told {
                 continue;
             };
             all += sent + received;
-            let pid = who
-                .rsplitn(3, '/')
-                .nth(1)
-                .and_then(|p| p.parse::<u32>().ok());
+            // `program/pid/uid`, where the program may itself hold slashes.
+            let pid = who.rsplit('/').nth(1).and_then(|p| p.parse::<u32>().ok());
             if pid == Some(sender_pid) {
                 sender += sent;
             }
