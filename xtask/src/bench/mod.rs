@@ -7,6 +7,7 @@ mod kaipo;
 mod live;
 mod pcap;
 mod report;
+mod rivals;
 mod store;
 mod testrun;
 mod topology;
@@ -26,7 +27,8 @@ pub enum Which {
     /// kaipo's own CPU and memory.
     Collector,
     /// The collector's UDP flood with `kaipo watch --backend pcap` and `--backend ebpf` side by
-    /// side: throughput, packets seen, drops, kaipo's CPU and memory.
+    /// side, and with nethogs, bandwhich and iftop where installed: throughput, packets seen,
+    /// drops, each monitor's CPU and memory, attribution.
     Pcap,
     /// Only the per-packet cost of the interface programs (`BPF_PROG_TEST_RUN`), quickly.
     Testrun,

@@ -1,46 +1,120 @@
 //! `cargo xtask bench pcap`: the collector benchmark's 64-byte UDP flood with `kaipo watch
-//! --backend pcap` and `kaipo watch --backend ebpf` side by side, in alternating rounds with an
-//! unmonitored flood in each, and the figures as Markdown.
+//! --backend pcap` and `kaipo watch --backend ebpf` side by side, and with nethogs, bandwhich
+//! and iftop where they are installed, in rounds with an unmonitored flood in each and the
+//! monitors' order rotating; then each process-attributing pcap tool once more inside the
+//! sender's namespace, where it can see the sender's socket; and the figures as Markdown.
 //!
 //! Reuses the collector benchmark's network ([`Topology`]), flood and kaipo runner; progress
 //! goes to stderr and the figures to stdout.
 
-use std::{fmt::Write as _, time::Instant};
+use std::{fmt::Write as _, path::PathBuf, time::Instant};
 
 use anyhow::{bail, Context as _};
 
 use super::{
     collector::{self, Bench, Flood, Monitored, FLOOD_SECS, RECEIVER_CPU, SENDER_CPU},
+    kaipo,
     report::{self, int, median, mib},
-    topology::Topology,
+    rivals::{self, Linger, Rival, Told, Watched, FRAME_BYTES, IP_BYTES},
+    topology::{Topology, SENDER_NS_IF},
 };
 
-/// Rounds of (without kaipo, pcap, eBPF); the order of the two backends alternates by round.
-pub const ROUNDS: usize = 3;
+/// Rounds of (no monitor, then every monitor once).
+pub const ROUNDS: usize = 5;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Unmonitored,
     Pcap,
     Ebpf,
+    Rival(Rival),
 }
 
 impl Mode {
-    fn label(self) -> &'static str {
+    fn label(self) -> String {
         match self {
-            Mode::Unmonitored => "without kaipo",
-            Mode::Pcap => "`--backend pcap`",
-            Mode::Ebpf => "`--backend ebpf`",
+            Mode::Unmonitored => "no monitor".into(),
+            Mode::Pcap => "kaipo `--backend pcap`".into(),
+            Mode::Ebpf => "kaipo `--backend ebpf`".into(),
+            Mode::Rival(r) => r.name().into(),
         }
     }
 }
 
-/// One round's flood under one mode.
+/// One flood under one mode.
 struct Run {
     round: usize,
     mode: Mode,
     flood: Flood,
     kaipo: Option<Monitored>,
+    rival: Option<(Watched, Told)>,
+}
+
+/// What one monitored run says, whichever the monitor.
+struct Row {
+    cpu_pct: f64,
+    rss_kib: u64,
+    /// What the monitor counted on the two host ends, and its share of 2 × sent.
+    seen: Option<(String, f64)>,
+    /// Drops the monitor reported; `None` where it reports none at all.
+    drops: Option<u64>,
+    lost: String,
+    /// Share of the sender's bytes the monitor gave the sender's process.
+    attributed: Option<f64>,
+    /// For the other tools: CPU seconds they still used after the sender stopped, and over how
+    /// many seconds (until their total stopped growing).
+    after: Option<(f64, f64)>,
+}
+
+impl Run {
+    fn row(&self) -> Option<Row> {
+        let f = &self.flood;
+        if let Some(m) = &self.kaipo {
+            let (a, b) = seen(m);
+            let lost = m
+                .lost
+                .iter()
+                .filter(|(_, v)| **v > 0)
+                .map(|(k, v)| format!("{k} {}", int(*v)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Some(Row {
+                cpu_pct: 100.0 * m.cpu_secs / m.window.as_secs_f64().max(1e-9),
+                rss_kib: m.vm_hwm_kib,
+                seen: Some((
+                    format!("{} packets", int(a + b)),
+                    (a + b) as f64 / (2 * f.sent).max(1) as f64,
+                )),
+                drops: Some(drops(self.mode, m)),
+                lost: if lost.is_empty() { "none".into() } else { lost },
+                attributed: Some(m.sender.tx_bytes as f64 / (f.sent * IP_BYTES).max(1) as f64),
+                after: None,
+            });
+        }
+        let (w, told) = self.rival.as_ref()?;
+        let Mode::Rival(rival) = self.mode else {
+            return None;
+        };
+        let per = told.bytes_per_datagram;
+        Some(Row {
+            cpu_pct: w.cpu_pct(),
+            rss_kib: w.vm_hwm_kib,
+            seen: told.bytes.map(|b| {
+                (
+                    format!("{} B", int(b)),
+                    b as f64 / (2 * f.sent * per).max(1) as f64,
+                )
+            }),
+            drops: None,
+            lost: "not reported".into(),
+            attributed: rival
+                .attributes()
+                .then_some(told.sender_bytes)
+                .flatten()
+                .map(|b| b as f64 / (f.sent * per).max(1) as f64),
+            after: Some((w.cpu_after_secs, w.after.as_secs_f64())),
+        })
+    }
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -54,13 +128,31 @@ pub fn run() -> anyhow::Result<()> {
     let machine = report::Machine::read();
     collector::emit(&report::header_for(&machine, "pcap backend", "pcap"));
 
+    let mut rivals: Vec<(Rival, PathBuf)> = Vec::new();
+    let mut missing = Vec::new();
+    for rival in Rival::ALL {
+        match rival.find() {
+            Some(path) => rivals.push((rival, path)),
+            None => {
+                collector::progress(&format!(
+                    "{} is not installed; skipping it (install: `{}`)",
+                    rival.name(),
+                    rival.install()
+                ));
+                missing.push(rival);
+            }
+        }
+    }
+
     let bench = Bench {
         topo: Topology::create()?,
         exe: std::env::current_exe().context("finding the xtask binary")?,
         bin,
     };
+    let topo = &bench.topo;
+    let ifaces = [topo.sender_if.as_str(), topo.receiver_if.as_str()];
     let none = Default::default();
-    collector::progress("warming up: 1 s flood without kaipo");
+    collector::progress("warming up: 1 s flood without a monitor");
     let warm = bench.flood(1.0, None, &none, &mut |_| Ok(()))?;
     if warm.received == 0 {
         bail!(
@@ -69,43 +161,155 @@ pub fn run() -> anyhow::Result<()> {
         );
     }
 
+    let monitors: Vec<Mode> = [Mode::Pcap, Mode::Ebpf]
+        .into_iter()
+        .chain(rivals.iter().map(|(r, _)| Mode::Rival(*r)))
+        .collect();
     let mut runs = Vec::new();
     for round in 1..=ROUNDS {
-        let order = if round % 2 == 1 {
-            [Mode::Unmonitored, Mode::Pcap, Mode::Ebpf]
-        } else {
-            [Mode::Unmonitored, Mode::Ebpf, Mode::Pcap]
-        };
-        for mode in order {
+        let mut order = monitors.clone();
+        let turn = (round - 1) % order.len();
+        order.rotate_left(turn);
+        for mode in std::iter::once(Mode::Unmonitored).chain(order) {
             collector::progress(&format!(
                 "flood round {round}/{ROUNDS}: {}",
-                mode.label().trim_matches('`')
+                mode.label().replace('`', "")
             ));
-            let run = match mode {
-                Mode::Unmonitored => Run {
-                    round,
-                    mode,
-                    flood: bench.flood(FLOOD_SECS, None, &none, &mut |_| Ok(()))?,
-                    kaipo: None,
-                },
-                Mode::Pcap | Mode::Ebpf => {
-                    let backend = if mode == Mode::Pcap { "pcap" } else { "ebpf" };
-                    let m = bench.monitored_flood(FLOOD_SECS, None, false, Some(backend))?;
-                    Run {
-                        round,
-                        mode,
-                        flood: m.flood.clone(),
-                        kaipo: Some(m),
-                    }
-                }
-            };
-            runs.push(run);
+            runs.push(flood_under(&bench, &rivals, &ifaces, round, mode)?);
         }
     }
-    collector::emit(&figures(&runs, &bench.topo));
+
+    let mut in_ns = Vec::new();
+    for mode in std::iter::once(Mode::Pcap).chain(
+        rivals
+            .iter()
+            .filter(|(r, _)| r.attributes())
+            .map(|(r, _)| Mode::Rival(*r)),
+    ) {
+        collector::progress(&format!(
+            "in the sender's namespace: {}",
+            mode.label().replace('`', "")
+        ));
+        in_ns.push((mode, flood_in_sender_ns(&bench, &rivals, mode)?));
+    }
+
+    let mut s = figures(&runs, topo, &rivals, &missing);
+    s.push_str(&attribution(&in_ns, &rivals));
+    collector::emit(&s);
     drop(bench);
     collector::emit(&report::footer(started.elapsed()));
     Ok(())
+}
+
+fn flood_under(
+    bench: &Bench,
+    rivals: &[(Rival, PathBuf)],
+    ifaces: &[&str],
+    round: usize,
+    mode: Mode,
+) -> anyhow::Result<Run> {
+    let (flood, kaipo, rival) = match mode {
+        Mode::Unmonitored => (
+            bench.flood(FLOOD_SECS, None, &Default::default(), &mut |_| Ok(()))?,
+            None,
+            None,
+        ),
+        Mode::Pcap | Mode::Ebpf => {
+            let backend = if mode == Mode::Pcap { "pcap" } else { "ebpf" };
+            let m = bench.monitored_flood(FLOOD_SECS, None, false, Some(backend))?;
+            (m.flood.clone(), Some(m), None)
+        }
+        Mode::Rival(rival) => {
+            let bin = path_of(rivals, rival)?;
+            let w = rivals::rival_flood(bench, rival, bin, ifaces, None, FLOOD_SECS)?;
+            let told = rivals::told(rival, &w.outputs, w.flood.sender_pid, &sender_comm(bench));
+            (w.flood.clone(), None, Some((w, told)))
+        }
+    };
+    Ok(Run {
+        round,
+        mode,
+        flood,
+        kaipo,
+        rival,
+    })
+}
+
+fn path_of(rivals: &[(Rival, PathBuf)], rival: Rival) -> anyhow::Result<&PathBuf> {
+    rivals
+        .iter()
+        .find(|(r, _)| *r == rival)
+        .map(|(_, p)| p)
+        .with_context(|| format!("{} is not installed", rival.name()))
+}
+
+/// The sender's command name as tools that show names print it: the xtask binary's.
+fn sender_comm(bench: &Bench) -> String {
+    let name = bench
+        .exe
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // The kernel keeps 15 characters of a command name.
+    name.chars().take(15).collect()
+}
+
+/// What a monitor in the sender's namespace, on `kbs0`, made of one flood.
+struct InNs {
+    watched: Watched,
+    /// (bytes the monitor gave the sender's pid, bytes the sender's datagrams are worth in its
+    /// count).
+    sender_bytes: u64,
+    expected: u64,
+}
+
+fn flood_in_sender_ns(
+    bench: &Bench,
+    rivals: &[(Rival, PathBuf)],
+    mode: Mode,
+) -> anyhow::Result<InNs> {
+    let ns = &bench.topo.sender_ns;
+    match mode {
+        Mode::Pcap => {
+            let mut cmd = Topology::command_in(ns, &bench.bin);
+            cmd.args([
+                "watch",
+                "--json",
+                "--interval",
+                "1s",
+                "--backend",
+                "pcap",
+                "--iface",
+                SENDER_NS_IF,
+            ]);
+            // kaipo prints its last, partial interval when it gets SIGINT.
+            let linger = Linger::Fixed(std::time::Duration::from_millis(200), libc::SIGINT);
+            let w = rivals::watched_flood(bench, FLOOD_SECS, vec![cmd], &linger)?;
+            let records: Vec<serde_json::Value> = w
+                .outputs
+                .iter()
+                .flat_map(|o| o.lines())
+                .map(|l| serde_json::from_str(l).with_context(|| format!("kaipo printed {l:?}")))
+                .collect::<anyhow::Result<_>>()?;
+            let sender = kaipo::process_totals(&records, w.flood.sender_pid);
+            Ok(InNs {
+                sender_bytes: sender.tx_bytes,
+                expected: w.flood.sent * IP_BYTES,
+                watched: w,
+            })
+        }
+        Mode::Rival(rival) => {
+            let bin = path_of(rivals, rival)?;
+            let w = rivals::rival_flood(bench, rival, bin, &[SENDER_NS_IF], Some(ns), FLOOD_SECS)?;
+            let told = rivals::told(rival, &w.outputs, w.flood.sender_pid, &sender_comm(bench));
+            Ok(InNs {
+                sender_bytes: told.sender_bytes.unwrap_or(0),
+                expected: w.flood.sent * told.bytes_per_datagram,
+                watched: w,
+            })
+        }
+        _ => bail!("no namespace run for {}", mode.label()),
+    }
 }
 
 /// Packets kaipo saw on the two host ends: rx + tx of each.
@@ -123,71 +327,115 @@ fn drops(mode: Mode, m: &Monitored) -> u64 {
     }
 }
 
-fn cpu_pct(m: &Monitored) -> f64 {
-    100.0 * m.cpu_secs / m.window.as_secs_f64().max(1e-9)
+fn pct(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{:.1} %", 100.0 * v))
 }
 
-fn figures(runs: &[Run], topo: &Topology) -> String {
+fn figures(
+    runs: &[Run],
+    topo: &Topology,
+    rivals: &[(Rival, PathBuf)],
+    missing: &[Rival],
+) -> String {
+    let ifaces = [topo.sender_if.as_str(), topo.receiver_if.as_str()];
     let mut s = String::new();
     let _ = writeln!(
         s,
         "Each flood: one sender (`sendmmsg`, 64-byte frames, pinned to CPU {SENDER_CPU}) for {FLOOD_SECS} s \
          through `{}` → host forwarding → `{}` to one receiver (`recvmmsg`, CPU {RECEIVER_CPU}). \
-         {ROUNDS} rounds, each: a flood without kaipo, then `kaipo watch --json --interval 1s \
-         --iface {} --iface {}` with `--backend pcap` and with `--backend ebpf` (order alternating \
-         by round). \"Seen\" is `interfaces[].rx_packets + tx_packets` from kaipo's JSON for the two \
-         host ends; every datagram crosses both, so full visibility is 2 × datagrams sent. Drops: \
-         `lost.capture_drops` for pcap, the sum of every `lost.*` for eBPF. CPU: kaipo's utime + \
-         stime (`/proc/PID/stat`) over the sender's window, as % of one core (clock ticks: 0.0 % means under one tick per window); RSS: `VmHWM`. \
-         The last column is the machine's busy time outside the sender, the receiver and \
-         ksoftirqd, in CPUs: it includes kaipo itself.\n",
-        topo.sender_if, topo.receiver_if, topo.sender_if, topo.receiver_if
+         {ROUNDS} rounds, each: a flood with no monitor, then one flood under each monitor (the \
+         order rotating by round), every monitor in the host's namespace watching the two host ends:\n",
+        topo.sender_if, topo.receiver_if
     );
     let _ = writeln!(
         s,
-        "| Round | kaipo | sent (kpps) | received (kpps) | seen on host veths (packets) | seen / (2 × sent) | drops | lost.* reported | kaipo CPU (% of a core) | kaipo peak RSS |"
+        "- kaipo: `kaipo watch --json --interval 1s --iface {} --iface {}` with `--backend pcap` and with `--backend ebpf`",
+        ifaces[0], ifaces[1]
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+    for (rival, path) in rivals {
+        let _ = writeln!(
+            s,
+            "- {}: {} (`{}`)",
+            rival.name(),
+            rival.describe(&ifaces),
+            path.display()
+        );
+    }
+    for rival in missing {
+        let _ = writeln!(
+            s,
+            "- {}: **not installed, not measured** (install: `{}`)",
+            rival.name(),
+            rival.install()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nThe other tools start 2 s before the flood and keep running after it until the total \
+         they print stops growing from one report to the next (at most 20 s), so that their \
+         last report covers everything they will ever count of it. \"Seen\": for kaipo, \
+         `interfaces[].rx_packets + tx_packets` of the two host ends from its JSON; for the \
+         others, the total their own output gives (nethogs `-v 2`: link-layer bytes, \
+         {FRAME_BYTES} per datagram; bandwhich `--total-utilization`: the `process:` lines of \
+         its last report, {IP_BYTES} IP-layer bytes per datagram; iftop: the last `Cumulative` \
+         total, {IP_BYTES} per datagram, three significant digits), summed over the tool's \
+         processes. Every datagram crosses both host ends, so full visibility is 2 × sent. \
+         Drops: kaipo's `lost.capture_drops` for pcap, the sum of every `lost.*` for eBPF; \
+         nethogs, bandwhich and iftop print no drop counter, so only \"seen\" shows what they \
+         missed. CPU: utime + stime (`/proc/PID/stat`, all the tool's processes) over the \
+         sender's window, as % of one core (clock ticks: 0.0 % means under one tick per \
+         window); \"CPU after the sender stopped\": the same from the sender's end until the \
+         tool was stopped (backlog it was still working through; kaipo is stopped as soon as \
+         the receiver is done, so it has no such figure). RSS: `VmHWM`, summed over the tool's \
+         processes. \"Sender attributed\": bytes the monitor gave the sender's process \
+         against the sender's datagrams; the sender's socket lives in its own network \
+         namespace, which tools that read the host's socket tables cannot see (see the \
+         namespace table below). The last column of the medians is the machine's busy time \
+         outside the sender, the receiver and ksoftirqd, in CPUs: it includes the monitor.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| Round | monitor | sent (kpps) | received (kpps) | seen on host ends | seen / (2 × sent) | drops reported | CPU (% of a core) | peak RSS | sender attributed | CPU after the sender stopped |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
     for r in runs {
         let f = &r.flood;
-        let (seen_s, drops_s, lost_s, cpu_s, rss_s, share_s) = match &r.kaipo {
-            None => (
+        let cells = match r.row() {
+            None => [
+                "–".to_owned(),
                 "–".into(),
                 "–".into(),
                 "–".into(),
                 "–".into(),
                 "–".into(),
                 "–".into(),
-            ),
-            Some(m) => {
-                let (a, b) = seen(m);
-                let lost = m
-                    .lost
-                    .iter()
-                    .filter(|(_, v)| **v > 0)
-                    .map(|(k, v)| format!("{k} {}", int(*v)))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                (
-                    format!("{} ({} + {})", int(a + b), int(a), int(b)),
-                    int(drops(r.mode, m)),
-                    if lost.is_empty() { "none".into() } else { lost },
-                    format!("{:.1} %", cpu_pct(m)),
-                    mib(m.vm_hwm_kib),
-                    format!(
-                        "{:.1} %",
-                        100.0 * (a + b) as f64 / (2 * f.sent).max(1) as f64
-                    ),
-                )
-            }
+            ],
+            Some(row) => [
+                row.seen.as_ref().map_or("?".into(), |(t, _)| t.clone()),
+                pct(row.seen.as_ref().map(|(_, v)| *v)),
+                row.drops.map_or(row.lost.clone(), |d| {
+                    if row.lost == "none" {
+                        int(d)
+                    } else {
+                        format!("{} ({})", int(d), row.lost)
+                    }
+                }),
+                format!("{:.1} %", row.cpu_pct),
+                mib(row.rss_kib),
+                pct(row.attributed),
+                row.after.map_or("–".into(), |(cpu, secs)| {
+                    format!("{cpu:.2} s in {secs:.1} s")
+                }),
+            ],
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {:.0} | {:.0} | {seen_s} | {share_s} | {drops_s} | {lost_s} | {cpu_s} | {rss_s} |",
+            "| {} | {} | {:.0} | {:.0} | {} |",
             r.round,
             r.mode.label(),
             f.sent_pps() / 1e3,
             f.delivered_pps() / 1e3,
+            cells.join(" | "),
         );
     }
 
@@ -200,10 +448,13 @@ fn figures(runs: &[Run], topo: &Topology) -> String {
     let _ = writeln!(s, "\nMedians over the {ROUNDS} rounds:\n");
     let _ = writeln!(
         s,
-        "| kaipo | received (kpps) | vs without kaipo | seen / (2 × sent) | drops per flood | kaipo CPU (% of a core) | kaipo peak RSS (max) | other busy CPUs, incl. kaipo |"
+        "| monitor | received (kpps) | vs no monitor | seen / (2 × sent) | drops reported per flood | CPU (% of a core) | peak RSS (max) | sender attributed | other busy CPUs, incl. the monitor |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-    for mode in [Mode::Unmonitored, Mode::Pcap, Mode::Ebpf] {
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    let modes = [Mode::Unmonitored, Mode::Pcap, Mode::Ebpf]
+        .into_iter()
+        .chain(rivals.iter().map(|(r, _)| Mode::Rival(*r)));
+    for mode in modes {
         let pps = median(of(mode).map(|r| r.flood.delivered_pps()).collect());
         let others = median(of(mode).map(|r| r.flood.others_cpu).collect());
         let vs = if mode == Mode::Unmonitored {
@@ -211,45 +462,80 @@ fn figures(runs: &[Run], topo: &Topology) -> String {
         } else {
             format!("{:+.1} %", 100.0 * (pps / base.max(1e-9) - 1.0))
         };
-        let monitored: Vec<_> = of(mode)
-            .filter_map(|r| r.kaipo.as_ref().map(|m| (r, m)))
-            .collect();
-        let (share, drop_s, cpu, rss) = if monitored.is_empty() {
-            ("–".into(), "–".into(), "–".into(), "–".into())
+        let rows: Vec<Row> = of(mode).filter_map(Run::row).collect();
+        let cells = if rows.is_empty() {
+            [
+                "–".to_owned(),
+                "–".into(),
+                "–".into(),
+                "–".into(),
+                "–".into(),
+            ]
         } else {
-            let share = median(
-                monitored
-                    .iter()
-                    .map(|(r, m)| {
-                        let (a, b) = seen(m);
-                        100.0 * (a + b) as f64 / (2 * r.flood.sent).max(1) as f64
-                    })
-                    .collect(),
-            );
-            let d = median(
-                monitored
-                    .iter()
-                    .map(|(r, m)| drops(r.mode, m) as f64)
-                    .collect(),
-            );
-            let cpu = median(monitored.iter().map(|(_, m)| cpu_pct(m)).collect());
-            let rss = monitored
-                .iter()
-                .map(|(_, m)| m.vm_hwm_kib)
-                .max()
-                .unwrap_or(0);
-            (
-                format!("{share:.1} %"),
-                int(d as u64),
-                format!("{cpu:.1} %"),
-                mib(rss),
-            )
+            let med_opt = |get: &dyn Fn(&Row) -> Option<f64>| {
+                let v: Vec<f64> = rows.iter().filter_map(get).collect();
+                (!v.is_empty()).then(|| median(v))
+            };
+            let drops = med_opt(&|r| r.drops.map(|d| d as f64))
+                .map_or("not reported".into(), |d| int(d as u64));
+            [
+                pct(med_opt(&|r| r.seen.as_ref().map(|(_, v)| *v))),
+                drops,
+                format!("{:.1} %", median(rows.iter().map(|r| r.cpu_pct).collect())),
+                mib(rows.iter().map(|r| r.rss_kib).max().unwrap_or(0)),
+                pct(med_opt(&|r| r.attributed)),
+            ]
         };
         let _ = writeln!(
             s,
-            "| {} | {:.0} | {vs} | {share} | {drop_s} | {cpu} | {rss} | {others:.2} |",
+            "| {} | {:.0} | {vs} | {} | {others:.2} |",
             mode.label(),
             pps / 1e3,
+            cells.join(" | "),
+        );
+    }
+    s
+}
+
+fn attribution(in_ns: &[(Mode, InNs)], rivals: &[(Rival, PathBuf)]) -> String {
+    let mut s = String::new();
+    if in_ns.is_empty() {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "\nAttribution where the tools can see the sender's socket: one more {FLOOD_SECS} s flood \
+         per tool, the tool now running inside the sender's namespace (`ip netns exec`) on its \
+         end of the pair, `{SENDER_NS_IF}` (kaipo: `kaipo watch --json --interval 1s --backend \
+         pcap --iface {SENDER_NS_IF}`; {}). Bytes the tool gave the sender's process (kaipo and \
+         nethogs: by pid; bandwhich: by command name, which only the sender has in that \
+         namespace) against the sender's datagrams at the tool's layer. kaipo's eBPF backend \
+         attributes across namespaces from the host: its row in the tables above.\n",
+        rivals
+            .iter()
+            .filter(|(r, _)| r.attributes())
+            .map(|(r, _)| r.describe(&[SENDER_NS_IF]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "| tool (in the sender's namespace) | sent (kpps) | received (kpps) | sender's bytes: attributed / expected | attributed | CPU (% of a core) | peak RSS |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for (mode, r) in in_ns {
+        let f = &r.watched.flood;
+        let _ = writeln!(
+            s,
+            "| {} | {:.0} | {:.0} | {} / {} | {} | {:.1} % | {} |",
+            mode.label(),
+            f.sent_pps() / 1e3,
+            f.delivered_pps() / 1e3,
+            int(r.sender_bytes),
+            int(r.expected),
+            pct(Some(r.sender_bytes as f64 / r.expected.max(1) as f64)),
+            r.watched.cpu_pct(),
+            mib(r.watched.vm_hwm_kib),
         );
     }
     s

@@ -18,7 +18,7 @@ use std::{net::Ipv4Addr, process::Command};
 use anyhow::Context as _;
 
 /// Names inside the namespaces; unique there, since the namespaces are new.
-const SENDER_NS_IF: &str = "kbs0";
+pub const SENDER_NS_IF: &str = "kbs0";
 const RECEIVER_NS_IF: &str = "kbd0";
 const NS_PREFIX: &str = "kaipo-bench-";
 
