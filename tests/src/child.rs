@@ -147,7 +147,11 @@ impl Spawned {
         let pid = libc::pid_t::try_from(self.child.id()).context("pid out of range")?;
         // SAFETY: kill has no memory-safety preconditions; the child is ours and not yet reaped.
         if unsafe { libc::kill(pid, libc::SIGINT) } != 0 {
-            bail!("{}: kill(SIGINT): {}", self.label, std::io::Error::last_os_error());
+            bail!(
+                "{}: kill(SIGINT): {}",
+                self.label,
+                std::io::Error::last_os_error()
+            );
         }
         Ok(())
     }
