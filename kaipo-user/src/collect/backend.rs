@@ -7,6 +7,7 @@ use std::io;
 use super::ebpf::{self, EbpfCollector, EventStream};
 use super::pcap::{self, PcapCollector, PcapEvents};
 use super::{BackendKind, Degradation, Event, Interface, KernelSample};
+use crate::platform::{Host, Platform as _};
 
 /// What the user asked for.
 #[derive(
@@ -62,7 +63,20 @@ pub enum Events {
 
 /// Starts the chosen backend. `auto` tries eBPF first and says why it fell back.
 pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
-    let mut notes = Vec::new();
+    let mut notes: Vec<Degradation> = Vec::new();
+    if let Some(why) = Host::NO_EBPF {
+        match opts.backend {
+            BackendChoice::Ebpf => anyhow::bail!("--backend ebpf cannot run here: {why}"),
+            BackendChoice::Auto => notes.push(Degradation {
+                what: "eBPF collector".into(),
+                why: format!(
+                    "{why}; processes are matched through socket tables, so very short-lived \
+                     ones may be missed"
+                ),
+            }),
+            BackendChoice::Pcap => {}
+        }
+    }
     #[cfg(target_os = "linux")]
     if opts.backend != BackendChoice::Pcap {
         let ebpf_opts = ebpf::Options {
@@ -96,8 +110,11 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
         ..Default::default()
     };
     let (collector, events) = pcap::start(&pcap_opts).map_err(|err| match notes.first() {
-        Some(ebpf) => anyhow::anyhow!("{}; and libpcap: {err}", ebpf.why),
-        None => anyhow::Error::from(err),
+        // Where eBPF was tried and failed, both failures count.
+        Some(ebpf) if Host::NO_EBPF.is_none() => {
+            anyhow::anyhow!("{}; and libpcap: {err}", ebpf.why)
+        }
+        _ => anyhow::Error::from(err),
     })?;
     notes.extend(collector.degradations().iter().cloned());
     Ok((

@@ -1,7 +1,7 @@
 //! `kaipo config get|set|init`: reading one key of the effective configuration, and changing
 //! one key of the file while keeping its comments and layout (toml_edit).
 
-use std::{fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path};
+use std::{fs, io::Write as _, path::Path};
 
 use super::{Config, ConfigError};
 
@@ -165,13 +165,11 @@ pub fn write_replacing(path: &Path, text: &str) -> Result<(), ConfigError> {
         fs::create_dir_all(dir).map_err(err)?;
     }
     let tmp = path.with_extension("toml.tmp");
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)
-        .map_err(err)?;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o644);
+    let mut file = options.open(&tmp).map_err(err)?;
     file.write_all(text.as_bytes()).map_err(err)?;
     file.sync_all().map_err(err)?;
     fs::rename(&tmp, path).map_err(err)

@@ -105,8 +105,21 @@ impl Source {
 /// The one place `kaipo report` talks to the daemon. `ClientError::NotRunning` carries the
 /// `io::Error` (`NotFound` or `ConnectionRefused`) as its source, which `daemon_unreachable`
 /// takes as "no daemon": `kaipo report` then reads the default database.
+#[cfg(target_os = "linux")]
 async fn ask_daemon(socket: &Path, query: &Query) -> Result<Report, BoxError> {
     Ok(crate::daemon::client::query(socket, query).await?)
+}
+
+/// The daemon runs on Linux only: elsewhere there is none to ask, and the database is read.
+#[cfg(not(target_os = "linux"))]
+async fn ask_daemon(socket: &Path, _: &Query) -> Result<Report, BoxError> {
+    Err(Box::new(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!(
+            "no kaipo daemon at {}: the daemon runs on Linux only",
+            socket.display()
+        ),
+    )))
 }
 
 /// A daemon that is not there (a socket left behind by a daemon that died, or the client
