@@ -74,34 +74,8 @@ pub async fn run(json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
                 writeln!(out, "         {:<28} fix: {fix}", "")?;
             }
         }
-        let failed = checks.iter().filter(|c| c.status == Status::Failed).count();
-        let degraded = checks
-            .iter()
-            .filter(|c| c.status == Status::Degraded)
-            .count();
-        let backend = checks
-            .iter()
-            .find(|c| c.name == "backend")
-            .map(|c| c.status);
         writeln!(out)?;
-        match (backend, failed, degraded) {
-            (Some(Status::Ok), _, n) if Host::NO_EBPF.is_some() => writeln!(
-                out,
-                "kaipo runs here with its libpcap backend ({n} degraded piece(s), eBPF among them)."
-            )?,
-            (Some(Status::Ok), _, 0) => {
-                writeln!(out, "kaipo's eBPF collector runs here with everything.")?
-            }
-            (Some(Status::Ok), _, n) => writeln!(
-                out,
-                "kaipo's eBPF collector runs here, with {n} degraded piece(s)."
-            )?,
-            (Some(Status::Degraded), n, _) => writeln!(
-                out,
-                "kaipo runs here with its libpcap backend; eBPF cannot: {n} check(s) failed."
-            )?,
-            (_, n, _) => writeln!(out, "kaipo cannot collect here: {n} check(s) failed.")?,
-        }
+        writeln!(out, "{}", summary(&checks, Host::NO_EBPF))?;
     }
     out.flush()?;
     let failed: Vec<&str> = checks
@@ -119,6 +93,35 @@ pub async fn run(json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The closing line: which collector runs, and with what missing.
+fn summary(checks: &[Check], no_ebpf: Option<&str>) -> String {
+    let failed = checks.iter().filter(|c| c.status == Status::Failed).count();
+    let degraded = checks
+        .iter()
+        .filter(|c| c.status == Status::Degraded)
+        .count();
+    let backend = checks
+        .iter()
+        .find(|c| c.name == "backend")
+        .map(|c| c.status);
+    match (backend, failed, degraded) {
+        (Some(Status::Ok), _, n) if no_ebpf.is_some() => {
+            format!(
+                "kaipo runs here with its libpcap backend ({n} degraded piece(s), eBPF among \
+                 them)."
+            )
+        }
+        (Some(Status::Ok), _, 0) => "kaipo's eBPF collector runs here with everything.".into(),
+        (Some(Status::Ok), _, n) => {
+            format!("kaipo's eBPF collector runs here, with {n} degraded piece(s).")
+        }
+        (Some(Status::Degraded), n, _) => {
+            format!("kaipo runs here with its libpcap backend; eBPF cannot: {n} check(s) failed.")
+        }
+        (_, n, _) => format!("kaipo cannot collect here: {n} check(s) failed."),
+    }
+}
+
 /// Runs every check. Stops trying programs once something they all need is missing, but always
 /// reports each check.
 pub fn diagnose() -> Vec<Check> {
@@ -127,9 +130,15 @@ pub fn diagnose() -> Vec<Check> {
     let pcap = pcap_check();
     let pcap_ok = pcap.status == Status::Ok;
     checks.push(pcap);
-    checks.push(match (ebpf_ok, pcap_ok) {
+    checks.push(backend_check(ebpf_ok, pcap_ok, Host::NO_EBPF));
+    checks
+}
+
+/// Which backend `--backend auto` picks, from what the checks found.
+fn backend_check(ebpf_ok: bool, pcap_ok: bool, no_ebpf: Option<&str>) -> Check {
+    match (ebpf_ok, pcap_ok) {
         (true, _) => Check::ok("backend", "`--backend auto` uses eBPF here"),
-        (false, true) => match Host::NO_EBPF {
+        (false, true) => match no_ebpf {
             Some(why) => Check::ok("backend", format!("`--backend auto` uses libpcap: {why}")),
             None => Check::bad(
                 "backend",
@@ -142,12 +151,65 @@ pub fn diagnose() -> Vec<Check> {
         (false, false) => Check::bad(
             "backend",
             Status::Failed,
-            match Host::NO_EBPF {
+            match no_ebpf {
                 Some(_) => "libpcap cannot capture here, and eBPF is Linux-only",
                 None => "neither eBPF nor libpcap can run here",
             },
             "run kaipo as root, or fix the checks above",
         ),
-    });
-    checks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_linux_libpcap_runs_because_ebpf_is_absent() {
+        let why = Some("eBPF is Linux-only; on macOS kaipo counts with libpcap, through /dev/bpf*");
+        let backend = backend_check(false, true, why);
+        assert_eq!(backend.status, Status::Ok);
+        assert_eq!(
+            backend.detail,
+            "`--backend auto` uses libpcap: eBPF is Linux-only; on macOS kaipo counts with \
+             libpcap, through /dev/bpf*"
+        );
+        let checks = [
+            Check::bad("eBPF", Status::Degraded, "eBPF is Linux-only", "none"),
+            Check::ok("libpcap", "available"),
+            backend,
+        ];
+        assert_eq!(
+            summary(&checks, why),
+            "kaipo runs here with its libpcap backend (1 degraded piece(s), eBPF among them)."
+        );
+        let failed = backend_check(false, false, why);
+        assert_eq!(failed.status, Status::Failed);
+        assert_eq!(
+            failed.detail,
+            "libpcap cannot capture here, and eBPF is Linux-only"
+        );
+    }
+
+    #[test]
+    fn on_linux_the_ebpf_checks_decide() {
+        assert_eq!(
+            backend_check(true, false, None).detail,
+            "`--backend auto` uses eBPF here"
+        );
+        let fallback = backend_check(false, true, None);
+        assert_eq!(fallback.status, Status::Degraded);
+        let checks = [
+            Check::bad("kernel BTF", Status::Failed, "missing", "fix"),
+            fallback,
+        ];
+        assert_eq!(
+            summary(&checks, None),
+            "kaipo runs here with its libpcap backend; eBPF cannot: 1 check(s) failed."
+        );
+        assert_eq!(
+            summary(&[Check::ok("backend", "eBPF")], None),
+            "kaipo's eBPF collector runs here with everything."
+        );
+    }
 }
