@@ -16,8 +16,8 @@ pub struct Cli {
     /// Log detail on stderr: error, warn, info, debug or trace.
     #[arg(long, global = true, default_value = "warn", env = "KAIPO_LOG")]
     pub log_level: String,
-    // Only the daemon and the commands around it (Linux) read the file.
-    #[cfg(target_os = "linux")]
+    // Only the daemon and the commands around it (not on Windows) read the file.
+    #[cfg(unix)]
     /// Configuration file [default: /etc/kaipo/kaipo.toml for root and the daemon, else
     /// $XDG_CONFIG_HOME/kaipo/kaipo.toml or ~/.config/kaipo/kaipo.toml].
     #[arg(long, global = true, value_name = "FILE", env = "KAIPO_CONFIG")]
@@ -30,24 +30,32 @@ pub struct Cli {
 pub enum Command {
     /// Print, each interval, the top processes, connections and interfaces.
     Watch(WatchArgs),
-    /// The real-time dashboard: from the daemon when one runs, else (as root) from a collector
-    /// of its own.
+    #[cfg_attr(
+        unix,
+        doc = "The real-time dashboard: from the daemon when one runs, else (as root) from a \
+               collector of its own."
+    )]
+    #[cfg_attr(
+        not(unix),
+        doc = "The real-time dashboard, from a collector of its own (as administrator, or \
+               where Npcap lets any user capture)."
+    )]
     Live(LiveArgs),
     /// Check what this machine lets kaipo do, trying each kernel program for real.
     Doctor(DoctorArgs),
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     /// Traffic history over a time range: totals per app, process, interface, remote, service,
     /// user or container, as a table, JSON, CSV or a self-contained HTML page.
     Report(ReportArgs),
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     /// Run the collector in the background: record history, and serve live figures and
     /// history to any local user over a Unix socket. Needs root; drops what it can after start.
     Daemon(DaemonArgs),
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     /// What the running daemon sees now: rates and totals per interface, app and process, and
     /// what it could not count. Needs no privileges.
     Status(StatusArgs),
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     /// Show, check or change the configuration file.
     #[command(subcommand)]
     Config(crate::config::cmd::ConfigCommand),
@@ -130,15 +138,15 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
     /// The daemon's socket.
-    #[arg(long, value_name = "PATH", default_value = "/run/kaipo/kaipo.sock")]
+    #[arg(long, value_name = "PATH", default_value = crate::daemon::protocol::DEFAULT_SOCKET)]
     pub socket: std::path::PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct LiveArgs {
     /// The daemon's socket.
-    #[cfg(target_os = "linux")]
-    #[arg(long, default_value = "/run/kaipo/kaipo.sock")]
+    #[cfg(unix)]
+    #[arg(long, default_value = crate::daemon::protocol::DEFAULT_SOCKET)]
     pub socket: std::path::PathBuf,
     /// Without a daemon: the interface to monitor; repeat for more. Default: every interface
     /// that is up, except lo.

@@ -41,7 +41,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(kaipo::watch::run(&opts, &mut stdout))
         }
         Command::Live(args) => runtime.block_on(kaipo::live::run(&kaipo::live::LiveOptions {
-            #[cfg(target_os = "linux")]
+            #[cfg(unix)]
             socket: args.socket,
             ifaces: args.ifaces,
             interval: args.interval,
@@ -52,7 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::doctor::run(args.json, &mut stdout))
         }
-        #[cfg(target_os = "linux")]
+        #[cfg(unix)]
         Command::Report(mut args) => {
             if args.format.is_none() && args.output.is_none() {
                 let path = cli
@@ -66,7 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         // The daemon relies on this runtime having one thread: capabilities are per thread,
         // and it drops them once, on this one.
-        #[cfg(target_os = "linux")]
+        #[cfg(unix)]
         Command::Daemon(args) => {
             let path = cli
                 .config
@@ -81,14 +81,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::UninstallService(args) => {
             kaipo::service::uninstall(&args, &mut io::stdout().lock())
         }
-        #[cfg(target_os = "linux")]
+        #[cfg(unix)]
         Command::Config(command) => {
             let path = cli
                 .config
                 .unwrap_or_else(|| kaipo::config::default_path(false));
             kaipo::config::cmd::run(&command, &path, &mut io::stdout().lock())
         }
-        #[cfg(target_os = "linux")]
+        #[cfg(unix)]
         Command::Status(args) => {
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::daemon::status::run(

@@ -6,16 +6,16 @@ pub mod engine;
 pub mod notification;
 pub mod quota;
 pub mod rules;
-// Delivery runs in the daemon, which runs on Linux.
-#[cfg(target_os = "linux")]
+// Delivery runs in the daemon, which runs on Linux and macOS.
+#[cfg(unix)]
 mod delivery;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 pub mod syslog;
 pub mod webhook;
 
 use std::sync::{Arc, Mutex};
 
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 pub use self::delivery::{AlertObserver, Alerting};
 pub use self::{
     engine::AlertEngine,

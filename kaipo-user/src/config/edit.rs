@@ -5,16 +5,17 @@ use std::{fs, io::Write as _, path::Path};
 
 use super::{Config, ConfigError};
 
-/// What `kaipo config init` writes: every key at its default, with what it does. A unit test
-/// checks that it parses to exactly [`Config::default`].
-pub const TEMPLATE: &str = r#"# kaipo configuration. Every key is optional; the values below are the defaults.
+/// What `kaipo config init` writes ([`template`] fills in this platform's paths): every key at
+/// its default, with what it does. A unit test checks that it parses to exactly
+/// [`Config::default`].
+const TEMPLATE: &str = r#"# kaipo configuration. Every key is optional; the values below are the defaults.
 # Durations: 500ms, 30s, 5m, 2h, 1d. `kaipo config check` validates this file.
 
 [daemon]
 # History database (SQLite).
-db = "/var/lib/kaipo/kaipo.db"
+db = "@DB@"
 # Unix socket for `kaipo status`, `kaipo report` and other clients.
-socket = "/run/kaipo/kaipo.sock"
+socket = "@SOCKET@"
 # Interfaces to monitor; empty: every interface that is up, except lo.
 interfaces = []
 # Length of one stored interval, the finest resolution of history (at least 1s).
@@ -175,7 +176,14 @@ pub fn write_replacing(path: &Path, text: &str) -> Result<(), ConfigError> {
     fs::rename(&tmp, path).map_err(err)
 }
 
-/// Writes [`TEMPLATE`] to `path`; refuses to replace a file unless `force`.
+/// [`TEMPLATE`] with the daemon's default paths here.
+pub fn template() -> String {
+    TEMPLATE
+        .replace("@DB@", crate::daemon::protocol::DEFAULT_DB)
+        .replace("@SOCKET@", crate::daemon::protocol::DEFAULT_SOCKET)
+}
+
+/// Writes [`template`] to `path`; refuses to replace a file unless `force`.
 pub fn init(path: &Path, force: bool) -> Result<(), ConfigError> {
     if path.exists() && !force {
         return Err(ConfigError::Usage(format!(
@@ -183,5 +191,5 @@ pub fn init(path: &Path, force: bool) -> Result<(), ConfigError> {
             path.display()
         )));
     }
-    write_replacing(path, TEMPLATE)
+    write_replacing(path, &template())
 }

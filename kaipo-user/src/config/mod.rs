@@ -236,8 +236,23 @@ mod tests {
 
     #[test]
     fn the_init_template_is_the_defaults() {
-        let parsed = Config::parse(edit::TEMPLATE, Path::new("t")).unwrap();
+        let parsed = Config::parse(&edit::template(), Path::new("t")).unwrap();
         assert_eq!(parsed, Config::default());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_linux_template_names_the_linux_paths() {
+        let text = edit::template();
+        assert!(
+            text.contains("\ndb = \"/var/lib/kaipo/kaipo.db\"\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nsocket = \"/run/kaipo/kaipo.sock\"\n"),
+            "{text}"
+        );
+        assert!(!text.contains('@'), "{text}");
     }
 
     #[test]

@@ -6,33 +6,36 @@
 //! ([`privilege`]) before it reads a single request. SIGTERM and SIGINT close a final interval,
 //! write everything to the store and detach the programs before the process exits.
 
-// The daemon runs on Linux: its privilege drop is Linux capabilities, and only Linux has the
-// eBPF collector it is built around. The protocol's types and defaults are shared.
-#[cfg(target_os = "linux")]
+// The daemon runs where Unix sockets and credentials do: Linux and macOS. Only Linux has
+// capabilities to drop ([`privilege`]); [`start_privileges`] holds what each system does at
+// start. The protocol's types and defaults are shared with every platform.
+#[cfg(unix)]
 pub mod access;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 pub mod client;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 mod history;
 #[cfg(target_os = "linux")]
 pub mod privilege;
 pub mod protocol;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 pub mod reload;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 mod runner;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 pub mod server;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
+mod start_privileges;
+#[cfg(unix)]
 pub mod status;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 pub mod store_worker;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 pub mod view;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 pub mod wire;
 
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 pub(crate) use self::runner::create_parents;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 pub use self::runner::{run, DaemonOptions};

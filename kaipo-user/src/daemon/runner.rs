@@ -15,16 +15,16 @@ use tokio::{
 };
 
 use super::{
-    access, history, privilege,
+    access, history,
     protocol::{DegradationInfo, StoreStatus},
     reload, server,
     server::{Limits, Shared},
+    start_privileges,
     store_worker::{self, now_ms},
     view::DaemonInfo,
 };
 use crate::{
     cli::DaemonArgs,
-    collect::ebpf,
     config::Config,
     pipeline::{
         aggregate::{self, Aggregator},
@@ -103,16 +103,7 @@ impl Drop for RemoveOnDrop {
 pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     let started_ms = now_ms();
     // Said before anything else fails for the same reason in a less helpful way.
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        let missing = crate::privilege::missing(crate::privilege::effective_caps());
-        if !missing.is_empty() {
-            return Err(ebpf::EbpfCollectError::NotPermitted {
-                missing: missing.join(", "),
-            }
-            .into());
-        }
-    }
+    start_privileges::check()?;
     // Nothing the daemon creates is writable by others, nor its history readable by them;
     // the socket's own mode is set explicitly.
     // SAFETY: umask only sets this process's file creation mask.
@@ -149,11 +140,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     for d in &degradations {
         eprintln!("kaipo: degraded: {d}");
     }
-    let kept = privilege::needed_after_start(
-        collector.holds_netlink_filters(),
-        &privilege::kernel_release(),
-        &privilege::unprivileged_bpf_disabled(),
-    );
+    let kept = start_privileges::plan(&collector);
     // Bound and switched on while privileges last: a port under 1024 needs
     // CAP_NET_BIND_SERVICE, and enabling BPF statistics needs CAP_SYS_ADMIN.
     let (metrics, metrics_listener) = match opts.config.metrics.listen {
@@ -165,7 +152,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
-    let held = privilege::drop_all_but(&kept).context("dropping privileges")?;
+    let kept = start_privileges::drop(&kept)?;
 
     // Handlers before anything runs: a signal from here on stops the daemon cleanly.
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -217,7 +204,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         opts.db.display(),
         info.interval_ms,
         opts.socket.display(),
-        privilege::names(&kept, held)
+        kept
     );
     let mut shared = Shared::new(
         info,

@@ -1,5 +1,5 @@
-//! `kaipo live` fed by a running daemon (Linux, where the daemon runs): live snapshots over
-//! its socket, and history from its store.
+//! `kaipo live` fed by a running daemon (Linux and macOS, where the daemon runs): live
+//! snapshots over its socket, and history from its store.
 
 use std::{
     path::{Path, PathBuf},

@@ -1,10 +1,10 @@
 //! `kaipo live`: finds where the dashboard's figures come from, then runs it.
 //!
-//! On Linux a running daemon is asked first: it needs no privileges and has history. Without
-//! one (and on macOS and Windows, where no daemon runs), a privileged caller gets a collector
-//! inside this process (live views only). Anyone else is told what to do.
+//! A running daemon is asked first: it needs no privileges and has history. Without one (and
+//! on Windows, where no daemon runs), a privileged caller gets a collector inside this process
+//! (live views only). Anyone else is told what to do.
 
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 mod daemon;
 
 use std::{cell::RefCell, rc::Rc, time::Duration};
@@ -20,7 +20,7 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
     /// The daemon's socket.
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     pub socket: std::path::PathBuf,
     pub ifaces: Vec<String>,
     pub interval: Duration,
@@ -34,14 +34,19 @@ const QUEUE: usize = 4;
 
 pub async fn run(opts: &LiveOptions) -> anyhow::Result<()> {
     let theme = Theme::from_env();
+    #[cfg(unix)]
+    let no_daemon = match daemon::show(opts, theme).await {
+        Ok(shown) => return shown,
+        Err(err @ crate::daemon::client::ClientError::NotRunning { .. }) => err,
+        Err(err) => return Err(err.into()),
+    };
+    // Only Linux can tell up front that the collector would lack privileges; on macOS
+    // libpcap's own error says so, with the fix in that system's terms.
+    #[cfg(target_os = "macos")]
+    let _ = no_daemon;
     #[cfg(target_os = "linux")]
     {
         use crate::platform::Platform as _;
-        let no_daemon = match daemon::show(opts, theme).await {
-            Ok(shown) => return shown,
-            Err(err @ crate::daemon::client::ClientError::NotRunning { .. }) => err,
-            Err(err) => return Err(err.into()),
-        };
         let root = crate::platform::Host::is_superuser();
         let pcap_only = opts.collect.backend == crate::collect::backend::BackendChoice::Pcap;
         let missing = crate::privilege::missing(crate::privilege::effective_caps());
