@@ -2,12 +2,12 @@
 //! serves live figures and history to unprivileged clients over a Unix socket.
 //!
 //! Start-up does everything that needs privileges first (the database, the socket, loading and
-//! attaching the kernel programs), then drops every capability it no longer needs
-//! ([`privilege`]) before it reads a single request. SIGTERM and SIGINT close a final interval,
+//! attaching the kernel programs), then, on Linux, drops every capability it no longer needs
+//! (`privilege`) before it reads a single request. SIGTERM and SIGINT close a final interval,
 //! write everything to the store and detach the programs before the process exits.
 
 // The daemon runs where Unix sockets and credentials do: Linux and macOS. Only Linux has
-// capabilities to drop ([`privilege`]); [`start_privileges`] holds what each system does at
+// capabilities to drop (`privilege`); `start_privileges` holds what each system does at
 // start. The protocol's types and defaults are shared with every platform.
 #[cfg(unix)]
 pub mod access;

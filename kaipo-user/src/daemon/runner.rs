@@ -140,7 +140,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     for d in &degradations {
         eprintln!("kaipo: degraded: {d}");
     }
-    let kept = start_privileges::plan(&collector);
+    let plan = start_privileges::plan(&collector);
     // Bound and switched on while privileges last: a port under 1024 needs
     // CAP_NET_BIND_SERVICE, and enabling BPF statistics needs CAP_SYS_ADMIN.
     let (metrics, metrics_listener) = match opts.config.metrics.listen {
@@ -152,7 +152,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
-    let kept = start_privileges::drop(&kept)?;
+    let kept = start_privileges::drop_unneeded(&plan)?;
 
     // Handlers before anything runs: a signal from here on stops the daemon cleanly.
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;

@@ -37,7 +37,7 @@ mod imp {
     }
 
     /// Drops everything but the plan; returns the capabilities kept, in words.
-    pub fn drop(plan: &Plan) -> anyhow::Result<String> {
+    pub fn drop_unneeded(plan: &Plan) -> anyhow::Result<String> {
         let held = privilege::drop_all_but(&plan.0).context("dropping privileges")?;
         Ok(privilege::names(&plan.0, held))
     }
@@ -68,9 +68,9 @@ mod imp {
         Plan
     }
 
-    pub fn drop(_: &Plan) -> anyhow::Result<String> {
+    pub fn drop_unneeded(_: &Plan) -> anyhow::Result<String> {
         Ok("all (macOS has no capabilities to drop; the daemon stays root)".to_owned())
     }
 }
 
-pub use self::imp::{check, drop, plan};
+pub use self::imp::{check, drop_unneeded, plan};
