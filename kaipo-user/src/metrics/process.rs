@@ -17,7 +17,7 @@ pub fn read() -> Option<ProcessStats> {
     parse(&stat, &statm, &btime, clock_ticks(), page_size())
 }
 
-/// Other systems have no `/proc` (and kaipo no daemon serving metrics there).
+/// Other systems have no `/proc`; the `process_*` metrics are left out there.
 #[cfg(not(target_os = "linux"))]
 pub fn read() -> Option<ProcessStats> {
     None
