@@ -1,7 +1,9 @@
 //! What differs between the operating systems kaipo runs on: one [`Platform`] implementation
-//! per `target_os`, chosen at compile time as [`Host`]. Code elsewhere asks `Host` instead of
-//! calling Unix or Windows APIs itself, so a Linux-only call cannot leak into a macOS or Windows
-//! build (`cargo xtask clippy` checks both).
+//! per `target_os`, chosen at compile time as [`Host`], and [`StopSignals`], the ways each
+//! system asks a process to stop. Code shared by every platform asks these rather than calling
+//! Unix or Windows APIs itself; what exists on one system only sits in modules compiled for it
+//! alone. `cargo xtask clippy` checks the macOS and Windows builds, so nothing Linux-only leaks
+//! into them.
 
 use std::path::PathBuf;
 
