@@ -103,14 +103,27 @@ pub struct WatchArgs {
 }
 
 /// `kaipo daemon`. The socket protocol is in the README. Flags override the configuration
-/// file's `[daemon]` section.
+/// file's `[daemon]` section. Default paths differ on macOS, whose `/` is read-only.
 #[derive(Debug, clap::Args)]
 pub struct DaemonArgs {
-    /// History database (SQLite) [default: /var/lib/kaipo/kaipo.db].
+    #[cfg_attr(
+        not(target_os = "macos"),
+        doc = "History database (SQLite) [default: /var/lib/kaipo/kaipo.db]."
+    )]
+    #[cfg_attr(
+        target_os = "macos",
+        doc = "History database (SQLite) [default: /var/db/kaipo/kaipo.db]."
+    )]
     #[arg(long, value_name = "PATH")]
     pub db: Option<std::path::PathBuf>,
-    /// Unix socket for `kaipo status`, `kaipo report` and other clients
-    /// [default: /run/kaipo/kaipo.sock].
+    #[cfg_attr(
+        not(target_os = "macos"),
+        doc = "Unix socket for `kaipo status`, `kaipo report` and other clients [default: /run/kaipo/kaipo.sock]."
+    )]
+    #[cfg_attr(
+        target_os = "macos",
+        doc = "Unix socket for `kaipo status`, `kaipo report` and other clients [default: /var/run/kaipo/kaipo.sock]."
+    )]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
     /// Interface to monitor; repeat for more. Default: every interface that is up, except lo.
@@ -193,11 +206,24 @@ pub struct ReportArgs {
     /// Write the report to this file instead of standard output.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<std::path::PathBuf>,
-    /// Read this history database directly [default: ask the daemon if its socket exists,
-    /// else read /var/lib/kaipo/kaipo.db].
+    #[cfg_attr(
+        not(target_os = "macos"),
+        doc = "Read this history database directly [default: ask the daemon if its socket exists, else read /var/lib/kaipo/kaipo.db]."
+    )]
+    #[cfg_attr(
+        target_os = "macos",
+        doc = "Read this history database directly [default: ask the daemon if its socket exists, else read /var/db/kaipo/kaipo.db]."
+    )]
     #[arg(long, value_name = "PATH", conflicts_with = "socket")]
     pub db: Option<std::path::PathBuf>,
-    /// Ask the daemon listening on this socket [default: /run/kaipo/kaipo.sock].
+    #[cfg_attr(
+        not(target_os = "macos"),
+        doc = "Ask the daemon listening on this socket [default: /run/kaipo/kaipo.sock]."
+    )]
+    #[cfg_attr(
+        target_os = "macos",
+        doc = "Ask the daemon listening on this socket [default: /var/run/kaipo/kaipo.sock]."
+    )]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
 }
