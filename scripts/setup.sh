@@ -4,8 +4,11 @@
 #
 #  - Debian packages: LLVM 22 (bpf-linker links against it), iproute2 (tests build network
 #    namespaces), libpcap (pcap backend), tmux (dashboard tests), chromium (HTML report test),
-#    prometheus (scrape test), systemd (systemd-analyze verify of the unit).
+#    prometheus (scrape test), systemd (systemd-analyze verify of the unit), the MinGW-w64 C
+#    compiler (the bundled SQLite, when kaipo is checked for Windows).
 #  - rust-src for the nightly toolchain (the eBPF crate builds core from source).
+#  - The macOS and Windows targets of the stable toolchain: `cargo xtask clippy` checks kaipo
+#    for them so nothing Linux-only leaks in.
 #  - bpf-linker 0.13 built against LLVM 22.
 set -euo pipefail
 
@@ -22,7 +25,7 @@ as_root() {
 
 log() { echo "setup: $*" >&2; }
 
-packages=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 libpcap-dev tmux pkg-config chromium prometheus systemd)
+packages=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 libpcap-dev tmux pkg-config chromium prometheus systemd gcc-mingw-w64-x86-64)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -44,6 +47,14 @@ if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q
     log "adding rust-src to the nightly toolchain"
     rustup component add rust-src --toolchain nightly
 fi
+
+installed_targets=$(rustup target list --installed)
+for target in x86_64-apple-darwin x86_64-pc-windows-gnu; do
+    if ! grep -qx "$target" <<<"$installed_targets"; then
+        log "adding the $target target (cargo xtask clippy checks kaipo for it)"
+        rustup target add "$target"
+    fi
+done
 
 if ! bpf-linker --version 2>/dev/null | grep -q '^bpf-linker 0\.13\.'; then
     log "building bpf-linker 0.13 against LLVM 22 (a few minutes)"

@@ -184,7 +184,8 @@ pub const MAX_FLOWS: u32 = 131_072;
 pub const MAX_SOCKETS: u32 = 131_072;
 pub const RINGBUF_BYTES: u32 = 1 << 20;
 
-#[cfg(feature = "user")]
+// aya (and the eBPF maps that need `Pod`) exist on Linux only.
+#[cfg(all(feature = "user", target_os = "linux"))]
 mod pod {
     use super::*;
     // SAFETY: all of these are `repr(C)`, made only of integers and byte arrays, with every

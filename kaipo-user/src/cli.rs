@@ -16,6 +16,8 @@ pub struct Cli {
     /// Log detail on stderr: error, warn, info, debug or trace.
     #[arg(long, global = true, default_value = "warn", env = "KAIPO_LOG")]
     pub log_level: String,
+    // Only the daemon and the commands around it (not on Windows) read the file.
+    #[cfg(unix)]
     /// Configuration file [default: /etc/kaipo/kaipo.toml for root and the daemon, else
     /// $XDG_CONFIG_HOME/kaipo/kaipo.toml or ~/.config/kaipo/kaipo.toml].
     #[arg(long, global = true, value_name = "FILE", env = "KAIPO_CONFIG")]
@@ -28,20 +30,32 @@ pub struct Cli {
 pub enum Command {
     /// Print, each interval, the top processes, connections and interfaces.
     Watch(WatchArgs),
-    /// The real-time dashboard: from the daemon when one runs, else (as root) from a collector
-    /// of its own.
+    #[cfg_attr(
+        unix,
+        doc = "The real-time dashboard: from the daemon when one runs, else (as root) from a \
+               collector of its own."
+    )]
+    #[cfg_attr(
+        not(unix),
+        doc = "The real-time dashboard, from a collector of its own (as administrator, or \
+               where Npcap lets any user capture)."
+    )]
     Live(LiveArgs),
     /// Check what this machine lets kaipo do, trying each kernel program for real.
     Doctor(DoctorArgs),
+    #[cfg(unix)]
     /// Traffic history over a time range: totals per app, process, interface, remote, service,
     /// user or container, as a table, JSON, CSV or a self-contained HTML page.
     Report(ReportArgs),
+    #[cfg(unix)]
     /// Run the collector in the background: record history, and serve live figures and
     /// history to any local user over a Unix socket. Needs root; drops what it can after start.
     Daemon(DaemonArgs),
+    #[cfg(unix)]
     /// What the running daemon sees now: rates and totals per interface, app and process, and
     /// what it could not count. Needs no privileges.
     Status(StatusArgs),
+    #[cfg(unix)]
     /// Show, check or change the configuration file.
     #[command(subcommand)]
     Config(crate::config::cmd::ConfigCommand),
@@ -93,14 +107,27 @@ pub struct WatchArgs {
 }
 
 /// `kaipo daemon`. The socket protocol is in the README. Flags override the configuration
-/// file's `[daemon]` section.
+/// file's `[daemon]` section. Default paths differ on macOS, whose `/` is read-only.
 #[derive(Debug, clap::Args)]
 pub struct DaemonArgs {
-    /// History database (SQLite) [default: /var/lib/kaipo/kaipo.db].
+    #[cfg_attr(
+        not(target_os = "macos"),
+        doc = "History database (SQLite) [default: /var/lib/kaipo/kaipo.db]."
+    )]
+    #[cfg_attr(
+        target_os = "macos",
+        doc = "History database (SQLite) [default: /var/db/kaipo/kaipo.db]."
+    )]
     #[arg(long, value_name = "PATH")]
     pub db: Option<std::path::PathBuf>,
-    /// Unix socket for `kaipo status`, `kaipo report` and other clients
-    /// [default: /run/kaipo/kaipo.sock].
+    #[cfg_attr(
+        not(target_os = "macos"),
+        doc = "Unix socket for `kaipo status`, `kaipo report` and other clients [default: /run/kaipo/kaipo.sock]."
+    )]
+    #[cfg_attr(
+        target_os = "macos",
+        doc = "Unix socket for `kaipo status`, `kaipo report` and other clients [default: /var/run/kaipo/kaipo.sock]."
+    )]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
     /// Interface to monitor; repeat for more. Default: every interface that is up, except lo.
@@ -128,14 +155,15 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
     /// The daemon's socket.
-    #[arg(long, value_name = "PATH", default_value = "/run/kaipo/kaipo.sock")]
+    #[arg(long, value_name = "PATH", default_value = crate::daemon::protocol::DEFAULT_SOCKET)]
     pub socket: std::path::PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct LiveArgs {
     /// The daemon's socket.
-    #[arg(long, default_value = "/run/kaipo/kaipo.sock")]
+    #[cfg(unix)]
+    #[arg(long, default_value = crate::daemon::protocol::DEFAULT_SOCKET)]
     pub socket: std::path::PathBuf,
     /// Without a daemon: the interface to monitor; repeat for more. Default: every interface
     /// that is up, except lo.
@@ -182,11 +210,24 @@ pub struct ReportArgs {
     /// Write the report to this file instead of standard output.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<std::path::PathBuf>,
-    /// Read this history database directly [default: ask the daemon if its socket exists,
-    /// else read /var/lib/kaipo/kaipo.db].
+    #[cfg_attr(
+        not(target_os = "macos"),
+        doc = "Read this history database directly [default: ask the daemon if its socket exists, else read /var/lib/kaipo/kaipo.db]."
+    )]
+    #[cfg_attr(
+        target_os = "macos",
+        doc = "Read this history database directly [default: ask the daemon if its socket exists, else read /var/db/kaipo/kaipo.db]."
+    )]
     #[arg(long, value_name = "PATH", conflicts_with = "socket")]
     pub db: Option<std::path::PathBuf>,
-    /// Ask the daemon listening on this socket [default: /run/kaipo/kaipo.sock].
+    #[cfg_attr(
+        not(target_os = "macos"),
+        doc = "Ask the daemon listening on this socket [default: /run/kaipo/kaipo.sock]."
+    )]
+    #[cfg_attr(
+        target_os = "macos",
+        doc = "Ask the daemon listening on this socket [default: /var/run/kaipo/kaipo.sock]."
+    )]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
 }

@@ -42,6 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(kaipo::watch::run(&opts, &mut stdout))
         }
         Command::Live(args) => runtime.block_on(kaipo::live::run(&kaipo::live::LiveOptions {
+            #[cfg(unix)]
             socket: args.socket,
             ifaces: args.ifaces,
             interval: args.interval,
@@ -52,6 +53,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::doctor::run(args.json, &mut stdout))
         }
+        #[cfg(unix)]
         Command::Report(mut args) => {
             if args.format.is_none() && args.output.is_none() {
                 let path = cli
@@ -65,6 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         // The daemon relies on this runtime having one thread: capabilities are per thread,
         // and it drops them once, on this one.
+        #[cfg(unix)]
         Command::Daemon(args) => {
             let path = cli
                 .config
@@ -73,16 +76,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let opts = kaipo::daemon::DaemonOptions::resolve(&args, config, path);
             runtime.block_on(kaipo::daemon::run(&opts))
         }
+        #[cfg(target_os = "linux")]
         Command::InstallService(args) => kaipo::service::install(&args, &mut io::stdout().lock()),
+        #[cfg(target_os = "linux")]
         Command::UninstallService(args) => {
             kaipo::service::uninstall(&args, &mut io::stdout().lock())
         }
+        #[cfg(unix)]
         Command::Config(command) => {
             let path = cli
                 .config
                 .unwrap_or_else(|| kaipo::config::default_path(false));
             kaipo::config::cmd::run(&command, &path, &mut io::stdout().lock())
         }
+        #[cfg(unix)]
         Command::Status(args) => {
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::daemon::status::run(

@@ -3,6 +3,8 @@
 //! The monitor asks about the same pids every second, so answers are cached and only
 //! re-checked now and then. Files are read with `std::fs` under a configurable root rather
 //! than through `procfs` so that tests can lay out a fake /proc and /etc in a temporary folder.
+//! Only Linux has a /proc: elsewhere (`Platform::PROCESS_DETAILS`) processes are known by the
+//! names and users the collector's socket-owner events carry.
 
 use std::collections::HashMap;
 use std::fs;
@@ -10,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
+
+use crate::platform::{Host, Platform as _};
 
 /// What is known about one process.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -227,6 +231,10 @@ impl ProcessResolver {
     }
 
     fn resolve(&mut self, pid: u32) -> Option<ProcessInfo> {
+        // Without /proc, what the collector hinted is all there is.
+        if !Host::PROCESS_DETAILS {
+            return None;
+        }
         let dir = self.proc_root.join(pid.to_string());
         let stat = read_stat(&dir)?;
         // Without status the process went away mid-read; a hint then beats half the data.

@@ -6,7 +6,6 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     accounting::{Accountant, IntervalDelta},
@@ -16,6 +15,7 @@ use crate::{
     },
     format,
     model::{Bytes, ConnectionRecord, InterfaceRecord, IntervalRecord, ProcessRecord},
+    platform::{Host, Platform as _, StopSignals},
     procinfo::ProcessResolver,
 };
 
@@ -41,7 +41,7 @@ pub trait RecordSink {
     fn deliver(&mut self, record: IntervalRecord) -> anyhow::Result<bool>;
 }
 
-/// Runs until `duration` has passed or SIGINT/SIGTERM arrives. Output goes to `out`; notes
+/// Runs until `duration` has passed or SIGINT/SIGTERM (Ctrl-C on Windows) arrives. Output goes to `out`; notes
 /// about degraded pieces go to stderr.
 pub async fn run(opts: &WatchOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut sink = PrintSink {
@@ -94,8 +94,7 @@ pub async fn drive(
         ingress_hook: opts.ingress_hook,
     })?;
     started(collector.degradations());
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut stop_signals = StopSignals::new().context("installing the signal handlers")?;
 
     let mut state = WatchState {
         accountant: Accountant::new(opts.include_loopback),
@@ -119,8 +118,7 @@ pub async fn drive(
             _ = ticker.tick() => {
                 opts.duration.is_some_and(|d| started.elapsed() + opts.interval / 2 >= d)
             }
-            _ = sigint.recv() => true,
-            _ = sigterm.recv() => true,
+            () = stop_signals.recv() => true,
         };
         let now = Instant::now();
         let delta = state.close_interval(&mut collector, &mut events, stop)?;
@@ -197,8 +195,10 @@ impl WatchState {
             .values()
             .map(|(owner, traffic)| {
                 let info = self.resolver.lookup(owner.tgid, now);
+                // Without process details, only an exit the collector reported says gone.
                 let gone = exited.contains(&owner.tgid)
-                    || info.as_ref().is_none_or(|i| i.start_time_ticks == 0);
+                    || (Host::PROCESS_DETAILS
+                        && info.as_ref().is_none_or(|i| i.start_time_ticks == 0));
                 ProcessRecord {
                     pid: owner.tgid,
                     name: info

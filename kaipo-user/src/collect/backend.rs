@@ -7,6 +7,7 @@ use std::io;
 use super::ebpf::{self, EbpfCollector, EventStream};
 use super::pcap::{self, PcapCollector, PcapEvents};
 use super::{BackendKind, Degradation, Event, Interface, KernelSample};
+use crate::platform::{Host, Platform as _};
 
 /// Which kernel hook counts a monitored interface's incoming frames (eBPF backend).
 #[derive(
@@ -87,7 +88,9 @@ pub enum Events {
 
 /// Starts the chosen backend. `auto` tries eBPF first and says why it fell back.
 pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
-    let mut notes = Vec::new();
+    let mut notes: Vec<Degradation> = without_ebpf(opts.backend, Host::NO_EBPF)?
+        .into_iter()
+        .collect();
     #[cfg(target_os = "linux")]
     if opts.backend != BackendChoice::Pcap {
         let ebpf_opts = ebpf::Options {
@@ -122,8 +125,11 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
         ..Default::default()
     };
     let (collector, events) = pcap::start(&pcap_opts).map_err(|err| match notes.first() {
-        Some(ebpf) => anyhow::anyhow!("{}; and libpcap: {err}", ebpf.why),
-        None => anyhow::Error::from(err),
+        // Where eBPF was tried and failed, both failures count.
+        Some(ebpf) if Host::NO_EBPF.is_none() => {
+            anyhow::anyhow!("{}; and libpcap: {err}", ebpf.why)
+        }
+        _ => anyhow::Error::from(err),
     })?;
     notes.extend(collector.degradations().iter().cloned());
     Ok((
@@ -133,6 +139,29 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
         },
         Events::Pcap(events),
     ))
+}
+
+/// Where eBPF does not exist (`no_ebpf` says why): `--backend ebpf` is an error, and `auto`
+/// carries the reason as a note, so every command that collects says why it counts with
+/// libpcap.
+fn without_ebpf(
+    choice: BackendChoice,
+    no_ebpf: Option<&str>,
+) -> anyhow::Result<Option<Degradation>> {
+    let Some(why) = no_ebpf else {
+        return Ok(None);
+    };
+    match choice {
+        BackendChoice::Ebpf => anyhow::bail!("--backend ebpf cannot run here: {why}"),
+        BackendChoice::Auto => Ok(Some(Degradation {
+            what: "eBPF collector".into(),
+            why: format!(
+                "{why}; processes are matched through socket tables, so very short-lived ones \
+                 may be missed"
+            ),
+        })),
+        BackendChoice::Pcap => Ok(None),
+    }
 }
 
 impl Collector {
@@ -222,6 +251,40 @@ impl Events {
             #[cfg(target_os = "linux")]
             Self::Ebpf(e) => e.malformed,
             Self::Pcap(e) => e.malformed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_ebpf_auto_says_why_and_ebpf_fails() {
+        let why = Some("eBPF is Linux-only");
+        assert_eq!(
+            without_ebpf(BackendChoice::Auto, why).unwrap(),
+            Some(Degradation {
+                what: "eBPF collector".into(),
+                why: "eBPF is Linux-only; processes are matched through socket tables, so very \
+                      short-lived ones may be missed"
+                    .into(),
+            })
+        );
+        assert_eq!(without_ebpf(BackendChoice::Pcap, why).unwrap(), None);
+        assert_eq!(
+            without_ebpf(BackendChoice::Ebpf, why)
+                .unwrap_err()
+                .to_string(),
+            "--backend ebpf cannot run here: eBPF is Linux-only"
+        );
+        // Where eBPF exists, nothing is decided here: it is tried.
+        for choice in [
+            BackendChoice::Auto,
+            BackendChoice::Ebpf,
+            BackendChoice::Pcap,
+        ] {
+            assert_eq!(without_ebpf(choice, None).unwrap(), None);
         }
     }
 }

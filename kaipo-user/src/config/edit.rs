@@ -1,20 +1,21 @@
 //! `kaipo config get|set|init`: reading one key of the effective configuration, and changing
 //! one key of the file while keeping its comments and layout (toml_edit).
 
-use std::{fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path};
+use std::{fs, io::Write as _, path::Path};
 
 use super::{Config, ConfigError};
 
-/// What `kaipo config init` writes: every key at its default, with what it does. A unit test
-/// checks that it parses to exactly [`Config::default`].
-pub const TEMPLATE: &str = r#"# kaipo configuration. Every key is optional; the values below are the defaults.
+/// What `kaipo config init` writes ([`template`] fills in this platform's paths): every key at
+/// its default, with what it does. A unit test checks that it parses to exactly
+/// [`Config::default`].
+const TEMPLATE: &str = r#"# kaipo configuration. Every key is optional; the values below are the defaults.
 # Durations: 500ms, 30s, 5m, 2h, 1d. `kaipo config check` validates this file.
 
 [daemon]
 # History database (SQLite).
-db = "/var/lib/kaipo/kaipo.db"
+db = "@DB@"
 # Unix socket for `kaipo status`, `kaipo report` and other clients.
-socket = "/run/kaipo/kaipo.sock"
+socket = "@SOCKET@"
 # Interfaces to monitor; empty: every interface that is up, except lo.
 interfaces = []
 # Length of one stored interval, the finest resolution of history (at least 1s).
@@ -165,19 +166,24 @@ pub fn write_replacing(path: &Path, text: &str) -> Result<(), ConfigError> {
         fs::create_dir_all(dir).map_err(err)?;
     }
     let tmp = path.with_extension("toml.tmp");
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)
-        .map_err(err)?;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o644);
+    let mut file = options.open(&tmp).map_err(err)?;
     file.write_all(text.as_bytes()).map_err(err)?;
     file.sync_all().map_err(err)?;
     fs::rename(&tmp, path).map_err(err)
 }
 
-/// Writes [`TEMPLATE`] to `path`; refuses to replace a file unless `force`.
+/// [`TEMPLATE`] with the daemon's default paths here.
+pub fn template() -> String {
+    TEMPLATE
+        .replace("@DB@", crate::daemon::protocol::DEFAULT_DB)
+        .replace("@SOCKET@", crate::daemon::protocol::DEFAULT_SOCKET)
+}
+
+/// Writes [`template`] to `path`; refuses to replace a file unless `force`.
 pub fn init(path: &Path, force: bool) -> Result<(), ConfigError> {
     if path.exists() && !force {
         return Err(ConfigError::Usage(format!(
@@ -185,5 +191,5 @@ pub fn init(path: &Path, force: bool) -> Result<(), ConfigError> {
             path.display()
         )));
     }
-    write_replacing(path, TEMPLATE)
+    write_replacing(path, &template())
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::error::ConfigError;
 use self::value::{duration, socket_addr};
+use crate::platform::{Host, Platform as _};
 
 pub const SYSTEM_PATH: &str = "/etc/kaipo/kaipo.toml";
 
@@ -219,19 +220,14 @@ impl Config {
 /// The file a command reads when `--config` is not given: the system file for root (and for
 /// the daemon), the user's own file for everyone else.
 pub fn default_path(for_daemon: bool) -> PathBuf {
-    // SAFETY: geteuid has no preconditions.
-    if for_daemon || unsafe { libc::geteuid() } == 0 {
+    if for_daemon || Host::is_superuser() {
         return SYSTEM_PATH.into();
     }
     user_path().unwrap_or_else(|| SYSTEM_PATH.into())
 }
 
 fn user_path() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("kaipo/kaipo.toml"))
+    Some(Host::user_config_dir()?.join("kaipo").join("kaipo.toml"))
 }
 
 #[cfg(test)]
@@ -240,8 +236,23 @@ mod tests {
 
     #[test]
     fn the_init_template_is_the_defaults() {
-        let parsed = Config::parse(edit::TEMPLATE, Path::new("t")).unwrap();
+        let parsed = Config::parse(&edit::template(), Path::new("t")).unwrap();
         assert_eq!(parsed, Config::default());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_linux_template_names_the_linux_paths() {
+        let text = edit::template();
+        assert!(
+            text.contains("\ndb = \"/var/lib/kaipo/kaipo.db\"\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nsocket = \"/run/kaipo/kaipo.sock\"\n"),
+            "{text}"
+        );
+        assert!(!text.contains('@'), "{text}");
     }
 
     #[test]

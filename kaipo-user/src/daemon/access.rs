@@ -53,28 +53,34 @@ pub fn peer(stream: &UnixStream) -> io::Result<Caller> {
 }
 
 /// SO_PEERGROUPS from asm-generic; the architectures with their own socket.h number it
-/// differently and fall back to the primary group.
-#[cfg(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "aarch64",
-    target_arch = "arm",
-    target_arch = "riscv64",
-    target_arch = "powerpc64",
-    target_arch = "s390x",
-    target_arch = "loongarch64"
+/// differently and fall back to the primary group, as macOS does (it has no SO_PEERGROUPS).
+#[cfg(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64",
+        target_arch = "powerpc64",
+        target_arch = "s390x",
+        target_arch = "loongarch64"
+    )
 ))]
 const SO_PEERGROUPS: libc::c_int = 59;
 
-#[cfg(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "aarch64",
-    target_arch = "arm",
-    target_arch = "riscv64",
-    target_arch = "powerpc64",
-    target_arch = "s390x",
-    target_arch = "loongarch64"
+#[cfg(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64",
+        target_arch = "powerpc64",
+        target_arch = "s390x",
+        target_arch = "loongarch64"
+    )
 ))]
 fn peer_groups(fd: RawFd) -> io::Result<Vec<u32>> {
     // NGROUPS_MAX is 65536; start small and grow to what the kernel asks for.
@@ -106,15 +112,18 @@ fn peer_groups(fd: RawFd) -> io::Result<Vec<u32>> {
     }
 }
 
-#[cfg(not(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "aarch64",
-    target_arch = "arm",
-    target_arch = "riscv64",
-    target_arch = "powerpc64",
-    target_arch = "s390x",
-    target_arch = "loongarch64"
+#[cfg(not(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64",
+        target_arch = "powerpc64",
+        target_arch = "s390x",
+        target_arch = "loongarch64"
+    )
 )))]
 fn peer_groups(_fd: RawFd) -> io::Result<Vec<u32>> {
     Err(io::ErrorKind::Unsupported.into())

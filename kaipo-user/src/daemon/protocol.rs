@@ -16,8 +16,16 @@ use crate::{
 pub const VERSION: u64 = 1;
 /// Longest request line accepted, newline excluded.
 pub const MAX_LINE: usize = 64 * 1024;
+/// Where the daemon listens and keeps its history unless told otherwise. macOS's `/` is
+/// read-only, so there they live in `/var/run` and `/var/db`, as its own daemons' do.
+#[cfg(not(target_os = "macos"))]
 pub const DEFAULT_SOCKET: &str = "/run/kaipo/kaipo.sock";
+#[cfg(not(target_os = "macos"))]
 pub const DEFAULT_DB: &str = "/var/lib/kaipo/kaipo.db";
+#[cfg(target_os = "macos")]
+pub const DEFAULT_SOCKET: &str = "/var/run/kaipo/kaipo.sock";
+#[cfg(target_os = "macos")]
+pub const DEFAULT_DB: &str = "/var/db/kaipo/kaipo.db";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {

@@ -31,7 +31,7 @@ pub async fn start_metrics(
 ) -> anyhow::Result<(MetricsEndpoint, tokio::net::TcpListener)> {
     let listener = crate::metrics::server::bind(addr).await?;
     let bpf_stats = if config.bpf_stats {
-        match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+        match enable_bpf_stats() {
             Ok(fd) => Some(fd),
             Err(e) => {
                 log::warn!(
@@ -49,6 +49,17 @@ pub async fn start_metrics(
         _bpf_stats: bpf_stats,
     };
     Ok((endpoint, listener))
+}
+
+/// Turns the kernel's BPF run-time statistics on while the returned fd is open.
+#[cfg(target_os = "linux")]
+fn enable_bpf_stats() -> Result<OwnedFd, String> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| e.to_string())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn enable_bpf_stats() -> Result<OwnedFd, String> {
+    Err("BPF exists on Linux only".to_owned())
 }
 
 /// The configuration in force and everyone a reload must tell.

@@ -8,7 +8,7 @@
 pub mod bench;
 pub mod exposition;
 pub mod process;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 pub mod server;
 pub mod state;
 

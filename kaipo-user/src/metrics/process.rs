@@ -1,8 +1,6 @@
 //! kaipo's own cost, as the Prometheus client libraries name it (`process_*`), read from
 //! `/proc/self`.
 
-use std::fs;
-
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ProcessStats {
     pub cpu_seconds: f64,
@@ -10,14 +8,22 @@ pub struct ProcessStats {
     pub start_time_seconds: f64,
 }
 
-/// None where `/proc` cannot be read (another OS, or a hardened mount).
+/// None where `/proc` cannot be read (a hardened mount).
+#[cfg(target_os = "linux")]
 pub fn read() -> Option<ProcessStats> {
-    let stat = fs::read_to_string("/proc/self/stat").ok()?;
-    let statm = fs::read_to_string("/proc/self/statm").ok()?;
-    let btime = fs::read_to_string("/proc/stat").ok()?;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let btime = std::fs::read_to_string("/proc/stat").ok()?;
     parse(&stat, &statm, &btime, clock_ticks(), page_size())
 }
 
+/// Other systems have no `/proc`; the `process_*` metrics are left out there.
+#[cfg(not(target_os = "linux"))]
+pub fn read() -> Option<ProcessStats> {
+    None
+}
+
+#[cfg(target_os = "linux")]
 fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -28,12 +34,14 @@ fn clock_ticks() -> f64 {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u64::try_from(p).unwrap_or(4096)
 }
 
+#[cfg(any(target_os = "linux", test))]
 fn parse(stat: &str, statm: &str, proc_stat: &str, ticks: f64, page: u64) -> Option<ProcessStats> {
     // The command name may hold spaces and parentheses; fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];

@@ -14,7 +14,7 @@
 
 pub mod aggregate;
 pub mod bus;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 pub mod collector;
 pub mod protocol;
 pub mod totals;

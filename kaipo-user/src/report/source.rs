@@ -10,8 +10,8 @@ use std::{
 
 use crate::store::{Query, Report, Store, StoreError};
 
-pub const DEFAULT_DB_PATH: &str = "/var/lib/kaipo/kaipo.db";
-pub const DEFAULT_SOCKET_PATH: &str = "/run/kaipo/kaipo.sock";
+pub const DEFAULT_DB_PATH: &str = crate::daemon::protocol::DEFAULT_DB;
+pub const DEFAULT_SOCKET_PATH: &str = crate::daemon::protocol::DEFAULT_SOCKET;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -105,8 +105,21 @@ impl Source {
 /// The one place `kaipo report` talks to the daemon. `ClientError::NotRunning` carries the
 /// `io::Error` (`NotFound` or `ConnectionRefused`) as its source, which `daemon_unreachable`
 /// takes as "no daemon": `kaipo report` then reads the default database.
+#[cfg(unix)]
 async fn ask_daemon(socket: &Path, query: &Query) -> Result<Report, BoxError> {
     Ok(crate::daemon::client::query(socket, query).await?)
+}
+
+/// Windows has no daemon to ask; the database is read.
+#[cfg(not(unix))]
+async fn ask_daemon(socket: &Path, _: &Query) -> Result<Report, BoxError> {
+    Err(Box::new(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!(
+            "no kaipo daemon at {}: the daemon does not run on Windows",
+            socket.display()
+        ),
+    )))
 }
 
 /// A daemon that is not there (a socket left behind by a daemon that died, or the client

@@ -11,6 +11,7 @@ use super::StoreError;
 
 /// History says who talked to whom: readable by root and the group, nobody else.
 pub const FILE_MODE: u32 = 0o640;
+#[cfg(unix)]
 const DIR_MODE: u32 = 0o750;
 
 /// SQLite's companion files in WAL mode; they belong to the database file and move with it.

@@ -11,7 +11,7 @@
 
 mod attribute;
 mod capture;
-mod devices;
+pub(crate) mod devices;
 pub mod error;
 mod events;
 mod owners;

@@ -1,12 +1,11 @@
-//! `kaipo doctor`: what this machine lets kaipo do. Every kernel program is loaded and attached
-//! for real (to the cgroup root and the loopback interface) and detached again, so a "works"
-//! here means it worked, not that a version number looked right.
+//! Linux: every eBPF program loaded and attached for real, and libpcap's privileges read from
+//! the process's capabilities.
 
-use std::{fs, io::Write};
+use std::fs;
 
 use aya::{programs::CgroupSkbAttachType, Btf};
-use serde::Serialize;
 
+use super::{Check, Status};
 use crate::{
     collect::{
         backend::IngressHook,
@@ -16,131 +15,8 @@ use crate::{
     privilege,
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Ok,
-    /// Works with less: kaipo runs, but this piece is missing or slower.
-    Degraded,
-    /// kaipo cannot run its eBPF collector until this is fixed.
-    Failed,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Check {
-    pub name: String,
-    pub status: Status,
-    pub detail: String,
-    /// What to do about it, when there is something to do.
-    pub fix: Option<String>,
-}
-
-impl Check {
-    fn ok(name: &str, detail: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            status: Status::Ok,
-            detail: detail.into(),
-            fix: None,
-        }
-    }
-
-    fn bad(name: &str, status: Status, detail: impl Into<String>, fix: &str) -> Self {
-        Self {
-            name: name.into(),
-            status,
-            detail: detail.into(),
-            fix: Some(fix.into()),
-        }
-    }
-}
-
-pub async fn run(json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
-    let checks = diagnose();
-    if json {
-        serde_json::to_writer_pretty(&mut *out, &checks)?;
-        writeln!(out)?;
-    } else {
-        for c in &checks {
-            let mark = match c.status {
-                Status::Ok => "ok      ",
-                Status::Degraded => "degraded",
-                Status::Failed => "FAILED  ",
-            };
-            writeln!(out, "{mark} {:<28} {}", c.name, c.detail)?;
-            if let Some(fix) = &c.fix {
-                writeln!(out, "         {:<28} fix: {fix}", "")?;
-            }
-        }
-        let failed = checks.iter().filter(|c| c.status == Status::Failed).count();
-        let degraded = checks
-            .iter()
-            .filter(|c| c.status == Status::Degraded)
-            .count();
-        let backend = checks
-            .iter()
-            .find(|c| c.name == "backend")
-            .map(|c| c.status);
-        writeln!(out)?;
-        match (backend, failed, degraded) {
-            (Some(Status::Ok), _, 0) => {
-                writeln!(out, "kaipo's eBPF collector runs here with everything.")?
-            }
-            (Some(Status::Ok), _, n) => writeln!(
-                out,
-                "kaipo's eBPF collector runs here, with {n} degraded piece(s)."
-            )?,
-            (Some(Status::Degraded), n, _) => writeln!(
-                out,
-                "kaipo runs here with its libpcap backend; eBPF cannot: {n} check(s) failed."
-            )?,
-            (_, n, _) => writeln!(out, "kaipo cannot collect here: {n} check(s) failed.")?,
-        }
-    }
-    out.flush()?;
-    let failed: Vec<&str> = checks
-        .iter()
-        .filter(|c| c.status == Status::Failed)
-        .map(|c| c.name.as_str())
-        .collect();
-    // Failed eBPF checks with a working libpcap still leave a collector that runs.
-    let runs = checks
-        .iter()
-        .any(|c| c.name == "backend" && c.status != Status::Failed);
-    if !runs {
-        anyhow::bail!("failed checks: {}", failed.join(", "));
-    }
-    Ok(())
-}
-
-/// Runs every check. Stops trying programs once something they all need is missing, but always
-/// reports each check.
-pub fn diagnose() -> Vec<Check> {
-    let mut checks = ebpf_checks();
-    let ebpf_ok = checks.iter().all(|c| c.status != Status::Failed);
-    let pcap = pcap_check();
-    let pcap_ok = pcap.status == Status::Ok;
-    checks.push(pcap);
-    checks.push(match (ebpf_ok, pcap_ok) {
-        (true, _) => Check::ok("backend", "`--backend auto` uses eBPF here"),
-        (false, true) => Check::bad(
-            "backend",
-            Status::Degraded,
-            "`--backend auto` uses libpcap here, because eBPF cannot run (see the failed checks)",
-            "fix the eBPF checks above for exact per-process figures at lower cost",
-        ),
-        (false, false) => Check::bad(
-            "backend",
-            Status::Failed,
-            "neither eBPF nor libpcap can run here",
-            "run kaipo as root, or fix the checks above",
-        ),
-    });
-    checks
-}
-
 /// Whether libpcap is there and may capture.
-fn pcap_check() -> Check {
+pub fn pcap_check() -> Check {
     const CAP_NET_RAW: u32 = 13;
     match ::pcap::Device::list() {
         Err(err) => Check::bad(
@@ -167,7 +43,7 @@ fn pcap_check() -> Check {
 }
 
 /// The eBPF collector's checks.
-fn ebpf_checks() -> Vec<Check> {
+pub fn ebpf_checks() -> Vec<Check> {
     let mut checks = Vec::new();
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;

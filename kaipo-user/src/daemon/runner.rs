@@ -1,0 +1,327 @@
+//! The daemon's start-up, run and shutdown (see the module above).
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::{mpsc, watch},
+};
+
+use super::{
+    access, history,
+    protocol::{DegradationInfo, StoreStatus},
+    reload, server,
+    server::{Limits, Shared},
+    start_privileges,
+    store_worker::{self, now_ms},
+    view::DaemonInfo,
+};
+use crate::{
+    cli::DaemonArgs,
+    config::Config,
+    pipeline::{
+        aggregate::{self, Aggregator},
+        bus::{self, BusStats, INTERVAL_QUEUE},
+        collector,
+    },
+};
+
+#[derive(Clone, Debug)]
+pub struct DaemonOptions {
+    pub db: PathBuf,
+    pub socket: PathBuf,
+    /// Empty: every interface that is up, except loopback.
+    pub ifaces: Vec<String>,
+    /// Length of one stored interval.
+    pub interval: Duration,
+    /// How often live figures are refreshed; at most `interval`.
+    pub live_interval: Duration,
+    pub include_loopback: bool,
+    pub backend: crate::collect::backend::BackendChoice,
+    pub pcap_filter: Option<String>,
+    pub ingress_hook: crate::collect::backend::IngressHook,
+    /// The configuration file, reread on SIGHUP, and what it said at start.
+    pub config_path: PathBuf,
+    pub config: Config,
+}
+
+impl DaemonOptions {
+    /// The configuration file's `[daemon]` section with the command line's flags over it.
+    pub fn resolve(args: &DaemonArgs, config: Config, config_path: PathBuf) -> Self {
+        let d = &config.daemon;
+        Self {
+            db: args.db.clone().unwrap_or_else(|| d.db.clone()),
+            socket: args.socket.clone().unwrap_or_else(|| d.socket.clone()),
+            ifaces: if args.ifaces.is_empty() {
+                d.interfaces.clone()
+            } else {
+                args.ifaces.clone()
+            },
+            interval: args.interval.unwrap_or(d.interval),
+            live_interval: args.live_interval.unwrap_or(d.live_interval),
+            // A flag can only turn it on; the file's `false` is also the default.
+            include_loopback: args.include_loopback || d.include_loopback,
+            backend: args.collect.backend,
+            pcap_filter: args.collect.filter.clone(),
+            ingress_hook: args.collect.ingress_hook,
+            config_path,
+            config,
+        }
+    }
+}
+
+/// Creates the missing folders above `path`, each 0755 whatever the umask.
+pub(crate) fn create_parents(path: &Path) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    let mut dir = path.parent();
+    while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(d.to_owned());
+        dir = d.parent();
+    }
+    for d in missing.iter().rev() {
+        fs::create_dir(d).with_context(|| format!("creating {}", d.display()))?;
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("setting the mode of {}", d.display()))?;
+    }
+    Ok(())
+}
+
+/// Removes the socket when the daemon ends, however it ends short of a kill.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
+    let started_ms = now_ms();
+    // Said before anything else fails for the same reason in a less helpful way.
+    start_privileges::check()?;
+    // Nothing the daemon creates is writable by others, nor its history readable by them;
+    // the socket's own mode is set explicitly.
+    // SAFETY: umask only sets this process's file creation mask.
+    unsafe { libc::umask(0o027) };
+    let live = opts.live_interval.min(opts.interval);
+    let group = access::group_id(access::GROUP).unwrap_or_else(|err| {
+        log::warn!("looking up group {}: {err}", access::GROUP);
+        None
+    });
+
+    let (mut store, note) = history::open(&opts.db, group)?;
+    // Also when no rule is set: a reload may add some.
+    let mut alerting = crate::alert::Alerting::new(&opts.config.alerts);
+    alerting.seed_quotas(&mut store, started_ms);
+    if let Some(baseline) = alerting.baseline_mut() {
+        let hours = crate::anomaly::history::learn(baseline, &mut store, started_ms);
+        eprintln!("kaipo: anomaly baselines learnt from {hours} hours of history");
+    }
+    let alerting = Arc::new(Mutex::new(alerting));
+    if let Some(note) = &note {
+        eprintln!("kaipo: {note}");
+    }
+    let listener = server::bind(&opts.socket)?;
+    let _socket = RemoveOnDrop(opts.socket.clone());
+    let (collector, events) =
+        crate::collect::backend::start(&crate::collect::backend::StartOptions {
+            ifaces: opts.ifaces.clone(),
+            backend: opts.backend,
+            pcap_filter: opts.pcap_filter.clone(),
+            ingress_hook: opts.ingress_hook,
+        })
+        .context("starting the collector")?;
+    let degradations = collector.degradations().to_vec();
+    let collector_kind = collector.kind();
+    for d in &degradations {
+        eprintln!("kaipo: degraded: {d}");
+    }
+    let plan = start_privileges::plan(&collector);
+    // Bound and switched on while privileges last: a port under 1024 needs
+    // CAP_NET_BIND_SERVICE, and enabling BPF statistics needs CAP_SYS_ADMIN.
+    let (metrics, metrics_listener) = match opts.config.metrics.listen {
+        Some(addr) => {
+            let (m, l) = reload::start_metrics(addr, &opts.config.metrics)
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?;
+            (Some(m), Some(l))
+        }
+        None => (None, None),
+    };
+    let kept = start_privileges::drop_unneeded(&plan)?;
+
+    // Handlers before anything runs: a signal from here on stops the daemon cleanly.
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+
+    let stats = Arc::new(BusStats::default());
+    let (publisher, subscriptions) = bus::publisher(Arc::clone(&stats));
+    let (interval_tx, interval_rx) = mpsc::channel(INTERVAL_QUEUE);
+    let (store_tx, store_rx) = bus::store_queue();
+    let store_status = Arc::new(Mutex::new(StoreStatus {
+        path: opts.db.display().to_string(),
+        backlog: store.backlog_len() as u64,
+        note,
+        ..StoreStatus::default()
+    }));
+    let store_thread = store_worker::spawn(store, store_rx, Arc::clone(&store_status))
+        .context("starting the store thread")?;
+    let interfaces: Vec<String> = collector
+        .interfaces()
+        .iter()
+        .map(|i| i.name.clone())
+        .collect();
+    let info = DaemonInfo {
+        pid: std::process::id(),
+        started_ms,
+        backend: collector_kind.to_string(),
+        degradations: degradations
+            .iter()
+            .map(|d| DegradationInfo {
+                what: d.what.clone(),
+                why: d.why.clone(),
+            })
+            .collect(),
+        interval_ms: opts.interval.as_millis() as u64,
+        live_interval_ms: live.as_millis() as u64,
+        include_loopback: opts.include_loopback,
+        interfaces: interfaces.clone(),
+    };
+    eprintln!(
+        "kaipo: daemon running (pid {}): interfaces {}, history {} every {} ms, socket {}; \
+         capabilities kept: {}",
+        info.pid,
+        if interfaces.is_empty() {
+            "none".to_owned()
+        } else {
+            interfaces.join(", ")
+        },
+        opts.db.display(),
+        info.interval_ms,
+        opts.socket.display(),
+        kept
+    );
+    let mut shared = Shared::new(
+        info,
+        subscriptions,
+        store_tx.clone(),
+        store_status,
+        Arc::clone(&stats),
+        Limits::default(),
+    );
+    shared.alerts = Arc::clone(&alerting.lock().unwrap_or_else(|p| p.into_inner()).active);
+    let shared = Arc::new(shared);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(server::serve(listener, shared, stop_rx.clone()));
+    let mut observers: Vec<Box<dyn crate::pipeline::IntervalObserver>> = Vec::new();
+    observers.push(Box::new(crate::alert::AlertObserver(Arc::clone(&alerting))));
+    let mut live_config = reload::LiveConfig::new(opts.config.clone(), opts.config_path.clone());
+    live_config.alerting = Some(alerting);
+    if let (Some(m), Some(listener)) = (&metrics, metrics_listener) {
+        tokio::spawn(crate::metrics::server::serve(
+            listener,
+            Arc::clone(&m.state),
+            stop_rx.clone(),
+        ));
+        observers.push(Box::new(crate::metrics::MetricsObserver(Arc::clone(
+            &m.state,
+        ))));
+        live_config.metrics = Some(Arc::clone(&m.state));
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = sigint.recv() => break,
+                _ = sigterm.recv() => break,
+                _ = sighup.recv() => live_config.reload(),
+            }
+        }
+        let _ = stop_tx.send(true);
+    });
+
+    let collected = collector::run(
+        collector,
+        events,
+        live,
+        opts.include_loopback,
+        interval_tx,
+        Arc::clone(&stats),
+        stop_rx,
+        metrics.as_ref().map(|m| Arc::clone(&m.state)),
+    );
+    let aggregated = aggregate::run(
+        interval_rx,
+        Aggregator::new(opts.interval.as_millis() as u64, started_ms),
+        store_tx,
+        publisher,
+        stats,
+        observers,
+    );
+    // The collector detaches the programs as it returns; the aggregator hands the last batch
+    // to the store worker and tells it to finish.
+    let (collected, ()) = tokio::join!(collected, aggregated);
+    match tokio::task::spawn_blocking(move || store_thread.join()).await {
+        Ok(Ok(())) => {}
+        _ => log::error!("the store thread failed; the last batches may be missing"),
+    }
+    drop(metrics);
+    collected
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::protocol;
+
+    #[test]
+    fn command_line_defaults() {
+        use clap::Parser as _;
+        let cli = crate::cli::Cli::try_parse_from(["kaipo", "daemon"]).unwrap();
+        let crate::cli::Command::Daemon(args) = cli.command else {
+            panic!("not daemon")
+        };
+        let opts = DaemonOptions::resolve(&args, Config::default(), PathBuf::new());
+        assert_eq!(opts.db, Path::new(protocol::DEFAULT_DB));
+        assert_eq!(opts.socket, Path::new(protocol::DEFAULT_SOCKET));
+        assert_eq!(opts.interval, crate::store::DEFAULT_WRITE_INTERVAL);
+        assert_eq!(opts.live_interval, Duration::from_secs(1));
+        assert!(opts.ifaces.is_empty() && !opts.include_loopback);
+        let cli = crate::cli::Cli::try_parse_from([
+            "kaipo",
+            "status",
+            "--json",
+            "--socket",
+            "/tmp/k.sock",
+        ])
+        .unwrap();
+        let crate::cli::Command::Status(args) = cli.command else {
+            panic!("not status")
+        };
+        assert!(args.json);
+        assert_eq!(args.socket, Path::new("/tmp/k.sock"));
+    }
+
+    #[test]
+    fn parents_are_created_world_readable() {
+        let root = std::env::temp_dir().join(format!("kaipo-parents-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        // SAFETY: umask only sets this process's file creation mask.
+        let old = unsafe { libc::umask(0o077) };
+        create_parents(&root.join("a/b/kaipo.sock")).unwrap();
+        // SAFETY: as above.
+        unsafe { libc::umask(old) };
+        for dir in [root.clone(), root.join("a"), root.join("a/b")] {
+            let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o755, "{}", dir.display());
+        }
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

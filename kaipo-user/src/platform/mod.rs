@@ -1,0 +1,45 @@
+//! What differs between the operating systems kaipo runs on: one [`Platform`] implementation
+//! per `target_os`, chosen at compile time as [`Host`], and [`StopSignals`], the ways each
+//! system asks a process to stop. Code shared by every platform asks these rather than calling
+//! Unix or Windows APIs itself; what exists on one system only sits in modules compiled for it
+//! alone. `cargo xtask clippy` checks the macOS and Windows builds, so nothing Linux-only leaks
+//! into them.
+
+use std::path::PathBuf;
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(unix)]
+mod unix;
+#[cfg(target_os = "windows")]
+mod windows;
+
+#[cfg(target_os = "linux")]
+pub use self::linux::Linux as Host;
+#[cfg(target_os = "macos")]
+pub use self::macos::MacOs as Host;
+#[cfg(unix)]
+pub use self::unix::StopSignals;
+#[cfg(target_os = "windows")]
+pub use self::windows::{StopSignals, Windows as Host};
+
+/// One operating system's answers.
+pub trait Platform {
+    /// The system's name, as the user knows it.
+    const NAME: &'static str;
+    /// Why the eBPF backend cannot exist here at all; `None` where it is tried.
+    const NO_EBPF: Option<&'static str>;
+    /// Whether process details (command line, start time, container, network namespace) can
+    /// be read for any pid (Linux: `/proc`). Elsewhere a process is known by what the socket
+    /// tables said of it, and counts as exited only when the collector reports its exit.
+    const PROCESS_DETAILS: bool;
+
+    /// Whether this process has the system's full privileges: root on Unix, an elevated
+    /// administrator on Windows.
+    fn is_superuser() -> bool;
+
+    /// The folder for a user's own configuration, when the environment names one.
+    fn user_config_dir() -> Option<PathBuf>;
+}
