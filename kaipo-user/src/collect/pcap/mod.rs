@@ -54,7 +54,11 @@ pub struct Options {
     pub snaplen: i32,
     /// Kernel capture buffer per interface, in bytes.
     pub buffer_size: i32,
-    /// Deliver frames as they arrive instead of when the buffer fills.
+    /// Deliver each frame as it arrives. Off by default: on Linux, libpcap then falls back from
+    /// the TPACKET_V3 ring, which hands frames over a block at a time, to TPACKET_V2, which
+    /// wakes the capture for nearly every frame; under a 64-byte flood that cost kaipo about ten
+    /// times the CPU (BENCHMARKS.md, pcap backend). Without it, frames wait at most the read
+    /// timeout (250 ms), well inside one sample interval.
     pub immediate: bool,
     /// Distinct flows per interface per sample; frames of further flows count as unattributed.
     pub max_flows: usize,
@@ -67,7 +71,7 @@ impl Default for Options {
             filter: None,
             snaplen: 128,
             buffer_size: 8 << 20,
-            immediate: true,
+            immediate: false,
             max_flows: 65_536,
         }
     }
@@ -317,6 +321,6 @@ mod tests {
         send::<PcapEvents>();
         let defaults = Options::default();
         assert_eq!((defaults.snaplen, defaults.buffer_size), (128, 8 << 20));
-        assert!(defaults.immediate && defaults.filter.is_none());
+        assert!(!defaults.immediate && defaults.filter.is_none());
     }
 }
