@@ -17,6 +17,7 @@ mod error;
 mod file;
 mod ids;
 mod open;
+mod packed;
 mod plan;
 mod query;
 mod rollup;

@@ -14,6 +14,7 @@ use rusqlite::{Connection, Statement};
 
 use super::{
     ids::{Ids, NameTable, ProcessRef},
+    packed,
     rollup::Marks,
     schema::{unit_secs, Family, FAMILIES, TIERS},
     IfaceRow, IntervalBatch, Tier, TrafficRow,
@@ -211,7 +212,8 @@ pub(crate) fn store_rows<'a>(
         totals.entry(key).or_default().add(&sum);
     }
     let rows = merge_sorted(rows);
-    upsert_everywhere(conn, marks, Family::Traffic, &rows)?;
+    insert_packed(conn, &rows)?;
+    upsert_late(conn, marks, Family::Traffic, &rows)?;
     upsert_everywhere(
         conn,
         marks,
@@ -312,6 +314,18 @@ pub(crate) fn upsert_chunked<const N: usize>(
     Ok(())
 }
 
+/// Adds traffic rows (sorted by key, so by `ts` first) to the interval tier: a packed blob
+/// per interval start.
+fn insert_packed(conn: &Connection, rows: &[([i64; 4], Counters)]) -> rusqlite::Result<()> {
+    let mut one: Vec<(packed::Key, Counters)> = Vec::with_capacity(rows.len());
+    for group in rows.chunk_by(|a, b| a.0[0] == b.0[0]) {
+        one.clear();
+        one.extend(group.iter().map(|([_, p, r, s], c)| ([*p, *r, *s], *c)));
+        packed::insert(conn, group[0].0[0], &one)?;
+    }
+    Ok(())
+}
+
 /// Upserts rows (`ts` in seconds, sorted by key) into the interval tier, and into every
 /// coarser tier that has already rolled up their bucket.
 fn upsert_everywhere<const N: usize>(
@@ -321,6 +335,17 @@ fn upsert_everywhere<const N: usize>(
     rows: &[([i64; N], Counters)],
 ) -> rusqlite::Result<()> {
     upsert_chunked(conn, family, Tier::Interval, rows)?;
+    upsert_late(conn, marks, family, rows)
+}
+
+/// Upserts rows (`ts` in seconds, sorted by key) into every coarser tier that has already
+/// rolled up their bucket.
+fn upsert_late<const N: usize>(
+    conn: &Connection,
+    marks: &Marks,
+    family: Family,
+    rows: &[([i64; N], Counters)],
+) -> rusqlite::Result<()> {
     for &tier in &TIERS[1..] {
         let unit = unit_secs(tier);
         let rolled = marks.rolled(tier);
