@@ -121,13 +121,16 @@ impl Marks {
 
 /// Rolls every closed bucket up and applies retention. `closed_minute` is the first minute
 /// that may still receive rows; the caller checked it is past `rolled` of the minute tier.
-/// Runs inside the caller's transaction and updates `marks` (also in the database).
+/// The traffic of minutes from `sql_until` on is the caller's: it wrote their sums already
+/// (see `minutes`). Runs inside the caller's transaction and updates `marks` (also in the
+/// database).
 pub(crate) fn run(
     conn: &Connection,
     marks: &mut Marks,
     retention: &Retention,
     now_s: i64,
     closed_minute: i64,
+    sql_until: i64,
 ) -> rusqlite::Result<MaintainStats> {
     let mut stats = MaintainStats {
         closed_until_ms: Some(closed_minute.saturating_mul(60_000)),
@@ -142,7 +145,12 @@ pub(crate) fn run(
             let (lo, hi) = (from * ratio, closed * ratio);
             let span = (finer, tier, ratio, lo, hi);
             stats.rows_rolled_up += if finer == Tier::Interval {
-                roll_packed(conn, span)?
+                let hi = hi.min(sql_until.saturating_mul(ratio));
+                if lo < hi {
+                    roll_packed(conn, (finer, tier, ratio, lo, hi))?
+                } else {
+                    0
+                }
             } else {
                 roll::<4>(conn, Family::Traffic, span)?
             };

@@ -4,7 +4,8 @@
 //! Identity tables give each app, user, container, process, interface, remote address and
 //! service a small integer id. Traffic rows then hold only integers, in `WITHOUT ROWID` tables
 //! whose primary key (time bucket first) is the table itself, so a row costs about 33 bytes and
-//! a time range is one contiguous b-tree range. `ts` counts the tier's own unit since the Unix
+//! a time range is one contiguous b-tree range; except the interval tier's traffic, which is
+//! packed into a blob per interval (`packed`). `ts` counts the tier's own unit since the Unix
 //! epoch: seconds (the interval's start) in `*_interval`, then minutes, hours and UTC days.
 //!
 //! Layout history (`PRAGMA user_version`):

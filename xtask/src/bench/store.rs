@@ -245,9 +245,15 @@ fn size(path: &Path, interval: Duration) -> anyhow::Result<Size> {
             |r| r.get::<_, i64>(0),
         )? as u64)
     };
+    // Traffic rows; the interval tier packs an interval's rows into one (`rows` of them).
     let rows = |table: &str| -> anyhow::Result<u64> {
+        let count = if table == "traffic_interval" {
+            "coalesce(sum(rows), 0)"
+        } else {
+            "count(*)"
+        };
         Ok(
-            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
+            conn.query_row(&format!("SELECT {count} FROM {table}"), [], |r| {
                 r.get::<_, i64>(0)
             })? as u64,
         )
@@ -259,7 +265,12 @@ fn size(path: &Path, interval: Duration) -> anyhow::Result<Size> {
             .iter()
             .map(|t| rows(t))
             .sum::<anyhow::Result<u64>>()?;
-        tiers.push((tier, n, bytes(&tables.each_ref().map(String::as_str))?));
+        let mut names: Vec<&str> = tables.iter().map(String::as_str).collect();
+        if tier == "interval" {
+            // The index on the packed intervals' start belongs to the tier.
+            names.push("traffic_interval_ts");
+        }
+        tiers.push((tier, n, bytes(&names)?));
     }
     let identities = [
         "app",
@@ -272,7 +283,9 @@ fn size(path: &Path, interval: Duration) -> anyhow::Result<Size> {
         "meta",
     ];
     let mut ident_names: Vec<String> = identities.iter().map(|s| s.to_string()).collect();
-    let mut stmt = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'index'")?;
+    let mut stmt = conn.prepare(
+        "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name <> 'traffic_interval'",
+    )?;
     ident_names.extend(
         stmt.query_map([], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?,

@@ -6,7 +6,7 @@ use std::{fs, os::unix::fs::PermissionsExt, path::Path};
 use rusqlite::Connection;
 
 use super::*;
-use crate::store::schema::APPLICATION_ID;
+use crate::store::schema::{self, APPLICATION_ID};
 
 /// Version 1 as a kaipo of that layout would have written it: no services.
 const V1_LAYOUT: &str = "
@@ -151,7 +151,7 @@ fn make_v2_with_data(path: &Path) {
     make_v1(path, false);
     let mut conn = Connection::open(path).expect("open v1");
     let tx = conn.transaction().expect("tx");
-    crate::store::schema::v1_to_v2(&tx).expect("v1 to v2");
+    schema::v1_to_v2(&tx).expect("v1 to v2");
     let s = T0 / 1000;
     tx.execute_batch(&format!(
         "PRAGMA user_version = 2;
