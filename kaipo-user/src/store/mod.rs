@@ -58,10 +58,10 @@ use self::{
 };
 
 /// How often the daemon should write a batch. Size follows rows: a row per process, remote
-/// and service per interval costs about 31 bytes, so 1000 busy sockets take ~44 MiB per day
-/// in the interval tier at 60 s but ~250 MiB at 10 s (`cargo xtask bench store`). The live
-/// views (`kaipo watch`, the dashboard) keep their own one-second figures in memory; history
-/// does not need them.
+/// and service per interval costs about 17 bytes packed, so 1000 busy sockets take ~23 MiB
+/// per day in the interval tier at 60 s but ~140 MiB at 10 s (`cargo xtask bench store`). The
+/// live views (`kaipo watch`, the dashboard) keep their own one-second figures in memory;
+/// history does not need them.
 pub const DEFAULT_WRITE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How long a connection waits for a lock held by another one (a checkpoint, the reader's
