@@ -26,9 +26,9 @@ use super::{
     Tier,
 };
 
-/// Keys held at most (about 100 bytes each): far above a minute of 10,000 sockets. Beyond it
-/// the sums are dropped and the SQL rollup takes over for those minutes.
-const MAX_KEYS: usize = 1 << 20;
+/// Keys held at most (56 bytes each, so about 15 MiB): 26 times a minute of 10,000 busy
+/// sockets. Beyond it the sums are dropped and the SQL rollup takes over for those minutes.
+const MAX_KEYS: usize = 1 << 18;
 
 pub(crate) struct MinuteSums {
     /// Per minute, (process, remote, service) and counters, sorted by key. Intervals come
