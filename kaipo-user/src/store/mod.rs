@@ -72,8 +72,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// in it may be written a moment after the minute ended. Rows that come later still count.
 const ROLLUP_SLACK_MS: i64 = 1000;
 
-/// Minute rows `maintain` writes per call ahead of a minute's closing: about 2 ms of CPU, so
-/// the 10,000 of a busy minute spread over the calls between its end and its closing.
+/// Minute rows `maintain` writes per call ahead of a minute's closing (a few milliseconds of
+/// CPU), so the 10,000 of a busy minute spread over the calls between its end and its closing.
 pub(crate) const SLICE_ROWS: usize = 4096;
 
 /// How [`Store::open`] found the file.
