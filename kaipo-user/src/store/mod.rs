@@ -10,13 +10,17 @@
 //! so an interval's traffic lands in the minute, hour and day it began in. Rollups are exact:
 //! every tier gives the same totals for a range aligned to its buckets.
 //!
-//! Layout: `schema`. Rollups and retention: `rollup`. Failed writes: `backlog`.
+//! Layout: `schema`; the interval tier's traffic is packed, a blob per interval (`packed`).
+//! Rollups and retention: `rollup`; the writer sums the minute tier's traffic in memory as it
+//! writes (`minutes`). Failed writes: `backlog`.
 
 mod backlog;
 mod error;
 mod file;
 mod ids;
+mod minutes;
 mod open;
+mod packed;
 mod plan;
 mod query;
 mod rollup;
@@ -46,6 +50,7 @@ pub use types::*;
 use self::{
     backlog::Backlog,
     ids::Ids,
+    minutes::MinuteSums,
     open::db_err,
     query::QueryCache,
     rollup::Marks,
@@ -53,10 +58,10 @@ use self::{
 };
 
 /// How often the daemon should write a batch. Size follows rows: a row per process, remote
-/// and service per interval costs about 31 bytes, so 1000 busy sockets take ~44 MiB per day
-/// in the interval tier at 60 s but ~250 MiB at 10 s (`cargo xtask bench store`). The live
-/// views (`kaipo watch`, the dashboard) keep their own one-second figures in memory; history
-/// does not need them.
+/// and service per interval costs about 17 bytes packed, so 1000 busy sockets take ~23 MiB
+/// per day in the interval tier at 60 s but ~140 MiB at 10 s (`cargo xtask bench store`). The
+/// live views (`kaipo watch`, the dashboard) keep their own one-second figures in memory;
+/// history does not need them.
 pub const DEFAULT_WRITE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How long a connection waits for a lock held by another one (a checkpoint, the reader's
@@ -66,6 +71,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Leeway past the longest interval before a minute counts as closed: the batch that started
 /// in it may be written a moment after the minute ended. Rows that come later still count.
 const ROLLUP_SLACK_MS: i64 = 1000;
+
+/// Minute rows `maintain` writes per call ahead of a minute's closing (a few milliseconds of
+/// CPU), so the 10,000 of a busy minute spread over the calls between its end and its closing.
+pub(crate) const SLICE_ROWS: usize = 4096;
 
 /// How [`Store::open`] found the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,6 +122,8 @@ pub struct Store {
     /// Longest interval written since opening: how long a minute may still receive rows.
     max_interval_ms: i64,
     cache: QueryCache,
+    /// The writer's minute sums, ahead of the minute rollup.
+    minutes: MinuteSums,
 }
 
 impl Store {
@@ -122,6 +133,7 @@ impl Store {
         read_only: bool,
         retention: Retention,
         marks: Marks,
+        minutes: MinuteSums,
     ) -> Self {
         Self {
             conn,
@@ -134,6 +146,7 @@ impl Store {
             last_error: None,
             max_interval_ms: 0,
             cache: QueryCache::default(),
+            minutes,
         }
     }
 
@@ -184,9 +197,9 @@ impl Store {
         let path = &self.path;
         let result = (|| {
             let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-            if retrying {
+            let rows = if retrying {
                 let (traffic, ifaces) = self.backlog.rows();
-                write::store_rows(&tx, &mut self.ids, &self.marks, traffic, ifaces)?;
+                write::store_rows(&tx, &mut self.ids, &self.marks, traffic, ifaces)?
             } else {
                 let traffic = batch.traffic.iter().map(|r| Pending::of_row(start_s, r));
                 let ifaces = batch.interfaces.iter().map(|r| PendingIface {
@@ -194,13 +207,15 @@ impl Store {
                     name: &r.name,
                     counters: Counters::of_iface(r),
                 });
-                write::store_rows(&tx, &mut self.ids, &self.marks, traffic, ifaces)?;
-            }
-            tx.commit()
+                write::store_rows(&tx, &mut self.ids, &self.marks, traffic, ifaces)?
+            };
+            tx.commit()?;
+            Ok(rows)
         })()
         .map_err(db_err(path, "writing an interval"));
         match result {
-            Ok(()) => {
+            Ok(rows) => {
+                self.minutes.add(self.marks.rolled(Tier::Minute), &rows);
                 self.backlog.clear();
                 self.last_error = None;
                 Ok(())
@@ -222,25 +237,51 @@ impl Store {
     }
 
     /// Rolls up buckets that closed by `now_ms` and applies retention, in one transaction.
-    /// Returns at once, touching nothing, unless a minute closed since the last call, so the
-    /// daemon can call it after every write.
+    /// Until a minute closes it does little, so the daemon can call it after every write:
+    /// once a minute has ended, each call writes a slice of its sums ahead of the closing
+    /// (see `minutes`), which nothing reads before the rollup mark moves.
     pub fn maintain(&mut self, now_ms: i64) -> Result<MaintainStats, StoreError> {
         self.require_writable()?;
         let grace = self.max_interval_ms.saturating_add(ROLLUP_SLACK_MS);
         let closed_minute = now_ms.saturating_sub(grace).div_euclid(60_000);
-        if closed_minute <= self.marks.rolled(Tier::Minute) {
+        let rolled = self.marks.rolled(Tier::Minute);
+        let path = &self.path;
+        if closed_minute <= rolled {
+            let ended = now_ms.div_euclid(60_000);
+            if self.minutes.holds_before(ended) {
+                let rows = self.minutes.slice(ended, SLICE_ROWS);
+                (|| {
+                    let tx =
+                        Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+                    self.minutes.write(&tx, rolled, &rows)?;
+                    tx.commit()
+                })()
+                .map_err(db_err(path, "rolling up history"))?;
+                self.minutes.written(&rows, false);
+            }
             return Ok(MaintainStats::default());
         }
         let mut marks = self.marks;
-        let path = &self.path;
+        let rows = self.minutes.slice(closed_minute, usize::MAX);
         let stats = (|| {
             let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+            self.minutes.write(&tx, rolled, &rows)?;
             let now_s = now_ms.div_euclid(1000);
-            let stats = rollup::run(&tx, &mut marks, &self.retention, now_s, closed_minute)?;
+            let sql_until = self.minutes.sql_until();
+            let mut stats = rollup::run(
+                &tx,
+                &mut marks,
+                &self.retention,
+                now_s,
+                closed_minute,
+                sql_until,
+            )?;
+            stats.rows_rolled_up += self.minutes.ahead() + rows.len() as u64;
             tx.commit()?;
             Ok(stats)
         })()
         .map_err(db_err(path, "rolling up history"))?;
+        self.minutes.written(&rows, true);
         self.marks = marks;
         self.cache.clear();
         Ok(stats)

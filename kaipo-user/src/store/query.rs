@@ -6,11 +6,12 @@
 //! same figures as the chosen tier, because rollups are exact, and reads a fraction of the
 //! rows. [`Report::tier`] names the chosen tier.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use rusqlite::Connection;
 
 use super::{
+    packed,
     plan::{ceil_to, choose_tier, plan, Segment},
     rollup::Marks,
     schema::{unit_secs, Family},
@@ -160,7 +161,21 @@ fn scan_traffic(
     uid: Option<u32>,
 ) -> rusqlite::Result<TrafficSums> {
     let mut sums = TrafficSums::default();
+    // The interval tier is packed, so its rows are filtered here rather than in SQL.
+    let mut of_uid: Option<HashSet<i64>> = None;
     for s in segments {
+        if s.tier == Tier::Interval {
+            if let (Some(uid), None) = (uid, &of_uid) {
+                of_uid = Some(processes_of(conn, uid)?);
+            }
+            packed::scan(conn, s.lo, s.hi, |_, [process, remote, service], c| {
+                if of_uid.as_ref().is_none_or(|set| set.contains(&process)) {
+                    sums.add(process, remote, service, &c);
+                }
+                Ok(())
+            })?;
+            continue;
+        }
         let sql = format!(
             "SELECT process_id, remote_id, service_id, rx_bytes, tx_bytes, rx_packets, tx_packets \
              FROM {} WHERE ts >= ?1 AND ts < ?2{}",
@@ -179,12 +194,27 @@ fn scan_traffic(
                 rx_packets: r.get(5)?,
                 tx_packets: r.get(6)?,
             };
-            sums.processes.entry(r.get(0)?).or_default().add(&c);
-            sums.remotes.entry(r.get(1)?).or_default().add(&c);
-            sums.services.entry(r.get(2)?).or_default().add(&c);
+            sums.add(r.get(0)?, r.get(1)?, r.get(2)?, &c);
         }
     }
     Ok(sums)
+}
+
+impl TrafficSums {
+    fn add(&mut self, process: i64, remote: i64, service: i64, c: &Counters) {
+        self.processes.entry(process).or_default().add(c);
+        self.remotes.entry(remote).or_default().add(c);
+        self.services.entry(service).or_default().add(c);
+    }
+}
+
+/// The ids of every process of `uid`.
+fn processes_of(conn: &Connection, uid: u32) -> rusqlite::Result<HashSet<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.id FROM process p JOIN user u ON u.id = p.user_id WHERE u.uid = ?1",
+    )?;
+    let ids = stmt.query_map([uid], |r| r.get(0))?;
+    ids.collect()
 }
 
 fn scan_ifaces(

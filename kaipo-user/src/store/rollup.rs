@@ -13,6 +13,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
+    packed,
     schema::{unit_secs, Family, FAMILIES, TIERS},
     write::{upsert_chunked, Counters, IdMap},
     Tier,
@@ -120,13 +121,16 @@ impl Marks {
 
 /// Rolls every closed bucket up and applies retention. `closed_minute` is the first minute
 /// that may still receive rows; the caller checked it is past `rolled` of the minute tier.
-/// Runs inside the caller's transaction and updates `marks` (also in the database).
+/// The traffic of minutes from `sql_until` on is the caller's: it wrote their sums already
+/// (see `minutes`). Runs inside the caller's transaction and updates `marks` (also in the
+/// database).
 pub(crate) fn run(
     conn: &Connection,
     marks: &mut Marks,
     retention: &Retention,
     now_s: i64,
     closed_minute: i64,
+    sql_until: i64,
 ) -> rusqlite::Result<MaintainStats> {
     let mut stats = MaintainStats {
         closed_until_ms: Some(closed_minute.saturating_mul(60_000)),
@@ -140,7 +144,16 @@ pub(crate) fn run(
             let ratio = unit_secs(tier) / unit_secs(finer);
             let (lo, hi) = (from * ratio, closed * ratio);
             let span = (finer, tier, ratio, lo, hi);
-            stats.rows_rolled_up += roll::<4>(conn, Family::Traffic, span)?;
+            stats.rows_rolled_up += if finer == Tier::Interval {
+                let hi = hi.min(sql_until.saturating_mul(ratio));
+                if lo < hi {
+                    roll_packed(conn, (finer, tier, ratio, lo, hi))?
+                } else {
+                    0
+                }
+            } else {
+                roll::<4>(conn, Family::Traffic, span)?
+            };
             stats.rows_rolled_up += roll::<2>(conn, Family::Iface, span)?;
             stats.rows_rolled_up += roll::<2>(conn, Family::Totals, span)?;
             marks.rolled[i] = closed;
@@ -163,8 +176,12 @@ pub(crate) fn run(
         }
         if cut > marks.kept[i] {
             for family in FAMILIES {
-                let sql = format!("DELETE FROM {} WHERE ts < ?1", family.table(tier));
-                stats.rows_expired += conn.execute(&sql, [cut])? as u64;
+                stats.rows_expired += if (family, tier) == (Family::Traffic, Tier::Interval) {
+                    packed::expire(conn, cut)?
+                } else {
+                    let sql = format!("DELETE FROM {} WHERE ts < ?1", family.table(tier));
+                    conn.execute(&sql, [cut])? as u64
+                };
             }
             marks.kept[i] = cut;
         }
@@ -212,6 +229,29 @@ fn roll<const N: usize>(
         sums.entry(key).or_default().add(&c);
     }
     written += flush(conn, family, coarser, &mut sums)?;
+    Ok(written)
+}
+
+/// [`roll`] for the interval tier's traffic, which is packed (see `packed`).
+fn roll_packed(
+    conn: &Connection,
+    (_, coarser, ratio, lo, hi): (Tier, Tier, i64, i64, i64),
+) -> rusqlite::Result<u64> {
+    let mut sums: IdMap<[i64; 4], Counters> = IdMap::default();
+    let mut bucket = None;
+    let mut written = 0;
+    packed::scan(conn, lo, hi, |ts, [process, remote, service], c| {
+        let b = ts / ratio;
+        if bucket != Some(b) {
+            written += flush(conn, Family::Traffic, coarser, &mut sums)?;
+            bucket = Some(b);
+        }
+        sums.entry([b, process, remote, service])
+            .or_default()
+            .add(&c);
+        Ok(())
+    })?;
+    written += flush(conn, Family::Traffic, coarser, &mut sums)?;
     Ok(written)
 }
 

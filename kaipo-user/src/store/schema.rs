@@ -4,7 +4,8 @@
 //! Identity tables give each app, user, container, process, interface, remote address and
 //! service a small integer id. Traffic rows then hold only integers, in `WITHOUT ROWID` tables
 //! whose primary key (time bucket first) is the table itself, so a row costs about 33 bytes and
-//! a time range is one contiguous b-tree range. `ts` counts the tier's own unit since the Unix
+//! a time range is one contiguous b-tree range; except the interval tier's traffic, which is
+//! packed into a blob per interval (`packed`). `ts` counts the tier's own unit since the Unix
 //! epoch: seconds (the interval's start) in `*_interval`, then minutes, hours and UTC days.
 //!
 //! Layout history (`PRAGMA user_version`):
@@ -13,13 +14,16 @@
 //!   history can be grouped by service (`dns`, `https`, ...); rows from version 1 get the
 //!   empty service ("unknown"). And `totals_*`, the traffic summed per user and bucket, so the
 //!   series of a report over days does not read every traffic row.
+//! - 3: `traffic_interval` holds one packed blob per interval instead of a row per process,
+//!   remote and service (see `packed`): SQLite work per interval no longer grows with the
+//!   number of sockets. The coarser tiers keep a row per key.
 
 use rusqlite::{Connection, Transaction};
 
-use super::Tier;
+use super::{packed, write::Counters, Tier};
 
 /// The layout this kaipo writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// `PRAGMA application_id` of kaipo's history ("kaip"): tells our file from another program's
 /// SQLite database without guessing from table names.
@@ -80,7 +84,16 @@ impl Family {
         }
     }
 
+    /// The current layout of the family's table of `tier`.
     fn ddl(self, tier: Tier) -> String {
+        match (self, tier) {
+            (Self::Traffic, Tier::Interval) => PACKED_INTERVAL.to_owned(),
+            _ => self.ddl_rows(tier),
+        }
+    }
+
+    /// A table with a row per key (every table of layouts 1 and 2).
+    fn ddl_rows(self, tier: Tier) -> String {
         let key = self.key_columns();
         let columns: String = key
             .split(", ")
@@ -106,6 +119,11 @@ CREATE TABLE iface (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE remote (id INTEGER PRIMARY KEY, addr TEXT NOT NULL UNIQUE);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 ";
+
+/// The interval tier's traffic, one blob of rows per interval (and `rows` in it).
+const PACKED_INTERVAL: &str = "CREATE TABLE traffic_interval (id INTEGER PRIMARY KEY, \
+     ts INTEGER NOT NULL, rows INTEGER NOT NULL, packed BLOB NOT NULL); \
+     CREATE INDEX traffic_interval_ts ON traffic_interval (ts);";
 
 const SERVICE_TABLE: &str =
     "CREATE TABLE service (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);";
@@ -155,7 +173,7 @@ fn stamp(tx: &Transaction, version: u32) -> rusqlite::Result<()> {
 /// One migration step: from version `n` (its index + 1) to `n + 1`.
 type Migration = fn(&Transaction) -> rusqlite::Result<()>;
 
-const MIGRATIONS: [Migration; SCHEMA_VERSION as usize - 1] = [v1_to_v2];
+const MIGRATIONS: [Migration; SCHEMA_VERSION as usize - 1] = [v1_to_v2, v2_to_v3];
 
 /// Brings a kaipo database from `from` to [`SCHEMA_VERSION`], in one transaction.
 pub(crate) fn upgrade(tx: &Transaction, from: u32) -> rusqlite::Result<()> {
@@ -171,7 +189,7 @@ pub(crate) fn upgrade(tx: &Transaction, from: u32) -> rusqlite::Result<()> {
 
 /// Adds services, and per-user totals for series. The new key column means rebuilding each
 /// traffic table, because SQLite cannot change a primary key in place.
-fn v1_to_v2(tx: &Transaction) -> rusqlite::Result<()> {
+pub(crate) fn v1_to_v2(tx: &Transaction) -> rusqlite::Result<()> {
     tx.execute_batch(SERVICE_TABLE)?;
     tx.execute("INSERT INTO service (name) VALUES ('')", [])?;
     let unknown = tx.last_insert_rowid();
@@ -192,11 +210,48 @@ fn v1_to_v2(tx: &Transaction) -> rusqlite::Result<()> {
                         SUM(t.tx_packets)
                  FROM {table} t JOIN process p ON p.id = t.process_id
                  GROUP BY t.ts, p.user_id;",
-            Family::Traffic.ddl(tier),
-            Family::Totals.ddl(tier),
+            Family::Traffic.ddl_rows(tier),
+            Family::Totals.ddl_rows(tier),
         ))?;
     }
     Ok(())
+}
+
+/// Packs the interval tier's traffic rows, one blob per interval start.
+fn v2_to_v3(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch("ALTER TABLE traffic_interval RENAME TO traffic_interval_v2;")?;
+    tx.execute_batch(PACKED_INTERVAL)?;
+    let mut stmt = tx.prepare(
+        "SELECT ts, process_id, remote_id, service_id, \
+         rx_bytes, tx_bytes, rx_packets, tx_packets FROM traffic_interval_v2 \
+         ORDER BY ts, process_id, remote_id, service_id",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut ts = None;
+    let mut group: Vec<(packed::Key, Counters)> = Vec::new();
+    while let Some(r) = rows.next()? {
+        let t: i64 = r.get(0)?;
+        if ts != Some(t) {
+            if let Some(done) = ts {
+                packed::insert(tx, done, &group)?;
+            }
+            group.clear();
+            ts = Some(t);
+        }
+        let c = Counters {
+            rx_bytes: r.get(4)?,
+            tx_bytes: r.get(5)?,
+            rx_packets: r.get(6)?,
+            tx_packets: r.get(7)?,
+        };
+        group.push(([r.get(1)?, r.get(2)?, r.get(3)?], c));
+    }
+    if let Some(done) = ts {
+        packed::insert(tx, done, &group)?;
+    }
+    drop(rows);
+    drop(stmt);
+    tx.execute_batch("DROP TABLE traffic_interval_v2;")
 }
 
 /// What an opened file turned out to be.

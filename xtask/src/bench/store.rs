@@ -2,6 +2,7 @@
 //! month-long report, bytes per day of history, and memory over an hour of load. Everything
 //! runs in a scratch directory under the system temp dir, removed at the end.
 
+mod ingest;
 mod query;
 mod report;
 
@@ -21,9 +22,6 @@ const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
 const DAY: i64 = 24 * HOUR;
 
-const INGEST_PROCESSES: u32 = 2000;
-const INGEST_REMOTES: u32 = 5;
-const INGEST_INTERVALS: u32 = 200;
 const QUERY_APPS: u32 = 1000;
 const QUERY_DAYS: i64 = 30;
 const SIZE_PROCESSES: u32 = 200;
@@ -40,8 +38,15 @@ pub fn run() -> anyhow::Result<()> {
     }
     let scratch = Scratch::new()?;
     let started = Instant::now();
-    eprintln!("store bench: ingest ({INGEST_INTERVALS} intervals of 10,000 rows)");
-    let ingest = ingest(&scratch.0.join("ingest.db"))?;
+    eprintln!(
+        "store bench: ingest ({} intervals of 10,000 rows)",
+        ingest::INTERVALS
+    );
+    let ingest = ingest::run(&scratch.0.join("ingest.db"))?;
+    if std::env::var_os("KAIPO_BENCH_STORE_INGEST_ONLY").is_some() {
+        print!("{}", report::ingest_only(&ingest));
+        return Ok(());
+    }
     eprintln!("store bench: memory over an hour of 10,000-row intervals");
     let rss = rss(&scratch.0.join("rss.db"))?;
     eprintln!("store bench: size of a day of 1000 busy sockets");
@@ -169,46 +174,6 @@ fn refresh(b: &mut IntervalBatch, rng: &mut Rng, ts_ms: i64, interval: Duration)
     }
 }
 
-struct Ingest {
-    first_write_ms: f64,
-    write_ms: Vec<f64>,
-    wall_ms: Vec<f64>,
-    maintain_ms_total: f64,
-    minutes_rolled: u32,
-}
-
-fn ingest(path: &Path) -> anyhow::Result<Ingest> {
-    let (mut store, _) = Store::open(path, &Retention::default())?;
-    let mut rng = Rng(0x5eed);
-    let mut b = template(INGEST_PROCESSES, INGEST_REMOTES);
-    let second = Duration::from_secs(1);
-    refresh(&mut b, &mut rng, T0 + 1000, second);
-    // The first interval also creates 2000 processes and 10,000 remotes.
-    let c = cpu_us();
-    store.write(&b)?;
-    let first_write_ms = (cpu_us() - c) as f64 / 1000.0;
-    store.maintain(b.ts_ms)?;
-    let mut out = Ingest {
-        first_write_ms,
-        write_ms: Vec::new(),
-        wall_ms: Vec::new(),
-        maintain_ms_total: 0.0,
-        minutes_rolled: 0,
-    };
-    for i in 1..=INGEST_INTERVALS {
-        refresh(&mut b, &mut rng, T0 + 1000 * (i64::from(i) + 1), second);
-        let (c, w) = (cpu_us(), Instant::now());
-        store.write(&b)?;
-        out.write_ms.push((cpu_us() - c) as f64 / 1000.0);
-        out.wall_ms.push(w.elapsed().as_secs_f64() * 1000.0);
-        let c = cpu_us();
-        let stats = store.maintain(b.ts_ms)?;
-        out.maintain_ms_total += (cpu_us() - c) as f64 / 1000.0;
-        out.minutes_rolled += u32::from(stats.closed_until_ms.is_some());
-    }
-    Ok(out)
-}
-
 struct Rss {
     /// (simulated minutes, VmRSS in KiB)
     samples: Vec<(u32, u64)>,
@@ -217,7 +182,7 @@ struct Rss {
 fn rss(path: &Path) -> anyhow::Result<Rss> {
     let (mut store, _) = Store::open(path, &Retention::default())?;
     let mut rng = Rng(0xfeed);
-    let mut b = template(INGEST_PROCESSES, INGEST_REMOTES);
+    let mut b = template(ingest::PROCESSES, ingest::REMOTES);
     let mut samples = vec![(0, rss_kib())];
     for i in 1..=RSS_INTERVALS {
         let ts = T0 + 1000 * i64::from(i);
@@ -280,9 +245,15 @@ fn size(path: &Path, interval: Duration) -> anyhow::Result<Size> {
             |r| r.get::<_, i64>(0),
         )? as u64)
     };
+    // Traffic rows; the interval tier packs an interval's rows into one (`rows` of them).
     let rows = |table: &str| -> anyhow::Result<u64> {
+        let count = if table == "traffic_interval" {
+            "coalesce(sum(rows), 0)"
+        } else {
+            "count(*)"
+        };
         Ok(
-            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
+            conn.query_row(&format!("SELECT {count} FROM {table}"), [], |r| {
                 r.get::<_, i64>(0)
             })? as u64,
         )
@@ -294,7 +265,12 @@ fn size(path: &Path, interval: Duration) -> anyhow::Result<Size> {
             .iter()
             .map(|t| rows(t))
             .sum::<anyhow::Result<u64>>()?;
-        tiers.push((tier, n, bytes(&tables.each_ref().map(String::as_str))?));
+        let mut names: Vec<&str> = tables.iter().map(String::as_str).collect();
+        if tier == "interval" {
+            // The index on the packed intervals' start belongs to the tier.
+            names.push("traffic_interval_ts");
+        }
+        tiers.push((tier, n, bytes(&names)?));
     }
     let identities = [
         "app",
@@ -307,7 +283,9 @@ fn size(path: &Path, interval: Duration) -> anyhow::Result<Size> {
         "meta",
     ];
     let mut ident_names: Vec<String> = identities.iter().map(|s| s.to_string()).collect();
-    let mut stmt = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'index'")?;
+    let mut stmt = conn.prepare(
+        "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name <> 'traffic_interval'",
+    )?;
     ident_names.extend(
         stmt.query_map([], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?,

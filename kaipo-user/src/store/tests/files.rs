@@ -6,7 +6,7 @@ use std::{fs, os::unix::fs::PermissionsExt, path::Path};
 use rusqlite::Connection;
 
 use super::*;
-use crate::store::schema::APPLICATION_ID;
+use crate::store::schema::{self, APPLICATION_ID};
 
 /// Version 1 as a kaipo of that layout would have written it: no services.
 const V1_LAYOUT: &str = "
@@ -97,7 +97,7 @@ fn version_1_database_is_upgraded_and_keeps_its_data() {
     make_v1(&dir.db(), true);
     let (mut store, note) = Store::open(dir.db(), &Retention::default()).expect("open");
     assert_eq!(note, OpenNote::Upgraded { from: 1 });
-    assert_eq!(note.to_string(), "upgraded from schema 1 to 2");
+    assert_eq!(note.to_string(), "upgraded from schema 1 to 3");
     let r = store
         .query(&query(T0, T0 + 3_600_000, Dimension::App))
         .expect("query");
@@ -140,9 +140,84 @@ fn version_1_database_is_upgraded_and_keeps_its_data() {
         ["", "https"]
     );
     drop(store);
-    assert_eq!(user_version(&dir.db()), 2);
+    assert_eq!(user_version(&dir.db()), 3);
     let (_, note) = Store::open(dir.db(), &Retention::default()).expect("reopen");
     assert_eq!(note, OpenNote::Opened);
+}
+
+/// A version 2 database: version 1 and kaipo's own step to 2, then rows of three intervals
+/// (one of them with two rows of a key, as rows written after an outage could be).
+fn make_v2_with_data(path: &Path) {
+    make_v1(path, false);
+    let mut conn = Connection::open(path).expect("open v1");
+    let tx = conn.transaction().expect("tx");
+    schema::v1_to_v2(&tx).expect("v1 to v2");
+    let s = T0 / 1000;
+    tx.execute_batch(&format!(
+        "PRAGMA user_version = 2;
+         INSERT INTO app VALUES (1, 'nginx'), (2, 'curl');
+         INSERT INTO user VALUES (1, 33, 'www-data'), (2, 1000, 'ann');
+         INSERT INTO container VALUES (1, '');
+         INSERT INTO process VALUES (1, 100, 5, 1, 1, 1, 'nginx'), (2, 200, 9, 2, 2, 1, 'curl');
+         INSERT INTO remote VALUES (1, '10.0.0.1'), (2, '10.0.0.2');
+         INSERT INTO service VALUES (2, 'https');
+         INSERT INTO traffic_interval VALUES
+             ({s}, 1, 1, 2, 100, 200, 1, 2), ({s}, 2, 2, 1, 5, 6, 7, 8),
+             ({}, 2, 1, 2, 1000000, 3, 700, 1),
+             ({}, 1, 2, 2, 40, 50, 60, 70);",
+        s + 30,
+        s + 90,
+    ))
+    .expect("v2 data");
+    tx.commit().expect("commit");
+}
+
+#[test]
+fn version_2_interval_rows_are_packed_with_every_figure() {
+    let dir = TempDir::new("upgrade2");
+    make_v2_with_data(&dir.db());
+    let (mut store, note) = Store::open(dir.db(), &Retention::default()).expect("open");
+    assert_eq!(note, OpenNote::Upgraded { from: 2 });
+    // A blob per interval start, holding all its rows.
+    let blobs: Vec<(i64, i64)> = store
+        .conn
+        .prepare("SELECT ts - ?1, rows FROM traffic_interval ORDER BY ts")
+        .and_then(|mut st| {
+            st.query_map([T0 / 1000], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .expect("blobs");
+    assert_eq!(blobs, vec![(0, 2), (30, 1), (90, 1)]);
+    let q = query(T0, T0 + 120_000, Dimension::Process);
+    let r = store.query_tier(&q, Tier::Interval).expect("query");
+    assert_eq!(
+        rows_of(&r),
+        vec![
+            ("curl[200]".to_owned(), [1_000_005, 9, 707, 9]),
+            ("nginx[100]".to_owned(), [140, 250, 61, 72]),
+        ]
+    );
+    let by_service = query(T0, T0 + 120_000, Dimension::Service);
+    let r = store
+        .query_tier(&by_service, Tier::Interval)
+        .expect("query");
+    assert_eq!(
+        rows_of(&r),
+        vec![
+            (String::new(), [5, 6, 7, 8]),
+            ("https".to_owned(), [1_000_140, 253, 761, 73]),
+        ]
+    );
+    // And the packed rows roll up like any others.
+    store.maintain(T0 + 10 * 60_000).expect("maintain");
+    let r = store.query_tier(&q, Tier::Minute).expect("query");
+    assert_eq!(
+        rows_of(&r),
+        vec![
+            ("curl[200]".to_owned(), [1_000_005, 9, 707, 9]),
+            ("nginx[100]".to_owned(), [140, 250, 61, 72]),
+        ]
+    );
 }
 
 /// Tables, their columns and keys, and their indexes, in a comparable form.
@@ -343,7 +418,7 @@ fn newer_layout_is_refused_and_left_in_place() {
     let dir = TempDir::new("newer");
     drop(Store::open(dir.db(), &Retention::default()).expect("create"));
     Connection::open(dir.db())
-        .and_then(|c| c.execute_batch("PRAGMA user_version = 3"))
+        .and_then(|c| c.execute_batch("PRAGMA user_version = 4"))
         .expect("bump");
     for err in [
         Store::open(dir.db(), &Retention::default())
@@ -355,8 +430,8 @@ fn newer_layout_is_refused_and_left_in_place() {
             matches!(
                 err,
                 StoreError::TooNew {
-                    found: 3,
-                    supported: 2,
+                    found: 4,
+                    supported: 3,
                     ..
                 }
             ),
@@ -365,7 +440,7 @@ fn newer_layout_is_refused_and_left_in_place() {
         assert!(err.to_string().contains("upgrade kaipo"), "{err}");
     }
     assert!(corrupt_copies(&dir.0).is_empty());
-    assert_eq!(user_version(&dir.db()), 3);
+    assert_eq!(user_version(&dir.db()), 4);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod crash;
 mod files;
 mod full;
+mod minutes;
 mod rollup;
 
 use std::{

@@ -23,8 +23,10 @@ pub(super) struct QueryBench {
 /// Fills the minute tier straight from SQL: identity rows for 1000 apps (one process each),
 /// then per day one `INSERT ... SELECT` over a recursive CTE of that day's minutes crossed with
 /// the processes, in key order, and the per-user totals from those rows, on a separate
-/// connection with `synchronous = OFF`. The hour and day tiers are then built by the store's
-/// own `maintain`.
+/// connection with `synchronous = OFF`. The minute tier's rollup mark is set past them, as the
+/// store's own rollup would have left it (minute rows past the mark are unfinished slices of
+/// the writer, which a newly opened store deletes). The hour and day tiers are then built by
+/// the store's own `maintain`.
 fn fill_minutes(path: &Path, end_min: i64) -> anyhow::Result<u64> {
     let mut conn = rusqlite::Connection::open(path)?;
     conn.execute_batch(&format!(
@@ -69,6 +71,11 @@ fn fill_minutes(path: &Path, end_min: i64) -> anyhow::Result<u64> {
         )?;
         tx.commit()?;
     }
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('rolled_minute', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [end_min],
+    )?;
     Ok(
         conn.query_row("SELECT count(*) FROM traffic_minute", [], |r| {
             r.get::<_, i64>(0)
