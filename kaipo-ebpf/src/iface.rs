@@ -186,13 +186,7 @@ fn count_common_frame(start: usize, end: usize, ifindex: u32, len: u64, egress: 
     };
     // SAFETY: this CPU's value of a per-CPU map; nothing else writes it while we run.
     let stats = unsafe { &mut *stats };
-    if egress {
-        stats.tx_bytes += len;
-        stats.tx_packets += 1;
-    } else {
-        stats.rx_bytes += len;
-        stats.rx_packets += 1;
-    }
+    add_frame(stats, len, egress);
     if !track_flows() {
         return true;
     }
@@ -230,13 +224,7 @@ fn account(ifindex: u32, len: u64, parsed: Parsed, headers: &IpHeaders, egress: 
     };
     // SAFETY: this CPU's value of a per-CPU map; nothing else writes it while we run.
     let stats = unsafe { &mut *stats };
-    if egress {
-        stats.tx_bytes += len;
-        stats.tx_packets += 1;
-    } else {
-        stats.rx_bytes += len;
-        stats.rx_packets += 1;
-    }
+    add_frame(stats, len, egress);
     match parsed {
         Parsed::Ip => {
             if track_flows() {
@@ -247,6 +235,17 @@ fn account(ifindex: u32, len: u64, parsed: Parsed, headers: &IpHeaders, egress: 
         Parsed::NonIp => stats.rx_non_ip += 1,
         Parsed::Malformed if egress => stats.tx_malformed += 1,
         Parsed::Malformed => stats.rx_malformed += 1,
+    }
+}
+
+#[inline(always)]
+fn add_frame(stats: &mut IfaceCounters, len: u64, egress: bool) {
+    if egress {
+        stats.tx_bytes += len;
+        stats.tx_packets += 1;
+    } else {
+        stats.rx_bytes += len;
+        stats.rx_packets += 1;
     }
 }
 

@@ -161,24 +161,27 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
         | Piece::EmptyAll => {
             let mut links = Vec::new();
             let all = piece == Piece::EmptyAll;
-            if all || piece == Piece::EmptyTcIngress {
-                for name in [&topo.sender_if, &topo.receiver_if] {
-                    let prog = baseline::load_empty(baseline::PROG_TYPE_SCHED_CLS, 0, -1)?;
-                    let link = baseline::attach_tcx(&prog, ifindex(name)?, true)?;
-                    links.extend([prog, link]);
-                    if !all {
-                        break;
-                    }
+            // Ingress on the sender's end, egress on the receiver's (the flood's path); with
+            // `EmptyAll`, on the other end of each too, as kaipo attaches both on both.
+            for (ingress, wanted, ends) in [
+                (
+                    true,
+                    Piece::EmptyTcIngress,
+                    [&topo.sender_if, &topo.receiver_if],
+                ),
+                (
+                    false,
+                    Piece::EmptyTcEgress,
+                    [&topo.receiver_if, &topo.sender_if],
+                ),
+            ] {
+                if !all && piece != wanted {
+                    continue;
                 }
-            }
-            if all || piece == Piece::EmptyTcEgress {
-                for name in [&topo.receiver_if, &topo.sender_if] {
+                for name in ends.into_iter().take(if all { 2 } else { 1 }) {
                     let prog = baseline::load_empty(baseline::PROG_TYPE_SCHED_CLS, 0, -1)?;
-                    let link = baseline::attach_tcx(&prog, ifindex(name)?, false)?;
+                    let link = baseline::attach_tcx(&prog, ifindex(name)?, ingress)?;
                     links.extend([prog, link]);
-                    if !all {
-                        break;
-                    }
                 }
             }
             if all || piece == Piece::EmptyCgroupSkb {
