@@ -86,6 +86,8 @@ pub struct WatchConfig {
     pub ifaces: Vec<String>,
     pub duration: Duration,
     pub include_loopback: bool,
+    /// `--ingress-hook`, when not kaipo's default.
+    pub ingress_hook: Option<&'static str>,
 }
 
 impl WatchConfig {
@@ -94,6 +96,7 @@ impl WatchConfig {
             ifaces: vec![iface.to_owned()],
             duration,
             include_loopback: false,
+            ingress_hook: None,
         }
     }
 }
@@ -121,6 +124,9 @@ impl Watch {
         }
         if config.include_loopback {
             cmd.arg("--include-loopback");
+        }
+        if let Some(hook) = config.ingress_hook {
+            cmd.args(["--ingress-hook", hook]);
         }
         let mut child = Spawned::spawn("kaipo watch", cmd)?;
         let line = child

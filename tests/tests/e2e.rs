@@ -503,6 +503,18 @@ fn two_processes_with_the_same_name_are_kept_apart() -> anyhow::Result<()> {
 
 #[test]
 fn interface_counters_equal_the_kernels() -> anyhow::Result<()> {
+    interface_counters_equal_the_kernels_with(None)
+}
+
+/// The same with XDP counting the incoming frames (driver mode on veth).
+#[test]
+fn interface_counters_equal_the_kernels_with_xdp() -> anyhow::Result<()> {
+    interface_counters_equal_the_kernels_with(Some("xdp"))
+}
+
+fn interface_counters_equal_the_kernels_with(
+    ingress_hook: Option<&'static str>,
+) -> anyhow::Result<()> {
     const IN_COUNT: u64 = 150;
     const IN_SIZE: u64 = 500;
     const OUT_COUNT: u64 = 80;
@@ -510,7 +522,10 @@ fn interface_counters_equal_the_kernels() -> anyhow::Result<()> {
     // No IPv6 and static neighbours: the link carries nothing but the traffic below.
     let net = TestNet::without_ipv6()?;
     let before_attach = net.host_counters()?;
-    let watch = Watch::start(&WatchConfig::new(&net.host_if, RUN))?;
+    let watch = Watch::start(&WatchConfig {
+        ingress_hook,
+        ..WatchConfig::new(&net.host_if, RUN)
+    })?;
     let after_first = net.host_counters()?;
 
     let inbound_sink = Sink::start(None, IpAddr::V4(net.host_v4), IN_COUNT)?;
@@ -543,6 +558,18 @@ fn interface_counters_equal_the_kernels() -> anyhow::Result<()> {
         net.host_if,
         run.interface(&net.host_if, 1)
     );
+    if ingress_hook == Some("xdp") {
+        // veth's driver-mode XDP path counts received bytes without the Ethernet header in the
+        // interface statistics (rx here: 528 bytes a frame, where the frame has 542), so the
+        // kernel's figure is no reference; what the test sent is.
+        let kaipo = run.interface(&net.host_if, 0);
+        assert_eq!(
+            kaipo, expected,
+            "{} with XDP: kaipo vs the frames the test sent",
+            net.host_if
+        );
+        return Ok(());
+    }
     // If this fails the window was not clean, and the comparison below would prove nothing.
     assert_eq!(
         as_totals(kernel),
