@@ -76,6 +76,10 @@ pub struct BackendArgs {
     /// pcap backend: a capture filter (pcap-filter syntax), applied in the kernel.
     #[arg(long, value_name = "EXPR")]
     pub filter: Option<String>,
+    /// pcap backend: hand each frame to kaipo as it arrives (libpcap's immediate mode) rather
+    /// than a ring block at a time within 250 ms; on Linux this costs far more CPU under load.
+    #[arg(long)]
+    pub pcap_immediate: bool,
     /// eBPF backend: the hook that counts incoming frames. `tc` (TCX ingress) changes nothing
     /// in how an interface receives; `xdp` uses driver-mode XDP where the driver has it.
     #[arg(long, value_enum, default_value_t = crate::collect::backend::IngressHook::Tc)]

@@ -36,6 +36,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 top: args.top,
                 backend: args.collect.backend,
                 pcap_filter: args.collect.filter,
+                pcap_immediate: args.collect.pcap_immediate,
                 ingress_hook: args.collect.ingress_hook,
             };
             let mut stdout = io::stdout().lock();

@@ -31,6 +31,8 @@ pub struct WatchOptions {
     pub backend: BackendChoice,
     /// Capture filter for the pcap backend.
     pub pcap_filter: Option<String>,
+    /// Capture in libpcap's immediate mode.
+    pub pcap_immediate: bool,
     /// eBPF backend: the hook for incoming frames.
     pub ingress_hook: IngressHook,
 }
@@ -91,6 +93,7 @@ pub async fn drive(
         ifaces: opts.ifaces.clone(),
         backend: opts.backend,
         pcap_filter: opts.pcap_filter.clone(),
+        pcap_immediate: opts.pcap_immediate,
         ingress_hook: opts.ingress_hook,
     })?;
     started(collector.degradations());

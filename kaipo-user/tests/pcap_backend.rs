@@ -224,8 +224,14 @@ fn my_comm() -> Vec<u8> {
 }
 
 fn start(net: &TestNet) -> (PcapCollector, PcapEvents) {
+    start_with(net, false)
+}
+
+/// Starts the collector on the test's host end, in libpcap's immediate mode or not.
+fn start_with(net: &TestNet, immediate: bool) -> (PcapCollector, PcapEvents) {
     pcap::start(&pcap::Options {
         ifaces: vec![net.host_if.clone()],
+        immediate,
         ..pcap::Options::default()
     })
     .expect("the pcap collector starts")
@@ -298,13 +304,23 @@ const PAYLOAD: u64 = 300;
 
 #[test]
 fn udp_datagrams_count_on_the_interface_and_on_the_receiving_socket() {
+    udp_datagrams_count(false);
+}
+
+/// The same with `--pcap-immediate`: each frame handed over as it arrives.
+#[test]
+fn udp_datagrams_count_in_immediate_mode_too() {
+    udp_datagrams_count(true);
+}
+
+fn udp_datagrams_count(immediate: bool) {
     let _serial = serial();
     let net = TestNet::new(0);
     let receiver = UdpSocket::bind((net.host_ip, 0)).expect("binding the receiver");
     let port = receiver.local_addr().expect("address").port();
     let cookie = inode_of(&receiver);
     let kernel_before = net.kernel_counters();
-    let (mut collector, mut events) = start(&net);
+    let (mut collector, mut events) = start_with(&net, immediate);
     assert_eq!(collector.interfaces()[0].name, net.host_if);
 
     let dest = SocketAddr::from((net.host_ip, port));

@@ -62,6 +62,8 @@ pub struct StartOptions {
     pub backend: BackendChoice,
     /// A capture filter for the pcap backend (pcap-filter syntax), applied in the kernel.
     pub pcap_filter: Option<String>,
+    /// pcap backend: hand each frame over as it arrives (libpcap's immediate mode).
+    pub pcap_immediate: bool,
     /// eBPF backend: the hook for incoming frames.
     pub ingress_hook: IngressHook,
 }
@@ -122,6 +124,7 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
     let pcap_opts = pcap::Options {
         ifaces: opts.ifaces.clone(),
         filter: opts.pcap_filter.clone(),
+        immediate: opts.pcap_immediate,
         ..Default::default()
     };
     let (collector, events) = pcap::start(&pcap_opts).map_err(|err| match notes.first() {

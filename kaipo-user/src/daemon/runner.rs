@@ -46,6 +46,7 @@ pub struct DaemonOptions {
     pub include_loopback: bool,
     pub backend: crate::collect::backend::BackendChoice,
     pub pcap_filter: Option<String>,
+    pub pcap_immediate: bool,
     pub ingress_hook: crate::collect::backend::IngressHook,
     /// The configuration file, reread on SIGHUP, and what it said at start.
     pub config_path: PathBuf,
@@ -70,6 +71,7 @@ impl DaemonOptions {
             include_loopback: args.include_loopback || d.include_loopback,
             backend: args.collect.backend,
             pcap_filter: args.collect.filter.clone(),
+            pcap_immediate: args.collect.pcap_immediate,
             ingress_hook: args.collect.ingress_hook,
             config_path,
             config,
@@ -135,6 +137,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
             ifaces: opts.ifaces.clone(),
             backend: opts.backend,
             pcap_filter: opts.pcap_filter.clone(),
+            pcap_immediate: opts.pcap_immediate,
             ingress_hook: opts.ingress_hook,
         })
         .context("starting the collector")?;

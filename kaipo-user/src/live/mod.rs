@@ -69,6 +69,7 @@ async fn embedded(opts: &LiveOptions, theme: Theme) -> anyhow::Result<()> {
         top: 0,
         backend: opts.collect.backend,
         pcap_filter: opts.collect.filter.clone(),
+        pcap_immediate: opts.collect.pcap_immediate,
         ingress_hook: opts.collect.ingress_hook,
     };
     let (tx, rx) = mpsc::channel(QUEUE);
