@@ -257,17 +257,7 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
         }
         Piece::TcIngress => {
             let (_, mut object) = load()?;
-            let tc: &mut SchedClassifier = object
-                .program_mut("kaipo_tc_ingress")
-                .context("no kaipo_tc_ingress")?
-                .try_into()?;
-            tc.load()?;
-            tc.attach_with_options(
-                &topo.sender_if,
-                TcAttachType::Ingress,
-                TcAttachOptions::TcxOrder(LinkOrder::default()),
-            )
-            .context("attaching kaipo_tc_ingress")?;
+            attach_classifier(&mut object, "kaipo_tc_ingress", &topo.sender_if, true)?;
             object
         }
         Piece::CgroupSkb => {
@@ -306,17 +296,7 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
         }
         Piece::Tc => {
             let (_, mut object) = load()?;
-            let tc: &mut SchedClassifier = object
-                .program_mut(PROGRAMS[1])
-                .context("no kaipo_tc_egress")?
-                .try_into()?;
-            tc.load()?;
-            tc.attach_with_options(
-                &topo.receiver_if,
-                TcAttachType::Egress,
-                TcAttachOptions::TcxOrder(LinkOrder::default()),
-            )
-            .context("attaching kaipo_tc_egress")?;
+            attach_classifier(&mut object, PROGRAMS[1], &topo.receiver_if, false)?;
             object
         }
         Piece::Sockets => {
@@ -335,4 +315,30 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
         _object: Some(Box::new(object)),
         _links: Vec::new(),
     })
+}
+
+/// Loads one of kaipo's classifiers and attaches it through TCX to `iface`'s ingress or egress.
+fn attach_classifier(
+    object: &mut Ebpf,
+    name: &str,
+    iface: &str,
+    ingress: bool,
+) -> anyhow::Result<()> {
+    let tc: &mut SchedClassifier = object
+        .program_mut(name)
+        .with_context(|| format!("no {name}"))?
+        .try_into()?;
+    tc.load()?;
+    let direction = if ingress {
+        TcAttachType::Ingress
+    } else {
+        TcAttachType::Egress
+    };
+    tc.attach_with_options(
+        iface,
+        direction,
+        TcAttachOptions::TcxOrder(LinkOrder::default()),
+    )
+    .with_context(|| format!("attaching {name} to {iface}"))?;
+    Ok(())
 }
