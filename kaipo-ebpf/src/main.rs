@@ -1,7 +1,7 @@
 //! kaipo's kernel programs.
 //!
-//! - `kaipo_xdp` (ingress) and `kaipo_tc_egress` count bytes and packets per interface and per
-//!   flow in per-CPU maps; `kaipo_tc_ingress` stands in for XDP where its hook is taken.
+//! - `kaipo_tc_ingress` and `kaipo_tc_egress` count bytes and packets per interface and per
+//!   flow in per-CPU maps; `kaipo_xdp` counts ingress instead when the user asks for XDP.
 //! - `kaipo_sock_ingress` / `kaipo_sock_egress` (cgroup_skb at the cgroup v2 root) count IP-layer
 //!   bytes per socket cookie, for sockets of every network namespace.
 //! - `kaipo_sock_create`, `kaipo_send` and `kaipo_recv` record which process owns each socket, in
@@ -93,8 +93,8 @@ pub fn kaipo_xdp(ctx: XdpContext) -> u32 {
     aya_ebpf::bindings::xdp_action::XDP_PASS
 }
 
-/// Ingress counting where XDP cannot attach (another program owns the interface's XDP hook):
-/// TCX lets several programs share a hook.
+/// Ingress counting, by default; also where XDP was asked for but cannot attach (another program
+/// owns the interface's XDP hook): TCX lets several programs share a hook.
 #[classifier]
 pub fn kaipo_tc_ingress(ctx: TcContext) -> i32 {
     iface::on_tc_ingress(&ctx);

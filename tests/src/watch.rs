@@ -140,6 +140,25 @@ impl Watch {
         })
     }
 
+    /// The `prog_type` of every BPF program kaipo holds a descriptor of, from
+    /// `/proc/PID/fdinfo` (6 is XDP).
+    pub fn held_program_types(&self) -> anyhow::Result<Vec<u32>> {
+        let dir = format!("/proc/{}/fdinfo", self.child.pid());
+        let mut types = Vec::new();
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+            // A descriptor can close while the folder is read.
+            let Ok(info) = std::fs::read_to_string(entry?.path()) else {
+                continue;
+            };
+            types.extend(
+                info.lines()
+                    .filter_map(|l| l.strip_prefix("prog_type:"))
+                    .filter_map(|v| v.trim().parse::<u32>().ok()),
+            );
+        }
+        Ok(types)
+    }
+
     /// Stops kaipo now with SIGINT (it closes the interval under way and exits) and returns all
     /// its records. For runs whose length should not depend on how long kaipo took to start.
     pub fn stop(self) -> anyhow::Result<Run> {

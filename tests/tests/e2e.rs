@@ -526,6 +526,13 @@ fn interface_counters_equal_the_kernels_with(
         ingress_hook,
         ..WatchConfig::new(&net.host_if, RUN)
     })?;
+    // The hook asked for is the one in use: kaipo loads its XDP program only for `xdp`.
+    const BPF_PROG_TYPE_XDP: u32 = 6;
+    let holds_xdp = watch.held_program_types()?.contains(&BPF_PROG_TYPE_XDP);
+    ensure!(
+        holds_xdp == (ingress_hook == Some("xdp")),
+        "kaipo holds an XDP program: {holds_xdp}, with --ingress-hook {ingress_hook:?}"
+    );
     let after_first = net.host_counters()?;
 
     let inbound_sink = Sink::start(None, IpAddr::V4(net.host_v4), IN_COUNT)?;

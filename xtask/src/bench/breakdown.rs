@@ -1,7 +1,7 @@
 //! Where the flood's cost goes: the same flood with one piece of kaipo's kernel side attached
 //! at a time, straight from kaipo's object and without kaipo's userspace (which is not on the
-//! packet path), and with an XDP program that does nothing, to separate the price of generic
-//! XDP itself from that of kaipo's code.
+//! packet path), and with programs that do nothing on the same hooks, to separate the price of
+//! each hook itself from that of kaipo's code.
 
 use std::{fs::File, os::fd::OwnedFd};
 
