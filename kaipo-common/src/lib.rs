@@ -89,6 +89,90 @@ pub struct FlowCounters {
 }
 const _: () = assert!(size_of::<FlowCounters>() == 32);
 
+/// One slot of the per-CPU flow cache (`FLOW_CACHE`), which sits in front of the `FLOWS` hash:
+/// a flow that owns a slot on a CPU is counted there with an array lookup and a compare, with
+/// no hash-map lookup. A flow whose slot is held by another flow that was recently active is
+/// counted in `FLOWS`; a slot whose flow went quiet is handed over, and its counters are first
+/// added to that flow's `FLOWS` entry. So every packet is counted exactly once, in one place,
+/// and a flow's counters are the sum of its `FLOWS` entry and the slots it holds.
+///
+/// Only the programs on the slot's CPU write it (they do not nest), so it needs no atomics.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSlot {
+    pub key: FlowKey,
+    /// `FLOW_SLOT_EMPTY`, or the direction counted (`FLOW_SLOT_RX`/`FLOW_SLOT_TX`) in the low
+    /// two bits and the low 30 bits of the kernel's `jiffies` at the last packet above them.
+    pub state: u32,
+    pub bytes: u64,
+    pub packets: u64,
+}
+const _: () = assert!(size_of::<FlowSlot>() == 64);
+
+pub const FLOW_SLOT_EMPTY: u32 = 0;
+pub const FLOW_SLOT_RX: u32 = 1;
+pub const FLOW_SLOT_TX: u32 = 2;
+pub const FLOW_SLOT_DIR_MASK: u32 = 3;
+
+impl FlowSlot {
+    /// The direction this slot counts (`FLOW_SLOT_RX`/`FLOW_SLOT_TX`), or `FLOW_SLOT_EMPTY`.
+    pub fn direction(&self) -> u32 {
+        self.state & FLOW_SLOT_DIR_MASK
+    }
+
+    /// The slot's counts as flow counters of its direction; zero when empty.
+    pub fn counters(&self) -> FlowCounters {
+        let mut c = FlowCounters::default();
+        match self.direction() {
+            FLOW_SLOT_RX => (c.rx_bytes, c.rx_packets) = (self.bytes, self.packets),
+            FLOW_SLOT_TX => (c.tx_bytes, c.tx_packets) = (self.bytes, self.packets),
+            _ => {}
+        }
+        c
+    }
+}
+
+/// Slots per CPU in the flow cache unless userspace sets another power of two at load time.
+pub const FLOW_CACHE_SLOTS: u32 = 16_384;
+
+/// A [`FlowKey`]'s 44 bytes as six little-endian 64-bit words (the last one's upper half zero):
+/// the form the kernel programs build keys in, hash and compare.
+pub fn flow_key_words(key: &FlowKey) -> [u64; 6] {
+    let mut bytes = [0u8; 48];
+    // SAFETY: `FlowKey` is 44 bytes of plain integers with no padding.
+    let src = unsafe { &*(key as *const FlowKey).cast::<[u8; 44]>() };
+    bytes[..44].copy_from_slice(src);
+    let mut words = [0u64; 6];
+    for (i, word) in words.iter_mut().enumerate() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+        *word = u64::from_le_bytes(w);
+    }
+    words
+}
+
+/// Which cache slot a flow counted in direction `dir` takes, from its key as
+/// [`flow_key_words`] gives it: the top half of a multiplicative hash, masked by `mask` (slots -
+/// 1, slots a power of two). Shared by the kernel programs and by tests that need two flows to
+/// meet in one slot.
+#[inline(always)]
+pub fn flow_slot_words(q: &[u64; 6], dir: u32, mask: u32) -> u32 {
+    // Independent multiplies by distinct odd constants: short dependency chains.
+    let h = q[0].wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ q[1].wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+        ^ q[2].wrapping_mul(0x1656_67b1_9e37_79f9)
+        ^ q[3].wrapping_mul(0x85eb_ca77_c2b2_ae63)
+        ^ q[4].wrapping_mul(0x27d4_eb2f_1656_67c5)
+        ^ ((q[5] & 0xffff_ffff) | (u64::from(dir) << 32)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    let h = (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    ((h >> 32) as u32) & mask
+}
+
+/// [`flow_slot_words`] for a key.
+pub fn flow_slot(key: &FlowKey, dir: u32, mask: u32) -> u32 {
+    flow_slot_words(&flow_key_words(key), dir, mask)
+}
+
 /// `SockStats::flags`: an unconnected socket exchanged packets with more than one remote
 /// endpoint, so `remote_addr`/`remote_port` only name the first.
 pub const SOCK_FLAG_MANY_REMOTES: u8 = 1;
@@ -164,12 +248,17 @@ pub mod counter {
     pub const SOCK_MAP_FULL: u32 = 1;
     /// A socket owner could not be stored.
     pub const OWNER_MAP_FULL: u32 = 2;
-    /// A new flow entry was created (used with the live count to derive LRU evictions).
+    /// A new `FLOWS` entry was created (used with the live count to derive LRU evictions).
     pub const FLOW_CREATED: u32 = 3;
     /// A flow entry could not be created at all.
     pub const FLOW_MAP_FULL: u32 = 4;
     /// An interface entry could not be created.
     pub const IFACE_MAP_FULL: u32 = 5;
+    /// A flow took over a cache slot from a flow that had gone quiet (whose counters moved to
+    /// `FLOWS`).
+    pub const FLOW_SLOT_HANDOVER: u32 = 6;
+    /// A new flow took an empty cache slot (it has no `FLOWS` entry until it leaves the slot).
+    pub const FLOW_SLOT_TAKEN: u32 = 7;
     pub const COUNT: u32 = 8;
 }
 
@@ -193,6 +282,7 @@ mod pod {
     unsafe impl aya::Pod for IfaceCounters {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowCounters {}
+    unsafe impl aya::Pod for FlowSlot {}
     unsafe impl aya::Pod for SockStats {}
     unsafe impl aya::Pod for Event {}
 }

@@ -2,18 +2,19 @@
 
 use aya_ebpf::{
     bindings::{__sk_buff, BPF_NOEXIST},
-    helpers::generated::{bpf_skb_load_bytes, bpf_xdp_get_buff_len},
+    helpers::generated::{bpf_jiffies64, bpf_skb_load_bytes, bpf_xdp_get_buff_len},
     programs::{TcContext, XdpContext},
 };
 use kaipo_common::{
-    counter, FlowCounters, FlowKey, IfaceCounters, FAMILY_IPV4, FAMILY_IPV6, IFACE_SLOTS,
+    counter, flow_slot_words, FlowCounters, FlowKey, FlowSlot, IfaceCounters, FAMILY_IPV4,
+    FAMILY_IPV6, FLOW_SLOT_DIR_MASK, FLOW_SLOT_EMPTY, FLOW_SLOT_RX, FLOW_SLOT_TX, IFACE_SLOTS,
     PROTO_TCP, PROTO_UDP,
 };
 
 use crate::{
-    bump,
+    bump, flow_cache_mask, flow_slot_age,
     packet::{self, store_addr, Frame, IpHeaders, Parsed},
-    track_flows, FLOWS, IFACE_STATS, IFACE_STATS_HIGH,
+    track_flows, FLOWS, FLOW_CACHE, IFACE_STATS, IFACE_STATS_HIGH,
 };
 
 /// Direct access to the linear part of an XDP buffer.
@@ -154,7 +155,7 @@ fn count_common_frame(start: usize, end: usize, ifindex: u32, len: u64, egress: 
     // SAFETY: callers read only offsets under the bound checked for their branch.
     let byte = |at: usize| unsafe { *((start + at) as *const u8) };
     // Where the addresses (4 or 16 bytes) and the ports are.
-    let (family, proto, src, dst, ports, addr_len);
+    let (family, proto, src, dst, ports, addr_len): (u8, u8, usize, usize, usize, usize);
     if byte(12) == 0x08 && byte(13) == 0x00 {
         // Version 4 with a 5-word header; a total length that holds the header; a first (or
         // only) fragment; TCP or UDP.
@@ -195,25 +196,41 @@ fn count_common_frame(start: usize, end: usize, ifindex: u32, len: u64, egress: 
     } else {
         (dst, src, ports + 2, ports)
     };
-    let mut key = FlowKey {
-        ifindex,
-        vlan: 0,
-        proto,
-        family,
-        local_port: u16::from_be_bytes([byte(local_port), byte(local_port + 1)]),
-        remote_port: u16::from_be_bytes([byte(remote_port), byte(remote_port + 1)]),
-        local_addr: [0; 16],
-        remote_addr: [0; 16],
+    // The key's words straight from the packet's bytes (see `kaipo_common::flow_key_words`),
+    // so nothing is zeroed or copied twice.
+    let b = |at: usize| u64::from(byte(at));
+    let port = |at: usize| (b(at) << 8) | b(at + 1);
+    let addr = |at: usize| b(at) | (b(at + 1) << 8) | (b(at + 2) << 16) | (b(at + 3) << 24);
+    let head = u64::from(ifindex) | (u64::from(proto) << 48) | (u64::from(family) << 56);
+    let ports = port(local_port) | (port(remote_port) << 16) | (addr(local) << 32);
+    // Every word given a value at once: a zeroed buffer filled in later costs a memset call.
+    let key = if addr_len == 4 {
+        KeyWords([head, ports, 0, addr(remote) << 32, 0, 0])
+    } else {
+        KeyWords([
+            head,
+            ports,
+            addr(local + 4) | (addr(local + 8) << 32),
+            addr(local + 12) | (addr(remote) << 32),
+            addr(remote + 4) | (addr(remote + 8) << 32),
+            addr(remote + 12),
+        ])
     };
-    for i in 0..16 {
-        if i == addr_len {
-            break;
-        }
-        key.local_addr[i] = byte(local + i);
-        key.remote_addr[i] = byte(remote + i);
-    }
     count_flow_key(&key, len, egress);
     true
+}
+
+/// A flow key as six 64-bit words, aligned for word loads; its first 44 bytes are the
+/// [`FlowKey`] (see `kaipo_common::flow_key_words`).
+#[repr(C, align(8))]
+struct KeyWords([u64; 6]);
+
+impl KeyWords {
+    #[inline(always)]
+    fn key(&self) -> &FlowKey {
+        // SAFETY: 48 bytes, aligned to 8; a `FlowKey` is 44 bytes of integers aligned to 4.
+        unsafe { &*(self as *const Self).cast::<FlowKey>() }
+    }
 }
 
 #[inline(always)]
@@ -280,33 +297,102 @@ fn count_flow(ifindex: u32, h: &IpHeaders, len: u64, egress: bool) {
     };
     store_addr(&mut key.local_addr, local);
     store_addr(&mut key.remote_addr, remote);
-    count_flow_key(&key, len, egress);
+    let mut words = KeyWords([0; 6]);
+    // SAFETY: `KeyWords` holds a `FlowKey` in its first 44 bytes.
+    unsafe { *(&raw mut words).cast::<FlowKey>() = key };
+    count_flow_key(&words, len, egress);
 }
 
-/// Takes the key by reference: by value, the 44-byte key is copied again and XDP runs out of its
-/// 512-byte stack.
+/// Counts one frame of a flow: in this CPU's cache slot for the flow when it owns it or can
+/// take it, else in `FLOWS`. Takes the key by reference: by value, it is copied again and XDP
+/// runs out of its 512-byte stack.
 #[inline(always)]
-#[expect(
-    clippy::needless_borrows_for_generic_args,
-    reason = "by value, the counters are copied again on the 512-byte stack"
-)]
-fn count_flow_key(key: &FlowKey, len: u64, egress: bool) {
-    if let Some(flow) = FLOWS.get_ptr_mut(key) {
-        // SAFETY: this CPU's value of a per-CPU map.
-        add_flow(unsafe { &mut *flow }, len, egress);
-        return;
+fn count_flow_key(key: &KeyWords, len: u64, egress: bool) {
+    let dir = if egress { FLOW_SLOT_TX } else { FLOW_SLOT_RX };
+    let q = &key.0;
+    if let Some(slot) = FLOW_CACHE.get_ptr_mut(flow_slot_words(q, dir, flow_cache_mask())) {
+        // The slot as words: 0-4 and the low half of 5 the key, the high half of 5 the state,
+        // 6 bytes, 7 packets.
+        let w = slot.cast::<u64>();
+        // SAFETY: this CPU's value of a per-CPU map, 64 bytes aligned to 8; only this CPU's
+        // programs write it and they do not nest.
+        let (slot, s) = unsafe { (&mut *slot, &*w.cast::<[u64; 8]>()) };
+        // SAFETY: the helper takes no arguments; the kernel inlines it as a load of `jiffies`.
+        let now = (unsafe { bpf_jiffies64() } as u32) << 2;
+        let state = (s[5] >> 32) as u32;
+        let diff = (s[0] ^ q[0])
+            | (s[1] ^ q[1])
+            | (s[2] ^ q[2])
+            | (s[3] ^ q[3])
+            | (s[4] ^ q[4])
+            | ((s[5] ^ q[5]) & 0xffff_ffff);
+        if state & FLOW_SLOT_DIR_MASK == dir && diff == 0 {
+            slot.bytes += len;
+            slot.packets += 1;
+            slot.state = now | dir;
+            return;
+        }
+        if state == FLOW_SLOT_EMPTY {
+            take_slot(slot, key, len, dir, now);
+            bump(counter::FLOW_SLOT_TAKEN);
+            return;
+        }
+        if now.wrapping_sub(state & !FLOW_SLOT_DIR_MASK) >> 2 >= flow_slot_age() {
+            // The slot's flow went quiet: its counts join its `FLOWS` entry, and this flow
+            // takes the slot.
+            let moved = slot.counters();
+            add_to_flows(&slot.key, &moved);
+            take_slot(slot, key, len, dir, now);
+            bump(counter::FLOW_SLOT_HANDOVER);
+            return;
+        }
     }
     let mut fresh = FlowCounters::default();
     add_flow(&mut fresh, len, egress);
-    match FLOWS.insert(key, &fresh, u64::from(BPF_NOEXIST)) {
+    add_to_flows(key.key(), &fresh);
+}
+
+#[inline(always)]
+fn take_slot(slot: &mut FlowSlot, key: &KeyWords, len: u64, dir: u32, now: u32) {
+    let w = (slot as *mut FlowSlot).cast::<u64>();
+    // SAFETY: the slot is 64 bytes aligned to 8: words 0-4 and the low half of word 5 hold the
+    // key, the high half of word 5 the state.
+    unsafe {
+        for i in 0..5 {
+            *w.add(i) = key.0[i];
+        }
+        *w.add(5) = (key.0[5] & 0xffff_ffff) | (u64::from(now | dir) << 32);
+    }
+    slot.bytes = len;
+    slot.packets = 1;
+}
+
+/// Adds `amount` to this CPU's value of `key`'s `FLOWS` entry, creating the entry when there is
+/// none. `key` may point into a map value: the kernel takes map values as keys.
+#[inline(always)]
+fn add_to_flows(key: &FlowKey, amount: &FlowCounters) {
+    if let Some(flow) = FLOWS.get_ptr_mut(key) {
+        // SAFETY: this CPU's value of a per-CPU map.
+        add_counters(unsafe { &mut *flow }, amount);
+        return;
+    }
+    match FLOWS.insert(key, amount, u64::from(BPF_NOEXIST)) {
         Ok(()) => bump(counter::FLOW_CREATED),
         // Another CPU created it between our lookup and insert: add to our own slot of it.
         Err(_) => match FLOWS.get_ptr_mut(key) {
             // SAFETY: this CPU's value of a per-CPU map.
-            Some(flow) => add_flow(unsafe { &mut *flow }, len, egress),
+            Some(flow) => add_counters(unsafe { &mut *flow }, amount),
             None => bump(counter::FLOW_MAP_FULL),
         },
     }
+}
+
+#[inline(always)]
+fn add_counters(flow: &mut FlowCounters, amount: &FlowCounters) {
+    flow.rx_bytes += amount.rx_bytes;
+    flow.rx_packets += amount.rx_packets;
+    flow.tx_bytes += amount.tx_bytes;
+    flow.tx_packets += amount.tx_packets;
 }
 
 #[inline(always)]

@@ -28,8 +28,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, SkBuffContext, SockContext, TcContext, XdpContext},
 };
 use kaipo_common::{
-    counter, FlowCounters, FlowKey, IfaceCounters, SockStats, IFACE_SLOTS, MAX_FLOWS, MAX_IFACES,
-    MAX_SOCKETS, RINGBUF_BYTES,
+    counter, FlowCounters, FlowKey, FlowSlot, IfaceCounters, SockStats, FLOW_CACHE_SLOTS,
+    IFACE_SLOTS, MAX_FLOWS, MAX_IFACES, MAX_SOCKETS, RINGBUF_BYTES,
 };
 
 /// Indexed by ifindex, for ifindexes below `IFACE_SLOTS`: an array lookup costs the program a
@@ -47,6 +47,11 @@ static IFACE_STATS_HIGH: PerCpuHashMap<u32, IfaceCounters> =
 #[map]
 static FLOWS: LruPerCpuHashMap<FlowKey, FlowCounters> =
     LruPerCpuHashMap::with_max_entries(MAX_FLOWS, 0);
+
+/// The per-CPU flow cache in front of `FLOWS` (see `kaipo_common::FlowSlot`). Userspace sets
+/// the number of slots, a power of two, at load time, and `FLOW_CACHE_MASK` with it.
+#[map]
+static FLOW_CACHE: PerCpuArray<FlowSlot> = PerCpuArray::with_max_entries(FLOW_CACHE_SLOTS, 0);
 
 /// Shared (not per-CPU) so that the release hook can report a socket's final counters; updated
 /// with atomic adds.
@@ -71,6 +76,27 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 /// Set at load time: 0 turns per-flow accounting off and leaves only interface counters.
 #[unsafe(no_mangle)]
 static TRACK_FLOWS: u8 = 1;
+
+/// Slots in `FLOW_CACHE` - 1; set at load time with the map's size.
+#[unsafe(no_mangle)]
+static FLOW_CACHE_MASK: u32 = FLOW_CACHE_SLOTS - 1;
+
+/// How long (in jiffies) a cached flow must have been quiet before another flow that meets it
+/// in its slot takes the slot over; set at load time.
+#[unsafe(no_mangle)]
+static FLOW_SLOT_AGE: u32 = 100;
+
+#[inline(always)]
+fn flow_cache_mask() -> u32 {
+    // SAFETY: as for `TRACK_FLOWS`.
+    unsafe { core::ptr::read_volatile(&FLOW_CACHE_MASK) }
+}
+
+#[inline(always)]
+fn flow_slot_age() -> u32 {
+    // SAFETY: as for `TRACK_FLOWS`.
+    unsafe { core::ptr::read_volatile(&FLOW_SLOT_AGE) }
+}
 
 #[inline(always)]
 fn bump(slot: u32) {

@@ -35,8 +35,9 @@ use aya::{
 };
 use kaipo::collect::ebpf::OBJECT;
 use kaipo_common::{
-    counter, FlowCounters, FlowKey, IfaceCounters, SockStats, FAMILY_IPV4, FAMILY_IPV6,
-    IFACE_SLOTS, LOOPBACK_IFINDEX, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
+    counter, flow_slot, FlowCounters, FlowKey, FlowSlot, IfaceCounters, SockStats, FAMILY_IPV4,
+    FAMILY_IPV6, FLOW_CACHE_SLOTS, FLOW_SLOT_EMPTY, FLOW_SLOT_RX, FLOW_SLOT_TX, IFACE_SLOTS,
+    LOOPBACK_IFINDEX, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -140,10 +141,18 @@ impl Harness {
 
     /// Loads the object; `track_flows` overrides the `TRACK_FLOWS` global when given.
     fn load(hook: Hook, track_flows: Option<u8>) -> Self {
+        Self::load_with(hook, track_flows, None)
+    }
+
+    /// As [`Self::load`], and `slot_age` overrides `FLOW_SLOT_AGE` (jiffies) when given.
+    fn load_with(hook: Hook, track_flows: Option<u8>, slot_age: Option<u32>) -> Self {
         require_root();
         let mut loader = EbpfLoader::new();
         if let Some(track_flows) = &track_flows {
             loader.override_global("TRACK_FLOWS", track_flows, true);
+        }
+        if let Some(slot_age) = &slot_age {
+            loader.override_global("FLOW_SLOT_AGE", slot_age, true);
         }
         let mut ebpf = loader.load(OBJECT).expect("loading the kaipo object");
         let name = hook.program();
@@ -271,8 +280,8 @@ impl Harness {
         entries[0].1
     }
 
-    /// Every flow, summed over CPUs.
-    fn flows(&self) -> StdHashMap<FlowKey, FlowCounters> {
+    /// The entries of the `FLOWS` hash, summed over CPUs.
+    fn flow_map(&self) -> StdHashMap<FlowKey, FlowCounters> {
         let map: PerCpuHashMap<_, FlowKey, FlowCounters> =
             PerCpuHashMap::try_from(self.ebpf.map("FLOWS").expect("FLOWS"))
                 .expect("FLOWS is a per-CPU hash");
@@ -282,6 +291,50 @@ impl Harness {
                 (key, per_cpu.iter().fold(FlowCounters::default(), add_flow))
             })
             .collect()
+    }
+
+    /// Every taken slot of the flow cache, as (key, counters), over all CPUs. Checks on the way
+    /// that each sits in the slot userspace computes for it, so the kernel's hash and
+    /// `kaipo_common::flow_slot` agree.
+    fn cached(&self) -> Vec<(FlowKey, FlowCounters)> {
+        let map: PerCpuArray<_, FlowSlot> =
+            PerCpuArray::try_from(self.ebpf.map("FLOW_CACHE").expect("FLOW_CACHE"))
+                .expect("FLOW_CACHE is a per-CPU array");
+        let mut out = Vec::new();
+        for index in 0..FLOW_CACHE_SLOTS {
+            for slot in map.get(&index, 0).expect("reading FLOW_CACHE").iter() {
+                if slot.direction() == FLOW_SLOT_EMPTY {
+                    assert_eq!(*slot, FlowSlot::default(), "an empty slot is all zero");
+                    continue;
+                }
+                assert_eq!(
+                    flow_slot(&slot.key, slot.direction(), FLOW_CACHE_SLOTS - 1),
+                    index,
+                    "{:?} in the wrong slot",
+                    slot.key
+                );
+                out.push((slot.key, slot.counters()));
+            }
+        }
+        out
+    }
+
+    /// Every flow, summed over CPUs and over the two places it is counted in.
+    fn flows(&self) -> StdHashMap<FlowKey, FlowCounters> {
+        let mut flows = self.flow_map();
+        for (key, counters) in self.cached() {
+            let total = flows.entry(key).or_default();
+            *total = add_flow(*total, &counters);
+        }
+        flows
+    }
+
+    /// `n` new flows, each of which took an empty cache slot.
+    fn assert_new_flows_cached(&self, n: u64) {
+        assert_eq!(self.counter(counter::FLOW_SLOT_TAKEN), n, "FLOW_SLOT_TAKEN");
+        assert_eq!(self.counter(counter::FLOW_CREATED), 0, "FLOW_CREATED");
+        assert_eq!(self.flow_map(), StdHashMap::new(), "FLOWS");
+        assert_eq!(self.cached().len() as u64, n, "taken cache slots");
     }
 
     fn assert_flows(&self, expected: &[(FlowKey, FlowCounters)]) {
@@ -322,7 +375,7 @@ impl Harness {
     fn assert_no_flow(&self, expected_iface: IfaceCounters) {
         assert_eq!(self.iface(), expected_iface, "IFACE_STATS");
         self.assert_flows(&[]);
-        assert_eq!(self.counter(counter::FLOW_CREATED), 0, "FLOW_CREATED");
+        self.assert_new_flows_cached(0);
         assert_eq!(self.counter(counter::FLOW_MAP_FULL), 0, "FLOW_MAP_FULL");
         assert_eq!(self.counter(counter::IFACE_MAP_FULL), 0, "IFACE_MAP_FULL");
     }
@@ -623,7 +676,7 @@ fn case_single_flow(hook: Hook, frame: &[u8], key: FlowKey) {
     h.run(frame);
     assert_eq!(h.iface(), hook.iface(len(frame), 1, 0, 0), "IFACE_STATS");
     h.assert_flows(&[(key, hook.flow(len(frame), 1))]);
-    assert_eq!(h.counter(counter::FLOW_CREATED), 1, "FLOW_CREATED");
+    h.assert_new_flows_cached(1);
 }
 
 /// One frame through a fresh program is counted on the interface as malformed, and nowhere else.
@@ -648,7 +701,7 @@ fn case_two_ipv4_flows(hook: Hook) {
         (key_v4(0, PROTO_UDP, true), hook.flow(92, 1)),
         (key_v4(0, PROTO_TCP, true), hook.flow(84, 1)),
     ]);
-    assert_eq!(h.counter(counter::FLOW_CREATED), 2, "FLOW_CREATED");
+    h.assert_new_flows_cached(2);
     assert_eq!(h.counter(counter::FLOW_MAP_FULL), 0, "FLOW_MAP_FULL");
 }
 
@@ -658,7 +711,7 @@ fn case_repeat(hook: Hook) {
     h.run_repeat(&frame, 1000);
     assert_eq!(h.iface(), hook.iface(1000 * 92, 1000, 0, 0), "IFACE_STATS");
     h.assert_flows(&[(key_v4(0, PROTO_UDP, true), hook.flow(1000 * 92, 1000))]);
-    assert_eq!(h.counter(counter::FLOW_CREATED), 1, "FLOW_CREATED");
+    h.assert_new_flows_cached(1);
 }
 
 fn case_ipv6_udp(hook: Hook) {
@@ -705,7 +758,7 @@ fn case_ipv6_fragments(hook: Hook) {
         (key_v6(PROTO_UDP, true), hook.flow(110, 1)),
         (key_v6(PROTO_UDP, false), hook.flow(122, 1)),
     ]);
-    assert_eq!(h.counter(counter::FLOW_CREATED), 2, "FLOW_CREATED");
+    h.assert_new_flows_cached(2);
 }
 
 fn case_ipv4_fragments(hook: Hook) {
@@ -728,7 +781,7 @@ fn case_ipv4_fragments(hook: Hook) {
         (key_v4(0, PROTO_UDP, true), hook.flow(82, 1)),
         (key_v4(0, PROTO_UDP, false), hook.flow(94, 1)),
     ]);
-    assert_eq!(h.counter(counter::FLOW_CREATED), 2, "FLOW_CREATED");
+    h.assert_new_flows_cached(2);
 }
 
 /// Priority 5 and DEI set around VLAN id 100: only the 12-bit id is recorded.
@@ -864,6 +917,99 @@ fn case_track_flows_off(hook: Hook) {
     h.assert_no_flow(hook.iface(92, 1, 0, 0));
 }
 
+/// An IPv4/UDP frame between the host and the peer with the peer's port set to `peer_port`,
+/// and the key of its flow.
+fn v4_udp_frame_to(hook: Hook, peer_port: u16, payload_len: usize) -> (Vec<u8>, FlowKey) {
+    let mut frame = v4_udp_frame(hook, payload_len);
+    // The peer's port is the destination going out and the source coming in.
+    let at = if hook.egress() { 14 + 20 + 2 } else { 14 + 20 };
+    frame[at..at + 2].copy_from_slice(&peer_port.to_be_bytes());
+    let key = FlowKey {
+        remote_port: peer_port,
+        ..key_v4(0, PROTO_UDP, true)
+    };
+    (frame, key)
+}
+
+/// Two flows that meet in one cache slot: the usual test flow, and one to another peer port.
+fn colliding_flows(hook: Hook) -> ((Vec<u8>, FlowKey), (Vec<u8>, FlowKey)) {
+    let dir = if hook.egress() {
+        FLOW_SLOT_TX
+    } else {
+        FLOW_SLOT_RX
+    };
+    let slot = |key: &FlowKey| flow_slot(key, dir, FLOW_CACHE_SLOTS - 1);
+    let a = v4_udp_frame_to(hook, PEER_PORT, 50);
+    let b = (1..=u16::MAX)
+        .filter(|port| *port != PEER_PORT)
+        .map(|port| v4_udp_frame_to(hook, port, 50))
+        .find(|(_, key)| slot(key) == slot(&a.1))
+        .expect("some peer port meets the test flow's slot");
+    (a, b)
+}
+
+/// While the slot's flow is active (it never counts as quiet here), a second flow that meets it
+/// there is counted in `FLOWS`, and each keeps its own exact counts.
+fn case_cache_busy_slot_sends_newcomer_to_flow_map(hook: Hook) {
+    let ((frame_a, a), (frame_b, b)) = colliding_flows(hook);
+    let h = Harness::load_with(hook, None, Some(u32::MAX));
+    h.run_repeat(&frame_a, 3);
+    h.run_repeat(&frame_b, 2);
+    assert_eq!(h.cached(), [(a, hook.flow(3 * 92, 3))], "FLOW_CACHE");
+    assert_eq!(
+        h.flow_map(),
+        StdHashMap::from([(b, hook.flow(2 * 92, 2))]),
+        "FLOWS"
+    );
+    assert_eq!(h.counter(counter::FLOW_SLOT_TAKEN), 1, "FLOW_SLOT_TAKEN");
+    assert_eq!(h.counter(counter::FLOW_CREATED), 1, "FLOW_CREATED");
+    assert_eq!(
+        h.counter(counter::FLOW_SLOT_HANDOVER),
+        0,
+        "FLOW_SLOT_HANDOVER"
+    );
+    assert_eq!(h.iface(), hook.iface(5 * 92, 5, 0, 0), "IFACE_STATS");
+}
+
+/// With no quiet time required, a flow meeting another in its slot takes the slot over, and the
+/// counts of the flow it displaces move to that flow's `FLOWS` entry (created the first time,
+/// added to after): no packet is lost or counted twice.
+fn case_cache_quiet_slot_is_handed_over(hook: Hook) {
+    let ((frame_a, a), (frame_b, b)) = colliding_flows(hook);
+    let h = Harness::load_with(hook, None, Some(0));
+    h.run_repeat(&frame_a, 3);
+    assert_eq!(h.cached(), [(a, hook.flow(3 * 92, 3))], "after A x3");
+    h.run(&frame_b);
+    assert_eq!(h.cached(), [(b, hook.flow(92, 1))], "after B");
+    assert_eq!(
+        h.flow_map(),
+        StdHashMap::from([(a, hook.flow(3 * 92, 3))]),
+        "FLOWS after B"
+    );
+    h.run(&frame_a);
+    h.run(&frame_b);
+    assert_eq!(h.cached(), [(b, hook.flow(92, 1))], "FLOW_CACHE at the end");
+    assert_eq!(
+        h.flow_map(),
+        StdHashMap::from([(a, hook.flow(4 * 92, 4)), (b, hook.flow(92, 1))]),
+        "FLOWS at the end"
+    );
+    assert_eq!(
+        h.flows(),
+        StdHashMap::from([(a, hook.flow(4 * 92, 4)), (b, hook.flow(2 * 92, 2))]),
+        "every flow, both places"
+    );
+    assert_eq!(h.counter(counter::FLOW_SLOT_TAKEN), 1, "FLOW_SLOT_TAKEN");
+    assert_eq!(
+        h.counter(counter::FLOW_SLOT_HANDOVER),
+        3,
+        "FLOW_SLOT_HANDOVER"
+    );
+    assert_eq!(h.counter(counter::FLOW_CREATED), 2, "FLOW_CREATED");
+    assert_eq!(h.counter(counter::FLOW_MAP_FULL), 0, "FLOW_MAP_FULL");
+    assert_eq!(h.iface(), hook.iface(6 * 92, 6, 0, 0), "IFACE_STATS");
+}
+
 // ---------------------------------------------------------------------------------------------
 // XDP (ingress)
 // ---------------------------------------------------------------------------------------------
@@ -871,6 +1017,16 @@ fn case_track_flows_off(hook: Hook) {
 #[test]
 fn xdp_two_ipv4_flows_local_is_destination() {
     case_two_ipv4_flows(Hook::Xdp);
+}
+
+#[test]
+fn xdp_cache_busy_slot_sends_newcomer_to_flow_map() {
+    case_cache_busy_slot_sends_newcomer_to_flow_map(Hook::Xdp);
+}
+
+#[test]
+fn xdp_cache_quiet_slot_is_handed_over() {
+    case_cache_quiet_slot_is_handed_over(Hook::Xdp);
 }
 
 #[test]
@@ -1082,6 +1238,16 @@ fn xdp_multi_buffer_frame_counts_whole_length() {
 #[test]
 fn tc_two_ipv4_flows_local_is_source() {
     case_two_ipv4_flows(Hook::TcEgress);
+}
+
+#[test]
+fn tc_cache_busy_slot_sends_newcomer_to_flow_map() {
+    case_cache_busy_slot_sends_newcomer_to_flow_map(Hook::TcEgress);
+}
+
+#[test]
+fn tc_cache_quiet_slot_is_handed_over() {
+    case_cache_quiet_slot_is_handed_over(Hook::TcEgress);
 }
 
 #[test]

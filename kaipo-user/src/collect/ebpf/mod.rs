@@ -37,6 +37,11 @@ pub struct Options {
     pub track_flows: bool,
     pub max_flows: u32,
     pub max_sockets: u32,
+    /// Slots per CPU of the flow cache in front of the flow map (a power of two); `None` sizes
+    /// it from the number of CPUs (see [`flow_cache_slots`]).
+    pub flow_cache_slots: Option<u32>,
+    /// Jiffies a cached flow must have been quiet before another flow takes its slot.
+    pub flow_slot_age: u32,
     /// Count the flow map every this many samples (it is the costly read; 0 turns it off).
     pub flow_count_every: u32,
     /// The hook that counts incoming frames.
@@ -50,10 +55,30 @@ impl Default for Options {
             track_flows: true,
             max_flows: kaipo_common::MAX_FLOWS,
             max_sockets: kaipo_common::MAX_SOCKETS,
+            flow_cache_slots: None,
+            flow_slot_age: DEFAULT_FLOW_SLOT_AGE,
             flow_count_every: 10,
             ingress_hook: crate::collect::backend::IngressHook::default(),
         }
     }
+}
+
+/// 100 jiffies: 0.1 s to 1 s depending on the kernel's HZ.
+pub const DEFAULT_FLOW_SLOT_AGE: u32 = 100;
+
+/// Memory the flow cache may take over all CPUs together.
+const FLOW_CACHE_BUDGET: u64 = 16 << 20;
+
+/// Slots per CPU for the flow cache: `kaipo_common::FLOW_CACHE_SLOTS` (1 MiB per CPU), fewer
+/// on machines with so many CPUs that all copies together would pass 16 MiB, never under 1024.
+pub fn flow_cache_slots(cpus: usize) -> u32 {
+    let slot = size_of::<kaipo_common::FlowSlot>() as u64;
+    let fit = FLOW_CACHE_BUDGET / (slot * cpus.max(1) as u64);
+    let mut slots = kaipo_common::FLOW_CACHE_SLOTS;
+    while u64::from(slots) > fit && slots > 1024 {
+        slots /= 2;
+    }
+    slots
 }
 
 pub struct EbpfCollector {
@@ -175,9 +200,17 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
 /// program slots yet.
 pub fn load(btf: &Btf, opts: &Options) -> Result<Ebpf, EbpfCollectError> {
     let track_flows = u8::from(opts.track_flows);
+    let slots = match opts.flow_cache_slots {
+        Some(slots) => slots.max(1).next_power_of_two(),
+        None => flow_cache_slots(aya::util::nr_cpus().map_or(1, |n| n)),
+    };
+    let mask = slots - 1;
     Ok(EbpfLoader::new()
         .btf(Some(btf))
         .override_global("TRACK_FLOWS", &track_flows, true)
+        .override_global("FLOW_CACHE_MASK", &mask, true)
+        .override_global("FLOW_SLOT_AGE", &opts.flow_slot_age, true)
+        .map_max_entries("FLOW_CACHE", slots)
         .map_max_entries("FLOWS", opts.max_flows.max(1))
         .map_max_entries("SOCK_STATS", opts.max_sockets.max(1))
         .load(OBJECT)?)
