@@ -85,14 +85,21 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         }
         Which::Testrun => {
             let costs = testrun::measure(200_000, 5, 10_000)?;
-            for (name, one, many) in &costs.programs {
+            for p in &costs.programs {
                 println!(
-                    "{name}: {:?} per packet with one flow, {:?} at {} flows",
-                    one.median(),
-                    many.median(),
-                    costs.flows_prefilled
+                    "{}: {:?} per packet with one flow; after {} other flows: {:?} in its cache \
+                     slot, {:?} for a flow whose slot is held",
+                    p.name,
+                    p.one.median(),
+                    costs.prefill.per_program,
+                    p.hit.median(),
+                    p.busy.median(),
                 );
             }
+            println!(
+                "cache slots taken {}, FLOWS entries {}",
+                costs.prefill.cached, costs.prefill.in_map
+            );
             Ok(())
         }
         Which::FloodSend(args) => traffic::flood_send(&args),

@@ -5,12 +5,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use aya::{
-    maps::{PerCpuHashMap, PerCpuValues},
+    maps::{PerCpuArray, PerCpuHashMap},
     programs::{Program, SchedClassifier, TestRun as _, TestRunOptions, Xdp},
     Btf, Ebpf,
 };
 use kaipo::collect::ebpf;
-use kaipo_common::{FlowCounters, FlowKey, FAMILY_IPV4, PROTO_UDP};
+use kaipo_common::{
+    flow_slot, FlowCounters, FlowKey, FlowSlot, FAMILY_IPV4, FLOW_SLOT_EMPTY, FLOW_SLOT_RX,
+    FLOW_SLOT_TX, PROTO_UDP,
+};
 
 use super::{baseline, traffic::PAYLOAD_64B_FRAME};
 
@@ -41,14 +44,37 @@ impl Timing {
     }
 }
 
+/// One interface program's cost in three situations.
+pub struct ProgramCost {
+    pub name: &'static str,
+    /// The test frame's flow alone, in its cache slot.
+    pub one: Timing,
+    /// The same frame after `Costs::prefill` other flows went through the programs: its flow
+    /// still holds its cache slot (the common case for an active flow).
+    pub hit: Timing,
+    /// A frame whose cache slot is held by another recently active flow, so its flow is counted
+    /// in the `FLOWS` hash (after the cache slot was looked at).
+    pub busy: Timing,
+}
+
+/// Where the prefilled flows ended up.
+pub struct Prefill {
+    /// Flows run through each program before the second and third measurements.
+    pub per_program: u32,
+    /// Taken cache slots, over all CPUs, once they had run.
+    pub cached: u64,
+    /// Entries of the `FLOWS` hash once they had run.
+    pub in_map: u64,
+}
+
 pub struct Costs {
     pub repeat: u32,
     pub rounds: usize,
     pub frame_len: usize,
-    /// Per program: with the test frame's own flow only, then with the map pre-filled.
-    pub programs: Vec<(&'static str, Timing, Timing)>,
-    /// Live entries in FLOWS during the second measurement.
-    pub flows_prefilled: u64,
+    pub programs: Vec<ProgramCost>,
+    pub prefill: Prefill,
+    /// Cache slots per CPU, as kaipo sizes the cache on this machine.
+    pub cache_slots: u32,
     /// The same for a program that only returns the same verdict: the test-run floor.
     pub empty: Vec<(&'static str, Timing)>,
     /// `run_cnt` of kaipo's programs after the test runs: non-zero means BPF run-time statistics
@@ -111,31 +137,66 @@ fn time_once(ebpf: &Ebpf, name: &str, frame: &[u8], repeat: u32) -> anyhow::Resu
     Ok(result.duration)
 }
 
-fn time(
-    ebpf: &Ebpf,
-    name: &str,
-    frame: &[u8],
-    repeat: u32,
-    rounds: usize,
-) -> anyhow::Result<Timing> {
-    let per_round = (0..rounds)
-        .map(|_| time_once(ebpf, name, frame, repeat))
-        .collect::<anyhow::Result<_>>()?;
-    Ok(Timing { per_round })
+/// The test frame with other ports: source port `src`, destination port `dst`.
+fn udp_frame_ports(src: u16, dst: u16) -> Vec<u8> {
+    let mut f = udp_frame();
+    f[34..36].copy_from_slice(&src.to_be_bytes());
+    f[36..38].copy_from_slice(&dst.to_be_bytes());
+    f
+}
+
+/// The key `name` gives `frame` (ingress for XDP, egress for the classifier; the test runs'
+/// device is the loopback, ifindex 1), with the cache direction.
+fn key_of(name: &str, frame: &[u8]) -> (FlowKey, u32) {
+    let ip = |at: usize| {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&frame[at..at + 4]);
+        a
+    };
+    let port = |at: usize| u16::from_be_bytes([frame[at], frame[at + 1]]);
+    let (src, dst, sport, dport) = (ip(26), ip(30), port(34), port(36));
+    let egress = name != "kaipo_xdp";
+    let (local_addr, remote_addr, local_port, remote_port, dir) = if egress {
+        (src, dst, sport, dport, FLOW_SLOT_TX)
+    } else {
+        (dst, src, dport, sport, FLOW_SLOT_RX)
+    };
+    (
+        FlowKey {
+            ifindex: 1,
+            proto: PROTO_UDP,
+            family: FAMILY_IPV4,
+            local_port,
+            remote_port,
+            local_addr,
+            remote_addr,
+            ..FlowKey::default()
+        },
+        dir,
+    )
 }
 
 /// Loads kaipo's object as kaipo does (same globals and map sizes), loads the two interface
-/// programs without attaching them, and times them.
+/// programs without attaching them, and times them, on a thread pinned to CPU 0 so that every
+/// run uses one CPU's cache slots.
 pub fn measure(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Costs> {
+    std::thread::spawn(move || {
+        super::traffic::pin_to_cpu(Some(0))?;
+        measure_here(repeat, rounds, prefill)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the test-run thread panicked"))?
+}
+
+fn measure_here(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Costs> {
     let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-    let mut ebpf = ebpf::load(
-        &btf,
-        &ebpf::Options {
-            track_flows: std::env::var("NOFLOWS").is_err(),
-            ..Default::default()
-        },
-    )
-    .context("loading kaipo's object")?;
+    let opts = ebpf::Options {
+        track_flows: std::env::var("NOFLOWS").is_err(),
+        ..Default::default()
+    };
+    let cpus = aya::util::nr_cpus().map_err(|(what, err)| anyhow::anyhow!("{what}: {err}"))?;
+    let cache_slots = ebpf::flow_cache_slots(cpus);
+    let mut ebpf = ebpf::load(&btf, &opts).context("loading kaipo's object")?;
     let xdp: &mut Xdp = ebpf
         .program_mut("kaipo_xdp")
         .context("no kaipo_xdp")?
@@ -148,40 +209,82 @@ pub fn measure(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Costs
     tc.load().context("loading kaipo_tc_egress")?;
 
     let frame = udp_frame();
-    // One run first so the frame's own flow exists: (a) measures the lookup hit, not the insert.
-    for name in PROGRAMS {
-        time_once(&ebpf, name, &frame, 1)?;
-    }
+    // Each measured frame is run once right before each timed test run, so its flow (or the
+    // flow holding its slot) is recently active whatever time the other runs took.
+    let timed = |name: &str, warm: (&str, &[u8]), frame: &[u8]| -> anyhow::Result<Timing> {
+        let per_round = (0..rounds)
+            .map(|_| {
+                time_once(&ebpf, warm.0, warm.1, 1)?;
+                time_once(&ebpf, name, frame, repeat)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Timing { per_round })
+    };
     let mut one_flow = Vec::new();
     for name in PROGRAMS {
-        one_flow.push(time(&ebpf, name, &frame, repeat, rounds)?);
+        one_flow.push(timed(name, (name, &frame), &frame)?);
     }
 
-    let flows_prefilled = {
-        let mut flows: PerCpuHashMap<_, FlowKey, FlowCounters> =
-            PerCpuHashMap::try_from(ebpf.map_mut("FLOWS").context("no FLOWS map")?)?;
-        let cpus = aya::util::nr_cpus().map_err(|(what, err)| anyhow::anyhow!("{what}: {err}"))?;
+    // Other flows through the programs themselves, so they land where the kernel puts them:
+    // in free cache slots, else in FLOWS. Ports 10000.. towards 2000..; the test frame's are
+    // 40000 and 9000.
+    let other = |i: u32| udp_frame_ports(10_000 + (i % 50_000) as u16, 2_000 + (i / 50_000) as u16);
+    for name in PROGRAMS {
         for i in 0..prefill {
-            // The test runs' frames arrive on loopback (ifindex 1); these share everything with
-            // the test frame's flow but the ports.
-            let key = FlowKey {
-                ifindex: 1,
-                proto: PROTO_UDP,
-                family: FAMILY_IPV4,
-                local_port: 10_000 + (i % 50_000) as u16,
-                remote_port: 1_000 + (i / 50_000) as u16,
-                local_addr: [10, 213, 200, 130, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                remote_addr: [10, 213, 200, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                ..FlowKey::default()
-            };
-            let values = PerCpuValues::try_from(vec![FlowCounters::default(); cpus])?;
-            flows.insert(key, values, 0).context("pre-filling FLOWS")?;
+            time_once(&ebpf, name, &other(i), 1)?;
         }
-        flows.keys().filter(Result::is_ok).count() as u64
-    };
+    }
+    // Every slot as CPU 0 (this thread's CPU) has it.
+    let cache: PerCpuArray<_, FlowSlot> =
+        PerCpuArray::try_from(ebpf.map("FLOW_CACHE").context("no FLOW_CACHE map")?)?;
+    let mut slots = Vec::with_capacity(cache_slots as usize);
+    let mut cached = 0u64;
+    for index in 0..cache_slots {
+        let per_cpu = cache.get(&index, 0)?;
+        cached += per_cpu
+            .iter()
+            .filter(|slot| slot.direction() != FLOW_SLOT_EMPTY)
+            .count() as u64;
+        slots.push(per_cpu[0]);
+    }
+    // For each program, a frame whose slot is held by one of those flows, and that flow's own
+    // program and frame (a slot may hold a flow of either direction).
+    let slot_mask = cache_slots - 1;
+    let mut busy = Vec::new();
+    for name in PROGRAMS {
+        let found = (0..u16::MAX)
+            .map(|p| udp_frame_ports(40_000, 3_000 + p % 60_000))
+            .find_map(|f| {
+                let (key, dir) = key_of(name, &f);
+                let holder = slots[flow_slot(&key, dir, slot_mask) as usize];
+                let k = holder.key;
+                let (program, frame) = match holder.direction() {
+                    FLOW_SLOT_RX => ("kaipo_xdp", udp_frame_ports(k.remote_port, k.local_port)),
+                    FLOW_SLOT_TX => (
+                        "kaipo_tc_egress",
+                        udp_frame_ports(k.local_port, k.remote_port),
+                    ),
+                    _ => return None,
+                };
+                (k.ifindex == 1).then_some((f, program, frame))
+            })
+            .context("no frame meets a prefilled flow's slot")?;
+        busy.push(found);
+    }
+    let flows: PerCpuHashMap<_, FlowKey, FlowCounters> =
+        PerCpuHashMap::try_from(ebpf.map("FLOWS").context("no FLOWS map")?)?;
+    let in_map = flows.keys().filter(Result::is_ok).count() as u64;
+
     let mut programs = Vec::new();
-    for (name, one) in PROGRAMS.into_iter().zip(one_flow) {
-        programs.push((name, one, time(&ebpf, name, &frame, repeat, rounds)?));
+    for ((name, one), (newcomer, holder, holder_frame)) in
+        PROGRAMS.into_iter().zip(one_flow).zip(busy)
+    {
+        programs.push(ProgramCost {
+            name,
+            one,
+            hit: timed(name, (name, &frame), &frame)?,
+            busy: timed(name, (holder, &holder_frame), &newcomer)?,
+        });
     }
     let mut stats_runs = 0;
     for name in PROGRAMS {
@@ -211,6 +314,11 @@ pub fn measure(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Costs
         rounds,
         frame_len: frame.len(),
         programs,
-        flows_prefilled,
+        prefill: Prefill {
+            per_program: prefill,
+            cached,
+            in_map,
+        },
+        cache_slots,
     })
 }

@@ -73,7 +73,7 @@ pub struct FlowsSendArgs {
     pub cpu: Option<usize>,
 }
 
-fn pin_to_cpu(cpu: Option<usize>) -> anyhow::Result<()> {
+pub fn pin_to_cpu(cpu: Option<usize>) -> anyhow::Result<()> {
     let Some(cpu) = cpu else { return Ok(()) };
     // SAFETY: `cpu_set_t` is a plain bit set; all zeroes is the empty set.
     let mut set: libc::cpu_set_t = unsafe { mem::zeroed() };
