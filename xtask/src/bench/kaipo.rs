@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::{bail, Context as _};
 use aya::maps::{Map, MapData, MapInfo, PerCpuArray, PerCpuHashMap};
-use kaipo_common::{counter, FlowCounters, FlowKey};
+use kaipo_common::{counter, FlowCounters, FlowKey, FlowSlot, FLOW_SLOT_EMPTY};
 
 /// kaipo's programs, by full name; the kernel keeps only the first 15 characters.
 pub const PROGRAMS: [&str; 9] = [
@@ -420,6 +420,11 @@ pub struct FlowState {
     pub live: BTreeMap<u32, u64>,
     pub created: u64,
     pub map_full: u64,
+    /// Taken flow-cache slots (over all CPUs) per ifindex.
+    pub cached: BTreeMap<u32, u64>,
+    /// Flows that took a free cache slot, and flows that took one over from a quiet flow.
+    pub slot_taken: u64,
+    pub slot_handovers: u64,
 }
 
 pub fn flow_state(maps: &[HeldMap]) -> anyhow::Result<FlowState> {
@@ -435,6 +440,17 @@ pub fn flow_state(maps: &[HeldMap]) -> anyhow::Result<FlowState> {
     for key in flows.keys().filter_map(Result::ok) {
         *live.entry(key.ifindex).or_insert(0) += 1;
     }
+    let cache_map = find("FLOW_CACHE")?;
+    let cache = MapData::from_id(cache_map.id)?;
+    let cache: PerCpuArray<_, FlowSlot> = PerCpuArray::try_from(Map::PerCpuArray(cache))?;
+    let mut cached = BTreeMap::new();
+    for index in 0..u32::try_from(cache_map.max_entries)? {
+        for slot in cache.get(&index, 0)?.iter() {
+            if slot.direction() != FLOW_SLOT_EMPTY {
+                *cached.entry(slot.key.ifindex).or_insert(0) += 1;
+            }
+        }
+    }
     let counters = MapData::from_id(find("COUNTERS")?.id)?;
     let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(Map::PerCpuArray(counters))?;
     let slot = |s: u32| -> anyhow::Result<u64> { Ok(counters.get(&s, 0)?.iter().sum()) };
@@ -442,5 +458,8 @@ pub fn flow_state(maps: &[HeldMap]) -> anyhow::Result<FlowState> {
         live,
         created: slot(counter::FLOW_CREATED)?,
         map_full: slot(counter::FLOW_MAP_FULL)?,
+        cached,
+        slot_taken: slot(counter::FLOW_SLOT_TAKEN)?,
+        slot_handovers: slot(counter::FLOW_SLOT_HANDOVER)?,
     })
 }

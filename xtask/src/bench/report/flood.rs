@@ -13,8 +13,8 @@ fn setup_text(topo: &Topology) -> String {
         "Network: a sender namespace and a receiver namespace, each joined to the host by a veth \
          pair; the host forwards between its two ends (`{s}` and `{d}`, forwarding on for those two \
          only). `kaipo watch --json --interval 1s --iface {s} --iface {d}` runs on the host, so each \
-         datagram passes `kaipo_sock_egress` (sender's socket), `kaipo_xdp` (generic mode, ingress \
-         of `{s}`), `kaipo_tc_egress` (egress of `{d}`) and `kaipo_sock_ingress` (receiver's \
+         datagram passes `kaipo_sock_egress` (sender's socket), `kaipo_tc_ingress` (TCX ingress of \
+         `{s}`), `kaipo_tc_egress` (TCX egress of `{d}`) and `kaipo_sock_ingress` (receiver's \
          socket), and the `sock_send_length`/`sock_recv_length` tracepoints once per datagram. \
          Sender: one connected UDP socket, `sendmmsg` batches of {BATCH} datagrams of \
          {PAYLOAD_64B_FRAME}-byte payload ({DATAGRAM}-byte IP datagrams, {} -byte Ethernet frames as \

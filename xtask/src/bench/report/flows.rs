@@ -58,15 +58,17 @@ pub fn flows(a: &Flows, b: &Flows, topo: &Topology) -> String {
     let _ = writeln!(
         s,
         "A fresh `kaipo watch --json --interval 200ms --iface {}` for each case (only the sender's \
-         host end, so each flow is one FLOWS entry, on its XDP side); the sender namespace sends one \
+         host end, so each flow is counted once, by its ingress program, in a flow-cache slot or a \
+         FLOWS entry); the sender namespace, pinned to one CPU, sends one \
          {PAYLOAD_64B_FRAME}-byte datagram to each of 2 receiver addresses × 50,000 ports (a second \
          socket, i.e. another source port, for flows past 100,000). Nothing listens on those ports, \
          so the receiver answers with the few ICMP errors its rate limit allows. Read 2.6 s after \
          the burst (kaipo counts FLOWS every 10th interval, so one count falls after it): kaipo's \
          maps from `/proc/<pid>/fdinfo` (memlock) and the kernel's map info (names), FLOWS and \
          COUNTERS read directly, kaipo's VmRSS/VmHWM; evictions also as kaipo's JSON reports them \
-         (`lost.flow_evictions`, summed over all intervals). kaipo's JSON has no flow count, so \
-         \"flows seen\" is its `FLOW_CREATED` counter.\n",
+         (`lost.flow_evictions`, summed over all intervals). Only FLOWS evicts: a flow leaves a \
+         cache slot only by moving its counts to its FLOWS entry, so evictions are FLOWS entries \
+         created (`FLOW_CREATED`) less those live.\n",
         topo.sender_if
     );
     let _ = writeln!(
@@ -82,8 +84,23 @@ pub fn flows(a: &Flows, b: &Flows, topo: &Topology) -> String {
         let _ = writeln!(s, "| {label} | {} | {} |", value(a), value(b));
     };
     row("datagrams sent", &|f| int(f.flows_sent));
-    row("flows kaipo created (`FLOW_CREATED`)", &|f| {
+    let cached_on = |f: &Flows| f.state.cached.get(&f.sender_ifindex).copied().unwrap_or(0);
+    let cached_all = |f: &Flows| f.state.cached.values().sum::<u64>();
+    row(
+        "flows that took a free cache slot / took one over from a quiet flow (`FLOW_SLOT_TAKEN` / `FLOW_SLOT_HANDOVER`)",
+        &|f| {
+            format!(
+                "{} / {}",
+                int(f.state.slot_taken),
+                int(f.state.slot_handovers)
+            )
+        },
+    );
+    row("FLOWS entries created (`FLOW_CREATED`)", &|f| {
         int(f.state.created)
+    });
+    row("taken cache slots (on the monitored veth / all)", &|f| {
+        format!("{} / {}", int(cached_on(f)), int(cached_all(f)))
     });
     row("live FLOWS entries (on the monitored veth / all)", &|f| {
         format!("{} / {}", int(live_on(f)), int(live_all(f)))
