@@ -42,6 +42,9 @@ pub enum Piece {
     /// kaipo's kernel side as `kaipo watch` attaches it by default on the two host ends: TCX
     /// ingress and egress on both, and the whole socket side.
     KaipoAll,
+    /// The `kaipo watch --json` process itself on the two host ends: the same kernel side as
+    /// `KaipoAll`, with kaipo's userspace reading it.
+    KaipoWatch,
     /// `kaipo_xdp` in generic mode on the sender's host end.
     Xdp,
     /// `kaipo_xdp` in driver mode on the sender's host end.
@@ -98,6 +101,10 @@ impl Piece {
                 "kaipo's kernel side as `kaipo watch --iface {s} --iface {r}` attaches it (TCX \
                  ingress and egress on both, cgroup_skb, cgroup_sock, tracepoints)"
             ),
+            Self::KaipoWatch => format!(
+                "`kaipo watch --json --iface {s} --iface {r}` running (the same kernel side, and \
+                 kaipo's userspace)"
+            ),
             Self::Xdp => format!("`{}` only (generic mode) on `{s}`", PROGRAMS[0]),
             Self::XdpNative => format!("`{}` only (driver mode) on `{s}`", PROGRAMS[0]),
             Self::TcIngress => format!("`kaipo_tc_ingress` only (TCX ingress) on `{s}`"),
@@ -116,6 +123,7 @@ impl Piece {
 
 /// Whatever holds the attachment; dropping it detaches.
 pub struct Attached {
+    _kaipo: Option<super::kaipo::Kaipo>,
     _object: Option<Box<Ebpf>>,
     /// Empty programs and their links.
     _links: Vec<OwnedFd>,
@@ -150,6 +158,7 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
             let prog = baseline::load_empty(baseline::PROG_TYPE_XDP, flags, 2)?;
             let link = baseline::attach_xdp(&prog, ifindex(&topo.sender_if)?, mode)?;
             return Ok(Attached {
+                _kaipo: None,
                 _object: None,
                 _links: vec![prog, link],
             });
@@ -208,8 +217,23 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
                 }
             }
             return Ok(Attached {
+                _kaipo: None,
                 _object: None,
                 _links: links,
+            });
+        }
+        Piece::KaipoWatch => {
+            let bin = super::collector::build_kaipo()?;
+            let kaipo = super::kaipo::Kaipo::start(
+                &bin,
+                &[&topo.sender_if, &topo.receiver_if],
+                "1s",
+                None,
+            )?;
+            return Ok(Attached {
+                _kaipo: Some(kaipo),
+                _object: None,
+                _links: Vec::new(),
             });
         }
         Piece::KaipoAll => {
@@ -312,6 +336,7 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
     };
     // Nothing reads the maps; the object only has to live while attached.
     Ok(Attached {
+        _kaipo: None,
         _object: Some(Box::new(object)),
         _links: Vec::new(),
     })
