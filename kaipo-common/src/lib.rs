@@ -90,11 +90,12 @@ pub struct FlowCounters {
 const _: () = assert!(size_of::<FlowCounters>() == 32);
 
 /// One slot of the per-CPU flow cache (`FLOW_CACHE`), which sits in front of the `FLOWS` hash:
-/// a flow that owns a slot on a CPU is counted there with an array lookup and a compare, with
-/// no hash-map lookup. A flow whose slot is held by another flow that was recently active is
-/// counted in `FLOWS`; a slot whose flow went quiet is handed over, and its counters are first
-/// added to that flow's `FLOWS` entry. So every packet is counted exactly once, in one place,
-/// and a flow's counters are the sum of its `FLOWS` entry and the slots it holds.
+/// a flow that holds a slot on a CPU is counted there with an array lookup and a compare, with
+/// no hash-map lookup. Slots come in sets of two (`i` and `i ^ 1`, `i` from [`flow_slot`]); a
+/// flow that finds both held by flows that were recently active is counted in `FLOWS`; when one
+/// of them went quiet, the flow quiet for longer hands its slot over, its counts first added to
+/// its `FLOWS` entry. So every packet is counted exactly once, in one place, and a flow's counts
+/// are the sum of its `FLOWS` entry and the slots it holds.
 ///
 /// Only the programs on the slot's CPU write it (they do not nest), so it needs no atomics.
 #[repr(C)]
@@ -151,7 +152,8 @@ pub fn flow_key_words(key: &FlowKey) -> [u64; 6] {
     words
 }
 
-/// Which cache slot a flow counted in direction `dir` takes, from its key as
+/// The first slot of the set a flow counted in direction `dir` belongs to (the other is this
+/// one `^ 1`), from its key as
 /// [`flow_key_words`] gives it: the top half of a multiplicative hash, masked by `mask` (slots -
 /// 1, slots a power of two). Shared by the kernel programs and by tests that need two flows to
 /// meet in one slot.

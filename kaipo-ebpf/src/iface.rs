@@ -303,43 +303,48 @@ fn count_flow(ifindex: u32, h: &IpHeaders, len: u64, egress: bool) {
     count_flow_key(&words, len, egress);
 }
 
-/// Counts one frame of a flow: in this CPU's cache slot for the flow when it owns it or can
-/// take it, else in `FLOWS`. Takes the key by reference: by value, it is copied again and XDP
-/// runs out of its 512-byte stack.
+/// Counts one frame of a flow: in this CPU's flow cache when the flow holds one of the two
+/// slots of its set or can take one, else in `FLOWS`. Takes the key by reference: by value, it
+/// is copied again and XDP runs out of its 512-byte stack.
 #[inline(always)]
 fn count_flow_key(key: &KeyWords, len: u64, egress: bool) {
     let dir = if egress { FLOW_SLOT_TX } else { FLOW_SLOT_RX };
     let q = &key.0;
-    if let Some(slot) = FLOW_CACHE.get_ptr_mut(flow_slot_words(q, dir, flow_cache_mask())) {
-        // The slot as words: 0-4 and the low half of 5 the key, the high half of 5 the state,
-        // 6 bytes, 7 packets.
-        let w = slot.cast::<u64>();
-        // SAFETY: this CPU's value of a per-CPU map, 64 bytes aligned to 8; only this CPU's
-        // programs write it and they do not nest.
-        let (slot, s) = unsafe { (&mut *slot, &*w.cast::<[u64; 8]>()) };
+    let first = flow_slot_words(q, dir, flow_cache_mask());
+    if let (Some(a), Some(b)) = (
+        FLOW_CACHE.get_ptr_mut(first),
+        FLOW_CACHE.get_ptr_mut(first ^ 1),
+    ) {
+        // SAFETY: values of this CPU in a per-CPU map, 64 bytes aligned to 8 each, two distinct
+        // slots; only this CPU's programs write them and they do not nest.
+        let (a, b) = unsafe { (&mut *a, &mut *b) };
         // SAFETY: the helper takes no arguments; the kernel inlines it as a load of `jiffies`.
         let now = (unsafe { bpf_jiffies64() } as u32) << 2;
-        let state = (s[5] >> 32) as u32;
-        let diff = (s[0] ^ q[0])
-            | (s[1] ^ q[1])
-            | (s[2] ^ q[2])
-            | (s[3] ^ q[3])
-            | (s[4] ^ q[4])
-            | ((s[5] ^ q[5]) & 0xffff_ffff);
-        if state & FLOW_SLOT_DIR_MASK == dir && diff == 0 {
-            slot.bytes += len;
-            slot.packets += 1;
-            slot.state = now | dir;
+        if holds(a, q, dir) {
+            add_to_slot(a, len, dir, now);
             return;
         }
-        if state == FLOW_SLOT_EMPTY {
-            take_slot(slot, key, len, dir, now);
-            bump(counter::FLOW_SLOT_TAKEN);
+        if holds(b, q, dir) {
+            add_to_slot(b, len, dir, now);
             return;
         }
-        if now.wrapping_sub(state & !FLOW_SLOT_DIR_MASK) >> 2 >= flow_slot_age() {
-            // The slot's flow went quiet: its counts join its `FLOWS` entry, and this flow
-            // takes the slot.
+        for slot in [&mut *a, &mut *b] {
+            if slot.state == FLOW_SLOT_EMPTY {
+                take_slot(slot, key, len, dir, now);
+                bump(counter::FLOW_SLOT_TAKEN);
+                return;
+            }
+        }
+        // Both slots held: the one quiet for longer goes, if it has been quiet long enough.
+        let quiet = |slot: &FlowSlot| now.wrapping_sub(slot.state & !FLOW_SLOT_DIR_MASK) >> 2;
+        let (quiet_a, quiet_b) = (quiet(a), quiet(b));
+        let (slot, quiet_for) = if quiet_b > quiet_a {
+            (b, quiet_b)
+        } else {
+            (a, quiet_a)
+        };
+        if quiet_for >= flow_slot_age() {
+            // Its counts join its `FLOWS` entry, and this flow takes the slot.
             let moved = slot.counters();
             add_to_flows(&slot.key, &moved);
             take_slot(slot, key, len, dir, now);
@@ -350,6 +355,29 @@ fn count_flow_key(key: &KeyWords, len: u64, egress: bool) {
     let mut fresh = FlowCounters::default();
     add_flow(&mut fresh, len, egress);
     add_to_flows(key.key(), &fresh);
+}
+
+/// Whether `slot` holds the flow with key words `q` in direction `dir`: word by word, without
+/// branches or a memcmp call.
+#[inline(always)]
+fn holds(slot: &FlowSlot, q: &[u64; 6], dir: u32) -> bool {
+    // The slot as words: 0-4 and the low half of 5 the key, the high half of 5 the state.
+    // SAFETY: a slot is 64 bytes aligned to 8.
+    let s = unsafe { &*(slot as *const FlowSlot).cast::<[u64; 8]>() };
+    let diff = (s[0] ^ q[0])
+        | (s[1] ^ q[1])
+        | (s[2] ^ q[2])
+        | (s[3] ^ q[3])
+        | (s[4] ^ q[4])
+        | ((s[5] ^ q[5]) & 0xffff_ffff);
+    diff == 0 && (s[5] >> 32) as u32 & FLOW_SLOT_DIR_MASK == dir
+}
+
+#[inline(always)]
+fn add_to_slot(slot: &mut FlowSlot, len: u64, dir: u32, now: u32) {
+    slot.bytes += len;
+    slot.packets += 1;
+    slot.state = now | dir;
 }
 
 #[inline(always)]

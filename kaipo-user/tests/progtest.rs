@@ -147,6 +147,8 @@ impl Harness {
     /// As [`Self::load`], and `slot_age` overrides `FLOW_SLOT_AGE` (jiffies) when given.
     fn load_with(hook: Hook, track_flows: Option<u8>, slot_age: Option<u32>) -> Self {
         require_root();
+        // A flow run twice on two CPUs would take a cache slot on each.
+        stay_on_this_cpu();
         let mut loader = EbpfLoader::new();
         if let Some(track_flows) = &track_flows {
             loader.override_global("TRACK_FLOWS", track_flows, true);
@@ -294,7 +296,7 @@ impl Harness {
     }
 
     /// Every taken slot of the flow cache, as (key, counters), over all CPUs. Checks on the way
-    /// that each sits in the slot userspace computes for it, so the kernel's hash and
+    /// that each sits in the set of two slots userspace computes for it, so the kernel's hash and
     /// `kaipo_common::flow_slot` agree.
     fn cached(&self) -> Vec<(FlowKey, FlowCounters)> {
         let map: PerCpuArray<_, FlowSlot> =
@@ -308,9 +310,9 @@ impl Harness {
                     continue;
                 }
                 assert_eq!(
-                    flow_slot(&slot.key, slot.direction(), FLOW_CACHE_SLOTS - 1),
-                    index,
-                    "{:?} in the wrong slot",
+                    flow_slot(&slot.key, slot.direction(), FLOW_CACHE_SLOTS - 1) | 1,
+                    index | 1,
+                    "{:?} in slot {index}, outside its set",
                     slot.key
                 );
                 out.push((slot.key, slot.counters()));
@@ -931,8 +933,24 @@ fn v4_udp_frame_to(hook: Hook, peer_port: u16, payload_len: usize) -> (Vec<u8>, 
     (frame, key)
 }
 
-/// Two flows that meet in one cache slot: the usual test flow, and one to another peer port.
-fn colliding_flows(hook: Hook) -> ((Vec<u8>, FlowKey), (Vec<u8>, FlowKey)) {
+/// Keeps the calling thread (each test runs on its own) on the CPU it is on now: test runs use
+/// the flow-cache slots of the CPU they run on, and the tests follow flows through one CPU's.
+fn stay_on_this_cpu() {
+    // SAFETY: no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    assert!(cpu >= 0, "sched_getcpu: {}", io::Error::last_os_error());
+    // SAFETY: an all-zero `cpu_set_t` is the empty set; CPU_SET sets one bit of it, and
+    // `sched_getcpu` returned a CPU the set can name.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu as usize, &mut set) };
+    // SAFETY: the set outlives the call and its size is passed along.
+    let ret = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
+    assert_eq!(ret, 0, "sched_setaffinity: {}", io::Error::last_os_error());
+}
+
+/// Three flows whose first cache slot is the same, so they meet in one set of two slots: the
+/// usual test flow first, then two to other peer ports.
+fn colliding_flows(hook: Hook) -> [(Vec<u8>, FlowKey); 3] {
     let dir = if hook.egress() {
         FLOW_SLOT_TX
     } else {
@@ -940,74 +958,94 @@ fn colliding_flows(hook: Hook) -> ((Vec<u8>, FlowKey), (Vec<u8>, FlowKey)) {
     };
     let slot = |key: &FlowKey| flow_slot(key, dir, FLOW_CACHE_SLOTS - 1);
     let a = v4_udp_frame_to(hook, PEER_PORT, 50);
-    let b = (1..=u16::MAX)
+    let mut others = (1..=u16::MAX)
         .filter(|port| *port != PEER_PORT)
         .map(|port| v4_udp_frame_to(hook, port, 50))
-        .find(|(_, key)| slot(key) == slot(&a.1))
-        .expect("some peer port meets the test flow's slot");
-    (a, b)
+        .filter(|(_, key)| slot(key) == slot(&a.1));
+    let b = others
+        .next()
+        .expect("a peer port meets the test flow's slot");
+    let c = others
+        .next()
+        .expect("two peer ports meet the test flow's slot");
+    [a, b, c]
 }
 
-/// While the slot's flow is active (it never counts as quiet here), a second flow that meets it
-/// there is counted in `FLOWS`, and each keeps its own exact counts.
-fn case_cache_busy_slot_sends_newcomer_to_flow_map(hook: Hook) {
-    let ((frame_a, a), (frame_b, b)) = colliding_flows(hook);
+/// While the two flows holding a set are active (they never count as quiet here), a third flow
+/// that meets them there is counted in `FLOWS`, and each keeps its own exact counts.
+fn case_cache_busy_set_sends_newcomer_to_flow_map(hook: Hook) {
+    let [(frame_a, a), (frame_b, b), (frame_c, c)] = colliding_flows(hook);
     let h = Harness::load_with(hook, None, Some(u32::MAX));
     h.run_repeat(&frame_a, 3);
     h.run_repeat(&frame_b, 2);
-    assert_eq!(h.cached(), [(a, hook.flow(3 * 92, 3))], "FLOW_CACHE");
+    h.run_repeat(&frame_c, 4);
+    let mut cached = h.cached();
+    cached.sort_by_key(|(key, _)| key.remote_port);
+    let mut expected = vec![(a, hook.flow(3 * 92, 3)), (b, hook.flow(2 * 92, 2))];
+    expected.sort_by_key(|(key, _)| key.remote_port);
+    assert_eq!(cached, expected, "FLOW_CACHE");
     assert_eq!(
         h.flow_map(),
-        StdHashMap::from([(b, hook.flow(2 * 92, 2))]),
+        StdHashMap::from([(c, hook.flow(4 * 92, 4))]),
         "FLOWS"
     );
-    assert_eq!(h.counter(counter::FLOW_SLOT_TAKEN), 1, "FLOW_SLOT_TAKEN");
+    assert_eq!(h.counter(counter::FLOW_SLOT_TAKEN), 2, "FLOW_SLOT_TAKEN");
     assert_eq!(h.counter(counter::FLOW_CREATED), 1, "FLOW_CREATED");
     assert_eq!(
         h.counter(counter::FLOW_SLOT_HANDOVER),
         0,
         "FLOW_SLOT_HANDOVER"
     );
-    assert_eq!(h.iface(), hook.iface(5 * 92, 5, 0, 0), "IFACE_STATS");
+    assert_eq!(h.iface(), hook.iface(9 * 92, 9, 0, 0), "IFACE_STATS");
 }
 
-/// With no quiet time required, a flow meeting another in its slot takes the slot over, and the
-/// counts of the flow it displaces move to that flow's `FLOWS` entry (created the first time,
-/// added to after): no packet is lost or counted twice.
+/// With no quiet time required, a flow meeting two others in their set takes a slot over, and
+/// the counts of the flow it displaces move to that flow's `FLOWS` entry (created the first
+/// time, added to after): no packet is lost or counted twice.
 fn case_cache_quiet_slot_is_handed_over(hook: Hook) {
-    let ((frame_a, a), (frame_b, b)) = colliding_flows(hook);
+    let [(frame_a, a), (frame_b, b), (frame_c, c)] = colliding_flows(hook);
     let h = Harness::load_with(hook, None, Some(0));
     h.run_repeat(&frame_a, 3);
-    assert_eq!(h.cached(), [(a, hook.flow(3 * 92, 3))], "after A x3");
     h.run(&frame_b);
-    assert_eq!(h.cached(), [(b, hook.flow(92, 1))], "after B");
+    assert_eq!(h.cached().len(), 2, "A and B hold the set");
+    // A, the flow quiet for longer (or, in the same jiffy, the set's first slot), goes.
+    h.run(&frame_c);
+    let mut cached = h.cached();
+    cached.sort_by_key(|(key, _)| key.remote_port);
+    let mut expected = vec![(b, hook.flow(92, 1)), (c, hook.flow(92, 1))];
+    expected.sort_by_key(|(key, _)| key.remote_port);
+    assert_eq!(cached, expected, "FLOW_CACHE after C");
     assert_eq!(
         h.flow_map(),
         StdHashMap::from([(a, hook.flow(3 * 92, 3))]),
-        "FLOWS after B"
+        "FLOWS after C"
     );
+    // A comes back and displaces B or C; then C (or B) comes back and displaces a flow again.
     h.run(&frame_a);
+    h.run(&frame_c);
     h.run(&frame_b);
-    assert_eq!(h.cached(), [(b, hook.flow(92, 1))], "FLOW_CACHE at the end");
-    assert_eq!(
-        h.flow_map(),
-        StdHashMap::from([(a, hook.flow(4 * 92, 4)), (b, hook.flow(92, 1))]),
-        "FLOWS at the end"
-    );
     assert_eq!(
         h.flows(),
-        StdHashMap::from([(a, hook.flow(4 * 92, 4)), (b, hook.flow(2 * 92, 2))]),
+        StdHashMap::from([
+            (a, hook.flow(4 * 92, 4)),
+            (b, hook.flow(2 * 92, 2)),
+            (c, hook.flow(2 * 92, 2))
+        ]),
         "every flow, both places"
     );
-    assert_eq!(h.counter(counter::FLOW_SLOT_TAKEN), 1, "FLOW_SLOT_TAKEN");
-    assert_eq!(
-        h.counter(counter::FLOW_SLOT_HANDOVER),
-        3,
-        "FLOW_SLOT_HANDOVER"
-    );
-    assert_eq!(h.counter(counter::FLOW_CREATED), 2, "FLOW_CREATED");
+    assert_eq!(h.cached().len(), 2, "the set stays full");
+    assert_eq!(h.counter(counter::FLOW_SLOT_TAKEN), 2, "FLOW_SLOT_TAKEN");
     assert_eq!(h.counter(counter::FLOW_MAP_FULL), 0, "FLOW_MAP_FULL");
-    assert_eq!(h.iface(), hook.iface(6 * 92, 6, 0, 0), "IFACE_STATS");
+    let handovers = h.counter(counter::FLOW_SLOT_HANDOVER);
+    assert!(
+        (2..=4).contains(&handovers),
+        "C, A and then C and B each found the set full: {handovers} handovers"
+    );
+    // A's entry, and one for B or C (or both): whichever were displaced.
+    let entries = h.flow_map().len() as u64;
+    assert!((2..=3).contains(&entries), "{entries} FLOWS entries");
+    assert_eq!(h.counter(counter::FLOW_CREATED), entries, "FLOW_CREATED");
+    assert_eq!(h.iface(), hook.iface(8 * 92, 8, 0, 0), "IFACE_STATS");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1020,8 +1058,8 @@ fn xdp_two_ipv4_flows_local_is_destination() {
 }
 
 #[test]
-fn xdp_cache_busy_slot_sends_newcomer_to_flow_map() {
-    case_cache_busy_slot_sends_newcomer_to_flow_map(Hook::Xdp);
+fn xdp_cache_busy_set_sends_newcomer_to_flow_map() {
+    case_cache_busy_set_sends_newcomer_to_flow_map(Hook::Xdp);
 }
 
 #[test]
@@ -1241,8 +1279,8 @@ fn tc_two_ipv4_flows_local_is_source() {
 }
 
 #[test]
-fn tc_cache_busy_slot_sends_newcomer_to_flow_map() {
-    case_cache_busy_slot_sends_newcomer_to_flow_map(Hook::TcEgress);
+fn tc_cache_busy_set_sends_newcomer_to_flow_map() {
+    case_cache_busy_set_sends_newcomer_to_flow_map(Hook::TcEgress);
 }
 
 #[test]

@@ -88,7 +88,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
             for p in &costs.programs {
                 println!(
                     "{}: {:?} per packet with one flow; after {} other flows: {:?} in its cache \
-                     slot, {:?} for a flow whose slot is held",
+                     slot, {:?} for a flow whose two slots are held",
                     p.name,
                     p.one.median(),
                     costs.prefill.per_program,

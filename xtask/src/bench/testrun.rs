@@ -52,8 +52,8 @@ pub struct ProgramCost {
     /// The same frame after `Costs::prefill` other flows went through the programs: its flow
     /// still holds its cache slot (the common case for an active flow).
     pub hit: Timing,
-    /// A frame whose cache slot is held by another recently active flow, so its flow is counted
-    /// in the `FLOWS` hash (after the cache slot was looked at).
+    /// A frame whose two cache slots are held by other recently active flows, so its flow is
+    /// counted in the `FLOWS` hash (after both slots were looked at).
     pub busy: Timing,
 }
 
@@ -211,10 +211,12 @@ fn measure_here(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Cost
     let frame = udp_frame();
     // Each measured frame is run once right before each timed test run, so its flow (or the
     // flow holding its slot) is recently active whatever time the other runs took.
-    let timed = |name: &str, warm: (&str, &[u8]), frame: &[u8]| -> anyhow::Result<Timing> {
+    let timed = |name: &str, warm: &[(&str, &[u8])], frame: &[u8]| -> anyhow::Result<Timing> {
         let per_round = (0..rounds)
             .map(|_| {
-                time_once(&ebpf, warm.0, warm.1, 1)?;
+                for (program, warm) in warm {
+                    time_once(&ebpf, program, warm, 1)?;
+                }
                 time_once(&ebpf, name, frame, repeat)
             })
             .collect::<anyhow::Result<_>>()?;
@@ -222,7 +224,7 @@ fn measure_here(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Cost
     };
     let mut one_flow = Vec::new();
     for name in PROGRAMS {
-        one_flow.push(timed(name, (name, &frame), &frame)?);
+        one_flow.push(timed(name, &[(name, &frame)], &frame)?);
     }
 
     // Other flows through the programs themselves, so they land where the kernel puts them:
@@ -247,28 +249,31 @@ fn measure_here(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Cost
             .count() as u64;
         slots.push(per_cpu[0]);
     }
-    // For each program, a frame whose slot is held by one of those flows, and that flow's own
-    // program and frame (a slot may hold a flow of either direction).
+    // For each program, a frame whose two slots are both held by those flows, and the holders'
+    // own programs and frames (a slot may hold a flow of either direction).
     let slot_mask = cache_slots - 1;
+    let holder = |index: u32| -> Option<(&'static str, Vec<u8>)> {
+        let slot = slots[index as usize];
+        let k = slot.key;
+        match (slot.direction(), k.ifindex) {
+            (FLOW_SLOT_RX, 1) => Some(("kaipo_xdp", udp_frame_ports(k.remote_port, k.local_port))),
+            (FLOW_SLOT_TX, 1) => Some((
+                "kaipo_tc_egress",
+                udp_frame_ports(k.local_port, k.remote_port),
+            )),
+            _ => None,
+        }
+    };
     let mut busy = Vec::new();
     for name in PROGRAMS {
         let found = (0..u16::MAX)
             .map(|p| udp_frame_ports(40_000, 3_000 + p % 60_000))
             .find_map(|f| {
                 let (key, dir) = key_of(name, &f);
-                let holder = slots[flow_slot(&key, dir, slot_mask) as usize];
-                let k = holder.key;
-                let (program, frame) = match holder.direction() {
-                    FLOW_SLOT_RX => ("kaipo_xdp", udp_frame_ports(k.remote_port, k.local_port)),
-                    FLOW_SLOT_TX => (
-                        "kaipo_tc_egress",
-                        udp_frame_ports(k.local_port, k.remote_port),
-                    ),
-                    _ => return None,
-                };
-                (k.ifindex == 1).then_some((f, program, frame))
+                let first = flow_slot(&key, dir, slot_mask);
+                Some((f, [holder(first)?, holder(first ^ 1)?]))
             })
-            .context("no frame meets a prefilled flow's slot")?;
+            .context("no frame meets two prefilled flows' slots")?;
         busy.push(found);
     }
     let flows: PerCpuHashMap<_, FlowKey, FlowCounters> =
@@ -276,14 +281,13 @@ fn measure_here(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Cost
     let in_map = flows.keys().filter(Result::is_ok).count() as u64;
 
     let mut programs = Vec::new();
-    for ((name, one), (newcomer, holder, holder_frame)) in
-        PROGRAMS.into_iter().zip(one_flow).zip(busy)
-    {
+    for ((name, one), (newcomer, holders)) in PROGRAMS.into_iter().zip(one_flow).zip(busy) {
+        let warm: Vec<(&str, &[u8])> = holders.iter().map(|(p, f)| (*p, f.as_slice())).collect();
         programs.push(ProgramCost {
             name,
             one,
-            hit: timed(name, (name, &frame), &frame)?,
-            busy: timed(name, (holder, &holder_frame), &newcomer)?,
+            hit: timed(name, &[(name, &frame)], &frame)?,
+            busy: timed(name, &warm, &newcomer)?,
         });
     }
     let mut stats_runs = 0;

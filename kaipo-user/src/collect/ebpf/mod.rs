@@ -201,7 +201,7 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
 pub fn load(btf: &Btf, opts: &Options) -> Result<Ebpf, EbpfCollectError> {
     let track_flows = u8::from(opts.track_flows);
     let slots = match opts.flow_cache_slots {
-        Some(slots) => slots.max(1).next_power_of_two(),
+        Some(slots) => slots.max(2).next_power_of_two(),
         None => flow_cache_slots(aya::util::nr_cpus().map_or(1, |n| n)),
     };
     let mask = slots - 1;

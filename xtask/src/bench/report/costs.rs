@@ -17,10 +17,11 @@ pub fn costs(c: &Costs) -> String {
          the kernel on a {}-byte IPv4/UDP Ethernet frame ({PAYLOAD_64B_FRAME}-byte payload), on a \
          thread pinned to CPU 0: {} repeats per test run; the figure is the kernel's average per \
          run, median of {} test runs (min-max). Right before each timed test run the frame (or, in \
-         the last column, the frame of the flow holding its slot) runs once, so that flow counts \
+         the last column, the frames of the two flows holding its slots) runs once, so those flows count \
          as recently active. First with only the frame's own flow; then after {} other flows \
          (other ports) ran through each program, {} flows in all, which the kernel put where it \
-         puts any flow: {} took a free cache slot and {} went to FLOWS because theirs was held.\n",
+         puts any flow: {} took a free cache slot and {} went to FLOWS because both slots of their set \
+         were held.\n",
         int(u64::from(kaipo_common::MAX_FLOWS)),
         int(u64::from(c.cache_slots)),
         c.frame_len,
@@ -33,7 +34,7 @@ pub fn costs(c: &Costs) -> String {
     );
     let _ = writeln!(
         s,
-        "| program | 1 flow | {} more flows per program: the frame's flow in its cache slot | the same, a flow whose slot another flow holds (counted in FLOWS) | empty program of the same type (test-run floor) | target: <= {TARGET_NS} ns at 10k flows |",
+        "| program | 1 flow | {} more flows per program: the frame's flow in its cache slot | the same, a flow whose two cache slots other flows hold (counted in FLOWS) | empty program of the same type (test-run floor) | target: <= {TARGET_NS} ns at 10k flows |",
         int(u64::from(c.prefill.per_program))
     );
     let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | --- |");

@@ -196,7 +196,7 @@ pub fn summary(
         .iter()
         .map(|p| {
             format!(
-                "`{}` {} ns (a flow whose cache slot another flow holds: {} ns)",
+                "`{}` {} ns (a flow whose two cache slots other flows hold: {} ns)",
                 p.name,
                 p.hit.median().as_nanos(),
                 p.busy.median().as_nanos()
