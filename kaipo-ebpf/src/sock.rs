@@ -9,7 +9,7 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST, helpers::generated::bpf_get_socket_cookie, programs::SkBuffContext,
 };
 use kaipo_common::{
-    counter, SockStats, LOOPBACK_IFINDEX, PROTO_TCP, PROTO_UDP, SOCK_FLAG_MANY_REMOTES,
+    counter, SockStats, FAMILY_IPV4, LOOPBACK_IFINDEX, PROTO_TCP, PROTO_UDP, SOCK_FLAG_MANY_REMOTES,
 };
 
 use crate::{
@@ -154,7 +154,30 @@ fn orient(stats: &mut SockStats, h: &IpHeaders, egress: bool) {
 /// an IPv6 header without extensions, followed by the ports. Anything else takes the full parse.
 #[inline(always)]
 fn note_remote(stats: &mut SockStats, ctx: &SkBuffContext, egress: bool) {
-    let frame = SkbFrame::new(ctx.skb.skb);
+    let skb = ctx.skb.skb;
+    // IPv4 without options in the linear part, read in place: no helper call.
+    // SAFETY: reading fields of the program's own context.
+    let (start, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
+    if start + 24 <= end {
+        // SAFETY: offsets below 24, inside the range checked just above.
+        let byte = |at: usize| unsafe { *((start + at) as *const u8) };
+        if byte(0) == 0x45 && byte(9) == PROTO_UDP && byte(6) & 0x1f == 0 && byte(7) == 0 {
+            let (at, port_at) = if egress { (16, 22) } else { (12, 20) };
+            let r = &stats.remote_addr;
+            let port = u16::from_be_bytes([byte(port_at), byte(port_at + 1)]);
+            let same = byte(at) == r[0]
+                && byte(at + 1) == r[1]
+                && byte(at + 2) == r[2]
+                && byte(at + 3) == r[3]
+                && stats.family == FAMILY_IPV4
+                && port == stats.remote_port;
+            if !same {
+                stats.flags |= SOCK_FLAG_MANY_REMOTES;
+            }
+            return;
+        }
+    }
+    let frame = SkbFrame::new(skb);
     let mut peer = [0u8; 16];
     let port;
     if let Some(h) = frame.read::<24>(0).filter(|h| {
