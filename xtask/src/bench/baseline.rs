@@ -128,6 +128,22 @@ fn load_empty_with(
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// Run time (ns) and runs, summed, of the loaded empty classifiers (`kb_empty`, type
+/// SCHED_CLS): BPF run-time statistics must be on for them to move.
+pub fn empty_classifier_stats() -> anyhow::Result<(u64, u64)> {
+    let mut total = (0, 0);
+    for info in aya::programs::loaded_programs() {
+        let info = info.context("listing loaded BPF programs")?;
+        if info.name_as_str() == Some("kb_empty")
+            && info.program_type() as u32 == PROG_TYPE_SCHED_CLS
+        {
+            total.0 += info.run_time().as_nanos() as u64;
+            total.1 += info.run_count();
+        }
+    }
+    Ok(total)
+}
+
 /// Test-runs a program `repeat` times on `frame`; returns the kernel's average per run.
 pub fn test_run(
     prog: &OwnedFd,

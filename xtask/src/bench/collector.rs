@@ -15,6 +15,7 @@ use std::{
 use anyhow::{bail, Context as _};
 
 use super::{
+    baseline,
     breakdown::{self, Piece},
     kaipo::{self, HeldMap, Kaipo, ProgramStats, Reported},
     pause, report, testrun,
@@ -392,6 +393,9 @@ pub struct Monitored {
     pub sched_cpu_secs: f64,
     /// Per program: (name, run time ns, runs) from the start of the flood to the receiver's end.
     pub programs: Option<Vec<(String, u64, u64)>>,
+    /// With statistics on: an empty classifier attached beside kaipo's on the same two TCX hooks
+    /// (ingress of the sender's end, egress of the receiver's), as (run time ns, runs).
+    pub empty_classifier: Option<(u64, u64)>,
     pub stderr: String,
 }
 
@@ -521,6 +525,26 @@ impl Bench {
             "1s",
             backend,
         )?;
+        // With statistics on, a do-nothing classifier after kaipo's on the same hooks: what the
+        // statistics report for it is their own price, clock reads included.
+        let empty = if with_stats {
+            let ifindex = |name: &str| -> anyhow::Result<u32> {
+                Ok(
+                    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))?
+                        .trim()
+                        .parse()?,
+                )
+            };
+            let prog = baseline::load_empty(baseline::PROG_TYPE_SCHED_CLS, 0, -1)?;
+            let links = [
+                baseline::attach_tcx(&prog, ifindex(&topo.sender_if)?, true)?,
+                baseline::attach_tcx(&prog, ifindex(&topo.receiver_if)?, false)?,
+            ];
+            Some((prog, links))
+        } else {
+            None
+        };
+        let mut empty_stats = ((0, 0), (0, 0));
         let pid = kaipo.pid;
         let held = kaipo::held_objects(pid)?;
         let mut cpu = (0u64, 0u64);
@@ -532,6 +556,7 @@ impl Bench {
                 Moment::Start => {
                     if with_stats {
                         programs.0 = ProgramStats::read(&held.programs)?;
+                        empty_stats.0 = baseline::empty_classifier_stats()?;
                     }
                     window.0 = Instant::now();
                     cpu.0 = kaipo::cpu_ticks(pid)?;
@@ -545,6 +570,7 @@ impl Bench {
                 Moment::ReceiverDone => {
                     if with_stats {
                         programs.1 = ProgramStats::read(&held.programs)?;
+                        empty_stats.1 = baseline::empty_classifier_stats()?;
                     }
                 }
             }
@@ -552,9 +578,16 @@ impl Bench {
         })?;
         let vm_hwm_kib = kaipo::status_kib(pid, "VmHWM")?;
         let vm_rss_kib = kaipo::status_kib(pid, "VmRSS")?;
+        drop(empty);
         let (records, stderr) = kaipo.stop()?;
         drop(stats_fd);
         Ok(Monitored {
+            empty_classifier: with_stats.then(|| {
+                (
+                    empty_stats.1 .0 - empty_stats.0 .0,
+                    empty_stats.1 .1 - empty_stats.0 .1,
+                )
+            }),
             cpu_secs: (cpu.1 - cpu.0) as f64 / kaipo::clock_ticks_per_sec() as f64,
             sched_cpu_secs: (sched.1 - sched.0) as f64 / 1e9,
             window: window.1 - window.0,

@@ -53,6 +53,29 @@ pub fn stats(m: &Monitored, topo: &Topology) -> String {
          statistics' own clock reads included).",
         total_ns as f64 / sent
     );
+    if let Some((ns, runs)) = m.empty_classifier.filter(|(_, runs)| *runs > 0) {
+        let floor = ns as f64 / runs as f64;
+        let above = |name: &str| {
+            m.programs
+                .iter()
+                .flatten()
+                .find(|(n, _, r)| n == name && *r > 0)
+                .map_or_else(
+                    || "-".to_owned(),
+                    |(_, n, r)| format!("{:.1} ns", *n as f64 / *r as f64 - floor),
+                )
+        };
+        let _ = writeln!(
+            s,
+            "\nAn empty classifier (`r0 = TC_ACT_UNSPEC; exit`) attached after kaipo's on the same \
+             two TCX hooks during this flood ran {} times at {floor:.1} ns per run: what the \
+             statistics charge a program that does nothing (their clock reads and the call). Above \
+             it, `kaipo_tc_ingress` costs {} and `kaipo_tc_egress` {} per run.",
+            int(runs),
+            above("kaipo_tc_ingress"),
+            above("kaipo_tc_egress"),
+        );
+    }
     if m.flood.foreign_programs > 0 {
         let _ = writeln!(s, "\n{}", foreign_note(m.flood.foreign_programs));
     }
