@@ -29,7 +29,7 @@ pub const FLOOD_SECS: f64 = 4.0;
 pub const ROUNDS: usize = 5;
 /// Length of each flood of the breakdown (section 3b), and how often each piece is measured.
 pub const BREAKDOWN_SECS: f64 = 2.0;
-pub const BREAKDOWN_PASSES: usize = 2;
+pub const BREAKDOWN_PASSES: usize = 4;
 pub const TEST_RUN_REPEAT: u32 = 1_000_000;
 pub const TEST_RUN_ROUNDS: usize = 5;
 pub const PREFILLED_FLOWS: u32 = 10_000;

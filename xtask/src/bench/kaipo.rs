@@ -17,8 +17,9 @@ use aya::maps::{Map, MapData, MapInfo, PerCpuArray, PerCpuHashMap};
 use kaipo_common::{counter, FlowCounters, FlowKey, FlowSlot, FLOW_SLOT_EMPTY};
 
 /// kaipo's programs, by full name; the kernel keeps only the first 15 characters.
-pub const PROGRAMS: [&str; 9] = [
+pub const PROGRAMS: [&str; 10] = [
     "kaipo_xdp",
+    "kaipo_tc_ingress",
     "kaipo_tc_egress",
     "kaipo_sock_ingress",
     "kaipo_sock_egress",
