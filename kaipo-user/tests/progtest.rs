@@ -331,6 +331,26 @@ impl Harness {
         flows
     }
 
+    /// Exactly these flows in the cache (in any order) and these in `FLOWS`.
+    fn assert_cache_and_map(
+        &self,
+        cached: &[(FlowKey, FlowCounters)],
+        in_map: &[(FlowKey, FlowCounters)],
+    ) {
+        let by_port = |v: &mut Vec<(FlowKey, FlowCounters)>| {
+            v.sort_by_key(|(key, _)| (key.remote_port, key.local_port));
+        };
+        let (mut got, mut want) = (self.cached(), cached.to_vec());
+        by_port(&mut got);
+        by_port(&mut want);
+        assert_eq!(got, want, "FLOW_CACHE");
+        assert_eq!(
+            self.flow_map(),
+            in_map.iter().copied().collect::<StdHashMap<_, _>>(),
+            "FLOWS"
+        );
+    }
+
     /// `n` new flows, each of which took an empty cache slot.
     fn assert_new_flows_cached(&self, n: u64) {
         assert_eq!(self.counter(counter::FLOW_SLOT_TAKEN), n, "FLOW_SLOT_TAKEN");
@@ -979,15 +999,9 @@ fn case_cache_busy_set_sends_newcomer_to_flow_map(hook: Hook) {
     h.run_repeat(&frame_a, 3);
     h.run_repeat(&frame_b, 2);
     h.run_repeat(&frame_c, 4);
-    let mut cached = h.cached();
-    cached.sort_by_key(|(key, _)| key.remote_port);
-    let mut expected = vec![(a, hook.flow(3 * 92, 3)), (b, hook.flow(2 * 92, 2))];
-    expected.sort_by_key(|(key, _)| key.remote_port);
-    assert_eq!(cached, expected, "FLOW_CACHE");
-    assert_eq!(
-        h.flow_map(),
-        StdHashMap::from([(c, hook.flow(4 * 92, 4))]),
-        "FLOWS"
+    h.assert_cache_and_map(
+        &[(a, hook.flow(3 * 92, 3)), (b, hook.flow(2 * 92, 2))],
+        &[(c, hook.flow(4 * 92, 4))],
     );
     assert_eq!(h.counter(counter::FLOW_SLOT_TAKEN), 2, "FLOW_SLOT_TAKEN");
     assert_eq!(h.counter(counter::FLOW_CREATED), 1, "FLOW_CREATED");
@@ -1010,15 +1024,9 @@ fn case_cache_quiet_slot_is_handed_over(hook: Hook) {
     assert_eq!(h.cached().len(), 2, "A and B hold the set");
     // A, the flow quiet for longer (or, in the same jiffy, the set's first slot), goes.
     h.run(&frame_c);
-    let mut cached = h.cached();
-    cached.sort_by_key(|(key, _)| key.remote_port);
-    let mut expected = vec![(b, hook.flow(92, 1)), (c, hook.flow(92, 1))];
-    expected.sort_by_key(|(key, _)| key.remote_port);
-    assert_eq!(cached, expected, "FLOW_CACHE after C");
-    assert_eq!(
-        h.flow_map(),
-        StdHashMap::from([(a, hook.flow(3 * 92, 3))]),
-        "FLOWS after C"
+    h.assert_cache_and_map(
+        &[(b, hook.flow(92, 1)), (c, hook.flow(92, 1))],
+        &[(a, hook.flow(3 * 92, 3))],
     );
     // A comes back and displaces B or C; then C (or B) comes back and displaces a flow again.
     h.run(&frame_a);
