@@ -238,12 +238,7 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
         }
         Piece::KaipoAll => {
             let (btf, mut object) = load()?;
-            let root = ebpf::cgroup2_root().context("no cgroup v2 mount")?;
-            let cgroup =
-                File::open(&root).with_context(|| format!("opening {}", root.display()))?;
-            let mut degradations = Vec::new();
-            ebpf::attach::sockets(&mut object, &cgroup, &btf, &mut degradations)
-                .context("attaching the socket programs")?;
+            let mut degradations = attach_sockets(&mut object, &btf)?;
             let ifaces = [&topo.sender_if, &topo.receiver_if]
                 .into_iter()
                 .map(|name| -> anyhow::Result<_> {
@@ -325,12 +320,7 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
         }
         Piece::Sockets => {
             let (btf, mut object) = load()?;
-            let root = ebpf::cgroup2_root().context("no cgroup v2 mount")?;
-            let cgroup =
-                File::open(&root).with_context(|| format!("opening {}", root.display()))?;
-            let mut degradations = Vec::new();
-            ebpf::attach::sockets(&mut object, &cgroup, &btf, &mut degradations)
-                .context("attaching the socket programs")?;
+            attach_sockets(&mut object, &btf)?;
             object
         }
     };
@@ -340,6 +330,20 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
         _object: Some(Box::new(object)),
         _links: Vec::new(),
     })
+}
+
+/// Attaches kaipo's socket side (cgroup programs at the cgroup v2 root, tracepoints) as kaipo
+/// does; returns what degraded.
+fn attach_sockets(
+    object: &mut Ebpf,
+    btf: &Btf,
+) -> anyhow::Result<Vec<kaipo::collect::Degradation>> {
+    let root = ebpf::cgroup2_root().context("no cgroup v2 mount")?;
+    let cgroup = File::open(&root).with_context(|| format!("opening {}", root.display()))?;
+    let mut degradations = Vec::new();
+    ebpf::attach::sockets(object, &cgroup, btf, &mut degradations)
+        .context("attaching the socket programs")?;
+    Ok(degradations)
 }
 
 /// Loads one of kaipo's classifiers and attaches it through TCX to `iface`'s ingress or egress.
