@@ -153,10 +153,9 @@ pub fn flow_key_words(key: &FlowKey) -> [u64; 6] {
 }
 
 /// The first slot of the set a flow counted in direction `dir` belongs to (the other is this
-/// one `^ 1`), from its key as
-/// [`flow_key_words`] gives it: the top half of a multiplicative hash, masked by `mask` (slots -
-/// 1, slots a power of two). Shared by the kernel programs and by tests that need two flows to
-/// meet in one slot.
+/// one `^ 1`), from its key as [`flow_key_words`] gives it: the top half of a multiplicative
+/// hash, masked by `mask` (slots - 1, slots a power of two). Shared by the kernel programs and
+/// by the tests and benchmarks that need flows to meet in one set.
 #[inline(always)]
 pub fn flow_slot_words(q: &[u64; 6], dir: u32, mask: u32) -> u32 {
     // Independent multiplies by distinct odd constants: short dependency chains.

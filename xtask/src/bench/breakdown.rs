@@ -130,13 +130,7 @@ pub struct Attached {
 }
 
 pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
-    let ifindex = |name: &str| -> anyhow::Result<u32> {
-        Ok(
-            std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))?
-                .trim()
-                .parse()?,
-        )
-    };
+    let ifindex = super::topology::ifindex;
     let load = || -> anyhow::Result<(Btf, Ebpf)> {
         let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
         let object =

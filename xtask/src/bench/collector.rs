@@ -528,13 +528,7 @@ impl Bench {
         // With statistics on, a do-nothing classifier after kaipo's on the same hooks: what the
         // statistics report for it is their own price, clock reads included.
         let empty = if with_stats {
-            let ifindex = |name: &str| -> anyhow::Result<u32> {
-                Ok(
-                    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))?
-                        .trim()
-                        .parse()?,
-                )
-            };
+            let ifindex = super::topology::ifindex;
             let prog = baseline::load_empty(baseline::PROG_TYPE_SCHED_CLS, 0, -1)?;
             let links = [
                 baseline::attach_tcx(&prog, ifindex(&topo.sender_if)?, true)?,
@@ -635,10 +629,7 @@ impl Bench {
         let vm_rss_kib = kaipo::status_kib(pid, "VmRSS")?;
         let vm_hwm_kib = kaipo::status_kib(pid, "VmHWM")?;
         let (records, _stderr) = kaipo.stop()?;
-        let ifindex =
-            std::fs::read_to_string(format!("/sys/class/net/{}/ifindex", topo.sender_if))?
-                .trim()
-                .parse()?;
+        let ifindex = super::topology::ifindex(&topo.sender_if)?;
         Ok(Flows {
             flows_sent: num(&sent, "sent")?,
             maps: held.maps,

@@ -194,8 +194,6 @@ fn measure_here(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Cost
         track_flows: std::env::var("NOFLOWS").is_err(),
         ..Default::default()
     };
-    let cpus = aya::util::nr_cpus().map_err(|(what, err)| anyhow::anyhow!("{what}: {err}"))?;
-    let cache_slots = ebpf::flow_cache_slots(cpus);
     let mut ebpf = ebpf::load(&btf, &opts).context("loading kaipo's object")?;
     let xdp: &mut Xdp = ebpf
         .program_mut("kaipo_xdp")
@@ -209,8 +207,8 @@ fn measure_here(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Cost
     tc.load().context("loading kaipo_tc_egress")?;
 
     let frame = udp_frame();
-    // Each measured frame is run once right before each timed test run, so its flow (or the
-    // flow holding its slot) is recently active whatever time the other runs took.
+    // The `warm` frames run once right before each timed test run, so their flows (the measured
+    // one, or those holding its slots) are recently active whatever time the other runs took.
     let timed = |name: &str, warm: &[(&str, &[u8])], frame: &[u8]| -> anyhow::Result<Timing> {
         let per_round = (0..rounds)
             .map(|_| {
@@ -239,6 +237,8 @@ fn measure_here(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Cost
     // Every slot as CPU 0 (this thread's CPU) has it.
     let cache: PerCpuArray<_, FlowSlot> =
         PerCpuArray::try_from(ebpf.map("FLOW_CACHE").context("no FLOW_CACHE map")?)?;
+    // As many slots as kaipo sized the cache with on this machine.
+    let cache_slots = cache.len();
     let mut slots = Vec::with_capacity(cache_slots as usize);
     let mut cached = 0u64;
     for index in 0..cache_slots {

@@ -260,6 +260,15 @@ impl Topology {
     }
 }
 
+/// The ifindex of the host's interface `name`.
+pub fn ifindex(name: &str) -> anyhow::Result<u32> {
+    let path = format!("/sys/class/net/{name}/ifindex");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("{path} holds {text:?}"))
+}
+
 impl Drop for Topology {
     fn drop(&mut self) {
         for c in self.undo.drain(..).rev() {

@@ -371,6 +371,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn flow_cache_keeps_to_its_budget() {
+        // 1 MiB per CPU up to 16 CPUs, then halved until all copies fit in 16 MiB, never
+        // under 1024 slots.
+        let sized: Vec<u32> = [1, 2, 16, 17, 64, 4096]
+            .into_iter()
+            .map(flow_cache_slots)
+            .collect();
+        assert_eq!(sized, [16_384, 16_384, 16_384, 8_192, 4_096, 1_024]);
+    }
+
+    #[test]
     fn finds_the_cgroup2_mount() {
         let hybrid = "25 1 0:23 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n\
                       26 25 0:24 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n\
