@@ -177,6 +177,11 @@ pub fn flow_slot(key: &FlowKey, dir: u32, mask: u32) -> u32 {
 /// `SockStats::flags`: an unconnected socket exchanged packets with more than one remote
 /// endpoint, so `remote_addr`/`remote_port` only name the first.
 pub const SOCK_FLAG_MANY_REMOTES: u8 = 1;
+/// `SockStats::flags`: the socket is the server side of its connection (accepted from a
+/// listener, or listening); services are then named by its local port.
+pub const SOCK_FLAG_SERVER: u8 = 2;
+/// `SockStats::flags`: the socket is a client (it sent the connection's first SYN).
+pub const SOCK_FLAG_CLIENT: u8 = 4;
 
 /// IP-layer counters of one socket, keyed by socket cookie. Bytes are counted from the IP header
 /// onward; loopback traffic is kept apart so a consumer can leave it out.
@@ -194,7 +199,9 @@ pub struct SockStats {
     pub family: u8,
     pub proto: u8,
     pub flags: u8,
-    pub _pad: u8,
+    /// TCP state as the kernel numbers it (`TCP_ESTABLISHED` = 1 ... `TCP_NEW_SYN_RECV` =
+    /// 12) at the socket's last packet; 0 for other protocols or when unknown.
+    pub tcp_state: u8,
     pub local_port: u16,
     pub remote_port: u16,
     pub local_addr: [u8; 16],

@@ -131,3 +131,26 @@ mod tests {
             .contains("not a duration"));
     }
 }
+
+/// The name of a TCP state as the kernel numbers it (`include/net/tcp_states.h`), as `ss`
+/// prints it; `None` for other protocols and for 0 (unknown).
+pub fn tcp_state(proto: u8, state: u8) -> Option<&'static str> {
+    if proto != kaipo_common::PROTO_TCP {
+        return None;
+    }
+    Some(match state {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        12 => "NEW_SYN_RECV",
+        _ => return None,
+    })
+}

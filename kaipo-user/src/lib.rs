@@ -1,6 +1,5 @@
 //! kaipo: which process is using the network, counted in the kernel.
 
-pub mod accounting;
 pub mod alert;
 pub mod anomaly;
 pub mod cli;
@@ -8,6 +7,7 @@ pub mod collect;
 pub mod config;
 pub mod daemon;
 pub mod doctor;
+pub mod engine;
 pub mod format;
 pub mod live;
 pub mod metrics;

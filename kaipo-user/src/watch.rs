@@ -1,22 +1,15 @@
 //! `kaipo watch`: each interval, who used the network, as a table or as JSON lines.
 
-use std::{
-    io::Write,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
-};
+use std::{io::Write, time::Duration};
 
 use anyhow::Context as _;
 
 use crate::{
-    accounting::{Accountant, IntervalDelta},
-    collect::{
-        backend::{self, BackendChoice, Collector, Events, IngressHook, StartOptions},
-        BackendKind, Event,
-    },
+    collect::backend::{BackendChoice, Collector, IngressHook, StartOptions},
+    engine::{ClosedInterval, Engine, EngineOptions, Schedule, Sink},
     format,
-    model::{Bytes, ConnectionRecord, InterfaceRecord, IntervalRecord, ProcessRecord},
-    platform::{Host, Platform as _, StopSignals},
-    procinfo::ProcessResolver,
+    model::IntervalRecord,
+    platform::StopSignals,
 };
 
 #[derive(Clone, Debug)]
@@ -37,26 +30,33 @@ pub struct WatchOptions {
     pub ingress_hook: IngressHook,
 }
 
-/// Where each closed interval goes.
-pub trait RecordSink {
-    /// Takes one interval; `Ok(false)` asks the loop to stop after it.
-    fn deliver(&mut self, record: IntervalRecord) -> anyhow::Result<bool>;
-}
-
 /// Runs until `duration` has passed or SIGINT/SIGTERM (Ctrl-C on Windows) arrives. Output goes to `out`; notes
 /// about degraded pieces go to stderr.
 pub async fn run(opts: &WatchOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+    let engine = Engine::start(&EngineOptions {
+        collect: StartOptions {
+            ifaces: opts.ifaces.clone(),
+            backend: opts.backend,
+            pcap_filter: opts.pcap_filter.clone(),
+            pcap_immediate: opts.pcap_immediate,
+            ingress_hook: opts.ingress_hook,
+        },
+        include_loopback: opts.include_loopback,
+    })?;
+    for degradation in engine.degradations() {
+        eprintln!("kaipo: degraded: {degradation}");
+    }
+    let mut stop_signals = StopSignals::new().context("installing the signal handlers")?;
     let mut sink = PrintSink {
         out,
         json: opts.json,
         top: opts.top,
     };
-    drive(opts, &mut sink, |degradations| {
-        for degradation in degradations {
-            eprintln!("kaipo: degraded: {degradation}");
-        }
-    })
-    .await
+    let schedule = Schedule {
+        interval: opts.interval,
+        duration: opts.duration,
+    };
+    engine.run(schedule, &mut sink, stop_signals.recv()).await
 }
 
 struct PrintSink<'a> {
@@ -65,213 +65,24 @@ struct PrintSink<'a> {
     top: usize,
 }
 
-impl RecordSink for PrintSink<'_> {
-    fn deliver(&mut self, record: IntervalRecord) -> anyhow::Result<bool> {
+impl Sink for PrintSink<'_> {
+    async fn deliver(
+        &mut self,
+        interval: ClosedInterval,
+        _collector: &Collector,
+    ) -> anyhow::Result<bool> {
+        let record = &interval.record;
         let written = if self.json {
-            serde_json::to_writer(&mut *self.out, &record)
+            serde_json::to_writer(&mut *self.out, record)
                 .map_err(std::io::Error::from)
                 .and_then(|()| writeln!(self.out))
         } else {
-            write_table(self.out, &record, self.top)
+            write_table(self.out, record, self.top)
         };
         written
             .and_then(|()| self.out.flush())
             .context("writing output")?;
         Ok(true)
-    }
-}
-
-/// The collector's interval loop: starts the eBPF collector, hands its degradations to
-/// `started`, then closes an interval every `opts.interval` into `sink` until the duration
-/// ends, a signal arrives or the sink asks to stop. The programs are detached on return.
-pub async fn drive(
-    opts: &WatchOptions,
-    sink: &mut dyn RecordSink,
-    started: impl FnOnce(&[crate::collect::Degradation]),
-) -> anyhow::Result<()> {
-    let (mut collector, mut events) = backend::start(&StartOptions {
-        ifaces: opts.ifaces.clone(),
-        backend: opts.backend,
-        pcap_filter: opts.pcap_filter.clone(),
-        pcap_immediate: opts.pcap_immediate,
-        ingress_hook: opts.ingress_hook,
-    })?;
-    started(collector.degradations());
-    let mut stop_signals = StopSignals::new().context("installing the signal handlers")?;
-
-    let mut state = WatchState {
-        accountant: Accountant::new(opts.include_loopback),
-        resolver: ProcessResolver::new("/proc", "/etc"),
-        events: Vec::with_capacity(1024),
-        malformed_reported: 0,
-        backend: collector.kind(),
-    };
-    let started = Instant::now();
-    let mut last_tick = started;
-    let mut ticker = tokio::time::interval_at((started + opts.interval).into(), opts.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-
-    loop {
-        let stop = tokio::select! {
-            ready = events.readable() => {
-                ready.context("waiting on the event ring buffer")?;
-                state.drain(&mut events);
-                continue;
-            }
-            _ = ticker.tick() => {
-                opts.duration.is_some_and(|d| started.elapsed() + opts.interval / 2 >= d)
-            }
-            () = stop_signals.recv() => true,
-        };
-        let now = Instant::now();
-        let delta = state.close_interval(&mut collector, &mut events, stop)?;
-        let record = state.record(delta, now.duration_since(last_tick), now);
-        last_tick = now;
-        if !sink.deliver(record)? || stop {
-            break;
-        }
-    }
-    // Dropping the collector detaches every program.
-    drop(collector);
-    Ok(())
-}
-
-/// The interval loop's state, shared with the daemon's collector (`pipeline::collector`).
-pub struct WatchState {
-    pub accountant: Accountant,
-    pub resolver: ProcessResolver,
-    pub events: Vec<Event>,
-    pub malformed_reported: u64,
-    pub backend: BackendKind,
-}
-
-impl WatchState {
-    /// Reads the counters and closes an interval. Events first, then counters, then events
-    /// again: an owner or close that raced with the read is applied before the interval is
-    /// closed. `final_interval` flushes bytes still waiting for an owner.
-    pub fn close_interval(
-        &mut self,
-        collector: &mut Collector,
-        events: &mut Events,
-        final_interval: bool,
-    ) -> anyhow::Result<IntervalDelta> {
-        self.drain(events);
-        let sample = collector.sample()?;
-        self.drain(events);
-        let malformed = events.malformed() - self.malformed_reported;
-        self.malformed_reported = events.malformed();
-        let delta = self.accountant.finish(&sample, malformed, final_interval);
-        collector.forget_sockets(&self.accountant.take_forgotten());
-        Ok(delta)
-    }
-
-    pub fn drain(&mut self, stream: &mut Events) {
-        stream.drain(&mut self.events);
-        let now = Instant::now();
-        for event in self.events.drain(..) {
-            self.accountant.on_event(&event);
-            let comm = crate::accounting::comm_to_string(&event.comm);
-            match event.kind {
-                kaipo_common::EVENT_SOCK_OWNER => {
-                    self.resolver.hint(event.tgid, &comm, event.uid, now);
-                    // Read /proc now, while a short-lived process is most likely still there.
-                    let _ = self.resolver.lookup(event.tgid, now);
-                }
-                kaipo_common::EVENT_PROC_EXIT => {
-                    self.resolver.note_exit(event.tgid, &comm, event.uid, now);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    pub fn record(
-        &mut self,
-        delta: IntervalDelta,
-        elapsed: Duration,
-        now: Instant,
-    ) -> IntervalRecord {
-        let exited: std::collections::HashSet<u32> =
-            delta.exited.iter().map(|(tgid, _, _)| *tgid).collect();
-        let mut processes: Vec<ProcessRecord> = delta
-            .processes
-            .values()
-            .map(|(owner, traffic)| {
-                let info = self.resolver.lookup(owner.tgid, now);
-                // Without process details, only an exit the collector reported says gone.
-                let gone = exited.contains(&owner.tgid)
-                    || (Host::PROCESS_DETAILS
-                        && info.as_ref().is_none_or(|i| i.start_time_ticks == 0));
-                ProcessRecord {
-                    pid: owner.tgid,
-                    name: info
-                        .as_ref()
-                        .map_or_else(|| owner.comm.clone(), |i| i.name.clone()),
-                    cmdline: info.as_ref().map(|i| i.cmdline.clone()).unwrap_or_default(),
-                    uid: info.as_ref().map_or(owner.uid, |i| i.uid),
-                    user: info.as_ref().and_then(|i| i.user.clone()),
-                    container: info.as_ref().and_then(|i| i.container.clone()),
-                    netns: info.as_ref().and_then(|i| i.netns_inode),
-                    exited: gone,
-                    rx_bytes: traffic.rx_bytes,
-                    tx_bytes: traffic.tx_bytes,
-                    rx_packets: traffic.rx_packets,
-                    tx_packets: traffic.tx_packets,
-                }
-            })
-            .collect();
-        processes.sort_by(|a, b| {
-            (b.rx_bytes + b.tx_bytes)
-                .cmp(&(a.rx_bytes + a.tx_bytes))
-                .then(a.pid.cmp(&b.pid))
-        });
-        let connections = delta
-            .connections
-            .iter()
-            .map(|c| {
-                let e = &c.endpoints;
-                let ports = format::has_ports(e.proto);
-                ConnectionRecord {
-                    pid: c.owner.tgid,
-                    proto: format::proto_name(e.proto),
-                    local: format::endpoint(e.family, &e.local_addr, e.local_port, ports),
-                    remote: if e.many_remotes {
-                        "*".into()
-                    } else {
-                        format::endpoint(e.family, &e.remote_addr, e.remote_port, ports)
-                    },
-                    rx_bytes: c.traffic.rx_bytes,
-                    tx_bytes: c.traffic.tx_bytes,
-                }
-            })
-            .collect();
-        let interfaces = delta
-            .interfaces
-            .iter()
-            .map(|(iface, c)| InterfaceRecord {
-                name: iface.name.clone(),
-                rx_bytes: c.rx_bytes,
-                tx_bytes: c.tx_bytes,
-                rx_packets: c.rx_packets,
-                tx_packets: c.tx_packets,
-            })
-            .collect();
-        self.resolver.expire(now);
-        IntervalRecord {
-            ts_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            interval_ms: elapsed.as_millis() as u64,
-            backend: self.backend,
-            interfaces,
-            processes,
-            connections,
-            unattributed: Bytes {
-                rx_bytes: delta.unattributed.rx_bytes,
-                tx_bytes: delta.unattributed.tx_bytes,
-            },
-            lost: delta.lost,
-        }
     }
 }
 

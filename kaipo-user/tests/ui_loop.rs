@@ -5,8 +5,8 @@
 use std::io;
 
 use kaipo::{
-    accounting::Lost,
     collect::BackendKind,
+    model::Lost,
     model::{Bytes, ConnectionRecord, InterfaceRecord, IntervalRecord, ProcessRecord},
     store::{Report, SeriesPoint, Tier},
     ui::{
@@ -23,6 +23,8 @@ use tokio::sync::mpsc;
 
 fn update(n: u64) -> LiveUpdate {
     let record = IntervalRecord {
+        attributed_ratio: None,
+        attribution: Default::default(),
         ts_ms: 1_795_684_400_000 + n * 1000,
         interval_ms: 1000,
         backend: BackendKind::Ebpf,
@@ -34,6 +36,7 @@ fn update(n: u64) -> LiveUpdate {
             tx_packets: n,
         }],
         processes: vec![ProcessRecord {
+            exe: None,
             pid: 4242,
             name: "iperf3".into(),
             cmdline: "iperf3 -c 10.0.0.2".into(),
@@ -48,6 +51,8 @@ fn update(n: u64) -> LiveUpdate {
             tx_packets: n,
         }],
         connections: vec![ConnectionRecord {
+            service: String::new(),
+            state: None,
             pid: 4242,
             proto: "tcp".into(),
             local: "10.0.0.1:5201".into(),

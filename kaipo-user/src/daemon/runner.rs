@@ -250,11 +250,11 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
 
+    // The baseline is read last, so the first interval covers only time the daemon ran.
+    let engine = crate::engine::Engine::with_collector(collector, events, opts.include_loopback)?;
     let collected = collector::run(
-        collector,
-        events,
+        engine,
         live,
-        opts.include_loopback,
         interval_tx,
         Arc::clone(&stats),
         stop_rx,

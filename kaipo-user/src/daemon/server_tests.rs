@@ -5,8 +5,8 @@ use tokio::{net::unix::OwnedWriteHalf, task::JoinHandle};
 
 use super::*;
 use crate::{
-    accounting::Lost,
     collect::BackendKind,
+    model::Lost,
     model::{Bytes, IntervalRecord, ProcessRecord},
     pipeline::{
         bus::{self, Publisher},
@@ -67,6 +67,7 @@ fn rig(limits: Limits) -> Rig {
 /// A snapshot with one process of root and one of uid 1000, padded to about `pad` bytes.
 fn snapshot(ts_ms: u64, pad: usize) -> Arc<Snapshot> {
     let process = |pid, uid| ProcessRecord {
+        exe: None,
         pid,
         name: "p".into(),
         cmdline: "x".repeat(pad / 2),
@@ -87,6 +88,8 @@ fn snapshot(ts_ms: u64, pad: usize) -> Arc<Snapshot> {
     };
     Arc::new(Snapshot {
         record: IntervalRecord {
+            attributed_ratio: None,
+            attribution: Default::default(),
             ts_ms,
             interval_ms: 1000,
             backend: BackendKind::Ebpf,

@@ -80,6 +80,9 @@ pub fn record_for(record: &IntervalRecord, uid: u32) -> IntervalRecord {
             .cloned()
             .collect(),
         unattributed: Bytes::default(),
+        // Interface traffic is not theirs to see, so neither is its attribution.
+        attributed_ratio: None,
+        attribution: Default::default(),
         lost: record.lost,
     }
 }
@@ -136,14 +139,15 @@ mod tests {
 
     use super::*;
     use crate::{
-        accounting::Lost,
         collect::BackendKind,
+        model::Lost,
         model::{ConnectionRecord, InterfaceRecord, ProcessRecord},
         pipeline::totals::{Counts, ProcessTotal},
     };
 
     fn process(pid: u32, uid: u32) -> ProcessRecord {
         ProcessRecord {
+            exe: None,
             pid,
             name: format!("p{pid}"),
             cmdline: String::new(),
@@ -161,6 +165,8 @@ mod tests {
 
     fn snapshot() -> Snapshot {
         let conn = |pid| ConnectionRecord {
+            service: String::new(),
+            state: None,
             pid,
             proto: "udp".into(),
             local: "127.0.0.1:1".into(),
@@ -179,6 +185,8 @@ mod tests {
         };
         Snapshot {
             record: IntervalRecord {
+                attributed_ratio: None,
+                attribution: Default::default(),
                 ts_ms: 5,
                 interval_ms: 1000,
                 backend: BackendKind::Ebpf,

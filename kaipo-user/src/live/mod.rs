@@ -7,14 +7,15 @@
 #[cfg(unix)]
 mod daemon;
 
-use std::{cell::RefCell, rc::Rc, time::Duration};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use crate::{
-    model::IntervalRecord,
+    collect::backend::{Collector, StartOptions},
+    engine::{ClosedInterval, Engine, EngineOptions, Schedule, Sink},
+    model::Attribution,
     ui::{self, HeaderInfo, LiveSource, LiveUpdate, SourceKind, Theme},
-    watch::{self, RecordSink, WatchOptions},
 };
 
 #[derive(Clone, Debug)]
@@ -60,29 +61,32 @@ pub async fn run(opts: &LiveOptions) -> anyhow::Result<()> {
 }
 
 async fn embedded(opts: &LiveOptions, theme: Theme) -> anyhow::Result<()> {
-    let watch_opts = WatchOptions {
-        interval: opts.interval,
-        duration: None,
-        ifaces: opts.ifaces.clone(),
-        json: true,
+    let engine = Engine::start(&EngineOptions {
+        collect: StartOptions {
+            ifaces: opts.ifaces.clone(),
+            backend: opts.collect.backend,
+            pcap_filter: opts.collect.filter.clone(),
+            pcap_immediate: opts.collect.pcap_immediate,
+            ingress_hook: opts.collect.ingress_hook,
+        },
         include_loopback: opts.include_loopback,
-        top: 0,
-        backend: opts.collect.backend,
-        pcap_filter: opts.collect.filter.clone(),
-        pcap_immediate: opts.collect.pcap_immediate,
-        ingress_hook: opts.collect.ingress_hook,
-    };
+    })?;
     let (tx, rx) = mpsc::channel(QUEUE);
-    let degradations = Rc::new(RefCell::new(Vec::new()));
     let mut sink = ChannelSink {
         tx,
-        degradations: degradations.clone(),
-        totals: Shares::default(),
+        degradations: engine
+            .degradations()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        attribution: Attribution::default(),
     };
-    let noted = degradations.clone();
-    let collector = watch::drive(&watch_opts, &mut sink, move |found| {
-        *noted.borrow_mut() = found.iter().map(ToString::to_string).collect();
-    });
+    let mut stop_signals = crate::platform::StopSignals::new()?;
+    let schedule = Schedule {
+        interval: opts.interval,
+        duration: None,
+    };
+    let collector = engine.run(schedule, &mut sink, stop_signals.recv());
     tokio::select! {
         shown = ui::run(EmbeddedSource { rx }, theme) => shown,
         // Returns only on failure or a signal; dropping the dashboard restores the terminal
@@ -101,39 +105,26 @@ impl LiveSource for EmbeddedSource {
     }
 }
 
-/// Running sums for the attributed share: IP-layer process bytes over link-layer interface
-/// bytes since the dashboard started.
-#[derive(Default)]
-struct Shares {
-    attributed: u64,
-    on_interfaces: u64,
-}
-
 struct ChannelSink {
     tx: mpsc::Sender<LiveUpdate>,
-    degradations: Rc<RefCell<Vec<String>>>,
-    totals: Shares,
+    degradations: Vec<String>,
+    /// Monitored interfaces' bytes since the dashboard started, attributed or not.
+    attribution: Attribution,
 }
 
-impl RecordSink for ChannelSink {
-    fn deliver(&mut self, record: IntervalRecord) -> anyhow::Result<bool> {
-        self.totals.attributed += record
-            .processes
-            .iter()
-            .map(|p| p.rx_bytes + p.tx_bytes)
-            .sum::<u64>();
-        self.totals.on_interfaces += record
-            .interfaces
-            .iter()
-            .map(|i| i.rx_bytes + i.tx_bytes)
-            .sum::<u64>();
-        let share = (self.totals.on_interfaces > 0)
-            .then(|| self.totals.attributed as f64 / self.totals.on_interfaces as f64);
+impl Sink for ChannelSink {
+    async fn deliver(
+        &mut self,
+        interval: ClosedInterval,
+        _collector: &Collector,
+    ) -> anyhow::Result<bool> {
+        let record = interval.record;
+        self.attribution.add(&record.attribution);
         let header = HeaderInfo {
             backend: record.backend.to_string(),
-            degradations: self.degradations.borrow().clone(),
+            degradations: self.degradations.clone(),
             lost_total: None,
-            attributed_share: share,
+            attributed_share: self.attribution.ratio(),
             source: SourceKind::Embedded,
             // Alert rules run in the daemon only.
             alerts: Vec::new(),

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::{process, MetricsState};
 use crate::{
-    accounting::Lost,
     collect::BackendKind,
+    model::Lost,
     model::{Bytes, InterfaceRecord, IntervalRecord},
     pipeline::LiveInterval,
     store::TrafficRow,
@@ -51,6 +51,8 @@ pub fn synthetic_interval(
             processes: Vec::new(),
             connections: Vec::new(),
             unattributed: Bytes::default(),
+            attributed_ratio: None,
+            attribution: Default::default(),
             lost: Lost::default(),
         },
         traffic,

@@ -20,7 +20,7 @@ use super::{
     ProgramStat,
 };
 use crate::{
-    accounting::Lost,
+    model::Lost,
     pipeline::{totals::Counts, LiveInterval},
     store::UNATTRIBUTED_APP,
 };

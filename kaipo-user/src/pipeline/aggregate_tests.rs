@@ -1,7 +1,7 @@
 use super::*;
 use crate::{
-    accounting::Lost,
     collect::BackendKind,
+    model::Lost,
     model::{Bytes, InterfaceRecord, ProcessRecord},
     pipeline::bus,
 };
@@ -29,6 +29,7 @@ fn live(ts_ms: u64, traffic: Vec<TrafficRow>, eth0_rx: u64) -> LiveInterval {
         .iter()
         .filter(|r| r.pid != 0)
         .map(|r| ProcessRecord {
+            exe: None,
             pid: r.pid,
             name: format!("{}-comm", r.app),
             cmdline: r.cmdline.clone(),
@@ -45,6 +46,8 @@ fn live(ts_ms: u64, traffic: Vec<TrafficRow>, eth0_rx: u64) -> LiveInterval {
         .collect();
     LiveInterval {
         record: IntervalRecord {
+            attributed_ratio: None,
+            attribution: Default::default(),
             ts_ms,
             interval_ms: 1000,
             backend: BackendKind::Ebpf,

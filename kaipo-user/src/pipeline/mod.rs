@@ -16,7 +16,6 @@ pub mod aggregate;
 pub mod bus;
 #[cfg(unix)]
 pub mod collector;
-pub mod protocol;
 pub mod totals;
 
 use crate::{model::IntervalRecord, store::TrafficRow};

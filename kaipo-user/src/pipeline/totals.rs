@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::accounting::Lost;
+use crate::model::Lost;
 
 /// Bytes and packets in both directions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,8 +13,8 @@ use super::{
     theme::Theme,
 };
 use crate::{
-    accounting::Lost,
     collect::BackendKind,
+    model::Lost,
     model::{Bytes, ConnectionRecord, InterfaceRecord, IntervalRecord, ProcessRecord},
 };
 
@@ -53,6 +53,7 @@ pub fn synthetic_update(processes: usize, connections: usize, n: u64) -> LiveUpd
                 uid: 1000,
                 user: Some("svc".into()),
                 container: (i % 3 == 0).then(|| format!("{:012x}", i * 977)),
+                exe: None,
                 netns: Some(4_026_531_840),
                 exited: false,
                 rx_bytes: bytes(i),
@@ -67,11 +68,15 @@ pub fn synthetic_update(processes: usize, connections: usize, n: u64) -> LiveUpd
                 proto: if j % 4 == 0 { "udp" } else { "tcp" }.into(),
                 local: format!("10.0.{}.{}:{}", j / 256 % 256, j % 256, 20_000 + j % 40_000),
                 remote: format!("203.0.{}.{}:443", j % 1000 / 250, j % 250),
+                service: "https".into(),
+                state: Some("ESTABLISHED".into()),
                 rx_bytes: bytes(j) / 10,
                 tx_bytes: bytes(j + 3) / 10,
             })
             .collect(),
         unattributed: Bytes::default(),
+        attributed_ratio: None,
+        attribution: Default::default(),
         lost: Lost::default(),
     };
     let header = HeaderInfo {

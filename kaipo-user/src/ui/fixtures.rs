@@ -12,8 +12,8 @@ use super::{
     theme::Theme,
 };
 use crate::{
-    accounting::Lost,
     collect::BackendKind,
+    model::Lost,
     model::{Bytes, ConnectionRecord, InterfaceRecord, IntervalRecord, ProcessRecord},
     store::{Report, ReportRow, SeriesPoint, Tier},
 };
@@ -182,6 +182,8 @@ pub fn update(n: u64) -> LiveUpdate {
         .filter(|c| c.0 != 5150 || n <= 3)
         .map(
             |&(pid, proto, local, remote, _, _, rx, tx)| ConnectionRecord {
+                service: String::new(),
+                state: None,
                 pid,
                 proto: proto.into(),
                 local: local.into(),
@@ -200,6 +202,7 @@ pub fn update(n: u64) -> LiveUpdate {
                 .filter(|c| c.pid == p.pid)
                 .fold((0, 0), |(rx, tx), c| (rx + c.rx_bytes, tx + c.tx_bytes));
             ProcessRecord {
+                exe: None,
                 pid: p.pid,
                 name: p.name.into(),
                 cmdline: p.cmdline.into(),
@@ -216,6 +219,8 @@ pub fn update(n: u64) -> LiveUpdate {
         })
         .collect();
     let record = IntervalRecord {
+        attributed_ratio: None,
+        attribution: Default::default(),
         ts_ms: TS0 + n * 1000,
         interval_ms: 1000,
         backend: BackendKind::Ebpf,

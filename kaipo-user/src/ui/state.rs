@@ -17,7 +17,7 @@ use super::{
     tracks::{ConnectionTrack, InterfaceTrack, ProcessTrack, RemoteAddr, RemoteTrack, Tracks},
     units::RateUnit,
 };
-use crate::accounting::Lost;
+use crate::model::Lost;
 
 /// How long an exited process stays on screen, dimmed, with its final totals.
 pub const EXITED_LINGER: Duration = Duration::from_secs(5);

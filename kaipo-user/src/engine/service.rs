@@ -1,10 +1,12 @@
-//! The protocol analyzer: names the service a connection talks to from its protocol and ports.
+//! Names the service a connection is for from its protocol and its server side's port.
 //!
-//! kaipo never looks into payloads, so a service is a guess from the port. The guess takes the
-//! well-known side of the connection (a port in the table below, or any port under 1024): a
-//! client talking to 443 and a server answering from 443 are both `https`. When neither side
-//! is well known, the remote port is kept as `tcp/<port>` or `udp/<port>`, which still tells
-//! apart the peers of an application that uses its own ports.
+//! kaipo never looks into payloads, so a service is named by the port of the connection's
+//! server side: the local port of a server socket (listening, accepted, or an unconnected UDP
+//! socket answering many peers), the remote port of a client. A client talking to 443 and a
+//! server answering from 443 are both `https`; a UDP server on 9999 is `udp/9999` whatever
+//! ephemeral ports its clients use. Where the side is not known, a named port or a port
+//! outside the ephemeral range (`net.ipv4.ip_local_port_range`, which clients' ports are
+//! taken from) marks the server side.
 
 use kaipo_common::{PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 
@@ -94,11 +96,62 @@ fn lookup(proto: u8, port: u16) -> Option<&'static str> {
         .map(|(_, _, name)| *name)
 }
 
-/// The service of a connection: `dns`, `https`, `quic`, `tcp/8086`, `icmp`, ...
-///
-/// `remote_port` 0 means the remote is unknown (an unconnected socket that talked to several
-/// peers); the local port then decides.
-pub fn service(proto: u8, local_port: u16, remote_port: u16) -> String {
+/// Which end of a connection is the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerSide {
+    Local,
+    Remote,
+    /// Not known from the socket: decided from the ports.
+    Unknown,
+}
+
+/// The ports clients are given when they do not pick one, as Linux hands them out by default.
+pub const EPHEMERAL_DEFAULT: (u16, u16) = (32768, 60999);
+
+/// The host's ephemeral port range (`/proc/sys/net/ipv4/ip_local_port_range`), else Linux's
+/// default.
+pub fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut it = text.split_whitespace().map(|w| w.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .filter(|(lo, hi)| lo <= hi)
+        .unwrap_or(EPHEMERAL_DEFAULT)
+}
+
+/// The server side from the ports alone: a named port over an unnamed one, then a port
+/// outside the ephemeral range over one inside it, then the lower port.
+pub fn side_from_ports(
+    proto: u8,
+    local_port: u16,
+    remote_port: u16,
+    ephemeral: (u16, u16),
+) -> ServerSide {
+    if remote_port == 0 {
+        return ServerSide::Local;
+    }
+    if local_port == 0 {
+        return ServerSide::Remote;
+    }
+    match (lookup(proto, local_port), lookup(proto, remote_port)) {
+        (Some(_), None) => return ServerSide::Local,
+        (None, Some(_)) => return ServerSide::Remote,
+        _ => {}
+    }
+    let ephemeral = |p: u16| (ephemeral.0..=ephemeral.1).contains(&p);
+    match (ephemeral(local_port), ephemeral(remote_port)) {
+        (false, true) => ServerSide::Local,
+        (true, false) => ServerSide::Remote,
+        _ if local_port < remote_port => ServerSide::Local,
+        _ => ServerSide::Remote,
+    }
+}
+
+/// The service of a connection: `dns`, `https`, `quic`, `tcp/8086`, `icmp`, ... named from
+/// the server side's port.
+pub fn service_of(proto: u8, local_port: u16, remote_port: u16, side: ServerSide) -> String {
     let transport = match proto {
         PROTO_TCP => "tcp",
         PROTO_UDP => "udp",
@@ -107,16 +160,24 @@ pub fn service(proto: u8, local_port: u16, remote_port: u16) -> String {
         PROTO_ICMPV6 => return "icmpv6".into(),
         other => return format!("ip/{other}"),
     };
-    let ports = [remote_port, local_port].into_iter().filter(|&p| p != 0);
-    // A named port first: an ephemeral port never falls under 1024, but a server on a named
-    // high port (postgres on 5432) may well talk to a client whose port is under 1024.
-    if let Some(name) = ports.clone().find_map(|p| lookup(proto, p)) {
-        return name.into();
+    let side = match side {
+        ServerSide::Unknown => side_from_ports(proto, local_port, remote_port, EPHEMERAL_DEFAULT),
+        known => known,
+    };
+    let port = match side {
+        ServerSide::Local => local_port,
+        _ => remote_port,
+    };
+    match (port, lookup(proto, port)) {
+        (_, Some(name)) => name.into(),
+        (0, None) => transport.into(),
+        (port, None) => format!("{transport}/{port}"),
     }
-    match ports.clone().find(|&p| p < 1024).or(ports.clone().next()) {
-        Some(port) => format!("{transport}/{port}"),
-        None => transport.into(),
-    }
+}
+
+/// The service of a connection whose server side is not known: see [`side_from_ports`].
+pub fn service(proto: u8, local_port: u16, remote_port: u16) -> String {
+    service_of(proto, local_port, remote_port, ServerSide::Unknown)
 }
 
 #[cfg(test)]
@@ -165,11 +226,16 @@ mod tests {
     }
 
     #[test]
-    fn unknown_ports_keep_the_low_side_or_the_remote() {
+    fn unknown_ports_name_the_side_outside_the_ephemeral_range() {
         assert_eq!(service(PROTO_TCP, 40000, 999), "tcp/999");
         assert_eq!(service(PROTO_TCP, 999, 40000), "tcp/999");
         assert_eq!(service(PROTO_UDP, 40000, 9999), "udp/9999");
-        assert_eq!(service(PROTO_UDP, 9999, 40000), "udp/40000");
+        // A server on udp/9999 answering a client's ephemeral port is still udp/9999.
+        assert_eq!(service(PROTO_UDP, 9999, 37488), "udp/9999");
+        assert_eq!(service(PROTO_TCP, 5001, 49748), "tcp/5001");
+        assert_eq!(service(PROTO_TCP, 49748, 5001), "tcp/5001");
+        // Both outside the range: the lower port.
+        assert_eq!(service(PROTO_TCP, 20000, 9000), "tcp/9000");
         assert_eq!(service(PROTO_SCTP, 40000, 3868), "sctp/3868");
         // The table is for TCP and UDP only.
         assert_eq!(service(PROTO_SCTP, 40000, 443), "sctp/443");
@@ -180,6 +246,37 @@ mod tests {
         assert_eq!(service(PROTO_UDP, 53, 0), "dns");
         assert_eq!(service(PROTO_UDP, 9999, 0), "udp/9999");
         assert_eq!(service(PROTO_UDP, 0, 0), "udp");
+    }
+
+    #[test]
+    fn a_known_side_wins_over_the_ports() {
+        assert_eq!(
+            service_of(PROTO_TCP, 40001, 40000, ServerSide::Local),
+            "tcp/40001"
+        );
+        assert_eq!(
+            service_of(PROTO_TCP, 40001, 443, ServerSide::Remote),
+            "https"
+        );
+        assert_eq!(
+            service_of(PROTO_TCP, 443, 40001, ServerSide::Local),
+            "https"
+        );
+    }
+
+    #[test]
+    fn ephemeral_range_falls_back_to_the_default() {
+        let (lo, hi) = ephemeral_range();
+        assert!(lo <= hi);
+        assert_eq!(
+            side_from_ports(PROTO_UDP, 9999, 37488, EPHEMERAL_DEFAULT),
+            ServerSide::Local
+        );
+        assert_eq!(
+            side_from_ports(PROTO_UDP, 9999, 37488, (1024, 65535)),
+            ServerSide::Local,
+            "both ephemeral: the lower port"
+        );
     }
 
     #[test]

@@ -17,7 +17,12 @@ use kaipo_common::{
     counter, Event, IfaceCounters, SockStats, EVENT_PROC_EXIT, EVENT_SOCK_CLOSE, EVENT_SOCK_OWNER,
 };
 
-use crate::collect::{Interface, KernelSample};
+use crate::{
+    collect::{Interface, KernelSample},
+    model::{Attribution, Lost, Traffic},
+};
+
+use super::service::ServerSide;
 
 /// Intervals a socket's bytes wait for its owner before being called unattributed.
 pub const OWNER_GRACE_INTERVALS: u32 = 2;
@@ -31,49 +36,6 @@ pub struct Owner {
     pub comm: String,
     pub uid: u32,
     pub cgroup_id: u64,
-}
-
-/// Bytes and packets in both directions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Traffic {
-    pub rx_bytes: u64,
-    pub rx_packets: u64,
-    pub tx_bytes: u64,
-    pub tx_packets: u64,
-}
-
-impl Traffic {
-    pub fn is_zero(&self) -> bool {
-        *self == Self::default()
-    }
-
-    pub fn add(&mut self, other: &Traffic) {
-        self.rx_bytes += other.rx_bytes;
-        self.rx_packets += other.rx_packets;
-        self.tx_bytes += other.tx_bytes;
-        self.tx_packets += other.tx_packets;
-    }
-
-    /// `self - earlier`, each field on its own; a field that went down means the counter was
-    /// restarted, and then all of it is new.
-    fn since(&self, earlier: &Traffic) -> Traffic {
-        let d = |now: u64, then: u64| if now >= then { now - then } else { now };
-        Traffic {
-            rx_bytes: d(self.rx_bytes, earlier.rx_bytes),
-            rx_packets: d(self.rx_packets, earlier.rx_packets),
-            tx_bytes: d(self.tx_bytes, earlier.tx_bytes),
-            tx_packets: d(self.tx_packets, earlier.tx_packets),
-        }
-    }
-
-    fn max(&self, other: &Traffic) -> Traffic {
-        Traffic {
-            rx_bytes: self.rx_bytes.max(other.rx_bytes),
-            rx_packets: self.rx_packets.max(other.rx_packets),
-            tx_bytes: self.tx_bytes.max(other.tx_bytes),
-            tx_packets: self.tx_packets.max(other.tx_packets),
-        }
-    }
 }
 
 /// A socket's totals split by path: loopback is kept apart so it can be left out.
@@ -125,7 +87,7 @@ impl SockTotals {
 }
 
 /// What a socket is, from its first packet.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Endpoints {
     pub family: u8,
     pub proto: u8,
@@ -134,11 +96,40 @@ pub struct Endpoints {
     pub remote_addr: [u8; 16],
     pub remote_port: u16,
     pub many_remotes: bool,
+    /// Which end is the server, when the kernel saw the connection start.
+    pub server_side: ServerSide,
+    /// TCP state at the socket's last packet, as the kernel numbers it; 0 when unknown.
+    pub tcp_state: u8,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Self {
+            family: 0,
+            proto: 0,
+            local_addr: [0; 16],
+            local_port: 0,
+            remote_addr: [0; 16],
+            remote_port: 0,
+            many_remotes: false,
+            server_side: ServerSide::Unknown,
+            tcp_state: 0,
+        }
+    }
 }
 
 impl Endpoints {
     fn from_stats(s: &SockStats) -> Self {
+        let server_side = if s.flags & kaipo_common::SOCK_FLAG_SERVER != 0 {
+            ServerSide::Local
+        } else if s.flags & kaipo_common::SOCK_FLAG_CLIENT != 0 {
+            ServerSide::Remote
+        } else {
+            ServerSide::Unknown
+        };
         Self {
+            server_side,
+            tcp_state: s.tcp_state,
             family: s.family,
             proto: s.proto,
             local_addr: s.local_addr,
@@ -182,27 +173,9 @@ pub struct IntervalDelta {
     pub unattributed: Traffic,
     /// Processes that exited during the interval: tgid, comm, uid.
     pub exited: Vec<(u32, String, u32)>,
+    /// Bytes on the monitored interfaces, attributed or not.
+    pub attribution: Attribution,
     pub lost: Lost,
-}
-
-/// Per-interval counts of what could not be recorded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Lost {
-    /// Lifecycle events dropped because the ring buffer was full.
-    pub ringbuf_full: u64,
-    /// Sockets whose counters found no room in the socket map.
-    pub sock_map_full: u64,
-    pub owner_map_full: u64,
-    /// Flow entries that could not be created at all.
-    pub flow_map_full: u64,
-    /// Flow entries the kernel evicted to make room for new ones (least recently used first).
-    pub flow_evictions: u64,
-    pub iface_map_full: u64,
-    /// Ring-buffer records kaipo could not read.
-    pub malformed_events: u64,
-    /// Frames the packet capture dropped (pcap backend only).
-    #[serde(default)]
-    pub capture_drops: u64,
 }
 
 /// Keeps the state that turns samples into deltas.
@@ -270,6 +243,33 @@ impl Accountant {
         }
     }
 
+    /// Takes `sample` as the starting point: everything it holds happened before counting
+    /// began, so the first interval reports only what comes after it. Owners and closes seen
+    /// so far are kept.
+    pub fn baseline(&mut self, sample: &KernelSample) {
+        for (iface, now) in &sample.ifaces {
+            self.ifaces.insert(iface.ifindex, *now);
+        }
+        for (cookie, stats) in &sample.sockets {
+            let state = self.sockets.entry(*cookie).or_default();
+            state.endpoints = Endpoints::from_stats(stats);
+            state.last = SockTotals::from_stats(stats);
+            state.pending = SockTotals::default();
+            state.pending_age = 0;
+        }
+        // Sockets that closed before the baseline and left the map: nothing of theirs counts.
+        let present: HashSet<u64> = sample.sockets.iter().map(|(c, _)| *c).collect();
+        self.sockets.retain(|cookie, _| present.contains(cookie));
+        self.counters = sample.counters;
+        if let Some(live) = sample.flows_live {
+            self.flow_evictions_total =
+                sample.counters[counter::FLOW_CREATED as usize].saturating_sub(live);
+        }
+        self.capture_drops = sample.capture_drops;
+        self.malformed_seen = 0;
+        self.exited.clear();
+    }
+
     pub fn owner_of(&self, cookie: u64) -> Option<&Owner> {
         self.owners.get(&cookie)
     }
@@ -303,6 +303,7 @@ impl Accountant {
             if state.endpoints == Endpoints::default() || stats.flags != 0 {
                 state.endpoints = Endpoints::from_stats(stats);
             }
+            state.endpoints.tcp_state = stats.tcp_state;
             Self::advance(state, totals);
         }
         // Closed sockets whose entry is no longer in the map: their close totals are final.
@@ -639,6 +640,33 @@ mod tests {
         assert_eq!(d2.interfaces[0].1.rx_bytes, 600);
         assert_eq!(d2.lost.ringbuf_full, 0);
         assert_eq!(d2.lost.flow_evictions, 15);
+    }
+
+    #[test]
+    fn the_first_interval_starts_at_the_baseline() {
+        let mut a = Accountant::new(false);
+        a.on_event(&owner_event(7, 100, "sender"));
+        // 2,170 datagrams before counting began (while programs were still attaching).
+        a.baseline(&sample(vec![(7, stats(0, 217_000, 0, 0))]));
+        let d1 = a.finish(
+            &sample(vec![(7, stats(0, 317_000, 0, 0)), (8, stats(0, 500, 0, 0))]),
+            0,
+            false,
+        );
+        assert_eq!(
+            tx_of(&d1, 100),
+            100_000,
+            "only the 1,000 datagrams after the baseline"
+        );
+        assert_eq!(d1.processes[&100].1.tx_packets, 1_000);
+        // A socket first seen after the baseline counts from zero.
+        a.on_event(&owner_event(8, 200, "late"));
+        let d2 = a.finish(
+            &sample(vec![(7, stats(0, 317_000, 0, 0)), (8, stats(0, 500, 0, 0))]),
+            0,
+            false,
+        );
+        assert_eq!(tx_of(&d2, 200), 500);
     }
 
     #[test]

@@ -1,0 +1,268 @@
+//! The interval engine every collecting command runs: `watch`, `live` (without a daemon) and
+//! the daemon's collector stage. It starts a backend, drains lifecycle events as they come,
+//! and on each tick closes an interval (read the counters, account the deltas, build the
+//! record) and hands it to the command's [`Sink`].
+//!
+//! The first interval covers only what happened after the engine started: the counters are
+//! read once right after every program is attached, and that reading is the baseline (the
+//! kernel starts counting while the programs are still being attached, seconds before the
+//! first tick).
+
+pub mod accounting;
+mod records;
+pub mod service;
+
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+
+use self::accounting::{Accountant, IntervalDelta};
+pub use self::records::{app_name, connection_service, remote_address, traffic_rows};
+use crate::{
+    collect::{
+        backend::{self, Collector, Events, StartOptions},
+        BackendKind, Degradation, Event,
+    },
+    model::IntervalRecord,
+    procinfo::ProcessResolver,
+    store::TrafficRow,
+};
+
+/// What the engine needs to know, whichever command runs it.
+#[derive(Clone, Debug, Default)]
+pub struct EngineOptions {
+    pub collect: StartOptions,
+    /// Count loopback traffic in process and connection figures.
+    pub include_loopback: bool,
+}
+
+/// One closed interval, as a sink receives it.
+pub struct ClosedInterval {
+    pub record: IntervalRecord,
+    /// The interval's traffic per process, remote and service in the store's shape; only
+    /// when the sink asked for it ([`Sink::wants_rows`]).
+    pub rows: Vec<TrafficRow>,
+    /// The last interval of the run.
+    pub final_interval: bool,
+}
+
+/// Whether a sink can take an interval now.
+pub enum Ready {
+    /// Close the interval and deliver it.
+    Now,
+    /// Leave the interval open; the kernel keeps counting and the next tick covers both.
+    Later,
+    /// Nothing will take intervals any more: stop.
+    Stop,
+}
+
+/// Where a command's closed intervals go.
+#[expect(
+    async_fn_in_trait,
+    reason = "used through generics only; each sink's future is as Send as the sink"
+)]
+pub trait Sink {
+    /// Asks for store rows with each interval (the daemon).
+    fn wants_rows(&self) -> bool {
+        false
+    }
+
+    /// Called before an interval is closed. The last interval of a run may wait here.
+    async fn ready(&mut self, _final_interval: bool) -> Ready {
+        Ready::Now
+    }
+
+    /// Takes one interval; `Ok(false)` stops the run after it.
+    async fn deliver(
+        &mut self,
+        interval: ClosedInterval,
+        collector: &Collector,
+    ) -> anyhow::Result<bool>;
+}
+
+/// When intervals close and when the run ends.
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule {
+    pub interval: Duration,
+    /// Ends the run this long after the start, with a last (partial) interval.
+    pub duration: Option<Duration>,
+}
+
+/// A started backend and the state that turns its counters into interval records.
+pub struct Engine {
+    collector: Collector,
+    events: Events,
+    accountant: Accountant,
+    resolver: ProcessResolver,
+    buffer: Vec<Event>,
+    malformed_reported: u64,
+    backend: BackendKind,
+    last_close: Instant,
+}
+
+impl Engine {
+    /// Starts the chosen backend and takes the baseline reading.
+    pub fn start(opts: &EngineOptions) -> anyhow::Result<Self> {
+        let (collector, events) = backend::start(&opts.collect)?;
+        Self::with_collector(collector, events, opts.include_loopback)
+    }
+
+    /// An engine over an already started collector (the daemon starts its own to drop
+    /// privileges in between).
+    pub fn with_collector(
+        collector: Collector,
+        events: Events,
+        include_loopback: bool,
+    ) -> anyhow::Result<Self> {
+        let mut engine = Self {
+            backend: collector.kind(),
+            collector,
+            events,
+            accountant: Accountant::new(include_loopback),
+            resolver: ProcessResolver::new("/proc", "/etc"),
+            buffer: Vec::with_capacity(1024),
+            malformed_reported: 0,
+            last_close: Instant::now(),
+        };
+        engine.drain();
+        let sample = engine.collector.sample()?;
+        engine.drain();
+        engine.accountant.baseline(&sample);
+        engine.malformed_reported = engine.events.malformed();
+        engine.last_close = Instant::now();
+        Ok(engine)
+    }
+
+    pub fn degradations(&self) -> &[Degradation] {
+        self.collector.degradations()
+    }
+
+    pub fn backend(&self) -> BackendKind {
+        self.backend
+    }
+
+    pub fn collector(&self) -> &Collector {
+        &self.collector
+    }
+
+    /// Applies every lifecycle event waiting in the ring buffer.
+    pub fn drain(&mut self) {
+        self.events.drain(&mut self.buffer);
+        let now = Instant::now();
+        for event in self.buffer.drain(..) {
+            self.accountant.on_event(&event);
+            let comm = accounting::comm_to_string(&event.comm);
+            match event.kind {
+                kaipo_common::EVENT_SOCK_OWNER => {
+                    self.resolver.hint(event.tgid, &comm, event.uid, now);
+                    // Read /proc now, while a short-lived process is most likely still there.
+                    let _ = self.resolver.lookup(event.tgid, now);
+                }
+                kaipo_common::EVENT_PROC_EXIT => {
+                    self.resolver.note_exit(event.tgid, &comm, event.uid, now);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Closes an interval: everything since the previous close (or the baseline). Events
+    /// first, then counters, then events again: an owner or close that raced with the read is
+    /// applied before the interval is closed. `final_interval` flushes bytes still waiting
+    /// for an owner.
+    pub fn close(
+        &mut self,
+        final_interval: bool,
+        with_rows: bool,
+    ) -> anyhow::Result<ClosedInterval> {
+        self.drain();
+        let sample = self.collector.sample()?;
+        self.drain();
+        let malformed = self.events.malformed() - self.malformed_reported;
+        self.malformed_reported = self.events.malformed();
+        let delta = self.accountant.finish(&sample, malformed, final_interval);
+        self.collector
+            .forget_sockets(&self.accountant.take_forgotten());
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last_close);
+        self.last_close = now;
+        // Rows first: building the record expires the resolver's cache of exited processes.
+        let rows = if with_rows {
+            traffic_rows(&delta, &mut self.resolver, now)
+        } else {
+            Vec::new()
+        };
+        let record = records::build(&delta, &mut self.resolver, self.backend, elapsed, now);
+        Ok(ClosedInterval {
+            record,
+            rows,
+            final_interval,
+        })
+    }
+
+    /// The accounting of the last close, for tests.
+    pub fn accountant(&self) -> &Accountant {
+        &self.accountant
+    }
+
+    /// Runs intervals into `sink` until the schedule's duration ends, `stop` resolves or the
+    /// sink asks to stop, then closes a last interval. The programs are detached on return.
+    pub async fn run(
+        mut self,
+        schedule: Schedule,
+        sink: &mut impl Sink,
+        stop: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let mut ticker =
+            tokio::time::interval_at((start + schedule.interval).into(), schedule.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let deadline = schedule.duration.map(|d| start + d);
+        let end = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(stop);
+        tokio::pin!(end);
+        loop {
+            let final_interval = tokio::select! {
+                ready = self.events.readable() => {
+                    ready.context("waiting on the event ring buffer")?;
+                    self.drain();
+                    continue;
+                }
+                _ = ticker.tick() => false,
+                () = &mut end => true,
+                () = &mut stop => true,
+            };
+            match sink.ready(final_interval).await {
+                Ready::Now => {}
+                Ready::Later => continue,
+                Ready::Stop => break,
+            }
+            let closed = self.close(final_interval, sink.wants_rows())?;
+            if !sink.deliver(closed, &self.collector).await? || final_interval {
+                break;
+            }
+        }
+        // Dropping the collector detaches every program.
+        drop(self);
+        Ok(())
+    }
+}
+
+/// Folds a finished interval's delta into records; shared with tests that build deltas by
+/// hand.
+pub fn record_of(
+    delta: &IntervalDelta,
+    resolver: &mut ProcessResolver,
+    backend: BackendKind,
+    elapsed: Duration,
+) -> IntervalRecord {
+    records::build(delta, resolver, backend, elapsed, Instant::now())
+}

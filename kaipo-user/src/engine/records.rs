@@ -1,0 +1,340 @@
+//! Turning an interval's deltas into what users read: the interval record and the store's
+//! rows, with process details from `/proc` and each connection's service.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    path::Path,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use super::{
+    accounting::{Endpoints, IntervalDelta},
+    service::{self, ServerSide},
+};
+use crate::{
+    collect::BackendKind,
+    format,
+    model::{Bytes, ConnectionRecord, InterfaceRecord, IntervalRecord, ProcessRecord},
+    platform::{Host, Platform as _},
+    procinfo::{ProcessInfo, ProcessResolver},
+    store::{TrafficRow, UNATTRIBUTED_APP},
+};
+
+/// The service a socket is for. An unconnected socket that talked to many peers is a server
+/// on its local port; otherwise the kernel's word on the socket's role, else the ports decide.
+pub fn connection_service(e: &Endpoints, remote_port: u16) -> String {
+    let side = if e.many_remotes || remote_port == 0 {
+        ServerSide::Local
+    } else {
+        e.server_side
+    };
+    let side = match side {
+        ServerSide::Unknown => {
+            service::side_from_ports(e.proto, e.local_port, remote_port, ephemeral())
+        }
+        known => known,
+    };
+    service::service_of(e.proto, e.local_port, remote_port, side)
+}
+
+/// The host's ephemeral port range, read once.
+fn ephemeral() -> (u16, u16) {
+    static RANGE: std::sync::OnceLock<(u16, u16)> = std::sync::OnceLock::new();
+    *RANGE.get_or_init(service::ephemeral_range)
+}
+
+/// The interval record of a delta: processes largest first, connections as the accountant
+/// ordered them, interfaces in monitoring order.
+pub fn build(
+    delta: &IntervalDelta,
+    resolver: &mut ProcessResolver,
+    backend: BackendKind,
+    elapsed: Duration,
+    now: Instant,
+) -> IntervalRecord {
+    let exited: HashSet<u32> = delta.exited.iter().map(|(tgid, _, _)| *tgid).collect();
+    let mut processes: Vec<ProcessRecord> = delta
+        .processes
+        .values()
+        .map(|(owner, traffic)| {
+            let info = resolver.lookup(owner.tgid, now);
+            // Without process details, only an exit the collector reported says gone.
+            let gone = exited.contains(&owner.tgid)
+                || (Host::PROCESS_DETAILS && info.as_ref().is_none_or(|i| i.start_time_ticks == 0));
+            ProcessRecord {
+                pid: owner.tgid,
+                name: info
+                    .as_ref()
+                    .map_or_else(|| owner.comm.clone(), |i| i.name.clone()),
+                cmdline: info.as_ref().map(|i| i.cmdline.clone()).unwrap_or_default(),
+                uid: info.as_ref().map_or(owner.uid, |i| i.uid),
+                user: info.as_ref().and_then(|i| i.user.clone()),
+                container: info.as_ref().and_then(|i| i.container.clone()),
+                exe: info.as_ref().and_then(|i| i.exe.clone()),
+                netns: info.as_ref().and_then(|i| i.netns_inode),
+                exited: gone,
+                rx_bytes: traffic.rx_bytes,
+                tx_bytes: traffic.tx_bytes,
+                rx_packets: traffic.rx_packets,
+                tx_packets: traffic.tx_packets,
+            }
+        })
+        .collect();
+    processes.sort_by(|a, b| {
+        (b.rx_bytes + b.tx_bytes)
+            .cmp(&(a.rx_bytes + a.tx_bytes))
+            .then(a.pid.cmp(&b.pid))
+    });
+    let connections = delta
+        .connections
+        .iter()
+        .map(|c| {
+            let e = &c.endpoints;
+            let ports = format::has_ports(e.proto);
+            ConnectionRecord {
+                pid: c.owner.tgid,
+                proto: format::proto_name(e.proto),
+                local: format::endpoint(e.family, &e.local_addr, e.local_port, ports),
+                remote: if e.many_remotes {
+                    "*".into()
+                } else {
+                    format::endpoint(e.family, &e.remote_addr, e.remote_port, ports)
+                },
+                service: connection_service(e, if e.many_remotes { 0 } else { e.remote_port }),
+                state: format::tcp_state(e.proto, e.tcp_state).map(str::to_owned),
+                rx_bytes: c.traffic.rx_bytes,
+                tx_bytes: c.traffic.tx_bytes,
+            }
+        })
+        .collect();
+    let interfaces = delta
+        .interfaces
+        .iter()
+        .map(|(iface, c)| InterfaceRecord {
+            name: iface.name.clone(),
+            rx_bytes: c.rx_bytes,
+            tx_bytes: c.tx_bytes,
+            rx_packets: c.rx_packets,
+            tx_packets: c.tx_packets,
+        })
+        .collect();
+    resolver.expire(now);
+    IntervalRecord {
+        ts_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        interval_ms: elapsed.as_millis() as u64,
+        backend,
+        interfaces,
+        processes,
+        connections,
+        unattributed: Bytes {
+            rx_bytes: delta.unattributed.rx_bytes,
+            tx_bytes: delta.unattributed.tx_bytes,
+        },
+        attributed_ratio: delta.attribution.ratio(),
+        attribution: delta.attribution,
+        lost: delta.lost,
+    }
+}
+
+/// The interval's traffic per process, remote address and service, plus one row for traffic
+/// without a known owner.
+pub fn traffic_rows(
+    delta: &IntervalDelta,
+    resolver: &mut ProcessResolver,
+    now: Instant,
+) -> Vec<TrafficRow> {
+    let mut rows: HashMap<(u32, String, String), TrafficRow> = HashMap::new();
+    let mut infos: HashMap<u32, Option<ProcessInfo>> = HashMap::new();
+    for c in &delta.connections {
+        let e = &c.endpoints;
+        let pid = c.owner.tgid;
+        let remote = if e.many_remotes {
+            String::new()
+        } else {
+            remote_address(e.family, &e.remote_addr)
+        };
+        let remote_port = if e.many_remotes { 0 } else { e.remote_port };
+        let service = connection_service(e, remote_port);
+        let row = rows
+            .entry((pid, remote.clone(), service.clone()))
+            .or_insert_with(|| {
+                let info = infos
+                    .entry(pid)
+                    .or_insert_with(|| resolver.lookup(pid, now))
+                    .clone();
+                let uid = info.as_ref().map_or(c.owner.uid, |i| i.uid);
+                let user = match info.as_ref().and_then(|i| i.user.clone()) {
+                    Some(user) => Some(user),
+                    None => resolver.user_name(uid),
+                };
+                TrafficRow {
+                    app: app_name(info.as_ref(), &c.owner.comm),
+                    pid,
+                    start_time: info.as_ref().map_or(0, |i| i.start_time_ticks),
+                    cmdline: info.as_ref().map(|i| i.cmdline.clone()).unwrap_or_default(),
+                    uid,
+                    user,
+                    container: info
+                        .as_ref()
+                        .and_then(|i| i.container.clone().or_else(|| i.cgroup.clone())),
+                    remote,
+                    service,
+                    ..TrafficRow::default()
+                }
+            });
+        row.rx_bytes += c.traffic.rx_bytes;
+        row.tx_bytes += c.traffic.tx_bytes;
+        row.rx_packets += c.traffic.rx_packets;
+        row.tx_packets += c.traffic.tx_packets;
+    }
+    let mut out: Vec<TrafficRow> = rows.into_values().collect();
+    out.sort_by(|a, b| (a.pid, &a.remote, &a.service).cmp(&(b.pid, &b.remote, &b.service)));
+    let u = &delta.unattributed;
+    if !u.is_zero() {
+        out.push(TrafficRow {
+            app: UNATTRIBUTED_APP.into(),
+            rx_bytes: u.rx_bytes,
+            tx_bytes: u.tx_bytes,
+            rx_packets: u.rx_packets,
+            tx_packets: u.tx_packets,
+            ..TrafficRow::default()
+        });
+    }
+    out
+}
+
+/// The executable's file name (`python3.12`, `firefox-bin`), else the command name. The file
+/// name is what identifies a program; the command name is truncated to 15 bytes and can be
+/// set by the program itself.
+pub fn app_name(info: Option<&ProcessInfo>, comm: &str) -> String {
+    let exe = info.and_then(|i| i.exe.as_deref()).and_then(|exe| {
+        // A replaced or deleted binary reads as "/usr/bin/foo (deleted)".
+        let exe = exe.strip_suffix(" (deleted)").unwrap_or(exe);
+        Path::new(exe).file_name()?.to_str().map(str::to_owned)
+    });
+    exe.or_else(|| info.map(|i| i.name.clone()))
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| comm.to_owned())
+}
+
+/// The remote address as text, IPv4-mapped IPv6 addresses as IPv4; empty when unknown.
+pub fn remote_address(family: u8, addr: &[u8; 16]) -> String {
+    match format::ip(family, addr) {
+        Some(ip) if !ip.is_unspecified() => match ip {
+            IpAddr::V6(v6) => v6.to_canonical().to_string(),
+            v4 => v4.to_string(),
+        },
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kaipo_common::{FAMILY_IPV4, FAMILY_IPV6, PROTO_UDP};
+
+    use super::*;
+    use crate::{
+        engine::accounting::{ConnectionDelta, Endpoints, Owner},
+        model::Traffic,
+    };
+
+    fn info(exe: Option<&str>, name: &str) -> ProcessInfo {
+        ProcessInfo {
+            pid: 1,
+            name: name.into(),
+            cmdline: String::new(),
+            exe: exe.map(str::to_owned),
+            uid: 0,
+            user: None,
+            start_time_ticks: 0,
+            cgroup: None,
+            container: None,
+            netns_inode: None,
+        }
+    }
+
+    #[test]
+    fn app_is_the_executable_name_else_the_command_name() {
+        let python = info(Some("/usr/bin/python3.12"), "python3");
+        assert_eq!(app_name(Some(&python), "python3"), "python3.12");
+        let deleted = info(Some("/opt/app/server (deleted)"), "server");
+        assert_eq!(app_name(Some(&deleted), "server"), "server");
+        assert_eq!(
+            app_name(Some(&info(None, "kworker/0:1")), "x"),
+            "kworker/0:1"
+        );
+        assert_eq!(app_name(None, "short-lived"), "short-lived");
+    }
+
+    #[test]
+    fn remote_addresses_are_plain_text_or_empty() {
+        let mut v4 = [0u8; 16];
+        v4[..4].copy_from_slice(&[10, 0, 0, 2]);
+        assert_eq!(remote_address(FAMILY_IPV4, &v4), "10.0.0.2");
+        assert_eq!(remote_address(FAMILY_IPV4, &[0; 16]), "");
+        let mut mapped = [0u8; 16];
+        mapped[10..12].copy_from_slice(&[0xff, 0xff]);
+        mapped[12..].copy_from_slice(&[192, 0, 2, 1]);
+        assert_eq!(remote_address(FAMILY_IPV6, &mapped), "192.0.2.1");
+        assert_eq!(remote_address(0, &v4), "");
+    }
+
+    #[test]
+    fn rows_merge_per_process_remote_and_service() {
+        let owner = Owner {
+            tgid: 4_000_000,
+            comm: "sender".into(),
+            uid: 4_000_000,
+            cgroup_id: 0,
+        };
+        let mut remote = [0u8; 16];
+        remote[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let conn = |cookie, local_port, tx| ConnectionDelta {
+            cookie,
+            owner: owner.clone(),
+            endpoints: Endpoints {
+                family: FAMILY_IPV4,
+                proto: PROTO_UDP,
+                local_port,
+                remote_addr: remote,
+                remote_port: 53,
+                ..Endpoints::default()
+            },
+            traffic: Traffic {
+                tx_bytes: tx,
+                tx_packets: 1,
+                ..Traffic::default()
+            },
+        };
+        let delta = IntervalDelta {
+            connections: vec![conn(1, 40000, 100), conn(2, 40001, 50)],
+            unattributed: Traffic {
+                rx_bytes: 7,
+                rx_packets: 1,
+                ..Traffic::default()
+            },
+            ..IntervalDelta::default()
+        };
+        // No such pid: the kernel's comm and uid stand in.
+        let mut resolver = ProcessResolver::new("/nonexistent", "/nonexistent");
+        let rows = traffic_rows(&delta, &mut resolver, Instant::now());
+        assert_eq!(rows.len(), 2);
+        let r = &rows[0];
+        assert_eq!(
+            (
+                r.app.as_str(),
+                r.pid,
+                r.uid,
+                r.remote.as_str(),
+                r.service.as_str()
+            ),
+            ("sender", 4_000_000, 4_000_000, "127.0.0.1", "dns")
+        );
+        assert_eq!((r.tx_bytes, r.tx_packets), (150, 2));
+        assert_eq!(rows[1].app, UNATTRIBUTED_APP);
+        assert_eq!((rows[1].pid, rows[1].rx_bytes), (0, 7));
+    }
+}
