@@ -13,7 +13,7 @@ pub mod pcap;
 
 use std::fmt;
 
-pub use kaipo_common::{counter, Event, IfaceCounters, SockStats};
+pub use kaipo_common::{counter, Event, FlowCounters, FlowKey, IfaceCounters, SockStats};
 
 /// Which collector runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,6 +50,9 @@ pub struct KernelSample {
     pub counters: [u64; counter::COUNT as usize],
     /// Live entries in the flow map, when it was counted for this sample.
     pub flows_live: Option<u64>,
+    /// Per flow on a monitored interface, its link-layer totals (eBPF: the flow map and the
+    /// flow cache added up; pcap: the captured frames), when the backend tracks flows.
+    pub flows: Vec<(FlowKey, FlowCounters)>,
     /// Frames the capture dropped since start (pcap backend: buffer full or interface drops).
     pub capture_drops: u64,
 }

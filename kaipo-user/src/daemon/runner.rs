@@ -251,7 +251,12 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     });
 
     // The baseline is read last, so the first interval covers only time the daemon ran.
-    let engine = crate::engine::Engine::with_collector(collector, events, opts.include_loopback)?;
+    let engine = crate::engine::Engine::with_collector(
+        collector,
+        events,
+        opts.include_loopback,
+        !opts.ifaces.is_empty(),
+    )?;
     let collected = collector::run(
         engine,
         live,

@@ -22,7 +22,10 @@ use crate::{
     model::{Attribution, Lost, Traffic},
 };
 
-use super::service::ServerSide;
+use super::{
+    attribution::{socket_protocol, FlowDeltas, SocketIndex},
+    service::ServerSide,
+};
 
 /// Intervals a socket's bytes wait for its owner before being called unattributed.
 pub const OWNER_GRACE_INTERVALS: u32 = 2;
@@ -152,6 +155,13 @@ struct SocketState {
     /// Delta waiting for an owner, and for how many intervals it has waited.
     pending: SockTotals,
     pending_age: u32,
+    /// A frame of this socket crossed a monitored interface (sticky): with `--iface`, only
+    /// such sockets count.
+    crossed: bool,
+    /// Link-layer bytes of this socket's flows on the monitored interfaces still waiting for
+    /// an owner, and for how many intervals they have waited.
+    pending_link: u64,
+    link_age: u32,
 }
 
 /// One connection's share of an interval.
@@ -191,6 +201,11 @@ pub struct Accountant {
     exited: Vec<(u32, String, u32)>,
     /// Sockets the collector may drop from the kernel map.
     forget: Vec<u64>,
+    /// Process and connection figures count only sockets whose frames crossed a monitored
+    /// interface (`--iface` given and the backend tracks flows).
+    scoped: bool,
+    flows: FlowDeltas,
+    index: SocketIndex,
 }
 
 pub fn comm_to_string(comm: &[u8; 16]) -> String {
@@ -211,7 +226,22 @@ impl Accountant {
             malformed_seen: 0,
             exited: Vec::new(),
             forget: Vec::new(),
+            scoped: false,
+            flows: FlowDeltas::new(),
+            index: SocketIndex::default(),
         }
+    }
+
+    /// Counts only sockets whose frames crossed a monitored interface (for `--iface`); takes
+    /// effect with backends that track flows.
+    pub fn scoped_to_interfaces(mut self, scoped: bool) -> Self {
+        self.scoped = scoped;
+        self
+    }
+
+    #[cfg(test)]
+    fn host_addresses(&mut self, addrs: impl IntoIterator<Item = [u8; 16]>) {
+        self.flows.set_host_addresses(addrs);
     }
 
     pub fn on_event(&mut self, event: &Event) {
@@ -268,6 +298,7 @@ impl Accountant {
         self.capture_drops = sample.capture_drops;
         self.malformed_seen = 0;
         self.exited.clear();
+        self.flows.baseline(&sample.flows);
     }
 
     pub fn owner_of(&self, cookie: u64) -> Option<&Owner> {
@@ -315,13 +346,22 @@ impl Accountant {
             }
         }
 
+        let tracks_flows = sample.flows_live.is_some();
+        if tracks_flows {
+            out.attribution = self.join_flows(sample, &out.interfaces);
+        }
+        let scoped = self.scoped && tracks_flows;
+
         let include_loopback = self.include_loopback;
         let mut gone = Vec::new();
         for (cookie, state) in self.sockets.iter_mut() {
+            let owner = self.owners.get(cookie);
+            let waited = final_interval || state.pending_age >= OWNER_GRACE_INTERVALS;
             let pending = state.pending.counted(include_loopback);
             if !state.pending.net.is_zero() || !state.pending.lo.is_zero() {
-                match self.owners.get(cookie) {
-                    Some(owner) => {
+                let eligible = !scoped || state.crossed;
+                match owner {
+                    Some(owner) if eligible => {
                         if !pending.is_zero() {
                             let entry = out
                                 .processes
@@ -338,12 +378,32 @@ impl Accountant {
                         state.pending = SockTotals::default();
                         state.pending_age = 0;
                     }
-                    None if final_interval || state.pending_age >= OWNER_GRACE_INTERVALS => {
+                    None if eligible && waited => {
                         out.unattributed.add(&pending);
                         state.pending = SockTotals::default();
                         state.pending_age = 0;
                     }
-                    None => state.pending_age += 1,
+                    // Never seen on a monitored interface: not part of what was asked for.
+                    _ if waited => {
+                        state.pending = SockTotals::default();
+                        state.pending_age = 0;
+                    }
+                    _ => state.pending_age += 1,
+                }
+            }
+            if state.pending_link > 0 {
+                match owner {
+                    Some(_) => {
+                        out.attribution.attributed_bytes += state.pending_link;
+                        state.pending_link = 0;
+                        state.link_age = 0;
+                    }
+                    None if final_interval || state.link_age >= OWNER_GRACE_INTERVALS => {
+                        out.attribution.unattributed.unknown_owner += state.pending_link;
+                        state.pending_link = 0;
+                        state.link_age = 0;
+                    }
+                    None => state.link_age += 1,
                 }
             }
             if state.closed.is_some() && !seen.contains(cookie) {
@@ -354,11 +414,9 @@ impl Accountant {
             }
         }
         for cookie in gone {
-            if self
-                .sockets
-                .get(&cookie)
-                .is_some_and(|s| s.pending.net.is_zero() && s.pending.lo.is_zero())
-            {
+            if self.sockets.get(&cookie).is_some_and(|s| {
+                s.pending.net.is_zero() && s.pending.lo.is_zero() && s.pending_link == 0
+            }) {
                 self.sockets.remove(&cookie);
                 self.owners.remove(&cookie);
             }
@@ -371,6 +429,76 @@ impl Accountant {
         out.exited = std::mem::take(&mut self.exited);
         out.lost = self.lost(sample, malformed_events);
         out
+    }
+
+    /// Joins this interval's flow deltas on the monitored interfaces to sockets: marks the
+    /// sockets that crossed them and splits the interfaces' bytes into attributed bytes and
+    /// unattributed causes. Bytes of a socket whose owner is not known yet wait on the socket
+    /// (`pending_link`) as its traffic does.
+    fn join_flows(
+        &mut self,
+        sample: &KernelSample,
+        interfaces: &[(Interface, IfaceCounters)],
+    ) -> Attribution {
+        let mut attribution = Attribution {
+            interface_bytes: interfaces
+                .iter()
+                .map(|(_, c)| c.rx_bytes.saturating_add(c.tx_bytes))
+                .sum(),
+            ..Attribution::default()
+        };
+        self.index.clear();
+        for (cookie, state) in &self.sockets {
+            let e = &state.endpoints;
+            if e.proto == 0 {
+                continue;
+            }
+            let key = (
+                e.proto,
+                e.local_addr,
+                e.local_port,
+                e.remote_addr,
+                e.remote_port,
+            );
+            self.index.insert(*cookie, key, e.many_remotes);
+        }
+        let mut on_flows = 0u64;
+        for (flow, delta) in self.flows.advance(&sample.flows) {
+            let bytes = delta.rx_bytes.saturating_add(delta.tx_bytes);
+            on_flows = on_flows.saturating_add(bytes);
+            if !socket_protocol(flow.proto) {
+                attribution.unattributed.icmp_arp += bytes;
+                continue;
+            }
+            let sockets = self.index.sockets_of(&flow);
+            let mut owned = false;
+            let mut found = None;
+            for cookie in sockets.into_iter().flatten() {
+                if let Some(state) = self.sockets.get_mut(&cookie) {
+                    state.crossed = true;
+                    found.get_or_insert(cookie);
+                    owned |= self.owners.contains_key(&cookie);
+                }
+            }
+            match found {
+                _ if owned => attribution.attributed_bytes += bytes,
+                Some(cookie) => {
+                    if let Some(state) = self.sockets.get_mut(&cookie) {
+                        state.pending_link += bytes;
+                    }
+                }
+                None if self.flows.is_host_address(&flow.local_addr)
+                    || self.flows.is_host_address(&flow.remote_addr) =>
+                {
+                    attribution.unattributed.kernel += bytes
+                }
+                None => attribution.unattributed.forwarded += bytes,
+            }
+        }
+        // What the interfaces counted outside any flow: frames that are not IP (ARP, LLDP)
+        // or could not be read as one.
+        attribution.unattributed.icmp_arp += attribution.interface_bytes.saturating_sub(on_flows);
+        attribution
     }
 
     /// Moves a socket to new totals, adding the difference to its pending delta.
@@ -667,6 +795,169 @@ mod tests {
             false,
         );
         assert_eq!(tx_of(&d2, 200), 500);
+    }
+
+    fn v4(a: [u8; 4]) -> [u8; 16] {
+        let mut out = [0; 16];
+        out[..4].copy_from_slice(&a);
+        out
+    }
+
+    /// A UDP socket 10.0.0.1:40000 -> 10.0.0.2:9999 with `tx` IP bytes sent.
+    fn udp_stats(local: [u8; 4], lport: u16, remote: [u8; 4], rport: u16, tx: u64) -> SockStats {
+        SockStats {
+            tx_bytes: tx,
+            tx_packets: tx / 100,
+            family: FAMILY_IPV4,
+            proto: PROTO_UDP,
+            local_addr: v4(local),
+            local_port: lport,
+            remote_addr: v4(remote),
+            remote_port: rport,
+            ..SockStats::default()
+        }
+    }
+
+    fn flow(
+        ifindex: u32,
+        local: [u8; 4],
+        lport: u16,
+        remote: [u8; 4],
+        rport: u16,
+    ) -> kaipo_common::FlowKey {
+        kaipo_common::FlowKey {
+            ifindex,
+            proto: PROTO_UDP,
+            family: FAMILY_IPV4,
+            local_port: lport,
+            remote_port: rport,
+            local_addr: v4(local),
+            remote_addr: v4(remote),
+            ..Default::default()
+        }
+    }
+
+    fn tx_flow(bytes: u64, packets: u64) -> kaipo_common::FlowCounters {
+        kaipo_common::FlowCounters {
+            tx_bytes: bytes,
+            tx_packets: packets,
+            ..Default::default()
+        }
+    }
+
+    /// Interface veth0 (ifindex 9) carries 100 datagrams of process 100 (342-byte frames),
+    /// 10 forwarded frames of 100 bytes and 2 ARP frames of 42 bytes; process 200 sends over
+    /// an interface that is not monitored.
+    fn monitored_sample(scale: u64) -> KernelSample {
+        let iface = Interface {
+            name: "veth0".into(),
+            ifindex: 9,
+        };
+        let mut s = KernelSample::default();
+        s.ifaces.push((
+            iface,
+            IfaceCounters {
+                tx_bytes: scale * (34_200 + 1_000 + 84),
+                tx_packets: scale * 112,
+                ..Default::default()
+            },
+        ));
+        s.sockets = vec![
+            (
+                1,
+                udp_stats([10, 0, 0, 1], 40000, [10, 0, 0, 2], 9999, scale * 32_800),
+            ),
+            (
+                2,
+                udp_stats(
+                    [192, 168, 9, 1],
+                    40001,
+                    [192, 168, 9, 2],
+                    9999,
+                    scale * 5_000,
+                ),
+            ),
+        ];
+        s.flows = vec![
+            (
+                flow(9, [10, 0, 0, 1], 40000, [10, 0, 0, 2], 9999),
+                tx_flow(scale * 34_200, scale * 100),
+            ),
+            (
+                flow(9, [172, 16, 0, 5], 1234, [172, 16, 0, 6], 80),
+                tx_flow(scale * 1_000, scale * 10),
+            ),
+        ];
+        s.flows_live = Some(2);
+        s
+    }
+
+    #[test]
+    fn interface_bytes_split_into_attributed_and_causes_never_above_one() {
+        let mut a = Accountant::new(false);
+        a.host_addresses([v4([10, 0, 0, 1])]);
+        a.on_event(&owner_event(1, 100, "sender"));
+        a.on_event(&owner_event(2, 200, "other"));
+        a.baseline(&KernelSample {
+            flows_live: Some(0),
+            ..KernelSample::default()
+        });
+        let d = a.finish(&monitored_sample(1), 0, false);
+        let at = d.attribution;
+        assert_eq!(at.interface_bytes, 35_284);
+        assert_eq!(at.attributed_bytes, 34_200);
+        assert_eq!(at.unattributed.forwarded, 1_000);
+        assert_eq!(at.unattributed.icmp_arp, 84);
+        assert_eq!(at.unattributed.kernel + at.unattributed.unknown_owner, 0);
+        assert_eq!(
+            at.attributed_bytes + at.unattributed.total(),
+            at.interface_bytes
+        );
+        assert_eq!(at.ratio(), Some(34_200.0 / 35_284.0));
+        // Without --iface every process counts, on any interface.
+        assert_eq!(tx_of(&d, 100), 32_800);
+        assert_eq!(tx_of(&d, 200), 5_000);
+    }
+
+    #[test]
+    fn with_named_interfaces_only_sockets_that_crossed_them_count() {
+        let mut a = Accountant::new(false).scoped_to_interfaces(true);
+        a.host_addresses([v4([10, 0, 0, 1])]);
+        a.on_event(&owner_event(1, 100, "sender"));
+        a.on_event(&owner_event(2, 200, "other"));
+        a.baseline(&KernelSample {
+            flows_live: Some(0),
+            ..KernelSample::default()
+        });
+        let mut total_200 = 0;
+        for scale in 1..=4 {
+            let d = a.finish(&monitored_sample(scale), 0, false);
+            assert_eq!(tx_of(&d, 100), 32_800, "interval {scale}");
+            total_200 += tx_of(&d, 200);
+            assert_eq!(d.unattributed, Traffic::default());
+        }
+        assert_eq!(total_200, 0, "process 200 never crossed veth0");
+    }
+
+    #[test]
+    fn flow_bytes_of_an_ownerless_socket_wait_then_count_as_unknown_owner() {
+        let mut a = Accountant::new(false);
+        a.host_addresses([v4([10, 0, 0, 1])]);
+        a.baseline(&KernelSample {
+            flows_live: Some(0),
+            ..KernelSample::default()
+        });
+        let d1 = a.finish(&monitored_sample(1), 0, false);
+        assert_eq!(d1.attribution.attributed_bytes, 0);
+        assert_eq!(
+            d1.attribution.unattributed.unknown_owner, 0,
+            "still waiting"
+        );
+        // The owner shows itself: the waiting bytes are attributed.
+        a.on_event(&owner_event(1, 100, "sender"));
+        let d2 = a.finish(&monitored_sample(1), 0, false);
+        assert_eq!(d2.attribution.attributed_bytes, 34_200);
+        assert_eq!(d2.attribution.unattributed.unknown_owner, 0);
     }
 
     #[test]

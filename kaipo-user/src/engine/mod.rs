@@ -9,6 +9,7 @@
 //! first tick).
 
 pub mod accounting;
+mod attribution;
 mod records;
 pub mod service;
 
@@ -107,21 +108,24 @@ impl Engine {
     /// Starts the chosen backend and takes the baseline reading.
     pub fn start(opts: &EngineOptions) -> anyhow::Result<Self> {
         let (collector, events) = backend::start(&opts.collect)?;
-        Self::with_collector(collector, events, opts.include_loopback)
+        let scoped = !opts.collect.ifaces.is_empty();
+        Self::with_collector(collector, events, opts.include_loopback, scoped)
     }
 
     /// An engine over an already started collector (the daemon starts its own to drop
-    /// privileges in between).
+    /// privileges in between). `scoped`: interfaces were named, so process and connection
+    /// figures count only traffic that crossed them.
     pub fn with_collector(
         collector: Collector,
         events: Events,
         include_loopback: bool,
+        scoped: bool,
     ) -> anyhow::Result<Self> {
         let mut engine = Self {
             backend: collector.kind(),
             collector,
             events,
-            accountant: Accountant::new(include_loopback),
+            accountant: Accountant::new(include_loopback).scoped_to_interfaces(scoped),
             resolver: ProcessResolver::new("/proc", "/etc"),
             buffer: Vec::with_capacity(1024),
             malformed_reported: 0,

@@ -117,15 +117,18 @@ counter_set! {
         /// Frames passing through the host (routed, bridged or translated) whose ends are not
         /// sockets of this host, e.g. a container's traffic after NAT on the uplink.
         forwarded,
-        /// IP traffic of the kernel itself or of sockets kaipo saw no owner for in time: TCP
-        /// resets and replies to closed ports, kernel tunnels, sockets created before kaipo
-        /// started that never sent or received while it ran.
+        /// IP traffic to or from one of the host's own addresses that no socket carries: the
+        /// kernel's own replies (TCP resets, answers to closed ports), tunnels, and traffic
+        /// the host translates for others (a container's connections masqueraded on the
+        /// uplink carry the host's address but belong to no socket of the host).
         kernel,
-        /// ICMP, ARP and other frames that belong to no socket.
-        control,
-        /// Frames kaipo could not read as a flow (cut short, or dropped from the full flow
-        /// map), so whose they were is unknown.
-        unknown,
+        /// ICMP, ARP and every other frame that is not TCP, UDP or SCTP, and frames too short
+        /// or damaged to read as a flow.
+        icmp_arp,
+        /// Frames of sockets whose owning process kaipo did not learn: kernel-owned sockets,
+        /// and sockets opened before kaipo started that neither sent nor received through a
+        /// system call while it ran.
+        unknown_owner,
     }
 }
 

@@ -119,14 +119,6 @@ pub fn read_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, out: &mut Vec<(K, V)>) -> i
     })
 }
 
-/// The number of entries of a per-CPU hash map, read in batches.
-pub fn count_per_cpu<K: Pod, V: Pod>(map: BorrowedFd<'_>, possible_cpus: usize) -> io::Result<u64> {
-    let stride = size_of::<V>().next_multiple_of(8) * possible_cpus;
-    let mut n = 0u64;
-    for_each_raw(map, size_of::<K>(), stride, |_, _| n += 1)?;
-    Ok(n)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,13 +13,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use std::os::fd::AsFd as _;
+use std::{mem::size_of, os::fd::AsFd as _};
 
 use aya::{
     maps::{HashMap, IterableMap as _, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     Btf, Ebpf, EbpfLoader,
 };
-use kaipo_common::{counter, Event, FlowCounters, FlowKey, IfaceCounters, SockStats};
+use kaipo_common::{counter, Event, FlowCounters, FlowKey, FlowSlot, IfaceCounters, SockStats};
 use tokio::io::{unix::AsyncFd, Interest};
 
 pub use self::error::EbpfCollectError;
@@ -42,8 +42,6 @@ pub struct Options {
     pub flow_cache_slots: Option<u32>,
     /// Jiffies a cached flow must have been quiet before another flow takes its slot.
     pub flow_slot_age: u32,
-    /// Count the flow map every this many samples (it is the costly read; 0 turns it off).
-    pub flow_count_every: u32,
     /// The hook that counts incoming frames.
     pub ingress_hook: crate::collect::backend::IngressHook,
 }
@@ -57,7 +55,6 @@ impl Default for Options {
             max_sockets: kaipo_common::MAX_SOCKETS,
             flow_cache_slots: None,
             flow_slot_age: DEFAULT_FLOW_SLOT_AGE,
-            flow_count_every: 10,
             ingress_hook: crate::collect::backend::IngressHook::default(),
         }
     }
@@ -72,7 +69,7 @@ const FLOW_CACHE_BUDGET: u64 = 16 << 20;
 /// Slots per CPU for the flow cache: `kaipo_common::FLOW_CACHE_SLOTS` (1 MiB per CPU), fewer
 /// on machines with so many CPUs that all copies together would pass 16 MiB, never under 1024.
 pub fn flow_cache_slots(cpus: usize) -> u32 {
-    let slot = size_of::<kaipo_common::FlowSlot>() as u64;
+    let slot = size_of::<FlowSlot>() as u64;
     let fit = FLOW_CACHE_BUDGET / (slot * cpus.max(1) as u64);
     let mut slots = kaipo_common::FLOW_CACHE_SLOTS;
     while u64::from(slots) > fit && slots > 1024 {
@@ -91,8 +88,8 @@ pub struct EbpfCollector {
     ifaces: Vec<Interface>,
     degradations: Vec<Degradation>,
     netlink_filters: bool,
-    samples: u64,
-    flow_count_every: u32,
+    flow_cache: PerCpuArray<MapData, FlowSlot>,
+    track_flows: bool,
     /// Whether the kernel answers `BPF_MAP_LOOKUP_BATCH` (5.6 on).
     batch_ok: bool,
     possible_cpus: usize,
@@ -184,8 +181,9 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
         ifaces,
         degradations,
         netlink_filters: attached.netlink,
-        samples: 0,
-        flow_count_every: opts.flow_count_every,
+        flow_cache: PerCpuArray::try_from(take(&mut ebpf, "FLOW_CACHE")?)
+            .map_err(map_err("FLOW_CACHE"))?,
+        track_flows: opts.track_flows,
         batch_ok: true,
         possible_cpus: aya::util::nr_cpus().map_err(|(path, err)| EbpfCollectError::Map {
             map: "FLOWS",
@@ -291,24 +289,95 @@ impl EbpfCollector {
                 .sum();
             sample.counters[slot as usize] = value;
         }
-        if self.flow_count_every != 0
-            && self
-                .samples
-                .is_multiple_of(u64::from(self.flow_count_every))
-        {
-            let flows_fd = self.flows.map().fd().as_fd();
-            let counted = self
-                .batch_ok
-                .then(|| {
-                    batch::count_per_cpu::<FlowKey, FlowCounters>(flows_fd, self.possible_cpus)
-                })
-                .and_then(Result::ok);
-            sample.flows_live = Some(
-                counted.unwrap_or_else(|| self.flows.keys().filter(Result::is_ok).count() as u64),
-            );
+        if self.track_flows {
+            self.read_flows(&mut sample)?;
         }
-        self.samples += 1;
         Ok(sample)
+    }
+
+    /// Every flow's totals: its `FLOWS` entry summed over CPUs plus the cache slots it holds.
+    /// `FLOWS` is read before the cache: a slot handed over in between then shows its counts
+    /// in neither read rather than in both, so a total can lag for one sample but never runs
+    /// ahead of what was counted.
+    fn read_flows(&mut self, sample: &mut KernelSample) -> Result<(), EbpfCollectError> {
+        let mut totals: std::collections::HashMap<FlowKey, FlowCounters> =
+            std::collections::HashMap::new();
+        let add = |totals: &mut std::collections::HashMap<FlowKey, FlowCounters>,
+                   key: FlowKey,
+                   c: &FlowCounters| {
+            let t = totals.entry(key).or_default();
+            t.rx_bytes += c.rx_bytes;
+            t.rx_packets += c.rx_packets;
+            t.tx_bytes += c.tx_bytes;
+            t.tx_packets += c.tx_packets;
+        };
+        let cpus = self.possible_cpus;
+        let mut live = 0u64;
+        let mut batched = false;
+        if self.batch_ok {
+            let stride = size_of::<FlowCounters>().next_multiple_of(8);
+            let fd = self.flows.map().fd().as_fd();
+            let read = batch::for_each_raw(fd, size_of::<FlowKey>(), stride * cpus, |k, v| {
+                let Some(key) = batch::pod_from::<FlowKey>(k) else {
+                    return;
+                };
+                live += 1;
+                for cpu in 0..cpus {
+                    if let Some(c) = batch::pod_from::<FlowCounters>(&v[cpu * stride..]) {
+                        add(&mut totals, key, &c);
+                    }
+                }
+            });
+            match read {
+                Ok(()) => batched = true,
+                Err(err) => {
+                    log::info!("batch map reads unavailable ({err}); reading key by key");
+                    self.batch_ok = false;
+                    totals.clear();
+                    live = 0;
+                }
+            }
+        }
+        if !batched {
+            for (key, per_cpu) in self.flows.iter().filter_map(Result::ok) {
+                live += 1;
+                for c in per_cpu.iter() {
+                    add(&mut totals, key, c);
+                }
+            }
+        }
+        let slot_stride = size_of::<FlowSlot>().next_multiple_of(8);
+        let cache_fd = self.flow_cache.map().fd().as_fd();
+        let cached = self.batch_ok
+            && batch::for_each_raw(cache_fd, size_of::<u32>(), slot_stride * cpus, |_, v| {
+                for cpu in 0..cpus {
+                    if let Some(slot) = batch::pod_from::<FlowSlot>(&v[cpu * slot_stride..]) {
+                        if slot.direction() != kaipo_common::FLOW_SLOT_EMPTY {
+                            add(&mut totals, slot.key, &slot.counters());
+                        }
+                    }
+                }
+            })
+            .is_ok();
+        let slots = if cached {
+            0
+        } else {
+            self.flow_cache.map().info().map_or(0, |i| i.max_entries())
+        };
+        for index in 0..slots {
+            // A slot being written while read is at worst one frame behind.
+            let Ok(per_cpu) = self.flow_cache.get(&index, 0) else {
+                continue;
+            };
+            for slot in per_cpu.iter() {
+                if slot.direction() != kaipo_common::FLOW_SLOT_EMPTY {
+                    add(&mut totals, slot.key, &slot.counters());
+                }
+            }
+        }
+        sample.flows_live = Some(live);
+        sample.flows = totals.into_iter().collect();
+        Ok(())
     }
 
     /// Drops counters of sockets that closed and went quiet.

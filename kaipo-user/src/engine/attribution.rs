@@ -1,0 +1,232 @@
+//! Which socket each flow on a monitored interface belongs to.
+//!
+//! The interface programs count every frame per flow (link layer, on the monitored interfaces
+//! only); the socket programs count per socket (IP layer, on every path). Joining the two by
+//! addresses and ports answers two questions no single counter can: which share of the
+//! interfaces' bytes belongs to known processes (a ratio of link-layer bytes to link-layer
+//! bytes, so never above 1), and which sockets used the monitored interfaces at all (so that
+//! `--iface` scopes process figures).
+//!
+//! A flow is oriented from the host's side (`local` is the receiver of an incoming frame), so
+//! it names a socket of the host directly. A socket inside another network namespace (a
+//! container behind a veth) sees the same frame from the other end, so the swapped key is
+//! tried as well: a frame between two local sockets belongs to both.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use kaipo_common::{FlowCounters, FlowKey, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
+
+/// A socket's endpoints as a flow names them: protocol, local address and port, remote
+/// address and port.
+pub type SocketKey = (u8, [u8; 16], u16, [u8; 16], u16);
+
+/// How often the host's own addresses are read again.
+const ADDRESS_REFRESH: Duration = Duration::from_secs(10);
+
+/// Sockets by endpoints, rebuilt every interval from the accountant's sockets.
+#[derive(Default)]
+pub struct SocketIndex {
+    exact: HashMap<SocketKey, u64>,
+    /// Unconnected sockets that talked to several peers, by protocol, local address and port.
+    any_peer: HashMap<(u8, [u8; 16], u16), u64>,
+}
+
+impl SocketIndex {
+    pub fn clear(&mut self) {
+        self.exact.clear();
+        self.any_peer.clear();
+    }
+
+    pub fn insert(&mut self, cookie: u64, key: SocketKey, many_remotes: bool) {
+        self.exact.insert(key, cookie);
+        if many_remotes {
+            self.any_peer.insert((key.0, key.1, key.2), cookie);
+        }
+    }
+
+    fn find(&self, key: SocketKey) -> Option<u64> {
+        self.exact
+            .get(&key)
+            .or_else(|| self.any_peer.get(&(key.0, key.1, key.2)))
+            .copied()
+    }
+
+    /// The sockets a flow belongs to: the host-side socket, the other-side socket (both ends
+    /// local: another namespace over a veth, or two host sockets), or none.
+    pub fn sockets_of(&self, flow: &FlowKey) -> [Option<u64>; 2] {
+        let here = (
+            flow.proto,
+            flow.local_addr,
+            flow.local_port,
+            flow.remote_addr,
+            flow.remote_port,
+        );
+        let there = (
+            flow.proto,
+            flow.remote_addr,
+            flow.remote_port,
+            flow.local_addr,
+            flow.local_port,
+        );
+        let a = self.find(here);
+        let b = self.find(there).filter(|b| Some(*b) != a);
+        [a, b]
+    }
+}
+
+/// Whether a flow's protocol belongs to sockets at all.
+pub fn socket_protocol(proto: u8) -> bool {
+    matches!(proto, PROTO_TCP | PROTO_UDP | PROTO_SCTP)
+}
+
+/// Per-flow deltas between samples, and the host's own addresses.
+pub struct FlowDeltas {
+    last: HashMap<FlowKey, FlowCounters>,
+    host_addrs: HashSet<[u8; 16]>,
+    addrs_read: Option<Instant>,
+}
+
+impl Default for FlowDeltas {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FlowDeltas {
+    pub fn new() -> Self {
+        Self {
+            last: HashMap::new(),
+            host_addrs: HashSet::new(),
+            addrs_read: None,
+        }
+    }
+
+    /// Takes `flows` as the starting point.
+    pub fn baseline(&mut self, flows: &[(FlowKey, FlowCounters)]) {
+        self.last = flows.iter().copied().collect();
+    }
+
+    /// What each flow counted since the previous sample. A flow whose total went down was
+    /// evicted and created again: all of its count is new. Flows gone from the sample are
+    /// forgotten.
+    pub fn advance(&mut self, flows: &[(FlowKey, FlowCounters)]) -> Vec<(FlowKey, FlowCounters)> {
+        let mut out = Vec::with_capacity(flows.len());
+        let mut next = HashMap::with_capacity(flows.len());
+        for (key, now) in flows {
+            let before = self.last.get(key).copied().unwrap_or_default();
+            let d = |a: u64, b: u64| if a >= b { a - b } else { a };
+            let delta = FlowCounters {
+                rx_bytes: d(now.rx_bytes, before.rx_bytes),
+                rx_packets: d(now.rx_packets, before.rx_packets),
+                tx_bytes: d(now.tx_bytes, before.tx_bytes),
+                tx_packets: d(now.tx_packets, before.tx_packets),
+            };
+            if delta != FlowCounters::default() {
+                out.push((*key, delta));
+            }
+            next.insert(*key, *now);
+        }
+        self.last = next;
+        out
+    }
+
+    /// Whether `addr` is one of this host's addresses (its own network namespace), read
+    /// again every ten seconds.
+    pub fn is_host_address(&mut self, addr: &[u8; 16]) -> bool {
+        let now = Instant::now();
+        if self
+            .addrs_read
+            .is_none_or(|at| now.duration_since(at) >= ADDRESS_REFRESH)
+        {
+            self.host_addrs = host_addresses();
+            self.addrs_read = Some(now);
+        }
+        self.host_addrs.contains(addr)
+    }
+
+    #[cfg(test)]
+    pub fn set_host_addresses(&mut self, addrs: impl IntoIterator<Item = [u8; 16]>) {
+        self.host_addrs = addrs.into_iter().collect();
+        self.addrs_read = Some(Instant::now());
+    }
+}
+
+fn host_addresses() -> HashSet<[u8; 16]> {
+    ::pcap::Device::list()
+        .map(|devices| {
+            devices
+                .iter()
+                .flat_map(|d| &d.addresses)
+                .map(|a| crate::collect::pcap::sockets::addr_bytes(a.addr).1)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use kaipo_common::FAMILY_IPV4;
+
+    use super::*;
+
+    fn v4(a: [u8; 4]) -> [u8; 16] {
+        let mut out = [0; 16];
+        out[..4].copy_from_slice(&a);
+        out
+    }
+
+    fn flow(local: [u8; 4], lport: u16, remote: [u8; 4], rport: u16) -> FlowKey {
+        FlowKey {
+            ifindex: 5,
+            proto: PROTO_UDP,
+            family: FAMILY_IPV4,
+            local_port: lport,
+            remote_port: rport,
+            local_addr: v4(local),
+            remote_addr: v4(remote),
+            ..FlowKey::default()
+        }
+    }
+
+    #[test]
+    fn a_flow_names_the_host_socket_and_the_socket_at_the_other_end() {
+        let mut index = SocketIndex::default();
+        let host = [10, 0, 0, 1];
+        let ns = [10, 0, 0, 2];
+        index.insert(1, (PROTO_UDP, v4(host), 40000, v4(ns), 9999), false);
+        index.insert(2, (PROTO_UDP, v4(ns), 9999, v4(host), 40000), false);
+        assert_eq!(
+            index.sockets_of(&flow(host, 40000, ns, 9999)),
+            [Some(1), Some(2)]
+        );
+        // A server socket that heard many peers answers for any of them.
+        index.insert(3, (PROTO_UDP, v4(host), 53, v4([10, 0, 0, 9]), 5000), true);
+        assert_eq!(
+            index.sockets_of(&flow(host, 53, [10, 0, 0, 7], 6000)),
+            [Some(3), None]
+        );
+        assert_eq!(
+            index.sockets_of(&flow(host, 54, [10, 0, 0, 7], 6000)),
+            [None, None]
+        );
+    }
+
+    #[test]
+    fn flow_deltas_follow_totals_and_restart_after_eviction() {
+        let mut deltas = FlowDeltas::new();
+        let key = flow([10, 0, 0, 1], 1, [10, 0, 0, 2], 2);
+        let c = |rx| FlowCounters {
+            rx_bytes: rx,
+            rx_packets: rx / 100,
+            ..FlowCounters::default()
+        };
+        deltas.baseline(&[(key, c(1000))]);
+        assert_eq!(deltas.advance(&[(key, c(1500))]), vec![(key, c(500))]);
+        assert!(deltas.advance(&[(key, c(1500))]).is_empty());
+        // Evicted, then counted again from zero.
+        assert_eq!(deltas.advance(&[(key, c(300))]), vec![(key, c(300))]);
+    }
+}
