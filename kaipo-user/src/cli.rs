@@ -103,9 +103,12 @@ pub struct WatchArgs {
     /// Count loopback traffic in process and connection totals.
     #[arg(long)]
     pub include_loopback: bool,
-    /// Rows per table section (JSON always has every row).
+    /// Rows per table section, 0 for all (JSON always has every row).
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Totals since start instead of each interval's figures (table and JSON).
+    #[arg(long)]
+    pub cumulative: bool,
     #[command(flatten)]
     pub collect: BackendArgs,
 }

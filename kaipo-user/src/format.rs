@@ -94,6 +94,29 @@ pub fn has_ports(proto: u8) -> bool {
     matches!(proto, 6 | 17 | 132)
 }
 
+/// The name of a TCP state as the kernel numbers it (`include/net/tcp_states.h`), as `ss`
+/// prints it; `None` for other protocols and for 0 (unknown).
+pub fn tcp_state(proto: u8, state: u8) -> Option<&'static str> {
+    if proto != kaipo_common::PROTO_TCP {
+        return None;
+    }
+    Some(match state {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        12 => "NEW_SYN_RECV",
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,27 +153,4 @@ mod tests {
             .unwrap_err()
             .contains("not a duration"));
     }
-}
-
-/// The name of a TCP state as the kernel numbers it (`include/net/tcp_states.h`), as `ss`
-/// prints it; `None` for other protocols and for 0 (unknown).
-pub fn tcp_state(proto: u8, state: u8) -> Option<&'static str> {
-    if proto != kaipo_common::PROTO_TCP {
-        return None;
-    }
-    Some(match state {
-        1 => "ESTABLISHED",
-        2 => "SYN_SENT",
-        3 => "SYN_RECV",
-        4 => "FIN_WAIT1",
-        5 => "FIN_WAIT2",
-        6 => "TIME_WAIT",
-        7 => "CLOSE",
-        8 => "CLOSE_WAIT",
-        9 => "LAST_ACK",
-        10 => "LISTEN",
-        11 => "CLOSING",
-        12 => "NEW_SYN_RECV",
-        _ => return None,
-    })
 }

@@ -34,6 +34,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 json: args.json,
                 include_loopback: args.include_loopback,
                 top: args.top,
+                cumulative: args.cumulative,
                 backend: args.collect.backend,
                 pcap_filter: args.collect.filter,
                 pcap_immediate: args.collect.pcap_immediate,

@@ -95,12 +95,29 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
         .collect();
     #[cfg(target_os = "linux")]
     if opts.backend != BackendChoice::Pcap {
+        if let Some(flag) = pcap_only_flag(opts) {
+            if opts.backend == BackendChoice::Ebpf {
+                anyhow::bail!(
+                    "{flag} is for the pcap backend only; drop it, or add --backend pcap to                      count with libpcap"
+                );
+            }
+        }
+    }
+    #[cfg(target_os = "linux")]
+    if opts.backend != BackendChoice::Pcap {
         let ebpf_opts = ebpf::Options {
             ifaces: opts.ifaces.clone(),
             ingress_hook: opts.ingress_hook,
             ..Default::default()
         };
         match ebpf::start(&ebpf_opts) {
+            Ok(_) if pcap_only_flag(opts).is_some() => {
+                // Dropping the collector detaches what was attached.
+                anyhow::bail!(
+                    "{} is for the pcap backend only, and eBPF runs here; drop it, or add                      --backend pcap to count with libpcap",
+                    pcap_only_flag(opts).unwrap_or_default()
+                );
+            }
             Ok((collector, events)) => {
                 let degradations = collector.degradations().to_vec();
                 return Ok((
@@ -120,6 +137,11 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
                 ),
             }),
         }
+    }
+    if opts.ingress_hook != IngressHook::Tc {
+        anyhow::bail!(
+            "--ingress-hook xdp is for the eBPF backend only; libpcap captures after the kernel's              own hooks. Drop it, or run where eBPF loads"
+        );
     }
     let pcap_opts = pcap::Options {
         ifaces: opts.ifaces.clone(),
@@ -142,6 +164,17 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
         },
         Events::Pcap(events),
     ))
+}
+
+/// The first option given that only the pcap backend honours.
+fn pcap_only_flag(opts: &StartOptions) -> Option<&'static str> {
+    if opts.pcap_filter.is_some() {
+        Some("--filter")
+    } else if opts.pcap_immediate {
+        Some("--pcap-immediate")
+    } else {
+        None
+    }
 }
 
 /// Where eBPF does not exist (`no_ebpf` says why): `--backend ebpf` is an error, and `auto`
@@ -261,6 +294,32 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pcap_only_flags_are_named() {
+        let mut opts = StartOptions::default();
+        assert_eq!(pcap_only_flag(&opts), None);
+        opts.pcap_immediate = true;
+        assert_eq!(pcap_only_flag(&opts), Some("--pcap-immediate"));
+        opts.pcap_filter = Some("udp".into());
+        assert_eq!(pcap_only_flag(&opts), Some("--filter"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn ebpf_with_a_pcap_filter_is_refused_before_loading() {
+        let opts = StartOptions {
+            backend: BackendChoice::Ebpf,
+            pcap_filter: Some("udp".into()),
+            ..StartOptions::default()
+        };
+        let err = start(&opts).err().expect("refused").to_string();
+        assert_eq!(
+            err,
+            "--filter is for the pcap backend only; drop it, or add --backend pcap to count \
+             with libpcap"
+        );
+    }
 
     #[test]
     fn without_ebpf_auto_says_why_and_ebpf_fails() {

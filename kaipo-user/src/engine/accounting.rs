@@ -206,6 +206,11 @@ pub struct Accountant {
     scoped: bool,
     flows: FlowDeltas,
     index: SocketIndex,
+    /// Link-layer bytes since the baseline: on the monitored interfaces, in their flows, and
+    /// the difference already credited as frames outside any flow.
+    interface_total: u64,
+    flow_total: u64,
+    outside_credited: u64,
 }
 
 pub fn comm_to_string(comm: &[u8; 16]) -> String {
@@ -229,6 +234,9 @@ impl Accountant {
             scoped: false,
             flows: FlowDeltas::new(),
             index: SocketIndex::default(),
+            interface_total: 0,
+            flow_total: 0,
+            outside_credited: 0,
         }
     }
 
@@ -440,13 +448,11 @@ impl Accountant {
         sample: &KernelSample,
         interfaces: &[(Interface, IfaceCounters)],
     ) -> Attribution {
-        let mut attribution = Attribution {
-            interface_bytes: interfaces
-                .iter()
-                .map(|(_, c)| c.rx_bytes.saturating_add(c.tx_bytes))
-                .sum(),
-            ..Attribution::default()
-        };
+        let mut attribution = Attribution::default();
+        let on_interfaces: u64 = interfaces
+            .iter()
+            .map(|(_, c)| c.rx_bytes.saturating_add(c.tx_bytes))
+            .sum();
         self.index.clear();
         for (cookie, state) in &self.sockets {
             let e = &state.endpoints;
@@ -495,9 +501,19 @@ impl Accountant {
                 None => attribution.unattributed.forwarded += bytes,
             }
         }
-        // What the interfaces counted outside any flow: frames that are not IP (ARP, LLDP)
-        // or could not be read as one.
-        attribution.unattributed.icmp_arp += attribution.interface_bytes.saturating_sub(on_flows);
+        // What the interfaces counted outside any flow: frames that are not IP (ARP, LLDP) or
+        // could not be read as one. The two counts are read one after the other, so between
+        // two samples the difference also holds frames whose flow was counted just after the
+        // read; they show up in the next interval's flows. Only growth of the difference since
+        // start is credited, so no frame is counted both ways and the interval's bytes are
+        // exactly its attributed bytes plus its causes.
+        self.interface_total = self.interface_total.saturating_add(on_interfaces);
+        self.flow_total = self.flow_total.saturating_add(on_flows);
+        let outside = self.interface_total.saturating_sub(self.flow_total);
+        let credit = outside.saturating_sub(self.outside_credited);
+        self.outside_credited = self.outside_credited.max(outside);
+        attribution.unattributed.icmp_arp += credit;
+        attribution.interface_bytes = on_flows.saturating_add(credit);
         attribution
     }
 

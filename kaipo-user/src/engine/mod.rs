@@ -32,6 +32,9 @@ use crate::{
     store::TrafficRow,
 };
 
+/// A tick this close to the end of the run is its last.
+const END_SLACK: Duration = Duration::from_millis(5);
+
 /// What the engine needs to know, whichever command runs it.
 #[derive(Clone, Debug, Default)]
 pub struct EngineOptions {
@@ -235,14 +238,20 @@ impl Engine {
         tokio::pin!(end);
         loop {
             let final_interval = tokio::select! {
+                // The end first: when the last tick and the end fall together, the run closes
+                // one final interval rather than a full one and then an empty one. Ticks
+                // before events, so a stream of events never holds an interval up.
+                biased;
+                () = &mut end => true,
+                () = &mut stop => true,
+                _ = ticker.tick() => deadline.is_some_and(|at| {
+                    at.saturating_duration_since(Instant::now()) < END_SLACK
+                }),
                 ready = self.events.readable() => {
                     ready.context("waiting on the event ring buffer")?;
                     self.drain();
                     continue;
                 }
-                _ = ticker.tick() => false,
-                () = &mut end => true,
-                () = &mut stop => true,
             };
             match sink.ready(final_interval).await {
                 Ready::Now => {}

@@ -30,7 +30,9 @@ pub struct IntervalRecord {
 
 /// Link-layer bytes (both directions) on the monitored interfaces, split into those whose
 /// flow belongs to a socket of a known process and the rest by cause. `attributed_bytes` plus
-/// every cause equals `interface_bytes`.
+/// every cause equals `interface_bytes`. `interface_bytes` is what the flows and the frames
+/// outside any flow add up to; interval by interval it can differ from `interfaces[]` by the
+/// few frames in flight while the counters were read, never over a run.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Attribution {
     pub interface_bytes: u64,

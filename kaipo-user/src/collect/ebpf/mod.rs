@@ -243,6 +243,11 @@ impl EbpfCollector {
     /// Reads every counter map once.
     pub fn sample(&mut self) -> Result<KernelSample, EbpfCollectError> {
         let mut sample = KernelSample::default();
+        // Flows before interfaces: a program adds a frame to its interface before its flow,
+        // so read in this order the flows never count a frame the interfaces have not.
+        if self.track_flows {
+            self.read_flows(&mut sample)?;
+        }
         for iface in &self.ifaces {
             let per_cpu = if iface.ifindex < kaipo_common::IFACE_SLOTS {
                 self.iface_stats
@@ -288,9 +293,6 @@ impl EbpfCollector {
                 .iter()
                 .sum();
             sample.counters[slot as usize] = value;
-        }
-        if self.track_flows {
-            self.read_flows(&mut sample)?;
         }
         Ok(sample)
     }
