@@ -80,8 +80,10 @@ impl SockTotals {
         }
     }
 
-    fn counted(&self, include_loopback: bool) -> Traffic {
-        let mut t = self.net;
+    /// What counts: traffic off loopback when `net` (the socket crossed a monitored
+    /// interface, or no interface was named), loopback traffic when asked for.
+    fn counted(&self, net: bool, include_loopback: bool) -> Traffic {
+        let mut t = if net { self.net } else { Traffic::default() };
         if include_loopback {
             t.add(&self.lo);
         }
@@ -365,11 +367,15 @@ impl Accountant {
         for (cookie, state) in self.sockets.iter_mut() {
             let owner = self.owners.get(cookie);
             let waited = final_interval || state.pending_age >= OWNER_GRACE_INTERVALS;
-            let pending = state.pending.counted(include_loopback);
+            // With named interfaces, a socket's traffic off loopback counts once the socket
+            // crossed one of them; until then it waits, as for an owner.
+            let eligible = !scoped || state.crossed;
+            let pending = state.pending.counted(eligible, include_loopback);
             if !state.pending.net.is_zero() || !state.pending.lo.is_zero() {
-                let eligible = !scoped || state.crossed;
+                let undecided = !eligible && !state.pending.net.is_zero() && !waited;
                 match owner {
-                    Some(owner) if eligible => {
+                    _ if undecided => state.pending_age += 1,
+                    Some(owner) => {
                         if !pending.is_zero() {
                             let entry = out
                                 .processes
@@ -386,17 +392,14 @@ impl Accountant {
                         state.pending = SockTotals::default();
                         state.pending_age = 0;
                     }
-                    None if eligible && waited => {
+                    None if waited => {
+                        // What never crossed a named interface is not part of what was asked
+                        // for, and is dropped rather than called unattributed.
                         out.unattributed.add(&pending);
                         state.pending = SockTotals::default();
                         state.pending_age = 0;
                     }
-                    // Never seen on a monitored interface: not part of what was asked for.
-                    _ if waited => {
-                        state.pending = SockTotals::default();
-                        state.pending_age = 0;
-                    }
-                    _ => state.pending_age += 1,
+                    None => state.pending_age += 1,
                 }
             }
             if state.pending_link > 0 {
@@ -479,7 +482,7 @@ impl Accountant {
             let sockets = self.index.sockets_of(&flow);
             let mut owned = false;
             let mut found = None;
-            for cookie in sockets.into_iter().flatten() {
+            for cookie in sockets {
                 if let Some(state) = self.sockets.get_mut(&cookie) {
                     state.crossed = true;
                     found.get_or_insert(cookie);
@@ -953,6 +956,41 @@ mod tests {
             assert_eq!(d.unattributed, Traffic::default());
         }
         assert_eq!(total_200, 0, "process 200 never crossed veth0");
+    }
+
+    #[test]
+    fn named_interfaces_keep_loopback_when_asked_and_sockets_sharing_endpoints() {
+        let mut a = Accountant::new(true).scoped_to_interfaces(true);
+        a.host_addresses([v4([10, 0, 0, 1])]);
+        a.on_event(&owner_event(1, 100, "sender"));
+        a.on_event(&owner_event(3, 300, "accepted"));
+        a.on_event(&owner_event(4, 400, "loopback"));
+        a.baseline(&KernelSample {
+            flows_live: Some(0),
+            ..KernelSample::default()
+        });
+        let mut s = monitored_sample(1);
+        // Socket 3 has the same endpoints as socket 1 (a listener and its accepted socket).
+        s.sockets
+            .push((3, udp_stats([10, 0, 0, 1], 40000, [10, 0, 0, 2], 9999, 700)));
+        // Socket 4 talks over loopback only.
+        s.sockets.push((
+            4,
+            SockStats {
+                lo_tx_bytes: 900,
+                lo_tx_packets: 9,
+                ..udp_stats([127, 0, 0, 1], 5000, [127, 0, 0, 1], 5001, 0)
+            },
+        ));
+        let d = a.finish(&s, 0, false);
+        assert_eq!(tx_of(&d, 100), 32_800);
+        assert_eq!(tx_of(&d, 300), 700);
+        assert_eq!(
+            tx_of(&d, 400),
+            900,
+            "loopback counts with --include-loopback"
+        );
+        assert_eq!(tx_of(&d, 200), 0);
     }
 
     #[test]

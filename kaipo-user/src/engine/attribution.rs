@@ -27,11 +27,14 @@ pub type SocketKey = (u8, [u8; 16], u16, [u8; 16], u16);
 const ADDRESS_REFRESH: Duration = Duration::from_secs(10);
 
 /// Sockets by endpoints, rebuilt every interval from the accountant's sockets.
+///
+/// Several sockets can share endpoints: a listener and the socket it accepted both saw the
+/// connection's first packet, a closed socket lingers while its successor starts.
 #[derive(Default)]
 pub struct SocketIndex {
-    exact: HashMap<SocketKey, u64>,
+    exact: HashMap<SocketKey, Vec<u64>>,
     /// Unconnected sockets that talked to several peers, by protocol, local address and port.
-    any_peer: HashMap<(u8, [u8; 16], u16), u64>,
+    any_peer: HashMap<(u8, [u8; 16], u16), Vec<u64>>,
 }
 
 impl SocketIndex {
@@ -41,22 +44,25 @@ impl SocketIndex {
     }
 
     pub fn insert(&mut self, cookie: u64, key: SocketKey, many_remotes: bool) {
-        self.exact.insert(key, cookie);
+        self.exact.entry(key).or_default().push(cookie);
         if many_remotes {
-            self.any_peer.insert((key.0, key.1, key.2), cookie);
+            self.any_peer
+                .entry((key.0, key.1, key.2))
+                .or_default()
+                .push(cookie);
         }
     }
 
-    fn find(&self, key: SocketKey) -> Option<u64> {
+    fn find(&self, key: SocketKey) -> &[u64] {
         self.exact
             .get(&key)
             .or_else(|| self.any_peer.get(&(key.0, key.1, key.2)))
-            .copied()
+            .map_or(&[], Vec::as_slice)
     }
 
-    /// The sockets a flow belongs to: the host-side socket, the other-side socket (both ends
-    /// local: another namespace over a veth, or two host sockets), or none.
-    pub fn sockets_of(&self, flow: &FlowKey) -> [Option<u64>; 2] {
+    /// The sockets a flow belongs to: those on the host's side and those at the other end
+    /// (both ends local: another namespace over a veth, or two host sockets); empty for none.
+    pub fn sockets_of(&self, flow: &FlowKey) -> Vec<u64> {
         let here = (
             flow.proto,
             flow.local_addr,
@@ -71,9 +77,13 @@ impl SocketIndex {
             flow.local_addr,
             flow.local_port,
         );
-        let a = self.find(here);
-        let b = self.find(there).filter(|b| Some(*b) != a);
-        [a, b]
+        let mut out = self.find(here).to_vec();
+        for cookie in self.find(there) {
+            if !out.contains(cookie) {
+                out.push(*cookie);
+            }
+        }
+        out
     }
 }
 
@@ -198,20 +208,16 @@ mod tests {
         let ns = [10, 0, 0, 2];
         index.insert(1, (PROTO_UDP, v4(host), 40000, v4(ns), 9999), false);
         index.insert(2, (PROTO_UDP, v4(ns), 9999, v4(host), 40000), false);
-        assert_eq!(
-            index.sockets_of(&flow(host, 40000, ns, 9999)),
-            [Some(1), Some(2)]
-        );
+        assert_eq!(index.sockets_of(&flow(host, 40000, ns, 9999)), [1, 2]);
+        // A listener and the socket it accepted share endpoints: both are found.
+        index.insert(4, (PROTO_UDP, v4(host), 40000, v4(ns), 9999), false);
+        assert_eq!(index.sockets_of(&flow(host, 40000, ns, 9999)), [1, 4, 2]);
         // A server socket that heard many peers answers for any of them.
         index.insert(3, (PROTO_UDP, v4(host), 53, v4([10, 0, 0, 9]), 5000), true);
-        assert_eq!(
-            index.sockets_of(&flow(host, 53, [10, 0, 0, 7], 6000)),
-            [Some(3), None]
-        );
-        assert_eq!(
-            index.sockets_of(&flow(host, 54, [10, 0, 0, 7], 6000)),
-            [None, None]
-        );
+        assert_eq!(index.sockets_of(&flow(host, 53, [10, 0, 0, 7], 6000)), [3]);
+        assert!(index
+            .sockets_of(&flow(host, 54, [10, 0, 0, 7], 6000))
+            .is_empty());
     }
 
     #[test]
