@@ -666,3 +666,137 @@ fn loopback_counted_only_with_include_loopback() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Runs `kaipo watch --json` to completion with these arguments and returns its records and
+/// how long it ran.
+fn watch_to_end(args: &[&str]) -> anyhow::Result<(Vec<serde_json::Value>, Duration)> {
+    kaipo_tests::require_root()?;
+    let started = Instant::now();
+    let out = kaipo_tests::run(
+        Command::new(kaipo_tests::kaipo_bin()?)
+            .args(["watch", "--json"])
+            .args(args),
+    )?;
+    let records = out
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<Vec<serde_json::Value>, _>>()
+        .context("kaipo printed a line that is not JSON")?;
+    Ok((records, started.elapsed()))
+}
+
+fn process_packets(record: &serde_json::Value, pid: u32) -> u64 {
+    record["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["pid"] == pid)
+        .map(|p| p["tx_packets"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// A steady sender that was running before kaipo started: the first interval holds only the
+/// datagrams of its own length (it once held three times as many: everything since the
+/// programs were attached), and `--duration` ends the run with a partial last interval.
+#[test]
+fn first_interval_starts_at_start_and_duration_ends_on_time() -> anyhow::Result<()> {
+    const RATE: u64 = 1000;
+    let net = TestNet::new()?;
+    let mut receiver = Spawned::spawn(
+        "udp-sink",
+        traffic(
+            Some(&net),
+            &[
+                "udp-sink",
+                &format!("{}:0", net.ns_v4),
+                &(RATE * 12).to_string(),
+            ],
+        ),
+    )?;
+    let _: u32 = receiver.expect_num("pid", STEP)?;
+    let port: u16 = receiver.expect_num("port", STEP)?;
+    let sink = SocketAddr::new(IpAddr::V4(net.ns_v4), port);
+    let mut sender = Spawned::spawn(
+        "udp-rate",
+        traffic(
+            None,
+            &["udp-rate", &sink.to_string(), &RATE.to_string(), "12"],
+        ),
+    )?;
+    let pid: u32 = sender.expect_num("pid", STEP)?;
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (records, _) = watch_to_end(&[
+        "--iface",
+        &net.host_if,
+        "--interval",
+        "1s",
+        "--duration",
+        "2500ms",
+    ])?;
+    let lengths: Vec<u64> = records
+        .iter()
+        .map(|r| r["interval_ms"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(
+        records.len(),
+        3,
+        "two whole intervals and a partial one: {lengths:?}"
+    );
+    assert!(
+        (450..=600).contains(&lengths[2]),
+        "the last interval is the 500 ms left: {lengths:?}"
+    );
+    for (i, record) in records.iter().enumerate() {
+        let packets = process_packets(record, pid);
+        let expected = RATE * lengths[i] / 1000;
+        assert!(
+            packets.abs_diff(expected) <= expected / 20 + 5,
+            "interval {i} of {} ms: {packets} datagrams, expected about {expected} at {RATE}/s",
+            lengths[i]
+        );
+    }
+
+    // An interval longer than the run: one interval, as long as the run.
+    let (records, _) = watch_to_end(&[
+        "--iface",
+        &net.host_if,
+        "--interval",
+        "5s",
+        "--duration",
+        "2s",
+    ])?;
+    assert_eq!(records.len(), 1);
+    let length = records[0]["interval_ms"].as_u64().unwrap_or(0);
+    assert!(
+        (1950..=2150).contains(&length),
+        "one 2 s interval, got {length} ms"
+    );
+    let packets = process_packets(&records[0], pid);
+    assert!(
+        packets.abs_diff(2 * RATE) <= 2 * RATE / 20,
+        "{packets} datagrams in 2 s"
+    );
+    sender.interrupt()?;
+    receiver.interrupt()?;
+    let _ = sender.wait(STEP);
+    let _ = receiver.wait(STEP);
+    Ok(())
+}
+
+/// `--filter` is a libpcap capture filter: where eBPF runs it is refused, not ignored.
+#[test]
+fn a_pcap_only_flag_is_refused_where_ebpf_runs() -> anyhow::Result<()> {
+    kaipo_tests::require_root()?;
+    let out = Command::new(kaipo_tests::kaipo_bin()?)
+        .args(["watch", "--json", "--duration", "1s", "--filter", "udp"])
+        .output()?;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--filter is for the pcap backend only"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    Ok(())
+}

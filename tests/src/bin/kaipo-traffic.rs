@@ -25,6 +25,7 @@ const USAGE: &str = "usage: kaipo-traffic
   udp-sink  ADDR:PORT COUNT           receive COUNT datagrams, then exit (port 0: any)
   udp-wait  ADDR:PORT COUNT SIZE      connect, print `ready`, wait for a stdin line, then send
   udp-burst ADDR:PORT COUNT SIZE      send and exit at once, printing nothing
+  udp-rate  ADDR:PORT RATE SECONDS    send RATE 100-byte datagrams a second for SECONDS (at most 60)
   tcp-serve ADDR:PORT BYTES_IN BYTES_OUT  accept one connection, read, write, wait for close
   tcp-send  ADDR:PORT BYTES_OUT BYTES_IN  connect, write, read, close";
 
@@ -75,6 +76,25 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             let count = num(2)? as u32;
             udp_send(&socket, count, num(3)? as usize)?;
             println!("sent {count}");
+        }
+        "udp-rate" => {
+            println!("pid {}", std::process::id());
+            let socket = udp_connect(addr()?)?;
+            let rate = num(2)?.clamp(1, 100_000);
+            let secs = num(3)?.min(60);
+            let start = std::time::Instant::now();
+            let payload = [0x6b_u8; 100];
+            let mut sent = 0u64;
+            while sent < rate * secs {
+                // On schedule: datagram n leaves at n / rate seconds after the start.
+                let due = start + std::time::Duration::from_secs_f64(sent as f64 / rate as f64);
+                if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                socket.send(&payload).context("send")?;
+                sent += 1;
+            }
+            println!("sent {sent}");
         }
         "udp-sink" => udp_sink(addr()?, num(2)?)?,
         "tcp-serve" => tcp_serve(addr()?, num(2)?, num(3)?)?,
