@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::format::parse_duration;
+use crate::format::{parse_duration, parse_interval};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -89,7 +89,7 @@ pub struct BackendArgs {
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
     /// Length of one interval (500ms, 1s, 2m, ...).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
     pub interval: Duration,
     /// Stop after this long; without it, run until interrupted.
     #[arg(long, value_parser = parse_duration)]
@@ -146,7 +146,7 @@ pub struct DaemonArgs {
     pub interval: Option<Duration>,
     /// How often live figures (status, subscribers' snapshots) are refreshed; at most
     /// --interval [default: 1s].
-    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    #[arg(long, value_name = "D", value_parser = parse_interval)]
     pub live_interval: Option<Duration>,
     /// Count loopback traffic in process totals and history.
     #[arg(long)]
@@ -177,7 +177,7 @@ pub struct LiveArgs {
     #[arg(long = "iface", value_name = "NAME")]
     pub ifaces: Vec<String>,
     /// Without a daemon: how often figures refresh.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
     pub interval: Duration,
     /// Without a daemon: count loopback traffic in process and connection figures.
     #[arg(long)]

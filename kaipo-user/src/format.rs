@@ -28,33 +28,96 @@ pub fn rate(n: u64, over: Duration) -> String {
     format!("{}/s", bytes((n as f64 / secs).round() as u64))
 }
 
-/// Parses `500ms`, `1s`, `1.5s`, `2m`, `1h`, `1d`; a bare number is seconds.
+/// The longest duration any option takes: ten years of 365 days.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+/// Parses `500ms`, `1s`, `1.5s`, `2m`, `1h`, `1d`; a bare number is seconds. Exact integer
+/// arithmetic (at most nine decimals), more than zero and at most [`MAX_DURATION`]: a value
+/// out of range is an error that says the bounds, never a panic or a wrapped-around number.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration; use a number with ms, s, m, h or d"))?;
-    let scale = match unit.trim() {
-        "ms" => 0.001,
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86400.0,
+    let not_a_duration =
+        || format!("'{text}' is not a duration; use a number with ms, s, m, h or d");
+    if number.is_empty() || number == "." {
+        return Err(not_a_duration());
+    }
+    let nanos_per_unit: u128 = match unit.trim() {
+        "ms" => 1_000_000,
+        "" | "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
         other => {
             return Err(format!(
                 "unknown unit '{other}' in '{text}'; use ms, s, m, h or d"
             ))
         }
     };
-    let secs = value * scale;
-    if !secs.is_finite() || secs <= 0.0 {
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() || fraction.contains('.') || fraction.len() > 9 {
+        return Err(not_a_duration());
+    }
+    let too_long = || {
+        format!(
+            "'{text}' is out of range: a duration is at most {}d",
+            MAX_DURATION.as_secs() / 86_400
+        )
+    };
+    // More digits than any u128 holds is out of range, not malformed.
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else if whole.len() > 30 {
+        return Err(too_long());
+    } else {
+        whole.parse().map_err(|_| not_a_duration())?
+    };
+    let fraction_nanos: u128 = if fraction.is_empty() {
+        0
+    } else {
+        let digits: u128 = fraction.parse().map_err(|_| not_a_duration())?;
+        digits * 10u128.pow(9 - fraction.len() as u32)
+    };
+    let nanos = whole
+        .checked_mul(nanos_per_unit)
+        .and_then(|n| n.checked_add(fraction_nanos * nanos_per_unit / 1_000_000_000))
+        .ok_or_else(too_long)?;
+    if nanos == 0 {
         return Err(format!("'{text}' must be more than zero"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    if nanos > MAX_DURATION.as_nanos() {
+        return Err(too_long());
+    }
+    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| too_long())?;
+    Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
+}
+
+/// [`parse_duration`] within `min..=max`, naming the bounds when outside them.
+pub fn parse_duration_within(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < min || d > max {
+        return Err(format!(
+            "'{}' is out of range: from {} to {}",
+            text.trim(),
+            crate::config::value::format_duration(min),
+            crate::config::value::format_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
+/// The shortest interval a collecting command takes: shorter ones cost a core's worth of
+/// reading maps and drawing for no figure anyone can read.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest interval a collecting command takes.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
+
+/// A collecting command's interval: 100ms to 1d.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    parse_duration_within(text, MIN_INTERVAL, MAX_INTERVAL)
 }
 
 /// An address as stored in kernel records: IPv4 in the first four bytes.
@@ -146,6 +209,27 @@ mod tests {
         assert_eq!(parse_duration("3m"), Ok(Duration::from_secs(180)));
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
         assert!(parse_duration("0s").is_err());
+        assert_eq!(parse_duration(".25s"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.000000001s"), Ok(Duration::new(1, 1)));
+        assert_eq!(parse_duration("2500ms"), Ok(Duration::from_millis(2500)));
+        assert_eq!(
+            parse_duration("99999999999999999999s"),
+            Err("'99999999999999999999s' is out of range: a duration is at most 3650d".into())
+        );
+        assert_eq!(
+            parse_duration("18446744073709551615ms"),
+            Err("'18446744073709551615ms' is out of range: a duration is at most 3650d".into())
+        );
+        assert!(parse_duration("1".repeat(60).as_str()).is_err());
+        assert!(parse_duration("3651d").is_err());
+        assert_eq!(parse_duration("3650d"), Ok(MAX_DURATION));
+        assert!(parse_duration("1.2.3s").is_err());
+        assert!(parse_duration(".").is_err());
+        assert_eq!(
+            parse_interval("1ms"),
+            Err("'1ms' is out of range: from 100ms to 1d".into())
+        );
+        assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("5 parsecs")
             .unwrap_err()
             .contains("unknown unit"));

@@ -170,10 +170,25 @@ impl Config {
                 ),
             );
         }
-        if self.daemon.interval < Duration::from_secs(1) {
+        if self.daemon.interval < Duration::from_secs(1)
+            || self.daemon.interval > crate::format::MAX_INTERVAL
+        {
             return bad(
                 "daemon.interval",
-                "must be at least 1s: it is the finest resolution of stored history".into(),
+                format!(
+                    "{} is out of range; allowed: 1s (the finest resolution of stored history) \
+                     to 1d",
+                    value::format_duration(self.daemon.interval)
+                ),
+            );
+        }
+        if self.daemon.live_interval < crate::format::MIN_INTERVAL {
+            return bad(
+                "daemon.live_interval",
+                format!(
+                    "{} is too short; allowed: 100ms to daemon.interval",
+                    value::format_duration(self.daemon.live_interval)
+                ),
             );
         }
         if let Err((at, message)) = self.alerts.validate() {
