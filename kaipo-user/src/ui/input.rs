@@ -60,7 +60,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Home End, g G", "first or last row"),
     ("Enter", "details of the selected process"),
     ("Esc", "close help or details, else clear the filter"),
-    ("/", "filter: name, command, user, container, address"),
+    ("/", "filter: name, command, exe, user, container, address"),
     ("s, S", "sort by the next or previous column"),
     ("r", "reverse the sort"),
     ("p", "pause the screen; counting goes on"),
