@@ -1,6 +1,6 @@
 //! Pause (`p`): the screen holds still while counting goes on.
 //!
-//! Pausing copies the state into [`LiveState::frozen`]. The copy is what is drawn and what
+//! Pausing copies the state into its `frozen` field. The copy is what is drawn and what
 //! keys move through (sort, filter, selection, details), while snapshots keep arriving in
 //! the live state, so totals since start include the paused time. Resuming brings the
 //! copy's view settings (tab, sort, filter, selection, units) back to the live state.
