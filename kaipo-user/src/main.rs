@@ -46,10 +46,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Live(args) => runtime.block_on(kaipo::live::run(&kaipo::live::LiveOptions {
             #[cfg(unix)]
             socket: args.socket,
-            ifaces: args.ifaces,
             interval: args.interval,
             include_loopback: args.include_loopback,
-            collect: args.collect,
+            collect: kaipo::collect::backend::StartOptions {
+                ifaces: args.ifaces,
+                backend: args.collect.backend,
+                pcap_filter: args.collect.filter,
+                pcap_immediate: args.collect.pcap_immediate,
+                ingress_hook: args.collect.ingress_hook,
+            },
         })),
         Command::Doctor(args) => {
             let mut stdout = io::stdout().lock();

@@ -1,13 +1,19 @@
 //! `kaipo live` in a real terminal (tmux): a process sending at a known rate shows up in its
-//! row with that rate, and `q` ends the dashboard cleanly.
+//! row with that rate, `q` ends the dashboard cleanly, and a paused screen holds still while
+//! the traffic of the pause still reaches the totals.
 //!
 //! Needs root (the dashboard runs its own collector) and tmux (scripts/setup.sh installs it).
 
 use std::{
     net::UdpSocket,
     process::{Command, Stdio},
+    sync::Mutex,
     time::{Duration, Instant},
 };
+
+/// One dashboard at a time: two collectors on `lo` would see each other's traffic, and the
+/// tests of this file run on parallel threads.
+static ONE_DASHBOARD: Mutex<()> = Mutex::new(());
 
 const ROLE: &str = "KAIPO_LIVE_TEST_ROLE";
 /// The sender's pace: datagrams per second and payload bytes; 1028 IP-layer bytes each.
@@ -56,6 +62,7 @@ fn dashboard_shows_a_sender_at_its_rate_and_quits_on_q() {
         sender(30);
         return;
     }
+    let _one = ONE_DASHBOARD.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: geteuid has no preconditions.
     assert_eq!(
         unsafe { libc::geteuid() },
@@ -162,4 +169,110 @@ fn dashboard_shows_a_sender_at_its_rate_and_quits_on_q() {
          last screen:\n{screen}"
     );
     assert_eq!(code.trim(), "0", "kaipo live did not exit cleanly on q");
+}
+
+fn capture(session: &str) -> String {
+    String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", session]).stdout).into_owned()
+}
+
+/// Polls the pane every 100 ms for up to `limit` until `done` accepts it; the last capture.
+fn wait_for(session: &str, limit: Duration, done: impl Fn(&str) -> bool) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let screen = capture(session);
+        if done(&screen) {
+            return Some(screen);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// Bytes received on the monitored interfaces since start, from the header's
+/// `since start RX 1.9 MiB TX ...`.
+fn since_start_rx(screen: &str) -> Option<f64> {
+    let line = screen.lines().find(|l| l.starts_with("since start RX "))?;
+    let rest = line.strip_prefix("since start RX ")?;
+    let cell: Vec<&str> = rest.split_whitespace().take(2).collect();
+    parse_rate(&cell.join(" "))
+}
+
+/// `p` freezes the screen (PAUSED in the header, nothing else moves) but not the counting:
+/// right after resuming, the totals since start hold what the sender sent while paused. A
+/// pause that dropped intervals would show at most one interval more.
+#[test]
+fn pause_holds_the_screen_and_keeps_counting() {
+    let _one = ONE_DASHBOARD.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test runs kaipo's collector and needs root"
+    );
+    let session = format!("kaipo-pause-{}", std::process::id());
+    let command = format!(
+        "{} live --iface lo --include-loopback --socket /nonexistent/kaipo.sock",
+        env!("CARGO_BIN_EXE_kaipo"),
+    );
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "160",
+        "-y",
+        "40",
+        &command,
+    ]);
+    assert!(
+        started.status.success(),
+        "tmux: {}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "dashboard_shows_a_sender_at_its_rate_and_quits_on_q",
+            "--nocapture",
+        ])
+        .env(ROLE, "sender")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting the sender");
+    let result = (|| -> Result<(f64, f64), String> {
+        let pid = child.id().to_string();
+        // Running: the dashboard has counted some of the sender's traffic.
+        wait_for(&session, Duration::from_secs(20), |s| {
+            s.contains("via embedded") && s.contains(&format!(" {pid} "))
+        })
+        .ok_or_else(|| format!("no row for the sender:\n{}", capture(&session)))?;
+        tmux(&["send-keys", "-t", &session, "p"]);
+        let paused = wait_for(&session, Duration::from_secs(5), |s| s.contains("PAUSED"))
+            .ok_or_else(|| format!("no PAUSED mark:\n{}", capture(&session)))?;
+        let before = since_start_rx(&paused).ok_or("no totals in the header")?;
+        std::thread::sleep(Duration::from_secs(4));
+        let still = capture(&session);
+        if still != paused {
+            return Err(format!("the paused screen moved:\n{paused}\n---\n{still}"));
+        }
+        tmux(&["send-keys", "-t", &session, "p"]);
+        let resumed = wait_for(&session, Duration::from_secs(5), |s| !s.contains("PAUSED"))
+            .ok_or_else(|| format!("still paused:\n{}", capture(&session)))?;
+        let after = since_start_rx(&resumed).ok_or("no totals in the header")?;
+        Ok((before, after))
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    tmux(&["send-keys", "-t", &session, "q"]);
+    std::thread::sleep(Duration::from_millis(500));
+    tmux(&["kill-session", "-t", &session]);
+    let (before, after) = result.unwrap_or_else(|e| panic!("{e}"));
+    // Four seconds paused at 200 datagrams of 1028 IP-layer bytes a second; at least three
+    // of those seconds' intervals have closed by the time the screen resumes.
+    let sent_while_paused = 3.0 * (PER_SECOND * (PAYLOAD as u64 + 28)) as f64;
+    assert!(
+        after - before >= sent_while_paused * 0.8,
+        "since start RX went from {before} to {after} B across a 4 s pause"
+    );
 }

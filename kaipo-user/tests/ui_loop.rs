@@ -10,8 +10,8 @@ use kaipo::{
     model::{Bytes, ConnectionRecord, InterfaceRecord, IntervalRecord, ProcessRecord},
     store::{Report, SeriesPoint, Tier},
     ui::{
-        draw::draw, order::View, state::SourceStatus, terminal::drive, FakeSource, HeaderInfo,
-        HistoryRange, LiveSource, LiveState, LiveUpdate, SourceKind, Theme,
+        draw::draw, state::SourceStatus, terminal::drive, FakeSource, HeaderInfo, HistoryRange,
+        LiveSource, LiveState, LiveUpdate, SourceKind, Theme, View,
     },
 };
 use ratatui::{

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::{LiveOptions, QUEUE};
 use crate::{
     daemon::client::{self, ClientError},
-    model::IntervalRecord,
+    model::{Attribution, IntervalRecord},
     store::Report,
     ui::{self, HeaderInfo, HistoryRange, LiveSource, LiveUpdate, SourceKind, Theme},
 };
@@ -58,7 +58,6 @@ async fn follow(
         let mut seen = 0u64;
         let mut alerts = Vec::new();
         while let Some(snapshot) = subscription.next().await? {
-            let share = snapshot.totals.attributed_share();
             let record: IntervalRecord =
                 serde_json::from_value(serde_json::Value::Object(snapshot.interval))
                     .context("reading a snapshot from the daemon")?;
@@ -70,17 +69,13 @@ async fn follow(
                 }
             }
             seen += 1;
-            if tx.send((record, share, alerts.clone())).await.is_err() {
+            if tx.send((record, alerts.clone())).await.is_err() {
                 break;
             }
         }
         anyhow::Ok(())
     };
-    let source = DaemonSource {
-        rx,
-        socket: opts.socket.clone(),
-        degradations,
-    };
+    let source = DaemonSource::new(rx, opts.socket.clone(), degradations);
     tokio::select! {
         shown = ui::run(source, theme) => shown,
         read = reader => {
@@ -91,28 +86,45 @@ async fn follow(
 }
 
 struct DaemonSource {
-    rx: mpsc::Receiver<(IntervalRecord, Option<f64>, Vec<String>)>,
+    rx: mpsc::Receiver<(IntervalRecord, Vec<String>)>,
     socket: PathBuf,
     degradations: Vec<String>,
+    /// The monitored interfaces' bytes in the snapshots seen since the dashboard started,
+    /// attributed or not: the header's share is theirs, as with the embedded collector.
+    /// A caller who may not see interface traffic gets empty attributions, so no share.
+    attribution: Attribution,
+}
+
+impl DaemonSource {
+    fn new(
+        rx: mpsc::Receiver<(IntervalRecord, Vec<String>)>,
+        socket: PathBuf,
+        degradations: Vec<String>,
+    ) -> Self {
+        Self {
+            rx,
+            socket,
+            degradations,
+            attribution: Attribution::default(),
+        }
+    }
 }
 
 impl LiveSource for DaemonSource {
     async fn next(&mut self) -> anyhow::Result<Option<LiveUpdate>> {
-        Ok(self
-            .rx
-            .recv()
-            .await
-            .map(|(record, attributed_share, alerts)| {
-                let header = HeaderInfo {
-                    backend: record.backend.to_string(),
-                    degradations: self.degradations.clone(),
-                    lost_total: None,
-                    attributed_share,
-                    source: SourceKind::Daemon,
-                    alerts,
-                };
-                LiveUpdate::new(record, header)
-            }))
+        let Some((record, alerts)) = self.rx.recv().await else {
+            return Ok(None);
+        };
+        self.attribution.add(&record.attribution);
+        let header = HeaderInfo {
+            backend: record.backend.to_string(),
+            degradations: self.degradations.clone(),
+            lost_total: None,
+            attributed_ratio: self.attribution.ratio(),
+            source: SourceKind::Daemon,
+            alerts,
+        };
+        Ok(Some(LiveUpdate::new(record, header)))
     }
 
     async fn history(&mut self, range: HistoryRange) -> anyhow::Result<Option<Report>> {
@@ -125,4 +137,56 @@ async fn query_history(socket: &Path, range: HistoryRange) -> Result<Report, Cli
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     client::query(socket, &range.query(now_ms)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        collect::BackendKind,
+        model::{Bytes, Lost, UnattributedCauses},
+    };
+
+    fn record(interface_bytes: u64, attributed_bytes: u64) -> IntervalRecord {
+        let attribution = Attribution {
+            interface_bytes,
+            attributed_bytes,
+            unattributed: UnattributedCauses {
+                kernel: interface_bytes - attributed_bytes,
+                ..UnattributedCauses::default()
+            },
+        };
+        IntervalRecord {
+            ts_ms: 1_795_684_400_000,
+            interval_ms: 1000,
+            backend: BackendKind::Ebpf,
+            interfaces: Vec::new(),
+            processes: Vec::new(),
+            connections: Vec::new(),
+            unattributed: Bytes::default(),
+            attributed_ratio: attribution.ratio(),
+            attribution,
+            lost: Lost::default(),
+        }
+    }
+
+    /// The share covers every snapshot since the dashboard started, not the newest alone:
+    /// 900 of 1000 bytes, then 100 of 1000, is 50 %.
+    #[tokio::test]
+    async fn the_attributed_ratio_adds_up_the_snapshots_seen() -> anyhow::Result<()> {
+        let (tx, rx) = mpsc::channel(4);
+        let mut source = DaemonSource::new(rx, PathBuf::from("/nonexistent"), Vec::new());
+        tx.send((record(1000, 900), Vec::new())).await?;
+        tx.send((record(1000, 100), vec!["app x over 1 B/s".into()]))
+            .await?;
+        tx.send((record(0, 0), Vec::new())).await?;
+        drop(tx);
+        let mut ratios = Vec::new();
+        while let Some(update) = source.next().await? {
+            assert_eq!(update.header.source, SourceKind::Daemon);
+            ratios.push(update.header.attributed_ratio);
+        }
+        assert_eq!(ratios, [Some(0.9), Some(0.5), Some(0.5)]);
+        Ok(())
+    }
 }

@@ -23,10 +23,10 @@ pub struct LiveOptions {
     /// The daemon's socket.
     #[cfg(unix)]
     pub socket: std::path::PathBuf,
-    pub ifaces: Vec<String>,
     pub interval: Duration,
     pub include_loopback: bool,
-    pub collect: crate::cli::BackendArgs,
+    /// How the embedded collector counts, when no daemon runs: interfaces and backend.
+    pub collect: StartOptions,
 }
 
 /// Snapshots waiting for the dashboard; a dashboard that falls behind skips intervals rather
@@ -62,13 +62,7 @@ pub async fn run(opts: &LiveOptions) -> anyhow::Result<()> {
 
 async fn embedded(opts: &LiveOptions, theme: Theme) -> anyhow::Result<()> {
     let engine = Engine::start(&EngineOptions {
-        collect: StartOptions {
-            ifaces: opts.ifaces.clone(),
-            backend: opts.collect.backend,
-            pcap_filter: opts.collect.filter.clone(),
-            pcap_immediate: opts.collect.pcap_immediate,
-            ingress_hook: opts.collect.ingress_hook,
-        },
+        collect: opts.collect.clone(),
         include_loopback: opts.include_loopback,
     })?;
     let (tx, rx) = mpsc::channel(QUEUE);
@@ -124,7 +118,7 @@ impl Sink for ChannelSink {
             backend: record.backend.to_string(),
             degradations: self.degradations.clone(),
             lost_total: None,
-            attributed_share: self.attribution.ratio(),
+            attributed_ratio: self.attribution.ratio(),
             source: SourceKind::Embedded,
             // Alert rules run in the daemon only.
             alerts: Vec::new(),

@@ -7,9 +7,9 @@ use ratatui::{backend::TestBackend, Terminal};
 
 use super::{
     draw::draw,
-    order::View,
     source::{HeaderInfo, LiveUpdate, SourceKind},
     state::LiveState,
+    tabs::View,
     theme::Theme,
 };
 use crate::{
@@ -53,7 +53,7 @@ pub fn synthetic_update(processes: usize, connections: usize, n: u64) -> LiveUpd
                 uid: 1000,
                 user: Some("svc".into()),
                 container: (i % 3 == 0).then(|| format!("{:012x}", i * 977)),
-                exe: None,
+                exe: Some("/usr/bin/worker".into()),
                 netns: Some(4_026_531_840),
                 exited: false,
                 rx_bytes: bytes(i),
@@ -83,7 +83,7 @@ pub fn synthetic_update(processes: usize, connections: usize, n: u64) -> LiveUpd
         backend: "ebpf".into(),
         source: SourceKind::Daemon,
         alerts: Vec::new(),
-        attributed_share: Some(0.98),
+        attributed_ratio: Some(0.98),
         ..HeaderInfo::default()
     };
     LiveUpdate::new(record, header)

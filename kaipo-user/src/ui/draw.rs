@@ -1,136 +1,63 @@
 //! The whole screen from the state, and nothing else: no I/O, no clock, no mutation, so a
-//! snapshot test draws exactly what a user sees.
+//! snapshot test draws exactly what a user sees. While paused, everything but the PAUSED
+//! mark comes from the picture taken at pause.
 //!
 //! ```text
-//! header   rates, attribution, losses, backend, PAUSED
-//!          warnings (degradations, source ended), totals since start
+//! header   rates, attribution, losses, backend
+//!          PAUSED, alerts, degradations (wrapped), totals since start
 //! tabs     1 Processes  2 Connections  3 Interfaces  4 Remote hosts  5 History
-//! main     the view (or the detail pane over it)
+//! main     the tab (or the detail pane over it)
 //! footer   keys, or the filter being typed
 //! ```
 
 use ratatui::{
-    layout::{Constraint, Layout, Rect},
+    layout::{Constraint, Layout},
     text::{Line, Span},
     widgets::Paragraph,
     Frame,
 };
 
 use super::{
-    order::View,
-    state::{LiveState, SourceStatus},
-    views,
+    state::LiveState,
+    tabs::{self, View},
+    widgets::{detail, header, help},
 };
 
-const HEADER_ROWS: u16 = 2;
 const TABS_ROWS: u16 = 1;
 const FOOTER_ROWS: u16 = 1;
 /// The table block's title line and the column headers.
 const TABLE_CHROME_ROWS: u16 = 2;
 
-/// Table rows visible on a terminal `height` rows tall.
-pub fn table_rows(height: u16) -> usize {
-    usize::from(height.saturating_sub(HEADER_ROWS + TABS_ROWS + FOOTER_ROWS + TABLE_CHROME_ROWS))
+/// Table rows visible on a terminal `width` x `height` with the header `state` has now.
+pub fn table_rows(state: &LiveState, width: u16, height: u16) -> usize {
+    let header = header::lines(state, width, height).len() as u16;
+    usize::from(height.saturating_sub(header + TABS_ROWS + FOOTER_ROWS + TABLE_CHROME_ROWS))
 }
 
 pub fn draw(frame: &mut Frame, state: &LiveState) {
     let area = frame.area();
-    let [header, tabs, main, footer] = Layout::vertical([
-        Constraint::Length(HEADER_ROWS),
+    let header_lines = header::lines(state, area.width, area.height);
+    let [header, tabs_bar, main, footer] = Layout::vertical([
+        Constraint::Length(header_lines.len() as u16),
         Constraint::Length(TABS_ROWS),
         Constraint::Min(0),
         Constraint::Length(FOOTER_ROWS),
     ])
     .areas(area);
-    draw_header(frame, header, state);
-    draw_tabs(frame, tabs, state);
-    match state.view() {
-        View::History => views::history::draw(frame, main, state),
-        view => views::table::draw(frame, main, state, view),
+    frame.render_widget(Paragraph::new(header_lines), header);
+    let shown = state.shown();
+    draw_tabs(frame, tabs_bar, shown);
+    tabs::draw(frame, main, shown);
+    if let Some(pid) = shown.detail {
+        detail::draw(frame, main, shown, pid);
     }
-    if let Some(pid) = state.detail {
-        views::detail::draw(frame, main, state, pid);
-    }
-    draw_footer(frame, footer, state);
-    if state.help {
-        views::help::draw(frame, area, state);
+    draw_footer(frame, footer, shown);
+    if shown.help {
+        help::draw(frame, area, shown);
     }
 }
 
-fn draw_header(frame: &mut Frame, area: Rect, state: &LiveState) {
-    let theme = state.theme;
-    let header = state.header();
-    let unit = state.unit();
-    let (rx, tx) = state.interface_rates();
-    let [first, second] =
-        Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
-
-    let share = header
-        .attributed_share
-        .map_or_else(|| "-".into(), |s| format!("{:.1}%", s * 100.0));
-    let backend = if header.backend.is_empty() {
-        "-"
-    } else {
-        header.backend.as_str()
-    };
-    let lost = state.lost_total();
-    let collector = if state.intervals() == 0 {
-        "waiting for the collector".to_string()
-    } else {
-        format!("{backend} via {}", header.source.label())
-    };
-    let line = Line::from(vec![
-        Span::styled("kaipo ", theme.title()),
-        Span::styled(format!("RX {}", unit.rate(rx)), theme.rx()),
-        Span::raw("  "),
-        Span::styled(format!("TX {}", unit.rate(tx)), theme.tx()),
-        Span::raw(format!("  attributed {share}  ")),
-        Span::styled(
-            format!("lost {lost}"),
-            if lost > 0 {
-                theme.warning()
-            } else {
-                Default::default()
-            },
-        ),
-        Span::raw(format!("  {collector}")),
-    ]);
-    frame.render_widget(Paragraph::new(line), first);
-
-    let mut spans = Vec::new();
-    let warnings = header
-        .alerts
-        .iter()
-        .map(|alert| format!("ALERT {alert}"))
-        .chain(source_warning(state))
-        .chain(header.degradations.iter().cloned());
-    for warning in warnings {
-        spans.push(Span::styled(format!("{warning} "), theme.warning()));
-        spans.push(Span::raw("· "));
-    }
-    let totals = state.interface_totals();
-    spans.push(Span::styled(
-        format!(
-            "since start RX {} TX {} · {} processes · {} connections",
-            crate::format::bytes(totals.rx),
-            crate::format::bytes(totals.tx),
-            state.processes.len(),
-            state.connections.len(),
-        ),
-        theme.muted(),
-    ));
-    frame.render_widget(Paragraph::new(Line::from(spans)), second);
-}
-
-fn source_warning(state: &LiveState) -> Option<String> {
-    match &state.source {
-        SourceStatus::Live => None,
-        SourceStatus::Ended => Some("source ended, showing its last data".into()),
-        SourceStatus::Failed(e) => Some(format!("source failed: {e}")),
-    }
-}
-
-fn draw_tabs(frame: &mut Frame, area: Rect, state: &LiveState) {
+fn draw_tabs(frame: &mut Frame, area: ratatui::layout::Rect, state: &LiveState) {
     let theme = state.theme;
     let mut spans = Vec::new();
     for (i, view) in View::ALL.iter().enumerate() {
@@ -143,20 +70,10 @@ fn draw_tabs(frame: &mut Frame, area: Rect, state: &LiveState) {
             spans.push(Span::raw(format!(" {label} ")));
         }
     }
-    // PAUSED sits at the right end of the tabs, which leave room for it at 80 columns.
-    let paused = if state.paused() { 8 } else { 0 };
-    let [tabs, flag] =
-        Layout::horizontal([Constraint::Min(0), Constraint::Length(paused)]).areas(area);
-    frame.render_widget(Paragraph::new(Line::from(spans)), tabs);
-    if state.paused() {
-        frame.render_widget(
-            Paragraph::new(Span::styled(" PAUSED ", theme.paused())),
-            flag,
-        );
-    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-fn draw_footer(frame: &mut Frame, area: Rect, state: &LiveState) {
+fn draw_footer(frame: &mut Frame, area: ratatui::layout::Rect, state: &LiveState) {
     let theme = state.theme;
     let line = if state.editing_filter {
         Line::from(vec![

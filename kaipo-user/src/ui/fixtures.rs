@@ -1,13 +1,10 @@
 //! A small, fixed server for state and snapshot tests: six processes, eight connections,
 //! two interfaces, three one-second intervals. curl exits in the third.
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use super::{
-    source::{ConnKey, ConnectionExtra, HeaderInfo, LiveUpdate, ProcessExtra, SourceKind},
+    source::{HeaderInfo, LiveUpdate, SourceKind},
     state::LiveState,
     theme::Theme,
 };
@@ -181,9 +178,9 @@ pub fn update(n: u64) -> LiveUpdate {
         .iter()
         .filter(|c| c.0 != 5150 || n <= 3)
         .map(
-            |&(pid, proto, local, remote, _, _, rx, tx)| ConnectionRecord {
-                service: String::new(),
-                state: None,
+            |&(pid, proto, local, remote, service, state, rx, tx)| ConnectionRecord {
+                service: service.into(),
+                state: state.map(Into::into),
                 pid,
                 proto: proto.into(),
                 local: local.into(),
@@ -202,7 +199,7 @@ pub fn update(n: u64) -> LiveUpdate {
                 .filter(|c| c.pid == p.pid)
                 .fold((0, 0), |(rx, tx), c| (rx + c.rx_bytes, tx + c.tx_bytes));
             ProcessRecord {
-                exe: None,
+                exe: Some(p.exe.into()),
                 pid: p.pid,
                 name: p.name.into(),
                 cmdline: p.cmdline.into(),
@@ -255,37 +252,11 @@ pub fn update(n: u64) -> LiveUpdate {
         backend: "ebpf".into(),
         degradations: Vec::new(),
         lost_total: None,
-        attributed_share: Some(0.973),
+        attributed_ratio: Some(0.973),
         source: SourceKind::Daemon,
         alerts: Vec::new(),
     };
-    let mut update = LiveUpdate::new(record, header);
-    update.processes_extra = PROCS
-        .iter()
-        .map(|p| {
-            (
-                p.pid,
-                ProcessExtra {
-                    exe: Some(p.exe.into()),
-                },
-            )
-        })
-        .collect::<HashMap<_, _>>();
-    for c in &update.record.connections {
-        let (.., service, state, _, _) = CONNS
-            .iter()
-            .find(|f| f.0 == c.pid && f.3 == c.remote && f.2 == c.local)
-            .copied()
-            .expect("fixture connection");
-        update.connections_extra.insert(
-            ConnKey::of(c),
-            ConnectionExtra {
-                state: state.map(Into::into),
-                service: Some(service.into()),
-            },
-        );
-    }
-    update
+    LiveUpdate::new(record, header)
 }
 
 /// The clock of interval `n`: one second apart from a fixed start.

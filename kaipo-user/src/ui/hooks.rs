@@ -1,33 +1,25 @@
-//! State changes that come from neither snapshots nor keys: the source ending, which
-//! history to ask for, and names of remote hosts (which also arrive with snapshots, see
+//! State changes that come from neither snapshots nor keys: the source ending and names of
+//! remote hosts (which also arrive with snapshots, see
 //! [`super::source::LiveUpdate::remote_names`]).
 
-use std::{net::IpAddr, time::Instant};
+use std::net::IpAddr;
 
 use super::{
-    order::View,
-    source::HistoryRange,
     state::{LiveState, SourceStatus},
-    tracks::RemoteAddr,
+    tabs::remotes::RemoteAddr,
 };
 
 impl LiveState {
-    /// The history range to ask the source for: only while the History view is open.
-    pub fn history_wanted(&self, now: Instant) -> Option<HistoryRange> {
-        if self.view == View::History {
-            self.history.wanted(now)
-        } else {
-            None
-        }
-    }
-
     pub fn source_status(&self) -> &SourceStatus {
         &self.source
     }
 
-    /// Records that the source ended, or failed with `error`.
+    /// Records that the source ended, or failed with `error`; a paused screen says so too.
     pub fn source_ended(&mut self, error: Option<String>) {
         self.source = error.map_or(SourceStatus::Ended, SourceStatus::Failed);
+        if let Some(frozen) = self.frozen.as_mut() {
+            frozen.source = self.source.clone();
+        }
     }
 
     /// Names a remote host; returns false when the host is no longer on screen.
@@ -39,7 +31,7 @@ impl LiveState {
     pub fn set_remote_names(&mut self, names: impl IntoIterator<Item = (IpAddr, String)>) -> usize {
         let mut named = 0;
         for (ip, name) in names {
-            if let Some(remote) = self.remotes.get_mut(&RemoteAddr::Ip(ip)) {
+            if let Some(remote) = self.remotes.rows.get_mut(&RemoteAddr::Ip(ip)) {
                 remote.set_name(Some(name));
                 named += 1;
             }

@@ -3,7 +3,10 @@
 
 use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use super::{order::View, state::LiveState};
+use super::{
+    state::LiveState,
+    tabs::{RowKey, View},
+};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -57,14 +60,16 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Home End, g G", "first or last row"),
     ("Enter", "details of the selected process"),
     ("Esc", "close help or details, else clear the filter"),
-    ("/", "filter: name, command, user, container, address"),
+    ("/", "filter: name, command, exe, user, container, address"),
     ("s, S", "sort by the next or previous column"),
     ("r", "reverse the sort"),
-    ("p", "pause: keep the view, drop new intervals"),
+    ("p", "pause the screen; counting goes on"),
     ("u", "rates in bytes/s or bits/s"),
 ];
 
 pub fn action_for(key: KeyEvent, state: &LiveState) -> Option<Action> {
+    // While paused, keys act on the screen that holds still.
+    let state = state.shown();
     if key.kind == KeyEventKind::Release {
         return None;
     }
@@ -133,6 +138,18 @@ pub fn handle_event(state: &mut LiveState, event: &Event) -> Flow {
 
 impl LiveState {
     pub fn apply(&mut self, action: Action) -> Flow {
+        match action {
+            Action::Quit => Flow::Quit,
+            Action::TogglePause => {
+                self.toggle_pause();
+                Flow::Continue
+            }
+            // While paused, every other key moves through the picture on screen.
+            action => self.shown_mut().apply_here(action),
+        }
+    }
+
+    fn apply_here(&mut self, action: Action) -> Flow {
         let rows = self.viewport_rows();
         let cursor = self.table(self.view).map_or(0, |t| t.cursor);
         match action {
@@ -173,7 +190,7 @@ impl LiveState {
                 self.set_filter("");
             }
             Action::NextSort | Action::PrevSort | Action::ReverseSort => self.change_sort(&action),
-            Action::TogglePause => self.paused = !self.paused,
+            Action::TogglePause => self.toggle_pause(),
             Action::ToggleUnits => self.unit = self.unit.toggled(),
         }
         Flow::Continue
@@ -185,26 +202,25 @@ impl LiveState {
     }
 
     fn change_sort(&mut self, action: &Action) {
-        let view = self.view;
-        let Some(table) = self.tables.get_mut(view.index()) else {
-            return;
+        let forward = match action {
+            Action::NextSort => Some(true),
+            Action::PrevSort => Some(false),
+            _ => None,
         };
-        table.sort = match action {
-            Action::NextSort => table.sort.cycled(view, true),
-            Action::PrevSort => table.sort.cycled(view, false),
-            _ => {
-                let mut sort = table.sort;
-                sort.descending = !sort.descending;
-                sort
-            }
-        };
+        match self.view {
+            View::Processes => self.processes.change_sort(forward),
+            View::Connections => self.connections.change_sort(forward),
+            View::Interfaces => self.interfaces.change_sort(forward),
+            View::Remotes => self.remotes.change_sort(forward),
+            View::History => return,
+        }
         self.rebuild();
     }
 
     fn open_detail(&mut self) {
         let pid = match self.selected() {
-            Some(super::order::RowKey::Process(pid)) => *pid,
-            Some(super::order::RowKey::Connection(key)) => key.pid,
+            Some(RowKey::Process(pid)) => *pid,
+            Some(RowKey::Connection(key)) => key.pid,
             _ => return,
         };
         if self.process(pid).is_some() {

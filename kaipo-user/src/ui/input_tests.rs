@@ -5,8 +5,8 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use super::{
     fixtures::{self, at},
     input::{action_for, Action, Flow},
-    order::View,
     state::{LiveState, EXITED_LINGER},
+    tabs::View,
     theme::Theme,
 };
 

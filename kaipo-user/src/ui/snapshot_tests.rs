@@ -10,7 +10,7 @@ use ratatui::{
 };
 
 use super::{
-    draw::draw, fixtures, input::Action, order::View, source::HistoryRange, state::LiveState,
+    draw::draw, fixtures, input::Action, source::HistoryRange, state::LiveState, tabs::View,
     theme::Theme,
 };
 
@@ -73,12 +73,12 @@ fn history() {
     snapshot_both("history", |s| {
         s.apply(Action::ShowView(View::History));
         let now = std::time::Instant::now();
-        s.history.answer(
+        s.history_answer(
             HistoryRange::LastHour,
             Ok(Some(fixtures::history(true))),
             now,
         );
-        s.history.answer(
+        s.history_answer(
             HistoryRange::LastDay,
             Ok(Some(fixtures::history(false))),
             now,
@@ -91,8 +91,8 @@ fn history_without_daemon() {
     snapshot_both("history_without_daemon", |s| {
         s.apply(Action::ShowView(View::History));
         let now = std::time::Instant::now();
-        s.history.answer(HistoryRange::LastHour, Ok(None), now);
-        s.history.answer(HistoryRange::LastDay, Ok(None), now);
+        s.history_answer(HistoryRange::LastHour, Ok(None), now);
+        s.history_answer(HistoryRange::LastDay, Ok(None), now);
     });
 }
 
@@ -213,4 +213,127 @@ fn no_color_draws_no_colour() {
     };
     assert_eq!(colours(Theme::PLAIN), 0);
     assert!(colours(Theme::COLOR) > 100);
+}
+
+/// The screen's text, one string per row.
+fn rows_of(terminal: &Terminal<TestBackend>) -> Vec<String> {
+    let buffer = terminal.backend().buffer();
+    let area = buffer.area;
+    (0..area.height)
+        .map(|y| (0..area.width).map(|x| buffer[(x, y)].symbol()).collect())
+        .collect()
+}
+
+/// Two long degradations at 160 columns: each on lines of its own, wrapped, every word on
+/// screen (they used to share one line with the totals and were cut at the right edge).
+#[test]
+fn long_degradations_wrap() {
+    const FIRST: &str = "ebpf: no BTF for this kernel (CONFIG_DEBUG_INFO_BTF is off), so \
+        sockets created before kaipo started are attributed from /proc once a second and short \
+        connections between two reads are counted as unattributed kernel traffic";
+    const SECOND: &str = "ingress hook: the driver of eth0 has no native XDP, so incoming \
+        frames are counted at the TC hook instead";
+    snapshot_both("long_degradations", |s| {
+        let mut update = fixtures::update(4);
+        update.header.degradations = vec![FIRST.into(), SECOND.into()];
+        s.ingest(update, fixtures::at(std::time::Instant::now(), 4));
+    });
+    let (mut state, _) = fixtures::state_with(Theme::PLAIN, 160, 40);
+    let mut update = fixtures::update(4);
+    update.header.degradations = vec![FIRST.into(), SECOND.into()];
+    state.ingest(update, fixtures::at(std::time::Instant::now(), 4));
+    let rows = rows_of(&render(&state, 160, 40));
+    let header: String = rows[1..4]
+        .iter()
+        .map(|r| r.trim_end())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(header, format!("{FIRST} {SECOND}"));
+    assert!(rows[4].starts_with("since start RX"), "{}", rows[4]);
+    // Header (five lines), tab bar, footer and the table's title and column headers leave
+    // 31 rows; paging moves by those.
+    assert_eq!(state.viewport_rows(), 40 - 5 - 1 - 1 - 2);
+}
+
+/// A source that reports more than everything attributed still shows at most 100 %.
+#[test]
+fn attributed_share_never_shows_above_100_percent() {
+    let (mut state, _) = fixtures::state_with(Theme::PLAIN, 80, 24);
+    let mut update = fixtures::update(4);
+    update.header.attributed_ratio = Some(1.25);
+    state.ingest(update, fixtures::at(std::time::Instant::now(), 4));
+    let rows = rows_of(&render(&state, 80, 24));
+    assert!(rows[0].contains("attributed 100.0%"), "{}", rows[0]);
+}
+
+/// nginx receives 540 kB/s at its peak and sends 2.85 MB/s: each chart says its own.
+#[test]
+fn detail_pane_labels_each_direction_with_its_own_peak() {
+    let (mut state, _) = fixtures::state_with(Theme::PLAIN, 160, 40);
+    state.apply(Action::Down);
+    state.apply(Action::Open);
+    assert_eq!(state.detail, Some(812));
+    let screen = rows_of(&render(&state, 160, 40)).join("\n");
+    assert!(
+        screen.contains("RX, last 60 s, peak 527.3 KiB/s"),
+        "{screen}"
+    );
+    assert!(screen.contains("TX, last 60 s, peak 2.7 MiB/s"), "{screen}");
+}
+
+/// The legend sits in each chart's title; inside the chart it covered the newest points.
+#[test]
+fn history_legend_leaves_the_newest_data_visible() {
+    for (theme, rx, tx) in [
+        (Theme::PLAIN, "RX (line) 3.4 GiB", "TX (dots) 1.7 GiB"),
+        (Theme::COLOR, "RX 3.4 GiB", "TX 1.7 GiB"),
+    ] {
+        let (mut state, _) = fixtures::state_with(theme, 80, 24);
+        state.apply(Action::ShowView(View::History));
+        let now = std::time::Instant::now();
+        state.history_answer(
+            HistoryRange::LastHour,
+            Ok(Some(fixtures::history(true))),
+            now,
+        );
+        let rows = rows_of(&render(&state, 80, 24));
+        assert!(rows[3].contains(rx) && rows[3].contains(tx), "{}", rows[3]);
+        for row in &rows {
+            assert!(!row.contains("│RX│") && !row.contains("┌──┐"), "{row}");
+        }
+        // The newest minute of the fixture sends 1.0 MB/s: its dot is drawn in the last
+        // columns of the chart, where the legend box was.
+        let chart = rows[4..10].iter().map(|r| {
+            let tail: String = r.chars().skip(74).collect();
+            tail
+        });
+        assert!(
+            chart.clone().any(|t| t.trim() != ""),
+            "{:?}",
+            chart.collect::<Vec<_>>()
+        );
+    }
+}
+
+/// Service, TCP state and the executable come from the records themselves.
+#[test]
+fn service_state_and_exe_come_from_the_records() {
+    let (mut state, _) = fixtures::state_with(Theme::PLAIN, 160, 40);
+    state.apply(Action::ShowView(View::Connections));
+    let rows = rows_of(&render(&state, 160, 40));
+    let postgres = rows
+        .iter()
+        .find(|r| r.contains("10.0.0.7:50122"))
+        .expect("postgres's connection");
+    assert!(postgres.contains(" postgresql ESTABLISHED "), "{postgres}");
+    let dns = rows
+        .iter()
+        .find(|r| r.contains("1.1.1.1:53"))
+        .expect("the resolver's connection");
+    assert!(dns.contains(" dns        - "), "{dns}");
+    state.apply(Action::ShowView(View::Processes));
+    state.apply(Action::Down);
+    state.apply(Action::Open);
+    let screen = rows_of(&render(&state, 160, 40)).join("\n");
+    assert!(screen.contains("exe       /usr/sbin/nginx"), "{screen}");
 }

@@ -10,7 +10,7 @@ use std::{
 };
 
 use crate::{
-    model::{ConnectionRecord, IntervalRecord},
+    model::IntervalRecord,
     store::{Dimension, Query, Report},
 };
 
@@ -44,51 +44,13 @@ pub struct HeaderInfo {
     /// Everything lost since the collector started (every field of `Lost` added up). `None`
     /// makes the dashboard add up `record.lost` over the intervals it has seen.
     pub lost_total: Option<u64>,
-    /// Share of interface traffic attributed to processes, 0.0 to 1.0, when the source can
-    /// work it out (it knows which interface each socket's packets crossed).
-    pub attributed_share: Option<f64>,
+    /// Share of the monitored interfaces' link-layer bytes since the dashboard started that
+    /// belong to known processes' sockets, 0.0 to 1.0 (see
+    /// [`crate::model::IntervalRecord::attributed_ratio`]); `None` when the source cannot tell.
+    pub attributed_ratio: Option<f64>,
     pub source: SourceKind,
     /// Alerts firing now (the daemon's alert rules), one summary each.
     pub alerts: Vec<String>,
-}
-
-/// Per-process facts [`crate::model::ProcessRecord`] lacks. Name, cmdline, user and
-/// container come from the record itself.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProcessExtra {
-    /// Path of the executable (`/proc/PID/exe`).
-    pub exe: Option<String>,
-}
-
-/// Per-connection facts [`ConnectionRecord`] lacks.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ConnectionExtra {
-    /// TCP state (`ESTABLISHED`, `TIME_WAIT`, ...); `None` for connectionless protocols.
-    pub state: Option<String>,
-    /// Service name from protocol and port (`https`, `dns`, `tcp/8080`).
-    pub service: Option<String>,
-}
-
-/// What tells one connection from another across intervals. A socket cookie would be
-/// sharper, but the record does not carry one, and two sockets of one process with the same
-/// endpoints are indistinguishable to a reader anyway (the dashboard adds them up).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnKey {
-    pub pid: u32,
-    pub proto: String,
-    pub local: String,
-    pub remote: String,
-}
-
-impl ConnKey {
-    pub fn of(record: &ConnectionRecord) -> Self {
-        Self {
-            pid: record.pid,
-            proto: record.proto.clone(),
-            local: record.local.clone(),
-            remote: record.remote.clone(),
-        }
-    }
 }
 
 /// One interval as the dashboard sees it.
@@ -97,11 +59,6 @@ pub struct LiveUpdate {
     /// The interval's deltas, exactly as `kaipo watch --json` prints them.
     pub record: IntervalRecord,
     pub header: HeaderInfo,
-    /// Keyed by pid; a missing entry means nothing more is known.
-    pub processes_extra: HashMap<u32, ProcessExtra>,
-    /// Keyed by [`ConnKey::of`] the record's connection; a missing entry means nothing more
-    /// is known.
-    pub connections_extra: HashMap<ConnKey, ConnectionExtra>,
     /// Names of remote addresses, resolved by the source off the UI task (reverse DNS or a
     /// cache) whenever it has them: the dashboard never resolves and never waits. Once per
     /// address is enough; a host idle for a minute is forgotten with its name, so send it
@@ -114,8 +71,6 @@ impl LiveUpdate {
         Self {
             record,
             header,
-            processes_extra: HashMap::new(),
-            connections_extra: HashMap::new(),
             remote_names: Vec::new(),
         }
     }

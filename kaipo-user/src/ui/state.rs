@@ -9,15 +9,20 @@ use std::{
 };
 
 use super::{
-    history::HistoryPanel,
-    order::{RowKey, TableView, View},
     rates::Totals,
-    source::{ConnKey, HeaderInfo, LiveUpdate},
+    source::{HeaderInfo, LiveUpdate},
+    tabs::{
+        connections::{ConnKey, ConnectionTrack},
+        history::HistoryPanel,
+        interfaces::InterfaceTrack,
+        processes::ProcessTrack,
+        remotes::{RemoteAddr, RemoteTrack},
+        RowKey, View,
+    },
     theme::Theme,
-    tracks::{ConnectionTrack, InterfaceTrack, ProcessTrack, RemoteAddr, RemoteTrack, Tracks},
     units::RateUnit,
+    widgets::table::{TableTab, TableView},
 };
-use crate::model::Lost;
 
 /// How long an exited process stays on screen, dimmed, with its final totals.
 pub const EXITED_LINGER: Duration = Duration::from_secs(5);
@@ -34,95 +39,92 @@ pub enum SourceStatus {
     Failed(String),
 }
 
+#[derive(Clone)]
 pub struct LiveState {
     pub theme: Theme,
-    pub(crate) processes: Tracks<ProcessTrack>,
-    pub(crate) connections: Tracks<ConnectionTrack>,
-    pub(crate) interfaces: Tracks<InterfaceTrack>,
-    pub(crate) remotes: Tracks<RemoteTrack>,
-    /// One per table view, in [`View::ALL`] order.
-    pub(crate) tables: [TableView; 4],
+    pub(crate) processes: TableTab<ProcessTrack>,
+    pub(crate) connections: TableTab<ConnectionTrack>,
+    pub(crate) interfaces: TableTab<InterfaceTrack>,
+    pub(crate) remotes: TableTab<RemoteTrack>,
     pub(crate) view: View,
     pub(crate) unit: RateUnit,
-    pub(crate) paused: bool,
     pub(crate) help: bool,
     pub(crate) editing_filter: bool,
     /// Pid of the process whose detail pane is open.
     pub(crate) detail: Option<u32>,
     pub(crate) history: HistoryPanel,
     pub(crate) source: SourceStatus,
-    header: HeaderInfo,
+    /// While paused, the picture taken when `p` was pressed: it is what is drawn and what
+    /// keys move through, while this state goes on counting every interval (see `pause.rs`).
+    pub(crate) frozen: Option<Box<LiveState>>,
+    pub(crate) header: HeaderInfo,
     filter: String,
     filter_lower: String,
     lost_seen: u64,
     intervals: u64,
     interval_ms: u64,
-    viewport_rows: usize,
+    /// The terminal's width and height.
+    pub(crate) size: (u16, u16),
 }
 
 impl LiveState {
     pub fn new(theme: Theme) -> Self {
         Self {
             theme,
-            processes: Tracks::default(),
-            connections: Tracks::default(),
-            interfaces: Tracks::default(),
-            remotes: Tracks::default(),
-            tables: Default::default(),
+            processes: TableTab::default(),
+            connections: TableTab::default(),
+            interfaces: TableTab::default(),
+            remotes: TableTab::default(),
             view: View::Processes,
             unit: RateUnit::Bytes,
-            paused: false,
             help: false,
             editing_filter: false,
             detail: None,
             history: HistoryPanel::default(),
             source: SourceStatus::Live,
+            frozen: None,
             header: HeaderInfo::default(),
             filter: String::new(),
             filter_lower: String::new(),
             lost_seen: 0,
             intervals: 0,
             interval_ms: 0,
-            viewport_rows: super::draw::table_rows(24),
+            size: (80, 24),
         }
     }
 
-    /// Takes one interval in, unless paused (a paused dashboard drops snapshots rather than
-    /// queueing them, so resuming shows the present, not a backlog).
+    /// Takes one interval in. A paused dashboard takes it in too: only what is drawn stays
+    /// still, so nothing counted while paused is missing once it resumes.
     pub fn ingest(&mut self, update: LiveUpdate, now: Instant) {
-        if self.paused {
-            return;
-        }
         let LiveUpdate {
             record,
             header,
-            processes_extra,
-            connections_extra,
             remote_names,
         } = update;
         self.intervals += 1;
         let (n, ms) = (self.intervals, record.interval_ms);
         self.interval_ms = ms;
         self.header = header;
-        self.lost_seen = self.lost_seen.saturating_add(lost_sum(&record.lost));
+        self.lost_seen = self.lost_seen.saturating_add(record.lost.total());
 
         for rec in &record.interfaces {
             let track = self
                 .interfaces
+                .rows
                 .entry(&rec.name, || InterfaceTrack::new(&rec.name));
             track.meter.add(n, rec.rx_bytes, rec.tx_bytes, ms);
             track.packets.add(n, rec.rx_packets, rec.tx_packets, ms);
         }
         for rec in &record.processes {
-            let extra = processes_extra.get(&rec.pid);
             let track = self
                 .processes
-                .entry(&rec.pid, || ProcessTrack::new(rec, extra, now));
+                .rows
+                .entry(&rec.pid, || ProcessTrack::new(rec, now));
             if track.exited() && !rec.exited {
                 // The pid now belongs to a new process.
-                *track = ProcessTrack::new(rec, extra, now);
+                *track = ProcessTrack::new(rec, now);
             } else {
-                track.describe(rec, extra);
+                track.describe(rec);
             }
             track.meter.add(n, rec.rx_bytes, rec.tx_bytes, ms);
             track.last_seen = now;
@@ -132,53 +134,54 @@ impl LiveState {
         }
         for rec in &record.connections {
             let key = ConnKey::of(rec);
-            let owner = self.processes.get(&rec.pid);
+            let owner = self.processes.rows.get(&rec.pid);
             let track = self
                 .connections
+                .rows
                 .entry(&key, || ConnectionTrack::new(key.clone(), owner, now));
             if track.process.is_empty() && owner.is_some() {
                 track.adopt(owner);
             }
-            track.describe(connections_extra.get(&key), owner);
+            track.describe(rec, owner);
             track.meter.add(n, rec.rx_bytes, rec.tx_bytes, ms);
             track.last_seen = now;
-            let remote = self.remotes.entry(&track.remote, || {
+            let remote = self.remotes.rows.entry(&track.remote, || {
                 RemoteTrack::new(track.remote.clone(), now)
             });
             remote.meter.add(n, rec.rx_bytes, rec.tx_bytes, ms);
             remote.last_seen = now;
         }
         for (ip, name) in remote_names {
-            if let Some(remote) = self.remotes.get_mut(&RemoteAddr::Ip(ip)) {
+            if let Some(remote) = self.remotes.rows.get_mut(&RemoteAddr::Ip(ip)) {
                 remote.set_name(Some(name));
             }
         }
 
-        for t in self.interfaces.items_mut() {
+        for t in self.interfaces.rows.items_mut() {
             t.meter.close(n, ms);
             t.packets.close(n, ms);
         }
-        for t in self.processes.items_mut() {
+        for t in self.processes.rows.items_mut() {
             t.meter.close(n, ms);
         }
-        for t in self.connections.items_mut() {
+        for t in self.connections.rows.items_mut() {
             t.meter.close(n, ms);
         }
-        for t in self.remotes.items_mut() {
+        for t in self.remotes.rows.items_mut() {
             t.meter.close(n, ms);
         }
         self.expire(now);
         self.refresh();
     }
 
-    /// Lets time pass without a snapshot: exited and idle rows expire. Returns whether
-    /// anything changed.
+    /// Lets time pass without a snapshot: exited and idle rows expire. Returns whether the
+    /// screen changed (a paused one does not, though rows expire behind it).
     pub fn tick(&mut self, now: Instant) -> bool {
-        if self.paused || !self.expire(now) {
+        if !self.expire(now) {
             return false;
         }
         self.refresh();
-        true
+        !self.paused()
     }
 
     /// Drops exited processes after [`EXITED_LINGER`] (with their connections) and rows idle
@@ -197,31 +200,33 @@ impl LiveState {
             .collect();
         let processes = self
             .processes
+            .rows
             .retain(|p| !departed.contains(&p.pid) && !gone(p.last_seen));
         let connections = self
             .connections
+            .rows
             .retain(|c| !departed.contains(&c.key.pid) && !gone(c.last_seen));
-        let remotes = self.remotes.retain(|r| !gone(r.last_seen));
+        let remotes = self.remotes.rows.retain(|r| !gone(r.last_seen));
         processes || connections || remotes
     }
 
     /// Recounts connections per process and remote, closes a detail pane whose process went,
     /// and rebuilds every table's order.
-    fn refresh(&mut self) {
-        for p in self.processes.items_mut() {
+    pub(crate) fn refresh(&mut self) {
+        for p in self.processes.rows.items_mut() {
             p.connections = 0;
         }
-        for r in self.remotes.items_mut() {
+        for r in self.remotes.rows.items_mut() {
             r.connections = 0;
             r.processes = 0;
         }
         let mut remote_pids = HashSet::new();
         for c in self.connections.items() {
-            if let Some(p) = self.processes.get_mut(&c.key.pid) {
+            if let Some(p) = self.processes.rows.get_mut(&c.key.pid) {
                 p.connections += 1;
             }
-            if let Some(i) = self.remotes.position(&c.remote) {
-                let remote = &mut self.remotes.items_mut()[i];
+            if let Some(i) = self.remotes.rows.position(&c.remote) {
+                let remote = &mut self.remotes.rows.items_mut()[i];
                 remote.connections += 1;
                 if remote_pids.insert((i, c.key.pid)) {
                     remote.processes += 1;
@@ -246,7 +251,7 @@ impl LiveState {
     /// Rebuilds the Remote hosts table, and the others when `all_tables`.
     pub(crate) fn rebuild_tables(&mut self, all_tables: bool) {
         let needle = self.filter_lower.as_str();
-        let rows = self.viewport_rows;
+        let rows = self.viewport_rows();
         let mut pids = HashSet::new();
         let mut remotes = HashSet::new();
         if !needle.is_empty() {
@@ -257,56 +262,42 @@ impl LiveState {
                 }
             }
         }
-        let all = needle.is_empty();
-        let [processes, connections, interfaces, remote_hosts] = &mut self.tables;
-        remote_hosts.rebuild(
-            self.remotes.items(),
-            |r| all || remotes.contains(&r.addr) || r.search.contains(needle),
-            rows,
-        );
+        self.remotes
+            .rebuild(needle, |r| remotes.contains(&r.addr), rows);
         if !all_tables {
             return;
         }
-        processes.rebuild(
-            self.processes.items(),
-            |p| all || pids.contains(&p.pid) || p.search.contains(needle),
-            rows,
-        );
-        connections.rebuild(
-            self.connections.items(),
-            |c| all || c.search.contains(needle),
-            rows,
-        );
-        interfaces.rebuild(
-            self.interfaces.items(),
-            |i| all || i.search.contains(needle),
-            rows,
-        );
+        self.processes
+            .rebuild(needle, |p| pids.contains(&p.pid), rows);
+        self.connections.rebuild(needle, |_| false, rows);
+        self.interfaces.rebuild(needle, |_| false, rows);
     }
 
     /// Moves the selection of the current table to position `cursor` (clamped).
     pub(crate) fn select_at(&mut self, cursor: usize) {
-        let rows = self.viewport_rows;
-        let Some(table) = self.tables.get_mut(self.view.index()) else {
-            return;
-        };
+        let rows = self.viewport_rows();
         match self.view {
-            View::Processes => table.select(self.processes.items(), cursor, rows),
-            View::Connections => table.select(self.connections.items(), cursor, rows),
-            View::Interfaces => table.select(self.interfaces.items(), cursor, rows),
-            View::Remotes => table.select(self.remotes.items(), cursor, rows),
+            View::Processes => self.processes.select(cursor, rows),
+            View::Connections => self.connections.select(cursor, rows),
+            View::Interfaces => self.interfaces.select(cursor, rows),
+            View::Remotes => self.remotes.select(cursor, rows),
             View::History => {}
         }
     }
 
-    /// Tells the state how tall the terminal is, so paging moves by a screenful.
-    pub fn resize(&mut self, _width: u16, height: u16) {
-        self.viewport_rows = super::draw::table_rows(height);
+    /// Tells the state how large the terminal is, so paging moves by a screenful and the
+    /// header knows where to wrap.
+    pub fn resize(&mut self, width: u16, height: u16) {
+        self.size = (width, height);
         self.rebuild();
+        if let Some(frozen) = self.frozen.as_mut() {
+            frozen.resize(width, height);
+        }
     }
 
+    /// Table rows on screen: what the header, tabs and footer leave.
     pub fn viewport_rows(&self) -> usize {
-        self.viewport_rows
+        super::draw::table_rows(self, self.size.0, self.size.1)
     }
 
     pub fn set_filter(&mut self, text: &str) {
@@ -324,7 +315,23 @@ impl LiveState {
     }
 
     pub fn table(&self, view: View) -> Option<&TableView> {
-        self.tables.get(view.index())
+        match view {
+            View::Processes => Some(&self.processes.table),
+            View::Connections => Some(&self.connections.table),
+            View::Interfaces => Some(&self.interfaces.table),
+            View::Remotes => Some(&self.remotes.table),
+            View::History => None,
+        }
+    }
+
+    pub(crate) fn table_mut(&mut self, view: View) -> Option<&mut TableView> {
+        match view {
+            View::Processes => Some(&mut self.processes.table),
+            View::Connections => Some(&mut self.connections.table),
+            View::Interfaces => Some(&mut self.interfaces.table),
+            View::Remotes => Some(&mut self.remotes.table),
+            View::History => None,
+        }
     }
 
     /// The selected row of the current view.
@@ -332,10 +339,6 @@ impl LiveState {
         self.table(self.view)
             .filter(|t| !t.order.is_empty())
             .and_then(|t| t.selected.as_ref())
-    }
-
-    pub fn paused(&self) -> bool {
-        self.paused
     }
 
     pub fn unit(&self) -> RateUnit {
@@ -402,18 +405,4 @@ impl LiveState {
         });
         list
     }
-}
-
-fn lost_sum(lost: &Lost) -> u64 {
-    [
-        lost.ringbuf_full,
-        lost.sock_map_full,
-        lost.owner_map_full,
-        lost.flow_map_full,
-        lost.flow_evictions,
-        lost.iface_map_full,
-        lost.malformed_events,
-    ]
-    .into_iter()
-    .fold(0, u64::saturating_add)
 }

@@ -7,12 +7,11 @@ use std::time::Duration;
 use super::{
     fixtures::{self, at},
     input::{Action, Flow},
-    order::{Column, RowKey, View},
-    source::ConnKey,
     state::{LiveState, EXITED_LINGER, IDLE_EXPIRY},
+    tabs::{connections::ConnKey, remotes::RemoteAddr, RowKey, View},
     theme::Theme,
-    tracks::RemoteAddr,
     units::RateUnit,
+    widgets::columns::Column,
 };
 
 fn pids(state: &LiveState) -> Vec<u32> {
@@ -142,7 +141,9 @@ fn other_tables_sort_too() {
     state.apply(Action::ShowView(View::Interfaces));
     state.apply(Action::NextSort);
     state.apply(Action::ReverseSort);
-    let names: Vec<&str> = state.tables[View::Interfaces.index()]
+    let names: Vec<&str> = state
+        .table(View::Interfaces)
+        .expect("table")
         .order
         .iter()
         .map(|&i| state.interfaces.items()[i].name.as_str())
@@ -321,7 +322,11 @@ fn identity_follows_the_newest_record() {
             p.cmdline = "/usr/sbin/chronyd -d".into();
         }
     }
-    update.processes_extra.remove(&700);
+    for p in &mut update.record.processes {
+        if p.pid == 700 {
+            p.exe = None;
+        }
+    }
     state.ingest(update, at(start, 4));
     let chrony = state.process(700).expect("chronyd");
     assert_eq!(chrony.user_label(), "995");
@@ -332,17 +337,54 @@ fn identity_follows_the_newest_record() {
     assert_eq!(pids(&state), [700]);
 }
 
+/// Paused, the screen holds still but every interval is still counted: resuming shows
+/// totals that include the paused time (the old pause dropped those intervals).
 #[test]
-fn pause_keeps_the_view_and_drops_intervals() {
+fn pause_freezes_the_screen_but_keeps_counting() {
     let (mut state, start) = fixtures::state_with(Theme::PLAIN, 80, 24);
+    let before = state.interface_totals();
+    assert_eq!(before.rx, 6 * (1_600_000 + 52_000));
     assert_eq!(state.apply(Action::TogglePause), Flow::Continue);
+    assert!(state.paused());
     state.ingest(fixtures::update(4), at(start, 4));
-    assert_eq!(state.intervals(), 3);
-    assert!(!state.tick(at(start, 30)));
-    assert!(state.process(5150).is_some(), "expiry waits too");
-    state.apply(Action::TogglePause);
-    assert!(state.tick(at(start, 30)));
+    state.ingest(fixtures::update(5), at(start, 5));
+    // On screen: the picture taken at pause.
+    assert_eq!(state.shown().intervals(), 3);
+    assert_eq!(state.shown().interface_totals(), before);
+    assert_eq!(
+        state.shown().process(812).map(|p| p.meter.totals.rx),
+        Some(180_000 * 6)
+    );
+    // Behind it, everything counted.
+    assert_eq!(state.intervals(), 5);
+    assert_eq!(
+        state.interface_totals().rx,
+        (1 + 2 + 3 + 4 + 5) * (1_600_000 + 52_000)
+    );
+    // Keys move through the paused screen: sorted by PID while paused, python3 (selected,
+    // the busiest) is second after curl, and one row down is postgres.
+    state.apply(Action::NextSort);
+    assert_eq!(pids(state.shown()), [5150, 4321, 1290, 812, 700, 603]);
+    state.apply(Action::Down);
+    assert_eq!(state.shown().selected(), Some(&RowKey::Process(1290)));
+    assert_eq!(state.shown().process(5150).map(|p| p.exited()), Some(true));
+    // Expiry goes on behind the screen without redrawing it.
+    assert!(!state.tick(at(start, 3) + EXITED_LINGER));
+    assert!(state.shown().process(5150).is_some());
     assert!(state.process(5150).is_none());
+
+    state.apply(Action::TogglePause);
+    assert!(!state.paused());
+    assert_eq!(state.shown().intervals(), 5);
+    assert_eq!(
+        state.process(812).map(|p| p.meter.totals.rx),
+        Some(180_000 * 15)
+    );
+    // The sort and selection made while paused stay.
+    let table = state.table(View::Processes).expect("table");
+    assert_eq!(table.sort.column, Column::Pid);
+    assert_eq!(state.selected(), Some(&RowKey::Process(1290)));
+    assert_eq!(pids(&state), [4321, 1290, 812, 700, 603]);
 }
 
 #[test]

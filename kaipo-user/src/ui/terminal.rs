@@ -167,7 +167,7 @@ pub async fn drive<B: Backend, S: LiveSource>(
         };
         let wanted = state.history_wanted(now);
         if let Some(range) = wanted {
-            state.history.begin(range);
+            state.history_begin(range);
         }
         let feed = async {
             match wanted {
@@ -190,7 +190,7 @@ pub async fn drive<B: Backend, S: LiveSource>(
                         source_open = false;
                         state.source_ended(Some(format!("{e:#}")));
                     }
-                    Feed::History(range, answer) => state.history.answer(range, answer, now),
+                    Feed::History(range, answer) => state.history_answer(range, answer, now),
                 }
                 dirty = true;
             }

@@ -7,11 +7,12 @@ use ratatui::{
     Frame,
 };
 
-use super::{centered, rows::EXITED_MARK};
+use super::centered;
 use crate::ui::{
     input::KEYS,
     rates::SMOOTHING_INTERVALS,
     state::{LiveState, EXITED_LINGER},
+    tabs::processes::EXITED_MARK,
 };
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &LiveState) {

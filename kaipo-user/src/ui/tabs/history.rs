@@ -1,4 +1,7 @@
-//! The History view: traffic over the last hour and the last day from the daemon's store.
+//! The History tab: traffic over the last hour and the last day from the daemon's store,
+//! asked for while the tab is open and refreshed every minute.
+
+use std::time::{Duration, Instant};
 
 use ratatui::{
     layout::{Alignment, Constraint, Layout, Rect},
@@ -10,8 +13,81 @@ use ratatui::{
 
 use crate::{
     store::{Report, SeriesPoint, Tier},
-    ui::{history::HistoryData, source::HistoryRange, state::LiveState},
+    ui::{source::HistoryRange, state::LiveState},
 };
+
+/// How old an answer may get before the open History view asks again.
+pub const HISTORY_REFRESH: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum HistoryData {
+    /// Never asked.
+    #[default]
+    Missing,
+    /// Asked, no answer yet.
+    Loading,
+    /// The source keeps no history (an embedded collector).
+    Unavailable,
+    Failed(String),
+    Ready(Report),
+}
+
+#[derive(Clone, Debug, Default)]
+struct Slot {
+    data: HistoryData,
+    answered: Option<Instant>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct HistoryPanel {
+    slots: [Slot; 2],
+}
+
+fn slot_index(range: HistoryRange) -> usize {
+    match range {
+        HistoryRange::LastHour => 0,
+        HistoryRange::LastDay => 1,
+    }
+}
+
+impl HistoryPanel {
+    pub fn data(&self, range: HistoryRange) -> &HistoryData {
+        &self.slots[slot_index(range)].data
+    }
+
+    /// The first range without a fresh answer. A request dropped before its answer (a key
+    /// arrived) left no answer, so it is asked again.
+    pub fn wanted(&self, now: Instant) -> Option<HistoryRange> {
+        HistoryRange::ALL.into_iter().find(|&range| {
+            self.slots[slot_index(range)]
+                .answered
+                .is_none_or(|at| now.duration_since(at) >= HISTORY_REFRESH)
+        })
+    }
+
+    /// Marks `range` as asked; an older answer stays on screen until the new one arrives.
+    pub fn begin(&mut self, range: HistoryRange) {
+        let slot = &mut self.slots[slot_index(range)];
+        if slot.data == HistoryData::Missing {
+            slot.data = HistoryData::Loading;
+        }
+    }
+
+    pub fn answer(
+        &mut self,
+        range: HistoryRange,
+        answer: anyhow::Result<Option<Report>>,
+        now: Instant,
+    ) {
+        let slot = &mut self.slots[slot_index(range)];
+        slot.data = match answer {
+            Ok(Some(report)) => HistoryData::Ready(report),
+            Ok(None) => HistoryData::Unavailable,
+            Err(e) => HistoryData::Failed(format!("{e:#}")),
+        };
+        slot.answered = Some(now);
+    }
+}
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &LiveState) {
     let hour = state.history.data(HistoryRange::LastHour);
@@ -96,25 +172,35 @@ fn draw_range(
     let tx: Vec<(f64, f64)> = report.series.iter().map(|p| point(p, p.tx_bytes)).collect();
     let peak = rx.iter().chain(&tx).map(|&(_, y)| y).fold(0.0, f64::max);
     let top = if peak > 0.0 { peak } else { 1.0 };
+    // The legend lives in the title: drawn inside the chart it would hide the newest
+    // points, at the right end.
+    let (rx_mark, tx_mark) = if theme.color {
+        ("RX", "TX")
+    } else {
+        ("RX (line)", "TX (dots)")
+    };
     let title = Line::from(vec![
         Span::styled(format!(" {name} "), theme.title()),
+        Span::styled(rx_mark, theme.rx()),
         Span::raw(format!(
-            "RX {} · TX {} · peak {} ",
-            crate::format::bytes(report.total.rx_bytes),
+            " {} · ",
+            crate::format::bytes(report.total.rx_bytes)
+        )),
+        Span::styled(tx_mark, theme.tx()),
+        Span::raw(format!(
+            " {} · peak {} ",
             crate::format::bytes(report.total.tx_bytes),
             unit.rate(peak),
         )),
     ]);
     let datasets = vec![
         Dataset::default()
-            .name("RX")
             .marker(Marker::Braille)
             .graph_type(GraphType::Line)
             .style(theme.rx())
             .data(&rx),
         // Without colour the lines would be indistinguishable: sent traffic becomes dots.
         Dataset::default()
-            .name("TX")
             .marker(if theme.color {
                 Marker::Braille
             } else {
@@ -136,7 +222,7 @@ fn draw_range(
             unit.rate(top / 2.0),
             unit.rate(top),
         ]))
-        .hidden_legend_constraints((Constraint::Ratio(1, 4), Constraint::Ratio(1, 2)));
+        .legend_position(None);
     frame.render_widget(chart, area);
 }
 
@@ -157,4 +243,41 @@ fn bucket_ms(report: &Report) -> i64 {
         _ => report.to_ms - report.from_ms,
     };
     ms.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asks_each_range_once_then_again_after_a_minute() {
+        let t0 = Instant::now();
+        let mut panel = HistoryPanel::default();
+        assert_eq!(panel.wanted(t0), Some(HistoryRange::LastHour));
+        panel.begin(HistoryRange::LastHour);
+        assert_eq!(*panel.data(HistoryRange::LastHour), HistoryData::Loading);
+        // Dropped before answering: asked again.
+        assert_eq!(panel.wanted(t0), Some(HistoryRange::LastHour));
+        panel.answer(HistoryRange::LastHour, Ok(Some(Report::default())), t0);
+        assert_eq!(panel.wanted(t0), Some(HistoryRange::LastDay));
+        panel.answer(
+            HistoryRange::LastDay,
+            Err(anyhow::anyhow!("daemon gone")),
+            t0,
+        );
+        assert_eq!(
+            *panel.data(HistoryRange::LastDay),
+            HistoryData::Failed("daemon gone".into())
+        );
+        assert_eq!(panel.wanted(t0 + Duration::from_secs(59)), None);
+        assert_eq!(
+            panel.wanted(t0 + HISTORY_REFRESH),
+            Some(HistoryRange::LastHour)
+        );
+        panel.begin(HistoryRange::LastHour);
+        assert_eq!(
+            *panel.data(HistoryRange::LastHour),
+            HistoryData::Ready(Report::default())
+        );
+    }
 }

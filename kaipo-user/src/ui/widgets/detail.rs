@@ -8,25 +8,15 @@ use ratatui::{
     Frame,
 };
 
-use super::{fit_columns, rows, table};
+use super::{
+    columns::{fit_columns, header_row},
+    table::table_widget,
+};
 use crate::ui::{
-    order::{Column, SortSpec, View},
     rates::Sample,
     state::LiveState,
-    tracks::ProcessTrack,
+    tabs::{connections, processes::ProcessTrack},
 };
-
-const CONNECTION_COLUMNS: &[Column] = &[
-    Column::Proto,
-    Column::Local,
-    Column::Remote,
-    Column::Service,
-    Column::State,
-    Column::RxRate,
-    Column::TxRate,
-    Column::RxTotal,
-    Column::TxTotal,
-];
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &LiveState, pid: u32) {
     let Some(process) = state.process(pid) else {
@@ -57,21 +47,21 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &LiveState, pid: u32) {
     draw_charts(frame, charts, process, state);
 
     let connections = state.connections_of(pid);
-    let columns = fit_columns(View::Connections, CONNECTION_COLUMNS, list.width);
+    let columns = fit_columns(connections::DETAIL_COLUMNS, list.width);
     let heading = Line::from(Span::styled(
         format!("Connections ({})", connections.len()),
         theme.title(),
     ));
     let [head, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(list);
     frame.render_widget(Paragraph::new(heading), head);
-    let sort = SortSpec::default();
     let rows: Vec<Row> = connections
         .iter()
         .take(usize::from(body.height.saturating_sub(1)))
-        .map(|c| rows::connection(c, &columns, state))
+        .map(|c| c.table_row(&columns, state))
         .collect();
-    let header = table::header_row(&columns, sort, state);
-    frame.render_widget(table::table_widget(rows, &columns, header, state), body);
+    // Busiest first, which no column shows: no sort marker.
+    let header = header_row(&columns, None, theme);
+    frame.render_widget(table_widget(rows, &columns, header, theme), body);
 }
 
 fn fact_lines(p: &ProcessTrack, state: &LiveState) -> Vec<Line<'static>> {
@@ -104,12 +94,13 @@ fn fact_lines(p: &ProcessTrack, state: &LiveState) -> Vec<Line<'static>> {
     ]
 }
 
-/// Received and sent side by side over the last minute, on one scale so they compare.
+/// Received and sent side by side over the last minute, each scaled to its own peak and
+/// labelled with it: a process that mostly sends would otherwise show a flat RX chart under
+/// a peak that is TX's.
 fn draw_charts(frame: &mut Frame, area: Rect, p: &ProcessTrack, state: &LiveState) {
     let samples: Vec<&Sample> = p.meter.history.iter().flat_map(|h| h.samples()).collect();
     let rx: Vec<u64> = samples.iter().map(|s| s.rx_per_sec()).collect();
     let tx: Vec<u64> = samples.iter().map(|s| s.tx_per_sec()).collect();
-    let peak = rx.iter().chain(&tx).copied().max().unwrap_or(0);
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
     let unit = state.unit();
@@ -117,6 +108,7 @@ fn draw_charts(frame: &mut Frame, area: Rect, p: &ProcessTrack, state: &LiveStat
         (left, "RX", rx, state.theme.rx()),
         (right, "TX", tx, state.theme.tx()),
     ] {
+        let peak = data.iter().copied().max().unwrap_or(0);
         let block = Block::new().borders(Borders::TOP).title(format!(
             "{name}, last 60 s, peak {}",
             unit.rate(peak as f64)
