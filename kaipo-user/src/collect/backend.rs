@@ -98,7 +98,8 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
         if let Some(flag) = pcap_only_flag(opts) {
             if opts.backend == BackendChoice::Ebpf {
                 anyhow::bail!(
-                    "{flag} is for the pcap backend only; drop it, or add --backend pcap to                      count with libpcap"
+                    "{flag} is for the pcap backend only; drop it, or add --backend pcap to count \
+                     with libpcap"
                 );
             }
         }
@@ -114,7 +115,8 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
             Ok(_) if pcap_only_flag(opts).is_some() => {
                 // Dropping the collector detaches what was attached.
                 anyhow::bail!(
-                    "{} is for the pcap backend only, and eBPF runs here; drop it, or add                      --backend pcap to count with libpcap",
+                    "{} is for the pcap backend only, and eBPF runs here; drop it, or add \
+                     --backend pcap to count with libpcap",
                     pcap_only_flag(opts).unwrap_or_default()
                 );
             }
@@ -140,7 +142,8 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
     }
     if opts.ingress_hook != IngressHook::Tc {
         anyhow::bail!(
-            "--ingress-hook xdp is for the eBPF backend only; libpcap captures after the kernel's              own hooks. Drop it, or run where eBPF loads"
+            "--ingress-hook xdp is for the eBPF backend only; libpcap captures after the kernel's \
+             own hooks. Drop it, or run where eBPF loads"
         );
     }
     let pcap_opts = pcap::Options {
