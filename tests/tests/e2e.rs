@@ -800,3 +800,39 @@ fn a_pcap_only_flag_is_refused_where_ebpf_runs() -> anyhow::Result<()> {
     assert!(out.stdout.is_empty());
     Ok(())
 }
+
+/// Inside `ip netns exec`, which remounts /sys and hides cgroup v2, kaipo mounts cgroup v2 for
+/// itself and keeps the eBPF backend: a sender in that namespace is counted exactly.
+#[test]
+fn ebpf_runs_inside_ip_netns_exec() -> anyhow::Result<()> {
+    const COUNT: u64 = 50;
+    const SIZE: u64 = 200;
+    let net = TestNet::new()?;
+    let sink = Sink::start(None, IpAddr::V4(net.host_v4), COUNT)?;
+    let mut watch = Spawned::spawn("kaipo watch in netns", {
+        let mut cmd = net.command(kaipo_tests::kaipo_bin()?);
+        cmd.args(["watch", "--json", "--interval", "500ms", "--duration", "4s"]);
+        cmd
+    })?;
+    let first: serde_json::Value =
+        serde_json::from_str(&watch.next_line(Duration::from_secs(30))?)?;
+    assert_eq!(first["backend"], "ebpf", "{first}");
+    let (sender, sender_pid) = udp_send(Some(&net), sink.addr, COUNT, SIZE)?;
+    finish_sender(sender, COUNT)?;
+    sink.finish(SIZE)?;
+    let mut sent = 0;
+    for line in
+        std::iter::once(first.to_string()).chain(watch.rest_of_output(Duration::from_secs(15))?)
+    {
+        let record: serde_json::Value = serde_json::from_str(&line)?;
+        assert_eq!(record["backend"], "ebpf");
+        for p in record["processes"].as_array().into_iter().flatten() {
+            if p["pid"] == sender_pid {
+                sent += p["tx_bytes"].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    assert_eq!(sent, COUNT * (SIZE + UDP4_OVERHEAD));
+    watch.wait_success(STEP)?;
+    Ok(())
+}

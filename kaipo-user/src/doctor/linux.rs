@@ -81,31 +81,17 @@ pub fn ebpf_checks() -> Vec<Check> {
         }
     };
 
-    let cgroup = match ebpf::cgroup2_root() {
-        Some(path) => match fs::File::open(&path) {
-            Ok(file) => {
-                checks.push(Check::ok(
-                    "cgroup v2",
-                    format!("mounted at {}", path.display()),
-                ));
-                Some(file)
-            }
-            Err(err) => {
-                checks.push(Check::bad(
-                    "cgroup v2",
-                    Status::Failed,
-                    format!("cannot open {}: {err}", path.display()),
-                    "run as root",
-                ));
-                None
-            }
-        },
-        None => {
+    let cgroup = match ebpf::open_cgroup2() {
+        Ok(found) => {
+            checks.push(Check::ok("cgroup v2", found.origin));
+            Some(found.dir)
+        }
+        Err(err) => {
             checks.push(Check::bad(
                 "cgroup v2",
                 Status::Failed,
-                "no cgroup2 file system is mounted",
-                "mount -t cgroup2 none /sys/fs/cgroup/unified",
+                err.to_string(),
+                "run as root, or mount -t cgroup2 none /sys/fs/cgroup/unified",
             ));
             None
         }

@@ -87,7 +87,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             let mut sent = 0u64;
             while sent < rate * secs {
                 // On schedule: datagram n leaves at n / rate seconds after the start.
-                let due = start + std::time::Duration::from_secs_f64(sent as f64 / rate as f64);
+                let due = start + Duration::from_secs_f64(sent as f64 / rate as f64);
                 if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
                     std::thread::sleep(wait);
                 }

@@ -14,10 +14,11 @@ pub enum EbpfCollectError {
     #[error(transparent)]
     Iface(#[from] IfaceError),
     #[error(
-        "no cgroup v2 hierarchy is mounted, so per-socket counting cannot attach; mount one with \
+        "no cgroup v2 hierarchy is mounted and mounting one privately failed ({0}), so \
+         per-socket counting cannot attach; run as root (CAP_SYS_ADMIN), or mount one with \
          `mount -t cgroup2 none /sys/fs/cgroup/unified`"
     )]
-    NoCgroup2,
+    NoCgroup2(String),
     #[error("cannot open the cgroup v2 root {path}: {source}")]
     CgroupOpen {
         path: String,

@@ -6,12 +6,10 @@
 
 pub mod attach;
 mod batch;
+pub mod cgroup;
 pub mod error;
 
-use std::{
-    fs, io,
-    path::{Path, PathBuf},
-};
+use std::io;
 
 use std::{mem::size_of, os::fd::AsFd as _};
 
@@ -22,7 +20,10 @@ use aya::{
 use kaipo_common::{counter, Event, FlowCounters, FlowKey, FlowSlot, IfaceCounters, SockStats};
 use tokio::io::{unix::AsyncFd, Interest};
 
-pub use self::error::EbpfCollectError;
+pub use self::{
+    cgroup::{cgroup2_root, open_cgroup2},
+    error::EbpfCollectError,
+};
 use super::{iface, Degradation, Interface, KernelSample};
 use crate::privilege;
 
@@ -139,11 +140,7 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
         }
     }
     let ifaces = iface::select(&opts.ifaces)?;
-    let cgroup_root = cgroup2_root().ok_or(EbpfCollectError::NoCgroup2)?;
-    let cgroup = fs::File::open(&cgroup_root).map_err(|source| EbpfCollectError::CgroupOpen {
-        path: cgroup_root.display().to_string(),
-        source,
-    })?;
+    let cgroup = open_cgroup2()?.dir;
     let btf = Btf::from_sys_fs().map_err(|err| EbpfCollectError::Btf(err.to_string()))?;
 
     let mut ebpf = load(&btf, opts)?;
@@ -407,36 +404,6 @@ impl EbpfCollector {
     }
 }
 
-/// The mount point of the cgroup v2 hierarchy, preferring the hybrid layout's
-/// `/sys/fs/cgroup/unified` and the unified layout's `/sys/fs/cgroup`.
-pub fn cgroup2_root() -> Option<PathBuf> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    cgroup2_root_in(&mountinfo)
-}
-
-fn cgroup2_root_in(mountinfo: &str) -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|line| {
-            // Fields: id parent major:minor root mount-point options ... - fstype source ...
-            let (left, right) = line.split_once(" - ")?;
-            (right.split_whitespace().next()? == "cgroup2")
-                .then(|| left.split_whitespace().nth(4).map(PathBuf::from))
-                .flatten()
-        })
-        .collect();
-    found.sort_by_key(|p| {
-        if p == Path::new("/sys/fs/cgroup/unified") {
-            0
-        } else if p == Path::new("/sys/fs/cgroup") {
-            1
-        } else {
-            2
-        }
-    });
-    found.into_iter().next()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,22 +417,5 @@ mod tests {
             .map(flow_cache_slots)
             .collect();
         assert_eq!(sized, [16_384, 16_384, 16_384, 8_192, 4_096, 1_024]);
-    }
-
-    #[test]
-    fn finds_the_cgroup2_mount() {
-        let hybrid = "25 1 0:23 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n\
-                      26 25 0:24 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n\
-                      27 25 0:25 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
-        assert_eq!(
-            cgroup2_root_in(hybrid),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
-        let unified = "30 1 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            cgroup2_root_in(unified),
-            Some(PathBuf::from("/sys/fs/cgroup"))
-        );
-        assert_eq!(cgroup2_root_in("1 0 0:1 / / rw - ext4 /dev/vda rw\n"), None);
     }
 }
