@@ -60,6 +60,28 @@ pub fn select_in(sys_class_net: &Path, names: &[String]) -> Result<Vec<Interface
     Ok(out)
 }
 
+/// What should be monitored now: the named interfaces that exist (by their current index),
+/// or every interface that is up except loopback.
+pub fn wanted(names: &[String]) -> Result<Vec<Interface>, IfaceError> {
+    wanted_in(Path::new("/sys/class/net"), names)
+}
+
+pub fn wanted_in(sys_class_net: &Path, names: &[String]) -> Result<Vec<Interface>, IfaceError> {
+    if names.is_empty() {
+        return select_in(sys_class_net, names);
+    }
+    Ok(names
+        .iter()
+        .filter_map(|name| {
+            let ifindex = read_u32(&sys_class_net.join(name).join("ifindex"))?;
+            Some(Interface {
+                name: name.clone(),
+                ifindex,
+            })
+        })
+        .collect())
+}
+
 fn read_u32(path: &Path) -> Option<u32> {
     let text = fs::read_to_string(path).ok()?;
     let text = text.trim();

@@ -53,6 +53,8 @@ pub struct KernelSample {
     /// Per flow on a monitored interface, its link-layer totals (eBPF: the flow map and the
     /// flow cache added up; pcap: the captured frames), when the backend tracks flows.
     pub flows: Vec<(FlowKey, FlowCounters)>,
+    /// Monitored interfaces that appeared or went away since the last sample, in words.
+    pub iface_changes: Vec<String>,
     /// Frames the capture dropped since start (pcap backend: buffer full or interface drops).
     pub capture_drops: u64,
 }

@@ -187,6 +187,9 @@ impl Engine {
     ) -> anyhow::Result<ClosedInterval> {
         self.drain();
         let sample = self.collector.sample()?;
+        for change in &sample.iface_changes {
+            eprintln!("kaipo: {change}");
+        }
         self.drain();
         let malformed = self.events.malformed() - self.malformed_reported;
         self.malformed_reported = self.events.malformed();

@@ -4,7 +4,9 @@ use std::fs::File;
 
 use aya::{
     programs::{
+        tc::SchedClassifierLinkId,
         tc::{self, NlOptions, TcAttachOptions},
+        xdp::XdpLinkId,
         BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, LinkOrder,
         Program, SchedClassifier, TcAttachType, Xdp, XdpMode,
     },
@@ -173,24 +175,52 @@ pub struct InterfaceAttach {
     pub netlink: bool,
 }
 
+/// The links that tie kaipo's programs to one interface, kept so that they can be detached
+/// when the interface goes away.
+#[derive(Debug)]
+pub struct InterfaceLinks {
+    pub iface: Interface,
+    tc_ingress: Option<SchedClassifierLinkId>,
+    tc_egress: SchedClassifierLinkId,
+    xdp: Option<XdpLinkId>,
+    pub netlink: bool,
+}
+
+/// Detaches what [`interface`] attached. Links of an interface that no longer exists are
+/// already defunct in the kernel; dropping them only closes kaipo's descriptors.
+pub fn detach_interface(ebpf: &mut Ebpf, links: InterfaceLinks) {
+    undo_ingress(ebpf, links.tc_ingress, links.xdp);
+    if let Ok(tc) = program::<SchedClassifier>(ebpf, "kaipo_tc_egress") {
+        let _ = tc.detach(links.tc_egress);
+    }
+}
+
 /// Attaches the ingress and egress programs to one interface.
 pub fn interface(
     ebpf: &mut Ebpf,
     iface: &Interface,
     hook: IngressHook,
     degradations: &mut Vec<Degradation>,
-) -> Result<InterfaceAttach, EbpfCollectError> {
+) -> Result<InterfaceLinks, EbpfCollectError> {
     let mut outcome = InterfaceAttach::default();
+    let mut xdp_link = None;
+    let mut tc_ingress = None;
     let xdp_err = match hook {
         IngressHook::Tc => None,
-        IngressHook::Xdp => attach_xdp(program(ebpf, "kaipo_xdp")?, iface).err(),
+        IngressHook::Xdp => match attach_xdp(program(ebpf, "kaipo_xdp")?, iface) {
+            Ok((_, id)) => {
+                xdp_link = Some(id);
+                None
+            }
+            Err(err) => Some(err),
+        },
     };
     if hook == IngressHook::Tc || xdp_err.is_some() {
         // The XDP hook holds one program per interface; when another tool (or another kaipo)
         // has it, TCX ingress, which programs share, counts the same frames.
         load_classifier(ebpf, "kaipo_tc_ingress")?;
         let ingress: &mut SchedClassifier = program(ebpf, "kaipo_tc_ingress")?;
-        outcome.netlink |= attach_tc(ingress, "kaipo_tc_ingress", TcAttachType::Ingress, iface)
+        let (netlink, id) = attach_tc(ingress, "kaipo_tc_ingress", TcAttachType::Ingress, iface)
             .map_err(|tc_err| match &xdp_err {
                 Some(xdp_err) => EbpfCollectError::Attach {
                     program: "kaipo_xdp",
@@ -199,6 +229,8 @@ pub fn interface(
                 },
                 None => tc_err,
             })?;
+        outcome.netlink |= netlink;
+        tc_ingress = Some(id);
         if let Some(xdp_err) = xdp_err {
             degradations.push(Degradation {
                 what: format!("ingress counting on {}", iface.name),
@@ -209,14 +241,47 @@ pub fn interface(
         }
     }
     let egress: &mut SchedClassifier = program(ebpf, "kaipo_tc_egress")?;
-    outcome.netlink |= attach_tc(egress, "kaipo_tc_egress", TcAttachType::Egress, iface)?;
+    let (netlink, tc_egress) =
+        match attach_tc(egress, "kaipo_tc_egress", TcAttachType::Egress, iface) {
+            Ok(attached) => attached,
+            Err(err) => {
+                // Leave nothing half attached.
+                undo_ingress(ebpf, tc_ingress, xdp_link);
+                return Err(err);
+            }
+        };
+    outcome.netlink |= netlink;
     if outcome.netlink {
         degradations.push(Degradation {
             what: format!("classifiers on {}", iface.name),
             why: "TCX is not available (kernel before 6.6); attached through a clsact qdisc".into(),
         });
     }
-    Ok(outcome)
+    Ok(InterfaceLinks {
+        iface: iface.clone(),
+        tc_ingress,
+        tc_egress,
+        xdp: xdp_link,
+        netlink: outcome.netlink,
+    })
+}
+
+/// Undoes an interface's ingress attachment after its egress one failed.
+fn undo_ingress(
+    ebpf: &mut Ebpf,
+    tc_ingress: Option<SchedClassifierLinkId>,
+    xdp: Option<XdpLinkId>,
+) {
+    if let Some(id) = xdp {
+        if let Ok(p) = program::<Xdp>(ebpf, "kaipo_xdp") {
+            let _ = p.detach(id);
+        }
+    }
+    if let Some(id) = tc_ingress {
+        if let Ok(p) = program::<SchedClassifier>(ebpf, "kaipo_tc_ingress") {
+            let _ = p.detach(id);
+        }
+    }
 }
 
 /// The ingress and egress programs on each interface. An interface the user named must attach;
@@ -227,12 +292,12 @@ pub fn interfaces(
     hook: IngressHook,
     user_named: bool,
     degradations: &mut Vec<Degradation>,
-) -> Result<InterfaceAttach, EbpfCollectError> {
+) -> Result<Vec<InterfaceLinks>, EbpfCollectError> {
     load_interface_programs(ebpf, hook)?;
-    let mut all = InterfaceAttach::default();
+    let mut all = Vec::with_capacity(ifaces.len());
     for iface in ifaces {
         match interface(ebpf, iface, hook, degradations) {
-            Ok(outcome) => all.netlink |= outcome.netlink,
+            Ok(links) => all.push(links),
             Err(err) if user_named => return Err(err),
             Err(err) => degradations.push(Degradation {
                 what: format!("interface {}", iface.name),
@@ -249,23 +314,25 @@ pub fn xdp_on(ebpf: &mut Ebpf, iface: &Interface) -> Result<&'static str, EbpfCo
     if xdp.fd().is_err() {
         xdp.load().map_err(load_err("kaipo_xdp"))?;
     }
-    attach_xdp(xdp, iface).map_err(|detail| EbpfCollectError::Attach {
-        program: "kaipo_xdp",
-        target: iface.name.clone(),
-        detail,
-    })
+    attach_xdp(xdp, iface)
+        .map(|(mode, _)| mode)
+        .map_err(|detail| EbpfCollectError::Attach {
+            program: "kaipo_xdp",
+            target: iface.name.clone(),
+            detail,
+        })
 }
 
 /// Driver mode first, where the driver runs XDP on its own receive buffers before any socket
 /// buffer exists; generic (SKB) mode otherwise, which works on every interface but first
 /// copies or reallocates each frame that lacks XDP's headroom.
-fn attach_xdp(xdp: &mut Xdp, iface: &Interface) -> Result<&'static str, String> {
+fn attach_xdp(xdp: &mut Xdp, iface: &Interface) -> Result<(&'static str, XdpLinkId), String> {
     let driver_err = match xdp.attach_to_if_index(iface.ifindex, XdpMode::Driver) {
-        Ok(_) => return Ok("driver"),
+        Ok(id) => return Ok(("driver", id)),
         Err(err) => describe(&err),
     };
     match xdp.attach_to_if_index(iface.ifindex, XdpMode::Skb) {
-        Ok(_) => Ok("generic"),
+        Ok(id) => Ok(("generic", id)),
         Err(err) => Err(format!(
             "driver mode: {driver_err}; generic mode: {}",
             describe(&err)
@@ -274,20 +341,20 @@ fn attach_xdp(xdp: &mut Xdp, iface: &Interface) -> Result<&'static str, String> 
 }
 
 /// TCX where the kernel has it, else a clsact qdisc and a netlink filter. Returns whether
-/// netlink was used.
+/// netlink was used, and the link.
 fn attach_tc(
     classifier: &mut SchedClassifier,
     name: &'static str,
     direction: TcAttachType,
     iface: &Interface,
-) -> Result<bool, EbpfCollectError> {
+) -> Result<(bool, SchedClassifierLinkId), EbpfCollectError> {
     let tcx = classifier.attach_with_options(
         &iface.name,
         direction,
         TcAttachOptions::TcxOrder(LinkOrder::default()),
     );
     let tcx_err = match tcx {
-        Ok(_) => return Ok(false),
+        Ok(id) => return Ok((false, id)),
         Err(err) => describe(&err),
     };
     match tc::qdisc_add_clsact(&iface.name) {
@@ -300,7 +367,7 @@ fn attach_tc(
             })
         }
     }
-    classifier
+    let id = classifier
         .attach_with_options(
             &iface.name,
             direction,
@@ -311,5 +378,5 @@ fn attach_tc(
             target: iface.name.clone(),
             detail: format!("TCX: {tcx_err}; netlink: {}", describe(&err)),
         })?;
-    Ok(true)
+    Ok((true, id))
 }

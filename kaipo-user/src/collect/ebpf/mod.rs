@@ -86,7 +86,13 @@ pub struct EbpfCollector {
     sock_stats: HashMap<MapData, u64, SockStats>,
     flows: PerCpuHashMap<MapData, FlowKey, FlowCounters>,
     counters: PerCpuArray<MapData, u64>,
+    /// The monitored interfaces, in the order of `links`.
     ifaces: Vec<Interface>,
+    links: Vec<attach::InterfaceLinks>,
+    /// The interfaces the user named (followed by name), or empty for every interface that
+    /// is up.
+    named: Vec<String>,
+    hook: crate::collect::backend::IngressHook,
     degradations: Vec<Degradation>,
     netlink_filters: bool,
     flow_cache: PerCpuArray<MapData, FlowSlot>,
@@ -147,7 +153,7 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
 
     let mut degradations = Vec::new();
     attach::sockets(&mut ebpf, &cgroup, &btf, &mut degradations)?;
-    let attached = attach::interfaces(
+    let links = attach::interfaces(
         &mut ebpf,
         &ifaces,
         opts.ingress_hook,
@@ -175,9 +181,12 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
         flows: PerCpuHashMap::try_from(take(&mut ebpf, "FLOWS")?).map_err(map_err("FLOWS"))?,
         counters: PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)
             .map_err(map_err("COUNTERS"))?,
-        ifaces,
+        ifaces: links.iter().map(|l| l.iface.clone()).collect(),
+        netlink_filters: links.iter().any(|l| l.netlink),
+        links,
+        named: opts.ifaces.clone(),
+        hook: opts.ingress_hook,
         degradations,
-        netlink_filters: attached.netlink,
         flow_cache: PerCpuArray::try_from(take(&mut ebpf, "FLOW_CACHE")?)
             .map_err(map_err("FLOW_CACHE"))?,
         track_flows: opts.track_flows,
@@ -237,9 +246,68 @@ impl EbpfCollector {
         self.netlink_filters
     }
 
+    /// Follows the host's interfaces: attaches to an interface that came up (or, for a named
+    /// one, that was created again, under a new ifindex) and detaches from one that went away.
+    /// Returns what changed, in words.
+    pub fn follow_interfaces(&mut self) -> Vec<String> {
+        let Ok(wanted) = iface::wanted(&self.named) else {
+            return Vec::new();
+        };
+        let mut changes = Vec::new();
+        let mut kept = Vec::with_capacity(self.links.len());
+        for links in std::mem::take(&mut self.links) {
+            if wanted.contains(&links.iface) {
+                kept.push(links);
+            } else {
+                changes.push(format!(
+                    "interface {} (index {}) went away; no longer monitored",
+                    links.iface.name, links.iface.ifindex
+                ));
+                attach::detach_interface(&mut self.ebpf, links);
+            }
+        }
+        self.links = kept;
+        for iface in wanted {
+            if self.links.iter().any(|l| l.iface == iface) {
+                continue;
+            }
+            // Counts kaipo may hold from an earlier interface with this index start over.
+            if iface.ifindex < kaipo_common::IFACE_SLOTS {
+                let zero = aya::maps::PerCpuValues::try_from(vec![
+                    IfaceCounters::default();
+                    self.possible_cpus
+                ]);
+                if let Ok(zero) = zero {
+                    let _ = self.iface_stats.set(iface.ifindex, zero, 0);
+                }
+            } else {
+                let _ = self.iface_stats_high.remove(&iface.ifindex);
+            }
+            let mut notes = Vec::new();
+            match attach::interface(&mut self.ebpf, &iface, self.hook, &mut notes) {
+                Ok(links) => {
+                    changes.push(format!(
+                        "interface {} (index {}) appeared; now monitored",
+                        iface.name, iface.ifindex
+                    ));
+                    self.netlink_filters |= links.netlink;
+                    self.links.push(links);
+                }
+                Err(err) => changes.push(format!(
+                    "interface {} (index {}) appeared but cannot be monitored: {err}",
+                    iface.name, iface.ifindex
+                )),
+            }
+            changes.extend(notes.into_iter().map(|n| n.to_string()));
+        }
+        self.ifaces = self.links.iter().map(|l| l.iface.clone()).collect();
+        changes
+    }
+
     /// Reads every counter map once.
     pub fn sample(&mut self) -> Result<KernelSample, EbpfCollectError> {
         let mut sample = KernelSample::default();
+        sample.iface_changes = self.follow_interfaces();
         // Flows before interfaces: a program adds a frame to its interface before its flow,
         // so read in this order the flows never count a frame the interfaces have not.
         if self.track_flows {
