@@ -16,6 +16,7 @@
     reason = "atomic adds on map values need core::intrinsics on the BPF target"
 )]
 
+mod handshake;
 mod iface;
 mod owner;
 mod packet;
@@ -24,12 +25,12 @@ mod sock;
 use aya_ebpf::{
     btf_maps::SkStorage,
     macros::{btf_map, btf_tracepoint, cgroup_skb, cgroup_sock, classifier, map, xdp},
-    maps::{HashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePointContext, SkBuffContext, SockContext, TcContext, XdpContext},
 };
 use kaipo_common::{
     counter, FlowCounters, FlowKey, FlowSlot, IfaceCounters, SockStats, FLOW_CACHE_SLOTS,
-    IFACE_SLOTS, MAX_FLOWS, MAX_IFACES, MAX_SOCKETS, RINGBUF_BYTES,
+    IFACE_SLOTS, MAX_FLOWS, MAX_HANDSHAKES, MAX_IFACES, MAX_SOCKETS, RINGBUF_BYTES,
 };
 
 /// Indexed by ifindex, for ifindexes below `IFACE_SLOTS`: an array lookup costs the program a
@@ -67,8 +68,17 @@ static OWNER_OF: SkStorage<u32> = SkStorage::new();
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(RINGBUF_BYTES, 0);
 
+/// Handshakes of connections a listener has not handed to an accepted socket yet, counted as
+/// that socket's entry will count them (see `handshake`). Shared: the accepted socket's first
+/// packet may be handled on another CPU than its SYN.
 #[map]
-static SCRATCH_SOCK: PerCpuArray<SockStats> = PerCpuArray::with_max_entries(1, 0);
+static HANDSHAKES: LruHashMap<handshake::HandshakeKey, SockStats> =
+    LruHashMap::with_max_entries(MAX_HANDSHAKES, 0);
+
+/// Per-CPU room to build a new socket entry (slot 0) and a held handshake (slot 1), too large
+/// for the stack next to the parsed headers.
+#[map]
+static SCRATCH_SOCK: PerCpuArray<SockStats> = PerCpuArray::with_max_entries(2, 0);
 
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
