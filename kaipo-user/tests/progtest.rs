@@ -37,7 +37,7 @@ use kaipo::collect::ebpf::OBJECT;
 use kaipo_common::{
     counter, flow_slot, FlowCounters, FlowKey, FlowSlot, IfaceCounters, SockStats, FAMILY_IPV4,
     FAMILY_IPV6, FLOW_CACHE_SLOTS, FLOW_SLOT_EMPTY, FLOW_SLOT_RX, FLOW_SLOT_TX, IFACE_SLOTS,
-    LOOPBACK_IFINDEX, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
+    LOOPBACK_IFINDEX, PROTO_ICMP, PROTO_TCP, PROTO_UDP, SOCK_FLAG_SERVER, TCP_CLOSE,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1480,11 +1480,22 @@ fn tc_counts_a_large_ifindex_in_the_overflow_map() {
 // cgroup_skb (per socket)
 // ---------------------------------------------------------------------------------------------
 
-/// What a socket's entry must hold after IPv4/UDP packets between the host and the peer.
+/// What a socket's entry must hold after IPv4/UDP packets between the host and the peer. The
+/// test run's socket is not connected, so one whose first packet is received is a server.
 fn udp_socket(bytes: u64, packets: u64, egress: bool, loopback: bool) -> SockStats {
+    socket(PROTO_UDP, bytes, packets, egress, loopback)
+}
+
+/// What a socket's entry must hold after IPv4 packets of `proto` between the host and the peer.
+fn socket(proto: u8, bytes: u64, packets: u64, egress: bool, loopback: bool) -> SockStats {
     let mut stats = SockStats {
         family: FAMILY_IPV4,
-        proto: PROTO_UDP,
+        proto,
+        flags: if proto == PROTO_UDP && !egress {
+            SOCK_FLAG_SERVER
+        } else {
+            0
+        },
         local_port: HOST_PORT,
         remote_port: PEER_PORT,
         local_addr: v4_addr(HOST_V4),
@@ -1586,4 +1597,42 @@ fn sock_counts_off_loopback_apart() {
             );
         }
     });
+}
+
+/// A TCP socket's entry holds the socket's state at its packets. The test run's socket was
+/// never connected (`sock_init_data` leaves it in TCP_CLOSE), so it is neither the client (its
+/// first packet did not leave in SYN_SENT) nor the server (no handshake was held for it).
+#[test]
+fn sock_records_tcp_state_of_tcp_sockets() {
+    for hook in [Hook::SockEgress, Hook::SockIngress] {
+        let frame = v4_tcp_frame(hook, 100);
+        let h = Harness::new(hook);
+        h.run_repeat(&frame, 2);
+        let want = SockStats {
+            tcp_state: TCP_CLOSE,
+            ..socket(PROTO_TCP, 2 * 140, 2, hook.egress(), true)
+        };
+        assert_eq!(h.socket(), want, "{hook:?}");
+        assert_eq!(h.counter(counter::HANDSHAKE_HELD), 0, "{hook:?}: HANDSHAKE_HELD");
+        assert_eq!(
+            h.counter(counter::HANDSHAKE_SETTLED),
+            0,
+            "{hook:?}: HANDSHAKE_SETTLED"
+        );
+    }
+}
+
+/// A UDP socket has no TCP state, though the kernel keeps TCP_CLOSE (7) or TCP_ESTABLISHED (1)
+/// in its `sk_state`; only a received first packet makes it a server, and the flag stays.
+#[test]
+fn sock_udp_has_no_tcp_state_and_is_a_server_when_it_receives_first() {
+    for hook in [Hook::SockEgress, Hook::SockIngress] {
+        let frame = v4_udp_frame(hook, 50);
+        let h = Harness::new(hook);
+        h.run_repeat(&frame, 3);
+        let got = h.socket();
+        assert_eq!(got.tcp_state, 0, "{hook:?}: tcp_state");
+        let want_flags = if hook.egress() { 0 } else { SOCK_FLAG_SERVER };
+        assert_eq!(got.flags, want_flags, "{hook:?}: flags");
+    }
 }
