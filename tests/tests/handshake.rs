@@ -12,7 +12,7 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener},
+    net::{IpAddr, SocketAddr, TcpListener},
     os::fd::AsRawFd as _,
     thread,
     time::Duration,
@@ -32,10 +32,10 @@ const CONNECTIONS: u64 = 5;
 /// Payload each client sends, and each gets back; both fit one segment.
 const UP: u64 = 1000;
 const DOWN: u64 = 300;
-/// IPv4 and TCP headers of every segment after the handshake's first two: Linux puts the
-/// timestamp option (12 bytes with its two NOPs) on each, and SACK blocks only after a loss,
-/// which a veth does not have.
-const SEGMENT_HEADERS: u64 = 20 + 20 + 12;
+/// TCP header of every segment after the handshake's first two: Linux puts the timestamp
+/// option (12 bytes with its two NOPs) on each, and SACK blocks only after a loss, which a veth
+/// does not have.
+const TCP_HEADER: u64 = 20 + 12;
 /// The SYN and the SYN-ACK carry MSS (4), SACK-permitted and timestamps (12), NOP and window
 /// scale (4): 60 bytes, 8 more than a later segment.
 const SYN_EXTRA: u64 = 8;
@@ -79,7 +79,7 @@ fn wait_readable(listener: &TcpListener) -> anyhow::Result<()> {
 /// A listener on the host's end of the test link, on a port the port heuristics would call the
 /// client's: inside the ephemeral range and above every client port, so only the kernel's word
 /// on which end is the server names the service right.
-fn listen(ip: Ipv4Addr) -> anyhow::Result<TcpListener> {
+fn listen(ip: IpAddr) -> anyhow::Result<TcpListener> {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .context("reading the ephemeral port range")?;
     let top: u16 = range
@@ -89,7 +89,7 @@ fn listen(ip: Ipv4Addr) -> anyhow::Result<TcpListener> {
         .context("ip_local_port_range")?;
     let mut last_err = None;
     for port in (top - 20..=top).rev() {
-        match TcpListener::bind(SocketAddr::new(IpAddr::V4(ip), port)) {
+        match TcpListener::bind(SocketAddr::new(ip, port)) {
             Ok(listener) => return Ok(listener),
             Err(err) => last_err = Some(err),
         }
@@ -129,11 +129,21 @@ fn last_seen(run: &Run, pid: u32) -> Vec<(String, String, Option<String>)> {
         .collect()
 }
 
+/// IPv4 first, then IPv6, one after the other: the server is this process.
 #[test]
 fn accepted_connections_count_their_handshake_for_the_accepting_process() -> anyhow::Result<()> {
-    let net = TestNet::without_ipv6()?;
+    let net = TestNet::new()?;
+    accepted_connections(&net, IpAddr::V4(net.host_v4), 20)
+        .context("over IPv4")?;
+    let host_v6 = net.host_v6.context("test net without IPv6")?;
+    accepted_connections(&net, IpAddr::V6(host_v6), 40).context("over IPv6")
+}
+
+/// The scenario with the server at `ip`, whose IP header is `ip_header` bytes.
+fn accepted_connections(net: &TestNet, ip: IpAddr, ip_header: u64) -> anyhow::Result<()> {
+    let segment_headers = ip_header + TCP_HEADER;
     // Made before kaipo starts: no creation hook sees it, and it never sends or receives.
-    let listener = listen(net.host_v4)?;
+    let listener = listen(ip)?;
     let addr = listener.local_addr()?;
     let watch = Watch::start(&WatchConfig::new(&net.host_if, RUN))?;
     let server = thread::spawn(move || serve(&listener));
@@ -174,38 +184,41 @@ fn accepted_connections_count_their_handshake_for_the_accepting_process() -> any
         rx_packets: client.tx_packets,
         tx_packets: client.rx_packets,
     };
-    assert_eq!(
-        server, mirrored,
-        "the server's traffic should mirror the clients'; timeline:{timeline}"
+    ensure!(
+        server == mirrored,
+        "the server's traffic {server:?} should mirror the clients' {mirrored:?}; \
+         timeline:{timeline}"
     );
     // And in absolute terms: each packet's headers, each SYN's options, each payload.
     let n = CONNECTIONS;
-    assert!(
+    ensure!(
         server.rx_packets >= 4 * n && server.tx_packets >= 3 * n,
         "at least SYN, ACK, request and FIN in, SYN-ACK, reply and FIN out per connection: \
          {server:?}"
     );
-    assert_eq!(
+    let want_rx = segment_headers * server.rx_packets + n * (UP + SYN_EXTRA);
+    ensure!(
+        server.rx_bytes == want_rx,
+        "server rx {} bytes, expected {want_rx}: {} packets of {segment_headers} header bytes, \
+         {n} requests of {UP}, {n} SYNs; timeline:{timeline}",
         server.rx_bytes,
-        SEGMENT_HEADERS * server.rx_packets + n * (UP + SYN_EXTRA),
-        "server rx: {} packets of {SEGMENT_HEADERS} header bytes, {n} requests of {UP}, {n} \
-         SYNs; timeline:{timeline}",
         server.rx_packets
     );
-    assert_eq!(
+    let want_tx = segment_headers * server.tx_packets + n * (DOWN + SYN_EXTRA);
+    ensure!(
+        server.tx_bytes == want_tx,
+        "server tx {} bytes, expected {want_tx}: {} packets of {segment_headers} header bytes, \
+         {n} replies of {DOWN}, {n} SYN-ACKs; timeline:{timeline}",
         server.tx_bytes,
-        SEGMENT_HEADERS * server.tx_packets + n * (DOWN + SYN_EXTRA),
-        "server tx: {} packets of {SEGMENT_HEADERS} header bytes, {n} replies of {DOWN}, {n} \
-         SYN-ACKs; timeline:{timeline}",
         server.tx_packets
     );
     let (unattributed_rx, unattributed_tx) = run.records.iter().fold((0, 0), |(rx, tx), r| {
         (rx + r.unattributed.rx_bytes, tx + r.unattributed.tx_bytes)
     });
-    assert_eq!(
-        (unattributed_rx, unattributed_tx),
-        (0, 0),
-        "nothing should be left unattributed; timeline:{timeline}"
+    ensure!(
+        (unattributed_rx, unattributed_tx) == (0, 0),
+        "nothing should be left unattributed, got rx {unattributed_rx} tx {unattributed_tx}; \
+         timeline:{timeline}"
     );
 
     // Both ends name the service by the listener's port, which only the kernel's flags tell
