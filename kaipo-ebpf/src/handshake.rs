@@ -20,7 +20,7 @@
 
 use core::mem::size_of;
 
-use aya_ebpf::bindings::{BPF_NOEXIST, __sk_buff};
+use aya_ebpf::bindings::{__sk_buff, BPF_NOEXIST};
 use kaipo_common::{counter, SockStats, FAMILY_IPV4, PROTO_TCP, SOCK_FLAG_SERVER, TCP_LISTEN};
 
 use crate::{
@@ -88,7 +88,7 @@ pub fn hold(
     }
     let key = key(&h, egress);
     let flags = tcp_flags(&frame, h.family);
-    if let Some(held) = HANDSHAKES.get_ptr_mut(&key) {
+    if let Some(held) = HANDSHAKES.get_ptr_mut(key) {
         // SAFETY: a live value of the map, changed only through atomic adds.
         let held = unsafe { &mut *held };
         if flags & TCP_RST == 0 {
@@ -96,7 +96,7 @@ pub fn hold(
             return true;
         }
         give_to_listener(cookie, held);
-        let _ = HANDSHAKES.remove(&key);
+        let _ = HANDSHAKES.remove(key);
         bump(counter::HANDSHAKE_SETTLED);
         return false;
     }
@@ -118,7 +118,11 @@ pub fn hold(
     let (bytes, pkts) = sock::slot(fresh, egress, loopback);
     *bytes = len;
     *pkts = packets;
-    if HANDSHAKES.insert(&key, &*fresh, u64::from(BPF_NOEXIST)).is_err() {
+    let fresh: &SockStats = fresh;
+    if HANDSHAKES
+        .insert(key, fresh, u64::from(BPF_NOEXIST))
+        .is_err()
+    {
         // Another CPU's copy of the same SYN got there first: this one stays the listener's.
         return false;
     }
@@ -131,14 +135,14 @@ pub fn hold(
 #[inline(always)]
 pub fn claim(stats: &mut SockStats, h: &IpHeaders, egress: bool) -> bool {
     let key = key(h, egress);
-    let Some(held) = HANDSHAKES.get_ptr(&key) else {
+    let Some(held) = HANDSHAKES.get_ptr(key) else {
         return false;
     };
     // SAFETY: a live value of the map. A packet of the same handshake racing on another CPU
     // (a retransmitted ACK) may be added after the copy and lost with the entry.
     let held = unsafe { &*held };
     sock::add_counts(stats, held);
-    let _ = HANDSHAKES.remove(&key);
+    let _ = HANDSHAKES.remove(key);
     bump(counter::HANDSHAKE_SETTLED);
     true
 }

@@ -6,7 +6,7 @@
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, __sk_buff},
+    bindings::{__sk_buff, BPF_NOEXIST},
     helpers::generated::bpf_get_socket_cookie,
     programs::SkBuffContext,
 };
@@ -101,8 +101,9 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
             fresh.flags = SOCK_FLAG_SERVER;
         }
     }
+    let fresh: &SockStats = fresh;
     if SOCK_STATS
-        .insert(cookie, &*fresh, u64::from(BPF_NOEXIST))
+        .insert(cookie, fresh, u64::from(BPF_NOEXIST))
         .is_ok()
     {
         return;

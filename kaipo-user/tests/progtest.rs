@@ -1613,7 +1613,11 @@ fn sock_records_tcp_state_of_tcp_sockets() {
             ..socket(PROTO_TCP, 2 * 140, 2, hook.egress(), true)
         };
         assert_eq!(h.socket(), want, "{hook:?}");
-        assert_eq!(h.counter(counter::HANDSHAKE_HELD), 0, "{hook:?}: HANDSHAKE_HELD");
+        assert_eq!(
+            h.counter(counter::HANDSHAKE_HELD),
+            0,
+            "{hook:?}: HANDSHAKE_HELD"
+        );
         assert_eq!(
             h.counter(counter::HANDSHAKE_SETTLED),
             0,

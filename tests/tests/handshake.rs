@@ -133,8 +133,7 @@ fn last_seen(run: &Run, pid: u32) -> Vec<(String, String, Option<String>)> {
 #[test]
 fn accepted_connections_count_their_handshake_for_the_accepting_process() -> anyhow::Result<()> {
     let net = TestNet::new()?;
-    accepted_connections(&net, IpAddr::V4(net.host_v4), 20)
-        .context("over IPv4")?;
+    accepted_connections(&net, IpAddr::V4(net.host_v4), 20).context("over IPv4")?;
     let host_v6 = net.host_v6.context("test net without IPv6")?;
     accepted_connections(&net, IpAddr::V6(host_v6), 40).context("over IPv6")
 }
@@ -240,7 +239,10 @@ fn accepted_connections(net: &TestNet, ip: IpAddr, ip_header: u64) -> anyhow::Re
     }
     for pid in &clients {
         let conns = last_seen(&run, *pid);
-        ensure!(conns.len() == 1, "client {pid}: one connection, got {conns:?}");
+        ensure!(
+            conns.len() == 1,
+            "client {pid}: one connection, got {conns:?}"
+        );
         let (conn, got_service, state) = &conns[0];
         ensure!(
             *got_service == service && state.as_deref() == Some("FIN_WAIT2"),
