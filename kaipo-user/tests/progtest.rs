@@ -2,7 +2,8 @@
 //! exact counters they leave in their maps.
 //!
 //! Each test loads its own copy of the object, so its maps start empty and the tests can run in
-//! parallel. Nothing is attached. They need root.
+//! parallel. Nothing is attached, except by the last test, which needs real TCP sockets. They
+//! need root.
 //!
 //! What the kernel does in a test run (net/bpf/test_run.c,
 //! <https://github.com/torvalds/linux/blob/v6.18/net/bpf/test_run.c>):
@@ -1639,4 +1640,167 @@ fn sock_udp_has_no_tcp_state_and_is_a_server_when_it_receives_first() {
         let want_flags = if hook.egress() { 0 } else { SOCK_FLAG_SERVER };
         assert_eq!(got.flags, want_flags, "{hook:?}: flags");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// cgroup_skb and sock_release attached, with real TCP sockets
+// ---------------------------------------------------------------------------------------------
+
+/// The kernel's cookie of a socket (`SO_COOKIE`), the key of its `SOCK_STATS` entry.
+fn socket_cookie(socket: &impl std::os::fd::AsRawFd) -> u64 {
+    let mut cookie = 0u64;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: a valid socket and an 8-byte buffer whose length is passed along.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_COOKIE,
+            (&raw mut cookie).cast(),
+            &raw mut len,
+        )
+    };
+    assert_eq!(rc, 0, "SO_COOKIE: {}", io::Error::last_os_error());
+    cookie
+}
+
+/// A TCP connection over loopback with the socket programs and the release hook attached at
+/// the cgroup v2 root (as kaipo attaches them; they see every socket of the machine while the
+/// test runs, and the test looks only at its own by cookie). BPF_PROG_TEST_RUN cannot show
+/// this: its socket is a dummy that is never a listener, never connects and is never released.
+///
+/// - The client's first packet is its SYN, sent in SYN_SENT: flag client.
+/// - The accepted socket takes over its handshake from the listener: the client's SYN (60
+///   bytes: 20 of options) and ACK (52: timestamps) besides the request (52 + 100), and
+///   the SYN-ACK (60); so it is the server. The listener is left with no entry at all.
+/// - The state at the last packet is ESTABLISHED on both; at close, the client's is
+///   ESTABLISHED (it closes first) and the server's CLOSE_WAIT (the client's FIN came in).
+#[test]
+fn attached_tcp_sockets_get_roles_state_and_their_handshake() {
+    use std::{
+        io::{Read as _, Write as _},
+        net::{TcpListener, TcpStream},
+    };
+
+    use aya::{
+        maps::RingBuf,
+        programs::{CgroupAttachMode, CgroupSkbAttachType, CgroupSock},
+    };
+    use kaipo_common::{Event, EVENT_SOCK_CLOSE, SOCK_FLAG_CLIENT};
+
+    const REQUEST: u64 = 100;
+    const ESTABLISHED: u8 = 1;
+    const CLOSE_WAIT: u8 = 8;
+
+    require_root();
+    let root = kaipo::collect::ebpf::cgroup2_root().expect("a cgroup v2 hierarchy");
+    let cgroup = std::fs::File::open(&root).expect("opening the cgroup v2 root");
+    let mut ebpf = EbpfLoader::new().load(OBJECT).expect("loading the object");
+    for (name, attach_type) in [
+        ("kaipo_sock_ingress", CgroupSkbAttachType::Ingress),
+        ("kaipo_sock_egress", CgroupSkbAttachType::Egress),
+    ] {
+        let prog: &mut CgroupSkb = ebpf
+            .program_mut(name)
+            .expect("program")
+            .try_into()
+            .expect("cgroup_skb");
+        prog.load().expect("load");
+        prog.attach(&cgroup, attach_type, CgroupAttachMode::Single)
+            .expect("attach");
+    }
+    let release: &mut CgroupSock = ebpf
+        .program_mut("kaipo_sock_release")
+        .expect("program")
+        .try_into()
+        .expect("cgroup_sock");
+    release.load().expect("load");
+    release
+        .attach(&cgroup, CgroupAttachMode::Single)
+        .expect("attach");
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+    let (mut server, _) = listener.accept().expect("accept");
+    for s in [&client, &server] {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+    }
+    client.write_all(&[0x6b; REQUEST as usize]).expect("write");
+    let mut got = [0u8; REQUEST as usize];
+    server.read_exact(&mut got).expect("read");
+    let (client_cookie, server_cookie, listener_cookie) = (
+        socket_cookie(&client),
+        socket_cookie(&server),
+        socket_cookie(&listener),
+    );
+
+    let stats: HashMap<_, u64, SockStats> =
+        HashMap::try_from(ebpf.map("SOCK_STATS").expect("SOCK_STATS")).expect("a hash");
+    let entry = |cookie: u64| stats.get(&cookie, 0).ok();
+    let c = entry(client_cookie).expect("the client's entry");
+    let s = entry(server_cookie).expect("the accepted socket's entry");
+    println!("client {c:?}\nserver {s:?}");
+    assert_eq!(entry(listener_cookie), None, "the listener keeps no entry");
+    // Client: SYN, ACK, request out; the SYN-ACK and perhaps an ACK of the request in.
+    assert_eq!(
+        (c.lo_tx_bytes, c.lo_tx_packets),
+        (60 + 52 + 52 + REQUEST, 3),
+        "client tx"
+    );
+    assert_eq!(
+        (c.flags, c.tcp_state),
+        (SOCK_FLAG_CLIENT, ESTABLISHED),
+        "client flags and state"
+    );
+    // Server: the same three in, its handshake included; the SYN-ACK and perhaps that ACK out.
+    assert_eq!(
+        (s.lo_rx_bytes, s.lo_rx_packets),
+        (60 + 52 + 52 + REQUEST, 3),
+        "accepted socket rx"
+    );
+    assert!(
+        s.lo_tx_packets >= 1 && s.lo_tx_bytes == 60 + 52 * (s.lo_tx_packets - 1),
+        "accepted socket tx: the SYN-ACK, then 52-byte ACKs: {s:?}"
+    );
+    assert_eq!(
+        (s.lo_tx_bytes, s.lo_tx_packets),
+        (c.lo_rx_bytes, c.lo_rx_packets),
+        "what the server sent, the client received"
+    );
+    assert_eq!(
+        (s.flags, s.tcp_state),
+        (SOCK_FLAG_SERVER, ESTABLISHED),
+        "accepted socket flags and state"
+    );
+    assert_eq!(
+        (s.rx_bytes, s.tx_bytes, c.rx_bytes, c.tx_bytes),
+        (0, 0, 0, 0),
+        "all on loopback"
+    );
+
+    drop(client);
+    let extra = server.read(&mut got).expect("reading the client's FIN");
+    assert_eq!(extra, 0, "end of stream");
+    drop(server);
+    drop(listener);
+
+    // The release hook runs inside close(), so both events are in the ring buffer by now.
+    let mut events = RingBuf::try_from(ebpf.take_map("EVENTS").expect("EVENTS")).expect("ring");
+    let mut closed = StdHashMap::new();
+    for _ in 0..100_000 {
+        let Some(item) = events.next() else { break };
+        let event = Event::from_bytes(&item).expect("an event");
+        if event.kind == EVENT_SOCK_CLOSE
+            && [client_cookie, server_cookie, listener_cookie].contains(&event.cookie)
+        {
+            closed.insert(event.cookie, event.stats.tcp_state);
+        }
+    }
+    assert_eq!(
+        closed,
+        StdHashMap::from([(client_cookie, ESTABLISHED), (server_cookie, CLOSE_WAIT)]),
+        "state at close by cookie (client {client_cookie}, server {server_cookie}; the \
+         listener has no entry, so no close event)"
+    );
 }
