@@ -1804,3 +1804,130 @@ fn attached_tcp_sockets_get_roles_state_and_their_handshake() {
          listener has no entry, so no close event)"
     );
 }
+
+/// Sends one bare SYN (no options, 40 bytes) from `src` to `dst` through a raw socket.
+fn send_raw_syn(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) {
+    let mut packet = [0u8; 40];
+    packet[..20].copy_from_slice(&ipv4_header(src.0, dst.0));
+    let tcp = &mut packet[20..];
+    tcp[0..2].copy_from_slice(&src.1.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dst.1.to_be_bytes());
+    tcp[4..8].copy_from_slice(&7u32.to_be_bytes()); // sequence
+    tcp[12] = 5 << 4; // data offset: no options
+    tcp[13] = 0x02; // SYN
+    tcp[14..16].copy_from_slice(&64_000u16.to_be_bytes());
+    // The checksum over the pseudo-header (addresses, protocol, length) and the segment.
+    let mut sum: u32 = 6 + 20;
+    for pair in src.0.octets().chunks(2).chain(dst.0.octets().chunks(2)) {
+        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    for pair in tcp.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    tcp[16..18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+
+    // SAFETY: plain socket calls on a descriptor this function owns and closes.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+        assert!(fd >= 0, "raw socket: {}", io::Error::last_os_error());
+        let to = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(dst.0.octets()),
+            },
+            sin_zero: [0; 8],
+        };
+        let sent = libc::sendto(
+            fd,
+            packet.as_ptr().cast(),
+            packet.len(),
+            0,
+            (&raw const to).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        let err = io::Error::last_os_error();
+        libc::close(fd);
+        assert_eq!(sent, 40, "sendto: {err}");
+    }
+}
+
+/// An IPv4 header for a 40-byte TCP packet (the kernel fills in the checksum of a raw socket's
+/// header).
+fn ipv4_header(src: Ipv4Addr, dst: Ipv4Addr) -> [u8; 20] {
+    let mut h = [0u8; 20];
+    h[0] = 0x45;
+    h[2..4].copy_from_slice(&40u16.to_be_bytes());
+    h[6] = 0x40; // don't fragment
+    h[8] = 64;
+    h[9] = PROTO_TCP;
+    h[12..16].copy_from_slice(&src.octets());
+    h[16..20].copy_from_slice(&dst.octets());
+    h
+}
+
+/// A handshake that ends in a reset before any socket is accepted stays the listener's: a bare
+/// SYN from 127.0.0.2, where nothing listens, draws the listener's SYN-ACK (44 bytes: MSS is
+/// its only option, as the SYN offered none), which the kernel answers with a reset (40
+/// bytes). All three end up on the listener's entry, none lost, and the listener is a server
+/// in LISTEN.
+#[test]
+fn attached_reset_handshake_goes_back_to_the_listener() {
+    use std::net::TcpListener;
+
+    use aya::programs::{CgroupAttachMode, CgroupSkbAttachType};
+    use kaipo_common::TCP_LISTEN;
+
+    require_root();
+    let root = kaipo::collect::ebpf::cgroup2_root().expect("a cgroup v2 hierarchy");
+    let cgroup = std::fs::File::open(&root).expect("opening the cgroup v2 root");
+    let mut ebpf = EbpfLoader::new().load(OBJECT).expect("loading the object");
+    for (name, attach_type) in [
+        ("kaipo_sock_ingress", CgroupSkbAttachType::Ingress),
+        ("kaipo_sock_egress", CgroupSkbAttachType::Egress),
+    ] {
+        let prog: &mut CgroupSkb = ebpf
+            .program_mut(name)
+            .expect("program")
+            .try_into()
+            .expect("cgroup_skb");
+        prog.load().expect("load");
+        prog.attach(&cgroup, attach_type, CgroupAttachMode::Single)
+            .expect("attach");
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    let peer = (Ipv4Addr::new(127, 0, 0, 2), 47_111);
+    send_raw_syn(peer, (Ipv4Addr::LOCALHOST, port));
+
+    let stats: HashMap<_, u64, SockStats> =
+        HashMap::try_from(ebpf.map("SOCK_STATS").expect("SOCK_STATS")).expect("a hash");
+    let cookie = socket_cookie(&listener);
+    let want = SockStats {
+        lo_rx_bytes: 40 + 40,
+        lo_rx_packets: 2,
+        lo_tx_bytes: 44,
+        lo_tx_packets: 1,
+        family: FAMILY_IPV4,
+        proto: PROTO_TCP,
+        flags: SOCK_FLAG_SERVER,
+        tcp_state: TCP_LISTEN,
+        local_port: port,
+        remote_port: peer.1,
+        local_addr: v4_addr(Ipv4Addr::LOCALHOST),
+        remote_addr: v4_addr(peer.0),
+        ..SockStats::default()
+    };
+    // The SYN-ACK and the reset normally go out within the sendto; softirq work that the
+    // kernel defers to ksoftirqd may take a moment more.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut got = stats.get(&cookie, 0).ok();
+    while got != Some(want) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        got = stats.get(&cookie, 0).ok();
+    }
+    assert_eq!(got, Some(want), "the listener's entry");
+}
