@@ -1664,33 +1664,11 @@ fn socket_cookie(socket: &impl std::os::fd::AsRawFd) -> u64 {
     cookie
 }
 
-/// A TCP connection over loopback with the socket programs and the release hook attached at
-/// the cgroup v2 root (as kaipo attaches them; they see every socket of the machine while the
-/// test runs, and the test looks only at its own by cookie). BPF_PROG_TEST_RUN cannot show
-/// this: its socket is a dummy that is never a listener, never connects and is never released.
-///
-/// - The client's first packet is its SYN, sent in SYN_SENT: flag client.
-/// - The accepted socket takes over its handshake from the listener: the client's SYN (60
-///   bytes: 20 of options) and ACK (52: timestamps) besides the request (52 + 100), and
-///   the SYN-ACK (60); so it is the server. The listener is left with no entry at all.
-/// - The state at the last packet is ESTABLISHED on both; at close, the client's is
-///   ESTABLISHED (it closes first) and the server's CLOSE_WAIT (the client's FIN came in).
-#[test]
-fn attached_tcp_sockets_get_roles_state_and_their_handshake() {
-    use std::{
-        io::{Read as _, Write as _},
-        net::{TcpListener, TcpStream},
-    };
-
-    use aya::{
-        maps::RingBuf,
-        programs::{CgroupAttachMode, CgroupSkbAttachType, CgroupSock},
-    };
-    use kaipo_common::{Event, EVENT_SOCK_CLOSE, SOCK_FLAG_CLIENT};
-
-    const REQUEST: u64 = 100;
-    const ESTABLISHED: u8 = 1;
-    const CLOSE_WAIT: u8 = 8;
+/// Loads the object and attaches the two socket programs at the cgroup v2 root, as kaipo does
+/// (they see every socket of the machine while the test runs; the tests look only at their own
+/// sockets, by cookie), and the release hook when asked.
+fn attach_socket_programs(with_release: bool) -> Ebpf {
+    use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, CgroupSock};
 
     require_root();
     let root = kaipo::collect::ebpf::cgroup2_root().expect("a cgroup v2 hierarchy");
@@ -1709,18 +1687,51 @@ fn attached_tcp_sockets_get_roles_state_and_their_handshake() {
         prog.attach(&cgroup, attach_type, CgroupAttachMode::Single)
             .expect("attach");
     }
-    let release: &mut CgroupSock = ebpf
-        .program_mut("kaipo_sock_release")
-        .expect("program")
-        .try_into()
-        .expect("cgroup_sock");
-    release.load().expect("load");
-    release
-        .attach(&cgroup, CgroupAttachMode::Single)
-        .expect("attach");
+    if with_release {
+        let release: &mut CgroupSock = ebpf
+            .program_mut("kaipo_sock_release")
+            .expect("program")
+            .try_into()
+            .expect("cgroup_sock");
+        release.load().expect("load");
+        release
+            .attach(&cgroup, CgroupAttachMode::Single)
+            .expect("attach");
+    }
+    ebpf
+}
 
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let mut client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+/// A TCP connection over loopback to a listener at `listen`, from a client connecting to
+/// `connect`, whose packets have `ip_header`-byte IP headers; the attached programs must leave:
+///
+/// - on the client, whose first packet is its SYN sent in SYN_SENT, flag client;
+/// - on the accepted socket, the handshake taken over from the listener: the client's SYN
+///   (20 bytes of options: MSS, SACK-permitted, timestamps, window scale) and ACK (12:
+///   timestamps) besides the request, and the SYN-ACK; so it is the server. The listener is
+///   left with no entry at all;
+/// - ESTABLISHED at the last packet on both; at close, ESTABLISHED for the client (it closes
+///   first) and CLOSE_WAIT for the server (the client's FIN came in).
+///
+/// BPF_PROG_TEST_RUN cannot show this: its socket is a dummy that is never a listener, never
+/// connects and is never released.
+fn case_attached_connection(listen: &str, connect: std::net::IpAddr, ip_header: u64) {
+    use std::{
+        io::{Read as _, Write as _},
+        net::{SocketAddr, TcpListener, TcpStream},
+    };
+
+    use aya::maps::RingBuf;
+    use kaipo_common::{Event, EVENT_SOCK_CLOSE, SOCK_FLAG_CLIENT};
+
+    const REQUEST: u64 = 100;
+    const ESTABLISHED: u8 = 1;
+    const CLOSE_WAIT: u8 = 8;
+    let (syn, segment) = (ip_header + 40, ip_header + 32);
+
+    let mut ebpf = attach_socket_programs(true);
+    let listener = TcpListener::bind(listen).expect("bind");
+    let to = SocketAddr::new(connect, listener.local_addr().unwrap().port());
+    let mut client = TcpStream::connect(to).expect("connect");
     let (mut server, _) = listener.accept().expect("accept");
     for s in [&client, &server] {
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
@@ -1745,7 +1756,7 @@ fn attached_tcp_sockets_get_roles_state_and_their_handshake() {
     // Client: SYN, ACK, request out; the SYN-ACK and perhaps an ACK of the request in.
     assert_eq!(
         (c.lo_tx_bytes, c.lo_tx_packets),
-        (60 + 52 + 52 + REQUEST, 3),
+        (syn + segment + segment + REQUEST, 3),
         "client tx"
     );
     assert_eq!(
@@ -1756,12 +1767,12 @@ fn attached_tcp_sockets_get_roles_state_and_their_handshake() {
     // Server: the same three in, its handshake included; the SYN-ACK and perhaps that ACK out.
     assert_eq!(
         (s.lo_rx_bytes, s.lo_rx_packets),
-        (60 + 52 + 52 + REQUEST, 3),
+        (syn + segment + segment + REQUEST, 3),
         "accepted socket rx"
     );
     assert!(
-        s.lo_tx_packets >= 1 && s.lo_tx_bytes == 60 + 52 * (s.lo_tx_packets - 1),
-        "accepted socket tx: the SYN-ACK, then 52-byte ACKs: {s:?}"
+        s.lo_tx_packets >= 1 && s.lo_tx_bytes == syn + segment * (s.lo_tx_packets - 1),
+        "accepted socket tx: the SYN-ACK, then ACKs: {s:?}"
     );
     assert_eq!(
         (s.lo_tx_bytes, s.lo_tx_packets),
@@ -1803,6 +1814,22 @@ fn attached_tcp_sockets_get_roles_state_and_their_handshake() {
         "state at close by cookie (client {client_cookie}, server {server_cookie}; the \
          listener has no entry, so no close event)"
     );
+}
+
+#[test]
+fn attached_ipv4_connection_roles_state_and_handshake() {
+    case_attached_connection("127.0.0.1:0", Ipv4Addr::LOCALHOST.into(), 20);
+}
+
+#[test]
+fn attached_ipv6_connection_roles_state_and_handshake() {
+    case_attached_connection("[::1]:0", Ipv6Addr::LOCALHOST.into(), 40);
+}
+
+/// An IPv6 listener that accepts IPv4 (a v4-mapped connection): IPv4 packets on IPv6 sockets.
+#[test]
+fn attached_dual_stack_connection_roles_state_and_handshake() {
+    case_attached_connection("[::]:0", Ipv4Addr::LOCALHOST.into(), 20);
 }
 
 /// Sends one bare SYN (no options, 40 bytes) from `src` to `dst` through a raw socket.
@@ -1878,26 +1905,9 @@ fn ipv4_header(src: Ipv4Addr, dst: Ipv4Addr) -> [u8; 20] {
 fn attached_reset_handshake_goes_back_to_the_listener() {
     use std::net::TcpListener;
 
-    use aya::programs::{CgroupAttachMode, CgroupSkbAttachType};
     use kaipo_common::TCP_LISTEN;
 
-    require_root();
-    let root = kaipo::collect::ebpf::cgroup2_root().expect("a cgroup v2 hierarchy");
-    let cgroup = std::fs::File::open(&root).expect("opening the cgroup v2 root");
-    let mut ebpf = EbpfLoader::new().load(OBJECT).expect("loading the object");
-    for (name, attach_type) in [
-        ("kaipo_sock_ingress", CgroupSkbAttachType::Ingress),
-        ("kaipo_sock_egress", CgroupSkbAttachType::Egress),
-    ] {
-        let prog: &mut CgroupSkb = ebpf
-            .program_mut(name)
-            .expect("program")
-            .try_into()
-            .expect("cgroup_skb");
-        prog.load().expect("load");
-        prog.attach(&cgroup, attach_type, CgroupAttachMode::Single)
-            .expect("attach");
-    }
+    let ebpf = attach_socket_programs(false);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().unwrap().port();
     let peer = (Ipv4Addr::new(127, 0, 0, 2), 47_111);
