@@ -3,7 +3,8 @@
 //! - `kaipo_tc_ingress` and `kaipo_tc_egress` count bytes and packets per interface and per
 //!   flow in per-CPU maps; `kaipo_xdp` counts ingress instead when the user asks for XDP.
 //! - `kaipo_sock_ingress` / `kaipo_sock_egress` (cgroup_skb at the cgroup v2 root) count IP-layer
-//!   bytes per socket cookie, for sockets of every network namespace.
+//!   bytes per socket cookie, for sockets of every network namespace, with each TCP socket's
+//!   state and role; a listener's handshakes go to the sockets it accepts (`handshake`).
 //! - `kaipo_sock_create`, `kaipo_send` and `kaipo_recv` record which process owns each socket, in
 //!   that process's context; `kaipo_sock_release` reports a socket's counters at close and
 //!   `kaipo_proc_exit` a process's exit. These go to userspace through the ring buffer, once per
