@@ -183,6 +183,13 @@ pub const SOCK_FLAG_SERVER: u8 = 2;
 /// `SockStats::flags`: the socket is a client (it sent the connection's first SYN).
 pub const SOCK_FLAG_CLIENT: u8 = 4;
 
+/// TCP states as the kernel numbers them (`include/net/tcp_states.h`): the ones the socket
+/// programs act on.
+pub const TCP_SYN_SENT: u8 = 2;
+pub const TCP_SYN_RECV: u8 = 3;
+pub const TCP_CLOSE: u8 = 7;
+pub const TCP_LISTEN: u8 = 10;
+
 /// IP-layer counters of one socket, keyed by socket cookie. Bytes are counted from the IP header
 /// onward; loopback traffic is kept apart so a consumer can leave it out.
 #[repr(C)]
@@ -267,7 +274,14 @@ pub mod counter {
     pub const FLOW_SLOT_HANDOVER: u32 = 6;
     /// A new flow took an empty cache slot (it has no `FLOWS` entry until it leaves the slot).
     pub const FLOW_SLOT_TAKEN: u32 = 7;
-    pub const COUNT: u32 = 8;
+    /// A listening socket's SYN started a handshake held for the socket it will be accepted
+    /// as.
+    pub const HANDSHAKE_HELD: u32 = 8;
+    /// A held handshake went to its accepted socket, or back to the listener on a reset. Held
+    /// minus settled is the handshakes under way plus those never accepted (scans, floods),
+    /// whose bytes no socket counts.
+    pub const HANDSHAKE_SETTLED: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 /// Interfaces with an ifindex below this are counted in `IFACE_STATS`, a per-CPU array indexed
@@ -279,6 +293,9 @@ pub const IFACE_SLOTS: u32 = 1024;
 pub const MAX_IFACES: u32 = 256;
 pub const MAX_FLOWS: u32 = 131_072;
 pub const MAX_SOCKETS: u32 = 131_072;
+/// Handshakes held at once for the sockets they will be accepted as (an LRU map: a flood of
+/// SYNs that are never accepted pushes out the oldest).
+pub const MAX_HANDSHAKES: u32 = 8192;
 pub const RINGBUF_BYTES: u32 = 1 << 20;
 
 // aya (and the eBPF maps that need `Pod`) exist on Linux only.

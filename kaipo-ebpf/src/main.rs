@@ -3,7 +3,8 @@
 //! - `kaipo_tc_ingress` and `kaipo_tc_egress` count bytes and packets per interface and per
 //!   flow in per-CPU maps; `kaipo_xdp` counts ingress instead when the user asks for XDP.
 //! - `kaipo_sock_ingress` / `kaipo_sock_egress` (cgroup_skb at the cgroup v2 root) count IP-layer
-//!   bytes per socket cookie, for sockets of every network namespace.
+//!   bytes per socket cookie, for sockets of every network namespace, with each TCP socket's
+//!   state and role; a listener's handshakes go to the sockets it accepts (`handshake`).
 //! - `kaipo_sock_create`, `kaipo_send` and `kaipo_recv` record which process owns each socket, in
 //!   that process's context; `kaipo_sock_release` reports a socket's counters at close and
 //!   `kaipo_proc_exit` a process's exit. These go to userspace through the ring buffer, once per
@@ -16,6 +17,7 @@
     reason = "atomic adds on map values need core::intrinsics on the BPF target"
 )]
 
+mod handshake;
 mod iface;
 mod owner;
 mod packet;
@@ -24,12 +26,12 @@ mod sock;
 use aya_ebpf::{
     btf_maps::SkStorage,
     macros::{btf_map, btf_tracepoint, cgroup_skb, cgroup_sock, classifier, map, xdp},
-    maps::{HashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePointContext, SkBuffContext, SockContext, TcContext, XdpContext},
 };
 use kaipo_common::{
     counter, FlowCounters, FlowKey, FlowSlot, IfaceCounters, SockStats, FLOW_CACHE_SLOTS,
-    IFACE_SLOTS, MAX_FLOWS, MAX_IFACES, MAX_SOCKETS, RINGBUF_BYTES,
+    IFACE_SLOTS, MAX_FLOWS, MAX_HANDSHAKES, MAX_IFACES, MAX_SOCKETS, RINGBUF_BYTES,
 };
 
 /// Indexed by ifindex, for ifindexes below `IFACE_SLOTS`: an array lookup costs the program a
@@ -67,8 +69,17 @@ static OWNER_OF: SkStorage<u32> = SkStorage::new();
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(RINGBUF_BYTES, 0);
 
+/// Handshakes of connections a listener has not handed to an accepted socket yet, counted as
+/// that socket's entry will count them (see `handshake`). Shared: the accepted socket's first
+/// packet may be handled on another CPU than its SYN.
 #[map]
-static SCRATCH_SOCK: PerCpuArray<SockStats> = PerCpuArray::with_max_entries(1, 0);
+static HANDSHAKES: LruHashMap<handshake::HandshakeKey, SockStats> =
+    LruHashMap::with_max_entries(MAX_HANDSHAKES, 0);
+
+/// Per-CPU room to build a new socket entry (slot 0) and a held handshake (slot 1), too large
+/// for the stack next to the parsed headers.
+#[map]
+static SCRATCH_SOCK: PerCpuArray<SockStats> = PerCpuArray::with_max_entries(2, 0);
 
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);

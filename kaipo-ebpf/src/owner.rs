@@ -20,7 +20,7 @@ use aya_ebpf::{
 };
 use kaipo_common::{
     counter, Event, SockStats, EVENT_PROC_EXIT, EVENT_SOCK_CLOSE, EVENT_SOCK_OWNER, FAMILY_IPV4,
-    FAMILY_IPV6, OWNER_FROM_CREATE,
+    FAMILY_IPV6, OWNER_FROM_CREATE, PROTO_TCP,
 };
 
 use aya_ebpf::bindings::BPF_SK_STORAGE_GET_F_CREATE;
@@ -94,7 +94,7 @@ pub fn on_send_or_recv(ctx: &BtfTracePointContext, source: u32) {
 /// Reports the current process as the socket's owner and remembers it in the socket's slot.
 #[inline(always)]
 fn record_owner(slot: *mut u32, cookie: u64, source: u32, netns_cookie: u64) {
-    if !emit(EVENT_SOCK_OWNER, cookie, source, netns_cookie, None) {
+    if !emit(EVENT_SOCK_OWNER, cookie, source, netns_cookie, None, 0) {
         // Not reported, so not remembered either: the next call tries again.
         return;
     }
@@ -108,14 +108,28 @@ fn record_owner(slot: *mut u32, cookie: u64, source: u32, netns_cookie: u64) {
 }
 
 pub fn on_release(ctx: &SockContext) {
-    // SAFETY: helper reading the context socket.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
+    let sock = ctx.sock;
+    // SAFETY: helper reading the context socket, and fields of the program's own context.
+    let (cookie, protocol, state) = unsafe {
+        (
+            bpf_get_socket_cookie(sock.cast()),
+            (*sock).protocol,
+            (*sock).state,
+        )
+    };
+    // The hook runs as the socket is released, before TCP's close changes its state
+    // (`inet_release`), so this is the state the owner left it in.
+    let tcp_state = if protocol == u32::from(PROTO_TCP) {
+        state as u8
+    } else {
+        0
+    };
     let stats = SOCK_STATS.get_ptr(cookie);
     // A socket with counters or a reported owner gets a close event. Its storage slot goes with
     // the socket. The counters stay: a closed TCP socket still sends its last segments and FIN,
     // which keep adding to the same entry; userspace removes the entry once it has gone quiet.
     if stats.is_some() || !owner_slot(ctx.sock.cast(), false).is_null() {
-        emit(EVENT_SOCK_CLOSE, cookie, 0, 0, stats);
+        emit(EVENT_SOCK_CLOSE, cookie, 0, 0, stats, tcp_state);
     }
 }
 
@@ -125,11 +139,11 @@ pub fn on_exit() {
     if pid_tgid >> 32 != pid_tgid & 0xffff_ffff {
         return;
     }
-    emit(EVENT_PROC_EXIT, 0, 0, 0, None);
+    emit(EVENT_PROC_EXIT, 0, 0, 0, None, 0);
 }
 
-/// Writes one event about the current task. Returns false (and counts it) when the ring buffer
-/// is full.
+/// Writes one event about the current task; `tcp_state`, when not 0, replaces the state in the
+/// copied `stats`. Returns false (and counts it) when the ring buffer is full.
 #[inline(always)]
 fn emit(
     kind: u32,
@@ -137,6 +151,7 @@ fn emit(
     source: u32,
     netns_cookie: u64,
     stats: Option<*const SockStats>,
+    tcp_state: u8,
 ) -> bool {
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         bump(counter::RINGBUF_FULL);
@@ -167,6 +182,9 @@ fn emit(
         match stats {
             Some(stats) => (*event).stats = *stats,
             None => (*event).stats = SockStats::default(),
+        }
+        if tcp_state != 0 {
+            (*event).stats.tcp_state = tcp_state;
         }
     }
     entry.submit(0);

@@ -6,14 +6,17 @@
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST, helpers::generated::bpf_get_socket_cookie, programs::SkBuffContext,
+    bindings::{__sk_buff, BPF_NOEXIST},
+    helpers::generated::bpf_get_socket_cookie,
+    programs::SkBuffContext,
 };
 use kaipo_common::{
-    counter, SockStats, FAMILY_IPV4, LOOPBACK_IFINDEX, PROTO_TCP, PROTO_UDP, SOCK_FLAG_MANY_REMOTES,
+    counter, SockStats, FAMILY_IPV4, LOOPBACK_IFINDEX, PROTO_TCP, PROTO_UDP, SOCK_FLAG_CLIENT,
+    SOCK_FLAG_MANY_REMOTES, SOCK_FLAG_SERVER, TCP_LISTEN, TCP_SYN_RECV, TCP_SYN_SENT,
 };
 
 use crate::{
-    bump,
+    bump, handshake,
     iface::SkbFrame,
     packet::{self, store_addr, Frame as _, IpHeaders, Parsed},
     SCRATCH_SOCK, SOCK_STATS,
@@ -36,12 +39,21 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
         len += (packets - 1) * u64::from(header_len(&SkbFrame::new(skb)));
     }
     let loopback = ifindex == LOOPBACK_IFINDEX;
+    let state = socket_state(skb);
+    // A listener's packets are mostly the handshakes of the connections it accepts, which
+    // belong to those connections (see `handshake`).
+    if state == TCP_LISTEN && handshake::hold(skb, cookie, len, packets, egress, loopback) {
+        return;
+    }
 
     if let Some(stats) = SOCK_STATS.get_ptr_mut(cookie) {
         // SAFETY: a value of a shared map, updated only through atomic adds and the
-        // `flags` byte below.
+        // `flags` and `tcp_state` bytes below.
         let stats = unsafe { &mut *stats };
         add(stats, len, packets, egress, loopback);
+        if stats.proto == PROTO_TCP {
+            stats.tcp_state = state;
+        }
         // A connected socket (the kernel knows its peer port) cannot change peers; only an
         // unconnected UDP socket needs its packets compared.
         // SAFETY: reading a field of the program's own context.
@@ -66,17 +78,59 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
     let (bytes, pkts) = slot(fresh, egress, loopback);
     *bytes = len;
     *pkts = packets;
+    if fresh.proto == PROTO_TCP {
+        fresh.tcp_state = state;
+        // Which end the socket is, from what it does first: a socket that sends the SYN is
+        // the client; one that was accepted from a listener finds its handshake held (or,
+        // with TCP Fast Open, sends its SYN-ACK itself in SYN_RECV, which only the passive
+        // end goes through); a listener is a server. Anything else (a connection older than
+        // kaipo) stays unknown.
+        fresh.flags = match state {
+            TCP_SYN_SENT => SOCK_FLAG_CLIENT,
+            TCP_SYN_RECV | TCP_LISTEN => SOCK_FLAG_SERVER,
+            _ => 0,
+        };
+        if state != TCP_SYN_SENT && state != TCP_LISTEN && handshake::claim(fresh, &h, egress) {
+            fresh.flags = SOCK_FLAG_SERVER;
+        }
+    } else if fresh.proto == PROTO_UDP && !egress {
+        // An unconnected UDP socket that hears from a peer before it sends anything is bound
+        // and waiting for clients: a server.
+        // SAFETY: reading a field of the program's own context.
+        if unsafe { (*skb).remote_port } == 0 {
+            fresh.flags = SOCK_FLAG_SERVER;
+        }
+    }
+    let fresh: &SockStats = fresh;
     if SOCK_STATS
         .insert(cookie, fresh, u64::from(BPF_NOEXIST))
         .is_ok()
     {
         return;
     }
-    // Lost the race to another CPU inserting the same socket, or the map is full.
+    // Lost the race to another CPU inserting the same socket, or the map is full. `fresh`
+    // holds this packet and any handshake it took over.
     match SOCK_STATS.get_ptr_mut(cookie) {
         // SAFETY: as above.
-        Some(stats) => add(unsafe { &mut *stats }, len, packets, egress, loopback),
+        Some(stats) => add_counts_atomic(unsafe { &mut *stats }, fresh),
         None => bump(counter::SOCK_MAP_FULL),
+    }
+}
+
+/// The state of the packet's socket as the kernel numbers TCP states (`sk_state`; a UDP socket
+/// has TCP_ESTABLISHED when connected, TCP_CLOSE otherwise, so callers check the protocol).
+///
+/// `sk` is the socket the program runs for, a full socket; the verifier lets a cgroup_skb
+/// program read `state` through it once it is known not to be null. Two loads, no helper.
+#[inline(always)]
+fn socket_state(skb: *mut __sk_buff) -> u8 {
+    // SAFETY: reading the program's own context and the socket it points to.
+    unsafe {
+        let sk = (*skb).__bindgen_anon_2.sk;
+        if sk.is_null() {
+            return 0;
+        }
+        core::ptr::read_volatile(&raw const (*sk).state) as u8
     }
 }
 
@@ -106,7 +160,7 @@ fn header_len(frame: &SkbFrame) -> u32 {
 }
 
 #[inline(always)]
-fn slot(stats: &mut SockStats, egress: bool, loopback: bool) -> (&mut u64, &mut u64) {
+pub fn slot(stats: &mut SockStats, egress: bool, loopback: bool) -> (&mut u64, &mut u64) {
     match (egress, loopback) {
         (true, false) => (&mut stats.tx_bytes, &mut stats.tx_packets),
         (false, false) => (&mut stats.rx_bytes, &mut stats.rx_packets),
@@ -116,7 +170,7 @@ fn slot(stats: &mut SockStats, egress: bool, loopback: bool) -> (&mut u64, &mut 
 }
 
 #[inline(always)]
-fn add(stats: &mut SockStats, len: u64, packets: u64, egress: bool, loopback: bool) {
+pub fn add(stats: &mut SockStats, len: u64, packets: u64, egress: bool, loopback: bool) {
     let (bytes, pkts) = slot(stats, egress, loopback);
     // Several CPUs can carry packets of one socket at once.
     // `core::sync::atomic` offers no read-modify-write on the BPF target, so the intrinsic is used
@@ -128,9 +182,43 @@ fn add(stats: &mut SockStats, len: u64, packets: u64, egress: bool, loopback: bo
     }
 }
 
+/// Adds every counter of `from` to a socket's entry that no other CPU can see yet.
+#[inline(always)]
+pub fn add_counts(stats: &mut SockStats, from: &SockStats) {
+    stats.rx_bytes += from.rx_bytes;
+    stats.rx_packets += from.rx_packets;
+    stats.tx_bytes += from.tx_bytes;
+    stats.tx_packets += from.tx_packets;
+    stats.lo_rx_bytes += from.lo_rx_bytes;
+    stats.lo_rx_packets += from.lo_rx_packets;
+    stats.lo_tx_bytes += from.lo_tx_bytes;
+    stats.lo_tx_packets += from.lo_tx_packets;
+}
+
+/// Adds every counter of `from` to a shared entry, as [`add`] does.
+#[inline(always)]
+pub fn add_counts_atomic(stats: &mut SockStats, from: &SockStats) {
+    xadd(&mut stats.rx_bytes, from.rx_bytes);
+    xadd(&mut stats.rx_packets, from.rx_packets);
+    xadd(&mut stats.tx_bytes, from.tx_bytes);
+    xadd(&mut stats.tx_packets, from.tx_packets);
+    xadd(&mut stats.lo_rx_bytes, from.lo_rx_bytes);
+    xadd(&mut stats.lo_rx_packets, from.lo_rx_packets);
+    xadd(&mut stats.lo_tx_bytes, from.lo_tx_bytes);
+    xadd(&mut stats.lo_tx_packets, from.lo_tx_packets);
+}
+
+#[inline(always)]
+fn xadd(to: &mut u64, n: u64) {
+    if n != 0 {
+        // SAFETY: `to` points into a live map value, 8-byte aligned.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(to, n) };
+    }
+}
+
 /// Records the local and remote endpoint of a socket from the first packet seen.
 #[inline(always)]
-fn orient(stats: &mut SockStats, h: &IpHeaders, egress: bool) {
+pub fn orient(stats: &mut SockStats, h: &IpHeaders, egress: bool) {
     stats.family = h.family;
     stats.proto = h.proto;
     if egress {

@@ -2,7 +2,8 @@
 //! exact counters they leave in their maps.
 //!
 //! Each test loads its own copy of the object, so its maps start empty and the tests can run in
-//! parallel. Nothing is attached. They need root.
+//! parallel. Nothing is attached, except by the last test, which needs real TCP sockets. They
+//! need root.
 //!
 //! What the kernel does in a test run (net/bpf/test_run.c,
 //! <https://github.com/torvalds/linux/blob/v6.18/net/bpf/test_run.c>):
@@ -37,7 +38,7 @@ use kaipo::collect::ebpf::OBJECT;
 use kaipo_common::{
     counter, flow_slot, FlowCounters, FlowKey, FlowSlot, IfaceCounters, SockStats, FAMILY_IPV4,
     FAMILY_IPV6, FLOW_CACHE_SLOTS, FLOW_SLOT_EMPTY, FLOW_SLOT_RX, FLOW_SLOT_TX, IFACE_SLOTS,
-    LOOPBACK_IFINDEX, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
+    LOOPBACK_IFINDEX, PROTO_ICMP, PROTO_TCP, PROTO_UDP, SOCK_FLAG_SERVER, TCP_CLOSE,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1480,11 +1481,22 @@ fn tc_counts_a_large_ifindex_in_the_overflow_map() {
 // cgroup_skb (per socket)
 // ---------------------------------------------------------------------------------------------
 
-/// What a socket's entry must hold after IPv4/UDP packets between the host and the peer.
+/// What a socket's entry must hold after IPv4/UDP packets between the host and the peer. The
+/// test run's socket is not connected, so one whose first packet is received is a server.
 fn udp_socket(bytes: u64, packets: u64, egress: bool, loopback: bool) -> SockStats {
+    socket(PROTO_UDP, bytes, packets, egress, loopback)
+}
+
+/// What a socket's entry must hold after IPv4 packets of `proto` between the host and the peer.
+fn socket(proto: u8, bytes: u64, packets: u64, egress: bool, loopback: bool) -> SockStats {
     let mut stats = SockStats {
         family: FAMILY_IPV4,
-        proto: PROTO_UDP,
+        proto,
+        flags: if proto == PROTO_UDP && !egress {
+            SOCK_FLAG_SERVER
+        } else {
+            0
+        },
         local_port: HOST_PORT,
         remote_port: PEER_PORT,
         local_addr: v4_addr(HOST_V4),
@@ -1586,4 +1598,346 @@ fn sock_counts_off_loopback_apart() {
             );
         }
     });
+}
+
+/// A TCP socket's entry holds the socket's state at its packets. The test run's socket was
+/// never connected (`sock_init_data` leaves it in TCP_CLOSE), so it is neither the client (its
+/// first packet did not leave in SYN_SENT) nor the server (no handshake was held for it).
+#[test]
+fn sock_records_tcp_state_of_tcp_sockets() {
+    for hook in [Hook::SockEgress, Hook::SockIngress] {
+        let frame = v4_tcp_frame(hook, 100);
+        let h = Harness::new(hook);
+        h.run_repeat(&frame, 2);
+        let want = SockStats {
+            tcp_state: TCP_CLOSE,
+            ..socket(PROTO_TCP, 2 * 140, 2, hook.egress(), true)
+        };
+        assert_eq!(h.socket(), want, "{hook:?}");
+        assert_eq!(
+            h.counter(counter::HANDSHAKE_HELD),
+            0,
+            "{hook:?}: HANDSHAKE_HELD"
+        );
+        assert_eq!(
+            h.counter(counter::HANDSHAKE_SETTLED),
+            0,
+            "{hook:?}: HANDSHAKE_SETTLED"
+        );
+    }
+}
+
+/// A UDP socket has no TCP state, though the kernel keeps TCP_CLOSE (7) or TCP_ESTABLISHED (1)
+/// in its `sk_state`; only a received first packet makes it a server, and the flag stays.
+#[test]
+fn sock_udp_has_no_tcp_state_and_is_a_server_when_it_receives_first() {
+    for hook in [Hook::SockEgress, Hook::SockIngress] {
+        let frame = v4_udp_frame(hook, 50);
+        let h = Harness::new(hook);
+        h.run_repeat(&frame, 3);
+        let got = h.socket();
+        assert_eq!(got.tcp_state, 0, "{hook:?}: tcp_state");
+        let want_flags = if hook.egress() { 0 } else { SOCK_FLAG_SERVER };
+        assert_eq!(got.flags, want_flags, "{hook:?}: flags");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// cgroup_skb and sock_release attached, with real TCP sockets
+// ---------------------------------------------------------------------------------------------
+
+/// The kernel's cookie of a socket (`SO_COOKIE`), the key of its `SOCK_STATS` entry.
+fn socket_cookie(socket: &impl std::os::fd::AsRawFd) -> u64 {
+    let mut cookie = 0u64;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: a valid socket and an 8-byte buffer whose length is passed along.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_COOKIE,
+            (&raw mut cookie).cast(),
+            &raw mut len,
+        )
+    };
+    assert_eq!(rc, 0, "SO_COOKIE: {}", io::Error::last_os_error());
+    cookie
+}
+
+/// Loads the object and attaches the two socket programs at the cgroup v2 root, as kaipo does
+/// (they see every socket of the machine while the test runs; the tests look only at their own
+/// sockets, by cookie), and the release hook when asked.
+fn attach_socket_programs(with_release: bool) -> Ebpf {
+    use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, CgroupSock};
+
+    require_root();
+    let root = kaipo::collect::ebpf::cgroup2_root().expect("a cgroup v2 hierarchy");
+    let cgroup = std::fs::File::open(&root).expect("opening the cgroup v2 root");
+    let mut ebpf = EbpfLoader::new().load(OBJECT).expect("loading the object");
+    for (name, attach_type) in [
+        ("kaipo_sock_ingress", CgroupSkbAttachType::Ingress),
+        ("kaipo_sock_egress", CgroupSkbAttachType::Egress),
+    ] {
+        let prog: &mut CgroupSkb = ebpf
+            .program_mut(name)
+            .expect("program")
+            .try_into()
+            .expect("cgroup_skb");
+        prog.load().expect("load");
+        prog.attach(&cgroup, attach_type, CgroupAttachMode::Single)
+            .expect("attach");
+    }
+    if with_release {
+        let release: &mut CgroupSock = ebpf
+            .program_mut("kaipo_sock_release")
+            .expect("program")
+            .try_into()
+            .expect("cgroup_sock");
+        release.load().expect("load");
+        release
+            .attach(&cgroup, CgroupAttachMode::Single)
+            .expect("attach");
+    }
+    ebpf
+}
+
+/// A TCP connection over loopback to a listener at `listen`, from a client connecting to
+/// `connect`, whose packets have `ip_header`-byte IP headers; the attached programs must leave:
+///
+/// - on the client, whose first packet is its SYN sent in SYN_SENT, flag client;
+/// - on the accepted socket, the handshake taken over from the listener: the client's SYN
+///   (20 bytes of options: MSS, SACK-permitted, timestamps, window scale) and ACK (12:
+///   timestamps) besides the request, and the SYN-ACK; so it is the server. The listener is
+///   left with no entry at all;
+/// - ESTABLISHED at the last packet on both; at close, ESTABLISHED for the client (it closes
+///   first) and CLOSE_WAIT for the server (the client's FIN came in).
+///
+/// BPF_PROG_TEST_RUN cannot show this: its socket is a dummy that is never a listener, never
+/// connects and is never released.
+fn case_attached_connection(listen: &str, connect: std::net::IpAddr, ip_header: u64) {
+    use std::{
+        io::{Read as _, Write as _},
+        net::{SocketAddr, TcpListener, TcpStream},
+    };
+
+    use aya::maps::RingBuf;
+    use kaipo_common::{Event, EVENT_SOCK_CLOSE, SOCK_FLAG_CLIENT};
+
+    const REQUEST: u64 = 100;
+    const ESTABLISHED: u8 = 1;
+    const CLOSE_WAIT: u8 = 8;
+    let (syn, segment) = (ip_header + 40, ip_header + 32);
+
+    let mut ebpf = attach_socket_programs(true);
+    let listener = TcpListener::bind(listen).expect("bind");
+    let to = SocketAddr::new(connect, listener.local_addr().unwrap().port());
+    let mut client = TcpStream::connect(to).expect("connect");
+    let (mut server, _) = listener.accept().expect("accept");
+    for s in [&client, &server] {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+    }
+    client.write_all(&[0x6b; REQUEST as usize]).expect("write");
+    let mut got = [0u8; REQUEST as usize];
+    server.read_exact(&mut got).expect("read");
+    let (client_cookie, server_cookie, listener_cookie) = (
+        socket_cookie(&client),
+        socket_cookie(&server),
+        socket_cookie(&listener),
+    );
+
+    let stats: HashMap<_, u64, SockStats> =
+        HashMap::try_from(ebpf.map("SOCK_STATS").expect("SOCK_STATS")).expect("a hash");
+    let entry = |cookie: u64| stats.get(&cookie, 0).ok();
+    let c = entry(client_cookie).expect("the client's entry");
+    let s = entry(server_cookie).expect("the accepted socket's entry");
+    println!("client {c:?}\nserver {s:?}");
+    assert_eq!(entry(listener_cookie), None, "the listener keeps no entry");
+    // Client: SYN, ACK, request out; the SYN-ACK and perhaps an ACK of the request in.
+    assert_eq!(
+        (c.lo_tx_bytes, c.lo_tx_packets),
+        (syn + segment + segment + REQUEST, 3),
+        "client tx"
+    );
+    assert_eq!(
+        (c.flags, c.tcp_state),
+        (SOCK_FLAG_CLIENT, ESTABLISHED),
+        "client flags and state"
+    );
+    // Server: the same three in, its handshake included; the SYN-ACK and perhaps that ACK out.
+    assert_eq!(
+        (s.lo_rx_bytes, s.lo_rx_packets),
+        (syn + segment + segment + REQUEST, 3),
+        "accepted socket rx"
+    );
+    assert!(
+        s.lo_tx_packets >= 1 && s.lo_tx_bytes == syn + segment * (s.lo_tx_packets - 1),
+        "accepted socket tx: the SYN-ACK, then ACKs: {s:?}"
+    );
+    assert_eq!(
+        (s.lo_tx_bytes, s.lo_tx_packets),
+        (c.lo_rx_bytes, c.lo_rx_packets),
+        "what the server sent, the client received"
+    );
+    assert_eq!(
+        (s.flags, s.tcp_state),
+        (SOCK_FLAG_SERVER, ESTABLISHED),
+        "accepted socket flags and state"
+    );
+    assert_eq!(
+        (s.rx_bytes, s.tx_bytes, c.rx_bytes, c.tx_bytes),
+        (0, 0, 0, 0),
+        "all on loopback"
+    );
+
+    drop(client);
+    let extra = server.read(&mut got).expect("reading the client's FIN");
+    assert_eq!(extra, 0, "end of stream");
+    drop(server);
+    drop(listener);
+
+    // The release hook runs inside close(), so both events are in the ring buffer by now.
+    let mut events = RingBuf::try_from(ebpf.take_map("EVENTS").expect("EVENTS")).expect("ring");
+    let mut closed = StdHashMap::new();
+    for _ in 0..100_000 {
+        let Some(item) = events.next() else { break };
+        let event = Event::from_bytes(&item).expect("an event");
+        if event.kind == EVENT_SOCK_CLOSE
+            && [client_cookie, server_cookie, listener_cookie].contains(&event.cookie)
+        {
+            closed.insert(event.cookie, event.stats.tcp_state);
+        }
+    }
+    assert_eq!(
+        closed,
+        StdHashMap::from([(client_cookie, ESTABLISHED), (server_cookie, CLOSE_WAIT)]),
+        "state at close by cookie (client {client_cookie}, server {server_cookie}; the \
+         listener has no entry, so no close event)"
+    );
+}
+
+#[test]
+fn attached_ipv4_connection_roles_state_and_handshake() {
+    case_attached_connection("127.0.0.1:0", Ipv4Addr::LOCALHOST.into(), 20);
+}
+
+#[test]
+fn attached_ipv6_connection_roles_state_and_handshake() {
+    case_attached_connection("[::1]:0", Ipv6Addr::LOCALHOST.into(), 40);
+}
+
+/// An IPv6 listener that accepts IPv4 (a v4-mapped connection): IPv4 packets on IPv6 sockets.
+#[test]
+fn attached_dual_stack_connection_roles_state_and_handshake() {
+    case_attached_connection("[::]:0", Ipv4Addr::LOCALHOST.into(), 20);
+}
+
+/// Sends one bare SYN (no options, 40 bytes) from `src` to `dst` through a raw socket.
+fn send_raw_syn(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) {
+    let mut packet = [0u8; 40];
+    packet[..20].copy_from_slice(&ipv4_header(src.0, dst.0));
+    let tcp = &mut packet[20..];
+    tcp[0..2].copy_from_slice(&src.1.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dst.1.to_be_bytes());
+    tcp[4..8].copy_from_slice(&7u32.to_be_bytes()); // sequence
+    tcp[12] = 5 << 4; // data offset: no options
+    tcp[13] = 0x02; // SYN
+    tcp[14..16].copy_from_slice(&64_000u16.to_be_bytes());
+    // The checksum over the pseudo-header (addresses, protocol, length) and the segment.
+    let mut sum: u32 = 6 + 20;
+    for pair in src.0.octets().chunks(2).chain(dst.0.octets().chunks(2)) {
+        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    for pair in tcp.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    tcp[16..18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+
+    // SAFETY: plain socket calls on a descriptor this function owns and closes.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+        assert!(fd >= 0, "raw socket: {}", io::Error::last_os_error());
+        let to = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(dst.0.octets()),
+            },
+            sin_zero: [0; 8],
+        };
+        let sent = libc::sendto(
+            fd,
+            packet.as_ptr().cast(),
+            packet.len(),
+            0,
+            (&raw const to).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        let err = io::Error::last_os_error();
+        libc::close(fd);
+        assert_eq!(sent, 40, "sendto: {err}");
+    }
+}
+
+/// An IPv4 header for a 40-byte TCP packet (the kernel fills in the checksum of a raw socket's
+/// header).
+fn ipv4_header(src: Ipv4Addr, dst: Ipv4Addr) -> [u8; 20] {
+    let mut h = [0u8; 20];
+    h[0] = 0x45;
+    h[2..4].copy_from_slice(&40u16.to_be_bytes());
+    h[6] = 0x40; // don't fragment
+    h[8] = 64;
+    h[9] = PROTO_TCP;
+    h[12..16].copy_from_slice(&src.octets());
+    h[16..20].copy_from_slice(&dst.octets());
+    h
+}
+
+/// A handshake that ends in a reset before any socket is accepted stays the listener's: a bare
+/// SYN from 127.0.0.2, where nothing listens, draws the listener's SYN-ACK (44 bytes: MSS is
+/// its only option, as the SYN offered none), which the kernel answers with a reset (40
+/// bytes). All three end up on the listener's entry, none lost, and the listener is a server
+/// in LISTEN.
+#[test]
+fn attached_reset_handshake_goes_back_to_the_listener() {
+    use std::net::TcpListener;
+
+    use kaipo_common::TCP_LISTEN;
+
+    let ebpf = attach_socket_programs(false);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    let peer = (Ipv4Addr::new(127, 0, 0, 2), 47_111);
+    send_raw_syn(peer, (Ipv4Addr::LOCALHOST, port));
+
+    let stats: HashMap<_, u64, SockStats> =
+        HashMap::try_from(ebpf.map("SOCK_STATS").expect("SOCK_STATS")).expect("a hash");
+    let cookie = socket_cookie(&listener);
+    let want = SockStats {
+        lo_rx_bytes: 40 + 40,
+        lo_rx_packets: 2,
+        lo_tx_bytes: 44,
+        lo_tx_packets: 1,
+        family: FAMILY_IPV4,
+        proto: PROTO_TCP,
+        flags: SOCK_FLAG_SERVER,
+        tcp_state: TCP_LISTEN,
+        local_port: port,
+        remote_port: peer.1,
+        local_addr: v4_addr(Ipv4Addr::LOCALHOST),
+        remote_addr: v4_addr(peer.0),
+        ..SockStats::default()
+    };
+    // The SYN-ACK and the reset normally go out within the sendto; softirq work that the
+    // kernel defers to ksoftirqd may take a moment more.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut got = stats.get(&cookie, 0).ok();
+    while got != Some(want) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        got = stats.get(&cookie, 0).ok();
+    }
+    assert_eq!(got, Some(want), "the listener's entry");
 }

@@ -52,6 +52,10 @@ pub struct ConnectionRecord {
     pub proto: String,
     pub local: String,
     pub remote: String,
+    #[serde(default)]
+    pub service: String,
+    #[serde(default)]
+    pub state: Option<String>,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
 }
