@@ -54,7 +54,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("'{text}' must be more than zero"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    // Far past u64 seconds `from_secs_f64` would panic: a typo gets an error instead.
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{text}' is too long a duration"))
 }
 
 /// An address as stored in kernel records: IPv4 in the first four bytes.

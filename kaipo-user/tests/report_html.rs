@@ -26,6 +26,7 @@ fn row(key: &str, rx_bytes: u64, tx_bytes: u64) -> ReportRow {
         tx_bytes,
         rx_packets: rx_bytes / 1400,
         tx_packets: tx_bytes / 1400,
+        process: None,
     }
 }
 
@@ -44,6 +45,7 @@ fn report() -> Report {
         tx_bytes: 572 * MIB,
         rx_packets: 3_400_000,
         tx_packets: 500_000,
+        process: None,
     };
     let series = (0..12)
         .filter(|h| !(5..8).contains(h))
@@ -68,6 +70,7 @@ fn report() -> Report {
         rows,
         total,
         series,
+        ..Report::default()
     }
 }
 

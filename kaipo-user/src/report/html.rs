@@ -228,7 +228,7 @@ fn table_row(report: &Report, row: &ReportRow, attrs: &str, page: &mut String) -
         "<tr{attrs}><td>{key}</td><td title=\"{rx} bytes\">{rx_h}</td>\
          <td title=\"{tx} bytes\">{tx_h}</td><td title=\"{all} bytes\">{all_h}</td>\
          <td>{share}</td><td>{rate}</td><td>{rxp}</td><td>{txp}</td></tr>",
-        key = escape(display_key(&row.key)),
+        key = escape(display_key(report.by, &row.key)),
         rx = row.rx_bytes,
         tx = row.tx_bytes,
         rx_h = format::bytes(row.rx_bytes),

@@ -16,7 +16,7 @@ pub mod time;
 use std::{
     fs::File,
     io::{self, BufWriter, Write},
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -25,10 +25,79 @@ use anyhow::Context as _;
 pub use self::{
     csv::CsvExporter, html::HtmlExporter, json::JsonExporter, source::Source, table::TableExporter,
 };
-use crate::{
-    cli::ReportArgs,
-    store::{Dimension, Query, Report, ReportRow, Tier},
-};
+use crate::model::{Dimension, Period, Periods, Query, Report, ReportRow, Tier};
+
+/// What `kaipo report` is asked for, as plain values (the command line converts into this
+/// once, in `cli.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportOptions {
+    /// History up to now, when no `from_ms` is given.
+    pub since: Duration,
+    pub from_ms: Option<i64>,
+    /// Exclusive end; `None` is now.
+    pub to_ms: Option<i64>,
+    /// What rows are grouped by; `None` is by app, or with `per` no split.
+    pub by: Option<Dimension>,
+    /// Totals per calendar period instead of per key.
+    pub per: Option<Period>,
+    /// Rows, largest first (per period with `per` and `by` app); 0 for all.
+    pub top: usize,
+    /// `None`: from the extension of `output`, else a table.
+    pub format: Option<ExportFormat>,
+    pub output: Option<PathBuf>,
+    pub db: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        Self {
+            since: Duration::from_secs(86_400),
+            from_ms: None,
+            to_ms: None,
+            by: None,
+            per: None,
+            top: 20,
+            format: None,
+            output: None,
+            db: None,
+            socket: None,
+        }
+    }
+}
+
+impl ReportOptions {
+    /// The question these options ask, given the time now.
+    pub fn query(&self, now_ms: i64) -> anyhow::Result<Query> {
+        let (from_ms, to_ms) = time::resolve_range(self.since, self.from_ms, self.to_ms, now_ms)
+            .map_err(anyhow::Error::msg)?;
+        let per = match (self.per, self.by) {
+            (None, _) => None,
+            (Some(period), None) => Some(Periods {
+                period,
+                by_app: false,
+            }),
+            (Some(period), Some(Dimension::App)) => Some(Periods {
+                period,
+                by_app: true,
+            }),
+            (Some(_), Some(other)) => anyhow::bail!(
+                "--per splits periods by app only, not by {}; use --by app or leave --by out",
+                dimension_title(Some(other))
+            ),
+        };
+        // No uid filter: reading the database directly is governed by its file permissions,
+        // and the daemon applies the caller's uid itself from the socket's peer credentials.
+        Ok(Query {
+            from_ms,
+            to_ms,
+            by: self.by.unwrap_or(Dimension::App),
+            top: self.top,
+            uid: None,
+            per,
+        })
+    }
+}
 
 /// The formats `kaipo report --format` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -70,40 +139,25 @@ impl ExportFormat {
     }
 }
 
-/// Runs `kaipo report`: one query, one export, to `--output` or else to `stdout`.
-pub async fn run(args: &ReportArgs, stdout: &mut dyn Write) -> anyhow::Result<()> {
+/// Runs `kaipo report`: one query, one export, to `output` or else to `stdout`.
+pub async fn run(opts: &ReportOptions, stdout: &mut dyn Write) -> anyhow::Result<()> {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("the system clock is before 1970")?
         .as_millis();
-    let (from_ms, to_ms) = time::resolve_range(
-        args.since,
-        args.from,
-        args.to,
-        i64::try_from(now_ms).unwrap_or(i64::MAX),
-    )
-    .map_err(anyhow::Error::msg)?;
-    // No uid filter: reading the database directly is governed by its file permissions, and
-    // the daemon applies the caller's uid itself from the socket's peer credentials.
-    let query = Query {
-        from_ms,
-        to_ms,
-        by: args.by,
-        top: args.top,
-        uid: None,
-    };
-    let format = args
+    let query = opts.query(i64::try_from(now_ms).unwrap_or(i64::MAX))?;
+    let format = opts
         .format
         .or_else(|| {
-            args.output
+            opts.output
                 .as_deref()
                 .and_then(ExportFormat::from_extension)
         })
         .unwrap_or(ExportFormat::Table);
-    let source = Source::choose(args.db.as_deref(), args.socket.as_deref());
+    let source = Source::choose(opts.db.as_deref(), opts.socket.as_deref());
     let report = source.fetch(&query).await?;
     let exporter = format.exporter();
-    match &args.output {
+    match &opts.output {
         Some(path) => {
             let file =
                 File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -160,12 +214,12 @@ fn title(report: &Report) -> String {
 }
 
 /// A key as people read it: the store leaves a key empty when it is unknown (a remote of an
-/// unconnected socket, a process in no container).
-fn display_key(key: &str) -> &str {
-    if key.is_empty() {
-        "(unknown)"
-    } else {
-        key
+/// unconnected socket) or when there is none (a host process has no container).
+fn display_key(by: Option<Dimension>, key: &str) -> &str {
+    match (key.is_empty(), by) {
+        (false, _) => key,
+        (true, Some(Dimension::Container)) => "(host)",
+        (true, _) => "(unknown)",
     }
 }
 
@@ -181,6 +235,7 @@ fn others(report: &Report) -> Option<ReportRow> {
             tx_bytes: acc.tx_bytes.saturating_add(r.tx_bytes),
             rx_packets: acc.rx_packets.saturating_add(r.rx_packets),
             tx_packets: acc.tx_packets.saturating_add(r.tx_packets),
+            process: None,
         });
     let t = &report.total;
     let rest = ReportRow {
@@ -189,6 +244,7 @@ fn others(report: &Report) -> Option<ReportRow> {
         tx_bytes: t.tx_bytes.saturating_sub(shown.tx_bytes),
         rx_packets: t.rx_packets.saturating_sub(shown.rx_packets),
         tx_packets: t.tx_packets.saturating_sub(shown.tx_packets),
+        process: None,
     };
     (rest.rx_bytes + rest.tx_bytes + rest.rx_packets + rest.tx_packets > 0).then_some(rest)
 }
@@ -207,6 +263,7 @@ pub(crate) fn sample_report() -> Report {
         tx_bytes: tx,
         rx_packets: rxp,
         tx_packets: txp,
+        process: None,
     };
     let t0 = 1_795_600_800_000; // 2026-11-25T10:00:00Z
     Report {
@@ -246,6 +303,8 @@ pub(crate) fn sample_report() -> Report {
             row("10.0.0.2", 536_870_912, 52_428_800, 0, 0),
             row("", 4096, 0, 0, 0),
         ],
+        per: None,
+        periods: Vec::new(),
     }
 }
 
@@ -272,63 +331,41 @@ mod tests {
         assert_eq!(ext("usage"), None);
     }
 
-    fn parse(args: &[&str]) -> Result<ReportArgs, clap::Error> {
-        use clap::Parser as _;
-        let cli = crate::cli::Cli::try_parse_from(["kaipo", "report"].iter().chain(args))?;
-        match cli.command {
-            crate::cli::Command::Report(args) => Ok(args),
-            other => panic!("not report: {other:?}"),
-        }
-    }
-
     #[test]
-    fn cli_defaults_and_conflicts() {
-        let args = parse(&[]).unwrap();
-        assert_eq!(args.since, Duration::from_secs(86_400));
-        assert_eq!((args.from, args.to), (None, None));
-        assert_eq!((args.by, args.top, args.format), (Dimension::App, 20, None));
-        assert_eq!((args.output, args.db, args.socket), (None, None, None));
-
-        let args = parse(&[
-            "--from",
-            "2026-11-25T10:00:00Z",
-            "--to",
-            "1795604400",
-            "--by",
-            "remote",
-            "--top",
-            "0",
-            "--format",
-            "csv",
-            "-o",
-            "out.csv",
-            "--db",
-            "/tmp/k.db",
-        ])
-        .unwrap();
+    fn options_make_the_query() {
+        const NOW: i64 = 1_795_600_800_500;
+        let q = ReportOptions::default().query(NOW).unwrap();
         assert_eq!(
-            (args.from, args.to),
-            (Some(1_795_600_800_000), Some(1_795_604_400_000))
+            q,
+            Query {
+                from_ms: 1_795_600_801_000 - 86_400_000,
+                to_ms: 1_795_600_801_000,
+                by: Dimension::App,
+                top: 20,
+                uid: None,
+                per: None,
+            }
         );
-        assert_eq!((args.by, args.top), (Dimension::Remote, 0));
-        assert_eq!(args.format, Some(ExportFormat::Csv));
-        assert_eq!(args.output, Some(PathBuf::from("out.csv")));
-        assert_eq!(args.db, Some(PathBuf::from("/tmp/k.db")));
+        let per = |by| {
+            ReportOptions {
+                per: Some(Period::Day),
+                by,
+                ..Default::default()
+            }
+            .query(NOW)
+        };
+        let periods = |by_app| {
+            Some(Periods {
+                period: Period::Day,
+                by_app,
+            })
+        };
+        assert_eq!(per(None).unwrap().per, periods(false));
+        assert_eq!(per(Some(Dimension::App)).unwrap().per, periods(true));
         assert_eq!(
-            parse(&["--since", "90m"]).unwrap().since,
-            Duration::from_secs(5400)
+            per(Some(Dimension::Remote)).unwrap_err().to_string(),
+            "--per splits periods by app only, not by remote; use --by app or leave --by out"
         );
-
-        for bad in [
-            &["--since", "1h", "--from", "1795600800"][..],
-            &["--to", "1795600800"],
-            &["--db", "a", "--socket", "b"],
-            &["--from", "yesterday"],
-            &["--by", "planet"],
-            &["--format", "pdf"],
-        ] {
-            assert!(parse(bad).is_err(), "{bad:?} was accepted");
-        }
     }
 
     #[test]

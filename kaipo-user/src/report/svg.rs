@@ -215,7 +215,7 @@ pub(super) fn bar_chart(name: &str, of: &str, rows: &[ReportRow]) -> String {
         escape(name)
     );
     for (i, row) in rows.iter().enumerate() {
-        let key = display_key(&row.key);
+        let key = display_key(None, &row.key);
         let all = row.rx_bytes.saturating_add(row.tx_bytes);
         // A bar too small to see still shows as a sliver, so it does not read as zero.
         let width = |bytes: u64| {

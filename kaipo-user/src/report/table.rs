@@ -39,7 +39,13 @@ impl Exporter for TableExporter {
         let mut lines: Vec<[String; 7]> = report
             .rows
             .iter()
-            .map(|row| cells(report, row, &printable_key(display_key(&row.key))))
+            .map(|row| {
+                cells(
+                    report,
+                    row,
+                    &printable_key(display_key(report.by, &row.key)),
+                )
+            })
             .collect();
         if let Some(rest) = others(report) {
             lines.push(cells(report, &rest, &rest.key));
