@@ -254,4 +254,35 @@ mod tests {
             .contains("is not before"));
         assert!(resolve_range(day, None, Some(T), T).is_err());
     }
+
+    #[test]
+    fn long_ranges_end_now_and_impossible_ones_are_errors() {
+        let days = |n: u64| Duration::from_secs(n * 86_400);
+        // 400 days back from mid-morning: ends now, to the second.
+        assert_eq!(
+            resolve_range(days(400), None, None, T + 1500),
+            Ok((T + 2000 - 400 * 86_400_000, T + 2000))
+        );
+        assert_eq!(
+            resolve_range(days(30_000), None, None, T).unwrap_err(),
+            "--since 30000d reaches back before 1970-01-01, where history begins; \
+             ask for at most 20782d 10h"
+        );
+        assert_eq!(
+            resolve_range(Duration::MAX, None, None, T).unwrap_err(),
+            format!(
+                "--since {} reaches back before 1970-01-01, where history begins; \
+                 ask for at most 20782d 10h",
+                span(i64::MAX)
+            )
+        );
+        assert_eq!(
+            resolve_range(days(1), Some(-1000), None, T).unwrap_err(),
+            "--from 1969-12-31T23:59:59Z is before 1970-01-01, where history begins"
+        );
+        assert_eq!(
+            resolve_range(days(1), Some(T), Some(400_000_000_000_000), T).unwrap_err(),
+            "--to 400000000000 is after the end of year 9999, the latest time history holds"
+        );
+    }
 }

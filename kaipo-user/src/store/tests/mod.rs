@@ -5,6 +5,7 @@ mod crash;
 mod files;
 mod full;
 mod minutes;
+mod reports;
 mod rollup;
 
 use std::{
