@@ -25,7 +25,7 @@ use anyhow::Context as _;
 pub use self::{
     csv::CsvExporter, html::HtmlExporter, json::JsonExporter, source::Source, table::TableExporter,
 };
-use crate::model::{Dimension, Period, Periods, Query, Report, ReportRow, Tier};
+use crate::model::{Dimension, Period, PeriodRow, Periods, Query, Report, ReportRow, Tier};
 
 /// What `kaipo report` is asked for, as plain values (the command line converts into this
 /// once, in `cli.rs`).
@@ -197,12 +197,66 @@ fn tier_name(tier: Tier) -> &'static str {
     }
 }
 
-/// `Traffic by app from 2026-11-25T10:00:00Z to 2026-11-26T10:00:00Z (1d), minute tier`; a
-/// report without data has no tier.
+fn period_name(period: Period) -> &'static str {
+    match period {
+        Period::Hour => "hour",
+        Period::Day => "day",
+        Period::Month => "month",
+    }
+}
+
+/// A period as people name it, in UTC: `2026-11-25 10:00`, `2026-11-25`, `2026-11`.
+fn period_label(period: Period, start_ms: i64) -> String {
+    let [y, mo, d, h, ..] = time::civil(start_ms);
+    match period {
+        Period::Hour => format!("{y:04}-{mo:02}-{d:02} {h:02}:00"),
+        Period::Day => format!("{y:04}-{mo:02}-{d:02}"),
+        Period::Month => format!("{y:04}-{mo:02}"),
+    }
+}
+
+/// Bytes per second over the part of the period inside the report's range.
+fn period_rate(p: &PeriodRow) -> f64 {
+    let secs = (p.to_ms - p.from_ms) as f64 / 1000.0;
+    if secs <= 0.0 {
+        return 0.0;
+    }
+    p.rx_bytes.saturating_add(p.tx_bytes) as f64 / secs
+}
+
+/// The sum of the period rows: every period's traffic, whatever `--top` left out of a split.
+fn periods_total(report: &Report) -> ReportRow {
+    report
+        .periods
+        .iter()
+        .fold(ReportRow::default(), |acc, p| ReportRow {
+            key: "total".into(),
+            rx_bytes: acc.rx_bytes.saturating_add(p.rx_bytes),
+            tx_bytes: acc.tx_bytes.saturating_add(p.tx_bytes),
+            rx_packets: acc.rx_packets.saturating_add(p.rx_packets),
+            tx_packets: acc.tx_packets.saturating_add(p.tx_packets),
+            process: None,
+        })
+}
+
+/// What a report's figures are grouped by: `by app`, `per day`, `per month by app`.
+fn subject(report: &Report) -> String {
+    match report.per {
+        Some(Periods {
+            period,
+            by_app: true,
+        }) => format!("per {} by app", period_name(period)),
+        Some(Periods { period, .. }) => format!("per {}", period_name(period)),
+        None => format!("by {}", dimension_title(report.by)),
+    }
+}
+
+/// `Traffic by app from 2026-11-25T10:00:00Z to 2026-11-26T10:00:00Z (1d), minute tier`
+/// (`Traffic per day by app ...` with `--per`); a report without data has no tier.
 fn title(report: &Report) -> String {
     let mut title = format!(
-        "Traffic by {} from {} to {} ({})",
-        dimension_title(report.by),
+        "Traffic {} from {} to {} ({})",
+        subject(report),
         time::rfc3339(report.from_ms),
         time::rfc3339(report.to_ms),
         time::span(report.to_ms - report.from_ms),
@@ -308,11 +362,171 @@ pub(crate) fn sample_report() -> Report {
     }
 }
 
+/// Two days, split by app, for the per-period goldens: 2026-11-25 (firefox, then curl) and
+/// 2026-11-26 from midnight up to 06:00, where the range ends.
+#[cfg(test)]
+pub(crate) fn sample_periods() -> Report {
+    let day = 86_400_000;
+    let t0 = 1_795_564_800_000; // 2026-11-25T00:00:00Z
+    let line = |start: i64, to: i64, app: &str, rx: u64, tx: u64| PeriodRow {
+        period_ms: start,
+        from_ms: start,
+        to_ms: to,
+        app: Some(app.into()),
+        rx_bytes: rx,
+        tx_bytes: tx,
+        rx_packets: rx / 1000,
+        tx_packets: tx / 1000,
+    };
+    Report {
+        from_ms: t0,
+        to_ms: t0 + day + 6 * 3_600_000,
+        by: Some(Dimension::App),
+        tier: Some(Tier::Hour),
+        per: Some(Periods {
+            period: Period::Day,
+            by_app: true,
+        }),
+        periods: vec![
+            line(t0, t0 + day, "firefox", 8_640_000_000, 864_000_000),
+            line(t0, t0 + day, "curl, \"the\" tool", 86_400, 0),
+            line(t0 + day, t0 + day + 6 * 3_600_000, "firefox", 21_600_000, 0),
+        ],
+        ..Report::default()
+    }
+}
+
+/// A report by process: one process in a container, one on the host, unattributed traffic.
+#[cfg(test)]
+pub(crate) fn sample_processes() -> Report {
+    let row = |key: &str, rx: u64, process: Option<crate::model::ProcessFields>| ReportRow {
+        key: key.into(),
+        rx_bytes: rx,
+        tx_bytes: rx / 2,
+        rx_packets: rx / 1000,
+        tx_packets: rx / 2000,
+        process,
+    };
+    let fields = |pid, name: &str, user: &str, container: Option<&str>| {
+        Some(crate::model::ProcessFields {
+            pid,
+            name: name.into(),
+            user: user.into(),
+            container: container.map(str::to_owned),
+        })
+    };
+    Report {
+        from_ms: 1_795_600_800_000,
+        to_ms: 1_795_604_400_000,
+        by: Some(Dimension::Process),
+        tier: Some(Tier::Interval),
+        rows: vec![
+            row(
+                "nginx[20]",
+                30_000,
+                fields(20, "nginx", "www-data", Some("4f2a9c")),
+            ),
+            row("sshd[10]", 20_000, fields(10, "sshd", "root", None)),
+            row("(unattributed)", 4000, None),
+        ],
+        total: row("total", 54_000, None),
+        ..Report::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
 
     use super::*;
+    use crate::store::{IntervalBatch, Store, TrafficRow};
+
+    /// `--top 0` is every row, in every format, per key and per period alike.
+    #[test]
+    fn top_zero_means_every_row_in_every_format() {
+        let dir = std::env::temp_dir().join(format!("kaipo-report-top0-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("kaipo.db");
+        let (mut store, _) = Store::open(&db, &Default::default()).unwrap();
+        let t0: i64 = 1_795_600_800_000;
+        let traffic = (1..=25u32)
+            .map(|i| TrafficRow {
+                app: format!("app{i:02}"),
+                pid: i,
+                rx_bytes: u64::from(i) * 1000,
+                ..TrafficRow::default()
+            })
+            .collect();
+        store
+            .write(&IntervalBatch {
+                ts_ms: t0 + 60_000,
+                interval_ms: 60_000,
+                traffic,
+                interfaces: vec![],
+            })
+            .unwrap();
+        let export = |report: &Report, format: ExportFormat| {
+            let mut out = Vec::new();
+            format.exporter().export(report, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        for (per, top, shown) in [
+            (None, 0, 25),
+            (None, 7, 7),
+            (Some(Period::Hour), 0, 25),
+            (Some(Period::Hour), 7, 7),
+        ] {
+            let opts = ReportOptions {
+                from_ms: Some(t0),
+                to_ms: Some(t0 + 3_600_000),
+                top,
+                per,
+                by: per.map(|_| Dimension::App),
+                ..ReportOptions::default()
+            };
+            let report = store.query(&opts.query(t0).unwrap()).unwrap();
+            let cut = usize::from(shown < 25);
+            let what = format!("per {per:?}, top {top}");
+
+            let table = export(&report, ExportFormat::Table);
+            let app_lines = table
+                .lines()
+                .filter(|l| {
+                    l.split_whitespace()
+                        .any(|w| w.len() == 5 && w.starts_with("app"))
+                })
+                .count();
+            assert_eq!(app_lines, shown, "{what}: {table}");
+            assert_eq!(table.matches("(others)").count(), cut, "{what}: {table}");
+
+            let json: serde_json::Value =
+                serde_json::from_str(&export(&report, ExportFormat::Json)).unwrap();
+            // JSON and CSV rows leave the rest to the total; a period split by app has no
+            // total of its own, so its rest is a row.
+            let (list, rest) = match per {
+                Some(_) => ("periods", cut),
+                None => ("rows", 0),
+            };
+            assert_eq!(json[list].as_array().unwrap().len(), shown + rest, "{what}");
+
+            let csv = export(&report, ExportFormat::Csv);
+            assert_eq!(
+                csv.matches("\r\n").count(),
+                1 + shown + rest,
+                "{what}: {csv}"
+            );
+
+            let html = export(&report, ExportFormat::Html);
+            let section = if per.is_some() { "periods" } else { "rows" };
+            let start = html.find(&format!("<section id=\"{section}\">")).unwrap();
+            let end = start + html[start..].find("</section>").unwrap();
+            let rows = html[start..end].matches("<tr").count();
+            // Header, rows, the cut-off rest, total.
+            assert_eq!(rows, 1 + shown + cut + 1, "{what}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn every_format_has_its_exporter_and_extension() {
