@@ -109,9 +109,10 @@ pub struct ReportRow {
     pub tx_bytes: u64,
     pub rx_packets: u64,
     pub tx_packets: u64,
-    /// Set on the rows of a report by process.
+    /// Set on the rows of a report by process (boxed: every other row, and every total, would
+    /// carry its room for nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<ProcessFields>,
+    pub process: Option<Box<ProcessFields>>,
 }
 
 /// Total traffic in one time bucket, for charts.

@@ -87,7 +87,7 @@ fn rows(rows: &[ReportRow]) -> Vec<Row<'_>> {
     rows.iter()
         .map(|r| Row {
             key: &r.key,
-            process: r.process.as_ref(),
+            process: r.process.as_deref(),
             rx_bytes: r.rx_bytes,
             tx_bytes: r.tx_bytes,
             rx_packets: r.rx_packets,

@@ -399,7 +399,7 @@ pub(crate) fn sample_periods() -> Report {
 /// A report by process: one process in a container, one on the host, unattributed traffic.
 #[cfg(test)]
 pub(crate) fn sample_processes() -> Report {
-    let row = |key: &str, rx: u64, process: Option<crate::model::ProcessFields>| ReportRow {
+    let row = |key: &str, rx: u64, process: Option<Box<crate::model::ProcessFields>>| ReportRow {
         key: key.into(),
         rx_bytes: rx,
         tx_bytes: rx / 2,
@@ -408,12 +408,12 @@ pub(crate) fn sample_processes() -> Report {
         process,
     };
     let fields = |pid, name: &str, user: &str, container: Option<&str>| {
-        Some(crate::model::ProcessFields {
+        Some(Box::new(crate::model::ProcessFields {
             pid,
             name: name.into(),
             user: user.into(),
             container: container.map(str::to_owned),
-        })
+        }))
     };
     Report {
         from_ms: 1_795_600_800_000,

@@ -142,7 +142,7 @@ pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlit
     };
     let mut rows = ranked(by_dim, q.top);
     for r in &mut rows {
-        r.process = fields.remove(&r.key);
+        r.process = fields.remove(&r.key).map(Box::new);
     }
     Ok(Report {
         from_ms,

@@ -110,7 +110,7 @@ fn process_rows_carry_pid_name_user_and_container() {
     let rows: Vec<(&str, Option<ProcessFields>)> = r
         .rows
         .iter()
-        .map(|r| (r.key.as_str(), r.process.clone()))
+        .map(|r| (r.key.as_str(), r.process.as_deref().cloned()))
         .collect();
     let fields = |pid, name: &str, user: &str, container: Option<&str>| {
         Some(ProcessFields {
