@@ -20,8 +20,7 @@ use super::{
     rollup::Marks,
     schema::{unit_secs, Family},
     write::{Counters, MAX_TS_MS},
-    Dimension, PeriodRow, Periods, ProcessFields, Query, Report, ReportRow, SeriesPoint, Tier,
-    UNATTRIBUTED_APP,
+    Dimension, ProcessFields, Query, Report, ReportRow, SeriesPoint, Tier, UNATTRIBUTED_APP,
 };
 
 /// Rows in `top_apps` and `top_remotes`.
@@ -137,7 +136,7 @@ pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlit
     };
     let (from_ms, to_ms) = (lo.saturating_mul(1000), hi.saturating_mul(1000));
     let periods = match q.per {
-        Some(per) => periods(conn, &marks, q, per, (lo, hi))?,
+        Some(per) => super::periods::run(conn, &marks, q, per, (lo, hi))?,
         None => Vec::new(),
     };
     let mut rows = ranked(by_dim, q.top);
@@ -159,87 +158,6 @@ pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlit
     })
 }
 
-/// Traffic per calendar period (and app) over `lo_s..hi_s`, each period cut to the range.
-/// Read from the finest tier whose buckets fit in a period (hours for `--per hour`), so it
-/// reaches back as far as that tier's retention.
-fn periods(
-    conn: &Connection,
-    marks: &Marks,
-    q: &Query,
-    per: Periods,
-    (lo_s, hi_s): (i64, i64),
-) -> rusqlite::Result<Vec<PeriodRow>> {
-    let mut segments = Vec::new();
-    plan(marks, lo_s, hi_s, per.period.tier(), &mut segments);
-    let mut apps: HashMap<i64, String> = HashMap::new();
-    let mut sums: BTreeMap<i64, HashMap<String, Counters>> = BTreeMap::new();
-    let mut failed = None;
-    scan_rows(conn, &segments, q.uid, |tier, ts, [process, ..], c| {
-        let start = per.period.start(ts * unit_secs(tier) * 1000);
-        let app = if per.by_app {
-            match apps.get(&process) {
-                Some(app) => app.clone(),
-                None => match process_info(conn, process) {
-                    Ok(p) => apps.entry(process).or_insert(p.app).clone(),
-                    Err(e) => {
-                        failed = Some(e);
-                        String::new()
-                    }
-                },
-            }
-        } else {
-            String::new()
-        };
-        sums.entry(start)
-            .or_default()
-            .entry(app)
-            .or_default()
-            .add(c);
-    })?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    let (from_ms, to_ms) = (lo_s * 1000, hi_s * 1000);
-    let mut out = Vec::new();
-    for (start, by_app) in sums {
-        let mut period_total = Counters::default();
-        by_app.values().for_each(|c| period_total.add(c));
-        let cut = |key: Option<String>, c: &Counters| PeriodRow {
-            period_ms: start,
-            from_ms: start.max(from_ms),
-            to_ms: per.period.next(start).min(to_ms),
-            app: key,
-            ..period_row(c)
-        };
-        if !per.by_app {
-            out.push(cut(None, &period_total));
-            continue;
-        }
-        let mut shown = Counters::default();
-        for r in ranked(by_app, q.top) {
-            let c = Counters::of_row(&r);
-            shown.add(&c);
-            out.push(cut(Some(r.key), &c));
-        }
-        let rest = period_total.minus(&shown);
-        if rest != Counters::default() {
-            out.push(cut(Some("(others)".into()), &rest));
-        }
-    }
-    Ok(out)
-}
-
-fn period_row(c: &Counters) -> PeriodRow {
-    let r = row("", c);
-    PeriodRow {
-        rx_bytes: r.rx_bytes,
-        tx_bytes: r.tx_bytes,
-        rx_packets: r.rx_packets,
-        tx_packets: r.tx_packets,
-        ..PeriodRow::default()
-    }
-}
-
 fn add(map: &mut HashMap<String, Counters>, key: &str, c: &Counters) {
     match map.get_mut(key) {
         Some(sum) => sum.add(c),
@@ -249,7 +167,7 @@ fn add(map: &mut HashMap<String, Counters>, key: &str, c: &Counters) {
     }
 }
 
-fn row(key: &str, c: &Counters) -> ReportRow {
+pub(super) fn row(key: &str, c: &Counters) -> ReportRow {
     let u = |v: i64| u64::try_from(v).unwrap_or(0);
     ReportRow {
         key: key.to_owned(),
@@ -262,7 +180,7 @@ fn row(key: &str, c: &Counters) -> ReportRow {
 }
 
 /// Largest total first, then by key so equal totals come in a stable order; `top` 0 = all.
-fn ranked(map: HashMap<String, Counters>, top: usize) -> Vec<ReportRow> {
+pub(super) fn ranked(map: HashMap<String, Counters>, top: usize) -> Vec<ReportRow> {
     let mut rows: Vec<ReportRow> = map.iter().map(|(k, c)| row(k, c)).collect();
     rows.sort_by(|a, b| {
         let total = |r: &ReportRow| u128::from(r.rx_bytes) + u128::from(r.tx_bytes);
@@ -301,7 +219,7 @@ fn scan_traffic(
 
 /// Calls `f` with every traffic row of every segment: its tier, its bucket in that tier's
 /// units, its process, remote and service ids and its counters.
-fn scan_rows(
+pub(super) fn scan_rows(
     conn: &Connection,
     segments: &[Segment],
     uid: Option<u32>,
@@ -438,8 +356,8 @@ fn series(
         .collect())
 }
 
-struct ProcessInfo {
-    app: String,
+pub(super) struct ProcessInfo {
+    pub app: String,
     pid: u32,
     uid: u32,
     user: String,
@@ -474,7 +392,7 @@ impl ProcessInfo {
     }
 }
 
-fn process_info(conn: &Connection, id: i64) -> rusqlite::Result<ProcessInfo> {
+pub(super) fn process_info(conn: &Connection, id: i64) -> rusqlite::Result<ProcessInfo> {
     conn.prepare_cached(
         "SELECT a.name, p.pid, u.uid, u.name, c.name FROM process p \
          JOIN app a ON a.id = p.app_id JOIN user u ON u.id = p.user_id \
