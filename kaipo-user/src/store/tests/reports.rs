@@ -88,6 +88,23 @@ fn unattributed_traffic_is_no_user_and_host_processes_no_container() {
         keyed(&ask(&mut store, Dimension::Container)),
         [("", 5000 + 1000), ("4f2a9c", 3000), (UNATTRIBUTED_APP, 700)]
     );
+    // A database an older writer filled holds the host's cgroup path as a container name:
+    // it reads as the host all the same.
+    store
+        .conn
+        .execute(
+            "UPDATE container SET name = '/user.slice/user-0.slice' WHERE name = ''",
+            [],
+        )
+        .expect("age the database");
+    store.cache.clear();
+    let r = ask(&mut store, Dimension::Container);
+    assert_eq!(keyed(&r)[0], ("", 5000 + 1000));
+    let r = ask(&mut store, Dimension::Process);
+    assert_eq!(
+        r.rows[0].process.as_ref().map(|p| &p.container),
+        Some(&None)
+    );
     assert_eq!(
         keyed(&ask(&mut store, Dimension::App)),
         [
