@@ -205,10 +205,15 @@ pub struct ReportArgs {
     /// End of the range, exclusive (RFC 3339 or Unix seconds); default: now.
     #[arg(long, value_name = "TIME", requires = "from", value_parser = crate::report::time::parse_instant)]
     pub to: Option<i64>,
-    /// What to group the traffic by.
-    #[arg(long, value_enum, default_value_t = crate::store::Dimension::App)]
-    pub by: crate::store::Dimension,
-    /// Rows in the report, largest first; 0 for all.
+    /// What to group the traffic by [default: app]. With --per, only app, which splits each
+    /// period by app.
+    #[arg(long, value_enum)]
+    pub by: Option<crate::model::Dimension>,
+    /// Totals per UTC hour, day or month instead: one row per period with received, sent,
+    /// total and average rate.
+    #[arg(long, value_enum, value_name = "PERIOD")]
+    pub per: Option<crate::model::Period>,
+    /// Rows in the report, largest first (with --per --by app: apps per period); 0 for all.
     #[arg(long, default_value_t = 20)]
     pub top: usize,
     /// Output format [default: from --output's extension (.json, .csv, .html), else table].
@@ -237,6 +242,24 @@ pub struct ReportArgs {
     )]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
+}
+
+impl ReportArgs {
+    /// The plain options `kaipo report` runs with: the one place its flags are read.
+    pub fn into_options(self) -> crate::report::ReportOptions {
+        crate::report::ReportOptions {
+            since: self.since,
+            from_ms: self.from,
+            to_ms: self.to,
+            by: self.by,
+            per: self.per,
+            top: self.top,
+            format: self.format,
+            output: self.output,
+            db: self.db,
+            socket: self.socket,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -270,5 +293,81 @@ mod tests {
         assert_eq!(w.ifaces, vec!["eth0", "eth1"]);
         assert!(w.json && !w.include_loopback);
         assert!(Cli::try_parse_from(["kaipo", "watch", "--interval", "0s"]).is_err());
+    }
+
+    fn report(args: &[&str]) -> Result<crate::report::ReportOptions, clap::Error> {
+        let cli = Cli::try_parse_from(["kaipo", "report"].iter().chain(args))?;
+        match cli.command {
+            Command::Report(args) => Ok(args.into_options()),
+            other => panic!("not report: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn report_flags_become_options() {
+        use std::path::PathBuf;
+
+        use crate::{
+            model::{Dimension, Period},
+            report::ExportFormat,
+        };
+
+        let opts = report(&[]).unwrap();
+        assert_eq!(opts.since, Duration::from_secs(86_400));
+        assert_eq!((opts.from_ms, opts.to_ms), (None, None));
+        assert_eq!(
+            (opts.by, opts.per, opts.top, opts.format),
+            (None, None, 20, None)
+        );
+        assert_eq!((opts.output, opts.db, opts.socket), (None, None, None));
+
+        let opts = report(&[
+            "--from",
+            "2026-11-25T10:00:00Z",
+            "--to",
+            "1795604400",
+            "--by",
+            "remote",
+            "--top",
+            "0",
+            "--format",
+            "csv",
+            "-o",
+            "out.csv",
+            "--db",
+            "/tmp/k.db",
+        ])
+        .unwrap();
+        assert_eq!(
+            (opts.from_ms, opts.to_ms),
+            (Some(1_795_600_800_000), Some(1_795_604_400_000))
+        );
+        assert_eq!((opts.by, opts.top), (Some(Dimension::Remote), 0));
+        assert_eq!(opts.format, Some(ExportFormat::Csv));
+        assert_eq!(opts.output, Some(PathBuf::from("out.csv")));
+        assert_eq!(opts.db, Some(PathBuf::from("/tmp/k.db")));
+        assert_eq!(
+            report(&["--since", "90m"]).unwrap().since,
+            Duration::from_secs(5400)
+        );
+        let opts = report(&["--per", "month", "--by", "app"]).unwrap();
+        assert_eq!(
+            (opts.per, opts.by),
+            (Some(Period::Month), Some(Dimension::App))
+        );
+
+        for bad in [
+            &["--since", "1h", "--from", "1795600800"][..],
+            &["--to", "1795600800"],
+            &["--db", "a", "--socket", "b"],
+            &["--from", "yesterday"],
+            &["--by", "planet"],
+            &["--per", "week"],
+            &["--format", "pdf"],
+            // Past what a Duration holds: an error, not a panic.
+            &["--since", "999999999999999999999d"],
+        ] {
+            assert!(report(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 }

@@ -61,16 +61,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(kaipo::doctor::run(args.json, &mut stdout))
         }
         #[cfg(unix)]
-        Command::Report(mut args) => {
-            if args.format.is_none() && args.output.is_none() {
+        Command::Report(args) => {
+            let mut opts = args.into_options();
+            if opts.format.is_none() && opts.output.is_none() {
                 let path = cli
                     .config
                     .unwrap_or_else(|| kaipo::config::default_path(false));
                 let config = kaipo::config::Config::load(&path)?;
-                args.format = Some(config.client.report_format.into());
+                opts.format = Some(config.client.report_format.into());
             }
             let mut stdout = io::stdout().lock();
-            runtime.block_on(kaipo::report::run(&args, &mut stdout))
+            runtime.block_on(kaipo::report::run(&opts, &mut stdout))
         }
         // The daemon relies on this runtime having one thread: capabilities are per thread,
         // and it drops them once, on this one.

@@ -393,6 +393,7 @@ fn last_hour(by: Dimension) -> Query {
         by,
         top: 0,
         uid: None,
+        per: None,
     }
 }
 
@@ -410,11 +411,13 @@ fn by_pid(report: &Report) -> HashMap<u32, (u64, u64, u64, u64)> {
 
 fn history(db: &Path) -> HashMap<u32, (u64, u64, u64, u64)> {
     let mut store = Store::open_read_only(db).expect("opening history");
-    by_pid(
-        &store
-            .query(&last_hour(Dimension::Process))
-            .expect("querying history"),
-    )
+    // A batch is stamped with its slot of the store interval's grid: with `--interval 1d`
+    // that slot began at midnight UTC, so reach back past it.
+    let query = Query {
+        from_ms: now_ms() - 26 * 3_600_000,
+        ..last_hour(Dimension::Process)
+    };
+    by_pid(&store.query(&query).expect("querying history"))
 }
 
 fn mode(path: &Path) -> u32 {

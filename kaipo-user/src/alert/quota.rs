@@ -65,6 +65,7 @@ pub fn usage_from_store(
         },
         top: 0,
         uid: None,
+        per: None,
     };
     let report = store
         .query(&q)

@@ -22,6 +22,7 @@ pub fn learn(baseline: &mut Baseline, store: &mut Store, now_ms: u64) -> usize {
             by: Dimension::App,
             top: 0,
             uid: None,
+            per: None,
         };
         let Ok(report) = store.query_tier(&q, Tier::Hour) else {
             continue;

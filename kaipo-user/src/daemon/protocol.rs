@@ -189,6 +189,7 @@ mod tests {
             by: Dimension::Process,
             top: 5,
             uid: None,
+            per: None,
         };
         let line = Request::Query(q.clone()).to_line();
         assert!(line.ends_with('\n'));

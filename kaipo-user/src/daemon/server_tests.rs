@@ -160,6 +160,7 @@ fn query_line(uid: Option<u32>) -> String {
         by: Dimension::App,
         top: 0,
         uid,
+        per: None,
     })
     .to_line()
 }

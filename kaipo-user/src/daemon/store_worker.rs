@@ -183,6 +183,7 @@ mod tests {
             by: Dimension::App,
             top: 0,
             uid: None,
+            per: None,
         };
         tx.try_send(StoreJob::Query {
             query,

@@ -177,9 +177,8 @@ pub fn traffic_rows(
                     cmdline: info.as_ref().map(|i| i.cmdline.clone()).unwrap_or_default(),
                     uid,
                     user,
-                    container: info
-                        .as_ref()
-                        .and_then(|i| i.container.clone().or_else(|| i.cgroup.clone())),
+                    // Host processes have no container, whatever cgroup they sit in.
+                    container: info.as_ref().and_then(|i| i.container.clone()),
                     remote,
                     service,
                     ..TrafficRow::default()

@@ -72,10 +72,9 @@ impl<T> Tracked<T> {
 #[derive(Default)]
 struct PendingBatch {
     ticks: u32,
-    interval_ms: u64,
-    /// The first store interval boundary after the batch's start: it closes on crossing it.
+    /// End of the grid slot the batch is stamped with: it closes on the first live interval
+    /// that reaches it, however late that is.
     closes_at_ms: u64,
-    ts_ms: u64,
     traffic: HashMap<(u32, u64, String, String, String), TrafficRow>,
     interfaces: BTreeMap<String, Counts>,
 }
@@ -83,6 +82,8 @@ struct PendingBatch {
 pub struct Aggregator {
     store_interval_ms: u64,
     batch: PendingBatch,
+    /// End of the slot of the last batch handed out: the next one is stamped after it.
+    last_slot_end_ms: u64,
     tick: u64,
     since_ms: u64,
     last_interval_ms: u64,
@@ -105,13 +106,15 @@ fn counts_of(row: &TrafficRow) -> Counts {
 }
 
 impl Aggregator {
-    /// Store batches close at multiples of `store_interval_ms` of wall-clock time (on whole
-    /// minutes for a 60 s interval), so that each falls within one bucket of the coarser tiers,
-    /// which the store files by the batch's start.
+    /// Store batches are the slots of a grid of `store_interval_ms` of wall-clock time (whole
+    /// minutes for a 60 s interval): each batch is stamped with the end of its slot and the
+    /// slot's length, so history lands on the grid and within one bucket of each coarser tier
+    /// (the store files a batch by its start), however late the live intervals come.
     pub fn new(store_interval_ms: u64, since_ms: u64) -> Self {
         Self {
             store_interval_ms: store_interval_ms.max(1),
             batch: PendingBatch::default(),
+            last_slot_end_ms: 0,
             tick: 0,
             since_ms,
             last_interval_ms: 0,
@@ -132,8 +135,13 @@ impl Aggregator {
         let tick = self.tick;
         let r = &live.record;
         if self.batch.ticks == 0 {
+            // The slot the interval starts in; never one already handed out, even when the
+            // interval reaches back before the last close (a late tick, a clock step back),
+            // so no two batches share a stamp.
             let start = r.ts_ms.saturating_sub(r.interval_ms);
-            self.batch.closes_at_ms = (start / self.store_interval_ms + 1) * self.store_interval_ms;
+            let slot_end = (start / self.store_interval_ms + 1) * self.store_interval_ms;
+            self.batch.closes_at_ms =
+                slot_end.max(self.last_slot_end_ms.saturating_add(self.store_interval_ms));
         }
         self.last_interval_ms = r.interval_ms;
         self.lost.add(&r.lost);
@@ -158,8 +166,6 @@ impl Aggregator {
             self.add_row(row, r, tick);
         }
         self.batch.ticks += 1;
-        self.batch.interval_ms += r.interval_ms;
-        self.batch.ts_ms = r.ts_ms;
         self.bound();
         (live.final_interval || r.ts_ms >= self.batch.closes_at_ms)
             .then(|| self.flush())
@@ -233,17 +239,20 @@ impl Aggregator {
         }
     }
 
-    /// The pending batch, if any live interval went into it since the last one.
+    /// The pending batch, if any live interval went into it since the last one, stamped with
+    /// its slot: a late close (a stalled tick that ended past the slot) keeps the slot, and a
+    /// partial batch (the first, or the last before stopping) is still the whole slot.
     pub fn flush(&mut self) -> Option<IntervalBatch> {
         let b = std::mem::take(&mut self.batch);
         if b.ticks == 0 {
             return None;
         }
+        self.last_slot_end_ms = b.closes_at_ms;
         let mut traffic: Vec<TrafficRow> = b.traffic.into_values().collect();
         traffic.sort_by(|a, b| (a.pid, &a.remote, &a.service).cmp(&(b.pid, &b.remote, &b.service)));
         Some(IntervalBatch {
-            ts_ms: b.ts_ms as i64,
-            interval_ms: u32::try_from(b.interval_ms).unwrap_or(u32::MAX),
+            ts_ms: i64::try_from(b.closes_at_ms).unwrap_or(i64::MAX),
+            interval_ms: u32::try_from(self.store_interval_ms).unwrap_or(u32::MAX),
             traffic,
             interfaces: b
                 .interfaces

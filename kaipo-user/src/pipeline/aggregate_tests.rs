@@ -123,12 +123,54 @@ fn batches_close_on_wall_clock_boundaries() {
     };
     assert!(agg.add(&at(59_500, 800)).is_none());
     let first = agg.add(&at(60_300, 800)).expect("crossed the minute");
-    assert_eq!((first.ts_ms, first.interval_ms), (60_300, 1600));
+    // Stamped with its slot of the grid, not with the tick that closed it.
+    assert_eq!((first.ts_ms, first.interval_ms), (60_000, 60_000));
     // The next batch starts after the minute and runs to the next one.
     assert!(agg.add(&at(61_300, 1000)).is_none());
     assert!(agg.add(&at(119_900, 58_600)).is_none());
     let second = agg.add(&at(120_100, 200)).expect("crossed the next minute");
-    assert_eq!((second.ts_ms, second.interval_ms), (120_100, 59_800));
+    assert_eq!((second.ts_ms, second.interval_ms), (120_000, 60_000));
+}
+
+/// Under load the live ticks come late, irregular, or cover several store slots at once
+/// (the collector's queue pushes back by not closing an interval). Every batch still lands on
+/// the grid, keeps the slot it began in, and no two batches share a stamp.
+#[test]
+fn batches_stay_on_the_grid_under_load() {
+    let mut agg = Aggregator::new(60_000, 0);
+    let at = |ts: u64, ms: u64, tx: u64, last: bool| {
+        let mut l = live(ts, vec![row(1, "a", 0, "", "udp/9", tx)], 0);
+        l.record.interval_ms = ms;
+        l.final_interval = last;
+        l
+    };
+    let mut batches = Vec::new();
+    for live in [
+        at(59_700, 700, 1, false),
+        // A late tick: it ends at an odd second past the minute.
+        at(61_900, 2200, 2, false),
+        at(62_100, 1000, 4, false),
+        // A stall across two boundaries: the batch still closes in the slot it began in.
+        at(185_000, 122_900, 8, false),
+        // An interval that reaches back into a slot already handed out.
+        at(186_000, 67_000, 16, false),
+        at(200_000, 14_000, 32, true),
+    ] {
+        batches.extend(agg.add(&live));
+    }
+    let stamps: Vec<(i64, u32, u64)> = batches
+        .iter()
+        .map(|b| (b.ts_ms, b.interval_ms, b.traffic[0].tx_bytes))
+        .collect();
+    assert_eq!(
+        stamps,
+        [
+            (60_000, 60_000, 1 + 2),
+            (120_000, 60_000, 4 + 8),
+            (180_000, 60_000, 16),
+            (240_000, 60_000, 32),
+        ]
+    );
 }
 
 #[test]
@@ -140,7 +182,8 @@ fn the_final_interval_flushes_a_partial_batch() {
     let mut last = live(1500, vec![row(1, "a", 0, "", "udp/9", 5)], 0);
     last.final_interval = true;
     let batch = agg.add(&last).expect("final interval flushes");
-    assert_eq!((batch.ts_ms, batch.interval_ms), (1500, 2000));
+    // A partial batch is still its whole slot.
+    assert_eq!((batch.ts_ms, batch.interval_ms), (10_000, 10_000));
     assert_eq!(batch.traffic[0].tx_bytes, 15);
 }
 
@@ -242,7 +285,7 @@ async fn run_stores_batches_publishes_snapshots_and_finishes_the_store() {
             StoreJob::Query { .. } => panic!("no query was sent"),
         }
     }
-    assert_eq!(written, [(2000, 20), (3000, 10)]);
+    assert_eq!(written, [(2000, 20), (4000, 10)]);
     assert!(shut_down);
     let latest = subs.latest().unwrap();
     assert_eq!(latest.record.ts_ms, 3000);

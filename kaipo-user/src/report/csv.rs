@@ -8,10 +8,15 @@ use std::{
     io::{self, Write},
 };
 
-use super::{dimension_title, time, ExportFormat, Exporter};
-use crate::store::Report;
+use super::{dimension_title, period_label, period_rate, time, ExportFormat, Exporter};
+use crate::model::{Dimension, Report};
 
 pub const HEADER: &str = "from,to,by,key,rx_bytes,tx_bytes,rx_packets,tx_packets";
+/// The columns a report by process adds after [`HEADER`]'s.
+pub const PROCESS_COLUMNS: &str = "pid,name,user,container";
+/// The header of a report per period (`--per`); `app` is empty unless split by app.
+pub const PERIOD_HEADER: &str =
+    "period,from,to,app,rx_bytes,tx_bytes,rx_packets,tx_packets,total_bytes,avg_bytes_per_s";
 
 pub struct CsvExporter;
 
@@ -21,7 +26,32 @@ impl Exporter for CsvExporter {
     }
 
     fn export(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
-        write!(out, "{HEADER}\r\n")?;
+        if let Some(per) = report.per {
+            write!(out, "{PERIOD_HEADER}\r\n")?;
+            for p in &report.periods {
+                write!(
+                    out,
+                    "{},{},{},{},{},{},{},{},{},{}\r\n",
+                    period_label(per.period, p.period_ms),
+                    time::rfc3339(p.from_ms),
+                    time::rfc3339(p.to_ms),
+                    field(p.app.as_deref().unwrap_or("")),
+                    p.rx_bytes,
+                    p.tx_bytes,
+                    p.rx_packets,
+                    p.tx_packets,
+                    p.rx_bytes.saturating_add(p.tx_bytes),
+                    period_rate(p).round() as u64,
+                )?;
+            }
+            return Ok(());
+        }
+        let processes = report.by == Some(Dimension::Process);
+        if processes {
+            write!(out, "{HEADER},{PROCESS_COLUMNS}\r\n")?;
+        } else {
+            write!(out, "{HEADER}\r\n")?;
+        }
         // The range and dimension repeat on every line so that lines from several reports can
         // be concatenated or loaded into one table and still say what they count.
         let from = time::rfc3339(report.from_ms);
@@ -30,13 +60,28 @@ impl Exporter for CsvExporter {
         for row in &report.rows {
             write!(
                 out,
-                "{from},{to},{by},{},{},{},{},{}\r\n",
+                "{from},{to},{by},{},{},{},{},{}",
                 field(&row.key),
                 row.rx_bytes,
                 row.tx_bytes,
                 row.rx_packets,
                 row.tx_packets
             )?;
+            if processes {
+                // Unattributed traffic has no process: its process columns stay empty.
+                match &row.process {
+                    Some(p) => write!(
+                        out,
+                        ",{},{},{},{}",
+                        p.pid,
+                        field(&p.name),
+                        field(&p.user),
+                        field(p.container.as_deref().unwrap_or(""))
+                    )?,
+                    None => write!(out, ",,,,")?,
+                }
+            }
+            write!(out, "\r\n")?;
         }
         Ok(())
     }
@@ -70,6 +115,24 @@ from,to,by,key,rx_bytes,tx_bytes,rx_packets,tx_packets\r
 2026-11-25T10:00:00Z,2026-11-25T13:00:00Z,app,<script>alert(1)</script>,2048,512,3,2\r
 ";
         assert_eq!(render(&sample_report()), expected);
+    }
+
+    #[test]
+    fn golden_periods_and_process_csv() {
+        let periods = "\
+period,from,to,app,rx_bytes,tx_bytes,rx_packets,tx_packets,total_bytes,avg_bytes_per_s\r
+2026-11-25,2026-11-25T00:00:00Z,2026-11-26T00:00:00Z,firefox,8640000000,864000000,8640000,864000,9504000000,110000\r
+2026-11-25,2026-11-25T00:00:00Z,2026-11-26T00:00:00Z,\"curl, \"\"the\"\" tool\",86400,0,86,0,86400,1\r
+2026-11-26,2026-11-26T00:00:00Z,2026-11-26T06:00:00Z,firefox,21600000,0,21600,0,21600000,1000\r
+";
+        assert_eq!(render(&crate::report::sample_periods()), periods);
+        let processes = "\
+from,to,by,key,rx_bytes,tx_bytes,rx_packets,tx_packets,pid,name,user,container\r
+2026-11-25T10:00:00Z,2026-11-25T11:00:00Z,process,nginx[20],30000,15000,30,15,20,nginx,www-data,4f2a9c\r
+2026-11-25T10:00:00Z,2026-11-25T11:00:00Z,process,sshd[10],20000,10000,20,10,10,sshd,root,\r
+2026-11-25T10:00:00Z,2026-11-25T11:00:00Z,process,(unattributed),4000,2000,4,2,,,,\r
+";
+        assert_eq!(render(&crate::report::sample_processes()), processes);
     }
 
     #[test]

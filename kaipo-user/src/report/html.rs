@@ -11,12 +11,12 @@ use std::{
 };
 
 use super::{
-    dimension_title, display_key, others, range_duration, svg, tier_name, time, title,
-    ExportFormat, Exporter,
+    dimension_title, display_key, others, period_label, period_name, period_rate, periods_total,
+    range_duration, subject, svg, tier_name, time, title, ExportFormat, Exporter,
 };
 use crate::{
     format,
-    store::{Dimension, Report, ReportRow},
+    model::{Dimension, Periods, Report, ReportRow},
 };
 
 pub struct HtmlExporter;
@@ -96,7 +96,6 @@ tr.others td { color: var(--muted); }
 ";
 
 fn render(report: &Report, page: &mut String) -> fmt::Result {
-    let by = dimension_title(report.by);
     let total = &report.total;
     let all = total.rx_bytes.saturating_add(total.tx_bytes);
     writeln!(
@@ -114,7 +113,7 @@ fn render(report: &Report, page: &mut String) -> fmt::Result {
     writeln!(page, "<title>kaipo: {}</title>", escape(&title(report)))?;
     writeln!(page, "<style>{STYLE}</style>\n</head>\n<body>")?;
 
-    writeln!(page, "<header>\n<h1>Traffic by {by}</h1>")?;
+    writeln!(page, "<header>\n<h1>Traffic {}</h1>", subject(report))?;
     write!(
         page,
         "<p class=\"range\">From <time datetime=\"{from}\">{from}</time> \
@@ -169,6 +168,9 @@ fn render(report: &Report, page: &mut String) -> fmt::Result {
         svg::bar_chart("Top apps", "app", &report.top_apps),
         svg::bar_chart("Top remotes", "remote", &report.top_remotes),
     )?;
+    if let Some(per) = report.per {
+        periods_table(report, per, page)?;
+    }
     rows_table(report, page)?;
 
     let layer = if report.by == Some(Dimension::Interface) {
@@ -228,7 +230,7 @@ fn table_row(report: &Report, row: &ReportRow, attrs: &str, page: &mut String) -
         "<tr{attrs}><td>{key}</td><td title=\"{rx} bytes\">{rx_h}</td>\
          <td title=\"{tx} bytes\">{tx_h}</td><td title=\"{all} bytes\">{all_h}</td>\
          <td>{share}</td><td>{rate}</td><td>{rxp}</td><td>{txp}</td></tr>",
-        key = escape(display_key(&row.key)),
+        key = escape(display_key(report.by, &row.key)),
         rx = row.rx_bytes,
         tx = row.tx_bytes,
         rx_h = format::bytes(row.rx_bytes),
@@ -237,6 +239,62 @@ fn table_row(report: &Report, row: &ReportRow, attrs: &str, page: &mut String) -
         rate = format::rate(all, range_duration(report)),
         rxp = row.rx_packets,
         txp = row.tx_packets,
+    )
+}
+
+/// The per-period table (`--per`): one row per period, or per period and app.
+fn periods_table(report: &Report, per: Periods, page: &mut String) -> fmt::Result {
+    let name = period_name(per.period);
+    writeln!(page, "<section id=\"periods\">\n<h2>Per {name}</h2>")?;
+    if report.periods.is_empty() {
+        return writeln!(
+            page,
+            "<p class=\"empty\">No traffic recorded in this range.</p>\n</section>"
+        );
+    }
+    let app = if per.by_app { "<th>App</th>" } else { "" };
+    writeln!(
+        page,
+        "<table>\n<thead><tr><th>{}</th>{app}<th>Received</th><th>Sent</th><th>Total</th>\
+         <th>Avg rate</th></tr></thead>\n<tbody>",
+        capitalized(name)
+    )?;
+    let cells = |rx: u64, tx: u64, rate: String| {
+        let all = rx.saturating_add(tx);
+        format!(
+            "<td title=\"{rx} bytes\">{}</td><td title=\"{tx} bytes\">{}</td>\
+             <td title=\"{all} bytes\">{}</td><td>{rate}</td>",
+            format::bytes(rx),
+            format::bytes(tx),
+            format::bytes(all),
+        )
+    };
+    for p in &report.periods {
+        let label = period_label(per.period, p.period_ms);
+        let app = if per.by_app {
+            format!("<td>{}</td>", escape(p.app.as_deref().unwrap_or("")))
+        } else {
+            String::new()
+        };
+        let rate = format!("{}/s", format::bytes(period_rate(p).round() as u64));
+        writeln!(
+            page,
+            "<tr><td><time datetime=\"{}\">{label}</time></td>{app}{}</tr>",
+            time::rfc3339(p.period_ms),
+            cells(p.rx_bytes, p.tx_bytes, rate),
+        )?;
+    }
+    let sum = periods_total(report);
+    let all = sum.rx_bytes.saturating_add(sum.tx_bytes);
+    writeln!(
+        page,
+        "</tbody>\n<tfoot>\n<tr><td>Total</td>{}{}</tr>\n</tfoot>\n</table>\n</section>",
+        if per.by_app { "<td></td>" } else { "" },
+        cells(
+            sum.rx_bytes,
+            sum.tx_bytes,
+            format::rate(all, range_duration(report))
+        ),
     )
 }
 
@@ -305,6 +363,27 @@ mod tests {
         );
         assert_eq!(page.matches("<g class=\"bar\"").count(), 2 + 3);
         assert!(page.contains("<th>App</th>"));
+    }
+
+    #[test]
+    fn periods_have_their_table() {
+        let page = render_page(&crate::report::sample_periods());
+        assert!(page.contains("<h1>Traffic per day by app</h1>"));
+        let start = page.find("<section id=\"periods\">").unwrap();
+        let section = &page[start..start + page[start..].find("</section>").unwrap()];
+        assert!(section.contains("<h2>Per day</h2>"));
+        assert!(section.contains("<thead><tr><th>Day</th><th>App</th><th>Received</th>"));
+        assert!(section.contains(
+            "<tr><td><time datetime=\"2026-11-26T00:00:00Z\">2026-11-26</time></td>\
+             <td>firefox</td><td title=\"21600000 bytes\">20.6 MiB</td>\
+             <td title=\"0 bytes\">0 B</td><td title=\"21600000 bytes\">20.6 MiB</td>\
+             <td>1000 B/s</td></tr>"
+        ));
+        assert!(section.contains("<td>curl, &quot;the&quot; tool</td>"));
+        assert!(section.contains(
+            "<tfoot>\n<tr><td>Total</td><td></td><td title=\"8661686400 bytes\">8.1 GiB</td>"
+        ));
+        assert_eq!(section.matches("<tr>").count(), 1 + 3 + 1);
     }
 
     #[test]

@@ -6,8 +6,10 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::{time, ExportFormat, Exporter};
-use crate::store::{Dimension, Report, ReportRow, SeriesPoint, Tier};
+use super::{period_label, period_rate, time, ExportFormat, Exporter};
+use crate::model::{
+    Dimension, Period, PeriodRow, ProcessFields, Report, ReportRow, SeriesPoint, Tier,
+};
 
 /// Bumped on any change that could break a reader: a removed or renamed field, a changed
 /// meaning. Added fields keep the version.
@@ -29,15 +31,41 @@ struct Document<'a> {
     series: Vec<Point>,
     top_apps: Vec<Row<'a>>,
     top_remotes: Vec<Row<'a>>,
+    /// Only with `--per`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per: Option<Period>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    periods: Option<Vec<PeriodLine<'a>>>,
 }
 
 #[derive(Serialize)]
 struct Row<'a> {
     key: &'a str,
+    /// `pid`, `name`, `user` and `container` of a process row.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    process: Option<&'a ProcessFields>,
     rx_bytes: u64,
     tx_bytes: u64,
     rx_packets: u64,
     tx_packets: u64,
+}
+
+#[derive(Serialize)]
+struct PeriodLine<'a> {
+    period: String,
+    from: String,
+    to: String,
+    from_ms: i64,
+    to_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app: Option<&'a str>,
+    rx_bytes: u64,
+    tx_bytes: u64,
+    rx_packets: u64,
+    tx_packets: u64,
+    total_bytes: u64,
+    /// Bytes per second over the part of the period in the range, rounded.
+    avg_bytes_per_s: u64,
 }
 
 #[derive(Serialize)]
@@ -59,10 +87,31 @@ fn rows(rows: &[ReportRow]) -> Vec<Row<'_>> {
     rows.iter()
         .map(|r| Row {
             key: &r.key,
+            process: r.process.as_deref(),
             rx_bytes: r.rx_bytes,
             tx_bytes: r.tx_bytes,
             rx_packets: r.rx_packets,
             tx_packets: r.tx_packets,
+        })
+        .collect()
+}
+
+fn periods(per: Period, periods: &[PeriodRow]) -> Vec<PeriodLine<'_>> {
+    periods
+        .iter()
+        .map(|p| PeriodLine {
+            period: period_label(per, p.period_ms),
+            from: time::rfc3339(p.from_ms),
+            to: time::rfc3339(p.to_ms),
+            from_ms: p.from_ms,
+            to_ms: p.to_ms,
+            app: p.app.as_deref(),
+            rx_bytes: p.rx_bytes,
+            tx_bytes: p.tx_bytes,
+            rx_packets: p.rx_packets,
+            tx_packets: p.tx_packets,
+            total_bytes: p.rx_bytes.saturating_add(p.tx_bytes),
+            avg_bytes_per_s: period_rate(p).round() as u64,
         })
         .collect()
 }
@@ -103,6 +152,8 @@ impl Exporter for JsonExporter {
             series: points(&report.series),
             top_apps: rows(&report.top_apps),
             top_remotes: rows(&report.top_remotes),
+            per: report.per.map(|p| p.period),
+            periods: report.per.map(|p| periods(p.period, &report.periods)),
         };
         serde_json::to_writer_pretty(&mut *out, &document)?;
         writeln!(out)
@@ -186,6 +237,41 @@ mod tests {
 }
 "#;
         assert_eq!(render(&report), expected);
+    }
+
+    #[test]
+    fn process_rows_have_their_fields_and_periods_their_lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(&render(&crate::report::sample_processes())).unwrap();
+        assert_eq!(
+            value["rows"],
+            serde_json::json!([
+                {"key": "nginx[20]", "pid": 20, "name": "nginx", "user": "www-data",
+                 "container": "4f2a9c", "rx_bytes": 30000, "tx_bytes": 15000,
+                 "rx_packets": 30, "tx_packets": 15},
+                {"key": "sshd[10]", "pid": 10, "name": "sshd", "user": "root",
+                 "container": null, "rx_bytes": 20000, "tx_bytes": 10000,
+                 "rx_packets": 20, "tx_packets": 10},
+                {"key": "(unattributed)", "rx_bytes": 4000, "tx_bytes": 2000,
+                 "rx_packets": 4, "tx_packets": 2},
+            ])
+        );
+        assert!(value.get("per").is_none() && value.get("periods").is_none());
+
+        let value: serde_json::Value =
+            serde_json::from_str(&render(&crate::report::sample_periods())).unwrap();
+        assert_eq!(value["per"], "day");
+        assert_eq!(
+            value["periods"][2],
+            serde_json::json!({
+                "period": "2026-11-26", "from": "2026-11-26T00:00:00Z",
+                "to": "2026-11-26T06:00:00Z", "from_ms": 1_795_651_200_000_i64,
+                "to_ms": 1_795_672_800_000_i64, "app": "firefox", "rx_bytes": 21_600_000,
+                "tx_bytes": 0, "rx_packets": 21600, "tx_packets": 0,
+                "total_bytes": 21_600_000, "avg_bytes_per_s": 1000
+            })
+        );
+        assert_eq!(value["periods"][0]["avg_bytes_per_s"], 110_000);
     }
 
     #[test]

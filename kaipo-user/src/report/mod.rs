@@ -1,13 +1,20 @@
-//! `kaipo report`: traffic history over a time range, grouped by one [`Dimension`], as a
-//! table, JSON, CSV or one self-contained HTML page.
+//! `kaipo report`: traffic history over a time range, grouped by one [`Dimension`] or per
+//! calendar period, as a table, JSON, CSV or one self-contained HTML page.
 //!
-//! The figures come from one [`Query`] answered by the store or the daemon
-//! ([`source`]); each output format is one [`Exporter`] over the resulting [`Report`], so a
-//! new format is one new file and one arm in [`ExportFormat::exporter`].
+//! The figures come from one [`Query`] (made from [`ReportOptions`]) answered by the store or
+//! the daemon ([`source`]); each output format is one [`Exporter`] over the resulting
+//! [`Report`], so a new format is one new file and one arm in [`ExportFormat::exporter`].
+//!
+//! [`Dimension`]: crate::model::Dimension
+//! [`Query`]: crate::model::Query
 
 mod csv;
 mod html;
 mod json;
+mod labels;
+mod options;
+#[cfg(test)]
+mod samples;
 pub mod source;
 mod svg;
 mod table;
@@ -17,18 +24,22 @@ use std::{
     fs::File,
     io::{self, BufWriter, Write},
     path::Path,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::Context as _;
 
+use self::labels::{
+    dimension_title, display_key, others, period_label, period_name, period_rate, periods_total,
+    range_duration, subject, tier_name, title,
+};
+#[cfg(test)]
+pub(crate) use self::samples::{sample_periods, sample_processes, sample_report};
 pub use self::{
-    csv::CsvExporter, html::HtmlExporter, json::JsonExporter, source::Source, table::TableExporter,
+    csv::CsvExporter, html::HtmlExporter, json::JsonExporter, options::ReportOptions,
+    source::Source, table::TableExporter,
 };
-use crate::{
-    cli::ReportArgs,
-    store::{Dimension, Query, Report, ReportRow, Tier},
-};
+use crate::model::Report;
 
 /// The formats `kaipo report --format` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -70,40 +81,25 @@ impl ExportFormat {
     }
 }
 
-/// Runs `kaipo report`: one query, one export, to `--output` or else to `stdout`.
-pub async fn run(args: &ReportArgs, stdout: &mut dyn Write) -> anyhow::Result<()> {
+/// Runs `kaipo report`: one query, one export, to `output` or else to `stdout`.
+pub async fn run(opts: &ReportOptions, stdout: &mut dyn Write) -> anyhow::Result<()> {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("the system clock is before 1970")?
         .as_millis();
-    let (from_ms, to_ms) = time::resolve_range(
-        args.since,
-        args.from,
-        args.to,
-        i64::try_from(now_ms).unwrap_or(i64::MAX),
-    )
-    .map_err(anyhow::Error::msg)?;
-    // No uid filter: reading the database directly is governed by its file permissions, and
-    // the daemon applies the caller's uid itself from the socket's peer credentials.
-    let query = Query {
-        from_ms,
-        to_ms,
-        by: args.by,
-        top: args.top,
-        uid: None,
-    };
-    let format = args
+    let query = opts.query(i64::try_from(now_ms).unwrap_or(i64::MAX))?;
+    let format = opts
         .format
         .or_else(|| {
-            args.output
+            opts.output
                 .as_deref()
                 .and_then(ExportFormat::from_extension)
         })
         .unwrap_or(ExportFormat::Table);
-    let source = Source::choose(args.db.as_deref(), args.socket.as_deref());
+    let source = Source::choose(opts.db.as_deref(), opts.socket.as_deref());
     let report = source.fetch(&query).await?;
     let exporter = format.exporter();
-    match &args.output {
+    match &opts.output {
         Some(path) => {
             let file =
                 File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -120,140 +116,102 @@ pub async fn run(args: &ReportArgs, stdout: &mut dyn Write) -> anyhow::Result<()
     }
 }
 
-/// The column or axis title for a dimension.
-fn dimension_title(by: Option<Dimension>) -> &'static str {
-    match by {
-        Some(Dimension::App) => "app",
-        Some(Dimension::Process) => "process",
-        Some(Dimension::Interface) => "interface",
-        Some(Dimension::Remote) => "remote",
-        Some(Dimension::Service) => "service",
-        Some(Dimension::User) => "user",
-        Some(Dimension::Container) => "container",
-        None => "key",
-    }
-}
-
-fn tier_name(tier: Tier) -> &'static str {
-    match tier {
-        Tier::Interval => "interval",
-        Tier::Minute => "minute",
-        Tier::Hour => "hour",
-        Tier::Day => "day",
-    }
-}
-
-/// `Traffic by app from 2026-11-25T10:00:00Z to 2026-11-26T10:00:00Z (1d), minute tier`; a
-/// report without data has no tier.
-fn title(report: &Report) -> String {
-    let mut title = format!(
-        "Traffic by {} from {} to {} ({})",
-        dimension_title(report.by),
-        time::rfc3339(report.from_ms),
-        time::rfc3339(report.to_ms),
-        time::span(report.to_ms - report.from_ms),
-    );
-    if let Some(tier) = report.tier {
-        title.push_str(&format!(", {} tier", tier_name(tier)));
-    }
-    title
-}
-
-/// A key as people read it: the store leaves a key empty when it is unknown (a remote of an
-/// unconnected socket, a process in no container).
-fn display_key(key: &str) -> &str {
-    if key.is_empty() {
-        "(unknown)"
-    } else {
-        key
-    }
-}
-
-/// Traffic of the rows cut off by `--top`: the total minus the rows shown, or nothing when
-/// every row is shown.
-fn others(report: &Report) -> Option<ReportRow> {
-    let shown = report
-        .rows
-        .iter()
-        .fold(ReportRow::default(), |acc, r| ReportRow {
-            key: String::new(),
-            rx_bytes: acc.rx_bytes.saturating_add(r.rx_bytes),
-            tx_bytes: acc.tx_bytes.saturating_add(r.tx_bytes),
-            rx_packets: acc.rx_packets.saturating_add(r.rx_packets),
-            tx_packets: acc.tx_packets.saturating_add(r.tx_packets),
-        });
-    let t = &report.total;
-    let rest = ReportRow {
-        key: "(others)".into(),
-        rx_bytes: t.rx_bytes.saturating_sub(shown.rx_bytes),
-        tx_bytes: t.tx_bytes.saturating_sub(shown.tx_bytes),
-        rx_packets: t.rx_packets.saturating_sub(shown.rx_packets),
-        tx_packets: t.tx_packets.saturating_sub(shown.tx_packets),
-    };
-    (rest.rx_bytes + rest.tx_bytes + rest.rx_packets + rest.tx_packets > 0).then_some(rest)
-}
-
-fn range_duration(report: &Report) -> Duration {
-    Duration::from_millis(u64::try_from(report.to_ms - report.from_ms).unwrap_or(0))
-}
-
-/// A small report with every feature the exporters show, for their golden tests.
-#[cfg(test)]
-pub(crate) fn sample_report() -> Report {
-    use crate::store::SeriesPoint;
-    let row = |key: &str, rx: u64, tx: u64, rxp: u64, txp: u64| ReportRow {
-        key: key.into(),
-        rx_bytes: rx,
-        tx_bytes: tx,
-        rx_packets: rxp,
-        tx_packets: txp,
-    };
-    let t0 = 1_795_600_800_000; // 2026-11-25T10:00:00Z
-    Report {
-        from_ms: t0,
-        to_ms: t0 + 3 * 3_600_000,
-        by: Some(Dimension::App),
-        tier: Some(Tier::Hour),
-        rows: vec![
-            row("firefox", 1_610_612_736, 104_857_600, 1_100_000, 700_000),
-            row("curl, \"the\" tool", 5_242_880, 1024, 4000, 900),
-            row("<script>alert(1)</script>", 2048, 512, 3, 2),
-        ],
-        total: row("", 1_617_000_000, 106_000_000, 1_104_100, 700_950),
-        series: vec![
-            SeriesPoint {
-                ts_ms: t0,
-                rx_bytes: 1_073_741_824,
-                tx_bytes: 52_428_800,
-            },
-            SeriesPoint {
-                ts_ms: t0 + 3_600_000,
-                rx_bytes: 536_870_912,
-                tx_bytes: 52_428_800,
-            },
-            SeriesPoint {
-                ts_ms: t0 + 2 * 3_600_000,
-                rx_bytes: 6_387_264,
-                tx_bytes: 1_142_400,
-            },
-        ],
-        top_apps: vec![
-            row("firefox", 1_610_612_736, 104_857_600, 0, 0),
-            row("curl, \"the\" tool", 5_242_880, 1024, 0, 0),
-        ],
-        top_remotes: vec![
-            row("2001:db8::1", 1_073_741_824, 52_428_800, 0, 0),
-            row("10.0.0.2", 536_870_912, 52_428_800, 0, 0),
-            row("", 4096, 0, 0, 0),
-        ],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
 
     use super::*;
+    use crate::{
+        model::{Dimension, Period},
+        store::{IntervalBatch, Store, TrafficRow},
+    };
+
+    /// `--top 0` is every row, in every format, per key and per period alike.
+    #[test]
+    fn top_zero_means_every_row_in_every_format() {
+        let dir = std::env::temp_dir().join(format!("kaipo-report-top0-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("kaipo.db");
+        let (mut store, _) = Store::open(&db, &Default::default()).unwrap();
+        let t0: i64 = 1_795_600_800_000;
+        let traffic = (1..=25u32)
+            .map(|i| TrafficRow {
+                app: format!("app{i:02}"),
+                pid: i,
+                rx_bytes: u64::from(i) * 1000,
+                ..TrafficRow::default()
+            })
+            .collect();
+        store
+            .write(&IntervalBatch {
+                ts_ms: t0 + 60_000,
+                interval_ms: 60_000,
+                traffic,
+                interfaces: vec![],
+            })
+            .unwrap();
+        let export = |report: &Report, format: ExportFormat| {
+            let mut out = Vec::new();
+            format.exporter().export(report, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        for (per, top, shown) in [
+            (None, 0, 25),
+            (None, 7, 7),
+            (Some(Period::Hour), 0, 25),
+            (Some(Period::Hour), 7, 7),
+        ] {
+            let opts = ReportOptions {
+                from_ms: Some(t0),
+                to_ms: Some(t0 + 3_600_000),
+                top,
+                per,
+                by: per.map(|_| Dimension::App),
+                ..ReportOptions::default()
+            };
+            let report = store.query(&opts.query(t0).unwrap()).unwrap();
+            let cut = usize::from(shown < 25);
+            let what = format!("per {per:?}, top {top}");
+
+            let table = export(&report, ExportFormat::Table);
+            let app_lines = table
+                .lines()
+                .filter(|l| {
+                    l.split_whitespace()
+                        .any(|w| w.len() == 5 && w.starts_with("app"))
+                })
+                .count();
+            assert_eq!(app_lines, shown, "{what}: {table}");
+            assert_eq!(table.matches("(others)").count(), cut, "{what}: {table}");
+
+            let json: serde_json::Value =
+                serde_json::from_str(&export(&report, ExportFormat::Json)).unwrap();
+            // JSON and CSV rows leave the rest to the total; a period split by app has no
+            // total of its own, so its rest is a row.
+            let (list, rest) = match per {
+                Some(_) => ("periods", cut),
+                None => ("rows", 0),
+            };
+            assert_eq!(json[list].as_array().unwrap().len(), shown + rest, "{what}");
+
+            let csv = export(&report, ExportFormat::Csv);
+            assert_eq!(
+                csv.matches("\r\n").count(),
+                1 + shown + rest,
+                "{what}: {csv}"
+            );
+
+            let html = export(&report, ExportFormat::Html);
+            let section = if per.is_some() { "periods" } else { "rows" };
+            let start = html.find(&format!("<section id=\"{section}\">")).unwrap();
+            let end = start + html[start..].find("</section>").unwrap();
+            let rows = html[start..end].matches("<tr").count();
+            // Header, rows, the cut-off rest, total.
+            assert_eq!(rows, 1 + shown + cut + 1, "{what}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn every_format_has_its_exporter_and_extension() {
@@ -270,97 +228,5 @@ mod tests {
         assert_eq!(ext("usage.csv"), Some(ExportFormat::Csv));
         assert_eq!(ext("usage.json"), Some(ExportFormat::Json));
         assert_eq!(ext("usage"), None);
-    }
-
-    fn parse(args: &[&str]) -> Result<ReportArgs, clap::Error> {
-        use clap::Parser as _;
-        let cli = crate::cli::Cli::try_parse_from(["kaipo", "report"].iter().chain(args))?;
-        match cli.command {
-            crate::cli::Command::Report(args) => Ok(args),
-            other => panic!("not report: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn cli_defaults_and_conflicts() {
-        let args = parse(&[]).unwrap();
-        assert_eq!(args.since, Duration::from_secs(86_400));
-        assert_eq!((args.from, args.to), (None, None));
-        assert_eq!((args.by, args.top, args.format), (Dimension::App, 20, None));
-        assert_eq!((args.output, args.db, args.socket), (None, None, None));
-
-        let args = parse(&[
-            "--from",
-            "2026-11-25T10:00:00Z",
-            "--to",
-            "1795604400",
-            "--by",
-            "remote",
-            "--top",
-            "0",
-            "--format",
-            "csv",
-            "-o",
-            "out.csv",
-            "--db",
-            "/tmp/k.db",
-        ])
-        .unwrap();
-        assert_eq!(
-            (args.from, args.to),
-            (Some(1_795_600_800_000), Some(1_795_604_400_000))
-        );
-        assert_eq!((args.by, args.top), (Dimension::Remote, 0));
-        assert_eq!(args.format, Some(ExportFormat::Csv));
-        assert_eq!(args.output, Some(PathBuf::from("out.csv")));
-        assert_eq!(args.db, Some(PathBuf::from("/tmp/k.db")));
-        assert_eq!(
-            parse(&["--since", "90m"]).unwrap().since,
-            Duration::from_secs(5400)
-        );
-
-        for bad in [
-            &["--since", "1h", "--from", "1795600800"][..],
-            &["--to", "1795600800"],
-            &["--db", "a", "--socket", "b"],
-            &["--from", "yesterday"],
-            &["--by", "planet"],
-            &["--format", "pdf"],
-        ] {
-            assert!(parse(bad).is_err(), "{bad:?} was accepted");
-        }
-    }
-
-    #[test]
-    fn others_is_what_top_cut_off() {
-        let report = sample_report();
-        let rest = others(&report).unwrap();
-        assert_eq!(
-            (
-                rest.rx_bytes,
-                rest.tx_bytes,
-                rest.rx_packets,
-                rest.tx_packets
-            ),
-            (
-                1_617_000_000 - 1_610_612_736 - 5_242_880 - 2048,
-                106_000_000 - 104_857_600 - 1024 - 512,
-                1_104_100 - 1_100_000 - 4000 - 3,
-                700_950 - 700_000 - 900 - 2,
-            )
-        );
-        let all = Report {
-            total: ReportRow {
-                rx_bytes: 10,
-                ..Default::default()
-            },
-            rows: vec![ReportRow {
-                key: "a".into(),
-                rx_bytes: 10,
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
-        assert_eq!(others(&all), None);
     }
 }

@@ -170,6 +170,7 @@ mod tests {
             by: Dimension::App,
             top: 20,
             uid: None,
+            per: None,
         }
     }
 

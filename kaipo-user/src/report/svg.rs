@@ -24,19 +24,30 @@ const BOTTOM: f64 = 30.0;
 const MAX_DOTS: usize = 48;
 
 /// Received and sent bytes per second over the range, one point per bucket of the report's
-/// tier. Buckets the store left out had no traffic and are drawn at zero, so a quiet hour
-/// between two busy ones dips instead of being bridged by a straight line.
+/// tier. A bucket the store has no row for is a gap in the line, never a point at zero: the
+/// store leaves out buckets it has nothing for, which is also what a stopped daemon or an
+/// expired stretch looks like, so inventing zeros would draw a steady rate as a saw.
 pub(super) fn bandwidth_chart(report: &Report) -> String {
     let bucket_ms = bucket_ms(report);
-    let points = with_gaps_at_zero(report, bucket_ms);
-    let max = points.iter().map(|p| p.1.max(p.2)).fold(0.0_f64, f64::max);
-    if points.is_empty() || max <= 0.0 {
+    let runs = runs(report, bucket_ms);
+    let max = runs
+        .iter()
+        .flatten()
+        .map(|p| p.1.max(p.2))
+        .fold(0.0_f64, f64::max);
+    if runs.is_empty() || max <= 0.0 {
         return EMPTY.into();
     }
     let (step, ticks) = rate_ticks(max);
     let y_top = step * ticks as f64;
-    let first = points.first().map_or(report.from_ms, |p| p.0);
-    let last = points.last().map_or(report.to_ms, |p| p.0);
+    let first = runs
+        .first()
+        .and_then(|r| r.first())
+        .map_or(report.from_ms, |p| p.0);
+    let last = runs
+        .last()
+        .and_then(|r| r.last())
+        .map_or(report.to_ms, |p| p.0);
     let start = report.from_ms.min(first);
     let end = report.to_ms.max(last).max(start + 1);
     let x = |ts: i64| LEFT + (ts - start) as f64 / (end - start) as f64 * (LINE_W - LEFT - RIGHT);
@@ -59,40 +70,49 @@ pub(super) fn bandwidth_chart(report: &Report) -> String {
             y = y(rate),
         );
     }
-    for i in 0..=4 {
-        let ts = start + (end - start) * i / 4;
-        let anchor = match i {
-            0 => "start",
-            4 => "end",
-            _ => "middle",
+    for (ts, label) in time_ticks(start, end) {
+        let at = x(ts);
+        // Labels at the edges are anchored inward so that they stay inside the chart.
+        let anchor = if at < LEFT + 40.0 {
+            "start"
+        } else if at > LINE_W - RIGHT - 40.0 {
+            "end"
+        } else {
+            "middle"
         };
         let _ = writeln!(
             svg,
-            "<text class=\"time\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
-            x(ts),
+            "<text class=\"time\" x=\"{at:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{label}</text>",
             LINE_H - 8.0,
-            time_label(ts, end - start),
         );
     }
     let baseline = y(0.0);
-    for (class, pick) in [("rx", 1), ("tx", 2)] {
-        let rate = |p: &(i64, f64, f64)| if pick == 1 { p.1 } else { p.2 };
-        let line: Vec<String> = points
-            .iter()
-            .map(|p| format!("{:.1},{:.1}", x(p.0), y(rate(p))))
-            .collect();
-        let _ = writeln!(
-            svg,
-            "<polygon class=\"area {class}\" points=\"{:.1},{baseline:.1} {} {:.1},{baseline:.1}\"/>\
-             \n<polyline class=\"line {class}\" points=\"{}\"/>",
-            x(first),
-            line.join(" "),
-            x(last),
-            line.join(" "),
-        );
+    for run in &runs {
+        // A bucket on its own is drawn across its width, so that it shows as a line too.
+        let mut run = run.clone();
+        if let [only] = run[..] {
+            run.push((only.0 + bucket_ms, only.1, only.2));
+        }
+        for (class, pick) in [("rx", 1), ("tx", 2)] {
+            let rate = |p: &(i64, f64, f64)| if pick == 1 { p.1 } else { p.2 };
+            let line: Vec<String> = run
+                .iter()
+                .map(|p| format!("{:.1},{:.1}", x(p.0), y(rate(p))))
+                .collect();
+            let _ = writeln!(
+                svg,
+                "<polygon class=\"area {class}\" points=\"{:.1},{baseline:.1} {} {:.1},{baseline:.1}\"/>\
+                 \n<polyline class=\"line {class}\" points=\"{}\"/>",
+                x(run[0].0),
+                line.join(" "),
+                x(run[run.len() - 1].0),
+                line.join(" "),
+            );
+        }
     }
+    let points: Vec<&(i64, f64, f64)> = runs.iter().flatten().collect();
     if points.len() <= MAX_DOTS {
-        for p in &points {
+        for p in points {
             for (class, rate, what) in [("rx", p.1, "received"), ("tx", p.2, "sent")] {
                 let _ = writeln!(
                     svg,
@@ -120,41 +140,53 @@ pub(super) fn bandwidth_chart(report: &Report) -> String {
     svg
 }
 
-/// The width of one bucket: fixed for the rollup tiers; for the raw interval tier the
-/// smallest step between points, which is the daemon's interval.
+/// The width of one bucket: fixed for the rollup tiers; for the raw interval tier the most
+/// common step between points, which is the daemon's interval (the smallest step would let
+/// one stray stamp, as older daemons wrote under load, shrink every bucket).
 fn bucket_ms(report: &Report) -> i64 {
     match report.tier {
         Some(Tier::Minute) => 60_000,
         Some(Tier::Hour) => 3_600_000,
         Some(Tier::Day) => 86_400_000,
-        Some(Tier::Interval) | None => report
-            .series
-            .windows(2)
-            .map(|w| w[1].ts_ms - w[0].ts_ms)
-            .filter(|d| *d > 0)
-            .min()
-            .unwrap_or((report.to_ms - report.from_ms).max(1)),
+        Some(Tier::Interval) | None => {
+            let mut ts: Vec<i64> = report.series.iter().map(|p| p.ts_ms).collect();
+            ts.sort_unstable();
+            let mut counts: std::collections::BTreeMap<i64, usize> = Default::default();
+            for w in ts.windows(2) {
+                if w[1] > w[0] {
+                    *counts.entry(w[1] - w[0]).or_default() += 1;
+                }
+            }
+            // Most frequent; among equals, the smallest.
+            counts
+                .into_iter()
+                .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+                .map_or((report.to_ms - report.from_ms).max(1), |(step, _)| step)
+        }
     }
 }
 
-/// `(ts_ms, rx bytes/s, tx bytes/s)` in time order, with zero points around every gap.
-fn with_gaps_at_zero(report: &Report, bucket_ms: i64) -> Vec<(i64, f64, f64)> {
+/// `(ts_ms, rx bytes/s, tx bytes/s)` in time order, cut into runs of adjacent buckets: a run
+/// ends where a bucket is missing.
+fn runs(report: &Report, bucket_ms: i64) -> Vec<Vec<(i64, f64, f64)>> {
     let mut series: Vec<_> = report.series.iter().collect();
     series.sort_by_key(|p| p.ts_ms);
     let per_sec = |bytes: u64| bytes as f64 * 1000.0 / bucket_ms as f64;
-    let mut points: Vec<(i64, f64, f64)> = Vec::with_capacity(series.len() + 4);
+    let mut runs: Vec<Vec<(i64, f64, f64)>> = Vec::new();
     for p in series {
-        if let Some(&(prev, _, _)) = points.last() {
-            if p.ts_ms - prev > bucket_ms * 3 / 2 {
-                points.push((prev + bucket_ms, 0.0, 0.0));
-                if p.ts_ms - bucket_ms > prev + bucket_ms {
-                    points.push((p.ts_ms - bucket_ms, 0.0, 0.0));
-                }
+        let point = (p.ts_ms, per_sec(p.rx_bytes), per_sec(p.tx_bytes));
+        match runs.last_mut() {
+            Some(run)
+                if run
+                    .last()
+                    .is_some_and(|l| p.ts_ms - l.0 <= bucket_ms * 3 / 2) =>
+            {
+                run.push(point);
             }
+            _ => runs.push(vec![point]),
         }
-        points.push((p.ts_ms, per_sec(p.rx_bytes), per_sec(p.tx_bytes)));
     }
-    points
+    runs
 }
 
 /// A tick step that reads well in binary units (1, 2 or 5 times a power of ten of B, KiB,
@@ -177,15 +209,47 @@ fn rate_ticks(max: f64) -> (f64, usize) {
     (step, (max / step).ceil().max(1.0) as usize)
 }
 
-fn time_label(ts_ms: i64, span_ms: i64) -> String {
-    let [y, mo, d, h, mi, ..] = time::civil(ts_ms);
-    if span_ms <= 36 * 3_600_000 {
-        format!("{h:02}:{mi:02}")
-    } else if span_ms <= 10 * 86_400_000 {
-        format!("{mo:02}-{d:02} {h:02}:{mi:02}")
-    } else {
-        format!("{y:04}-{mo:02}-{d:02}")
-    }
+/// Steps between time labels, in seconds: round figures of the clock and the calendar.
+const TIME_STEPS_S: [i64; 22] = [
+    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400,
+    172_800, 604_800, 1_209_600, 2_592_000,
+];
+/// At most this many time labels fit under the chart.
+const MAX_TIME_LABELS: i64 = 6;
+
+/// Labels at round times (multiples of a step from [`TIME_STEPS_S`], so 10:00, 10:15, ...)
+/// within `start..=end`, each precise enough to tell it from its neighbours: seconds when
+/// the step is under a minute, the date when the range spans days.
+fn time_ticks(start: i64, end: i64) -> Vec<(i64, String)> {
+    let span = (end - start).max(1);
+    let step_s = TIME_STEPS_S
+        .into_iter()
+        .find(|s| span / (s * 1000) < MAX_TIME_LABELS)
+        .unwrap_or_else(|| {
+            // Beyond a few months: whole multiples of 30 days.
+            let months = span / (2_592_000_000 * MAX_TIME_LABELS) + 1;
+            2_592_000 * months
+        });
+    let step = step_s * 1000;
+    let first = start.div_euclid(step) * step + if start.rem_euclid(step) == 0 { 0 } else { step };
+    let days_apart = time::civil(start)[..3] != time::civil(end)[..3];
+    (0..=MAX_TIME_LABELS)
+        .map(|i| first + i * step)
+        .take_while(|ts| *ts <= end)
+        .map(|ts| {
+            let [y, mo, d, h, mi, s, _] = time::civil(ts);
+            let label = if step_s < 60 {
+                format!("{h:02}:{mi:02}:{s:02}")
+            } else if step_s >= 86_400 {
+                format!("{y:04}-{mo:02}-{d:02}")
+            } else if days_apart {
+                format!("{mo:02}-{d:02} {h:02}:{mi:02}")
+            } else {
+                format!("{h:02}:{mi:02}")
+            };
+            (ts, label)
+        })
+        .collect()
 }
 
 const BAR_W: f64 = 520.0;
@@ -215,7 +279,7 @@ pub(super) fn bar_chart(name: &str, of: &str, rows: &[ReportRow]) -> String {
         escape(name)
     );
     for (i, row) in rows.iter().enumerate() {
-        let key = display_key(&row.key);
+        let key = display_key(None, &row.key);
         let all = row.rx_bytes.saturating_add(row.tx_bytes);
         // A bar too small to see still shows as a sliver, so it does not read as zero.
         let width = |bytes: u64| {
@@ -274,23 +338,96 @@ mod tests {
         assert_eq!(rate_ticks(3.0), (1.0, 3));
     }
 
-    #[test]
-    fn gaps_drop_to_zero() {
-        let point = |ts_ms, rx_bytes| SeriesPoint {
+    fn point(ts_ms: i64, rx_bytes: u64) -> SeriesPoint {
+        SeriesPoint {
             ts_ms,
             rx_bytes,
             tx_bytes: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn missing_buckets_are_gaps_not_zeros() {
         let report = Report {
             tier: Some(Tier::Minute),
             series: vec![point(300_000, 60_000), point(0, 6000), point(60_000, 0)],
             ..Default::default()
         };
-        let points = with_gaps_at_zero(&report, bucket_ms(&report));
-        let ts: Vec<i64> = points.iter().map(|p| p.0).collect();
-        assert_eq!(ts, [0, 60_000, 120_000, 240_000, 300_000]);
-        assert_eq!((points[0].1, points[4].1), (100.0, 1000.0));
-        assert_eq!((points[2].1, points[3].1), (0.0, 0.0));
+        let runs = runs(&report, bucket_ms(&report));
+        let ts: Vec<Vec<i64>> = runs
+            .iter()
+            .map(|r| r.iter().map(|p| p.0).collect())
+            .collect();
+        assert_eq!(ts, [vec![0, 60_000], vec![300_000]]);
+        assert_eq!(
+            (runs[0][0].1, runs[0][1].1, runs[1][0].1),
+            (100.0, 0.0, 1000.0)
+        );
+    }
+
+    /// A steady 17 MiB/s, in one-minute intervals of the interval tier, with one slot missing
+    /// and one stray stamp a second after another (as daemons wrote under load before batches
+    /// kept to the grid): drawn at 17 MiB/s throughout, never down to zero.
+    #[test]
+    fn a_steady_rate_stays_steady() {
+        const RATE: u64 = 17 * 1024 * 1024;
+        let t0 = 1_795_600_800_000;
+        let mut series: Vec<SeriesPoint> = [0, 1, 2, 4, 5, 6]
+            .into_iter()
+            .map(|m| point(t0 + m * 60_000, RATE * 60))
+            .collect();
+        series.push(point(t0 + 6 * 60_000 + 1000, 0));
+        let report = Report {
+            from_ms: t0,
+            to_ms: t0 + 8 * 60_000,
+            tier: Some(Tier::Interval),
+            series,
+            ..Default::default()
+        };
+        assert_eq!(bucket_ms(&report), 60_000);
+        let svg = bandwidth_chart(&report);
+        // Two runs (the missing slot splits them), each a line: no zero bridges the gap.
+        assert_eq!(svg.matches("<polyline class=\"line rx\"").count(), 2);
+        assert_eq!(svg.matches("received 17.0 MiB/s</title>").count(), 6);
+        assert_eq!(
+            svg.matches("received 0 B/s</title>").count(),
+            1,
+            "the stray stamp"
+        );
+        assert!(!svg.contains("T10:03:00Z"), "no point in the missing slot");
+    }
+
+    #[test]
+    fn time_labels_are_distinct_and_round() {
+        let t = 1_795_600_800_000 - 31 * 60_000 + 12_000; // 09:29:12
+        let labels = |from: i64, to: i64| -> Vec<String> {
+            time_ticks(from, to).into_iter().map(|(_, l)| l).collect()
+        };
+        // Two minutes: minute labels would all read 09:29 or 09:30.
+        assert_eq!(
+            labels(t, t + 120_000),
+            ["09:29:30", "09:30:00", "09:30:30", "09:31:00"]
+        );
+        assert_eq!(
+            labels(t, t + 3_600_000),
+            ["09:30", "09:45", "10:00", "10:15"]
+        );
+        // Across midnight: the date says which day.
+        assert_eq!(
+            labels(t, t + 36 * 3_600_000),
+            ["11-25 12:00", "11-26 00:00", "11-26 12:00"]
+        );
+        assert_eq!(
+            labels(t, t + 20 * 86_400_000),
+            ["2026-11-26", "2026-12-03", "2026-12-10"]
+        );
+        for span in [1000, 90_000, 7_200_000, 86_400_000, 400 * 86_400_000] {
+            let l = labels(t, t + span);
+            let mut distinct = l.clone();
+            distinct.dedup();
+            assert_eq!(l, distinct, "span {span}");
+            assert!(!l.is_empty() && l.len() <= 7, "span {span}: {l:?}");
+        }
     }
 
     #[test]
@@ -301,7 +438,10 @@ mod tests {
         assert_eq!(line.matches("<circle class=\"dot rx\"").count(), 3);
         // Hour buckets: 1 GiB in the first hour is 291.3 KiB/s.
         assert!(line.contains("<title>2026-11-25T10:00:00Z received 291.3 KiB/s</title>"));
-        assert!(line.contains(">10:00</text>") && line.contains(">13:00</text>"));
+        assert!(
+            line.contains(">10:00</text>") && line.contains(">13:00</text>"),
+            "{line}"
+        );
         let bars = bar_chart("Top remotes", "remote", &report.top_remotes);
         assert_eq!(bars.matches("<g class=\"bar\"").count(), 3);
         assert!(bars.contains("<title>(unknown): received 4.0 KiB, sent 0 B</title>"));

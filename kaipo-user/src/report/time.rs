@@ -1,17 +1,20 @@
 //! Instants for `--from`/`--to` and for the labels of every export: RFC 3339 in UTC or Unix
-//! seconds in, RFC 3339 in UTC out. The calendar arithmetic is Howard Hinnant's
-//! `days_from_civil`/`civil_from_days` (<https://howardhinnant.github.io/date_algorithms.html>),
-//! which is exact for the proleptic Gregorian calendar and needs no time-zone database: kaipo
-//! only ever prints UTC.
+//! seconds in, RFC 3339 in UTC out (calendar arithmetic in `crate::model::calendar`).
 
 use std::time::Duration;
 
-const MS_PER_DAY: i64 = 86_400_000;
+pub use crate::model::calendar::civil;
+use crate::model::calendar::{days_from_civil, days_in_month};
+
+/// The latest instant history can hold: the end of year 9999 (as the store has it).
+const LATEST_MS: i64 = 253_402_300_799_999;
 
 /// The range a report covers: `--from`/`--to` when given, otherwise the `since` before `now_ms`.
+/// A range that reaches before 1970 or past year 9999 is an error that says which flag did it:
+/// the store could only clamp it, and a clamped range would be reported as asked.
 ///
 /// A range that ends "now" is rounded up to a whole second, so that the same command run twice
-/// within a second sends the same [`Query`](crate::store::Query): the store caches answers by
+/// within a second sends the same [`Query`](crate::model::Query): the store caches answers by
 /// exact query until the data changes, and the daemon's store lives across invocations, so
 /// the second run is a cache hit rather than a fresh scan. Rounding up rather than down keeps
 /// the newest interval in the report.
@@ -22,7 +25,7 @@ pub fn resolve_range(
     now_ms: i64,
 ) -> Result<(i64, i64), String> {
     let now_ms = now_ms.div_euclid(1000) * 1000 + if now_ms % 1000 == 0 { 0 } else { 1000 };
-    match (from_ms, to_ms) {
+    let (from, to) = match (from_ms, to_ms) {
         (Some(from), to) => {
             let to = to.unwrap_or(now_ms);
             if from >= to {
@@ -32,14 +35,37 @@ pub fn resolve_range(
                     rfc3339(to)
                 ));
             }
-            Ok((from, to))
+            (from, to)
         }
-        (None, Some(_)) => Err("--to needs --from".into()),
+        (None, Some(_)) => return Err("--to needs --from".into()),
         (None, None) => {
-            let since_ms = i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
-            Ok((now_ms.saturating_sub(since_ms.max(1)), now_ms))
+            let since_ms = i64::try_from(since.as_millis())
+                .ok()
+                .filter(|&ms| ms <= now_ms)
+                .ok_or_else(|| {
+                    format!(
+                        "--since {} reaches back before 1970-01-01, where history begins; \
+                         ask for at most {}",
+                        span(i64::try_from(since.as_millis()).unwrap_or(i64::MAX)),
+                        span(now_ms)
+                    )
+                })?;
+            (now_ms - since_ms.max(1), now_ms)
         }
+    };
+    if from < 0 {
+        return Err(format!(
+            "--from {} is before 1970-01-01, where history begins",
+            rfc3339(from)
+        ));
     }
+    if to > LATEST_MS {
+        return Err(format!(
+            "--to {} is after the end of year 9999, the latest time history holds",
+            to / 1000
+        ));
+    }
+    Ok((from, to))
 }
 
 /// Parses `2026-11-25T10:00:00Z`, `2026-11-25T11:00:00.5+01:00` (any RFC 3339 date-time) or
@@ -122,49 +148,6 @@ fn digits(s: &[u8]) -> Option<i64> {
     s.iter().try_fold(0i64, |acc, b| {
         b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
     })
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Year, month, day, hour, minute, second and millisecond of a Unix time in milliseconds, UTC.
-pub fn civil(ms: i64) -> [i64; 7] {
-    let days = ms.div_euclid(MS_PER_DAY);
-    let in_day = ms.rem_euclid(MS_PER_DAY);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let secs = in_day / 1000;
-    [
-        year,
-        month,
-        day,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        in_day % 1000,
-    ]
 }
 
 /// `2026-11-25T10:00:00Z`; milliseconds appear only when there are some.
@@ -270,5 +253,36 @@ mod tests {
             .unwrap_err()
             .contains("is not before"));
         assert!(resolve_range(day, None, Some(T), T).is_err());
+    }
+
+    #[test]
+    fn long_ranges_end_now_and_impossible_ones_are_errors() {
+        let days = |n: u64| Duration::from_secs(n * 86_400);
+        // 400 days back from mid-morning: ends now, to the second.
+        assert_eq!(
+            resolve_range(days(400), None, None, T + 1500),
+            Ok((T + 2000 - 400 * 86_400_000, T + 2000))
+        );
+        assert_eq!(
+            resolve_range(days(30_000), None, None, T).unwrap_err(),
+            "--since 30000d reaches back before 1970-01-01, where history begins; \
+             ask for at most 20782d 10h"
+        );
+        assert_eq!(
+            resolve_range(Duration::MAX, None, None, T).unwrap_err(),
+            format!(
+                "--since {} reaches back before 1970-01-01, where history begins; \
+                 ask for at most 20782d 10h",
+                span(i64::MAX)
+            )
+        );
+        assert_eq!(
+            resolve_range(days(1), Some(-1000), None, T).unwrap_err(),
+            "--from 1969-12-31T23:59:59Z is before 1970-01-01, where history begins"
+        );
+        assert_eq!(
+            resolve_range(days(1), Some(T), Some(400_000_000_000_000), T).unwrap_err(),
+            "--to 400000000000 is after the end of year 9999, the latest time history holds"
+        );
     }
 }

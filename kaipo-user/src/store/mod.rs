@@ -21,6 +21,7 @@ mod ids;
 mod minutes;
 mod open;
 mod packed;
+mod periods;
 mod plan;
 mod query;
 mod rollup;

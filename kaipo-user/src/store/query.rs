@@ -1,12 +1,16 @@
 //! Answering a [`Query`], and a small cache of answers.
 //!
-//! The tier is chosen by span and retention (`plan`); the range is widened to whole buckets
-//! of that tier, and the series comes in its buckets. Row totals are read from the coarsest
+//! The tier is chosen by span and retention (`plan`); the start of the range is widened to a
+//! whole bucket of that tier, and the series comes in its buckets. The end is widened only
+//! where the tier holds the range's last bucket completely: a range that ends in the newest,
+//! still open stretch (any range that ends now) ends where it was asked to, because the finer
+//! tiers hold that stretch to the second, and a 400-day report run at noon ends at noon, not
+//! at tomorrow's midnight. Row totals are read from the coarsest
 //! tier that holds each stretch completely (days inside a month-long range), which gives the
 //! same figures as the chosen tier, because rollups are exact, and reads a fraction of the
 //! rows. [`Report::tier`] names the chosen tier.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use rusqlite::Connection;
 
@@ -16,7 +20,7 @@ use super::{
     rollup::Marks,
     schema::{unit_secs, Family},
     write::{Counters, MAX_TS_MS},
-    Dimension, Query, Report, ReportRow, SeriesPoint, Tier,
+    Dimension, ProcessFields, Query, Report, ReportRow, SeriesPoint, Tier, UNATTRIBUTED_APP,
 };
 
 /// Rows in `top_apps` and `top_remotes`.
@@ -39,22 +43,51 @@ pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlit
     let to_s = ceil_to(clamp(q.to_ms), 1000) / 1000;
     let tier = forced.unwrap_or_else(|| choose_tier(&marks, from_s, to_s - from_s));
     let u = unit_secs(tier);
-    let (lo, hi) = (from_s.div_euclid(u) * u, ceil_to(to_s, u));
+    let lo = from_s.div_euclid(u) * u;
+    // Past the tier's last complete bucket every finer tier holds the data to the second
+    // (retention never drops what is not rolled up yet), so the range can end where asked.
+    let open_from = marks.rolled(tier).saturating_mul(u);
+    let hi = if tier == Tier::Interval || to_s >= open_from {
+        to_s
+    } else {
+        ceil_to(to_s, u)
+    };
     let mut segments = Vec::new();
     plan(&marks, lo, hi, forced.unwrap_or(Tier::Day), &mut segments);
 
     let traffic = scan_traffic(conn, &segments, q.uid)?;
     let mut apps: HashMap<String, Counters> = HashMap::new();
     let mut by_dim: HashMap<String, Counters> = HashMap::new();
+    let mut fields: HashMap<String, ProcessFields> = HashMap::new();
     for (&pid, c) in &traffic.processes {
         let p = process_info(conn, pid)?;
         add(&mut apps, &p.app, c);
+        let unattributed = p.pid == 0 && p.app == UNATTRIBUTED_APP;
         let key = match q.by {
             Dimension::App => p.app.clone(),
-            Dimension::Process => format!("{}[{}]", p.app, p.pid),
-            Dimension::User if p.user.is_empty() => p.uid.to_string(),
-            Dimension::User => p.user.clone(),
-            Dimension::Container => p.container.clone(),
+            // Traffic without an owner is no process, user or container (user 0 would read
+            // as root): it keeps its own row, named as the app dimension names it.
+            Dimension::Process | Dimension::User | Dimension::Container if unattributed => {
+                UNATTRIBUTED_APP.to_owned()
+            }
+            Dimension::Process => {
+                let key = format!("{}[{}]", p.app, p.pid);
+                let f = p.fields();
+                // Two processes that shared a pid and a name at different times share a
+                // row; its fields are the same whichever was scanned first.
+                match fields.get_mut(&key) {
+                    Some(seen) if (&f.user, &f.container) < (&seen.user, &seen.container) => {
+                        *seen = f;
+                    }
+                    Some(_) => {}
+                    None => {
+                        fields.insert(key.clone(), f);
+                    }
+                }
+                key
+            }
+            Dimension::User => p.user_name(),
+            Dimension::Container => p.container().unwrap_or_default(),
             _ => continue,
         };
         add(&mut by_dim, &key, c);
@@ -101,16 +134,27 @@ pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlit
             uid,
         )?,
     };
+    let (from_ms, to_ms) = (lo.saturating_mul(1000), hi.saturating_mul(1000));
+    let periods = match q.per {
+        Some(per) => super::periods::run(conn, &marks, q, per, (lo, hi))?,
+        None => Vec::new(),
+    };
+    let mut rows = ranked(by_dim, q.top);
+    for r in &mut rows {
+        r.process = fields.remove(&r.key).map(Box::new);
+    }
     Ok(Report {
-        from_ms: lo.saturating_mul(1000),
-        to_ms: hi.saturating_mul(1000),
+        from_ms,
+        to_ms,
         by: Some(q.by),
         tier: Some(tier),
-        rows: ranked(by_dim, q.top),
+        rows,
         total: row("total", &total),
         series,
         top_apps: ranked(apps, TOP_CHARTED),
         top_remotes: ranked(remotes, TOP_CHARTED),
+        per: q.per,
+        periods,
     })
 }
 
@@ -123,7 +167,7 @@ fn add(map: &mut HashMap<String, Counters>, key: &str, c: &Counters) {
     }
 }
 
-fn row(key: &str, c: &Counters) -> ReportRow {
+pub(super) fn row(key: &str, c: &Counters) -> ReportRow {
     let u = |v: i64| u64::try_from(v).unwrap_or(0);
     ReportRow {
         key: key.to_owned(),
@@ -131,11 +175,12 @@ fn row(key: &str, c: &Counters) -> ReportRow {
         tx_bytes: u(c.tx_bytes),
         rx_packets: u(c.rx_packets),
         tx_packets: u(c.tx_packets),
+        process: None,
     }
 }
 
 /// Largest total first, then by key so equal totals come in a stable order; `top` 0 = all.
-fn ranked(map: HashMap<String, Counters>, top: usize) -> Vec<ReportRow> {
+pub(super) fn ranked(map: HashMap<String, Counters>, top: usize) -> Vec<ReportRow> {
     let mut rows: Vec<ReportRow> = map.iter().map(|(k, c)| row(k, c)).collect();
     rows.sort_by(|a, b| {
         let total = |r: &ReportRow| u128::from(r.rx_bytes) + u128::from(r.tx_bytes);
@@ -161,6 +206,25 @@ fn scan_traffic(
     uid: Option<u32>,
 ) -> rusqlite::Result<TrafficSums> {
     let mut sums = TrafficSums::default();
+    scan_rows(
+        conn,
+        segments,
+        uid,
+        |_, _, [process, remote, service], c| {
+            sums.add(process, remote, service, c);
+        },
+    )?;
+    Ok(sums)
+}
+
+/// Calls `f` with every traffic row of every segment: its tier, its bucket in that tier's
+/// units, its process, remote and service ids and its counters.
+pub(super) fn scan_rows(
+    conn: &Connection,
+    segments: &[Segment],
+    uid: Option<u32>,
+    mut f: impl FnMut(Tier, i64, [i64; 3], &Counters),
+) -> rusqlite::Result<()> {
     // The interval tier is packed, so its rows are filtered here rather than in SQL.
     let mut of_uid: Option<HashSet<i64>> = None;
     for s in segments {
@@ -168,17 +232,17 @@ fn scan_traffic(
             if let (Some(uid), None) = (uid, &of_uid) {
                 of_uid = Some(processes_of(conn, uid)?);
             }
-            packed::scan(conn, s.lo, s.hi, |_, [process, remote, service], c| {
-                if of_uid.as_ref().is_none_or(|set| set.contains(&process)) {
-                    sums.add(process, remote, service, &c);
+            packed::scan(conn, s.lo, s.hi, |ts, key, c| {
+                if of_uid.as_ref().is_none_or(|set| set.contains(&key[0])) {
+                    f(Tier::Interval, ts, key, &c);
                 }
                 Ok(())
             })?;
             continue;
         }
         let sql = format!(
-            "SELECT process_id, remote_id, service_id, rx_bytes, tx_bytes, rx_packets, tx_packets \
-             FROM {} WHERE ts >= ?1 AND ts < ?2{}",
+            "SELECT ts, process_id, remote_id, service_id, rx_bytes, tx_bytes, rx_packets, \
+             tx_packets FROM {} WHERE ts >= ?1 AND ts < ?2{}",
             Family::Traffic.table(s.tier),
             if uid.is_some() { UID_FILTER } else { "" }
         );
@@ -189,15 +253,15 @@ fn scan_traffic(
         };
         while let Some(r) = rows.next()? {
             let c = Counters {
-                rx_bytes: r.get(3)?,
-                tx_bytes: r.get(4)?,
-                rx_packets: r.get(5)?,
-                tx_packets: r.get(6)?,
+                rx_bytes: r.get(4)?,
+                tx_bytes: r.get(5)?,
+                rx_packets: r.get(6)?,
+                tx_packets: r.get(7)?,
             };
-            sums.add(r.get(0)?, r.get(1)?, r.get(2)?, &c);
+            f(s.tier, r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?], &c);
         }
     }
-    Ok(sums)
+    Ok(())
 }
 
 impl TrafficSums {
@@ -252,7 +316,7 @@ fn series(
     interfaces: bool,
     uid: Option<u32>,
 ) -> rusqlite::Result<Vec<SeriesPoint>> {
-    let mut points: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+    let mut points: BTreeMap<i64, (i64, i64)> = Default::default();
     let family = if interfaces {
         Family::Iface
     } else {
@@ -292,15 +356,43 @@ fn series(
         .collect())
 }
 
-struct ProcessInfo {
-    app: String,
+pub(super) struct ProcessInfo {
+    pub app: String,
     pid: u32,
     uid: u32,
     user: String,
     container: String,
 }
 
-fn process_info(conn: &Connection, id: i64) -> rusqlite::Result<ProcessInfo> {
+impl ProcessInfo {
+    /// The user's name, or the uid as text when it has none.
+    fn user_name(&self) -> String {
+        if self.user.is_empty() {
+            self.uid.to_string()
+        } else {
+            self.user.clone()
+        }
+    }
+
+    /// The container, `None` on the host. Databases written before the writer stopped doing
+    /// so hold the cgroup path of host processes (`/`, `/user.slice/...`): a container id never
+    /// starts with a slash, so those read as the host too.
+    fn container(&self) -> Option<String> {
+        (!self.container.is_empty() && !self.container.starts_with('/'))
+            .then(|| self.container.clone())
+    }
+
+    fn fields(&self) -> ProcessFields {
+        ProcessFields {
+            pid: self.pid,
+            name: self.app.clone(),
+            user: self.user_name(),
+            container: self.container(),
+        }
+    }
+}
+
+pub(super) fn process_info(conn: &Connection, id: i64) -> rusqlite::Result<ProcessInfo> {
     conn.prepare_cached(
         "SELECT a.name, p.pid, u.uid, u.name, c.name FROM process p \
          JOIN app a ON a.id = p.app_id JOIN user u ON u.id = p.user_id \

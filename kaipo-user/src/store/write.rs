@@ -104,6 +104,21 @@ impl Counters {
         Self::new(r.rx_bytes, r.tx_bytes, r.rx_packets, r.tx_packets)
     }
 
+    pub fn of_row(r: &super::ReportRow) -> Self {
+        Self::new(r.rx_bytes, r.tx_bytes, r.rx_packets, r.tx_packets)
+    }
+
+    /// What `self` has beyond `part` (never below zero).
+    pub fn minus(&self, part: &Counters) -> Self {
+        let d = |a: i64, b: i64| a.saturating_sub(b).max(0);
+        Self {
+            rx_bytes: d(self.rx_bytes, part.rx_bytes),
+            tx_bytes: d(self.tx_bytes, part.tx_bytes),
+            rx_packets: d(self.rx_packets, part.rx_packets),
+            tx_packets: d(self.tx_packets, part.tx_packets),
+        }
+    }
+
     fn new(rx_bytes: u64, tx_bytes: u64, rx_packets: u64, tx_packets: u64) -> Self {
         let c = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         Self {
@@ -180,7 +195,12 @@ impl<'a> Pending<'a> {
                 cmdline: &r.cmdline,
                 uid: r.uid,
                 user: r.user.as_deref().unwrap_or(""),
-                container: r.container.as_deref().unwrap_or(""),
+                // A cgroup path is where a host process sits, not a container.
+                container: r
+                    .container
+                    .as_deref()
+                    .filter(|c| !c.starts_with('/'))
+                    .unwrap_or(""),
             },
             remote: &r.remote,
             service: &r.service,

@@ -305,6 +305,7 @@ pub fn history(hour: bool) -> Report {
         tx_bytes: series.iter().map(|p| p.tx_bytes).sum(),
         rx_packets: 0,
         tx_packets: 0,
+        process: None,
     };
     Report {
         from_ms,
@@ -316,5 +317,7 @@ pub fn history(hour: bool) -> Report {
         series,
         top_apps: Vec::new(),
         top_remotes: Vec::new(),
+        per: None,
+        periods: Vec::new(),
     }
 }

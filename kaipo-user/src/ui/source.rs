@@ -102,6 +102,7 @@ impl HistoryRange {
             by: Dimension::App,
             top: 10,
             uid: None,
+            per: None,
         }
     }
 }

@@ -192,6 +192,7 @@ fn rss(path: &Path) -> anyhow::Result<Rss> {
         if i % RSS_SAMPLE_EVERY == 0 {
             // A report now and then, as `kaipo report` against the daemon would ask.
             store.query(&Query {
+                per: None,
                 from_ms: ts - HOUR,
                 to_ms: ts,
                 by: Dimension::App,

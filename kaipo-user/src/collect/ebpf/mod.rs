@@ -306,8 +306,10 @@ impl EbpfCollector {
 
     /// Reads every counter map once.
     pub fn sample(&mut self) -> Result<KernelSample, EbpfCollectError> {
-        let mut sample = KernelSample::default();
-        sample.iface_changes = self.follow_interfaces();
+        let mut sample = KernelSample {
+            iface_changes: self.follow_interfaces(),
+            ..KernelSample::default()
+        };
         // Flows before interfaces: a program adds a frame to its interface before its flow,
         // so read in this order the flows never count a frame the interfaces have not.
         if self.track_flows {

@@ -5,6 +5,7 @@ mod crash;
 mod files;
 mod full;
 mod minutes;
+mod reports;
 mod rollup;
 
 use std::{
@@ -106,6 +107,7 @@ pub(super) fn query(from_ms: i64, to_ms: i64, by: Dimension) -> Query {
         by,
         top: 0,
         uid: None,
+        per: None,
     }
 }
 
@@ -118,13 +120,21 @@ impl Expected {
         for r in &b.traffic {
             let c = [r.rx_bytes, r.tx_bytes, r.rx_packets, r.tx_packets];
             let user = r.user.clone().unwrap_or_else(|| r.uid.to_string());
+            // Traffic without an owner is its own row in every dimension about owners.
+            let owned = |key: String| {
+                if r.pid == 0 && r.app == UNATTRIBUTED_APP {
+                    UNATTRIBUTED_APP.to_owned()
+                } else {
+                    key
+                }
+            };
             for (dim, key) in [
                 (Dimension::App, r.app.clone()),
-                (Dimension::Process, format!("{}[{}]", r.app, r.pid)),
-                (Dimension::User, user),
+                (Dimension::Process, owned(format!("{}[{}]", r.app, r.pid))),
+                (Dimension::User, owned(user)),
                 (
                     Dimension::Container,
-                    r.container.clone().unwrap_or_default(),
+                    owned(r.container.clone().unwrap_or_default()),
                 ),
                 (Dimension::Remote, r.remote.clone()),
                 (Dimension::Service, r.service.clone()),

@@ -284,7 +284,15 @@ fn tier_follows_the_span_of_the_range() {
         assert_eq!(r.tier, Some(tier), "span {span} ms");
         assert_eq!(r.total.rx_bytes, 1, "span {span} ms");
     }
-    // A range inside a minute is widened to the whole minute in the minute tier.
+    // A range inside a minute starts at the minute's start in the minute tier; it ends where
+    // it was asked to (to the second), since that minute is not rolled up yet and the
+    // interval tier holds it exactly.
+    let r = store
+        .query_tier(&query(T0 + 1234, T0 + 5678, Dimension::App), Tier::Minute)
+        .expect("query");
+    assert_eq!((r.from_ms, r.to_ms), (T0, T0 + 6000));
+    // Once rolled up, the minute tier holds the whole minute, and the end is widened to it.
+    store.maintain(T0 + 10 * 60_000).expect("maintain");
     let r = store
         .query_tier(&query(T0 + 1234, T0 + 5678, Dimension::App), Tier::Minute)
         .expect("query");

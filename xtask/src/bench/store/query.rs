@@ -103,6 +103,7 @@ pub(super) fn run(path: &Path) -> anyhow::Result<QueryBench> {
     // A fresh reader, as `kaipo report --since 30d --by app` would open it.
     let mut store = Store::open_read_only(path)?;
     let q = |to_ms: i64, days: i64| Query {
+        per: None,
         from_ms: to_ms - days * DAY,
         to_ms,
         by: Dimension::App,
