@@ -170,6 +170,7 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
 }
 
 /// The first option given that only the pcap backend honours.
+#[cfg(target_os = "linux")]
 fn pcap_only_flag(opts: &StartOptions) -> Option<&'static str> {
     if opts.pcap_filter.is_some() {
         Some("--filter")
@@ -298,6 +299,7 @@ impl Events {
 mod tests {
     use super::*;
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn pcap_only_flags_are_named() {
         let mut opts = StartOptions::default();

@@ -65,6 +65,25 @@ pub fn plan(
         .collect()
 }
 
+/// What should be captured now, leniently: the named interfaces that exist, or the default
+/// choice; nothing when the list cannot be read.
+pub fn wanted(opts: &Options, devices: &[::pcap::Device]) -> Vec<(Interface, bool)> {
+    let names: Vec<String> = if opts.ifaces.is_empty() {
+        default_ifaces(devices).unwrap_or_default()
+    } else {
+        opts.ifaces.clone()
+    };
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let device = devices.iter().find(|d| d.name == name)?;
+            let ifindex = ifindex_of(&name);
+            let loopback = device.flags.is_loopback();
+            Some((Interface { name, ifindex }, loopback))
+        })
+        .collect()
+}
+
 #[cfg(target_os = "linux")]
 fn default_ifaces(_: &[::pcap::Device]) -> Result<Vec<String>, PcapError> {
     // The same choice as the eBPF backend: every interface that is up, except loopback.

@@ -41,7 +41,6 @@ pub use self::{
 use super::{Degradation, Interface, KernelSample};
 
 /// Samples between re-reads of the host's addresses (which tell sent from received frames).
-const ADDR_REFRESH_SAMPLES: u64 = 10;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -107,6 +106,40 @@ pub struct PcapCollector {
     degradations: Vec<Degradation>,
     samples: u64,
     table_failing: bool,
+    /// What the captures were opened with, to open more as interfaces appear.
+    opts: Options,
+}
+
+/// Opens a capture on one interface and starts its thread.
+fn start_capture(
+    iface: Interface,
+    loopback: bool,
+    opts: &Options,
+    book: &Arc<AddrBook>,
+) -> Result<CaptureThread, PcapError> {
+    let mut capture = devices::open(&iface.name, opts)?;
+    let breaker = capture.breakloop_handle();
+    let shared = Arc::new(Shared::default());
+    let id = IfaceIdentity {
+        ifindex: iface.ifindex,
+        loopback,
+        mac: devices::mac_of(&iface.name),
+        max_flows: opts.max_flows.max(1),
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("kaipo-pcap-{}", iface.name))
+        .spawn({
+            let (shared, book) = (Arc::clone(&shared), Arc::clone(book));
+            move || capture::run(capture, shared, book, id)
+        })
+        .map_err(PcapError::Thread)?;
+    Ok(CaptureThread {
+        iface,
+        loopback,
+        shared,
+        breaker,
+        thread: Some(thread),
+    })
 }
 
 /// Opens a capture on each interface and starts counting.
@@ -119,29 +152,7 @@ pub fn start(opts: &Options) -> Result<(PcapCollector, PcapEvents), PcapError> {
     let mut captures = Vec::with_capacity(planned.len());
     // On an error below, the threads already started stop as `captures` drops.
     for (iface, loopback) in planned {
-        let mut capture = devices::open(&iface.name, opts)?;
-        let breaker = capture.breakloop_handle();
-        let shared = Arc::new(Shared::default());
-        let id = IfaceIdentity {
-            ifindex: iface.ifindex,
-            loopback,
-            mac: devices::mac_of(&iface.name),
-            max_flows: opts.max_flows.max(1),
-        };
-        let thread = std::thread::Builder::new()
-            .name(format!("kaipo-pcap-{}", iface.name))
-            .spawn({
-                let (shared, book) = (Arc::clone(&shared), Arc::clone(&book));
-                move || capture::run(capture, shared, book, id)
-            })
-            .map_err(PcapError::Thread)?;
-        captures.push(CaptureThread {
-            iface,
-            loopback,
-            shared,
-            breaker,
-            thread: Some(thread),
-        });
+        captures.push(start_capture(iface, loopback, opts, &book)?);
     }
     let events = EventQueue::new(EVENT_QUEUE_CAPACITY);
     let collector = PcapCollector {
@@ -155,6 +166,7 @@ pub fn start(opts: &Options) -> Result<(PcapCollector, PcapEvents), PcapError> {
         degradations: degradations(),
         samples: 0,
         table_failing: false,
+        opts: opts.clone(),
     };
     Ok((
         collector,
@@ -178,10 +190,11 @@ impl PcapCollector {
     /// Also refreshes the socket tables and queues owner and close events.
     pub fn sample(&mut self) -> Result<KernelSample, PcapError> {
         self.samples += 1;
-        if self.samples.is_multiple_of(ADDR_REFRESH_SAMPLES) {
-            if let Ok(list) = ::pcap::Device::list() {
-                self.book.set(devices::local_addrs(&list));
-            }
+        // One device list a sample serves both the local addresses and the interfaces to
+        // follow.
+        let list = ::pcap::Device::list().ok();
+        if let Some(list) = &list {
+            self.book.set(devices::local_addrs(list));
         }
         match self.table.refresh() {
             Ok(()) => self.table_failing = false,
@@ -195,17 +208,52 @@ impl PcapCollector {
                 self.table_failing = true;
             }
         }
-        // A failed capture fails the sample before any flow is taken, so none is lost.
-        for capture in &self.captures {
-            if let Some(detail) = capture.shared.lock().failed.clone() {
+        let mut iface_changes = Vec::new();
+        let wanted = list
+            .as_deref()
+            .map(|list| devices::wanted(&self.opts, list));
+        // A capture whose interface went away ends with what it counted; any other failure
+        // fails the sample before any flow is taken, so none is lost.
+        let mut gone = Vec::new();
+        for (i, capture) in self.captures.iter().enumerate() {
+            let Some(detail) = capture.shared.lock().failed.clone() else {
+                continue;
+            };
+            let still_there = wanted
+                .as_ref()
+                .is_none_or(|w| w.iter().any(|(iface, _)| *iface == capture.iface));
+            if still_there && devices::ifindex_of(&capture.iface.name) == capture.iface.ifindex {
                 return Err(PcapError::CaptureStopped {
                     iface: capture.iface.name.clone(),
                     detail,
                 });
             }
+            gone.push(i);
         }
         self.attribution.begin();
         let mut sample = KernelSample::default();
+        // Interfaces that are wanted and not captured yet: new ones, or named ones created
+        // again under a new index.
+        if let Some(wanted) = &wanted {
+            for (iface, loopback) in wanted {
+                if self.captures.iter().any(|c| c.iface == *iface) {
+                    continue;
+                }
+                match start_capture(iface.clone(), *loopback, &self.opts, &self.book) {
+                    Ok(capture) => {
+                        iface_changes.push(format!(
+                            "interface {} (index {}) appeared; now captured",
+                            iface.name, iface.ifindex
+                        ));
+                        self.captures.push(capture);
+                    }
+                    Err(err) => iface_changes.push(format!(
+                        "interface {} appeared but cannot be captured: {err}",
+                        iface.name
+                    )),
+                }
+            }
+        }
         let mut flows_full = 0;
         for capture in &self.captures {
             let mut tally = capture.shared.lock();
@@ -224,6 +272,16 @@ impl PcapCollector {
                     .add_unattributed(&overflow, capture.loopback);
             }
         }
+        // Gone interfaces were counted to their end above; now their captures stop.
+        for i in gone.into_iter().rev() {
+            let capture = self.captures.remove(i);
+            iface_changes.push(format!(
+                "interface {} (index {}) went away; no longer captured",
+                capture.iface.name, capture.iface.ifindex
+            ));
+        }
+        self.ifaces = self.captures.iter().map(|c| c.iface.clone()).collect();
+        sample.iface_changes = iface_changes;
         let mut events = Vec::new();
         self.owners.update(
             &mut self.table,
