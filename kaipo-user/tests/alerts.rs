@@ -292,7 +292,7 @@ fn the_daemon_fires_a_webhook_shows_the_alert_in_status_and_clears_it() {
             .enable_all()
             .build()
             .expect("runtime")
-            .block_on(kaipo::daemon::client::status(&socket))
+            .block_on(kaipo::api::client::status(&socket))
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while status().is_err() {

@@ -22,7 +22,7 @@ use std::{
 };
 
 use kaipo::{
-    daemon::{client, protocol::StatusReport},
+    api::{client, protocol::StatusReport},
     store::{Dimension, Query, Report, ReportRow, Store},
 };
 use serde_json::Value;
@@ -817,8 +817,8 @@ fn run_client_as_nobody(program: &Path, socket: &Path, op: &str) -> Value {
 fn client_role() {
     let socket = std::env::var("KAIPO_TEST_SOCKET").expect("KAIPO_TEST_SOCKET");
     let request = match std::env::var("KAIPO_TEST_OP").as_deref() {
-        Ok("query") => kaipo::daemon::protocol::Request::Query(last_hour(Dimension::Process)),
-        Ok("subscribe") => kaipo::daemon::protocol::Request::Subscribe,
+        Ok("query") => kaipo::api::protocol::Request::Query(last_hour(Dimension::Process)),
+        Ok("subscribe") => kaipo::api::protocol::Request::Subscribe,
         other => panic!("unknown op {other:?}"),
     };
     let mut stream = UnixStream::connect(&socket).expect("connecting as nobody");
@@ -933,7 +933,7 @@ fn bad_clients_get_an_error_and_everyone_else_is_served() {
     });
     assert!(first.totals.since_ms > 0);
     assert_eq!(first.totals.interfaces[0].name, "lo");
-    let ts = |s: &kaipo::daemon::protocol::Snapshot| s.interval["ts_ms"].as_u64().expect("ts_ms");
+    let ts = |s: &kaipo::api::protocol::Snapshot| s.interval["ts_ms"].as_u64().expect("ts_ms");
     assert!(ts(&second) > ts(&first));
     assert_eq!(first.interval["backend"], "ebpf");
     // SIGHUP (reloading) is not supported yet: it must not stop the daemon.

@@ -179,8 +179,8 @@ pub fn write_replacing(path: &Path, text: &str) -> Result<(), ConfigError> {
 /// [`TEMPLATE`] with the daemon's default paths here.
 pub fn template() -> String {
     TEMPLATE
-        .replace("@DB@", crate::daemon::protocol::DEFAULT_DB)
-        .replace("@SOCKET@", crate::daemon::protocol::DEFAULT_SOCKET)
+        .replace("@DB@", crate::api::protocol::DEFAULT_DB)
+        .replace("@SOCKET@", crate::api::protocol::DEFAULT_SOCKET)
 }
 
 /// Writes [`template`] to `path`; refuses to replace a file unless `force`.

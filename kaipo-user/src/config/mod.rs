@@ -53,8 +53,8 @@ pub struct DaemonConfig {
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
-            db: crate::daemon::protocol::DEFAULT_DB.into(),
-            socket: crate::daemon::protocol::DEFAULT_SOCKET.into(),
+            db: crate::api::protocol::DEFAULT_DB.into(),
+            socket: crate::api::protocol::DEFAULT_SOCKET.into(),
             interfaces: Vec::new(),
             interval: crate::store::DEFAULT_WRITE_INTERVAL,
             live_interval: Duration::from_secs(1),

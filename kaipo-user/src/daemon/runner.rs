@@ -15,15 +15,14 @@ use tokio::{
 };
 
 use super::{
-    access, history,
-    protocol::{DegradationInfo, StoreStatus},
-    reload, server,
+    access, history, reload, server,
     server::{Limits, Shared},
     start_privileges,
     store_worker::{self, now_ms},
     view::DaemonInfo,
 };
 use crate::{
+    api::protocol::{DegradationInfo, StoreStatus},
     cli::DaemonArgs,
     config::Config,
     pipeline::{
@@ -282,7 +281,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::protocol;
+    use crate::api::protocol;
 
     #[test]
     fn command_line_defaults() {

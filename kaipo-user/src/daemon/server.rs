@@ -19,15 +19,17 @@ use tokio::{
 
 use super::{
     access::{self, Caller},
-    protocol::{
-        error_line, ok_line, parse_request, CallerInfo, Request, StatusReport, StoreStatus,
-        MAX_LINE,
-    },
     store_worker::now_ms,
     view::{self, DaemonInfo},
-    wire::{write_all, Line, LineReader},
 };
 use crate::{
+    api::{
+        protocol::{
+            error_line, ok_line, parse_request, CallerInfo, Request, StatusReport, StoreStatus,
+            MAX_LINE,
+        },
+        wire::{write_all, Line, LineReader},
+    },
     pipeline::{
         aggregate::Snapshot,
         bus::{BusStats, StoreJob, Subscriptions},

@@ -4,10 +4,8 @@
 
 use std::collections::HashSet;
 
-use super::protocol::{
-    ok_line, CallerInfo, DegradationInfo, SnapshotOut, StatusReport, StoreStatus,
-};
 use crate::{
+    api::protocol::{ok_line, CallerInfo, DegradationInfo, SnapshotOut, StatusReport, StoreStatus},
     model::{Bytes, IntervalRecord},
     pipeline::{aggregate::Snapshot, bus::BusCounts, totals::Totals},
 };

@@ -1,6 +1,6 @@
 //! Totals since the daemon started, per interface, app and process, with the rate of the last
 //! live interval: what `kaipo status` and each live snapshot show. These types are part of the
-//! daemon's wire protocol (see `daemon::protocol`), so their JSON shape is stable.
+//! daemon's wire protocol (see `api::protocol`), so their JSON shape is stable.
 
 use serde::{Deserialize, Serialize};
 

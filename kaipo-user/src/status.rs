@@ -3,8 +3,10 @@
 
 use std::{io::Write, path::Path};
 
-use super::{client, protocol::StatusReport};
-use crate::format;
+use crate::{
+    api::{client, protocol::StatusReport},
+    format,
+};
 
 /// Rows per table section; `--json` has them all.
 const TOP: usize = 10;
@@ -200,7 +202,7 @@ pub fn write_table(out: &mut dyn Write, s: &StatusReport) -> std::io::Result<()>
 mod tests {
     use super::*;
     use crate::{
-        daemon::protocol::{CallerInfo, StoreStatus},
+        api::protocol::{CallerInfo, StoreStatus},
         pipeline::{
             bus::BusCounts,
             totals::{Counts, ProcessTotal, Rates, Totals},
