@@ -629,7 +629,12 @@ fn each_caller_sees_only_what_they_may() {
     assert_eq!(mine["interfaces"], serde_json::json!([]));
     assert_eq!(mine["totals"]["interfaces"], serde_json::json!([]));
     assert_eq!(mine["totals"]["unattributed"]["rx_bytes"], 0);
-    assert_eq!(mine["attributed_share"], Value::Null);
+    // Nothing of the host as a whole: no attribution, no lost counters, no database path.
+    assert_eq!(mine["attributed_ratio"], Value::Null);
+    assert_eq!(mine["totals"].get("attribution"), None, "{mine}");
+    assert_eq!(mine["totals"].get("lost"), None, "{mine}");
+    assert_eq!(mine["store"]["path"], Value::Null);
+    assert_eq!(mine["store"]["last_error"], Value::Null);
     let processes = mine["totals"]["processes"].as_array().expect("processes");
     assert_eq!(processes.len(), 1, "{processes:?}");
     assert_eq!(processes[0]["pid"], nobody_sender.pid());

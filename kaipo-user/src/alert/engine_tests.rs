@@ -3,7 +3,7 @@ use std::time::Duration;
 use super::*;
 use crate::{
     alert::{rules::Direction, State},
-    metrics::bench::synthetic_interval,
+    metrics::fixtures::synthetic_interval,
 };
 
 fn rate_rule(name: &str, scope: Scope, target: Option<&str>, above: u64, for_s: u64) -> Rule {

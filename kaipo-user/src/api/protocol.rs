@@ -126,10 +126,12 @@ pub struct DegradationInfo {
     pub why: String,
 }
 
-/// The store's health as the store worker last saw it.
+/// The store's health as the store worker last saw it. Callers who see only their own
+/// processes get the counts but not the path, the error or the note, which name files.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreStatus {
-    pub path: String,
+    /// The database file; null for callers who see only their own processes.
+    pub path: Option<String>,
     /// Batches the store keeps in memory after a failed write, retried with the next one.
     pub backlog: u64,
     pub batches_written: u64,
@@ -158,9 +160,12 @@ pub struct StatusReport {
     /// Monitored interfaces (empty for callers who see only their own processes).
     pub interfaces: Vec<String>,
     pub caller: CallerInfo,
+    /// Everything since start; `totals.lost` and `totals.attribution` only for callers who
+    /// see everything.
     pub totals: Totals,
-    /// See [`Totals::attributed_share`]; None for callers who see only their own processes.
-    pub attributed_share: Option<f64>,
+    /// See [`Totals::attributed_ratio`]: 0.0 to 1.0, None without interface traffic and for
+    /// callers who see only their own processes.
+    pub attributed_ratio: Option<f64>,
     pub bus: BusCounts,
     pub store: StoreStatus,
     /// Alerts firing now (only for callers who see everything; absent from older daemons).

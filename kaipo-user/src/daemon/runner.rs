@@ -169,7 +169,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     let (interval_tx, interval_rx) = mpsc::channel(INTERVAL_QUEUE);
     let (store_tx, store_rx) = bus::store_queue();
     let store_status = Arc::new(Mutex::new(StoreStatus {
-        path: opts.db.display().to_string(),
+        path: Some(opts.db.display().to_string()),
         backlog: store.backlog_len() as u64,
         note,
         ..StoreStatus::default()

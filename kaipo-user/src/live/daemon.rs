@@ -58,7 +58,7 @@ async fn follow(
         let mut seen = 0u64;
         let mut alerts = Vec::new();
         while let Some(snapshot) = subscription.next().await? {
-            let share = snapshot.totals.attributed_share();
+            let share = snapshot.totals.attributed_ratio();
             let record: IntervalRecord =
                 serde_json::from_value(serde_json::Value::Object(snapshot.interval))
                     .context("reading a snapshot from the daemon")?;

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::{
     bus::{send_or_count, BusStats, Publisher, StoreJob},
-    totals::{AppTotal, Counts, InterfaceTotal, LostTotals, ProcessTotal, Totals},
+    totals::{AppTotal, Counts, HostTotals, InterfaceTotal, ProcessTotal, Totals},
     LiveInterval,
 };
 use crate::{
@@ -91,7 +91,7 @@ pub struct Aggregator {
     processes: HashMap<(u32, u64), Tracked<ProcessTotal>>,
     unattributed: Counts,
     attributed: Counts,
-    lost: LostTotals,
+    host: HostTotals,
     processes_evicted: u64,
 }
 
@@ -120,7 +120,7 @@ impl Aggregator {
             processes: HashMap::new(),
             unattributed: Counts::default(),
             attributed: Counts::default(),
-            lost: LostTotals::default(),
+            host: HostTotals::default(),
             processes_evicted: 0,
         }
     }
@@ -136,7 +136,7 @@ impl Aggregator {
             self.batch.closes_at_ms = (start / self.store_interval_ms + 1) * self.store_interval_ms;
         }
         self.last_interval_ms = r.interval_ms;
-        self.lost.add(&r.lost);
+        self.host.add(r);
         for iface in &r.interfaces {
             let c = Counts {
                 rx_bytes: iface.rx_bytes,
@@ -307,7 +307,8 @@ impl Aggregator {
             processes,
             unattributed: self.unattributed,
             attributed: self.attributed,
-            lost: self.lost,
+            lost: Some(self.host.lost),
+            attribution: Some(self.host.attribution),
             processes_evicted: self.processes_evicted,
         }
     }
