@@ -72,9 +72,15 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         "subscribe" => Ok(Request::Subscribe),
         "query" => {
             let query = map.get("query").ok_or("query request has no \"query\"")?;
-            Query::deserialize(query)
-                .map(Request::Query)
-                .map_err(|err| format!("invalid query: {err}"))
+            let query =
+                Query::deserialize(query).map_err(|err| format!("invalid query: {err}"))?;
+            if query.from_ms > query.to_ms {
+                return Err(format!(
+                    "invalid query: from_ms {} is after to_ms {}",
+                    query.from_ms, query.to_ms
+                ));
+            }
+            Ok(Request::Query(query))
         }
         other => Err(format!(
             "unknown op \"{other}\"; known: status, subscribe, query"
@@ -214,6 +220,15 @@ mod tests {
         assert!(err(r#"{"v":1,"op":"reboot"}"#).contains("unknown op \"reboot\""));
         assert!(err(r#"{"v":1,"op":"query"}"#).contains("no \"query\""));
         assert!(err(r#"{"v":1,"op":"query","query":{"by":"planet"}}"#).starts_with("invalid query"));
+        assert_eq!(
+            err(r#"{"v":1,"op":"query","query":{"from_ms":5,"to_ms":4,"by":"app","top":0}}"#),
+            "invalid query: from_ms 5 is after to_ms 4"
+        );
+        // An empty range is a question with an empty answer, not an error.
+        assert!(parse_request(
+            br#"{"v":1,"op":"query","query":{"from_ms":4,"to_ms":4,"by":"app","top":0}}"#
+        )
+        .is_ok());
     }
 
     #[test]
