@@ -93,11 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(unix)]
         Command::Status(args) => {
             let mut stdout = io::stdout().lock();
-            runtime.block_on(kaipo::status::run(
-                &args.socket,
-                args.json,
-                &mut stdout,
-            ))
+            runtime.block_on(kaipo::status::run(&args.socket, args.json, &mut stdout))
         }
     }
 }

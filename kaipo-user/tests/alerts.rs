@@ -209,8 +209,7 @@ fn a_hanging_webhook_blocks_nothing() {
     for cycle in 0..100u64 {
         let start = Instant::now();
         for (i, bytes) in [5000, 5000, 5000, 10].iter().enumerate() {
-            let live =
-                synthetic_interval(1000 * (cycle * 4 + i as u64 + 1), &[("up", *bytes)]);
+            let live = synthetic_interval(1000 * (cycle * 4 + i as u64 + 1), &[("up", *bytes)]);
             observer.observe(&live, &Totals::default());
         }
         observing += start.elapsed();

@@ -72,8 +72,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         "subscribe" => Ok(Request::Subscribe),
         "query" => {
             let query = map.get("query").ok_or("query request has no \"query\"")?;
-            let query =
-                Query::deserialize(query).map_err(|err| format!("invalid query: {err}"))?;
+            let query = Query::deserialize(query).map_err(|err| format!("invalid query: {err}"))?;
             if query.from_ms > query.to_ms {
                 return Err(format!(
                     "invalid query: from_ms {} is after to_ms {}",

@@ -356,6 +356,9 @@ async fn a_subscriber_dropped_for_not_reading_is_counted_in_full() {
         }
     }
     let dropped = rig.shared.stats.counts().snapshots_dropped;
-    assert!(received < 8, "the socket's buffer filled: {received} received");
+    assert!(
+        received < 8,
+        "the socket's buffer filled: {received} received"
+    );
     assert_eq!(dropped, published - received, "{received} received");
 }

@@ -299,7 +299,11 @@ mod tests {
         assert_eq!(mine.attributed_ratio, None);
         assert_eq!((mine.totals.lost, mine.totals.attribution), (None, None));
         assert_eq!(
-            (mine.store.path, mine.store.last_error, mine.store.last_error_ms),
+            (
+                mine.store.path,
+                mine.store.last_error,
+                mine.store.last_error_ms
+            ),
             (None, None, None)
         );
         assert_eq!(mine.store.batches_written, 3);

@@ -319,21 +319,52 @@ mod tests {
     fn the_bpf_statistics_finding_says_what_each_value_means() {
         let on = bpf_stats_finding(Ok("1\n".into()));
         assert_eq!(on.status, Status::Ok);
-        assert!(on.detail.starts_with("on for every BPF program"), "{}", on.detail);
+        assert!(
+            on.detail.starts_with("on for every BPF program"),
+            "{}",
+            on.detail
+        );
         let off = bpf_stats_finding(Ok("0\n".into()));
         assert_eq!(off.status, Status::Ok);
         assert!(
-            off.detail.starts_with("not switched on system-wide (kernel.bpf_stats_enabled = 0)"),
+            off.detail
+                .starts_with("not switched on system-wide (kernel.bpf_stats_enabled = 0)"),
             "{}",
             off.detail
         );
-        assert!(off.detail.contains("`kaipo daemon` does while it serves metrics"));
+        assert!(off
+            .detail
+            .contains("`kaipo daemon` does while it serves metrics"));
         assert!(!off.detail.contains("benchmarking"));
         let odd = bpf_stats_finding(Ok("2\n".into()));
         assert_eq!(odd.status, Status::Degraded);
-        assert_eq!(odd.detail, "kernel.bpf_stats_enabled reads \"2\", neither 0 nor 1");
+        assert_eq!(
+            odd.detail,
+            "kernel.bpf_stats_enabled reads \"2\", neither 0 nor 1"
+        );
         let missing = bpf_stats_finding(Err(io::Error::from(io::ErrorKind::NotFound)));
         assert_eq!(missing.status, Status::Degraded);
-        assert!(missing.detail.starts_with("cannot read /proc/sys/kernel/bpf_stats_enabled"));
+        assert!(missing
+            .detail
+            .starts_with("cannot read /proc/sys/kernel/bpf_stats_enabled"));
+    }
+
+    /// The kernel side names its maps by their statics' identifiers (aya-ebpf's `#[map]`
+    /// takes no constant); userspace takes them by `kaipo_common::maps`. The object the
+    /// collector and doctor load must hold exactly those maps.
+    #[test]
+    fn the_kernel_object_has_exactly_the_maps_kaipo_common_names() {
+        let object = aya_obj::Object::parse(ebpf::OBJECT).expect("kaipo's eBPF object parses");
+        // Global variables live in maps named after their sections (.rodata, .bss).
+        let mut in_object: Vec<&str> = object
+            .maps
+            .keys()
+            .map(String::as_str)
+            .filter(|name| !name.starts_with('.'))
+            .collect();
+        in_object.sort_unstable();
+        let mut named = kaipo_common::maps::ALL.to_vec();
+        named.sort_unstable();
+        assert_eq!(in_object, named);
     }
 }

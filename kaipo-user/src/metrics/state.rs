@@ -216,7 +216,12 @@ impl MetricsState {
             Kind::Counter,
             "Link-layer bytes on the monitored interfaces whose flow belongs to a socket of a known process, both directions.",
         );
-        sample(out, "kaipo_interface_attributed_bytes_total", &[], a.attributed_bytes);
+        sample(
+            out,
+            "kaipo_interface_attributed_bytes_total",
+            &[],
+            a.attributed_bytes,
+        );
         family(
             out,
             "kaipo_interface_unattributed_bytes_total",

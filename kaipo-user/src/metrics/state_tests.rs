@@ -103,7 +103,9 @@ fn the_exposition_has_every_family_once_with_exact_figures() {
     let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
     assert_eq!((types, helps), (14, 14));
     // No interface bytes were split yet: the ratio has no sample, rather than a false 0.
-    assert!(!text.lines().any(|l| l.starts_with("kaipo_attributed_ratio ")));
+    assert!(!text
+        .lines()
+        .any(|l| l.starts_with("kaipo_attributed_ratio ")));
 }
 
 /// Two intervals where the processes' IP-layer bytes (1,500 + 3,000) exceed the interfaces'

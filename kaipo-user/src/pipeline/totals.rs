@@ -317,7 +317,10 @@ mod tests {
                 ("unknown", 100)
             ]
         );
-        assert_eq!(a.attributed_bytes + a.unattributed.total(), a.interface_bytes);
+        assert_eq!(
+            a.attributed_bytes + a.unattributed.total(),
+            a.interface_bytes
+        );
         assert_eq!(host.lost.capture_drops, 12);
         assert_eq!(host.lost.malformed_events, 2);
         assert_eq!(host.lost.total(), 14);
