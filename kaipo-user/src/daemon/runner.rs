@@ -311,6 +311,32 @@ mod tests {
         assert_eq!(args.socket, Path::new("/tmp/k.sock"));
     }
 
+    /// A database the daemon cannot open (here a folder where the file should be) is named
+    /// once, and so is SQLite's complaint: the message used to carry the path twice and
+    /// "disk I/O error" three times, once per layer of the chain.
+    #[test]
+    fn a_history_that_cannot_open_names_its_cause_once() {
+        let root = std::env::temp_dir().join(format!("kaipo-open-err-{}", std::process::id()));
+        let db = root.join("kaipo.db");
+        fs::create_dir_all(&db).unwrap();
+        let err = history::open(&db, None)
+            .err()
+            .expect("a folder is no database");
+        let text = format!("{err:#}");
+        fs::remove_dir_all(&root).unwrap();
+        assert_eq!(text.matches(db.to_str().unwrap()).count(), 1, "{text}");
+        let parts: Vec<&str> = text.split(": ").collect();
+        let mut unique = parts.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), parts.len(), "a part repeats in {text}");
+        assert_eq!(
+            text.matches("disk I/O error").count(),
+            1,
+            "{text}"
+        );
+    }
+
     #[test]
     fn parents_are_created_world_readable() {
         let root = std::env::temp_dir().join(format!("kaipo-parents-{}", std::process::id()));
