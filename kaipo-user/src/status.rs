@@ -135,29 +135,33 @@ pub fn write_table(out: &mut dyn Write, s: &StatusReport) -> std::io::Result<()>
         writeln!(out, "... and {more} more (--json lists them all)")?;
     }
     writeln!(out)?;
-    if let Some(a) = &t.attribution {
-        let ratio = a.ratio().map_or_else(
-            || "no interface traffic yet".to_owned(),
-            |r| format!("{:.1}%", r * 100.0),
-        );
-        writeln!(
+    match t.attribution.as_ref().map(|a| (a, a.ratio())) {
+        None => {}
+        Some((_, None)) => writeln!(
             out,
-            "attributed since start: {ratio} of {} on the monitored interfaces ({} to known \
-             processes)",
-            format::bytes(a.interface_bytes),
-            format::bytes(a.attributed_bytes)
-        )?;
-        let causes: Vec<String> = a
-            .unattributed
-            .fields()
-            .map(|(cause, n)| format!("{cause} {}", format::bytes(n)))
-            .collect();
-        writeln!(
-            out,
-            "unattributed since start: {} ({})",
-            format::bytes(a.unattributed.total()),
-            causes.join(", ")
-        )?;
+            "attributed since start: no bytes on the monitored interfaces accounted yet"
+        )?,
+        Some((a, Some(ratio))) => {
+            writeln!(
+                out,
+                "attributed since start: {:.1}% of {} on the monitored interfaces ({} to known \
+                 processes)",
+                ratio * 100.0,
+                format::bytes(a.interface_bytes),
+                format::bytes(a.attributed_bytes)
+            )?;
+            let causes: Vec<String> = a
+                .unattributed
+                .fields()
+                .map(|(cause, n)| format!("{cause} {}", format::bytes(n)))
+                .collect();
+            writeln!(
+                out,
+                "unattributed since start: {} ({})",
+                format::bytes(a.unattributed.total()),
+                causes.join(", ")
+            )?;
+        }
     }
     if s.caller.privileged {
         writeln!(
@@ -359,11 +363,19 @@ mod tests {
         );
         assert!(line("store:").ends_with("; /var/lib/kaipo/kaipo.db, last error: none"));
         r.totals.lost = Some(Lost::default());
+        r.totals.attribution = Some(Attribution::default());
         let mut out = Vec::new();
         write_table(&mut out, &r).unwrap();
-        assert!(String::from_utf8(out)
-            .unwrap()
-            .lines()
-            .any(|l| l == "lost since start: none"));
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.lines().any(|l| l == "lost since start: none"),
+            "{text}"
+        );
+        assert!(
+            text.lines().any(|l| l
+                == "attributed since start: no bytes on the monitored interfaces accounted yet"),
+            "{text}"
+        );
+        assert!(!text.contains("unattributed since start"), "{text}");
     }
 }

@@ -737,7 +737,7 @@ fn each_caller_sees_only_what_they_may() {
         assert!(text.contains(&format!(" {pid} ")), "{pid} in {text}");
     }
     assert!(
-        text.contains("INTERFACE") && text.contains("attributed:"),
+        text.contains("INTERFACE") && text.contains("attributed since start:"),
         "{text}"
     );
     drop((root_sender, nobody_sender));

@@ -330,11 +330,7 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), parts.len(), "a part repeats in {text}");
-        assert_eq!(
-            text.matches("disk I/O error").count(),
-            1,
-            "{text}"
-        );
+        assert_eq!(text.matches("disk I/O error").count(), 1, "{text}");
     }
 
     #[test]
