@@ -597,6 +597,19 @@ fn each_caller_sees_only_what_they_may() {
     // The daemon, without root's other capabilities, still reads another user's executable.
     assert_eq!(theirs.app, "kaipo-nobody-sender-bin");
     assert!(status.caller.privileged && status.interfaces == ["lo"]);
+    // Every lost counter, by the names `watch --json` uses, capture drops included.
+    let lost = serde_json::to_value(status.totals.lost.expect("root sees the lost counters"))
+        .expect("lost as JSON");
+    let names: Vec<&str> = lost
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut expected = kaipo::model::Lost::NAMES.to_vec();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    assert!(status.totals.attribution.is_some());
     assert!(status
         .totals
         .interfaces

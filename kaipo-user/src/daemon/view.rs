@@ -1,6 +1,7 @@
 //! What each caller may see. Root and group `kaipo` see everything; anyone else sees their own
-//! processes (and the connections and totals that belong to them), no interfaces and no
-//! unattributed traffic, since neither can be tied to a user.
+//! processes (and the connections and totals that belong to them) and nothing that belongs to
+//! the host as a whole, since none of it can be tied to a user: no interfaces, no unattributed
+//! traffic, no attribution of interface bytes, no lost counters, no database path or error.
 
 use std::collections::HashSet;
 
