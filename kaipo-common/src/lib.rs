@@ -332,3 +332,43 @@ impl Event {
         Some(event)
     }
 }
+
+/// The names of the kernel programs' maps in the object file, by which userspace finds them.
+/// aya-ebpf's `#[map]` names a map after its static (or a string literal, never a constant),
+/// so the kernel side spells these as identifiers; a kaipo-user test reads the compiled object
+/// and checks that its maps are exactly [`maps::ALL`].
+pub mod maps {
+    /// Per-CPU interface counters indexed by ifindex below [`crate::IFACE_SLOTS`].
+    pub const IFACE_STATS: &str = "IFACE_STATS";
+    /// Per-CPU interface counters of ifindexes from [`crate::IFACE_SLOTS`] on.
+    pub const IFACE_STATS_HIGH: &str = "IFACE_STATS_HIGH";
+    /// The per-CPU LRU flow map.
+    pub const FLOWS: &str = "FLOWS";
+    /// The per-CPU flow cache in front of [`FLOWS`].
+    pub const FLOW_CACHE: &str = "FLOW_CACHE";
+    /// Counters per socket cookie.
+    pub const SOCK_STATS: &str = "SOCK_STATS";
+    /// The owner reported for each socket, in the socket's own storage.
+    pub const OWNER_OF: &str = "OWNER_OF";
+    /// The lifecycle events' ring buffer.
+    pub const EVENTS: &str = "EVENTS";
+    /// Per-CPU room to build a socket's first counters in.
+    pub const SCRATCH_SOCK: &str = "SCRATCH_SOCK";
+    /// The kernel's own counters, indexed by [`crate::counter`].
+    pub const COUNTERS: &str = "COUNTERS";
+    /// A listener's handshake packets held until the socket it accepts claims them.
+    pub const HANDSHAKES: &str = "HANDSHAKES";
+
+    pub const ALL: [&str; 10] = [
+        IFACE_STATS,
+        IFACE_STATS_HIGH,
+        FLOWS,
+        FLOW_CACHE,
+        SOCK_STATS,
+        OWNER_OF,
+        EVENTS,
+        SCRATCH_SOCK,
+        COUNTERS,
+        HANDSHAKES,
+    ];
+}

@@ -162,7 +162,7 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
     /// The daemon's socket.
-    #[arg(long, value_name = "PATH", default_value = crate::daemon::protocol::DEFAULT_SOCKET)]
+    #[arg(long, value_name = "PATH", default_value = crate::api::protocol::DEFAULT_SOCKET)]
     pub socket: std::path::PathBuf,
 }
 
@@ -170,7 +170,7 @@ pub struct StatusArgs {
 pub struct LiveArgs {
     /// The daemon's socket.
     #[cfg(unix)]
-    #[arg(long, default_value = crate::daemon::protocol::DEFAULT_SOCKET)]
+    #[arg(long, default_value = crate::api::protocol::DEFAULT_SOCKET)]
     pub socket: std::path::PathBuf,
     /// Without a daemon: the interface to monitor; repeat for more. Default: every interface
     /// that is up, except lo.

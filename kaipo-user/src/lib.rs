@@ -2,6 +2,7 @@
 
 pub mod alert;
 pub mod anomaly;
+pub mod api;
 pub mod cli;
 pub mod collect;
 pub mod config;
@@ -20,6 +21,8 @@ pub mod procinfo;
 pub mod report;
 #[cfg(target_os = "linux")]
 pub mod service;
+#[cfg(unix)]
+pub mod status;
 pub mod store;
 pub mod ui;
 pub mod watch;

@@ -100,11 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(unix)]
         Command::Status(args) => {
             let mut stdout = io::stdout().lock();
-            runtime.block_on(kaipo::daemon::status::run(
-                &args.socket,
-                args.json,
-                &mut stdout,
-            ))
+            runtime.block_on(kaipo::status::run(&args.socket, args.json, &mut stdout))
         }
     }
 }

@@ -14,8 +14,10 @@ use std::{
 
 use kaipo::{
     alert::{AlertObserver, Alerting, AlertsConfig},
-    metrics::bench::synthetic_interval,
-    pipeline::{totals::Totals, IntervalObserver as _},
+    collect::BackendKind,
+    model::{Bytes, IntervalRecord, Lost},
+    pipeline::{totals::Totals, IntervalObserver as _, LiveInterval},
+    store::TrafficRow,
 };
 use serde_json::Value;
 
@@ -76,10 +78,43 @@ fn config(webhook: String, syslog: &std::path::Path, timeout: &str, retries: u32
         .alerts
 }
 
+/// A one-second live interval ending at `ts_ms` in which each app of `apps` (pids from 100,
+/// root) sent its bytes. The library's own fixture is built only into its unit tests.
+fn synthetic_interval(ts_ms: u64, apps: &[(&str, u64)]) -> LiveInterval {
+    LiveInterval {
+        record: IntervalRecord {
+            ts_ms,
+            interval_ms: 1000,
+            backend: BackendKind::Ebpf,
+            interfaces: Vec::new(),
+            processes: Vec::new(),
+            connections: Vec::new(),
+            unattributed: Bytes::default(),
+            attributed_ratio: None,
+            attribution: Default::default(),
+            lost: Lost::default(),
+        },
+        traffic: apps
+            .iter()
+            .enumerate()
+            .map(|(i, (app, tx))| TrafficRow {
+                app: (*app).to_owned(),
+                pid: 100 + i as u32,
+                service: "https".into(),
+                remote: "192.0.2.1".into(),
+                tx_bytes: *tx,
+                tx_packets: tx.div_ceil(1000),
+                ..TrafficRow::default()
+            })
+            .collect(),
+        final_interval: false,
+    }
+}
+
 /// Feeds one-second intervals of app "up" sending `tx[i]` bytes.
 fn feed(observer: &mut AlertObserver, tx: &[u64]) {
     for (i, bytes) in tx.iter().enumerate() {
-        let live = synthetic_interval(1000 * (i as u64 + 1), &[], &[("up", *bytes)]);
+        let live = synthetic_interval(1000 * (i as u64 + 1), &[("up", *bytes)]);
         observer.observe(&live, &Totals::default());
     }
 }
@@ -174,8 +209,7 @@ fn a_hanging_webhook_blocks_nothing() {
     for cycle in 0..100u64 {
         let start = Instant::now();
         for (i, bytes) in [5000, 5000, 5000, 10].iter().enumerate() {
-            let live =
-                synthetic_interval(1000 * (cycle * 4 + i as u64 + 1), &[], &[("up", *bytes)]);
+            let live = synthetic_interval(1000 * (cycle * 4 + i as u64 + 1), &[("up", *bytes)]);
             observer.observe(&live, &Totals::default());
         }
         observing += start.elapsed();
@@ -292,7 +326,7 @@ fn the_daemon_fires_a_webhook_shows_the_alert_in_status_and_clears_it() {
             .enable_all()
             .build()
             .expect("runtime")
-            .block_on(kaipo::daemon::client::status(&socket))
+            .block_on(kaipo::api::client::status(&socket))
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while status().is_err() {

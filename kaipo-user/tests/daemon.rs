@@ -22,7 +22,7 @@ use std::{
 };
 
 use kaipo::{
-    daemon::{client, protocol::StatusReport},
+    api::{client, protocol::StatusReport},
     store::{Dimension, Query, Report, ReportRow, Store},
 };
 use serde_json::Value;
@@ -600,6 +600,19 @@ fn each_caller_sees_only_what_they_may() {
     // The daemon, without root's other capabilities, still reads another user's executable.
     assert_eq!(theirs.app, "kaipo-nobody-sender-bin");
     assert!(status.caller.privileged && status.interfaces == ["lo"]);
+    // Every lost counter, by the names `watch --json` uses, capture drops included.
+    let lost = serde_json::to_value(status.totals.lost.expect("root sees the lost counters"))
+        .expect("lost as JSON");
+    let names: Vec<&str> = lost
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut expected = kaipo::model::Lost::NAMES.to_vec();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    assert!(status.totals.attribution.is_some());
     assert!(status
         .totals
         .interfaces
@@ -632,7 +645,12 @@ fn each_caller_sees_only_what_they_may() {
     assert_eq!(mine["interfaces"], serde_json::json!([]));
     assert_eq!(mine["totals"]["interfaces"], serde_json::json!([]));
     assert_eq!(mine["totals"]["unattributed"]["rx_bytes"], 0);
-    assert_eq!(mine["attributed_share"], Value::Null);
+    // Nothing of the host as a whole: no attribution, no lost counters, no database path.
+    assert_eq!(mine["attributed_ratio"], Value::Null);
+    assert_eq!(mine["totals"].get("attribution"), None, "{mine}");
+    assert_eq!(mine["totals"].get("lost"), None, "{mine}");
+    assert_eq!(mine["store"]["path"], Value::Null);
+    assert_eq!(mine["store"]["last_error"], Value::Null);
     let processes = mine["totals"]["processes"].as_array().expect("processes");
     assert_eq!(processes.len(), 1, "{processes:?}");
     assert_eq!(processes[0]["pid"], nobody_sender.pid());
@@ -735,7 +753,7 @@ fn each_caller_sees_only_what_they_may() {
         assert!(text.contains(&format!(" {pid} ")), "{pid} in {text}");
     }
     assert!(
-        text.contains("INTERFACE") && text.contains("attributed:"),
+        text.contains("INTERFACE") && text.contains("attributed since start:"),
         "{text}"
     );
     drop((root_sender, nobody_sender));
@@ -820,8 +838,8 @@ fn run_client_as_nobody(program: &Path, socket: &Path, op: &str) -> Value {
 fn client_role() {
     let socket = std::env::var("KAIPO_TEST_SOCKET").expect("KAIPO_TEST_SOCKET");
     let request = match std::env::var("KAIPO_TEST_OP").as_deref() {
-        Ok("query") => kaipo::daemon::protocol::Request::Query(last_hour(Dimension::Process)),
-        Ok("subscribe") => kaipo::daemon::protocol::Request::Subscribe,
+        Ok("query") => kaipo::api::protocol::Request::Query(last_hour(Dimension::Process)),
+        Ok("subscribe") => kaipo::api::protocol::Request::Subscribe,
         other => panic!("unknown op {other:?}"),
     };
     let mut stream = UnixStream::connect(&socket).expect("connecting as nobody");
@@ -936,7 +954,7 @@ fn bad_clients_get_an_error_and_everyone_else_is_served() {
     });
     assert!(first.totals.since_ms > 0);
     assert_eq!(first.totals.interfaces[0].name, "lo");
-    let ts = |s: &kaipo::daemon::protocol::Snapshot| s.interval["ts_ms"].as_u64().expect("ts_ms");
+    let ts = |s: &kaipo::api::protocol::Snapshot| s.interval["ts_ms"].as_u64().expect("ts_ms");
     assert!(ts(&second) > ts(&first));
     assert_eq!(first.interval["backend"], "ebpf");
     // SIGHUP (reloading) is not supported yet: it must not stop the daemon.

@@ -36,9 +36,9 @@ use aya::{
 };
 use kaipo::collect::ebpf::OBJECT;
 use kaipo_common::{
-    counter, flow_slot, FlowCounters, FlowKey, FlowSlot, IfaceCounters, SockStats, FAMILY_IPV4,
-    FAMILY_IPV6, FLOW_CACHE_SLOTS, FLOW_SLOT_EMPTY, FLOW_SLOT_RX, FLOW_SLOT_TX, IFACE_SLOTS,
-    LOOPBACK_IFINDEX, PROTO_ICMP, PROTO_TCP, PROTO_UDP, SOCK_FLAG_SERVER, TCP_CLOSE,
+    counter, flow_slot, maps, FlowCounters, FlowKey, FlowSlot, IfaceCounters, SockStats,
+    FAMILY_IPV4, FAMILY_IPV6, FLOW_CACHE_SLOTS, FLOW_SLOT_EMPTY, FLOW_SLOT_RX, FLOW_SLOT_TX,
+    IFACE_SLOTS, LOOPBACK_IFINDEX, PROTO_ICMP, PROTO_TCP, PROTO_UDP, SOCK_FLAG_SERVER, TCP_CLOSE,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -236,7 +236,12 @@ impl Harness {
             }
             Err(err) => {
                 assert_eq!(errno(&err), Some(libc::EINVAL), "{len}-byte input: {err:?}");
-                assert_eq!(self.iface_entries(), [], "IFACE_STATS after a refused run");
+                assert_eq!(
+                    self.iface_entries(),
+                    [],
+                    "{} after a refused run",
+                    maps::IFACE_STATS
+                );
                 self.assert_flows(&[]);
                 false
             }
@@ -252,8 +257,8 @@ impl Harness {
                 .fold(IfaceCounters::default(), |acc, v| acc.sum(v))
         };
         let slots: PerCpuArray<_, IfaceCounters> =
-            PerCpuArray::try_from(self.ebpf.map("IFACE_STATS").expect("IFACE_STATS"))
-                .expect("IFACE_STATS is a per-CPU array");
+            PerCpuArray::try_from(self.ebpf.map(maps::IFACE_STATS).expect(maps::IFACE_STATS))
+                .unwrap_or_else(|e| panic!("{} is a per-CPU array: {e}", maps::IFACE_STATS));
         let mut entries: Vec<(u32, IfaceCounters)> = (0..IFACE_SLOTS)
             .map(|ifindex| {
                 let per_cpu = slots.get(&ifindex, 0).expect("reading IFACE_STATS");
@@ -261,9 +266,12 @@ impl Harness {
             })
             .filter(|(_, total)| *total != IfaceCounters::default())
             .collect();
-        let high: PerCpuHashMap<_, u32, IfaceCounters> =
-            PerCpuHashMap::try_from(self.ebpf.map("IFACE_STATS_HIGH").expect("IFACE_STATS_HIGH"))
-                .expect("IFACE_STATS_HIGH is a per-CPU hash");
+        let high: PerCpuHashMap<_, u32, IfaceCounters> = PerCpuHashMap::try_from(
+            self.ebpf
+                .map(maps::IFACE_STATS_HIGH)
+                .expect(maps::IFACE_STATS_HIGH),
+        )
+        .unwrap_or_else(|e| panic!("{} is a per-CPU hash: {e}", maps::IFACE_STATS_HIGH));
         entries.extend(high.iter().map(|entry| {
             let (ifindex, per_cpu) = entry.expect("reading IFACE_STATS_HIGH");
             (ifindex, sum(&per_cpu))
@@ -278,7 +286,8 @@ impl Harness {
         assert_eq!(
             keys,
             [self.ifindex],
-            "IFACE_STATS should hold exactly the test run's device"
+            "{} should hold exactly the test run's device",
+            maps::IFACE_STATS
         );
         entries[0].1
     }
@@ -286,8 +295,8 @@ impl Harness {
     /// The entries of the `FLOWS` hash, summed over CPUs.
     fn flow_map(&self) -> StdHashMap<FlowKey, FlowCounters> {
         let map: PerCpuHashMap<_, FlowKey, FlowCounters> =
-            PerCpuHashMap::try_from(self.ebpf.map("FLOWS").expect("FLOWS"))
-                .expect("FLOWS is a per-CPU hash");
+            PerCpuHashMap::try_from(self.ebpf.map(maps::FLOWS).expect(maps::FLOWS))
+                .unwrap_or_else(|e| panic!("{} is a per-CPU hash: {e}", maps::FLOWS));
         map.iter()
             .map(|entry| {
                 let (key, per_cpu) = entry.expect("reading FLOWS");
@@ -301,8 +310,8 @@ impl Harness {
     /// `kaipo_common::flow_slot` agree.
     fn cached(&self) -> Vec<(FlowKey, FlowCounters)> {
         let map: PerCpuArray<_, FlowSlot> =
-            PerCpuArray::try_from(self.ebpf.map("FLOW_CACHE").expect("FLOW_CACHE"))
-                .expect("FLOW_CACHE is a per-CPU array");
+            PerCpuArray::try_from(self.ebpf.map(maps::FLOW_CACHE).expect(maps::FLOW_CACHE))
+                .unwrap_or_else(|e| panic!("{} is a per-CPU array: {e}", maps::FLOW_CACHE));
         let mut out = Vec::new();
         for index in 0..FLOW_CACHE_SLOTS {
             for slot in map.get(&index, 0).expect("reading FLOW_CACHE").iter() {
@@ -344,11 +353,12 @@ impl Harness {
         let (mut got, mut want) = (self.cached(), cached.to_vec());
         by_port(&mut got);
         by_port(&mut want);
-        assert_eq!(got, want, "FLOW_CACHE");
+        assert_eq!(got, want, "{}", maps::FLOW_CACHE);
         assert_eq!(
             self.flow_map(),
             in_map.iter().copied().collect::<StdHashMap<_, _>>(),
-            "FLOWS"
+            "{}",
+            maps::FLOWS
         );
     }
 
@@ -356,26 +366,26 @@ impl Harness {
     fn assert_new_flows_cached(&self, n: u64) {
         assert_eq!(self.counter(counter::FLOW_SLOT_TAKEN), n, "FLOW_SLOT_TAKEN");
         assert_eq!(self.counter(counter::FLOW_CREATED), 0, "FLOW_CREATED");
-        assert_eq!(self.flow_map(), StdHashMap::new(), "FLOWS");
+        assert_eq!(self.flow_map(), StdHashMap::new(), "{}", maps::FLOWS);
         assert_eq!(self.cached().len() as u64, n, "taken cache slots");
     }
 
     fn assert_flows(&self, expected: &[(FlowKey, FlowCounters)]) {
         let expected: StdHashMap<FlowKey, FlowCounters> = expected.iter().copied().collect();
-        assert_eq!(self.flows(), expected, "FLOWS");
+        assert_eq!(self.flows(), expected, "{}", maps::FLOWS);
     }
 
     fn counter(&self, slot: u32) -> u64 {
         let map: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(self.ebpf.map("COUNTERS").expect("COUNTERS"))
-                .expect("COUNTERS is a per-CPU array");
+            PerCpuArray::try_from(self.ebpf.map(maps::COUNTERS).expect(maps::COUNTERS))
+                .unwrap_or_else(|e| panic!("{} is a per-CPU array: {e}", maps::COUNTERS));
         map.get(&slot, 0).expect("reading COUNTERS").iter().sum()
     }
 
     fn sockets(&self) -> Vec<(u64, SockStats)> {
         let map: HashMap<_, u64, SockStats> =
-            HashMap::try_from(self.ebpf.map("SOCK_STATS").expect("SOCK_STATS"))
-                .expect("SOCK_STATS is a hash");
+            HashMap::try_from(self.ebpf.map(maps::SOCK_STATS).expect(maps::SOCK_STATS))
+                .unwrap_or_else(|e| panic!("{} is a hash: {e}", maps::SOCK_STATS));
         map.iter()
             .map(|entry| entry.expect("reading SOCK_STATS"))
             .collect()
@@ -387,7 +397,8 @@ impl Harness {
         assert_eq!(
             sockets.len(),
             1,
-            "SOCK_STATS should hold one socket: {sockets:?}"
+            "{} should hold one socket: {sockets:?}",
+            maps::SOCK_STATS
         );
         let (cookie, stats) = sockets[0];
         assert_ne!(cookie, 0, "a socket cookie is never 0");
@@ -396,7 +407,7 @@ impl Harness {
 
     /// Asserts the whole outcome of frames that were counted on the interface but made no flow.
     fn assert_no_flow(&self, expected_iface: IfaceCounters) {
-        assert_eq!(self.iface(), expected_iface, "IFACE_STATS");
+        assert_eq!(self.iface(), expected_iface, "{}", maps::IFACE_STATS);
         self.assert_flows(&[]);
         self.assert_new_flows_cached(0);
         assert_eq!(self.counter(counter::FLOW_MAP_FULL), 0, "FLOW_MAP_FULL");
@@ -697,7 +708,12 @@ fn len(frame: &[u8]) -> u64 {
 fn case_single_flow(hook: Hook, frame: &[u8], key: FlowKey) {
     let h = Harness::new(hook);
     h.run(frame);
-    assert_eq!(h.iface(), hook.iface(len(frame), 1, 0, 0), "IFACE_STATS");
+    assert_eq!(
+        h.iface(),
+        hook.iface(len(frame), 1, 0, 0),
+        "{}",
+        maps::IFACE_STATS
+    );
     h.assert_flows(&[(key, hook.flow(len(frame), 1))]);
     h.assert_new_flows_cached(1);
 }
@@ -719,7 +735,12 @@ fn case_two_ipv4_flows(hook: Hook) {
     let h = Harness::new(hook);
     h.run(&udp_frame);
     h.run(&tcp_frame);
-    assert_eq!(h.iface(), hook.iface(92 + 84, 2, 0, 0), "IFACE_STATS");
+    assert_eq!(
+        h.iface(),
+        hook.iface(92 + 84, 2, 0, 0),
+        "{}",
+        maps::IFACE_STATS
+    );
     h.assert_flows(&[
         (key_v4(0, PROTO_UDP, true), hook.flow(92, 1)),
         (key_v4(0, PROTO_TCP, true), hook.flow(84, 1)),
@@ -732,7 +753,12 @@ fn case_repeat(hook: Hook) {
     let frame = v4_udp_frame(hook, 50);
     let h = Harness::new(hook);
     h.run_repeat(&frame, 1000);
-    assert_eq!(h.iface(), hook.iface(1000 * 92, 1000, 0, 0), "IFACE_STATS");
+    assert_eq!(
+        h.iface(),
+        hook.iface(1000 * 92, 1000, 0, 0),
+        "{}",
+        maps::IFACE_STATS
+    );
     h.assert_flows(&[(key_v4(0, PROTO_UDP, true), hook.flow(1000 * 92, 1000))]);
     h.assert_new_flows_cached(1);
 }
@@ -776,7 +802,12 @@ fn case_ipv6_fragments(hook: Hook) {
     let h = Harness::new(hook);
     h.run(&first);
     h.run(&later);
-    assert_eq!(h.iface(), hook.iface(110 + 122, 2, 0, 0), "IFACE_STATS");
+    assert_eq!(
+        h.iface(),
+        hook.iface(110 + 122, 2, 0, 0),
+        "{}",
+        maps::IFACE_STATS
+    );
     h.assert_flows(&[
         (key_v6(PROTO_UDP, true), hook.flow(110, 1)),
         (key_v6(PROTO_UDP, false), hook.flow(122, 1)),
@@ -799,7 +830,12 @@ fn case_ipv4_fragments(hook: Hook) {
     let h = Harness::new(hook);
     h.run(&first);
     h.run(&later);
-    assert_eq!(h.iface(), hook.iface(82 + 94, 2, 0, 0), "IFACE_STATS");
+    assert_eq!(
+        h.iface(),
+        hook.iface(82 + 94, 2, 0, 0),
+        "{}",
+        maps::IFACE_STATS
+    );
     h.assert_flows(&[
         (key_v4(0, PROTO_UDP, true), hook.flow(82, 1)),
         (key_v4(0, PROTO_UDP, false), hook.flow(94, 1)),
@@ -1011,7 +1047,12 @@ fn case_cache_busy_set_sends_newcomer_to_flow_map(hook: Hook) {
         0,
         "FLOW_SLOT_HANDOVER"
     );
-    assert_eq!(h.iface(), hook.iface(9 * 92, 9, 0, 0), "IFACE_STATS");
+    assert_eq!(
+        h.iface(),
+        hook.iface(9 * 92, 9, 0, 0),
+        "{}",
+        maps::IFACE_STATS
+    );
 }
 
 /// With no quiet time required, a flow meeting two others in their set takes a slot over, and
@@ -1054,7 +1095,12 @@ fn case_cache_quiet_slot_is_handed_over(hook: Hook) {
     let entries = h.flow_map().len() as u64;
     assert!((2..=3).contains(&entries), "{entries} FLOWS entries");
     assert_eq!(h.counter(counter::FLOW_CREATED), entries, "FLOW_CREATED");
-    assert_eq!(h.iface(), hook.iface(8 * 92, 8, 0, 0), "IFACE_STATS");
+    assert_eq!(
+        h.iface(),
+        hook.iface(8 * 92, 8, 0, 0),
+        "{}",
+        maps::IFACE_STATS
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1237,7 +1283,12 @@ fn xdp_headers_are_read_from_the_linear_part() {
 
     let whole = Harness::new(Hook::Xdp);
     assert!(run_split(&whole, &frame, 40));
-    assert_eq!(whole.iface(), Hook::Xdp.iface(92, 1, 0, 0), "IFACE_STATS");
+    assert_eq!(
+        whole.iface(),
+        Hook::Xdp.iface(92, 1, 0, 0),
+        "{}",
+        maps::IFACE_STATS
+    );
     whole.assert_flows(&[(key_v4(0, PROTO_UDP, true), Hook::Xdp.flow(92, 1))]);
 }
 
@@ -1274,7 +1325,12 @@ fn xdp_multi_buffer_frame_counts_whole_length() {
         data_out: Some(&mut out),
         ..TestRunOptions::default()
     });
-    assert_eq!(h.iface(), Hook::Xdp.iface(9000, 1, 0, 0), "IFACE_STATS");
+    assert_eq!(
+        h.iface(),
+        Hook::Xdp.iface(9000, 1, 0, 0),
+        "{}",
+        maps::IFACE_STATS
+    );
     h.assert_flows(&[(key_v4(0, PROTO_UDP, true), Hook::Xdp.flow(9000, 1))]);
 }
 
@@ -1438,7 +1494,7 @@ fn tc_records_the_skb_device() {
             ctx_in: Some(&ctx),
             ..TestRunOptions::default()
         });
-        assert_eq!(h.iface(), hook.iface(92, 1, 0, 0), "IFACE_STATS");
+        assert_eq!(h.iface(), hook.iface(92, 1, 0, 0), "{}", maps::IFACE_STATS);
         h.assert_flows(&[(
             FlowKey {
                 ifindex,
@@ -1468,10 +1524,18 @@ fn tc_counts_a_large_ifindex_in_the_overflow_map() {
                 ..TestRunOptions::default()
             });
         }
-        assert_eq!(h.iface(), hook.iface(3 * 92, 3, 0, 0), "IFACE_STATS_HIGH");
-        let high: PerCpuHashMap<_, u32, IfaceCounters> =
-            PerCpuHashMap::try_from(h.ebpf.map("IFACE_STATS_HIGH").expect("IFACE_STATS_HIGH"))
-                .expect("IFACE_STATS_HIGH is a per-CPU hash");
+        assert_eq!(
+            h.iface(),
+            hook.iface(3 * 92, 3, 0, 0),
+            "{}",
+            maps::IFACE_STATS_HIGH
+        );
+        let high: PerCpuHashMap<_, u32, IfaceCounters> = PerCpuHashMap::try_from(
+            h.ebpf
+                .map(maps::IFACE_STATS_HIGH)
+                .expect(maps::IFACE_STATS_HIGH),
+        )
+        .unwrap_or_else(|e| panic!("{} is a per-CPU hash: {e}", maps::IFACE_STATS_HIGH));
         let keys: Vec<u32> = high.keys().map(|k| k.expect("key")).collect();
         assert_eq!(keys, [index], "the overflow hash holds the interface");
     });
@@ -1523,11 +1587,12 @@ fn case_socket_on_loopback(hook: Hook) {
     assert_eq!(
         h.socket(),
         udp_socket(3 * 78, 3, hook.egress(), true),
-        "SOCK_STATS"
+        "{}",
+        maps::SOCK_STATS
     );
     assert_eq!(h.counter(counter::SOCK_MAP_FULL), 0, "SOCK_MAP_FULL");
     // The socket programs leave the interface and flow maps alone.
-    assert_eq!(h.iface_entries(), [], "IFACE_STATS");
+    assert_eq!(h.iface_entries(), [], "{}", maps::IFACE_STATS);
     h.assert_flows(&[]);
 }
 
@@ -1557,7 +1622,8 @@ fn sock_egress_counts_gso_segments() {
     assert_eq!(
         h.socket(),
         udp_socket(78 + 3 * 28, 4, true, true),
-        "SOCK_STATS"
+        "{}",
+        maps::SOCK_STATS
     );
 }
 
@@ -1570,11 +1636,16 @@ fn sock_egress_keys_by_socket_cookie() {
     h.run(&frame);
     h.run(&frame);
     let sockets = h.sockets();
-    assert_eq!(sockets.len(), 2, "SOCK_STATS: {sockets:?}");
+    assert_eq!(sockets.len(), 2, "{}: {sockets:?}", maps::SOCK_STATS);
     assert_ne!(sockets[0].0, sockets[1].0, "two sockets, two cookies");
     for (cookie, stats) in sockets {
         assert_ne!(cookie, 0);
-        assert_eq!(stats, udp_socket(78, 1, true, true), "SOCK_STATS[{cookie}]");
+        assert_eq!(
+            stats,
+            udp_socket(78, 1, true, true),
+            "{}[{cookie}]",
+            maps::SOCK_STATS
+        );
     }
 }
 

@@ -1,4 +1,4 @@
-//! Alert evaluation cost, for `cargo xtask bench`.
+//! Alert evaluation cost, for `cargo xtask bench metrics` (feature `bench`).
 
 use std::time::{Duration, Instant};
 
@@ -6,7 +6,7 @@ use super::{
     rules::{Direction, Rule, RuleKind, Scope},
     AlertEngine,
 };
-use crate::metrics::bench::synthetic_interval;
+use crate::metrics::fixtures::synthetic_interval;
 
 /// Median time to evaluate 1000 rate rules (each on its own app, half of them above their
 /// threshold) over one interval of 1000 apps.

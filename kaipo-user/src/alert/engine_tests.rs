@@ -3,7 +3,7 @@ use std::time::Duration;
 use super::*;
 use crate::{
     alert::{rules::Direction, State},
-    metrics::bench::synthetic_interval,
+    metrics::fixtures::synthetic_interval,
 };
 
 fn rate_rule(name: &str, scope: Scope, target: Option<&str>, above: u64, for_s: u64) -> Rule {
@@ -230,7 +230,7 @@ fn a_quota_fires_on_its_forecast_with_the_date_and_clears_in_a_new_month() {
     assert_eq!(ev.forecast_ms, Some(1_795_847_566_363));
     assert_eq!(
         got[0].summary,
-        "app up: 1100000000 of 3000000000 bytes used this month; quota reached by 2026-11-28T06:32:46.363Z at this rate"
+        "app up: 1100000000 of 3000000000 bytes used this month; at this rate the quota is reached by 2026-11-28T06:32:46.363Z"
     );
     let dec = NOV + 30 * DAY;
     let got = e.evaluate(&synthetic_interval(dec + 1000, &[], &[("up", 10)]));

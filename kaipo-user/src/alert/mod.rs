@@ -1,6 +1,7 @@
 //! Alerts: rules from `[alerts]` evaluated on every live interval ([`engine`]), delivered to
 //! a webhook, syslog and the daemon's status answer.
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod engine;
 pub mod notification;

@@ -62,34 +62,29 @@ impl Notification {
                 crate::report::time::rfc3339(evidence.since_ms.unwrap_or(now_ms) as i64)
             ),
             RuleKind::Anomaly => format!(
-                "app {key}: {} B/s against a usual {} B/s (+-{}) for this hour of the week, score {}",
+                "app {key}: {} B/s against a usual {} B/s (deviation {} B/s) for this hour of \
+                 the week, score {:.2}",
                 evidence.observed_bytes_per_s.unwrap_or(0),
                 evidence.baseline_bytes_per_s.unwrap_or(0),
                 evidence.deviation_bytes_per_s.unwrap_or(0),
                 evidence.score.unwrap_or(0.0)
             ),
             RuleKind::Quota => format!(
-                "{} {key}: {} of {} bytes used this month; quota reached {}",
+                "{} {key}: {} of {} bytes used this month; {}",
                 scope_name(rule.scope),
                 evidence.used_bytes.unwrap_or(0),
                 evidence.quota_bytes.unwrap_or(0),
-                match evidence.forecast_ms {
-                    Some(f) if evidence.used_bytes >= evidence.quota_bytes => {
-                        format!("at {}", crate::report::time::rfc3339(f as i64))
-                    }
-                    Some(f) => format!("by {} at this rate", crate::report::time::rfc3339(f as i64)),
-                    None => "never at this rate".into(),
-                }
+                quota_outlook(&evidence)
             ),
-            RuleKind::NewDestination => format!(
-                "app {key}: new destination {}{}",
-                evidence
-                    .remote
-                    .as_deref()
-                    .map(|r| format!("{r} "))
-                    .unwrap_or_default(),
-                evidence.service.as_deref().unwrap_or("")
-            ),
+            RuleKind::NewDestination => {
+                // Either may be unknown; no stray space when one is.
+                let what: Vec<&str> = [evidence.remote.as_deref(), evidence.service.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                format!("app {key}: new destination {}", what.join(" "))
+            }
         };
         Self {
             state: State::Firing,
@@ -146,6 +141,18 @@ impl Notification {
     }
 }
 
+/// When the quota was or will be reached: said as a fact once it is, as a forecast before.
+fn quota_outlook(evidence: &Evidence) -> String {
+    let at = |ms: u64| crate::report::time::rfc3339(ms as i64);
+    let reached = evidence.used_bytes >= evidence.quota_bytes;
+    match evidence.forecast_ms {
+        Some(ms) if reached => format!("the quota was reached at {}", at(ms)),
+        None if reached => "the quota is reached".into(),
+        Some(ms) => format!("at this rate the quota is reached by {}", at(ms)),
+        None => "at this rate the quota is not reached this month".into(),
+    }
+}
+
 fn scope_name(s: Scope) -> &'static str {
     match s {
         Scope::App => "app",
@@ -161,4 +168,90 @@ pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "-".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::alert::rules::Direction;
+
+    fn rule(kind: RuleKind) -> Rule {
+        Rule {
+            name: "r".into(),
+            kind,
+            scope: Scope::App,
+            target: None,
+            direction: Direction::Both,
+            above: None,
+            for_: Duration::ZERO,
+            learn: Duration::ZERO,
+            score: None,
+            quota: None,
+        }
+    }
+
+    /// The old summaries said "quota reached by ... at this rate" of a forecast and "quota
+    /// reached never at this rate", and left a trailing space after a destination without a
+    /// service.
+    #[test]
+    fn summaries_read_as_sentences() {
+        let quota = |used, forecast_ms| {
+            Notification::firing(
+                &rule(RuleKind::Quota),
+                "up",
+                0,
+                Evidence {
+                    used_bytes: Some(used),
+                    quota_bytes: Some(3_000),
+                    forecast_ms,
+                    ..Evidence::default()
+                },
+            )
+            .summary
+        };
+        assert_eq!(
+            quota(3_100, Some(1_795_847_566_363)),
+            "app up: 3100 of 3000 bytes used this month; the quota was reached at \
+             2026-11-28T06:32:46.363Z"
+        );
+        assert_eq!(
+            quota(1_100, Some(1_795_847_566_363)),
+            "app up: 1100 of 3000 bytes used this month; at this rate the quota is reached by \
+             2026-11-28T06:32:46.363Z"
+        );
+        assert_eq!(
+            quota(1_100, None),
+            "app up: 1100 of 3000 bytes used this month; at this rate the quota is not reached \
+             this month"
+        );
+        let new = Notification::firing(
+            &rule(RuleKind::NewDestination),
+            "curl",
+            0,
+            Evidence {
+                remote: Some("198.51.100.7".into()),
+                ..Evidence::default()
+            },
+        );
+        assert_eq!(new.summary, "app curl: new destination 198.51.100.7");
+        let odd = Notification::firing(
+            &rule(RuleKind::Anomaly),
+            "db",
+            0,
+            Evidence {
+                observed_bytes_per_s: Some(90_000),
+                baseline_bytes_per_s: Some(10_000),
+                deviation_bytes_per_s: Some(2_000),
+                score: Some(40.0 / 3.0),
+                ..Evidence::default()
+            },
+        );
+        assert_eq!(
+            odd.summary,
+            "app db: 90000 B/s against a usual 10000 B/s (deviation 2000 B/s) for this hour of \
+             the week, score 13.33"
+        );
+    }
 }

@@ -93,6 +93,26 @@ pub enum RuleKind {
     Quota,
 }
 
+impl RuleKind {
+    /// Every kind, in the order the README and `kaipo config init` show them.
+    pub const ALL: [RuleKind; 4] = [
+        RuleKind::Rate,
+        RuleKind::Quota,
+        RuleKind::NewDestination,
+        RuleKind::Anomaly,
+    ];
+
+    /// The name a configuration file gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuleKind::Rate => "rate",
+            RuleKind::NewDestination => "new_destination",
+            RuleKind::Anomaly => "anomaly",
+            RuleKind::Quota => "quota",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
@@ -142,7 +162,7 @@ impl AlertsConfig {
                         at(),
                         format!(
                             "kind = \"{}\" allows only scope = \"app\"",
-                            kind_name(r.kind)
+                            r.kind.name()
                         ),
                     ))
                 }
@@ -163,14 +183,5 @@ impl AlertsConfig {
             }
         }
         Ok(())
-    }
-}
-
-fn kind_name(k: RuleKind) -> &'static str {
-    match k {
-        RuleKind::Rate => "rate",
-        RuleKind::NewDestination => "new_destination",
-        RuleKind::Anomaly => "anomaly",
-        RuleKind::Quota => "quota",
     }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::metrics::bench::synthetic_interval;
+use crate::metrics::fixtures::synthetic_interval;
 
 const MINUTE: u64 = 60_000;
 

@@ -47,11 +47,12 @@ webhook_retries = 3
 # Also log each alert to syslog (RFC 5424, facility daemon) through syslog_socket.
 syslog = false
 syslog_socket = "/dev/log"
-# Rules, one [[alerts.rule]] each. Examples:
+# Rules, one [[alerts.rule]] each; none by default. One example of each kind (rate, quota,
+# new_destination, anomaly): uncomment a block to use it.
 #
 # [[alerts.rule]]
 # name = "upload-burst"
-# kind = "rate"             # rate or new_destination
+# kind = "rate"             # a rate above a threshold for a while
 # scope = "app"             # app, process, user, container or interface
 # target = "rsync"          # optional: only this one; without it, each one on its own
 # direction = "tx"          # rx, tx or both (default both)
@@ -59,9 +60,22 @@ syslog_socket = "/dev/log"
 # for = "30s"               # how long above before it fires (default 1m)
 #
 # [[alerts.rule]]
+# name = "backup-quota"
+# kind = "quota"            # this month's traffic (UTC) reached the quota, or will at its pace
+# scope = "interface"       # app or interface; target is required
+# target = "eth0"
+# quota = 500000000000      # bytes per calendar month
+#
+# [[alerts.rule]]
 # name = "new-peer"
 # kind = "new_destination"  # an app talks to a remote or service it had not used
 # learn = "1h"              # destinations learnt from start before alerting (default 1h)
+#
+# [[alerts.rule]]
+# name = "unusual"
+# kind = "anomaly"          # an app's rate far above its usual rate for this hour of the week
+# score = 6                 # deviations above the app's baseline (default 4)
+# for = "5m"                # how long above before it fires (default 1m)
 "#;
 
 /// The value of `key` (dotted: `metrics.listen`) in `config`, as TOML; strings bare.
@@ -179,8 +193,8 @@ pub fn write_replacing(path: &Path, text: &str) -> Result<(), ConfigError> {
 /// [`TEMPLATE`] with the daemon's default paths here.
 pub fn template() -> String {
     TEMPLATE
-        .replace("@DB@", crate::daemon::protocol::DEFAULT_DB)
-        .replace("@SOCKET@", crate::daemon::protocol::DEFAULT_SOCKET)
+        .replace("@DB@", crate::api::protocol::DEFAULT_DB)
+        .replace("@SOCKET@", crate::api::protocol::DEFAULT_SOCKET)
 }
 
 /// Writes [`template`] to `path`; refuses to replace a file unless `force`.

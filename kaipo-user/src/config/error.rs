@@ -2,14 +2,16 @@
 
 use std::{fmt, path::PathBuf};
 
+/// The io variants leave their cause to the error chain, which `kaipo` prints after the
+/// message: saying it in the message too printed it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading {}: {source}", path.display())]
+    #[error("reading {}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("writing {}: {source}", path.display())]
+    #[error("writing {}", path.display())]
     Write {
         path: PathBuf,
         source: std::io::Error,
@@ -128,6 +130,18 @@ fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_file_names_its_cause_once() {
+        let err = anyhow::Error::from(ConfigError::Read {
+            path: "/etc/kaipo/kaipo.toml".into(),
+            source: std::io::Error::from_raw_os_error(libc::EACCES),
+        });
+        assert_eq!(
+            format!("{err:#}"),
+            "reading /etc/kaipo/kaipo.toml: Permission denied (os error 13)"
+        );
+    }
 
     #[test]
     fn keys_are_found_under_their_section() {

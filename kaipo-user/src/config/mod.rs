@@ -53,8 +53,8 @@ pub struct DaemonConfig {
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
-            db: crate::daemon::protocol::DEFAULT_DB.into(),
-            socket: crate::daemon::protocol::DEFAULT_SOCKET.into(),
+            db: crate::api::protocol::DEFAULT_DB.into(),
+            socket: crate::api::protocol::DEFAULT_SOCKET.into(),
             interfaces: Vec::new(),
             interval: crate::store::DEFAULT_WRITE_INTERVAL,
             live_interval: Duration::from_secs(1),
@@ -268,6 +268,31 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains('@'), "{text}");
+    }
+
+    /// The template once listed only rate and new_destination rules; each kind now has an
+    /// example, and each example, uncommented, is a valid rule of its kind.
+    #[test]
+    fn the_init_template_has_a_valid_example_of_every_rule_kind() {
+        let text = edit::template();
+        let (_, examples) = text
+            .split_once("\n#\n# [[alerts.rule]]")
+            .expect("examples after the [alerts] keys");
+        let uncommented: String = format!("# [[alerts.rule]]{examples}")
+            .lines()
+            .map(|l| l.strip_prefix('#').unwrap_or(l).trim_start())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let config = Config::parse(&uncommented, Path::new("t")).unwrap();
+        let kinds: Vec<_> = config.alerts.rule.iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, crate::alert::rules::RuleKind::ALL);
+        for kind in crate::alert::rules::RuleKind::ALL {
+            assert!(
+                text.contains(&format!("\n# kind = \"{}\"", kind.name())),
+                "{}",
+                kind.name()
+            );
+        }
     }
 
     #[test]

@@ -54,8 +54,8 @@ pub fn open(path: &Path, group: Option<u32>) -> anyhow::Result<(Store, Option<St
             }
         }
     }
-    let (store, note) = Store::open(path, &Retention::default())
-        .with_context(|| format!("opening the history database {}", path.display()))?;
+    // The store's errors name the database and what failed.
+    let (store, note) = Store::open(path, &Retention::default())?;
     // WAL mode's companions are created by SQLite with the database's mode and owner.
     for file in [
         path.to_owned(),

@@ -8,16 +8,13 @@
 
 // The daemon runs where Unix sockets and credentials do: Linux and macOS. Only Linux has
 // capabilities to drop (`privilege`); `start_privileges` holds what each system does at
-// start. The protocol's types and defaults are shared with every platform.
+// start. The protocol, its framing and the client are in `crate::api`.
 #[cfg(unix)]
 pub mod access;
-#[cfg(unix)]
-pub mod client;
 #[cfg(unix)]
 mod history;
 #[cfg(target_os = "linux")]
 pub mod privilege;
-pub mod protocol;
 #[cfg(unix)]
 pub mod reload;
 #[cfg(unix)]
@@ -27,13 +24,9 @@ pub mod server;
 #[cfg(unix)]
 mod start_privileges;
 #[cfg(unix)]
-pub mod status;
-#[cfg(unix)]
 pub mod store_worker;
 #[cfg(unix)]
 pub mod view;
-#[cfg(unix)]
-pub mod wire;
 
 #[cfg(unix)]
 pub(crate) use self::runner::create_parents;

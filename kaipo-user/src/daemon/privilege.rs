@@ -50,7 +50,8 @@ pub enum PrivilegeError {
          this must happen before any thread starts"
     )]
     Threads(usize),
-    #[error("{what}: {source}")]
+    // The io error follows in the chain.
+    #[error("{what}")]
     Call {
         what: &'static str,
         source: io::Error,

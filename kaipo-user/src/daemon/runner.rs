@@ -15,15 +15,14 @@ use tokio::{
 };
 
 use super::{
-    access, history,
-    protocol::{DegradationInfo, StoreStatus},
-    reload, server,
+    access, history, reload, server,
     server::{Limits, Shared},
     start_privileges,
     store_worker::{self, now_ms},
     view::DaemonInfo,
 };
 use crate::{
+    api::protocol::{DegradationInfo, StoreStatus},
     cli::DaemonArgs,
     config::Config,
     pipeline::{
@@ -170,7 +169,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     let (interval_tx, interval_rx) = mpsc::channel(INTERVAL_QUEUE);
     let (store_tx, store_rx) = bus::store_queue();
     let store_status = Arc::new(Mutex::new(StoreStatus {
-        path: opts.db.display().to_string(),
+        path: Some(opts.db.display().to_string()),
         backlog: store.backlog_len() as u64,
         note,
         ..StoreStatus::default()
@@ -287,7 +286,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::protocol;
+    use crate::api::protocol;
 
     #[test]
     fn command_line_defaults() {
@@ -315,6 +314,28 @@ mod tests {
         };
         assert!(args.json);
         assert_eq!(args.socket, Path::new("/tmp/k.sock"));
+    }
+
+    /// A database the daemon cannot open (here a folder where the file should be) is named
+    /// once, and so is SQLite's complaint: the message used to carry the path twice and
+    /// "disk I/O error" three times, once per layer of the chain.
+    #[test]
+    fn a_history_that_cannot_open_names_its_cause_once() {
+        let root = std::env::temp_dir().join(format!("kaipo-open-err-{}", std::process::id()));
+        let db = root.join("kaipo.db");
+        fs::create_dir_all(&db).unwrap();
+        let err = history::open(&db, None)
+            .err()
+            .expect("a folder is no database");
+        let text = format!("{err:#}");
+        fs::remove_dir_all(&root).unwrap();
+        assert_eq!(text.matches(db.to_str().unwrap()).count(), 1, "{text}");
+        let parts: Vec<&str> = text.split(": ").collect();
+        let mut unique = parts.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), parts.len(), "a part repeats in {text}");
+        assert_eq!(text.matches("disk I/O error").count(), 1, "{text}");
     }
 
     #[test]

@@ -19,15 +19,17 @@ use tokio::{
 
 use super::{
     access::{self, Caller},
-    protocol::{
-        error_line, ok_line, parse_request, CallerInfo, Request, StatusReport, StoreStatus,
-        MAX_LINE,
-    },
     store_worker::now_ms,
     view::{self, DaemonInfo},
-    wire::{write_all, Line, LineReader},
 };
 use crate::{
+    api::{
+        protocol::{
+            error_line, ok_line, parse_request, CallerInfo, Request, StatusReport, StoreStatus,
+            MAX_LINE,
+        },
+        wire::{write_all, Line, LineReader},
+    },
     pipeline::{
         aggregate::Snapshot,
         bus::{BusStats, StoreJob, Subscriptions},
@@ -298,7 +300,9 @@ fn status(shared: &Shared, uid: u32, only_uid: Option<u32>) -> StatusReport {
 }
 
 /// Sends every snapshot from now on until the client or the daemon goes. While a write
-/// waits on a slow client, its queue of snapshots overflows and the oldest are counted lost.
+/// waits on a slow client, its queue of snapshots overflows and the oldest are counted lost;
+/// a client that reads nothing for the whole write timeout is dropped, and the snapshot it
+/// was being sent and those still queued for it are counted too.
 async fn stream_snapshots(
     mut reader: LineReader,
     write: &OwnedWriteHalf,
@@ -311,8 +315,13 @@ async fn stream_snapshots(
             next = subscriber.next() => {
                 let Some(snapshot) = next else { return };
                 let line = view::snapshot_line(&snapshot, only_uid);
-                if send(write, line, shared.limits.write_timeout).await.is_err() {
-                    return;
+                match send(write, line, shared.limits.write_timeout).await {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == io::ErrorKind::TimedOut => {
+                        return subscriber.abandon(1);
+                    }
+                    // The client went away: nothing was owed to anyone.
+                    Err(_) => return,
                 }
             }
             () = reader.wait_closed() => return,

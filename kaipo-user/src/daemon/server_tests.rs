@@ -222,6 +222,10 @@ async fn bad_requests_get_an_error_and_a_closed_connection() {
             "unsupported protocol version 9",
         ),
         (long.as_str(), "longer than 65536 bytes"),
+        (
+            "{\"v\":1,\"op\":\"query\",\"query\":{\"from_ms\":2000,\"to_ms\":1000,\"by\":\"app\",\"top\":0}}\n",
+            "from_ms 2000 is after to_ms 1000",
+        ),
     ];
     for (request, expected) in cases {
         let mut client = Client::start(&rig, 1000, true);
@@ -314,4 +318,48 @@ async fn connections_per_user_and_idle_time_are_bounded() {
         .unwrap()
         .contains("no request for too long"));
     assert_eq!(silent.line().await, None);
+}
+
+/// A subscriber that never reads is dropped after the write timeout; the snapshots it lagged
+/// behind on, the one being written to it and those still queued for it are all counted, so
+/// that what it received plus what was counted is everything published.
+#[tokio::test]
+async fn a_subscriber_dropped_for_not_reading_is_counted_in_full() {
+    let rig = rig(Limits {
+        write_timeout: Duration::from_millis(100),
+        ..Limits::default()
+    });
+    let deaf = Client::start(&rig, 0, false);
+    deaf.send("{\"v\":1,\"op\":\"subscribe\"}\n").await;
+    while rig.shared.stats.counts().subscribers < 1 {
+        tokio::task::yield_now().await;
+    }
+    // All published before the server's task runs again: it finds 52 overwritten and 8
+    // queued, of 64 KiB each, more than the socket's buffer takes.
+    let published = 60;
+    for ts in 1..=published {
+        rig.publisher.publish(snapshot(ts, 64 * 1024));
+    }
+    let Client {
+        mut reader, server, ..
+    } = deaf;
+    server.await.unwrap();
+    assert_eq!(rig.shared.stats.counts().subscribers, 0, "dropped");
+    // Whole lines that made it into the socket before the drop; a line cut short does not
+    // count as received.
+    let mut received = 0;
+    loop {
+        match reader.next_line().await {
+            Ok(Line::Line(l)) if serde_json::from_slice::<Value>(&l).is_ok() => received += 1,
+            Ok(Line::Line(_)) => {}
+            Ok(Line::Eof) | Err(_) => break,
+            Ok(Line::TooLong) => panic!("a line too long"),
+        }
+    }
+    let dropped = rig.shared.stats.counts().snapshots_dropped;
+    assert!(
+        received < 8,
+        "the socket's buffer filled: {received} received"
+    );
+    assert_eq!(dropped, published - received, "{received} received");
 }

@@ -10,8 +10,8 @@ use std::{
 
 use tokio::sync::mpsc;
 
-use super::protocol::StoreStatus;
 use crate::{
+    api::protocol::StoreStatus,
     pipeline::bus::StoreJob,
     store::{IntervalBatch, Query, Report},
 };

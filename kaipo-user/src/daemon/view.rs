@@ -1,14 +1,13 @@
 //! What each caller may see. Root and group `kaipo` see everything; anyone else sees their own
-//! processes (and the connections and totals that belong to them), no interfaces and no
-//! unattributed traffic, since neither can be tied to a user.
+//! processes (and the connections and totals that belong to them) and nothing that belongs to
+//! the host as a whole, since none of it can be tied to a user: no interfaces, no unattributed
+//! traffic, no attribution of interface bytes, no lost counters, no database path or error.
 
 use std::collections::HashSet;
 
-use super::protocol::{
-    ok_line, CallerInfo, DegradationInfo, SnapshotOut, StatusReport, StoreStatus,
-};
 use crate::{
-    model::{Bytes, IntervalRecord},
+    api::protocol::{ok_line, CallerInfo, DegradationInfo, SnapshotOut, StatusReport, StoreStatus},
+    model::{Bytes, IntervalRecord, Lost},
     pipeline::{aggregate::Snapshot, bus::BusCounts, totals::Totals},
 };
 
@@ -80,10 +79,11 @@ pub fn record_for(record: &IntervalRecord, uid: u32) -> IntervalRecord {
             .cloned()
             .collect(),
         unattributed: Bytes::default(),
-        // Interface traffic is not theirs to see, so neither is its attribution.
+        // Interface traffic is not theirs to see, so neither is its attribution; what the
+        // collector lost belongs to no user either.
         attributed_ratio: None,
         attribution: Default::default(),
-        lost: record.lost,
+        lost: Lost::default(),
     }
 }
 
@@ -104,10 +104,18 @@ pub fn status(
             ..Totals::default()
         },
     };
-    let attributed_share = if only_uid.is_none() {
-        totals.attributed_share()
+    // Limited callers' totals carry no attribution, so their ratio is None too.
+    let attributed_ratio = totals.attributed_ratio();
+    let store = if only_uid.is_none() {
+        store
     } else {
-        None
+        StoreStatus {
+            path: None,
+            last_error: None,
+            last_error_ms: None,
+            note: None,
+            ..store
+        }
     };
     StatusReport {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -126,7 +134,7 @@ pub fn status(
         },
         caller,
         totals,
-        attributed_share,
+        attributed_ratio,
         bus,
         store,
         alerts: Vec::new(),
@@ -140,8 +148,7 @@ mod tests {
     use super::*;
     use crate::{
         collect::BackendKind,
-        model::Lost,
-        model::{ConnectionRecord, InterfaceRecord, ProcessRecord},
+        model::{Attribution, ConnectionRecord, InterfaceRecord, ProcessRecord},
         pipeline::totals::{Counts, ProcessTotal},
     };
 
@@ -203,10 +210,23 @@ mod tests {
                     rx_bytes: 3,
                     tx_bytes: 0,
                 },
-                lost: Lost::default(),
+                lost: Lost {
+                    ringbuf_full: 4,
+                    ..Lost::default()
+                },
             },
             totals: Totals {
                 processes: vec![total(1, 0), total(2, 1000)],
+                lost: Some(Lost {
+                    ringbuf_full: 9,
+                    capture_drops: 2,
+                    ..Lost::default()
+                }),
+                attribution: Some(Attribution {
+                    interface_bytes: 800,
+                    attributed_bytes: 600,
+                    ..Attribution::default()
+                }),
                 ..Totals::default()
             },
             full_line: OnceLock::new(),
@@ -227,11 +247,22 @@ mod tests {
         assert_eq!(s["unattributed"]["rx_bytes"], 0);
         assert_eq!(s["totals"]["processes"][0]["pid"], 2);
         assert_eq!(s["totals"]["processes"].as_array().unwrap().len(), 1);
+        // What the collector lost is the host's, not this user's.
+        assert_eq!(s["lost"]["ringbuf_full"], 0);
+        assert!(s["totals"].get("lost").is_none(), "{s}");
+        assert!(s["totals"].get("attribution").is_none(), "{s}");
 
         let all: serde_json::Value = serde_json::from_str(&snapshot_line(&snap, None)).unwrap();
         assert_eq!(all["snapshot"]["processes"].as_array().unwrap().len(), 2);
         assert_eq!(all["snapshot"]["interfaces"][0]["name"], "eth0");
         assert_eq!(all["snapshot"]["ts_ms"], 5);
+        assert_eq!(all["snapshot"]["lost"]["ringbuf_full"], 4);
+        assert_eq!(all["snapshot"]["totals"]["lost"]["ringbuf_full"], 9);
+        assert_eq!(all["snapshot"]["totals"]["lost"]["capture_drops"], 2);
+        assert_eq!(
+            all["snapshot"]["totals"]["attribution"]["attributed_bytes"],
+            600
+        );
         assert!(snap.full_line.get().is_some(), "rendered once, then reused");
     }
 
@@ -249,7 +280,13 @@ mod tests {
         };
         let snap = snapshot();
         let caller = |uid, privileged| CallerInfo { uid, privileged };
-        let store = StoreStatus::default;
+        let store = || StoreStatus {
+            path: Some("/var/lib/kaipo/kaipo.db".into()),
+            batches_written: 3,
+            last_error: Some("disk I/O error".into()),
+            last_error_ms: Some(7),
+            ..StoreStatus::default()
+        };
         let mine = status(
             &info,
             Some(&snap),
@@ -260,7 +297,17 @@ mod tests {
         );
         assert!(mine.interfaces.is_empty());
         assert_eq!(mine.totals.processes.len(), 1);
-        assert_eq!(mine.attributed_share, None);
+        assert_eq!(mine.attributed_ratio, None);
+        assert_eq!((mine.totals.lost, mine.totals.attribution), (None, None));
+        assert_eq!(
+            (
+                mine.store.path,
+                mine.store.last_error,
+                mine.store.last_error_ms
+            ),
+            (None, None, None)
+        );
+        assert_eq!(mine.store.batches_written, 3);
         let all = status(
             &info,
             Some(&snap),
@@ -271,6 +318,10 @@ mod tests {
         );
         assert_eq!(all.interfaces, ["eth0"]);
         assert_eq!(all.totals.processes.len(), 2);
+        assert_eq!(all.attributed_ratio, Some(0.75));
+        assert_eq!(all.totals.lost.map(|l| l.total()), Some(11));
+        assert_eq!(all.store.path.as_deref(), Some("/var/lib/kaipo/kaipo.db"));
+        assert_eq!(all.store.last_error.as_deref(), Some("disk I/O error"));
         let early = status(
             &info,
             None,

@@ -227,18 +227,41 @@ fn program_checks(object: &mut aya::Ebpf, cgroup: &fs::File, btf: &Btf, checks: 
     }
 }
 
+const BPF_STATS: &str = "BPF run-time statistics";
+
 fn bpf_stats_check() -> Check {
-    match fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled") {
-        Ok(v) if v.trim() == "1" => Check::ok("BPF run-time statistics", "enabled"),
-        Ok(_) => Check::ok(
-            "BPF run-time statistics",
-            "off (kaipo turns them on only while benchmarking; `sysctl kernel.bpf_stats_enabled=1` shows program cost in bpftool)",
+    bpf_stats_finding(fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled"))
+}
+
+/// What `kernel.bpf_stats_enabled` says. The file shows only what was written to it: a
+/// process that holds the statistics on through BPF_ENABLE_STATS (the daemon serving metrics,
+/// `bpftool prog profile`) turns them on without changing it, so 0 means "not on for
+/// everyone", not "off".
+fn bpf_stats_finding(read: std::io::Result<String>) -> Check {
+    match read.as_deref().map(str::trim) {
+        Ok("1") => Check::ok(
+            BPF_STATS,
+            "on for every BPF program (kernel.bpf_stats_enabled = 1): the kernel times each \
+             program run, at a few nanoseconds per run, and `bpftool prog` shows run_time_ns",
+        ),
+        Ok("0") => Check::ok(
+            BPF_STATS,
+            "not switched on system-wide (kernel.bpf_stats_enabled = 0), so programs are not \
+             timed unless a process holds the statistics on: `kaipo daemon` does while it serves \
+             metrics with [metrics] bpf_stats = true (the default), without changing this \
+             setting; `sysctl kernel.bpf_stats_enabled=1` turns them on for everyone",
+        ),
+        Ok(other) => Check::bad(
+            BPF_STATS,
+            Status::Degraded,
+            format!("kernel.bpf_stats_enabled reads {other:?}, neither 0 nor 1"),
+            "`sysctl kernel.bpf_stats_enabled=0` or `=1`",
         ),
         Err(err) => Check::bad(
-            "BPF run-time statistics",
+            BPF_STATS,
             Status::Degraded,
-            format!("cannot read kernel.bpf_stats_enabled: {err}"),
-            "program run time cannot be measured on this kernel",
+            format!("cannot read /proc/sys/kernel/bpf_stats_enabled: {err}"),
+            "a kernel from 5.8 on has it; without it, program run time cannot be measured",
         ),
     }
 }
@@ -267,5 +290,67 @@ fn interfaces_check() -> Check {
             err.to_string(),
             "check /sys/class/net",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    /// The old wording said kaipo turns the statistics on "only while benchmarking", which
+    /// the daemon's metrics contradict, and took anything but "1" for off.
+    #[test]
+    fn the_bpf_statistics_finding_says_what_each_value_means() {
+        let on = bpf_stats_finding(Ok("1\n".into()));
+        assert_eq!(on.status, Status::Ok);
+        assert!(
+            on.detail.starts_with("on for every BPF program"),
+            "{}",
+            on.detail
+        );
+        let off = bpf_stats_finding(Ok("0\n".into()));
+        assert_eq!(off.status, Status::Ok);
+        assert!(
+            off.detail
+                .starts_with("not switched on system-wide (kernel.bpf_stats_enabled = 0)"),
+            "{}",
+            off.detail
+        );
+        assert!(off
+            .detail
+            .contains("`kaipo daemon` does while it serves metrics"));
+        assert!(!off.detail.contains("benchmarking"));
+        let odd = bpf_stats_finding(Ok("2\n".into()));
+        assert_eq!(odd.status, Status::Degraded);
+        assert_eq!(
+            odd.detail,
+            "kernel.bpf_stats_enabled reads \"2\", neither 0 nor 1"
+        );
+        let missing = bpf_stats_finding(Err(io::Error::from(io::ErrorKind::NotFound)));
+        assert_eq!(missing.status, Status::Degraded);
+        assert!(missing
+            .detail
+            .starts_with("cannot read /proc/sys/kernel/bpf_stats_enabled"));
+    }
+
+    /// The kernel side names its maps by their statics' identifiers (aya-ebpf's `#[map]`
+    /// takes no constant); userspace takes them by `kaipo_common::maps`. The object the
+    /// collector and doctor load must hold exactly those maps.
+    #[test]
+    fn the_kernel_object_has_exactly_the_maps_kaipo_common_names() {
+        let object = aya_obj::Object::parse(ebpf::OBJECT).expect("kaipo's eBPF object parses");
+        // Global variables live in maps named after their sections (.rodata, .bss).
+        let mut in_object: Vec<&str> = object
+            .maps
+            .keys()
+            .map(String::as_str)
+            .filter(|name| !name.starts_with('.'))
+            .collect();
+        in_object.sort_unstable();
+        let mut named = kaipo_common::maps::ALL.to_vec();
+        named.sort_unstable();
+        assert_eq!(in_object, named);
     }
 }

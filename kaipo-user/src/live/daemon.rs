@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::{LiveOptions, QUEUE};
 use crate::{
-    daemon::client::{self, ClientError},
+    api::client::{self, ClientError},
     model::{Attribution, IntervalRecord},
     store::Report,
     ui::{self, HeaderInfo, HistoryRange, LiveSource, LiveUpdate, SourceKind, Theme},

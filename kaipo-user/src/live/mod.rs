@@ -38,7 +38,7 @@ pub async fn run(opts: &LiveOptions) -> anyhow::Result<()> {
     #[cfg(unix)]
     let no_daemon = match daemon::show(opts, theme).await {
         Ok(shown) => return shown,
-        Err(err @ crate::daemon::client::ClientError::NotRunning { .. }) => err,
+        Err(err @ crate::api::client::ClientError::NotRunning { .. }) => err,
         Err(err) => return Err(err.into()),
     };
     // Only Linux can tell up front that the collector would lack privileges; on macOS

@@ -5,8 +5,11 @@
 //! pipeline's observer hook, rather than reading the aggregator's totals: those forget quiet
 //! apps to stay bounded, and a Prometheus counter must never go down.
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod exposition;
+#[cfg(any(test, feature = "bench"))]
+pub mod fixtures;
 pub mod process;
 #[cfg(unix)]
 pub mod server;

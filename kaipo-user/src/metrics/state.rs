@@ -20,7 +20,7 @@ use super::{
     ProgramStat,
 };
 use crate::{
-    model::Lost,
+    model::{Attribution, Lost},
     pipeline::{totals::Counts, LiveInterval},
     store::UNATTRIBUTED_APP,
 };
@@ -49,6 +49,8 @@ pub struct MetricsState {
     other: Counts,
     unattributed: Counts,
     attributed: Counts,
+    /// The interfaces' link-layer bytes since start, attributed and not (by cause).
+    attribution: Attribution,
     lost: Lost,
     intervals: u64,
     programs: Vec<ProgramStat>,
@@ -63,6 +65,7 @@ impl MetricsState {
             other: Counts::default(),
             unattributed: Counts::default(),
             attributed: Counts::default(),
+            attribution: Attribution::default(),
             lost: Lost::default(),
             intervals: 0,
             programs: Vec::new(),
@@ -81,7 +84,8 @@ impl MetricsState {
     pub fn observe(&mut self, live: &LiveInterval) {
         let r = &live.record;
         self.intervals += 1;
-        add_lost(&mut self.lost, &r.lost);
+        self.lost.add(&r.lost);
+        self.attribution.add(&r.attribution);
         for i in &r.interfaces {
             let c = self.interfaces.entry(i.name.clone()).or_default();
             c.add(&Counts {
@@ -201,6 +205,48 @@ impl MetricsState {
         v.into_iter().map(|(n, _)| n.as_str()).collect()
     }
 
+    /// The interfaces' link-layer bytes split into attributed and unattributed by cause, and
+    /// the attributed ratio since start. The ratio has no sample until an interface has had
+    /// traffic: 0 would read as "nothing attributed".
+    fn render_attribution(&self, out: &mut String) {
+        let a = &self.attribution;
+        family(
+            out,
+            "kaipo_interface_attributed_bytes_total",
+            Kind::Counter,
+            "Link-layer bytes on the monitored interfaces whose flow belongs to a socket of a known process, both directions.",
+        );
+        sample(
+            out,
+            "kaipo_interface_attributed_bytes_total",
+            &[],
+            a.attributed_bytes,
+        );
+        family(
+            out,
+            "kaipo_interface_unattributed_bytes_total",
+            Kind::Counter,
+            "Link-layer bytes on the monitored interfaces that no known process owns, by cause (forwarded, kernel, control, unknown).",
+        );
+        for (cause, n) in a.unattributed.fields() {
+            sample(
+                out,
+                "kaipo_interface_unattributed_bytes_total",
+                &[("cause", cause)],
+                n,
+            );
+        }
+        family(
+            out,
+            "kaipo_attributed_ratio",
+            Kind::Gauge,
+            "Share of the monitored interfaces' link-layer bytes since start that belong to known processes, 0 to 1.",
+        );
+        if let Some(ratio) = a.ratio() {
+            sample(out, "kaipo_attributed_ratio", &[], ratio);
+        }
+    }
+
     /// The whole exposition.
     pub fn render(&self, process: Option<&ProcessStats>) -> String {
         let mut out = String::with_capacity(256 + 200 * (self.interfaces.len() + self.top_apps));
@@ -278,30 +324,14 @@ impl MetricsState {
                 sample(&mut out, metric, &[("direction", d)], bytes);
             }
         }
-        let on_ifaces: u64 = self.interfaces.values().map(Counts::bytes).sum();
-        family(&mut out, "kaipo_attributed_share", Kind::Gauge,
-            "Attributed IP-layer bytes over interface link-layer bytes since start (about 0.96 when all Ethernet traffic is attributed).");
-        let share = if on_ifaces == 0 {
-            0.0
-        } else {
-            self.attributed.bytes() as f64 / on_ifaces as f64
-        };
-        sample(&mut out, "kaipo_attributed_share", &[], share);
-        let l = &self.lost;
+        self.render_attribution(&mut out);
         family(
             &mut out,
             "kaipo_lost_events_total",
             Kind::Counter,
-            "What the collector could not record, by reason.",
+            "What the collector could not record, by reason (the field names of the lost counters in kaipo watch --json).",
         );
-        for (reason, n) in [
-            ("ringbuf_full", l.ringbuf_full),
-            ("sock_map_full", l.sock_map_full),
-            ("owner_map_full", l.owner_map_full),
-            ("flow_map_full", l.flow_map_full),
-            ("iface_map_full", l.iface_map_full),
-            ("malformed_event", l.malformed_events),
-        ] {
+        for (reason, n) in self.lost.fields() {
             sample(
                 &mut out,
                 "kaipo_lost_events_total",
@@ -309,17 +339,19 @@ impl MetricsState {
                 n,
             );
         }
+        // The same figure as reason="flow_evictions" above, kept under its own name for the
+        // dashboards and alerts written against it.
         family(
             &mut out,
             "kaipo_flow_evictions_total",
             Kind::Counter,
-            "Flows the kernel evicted from the full flow map (least recently used first).",
+            "Flows the kernel evicted from the full flow map (least recently used first); the same figure as kaipo_lost_events_total{reason=\"flow_evictions\"}.",
         );
         sample(
             &mut out,
             "kaipo_flow_evictions_total",
             &[],
-            l.flow_evictions,
+            self.lost.flow_evictions,
         );
         family(
             &mut out,
@@ -389,16 +421,6 @@ impl MetricsState {
         }
         out
     }
-}
-
-fn add_lost(acc: &mut Lost, l: &Lost) {
-    acc.ringbuf_full += l.ringbuf_full;
-    acc.sock_map_full += l.sock_map_full;
-    acc.owner_map_full += l.owner_map_full;
-    acc.flow_map_full += l.flow_map_full;
-    acc.flow_evictions += l.flow_evictions;
-    acc.iface_map_full += l.iface_map_full;
-    acc.malformed_events += l.malformed_events;
 }
 
 #[cfg(test)]

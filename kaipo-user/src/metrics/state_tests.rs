@@ -1,5 +1,5 @@
 use super::*;
-use crate::metrics::bench::synthetic_interval;
+use crate::{metrics::fixtures::synthetic_interval, model::Attribution};
 
 /// Every `kaipo_app_bytes_total` tx sample, by app.
 fn app_tx(text: &str) -> BTreeMap<String, u64> {
@@ -92,7 +92,6 @@ fn the_exposition_has_every_family_once_with_exact_figures() {
         "kaipo_app_packets_total{app=\"curl\",direction=\"tx\"} 2",
         "kaipo_app_bytes_total{app=\"other\",direction=\"tx\"} 0",
         "kaipo_attributed_bytes_total{direction=\"tx\"} 1500",
-        "kaipo_attributed_share 0.75",
         "kaipo_lost_events_total{reason=\"ringbuf_full\"} 0",
         "kaipo_flow_evictions_total 0",
         "kaipo_bpf_program_run_seconds_total{program=\"kaipo_xdp\"} 1.5",
@@ -102,5 +101,63 @@ fn the_exposition_has_every_family_once_with_exact_figures() {
     }
     let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
     let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
-    assert_eq!((types, helps), (12, 12));
+    assert_eq!((types, helps), (14, 14));
+    // No interface bytes were split yet: the ratio has no sample, rather than a false 0.
+    assert!(!text
+        .lines()
+        .any(|l| l.starts_with("kaipo_attributed_ratio ")));
+}
+
+/// Two intervals where the processes' IP-layer bytes (1,500 + 3,000) exceed the interfaces'
+/// link-layer bytes (2,000 + 1,000): the old share read 1.5. The ratio is of link-layer bytes
+/// to link-layer bytes, and every lost counter is a `reason`, named as in the JSON
+/// (`malformed_events`, not `malformed_event`), capture drops included.
+#[test]
+fn the_ratio_is_link_layer_and_every_lost_counter_is_a_reason() {
+    let mut state = MetricsState::new(5);
+    let split = |iface, attributed, forwarded, kernel, icmp_arp, unknown_owner| Attribution {
+        interface_bytes: iface,
+        attributed_bytes: attributed,
+        unattributed: crate::model::UnattributedCauses {
+            forwarded,
+            kernel,
+            icmp_arp,
+            unknown_owner,
+        },
+    };
+    let mut first = synthetic_interval(1000, &[("eth0", 2000)], &[("curl", 1500)]);
+    first.record.attribution = split(2000, 1400, 300, 200, 60, 40);
+    first.record.lost = Lost {
+        capture_drops: 12,
+        malformed_events: 2,
+        flow_evictions: 5,
+        ..Lost::default()
+    };
+    let mut second = synthetic_interval(2000, &[("eth0", 1000)], &[("curl", 3000)]);
+    second.record.attribution = split(1000, 850, 0, 100, 40, 10);
+    second.record.lost.capture_drops = 3;
+    state.observe(&first);
+    state.observe(&second);
+    let text = state.render(None);
+    for line in [
+        "kaipo_interface_attributed_bytes_total 2250",
+        "kaipo_interface_unattributed_bytes_total{cause=\"forwarded\"} 300",
+        "kaipo_interface_unattributed_bytes_total{cause=\"kernel\"} 300",
+        "kaipo_interface_unattributed_bytes_total{cause=\"icmp_arp\"} 100",
+        "kaipo_interface_unattributed_bytes_total{cause=\"unknown_owner\"} 50",
+        "kaipo_attributed_ratio 0.75",
+        "kaipo_lost_events_total{reason=\"capture_drops\"} 15",
+        "kaipo_lost_events_total{reason=\"malformed_events\"} 2",
+        "kaipo_lost_events_total{reason=\"flow_evictions\"} 5",
+        "kaipo_flow_evictions_total 5",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+    let reasons: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("kaipo_lost_events_total{reason=\""))
+        .filter_map(|l| l.split('"').next())
+        .collect();
+    assert_eq!(reasons, Lost::NAMES);
+    assert!(!text.contains("kaipo_attributed_share"));
 }

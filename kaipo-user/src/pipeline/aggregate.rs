@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::{
     bus::{send_or_count, BusStats, Publisher, StoreJob},
-    totals::{AppTotal, Counts, InterfaceTotal, LostTotals, ProcessTotal, Totals},
+    totals::{AppTotal, Counts, HostTotals, InterfaceTotal, ProcessTotal, Totals},
     LiveInterval,
 };
 use crate::{
@@ -92,7 +92,7 @@ pub struct Aggregator {
     processes: HashMap<(u32, u64), Tracked<ProcessTotal>>,
     unattributed: Counts,
     attributed: Counts,
-    lost: LostTotals,
+    host: HostTotals,
     processes_evicted: u64,
 }
 
@@ -123,7 +123,7 @@ impl Aggregator {
             processes: HashMap::new(),
             unattributed: Counts::default(),
             attributed: Counts::default(),
-            lost: LostTotals::default(),
+            host: HostTotals::default(),
             processes_evicted: 0,
         }
     }
@@ -144,7 +144,7 @@ impl Aggregator {
                 slot_end.max(self.last_slot_end_ms.saturating_add(self.store_interval_ms));
         }
         self.last_interval_ms = r.interval_ms;
-        self.lost.add(&r.lost);
+        self.host.add(r);
         for iface in &r.interfaces {
             let c = Counts {
                 rx_bytes: iface.rx_bytes,
@@ -316,7 +316,8 @@ impl Aggregator {
             processes,
             unattributed: self.unattributed,
             attributed: self.attributed,
-            lost: self.lost,
+            lost: Some(self.host.lost),
+            attribution: Some(self.host.attribution),
             processes_evicted: self.processes_evicted,
         }
     }

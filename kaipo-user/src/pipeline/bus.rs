@@ -50,7 +50,8 @@ pub struct BusStats {
     pub intervals_deferred: AtomicU64,
     /// Store batches dropped because the store worker had no room.
     pub batches_dropped: AtomicU64,
-    /// Snapshots that slow subscribers missed.
+    /// Snapshots that slow subscribers missed, including those still owed to a subscriber
+    /// that was dropped for not reading.
     pub snapshots_dropped: AtomicU64,
     /// Clients connected now, and subscribers among them.
     pub clients: AtomicU64,
@@ -189,6 +190,18 @@ impl<T> Subscriber<T> {
     }
 }
 
+impl<T> Subscriber<T> {
+    /// Gives up on a subscriber whose client stopped reading: the `unsent` snapshots it had
+    /// taken but could not deliver, and every one still queued for it (those it fell behind
+    /// on included), are counted as dropped.
+    pub fn abandon(self, unsent: u64) {
+        let queued = self.rx.len() as u64;
+        self.stats
+            .snapshots_dropped
+            .fetch_add(unsent + queued, Ordering::Relaxed);
+    }
+}
+
 impl<T> Drop for Subscriber<T> {
     fn drop(&mut self) {
         self.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
@@ -240,5 +253,22 @@ mod tests {
         }
         assert_eq!(rest, 0, "fast had read everything already");
         assert_eq!(subs.latest().as_deref(), Some(&(total - 1)));
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_subscriber_counts_what_it_was_still_owed() {
+        let stats = Arc::new(BusStats::default());
+        let (publisher, subs) = publisher::<u32>(Arc::clone(&stats));
+        let mut stuck = subs.subscribe();
+        for i in 0..20 {
+            publisher.publish(Arc::new(i));
+        }
+        // 12 overwritten before it read any, then one taken but never delivered.
+        assert_eq!(stuck.next().await.as_deref(), Some(&12));
+        assert_eq!(stats.counts().snapshots_dropped, 12);
+        stuck.abandon(1);
+        // The 7 still queued (13 to 19) and the one in hand: all 20 are accounted for.
+        assert_eq!(stats.counts().snapshots_dropped, 20);
+        assert_eq!(stats.counts().subscribers, 0);
     }
 }

@@ -1,10 +1,10 @@
 //! Totals since the daemon started, per interface, app and process, with the rate of the last
 //! live interval: what `kaipo status` and each live snapshot show. These types are part of the
-//! daemon's wire protocol (see `daemon::protocol`), so their JSON shape is stable.
+//! daemon's wire protocol (see `api::protocol`), so their JSON shape is stable.
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Lost;
+use crate::model::{Attribution, IntervalRecord, Lost};
 
 /// Bytes and packets in both directions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,27 +99,18 @@ pub struct ProcessTotal {
     pub total: Counts,
 }
 
-/// [`Lost`] summed since start.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LostTotals {
-    pub ringbuf_full: u64,
-    pub sock_map_full: u64,
-    pub owner_map_full: u64,
-    pub flow_map_full: u64,
-    pub flow_evictions: u64,
-    pub iface_map_full: u64,
-    pub malformed_events: u64,
+/// What the collector as a whole counted since start, apart from any process: every lost
+/// counter and the interfaces' attribution, each interval's added up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostTotals {
+    pub lost: Lost,
+    pub attribution: Attribution,
 }
 
-impl LostTotals {
-    pub fn add(&mut self, l: &Lost) {
-        self.ringbuf_full += l.ringbuf_full;
-        self.sock_map_full += l.sock_map_full;
-        self.owner_map_full += l.owner_map_full;
-        self.flow_map_full += l.flow_map_full;
-        self.flow_evictions += l.flow_evictions;
-        self.iface_map_full += l.iface_map_full;
-        self.malformed_events += l.malformed_events;
+impl HostTotals {
+    pub fn add(&mut self, record: &IntervalRecord) {
+        self.lost.add(&record.lost);
+        self.attribution.add(&record.attribution);
     }
 }
 
@@ -140,7 +131,15 @@ pub struct Totals {
     pub unattributed: Counts,
     /// Process traffic since start (IP layer), evicted processes included.
     pub attributed: Counts,
-    pub lost: LostTotals,
+    /// Every lost counter summed since start. Absent for callers who see only their own
+    /// processes: what the collector lost cannot be tied to a user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<Lost>,
+    /// The monitored interfaces' link-layer bytes since start, split into attributed bytes
+    /// and unattributed bytes by cause (each interval's [`Attribution`] summed). Absent for
+    /// callers who see only their own processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<Attribution>,
     /// Processes dropped from `processes` to bound memory (their traffic stays in `apps` and
     /// `attributed`).
     pub processes_evicted: u64,
@@ -153,7 +152,6 @@ impl Totals {
         let mut out = Totals {
             since_ms: self.since_ms,
             last_interval_ms: self.last_interval_ms,
-            lost: self.lost,
             ..Totals::default()
         };
         let mine = |uid: u32| only_uid.is_none_or(|u| u == uid);
@@ -175,6 +173,8 @@ impl Totals {
             out.interfaces = self.interfaces.clone();
             out.unattributed = self.unattributed;
             out.attributed = self.attributed;
+            out.lost = self.lost;
+            out.attribution = self.attribution;
             out.processes_evicted = self.processes_evicted;
         } else {
             for app in &out.apps {
@@ -184,13 +184,12 @@ impl Totals {
         out
     }
 
-    /// Process bytes over interface bytes since start. Processes are counted at the IP layer
-    /// and interfaces at the link layer, and a process may also use interfaces that are not
-    /// monitored, so this is a gauge (about 0.96 when everything on Ethernet is attributed),
-    /// not an exact fraction. None without interface traffic.
-    pub fn attributed_share(&self) -> Option<f64> {
-        let on_ifaces: u64 = self.interfaces.iter().map(|i| i.total.bytes()).sum();
-        (on_ifaces > 0).then(|| self.attributed.bytes() as f64 / on_ifaces as f64)
+    /// The share of the monitored interfaces' link-layer bytes since start that belong to
+    /// flows of known processes' sockets, 0.0 to 1.0 (both sides counted at the link layer,
+    /// so the share cannot pass 1). None without interface traffic, or for a caller who sees
+    /// only their own processes.
+    pub fn attributed_ratio(&self) -> Option<f64> {
+        self.attribution.as_ref().and_then(Attribution::ratio)
     }
 }
 
@@ -238,6 +237,15 @@ mod tests {
             processes: vec![process(1, 0, 3000), process(2, 1000, 1000)],
             unattributed: counts(10, 0),
             attributed: counts(4000, 0),
+            lost: Some(Lost {
+                ringbuf_full: 3,
+                ..Lost::default()
+            }),
+            attribution: Some(Attribution {
+                interface_bytes: 10_000,
+                attributed_bytes: 4_000,
+                ..Attribution::default()
+            }),
             ..Totals::default()
         };
         let mine = all.for_caller(Some(1000), None);
@@ -250,10 +258,71 @@ mod tests {
         assert_eq!(mine.apps[0].uid, 1000);
         assert_eq!(mine.unattributed, Counts::default());
         assert_eq!(mine.attributed.rx_bytes, 1000);
-        assert_eq!(mine.attributed_share(), None);
+        assert_eq!(mine.attributed_ratio(), None);
+        assert_eq!((mine.lost, mine.attribution), (None, None));
+        let json = serde_json::to_value(&mine).unwrap();
+        assert!(json.get("lost").is_none() && json.get("attribution").is_none());
         let everything = all.for_caller(None, Some(1));
         assert_eq!(everything.processes.len(), 1);
         assert_eq!(everything.unattributed.rx_bytes, 10);
-        assert_eq!(everything.attributed_share(), Some(0.4));
+        assert_eq!(everything.attributed_ratio(), Some(0.4));
+        assert_eq!(everything.lost.map(|l| l.ringbuf_full), Some(3));
+    }
+
+    /// Two intervals of a host whose process traffic, counted at the IP layer, exceeds the
+    /// interfaces' link-layer bytes (loopback counted, a process on an unmonitored link):
+    /// dividing the one by the other gave 1.36. The ratio is of link-layer bytes to
+    /// link-layer bytes, and every lost counter is summed, capture drops included.
+    #[test]
+    fn host_totals_sum_attribution_and_every_lost_counter() {
+        let record = |iface, attributed, forwarded, kernel, icmp_arp, unknown_owner, drops| {
+            let mut r = crate::metrics::fixtures::synthetic_interval(1000, &[], &[]).record;
+            r.attribution = Attribution {
+                interface_bytes: iface,
+                attributed_bytes: attributed,
+                unattributed: crate::model::UnattributedCauses {
+                    forwarded,
+                    kernel,
+                    icmp_arp,
+                    unknown_owner,
+                },
+            };
+            r.lost.capture_drops = drops;
+            r.lost.malformed_events = 1;
+            r
+        };
+        let mut host = HostTotals::default();
+        host.add(&record(6_000, 4_500, 1_000, 300, 150, 50, 7));
+        host.add(&record(4_000, 3_000, 0, 500, 450, 50, 5));
+        let totals = Totals {
+            interfaces: vec![InterfaceTotal {
+                name: "eth0".into(),
+                total: counts(5_000, 5_000),
+                ..InterfaceTotal::default()
+            }],
+            attributed: counts(9_000, 4_600),
+            lost: Some(host.lost),
+            attribution: Some(host.attribution),
+            ..Totals::default()
+        };
+        assert_eq!(totals.attributed_ratio(), Some(0.75));
+        let a = totals.attribution.unwrap();
+        assert_eq!((a.interface_bytes, a.attributed_bytes), (10_000, 7_500));
+        assert_eq!(
+            a.unattributed.fields().collect::<Vec<_>>(),
+            [
+                ("forwarded", 1_000),
+                ("kernel", 800),
+                ("icmp_arp", 600),
+                ("unknown_owner", 100)
+            ]
+        );
+        assert_eq!(
+            a.attributed_bytes + a.unattributed.total(),
+            a.interface_bytes
+        );
+        assert_eq!(host.lost.capture_drops, 12);
+        assert_eq!(host.lost.malformed_events, 2);
+        assert_eq!(host.lost.total(), 14);
     }
 }

@@ -10,8 +10,8 @@ use std::{
 
 use crate::store::{Query, Report, Store, StoreError};
 
-pub const DEFAULT_DB_PATH: &str = crate::daemon::protocol::DEFAULT_DB;
-pub const DEFAULT_SOCKET_PATH: &str = crate::daemon::protocol::DEFAULT_SOCKET;
+pub const DEFAULT_DB_PATH: &str = crate::api::protocol::DEFAULT_DB;
+pub const DEFAULT_SOCKET_PATH: &str = crate::api::protocol::DEFAULT_SOCKET;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -107,7 +107,7 @@ impl Source {
 /// takes as "no daemon": `kaipo report` then reads the default database.
 #[cfg(unix)]
 async fn ask_daemon(socket: &Path, query: &Query) -> Result<Report, BoxError> {
-    Ok(crate::daemon::client::query(socket, query).await?)
+    Ok(crate::api::client::query(socket, query).await?)
 }
 
 /// Windows has no daemon to ask; the database is read.

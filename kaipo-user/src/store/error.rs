@@ -4,11 +4,15 @@ use std::{io, path::PathBuf};
 
 use rusqlite::ErrorCode;
 
+/// Each message names its cause once: a variant with a `source` leaves it to the error chain
+/// (`{:#}` prints it), and the SQLite and held variants, whose text the daemon's status shows
+/// alone, say their cause in the message and end the chain there (rusqlite's own chain would
+/// repeat the same words twice more).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create the history directory {path}: {source}")]
+    #[error("cannot create the history directory {path}")]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("cannot create the history database {path}: {source}")]
+    #[error("cannot create the history database {path}")]
     CreateFile { path: PathBuf, source: io::Error },
     #[error("no history database at {path}; start the kaipo daemon to record history")]
     NotFound { path: PathBuf },
@@ -40,17 +44,17 @@ pub enum StoreError {
         found: u32,
         supported: u32,
     },
-    #[error("cannot move the damaged history database {path} aside to {to}: {source}")]
+    #[error("cannot move the damaged history database {path} aside to {to}")]
     MoveAside {
         path: PathBuf,
         to: PathBuf,
         source: io::Error,
     },
-    #[error("history database {path}: {context}: {source}{}", hint(.source))]
+    #[error("history database {path}: {context}: {cause}{}", hint(.cause))]
     Sqlite {
         path: PathBuf,
         context: &'static str,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     #[error("the history database {path} is open read-only; only the daemon writes history")]
     ReadOnly { path: PathBuf },
@@ -61,7 +65,7 @@ pub enum StoreError {
     /// The write failed, but nothing was lost: the rows wait in memory (see
     /// [`super::Store::backlog_len`]) and go out with the next write that succeeds.
     #[error(
-        "{source}; {held_rows} rows of history are held in memory and will be written as soon \
+        "{error}; {held_rows} rows of history are held in memory and will be written as soon \
          as the database accepts writes again{}",
         dropped_note(*.dropped_rows)
     )]
@@ -69,7 +73,7 @@ pub enum StoreError {
         held_rows: usize,
         /// Rows dropped so far because the held rows reached their bound.
         dropped_rows: u64,
-        source: Box<StoreError>,
+        error: Box<StoreError>,
     },
 }
 
@@ -82,15 +86,15 @@ impl StoreError {
         Self::Sqlite {
             path: path.to_path_buf(),
             context,
-            source: e,
+            cause: e,
         }
     }
 
     /// The SQLite error underneath, if there is one.
     pub fn sqlite_code(&self) -> Option<ErrorCode> {
         match self {
-            Self::Sqlite { source, .. } => source.sqlite_error_code(),
-            Self::Held { source, .. } => source.sqlite_code(),
+            Self::Sqlite { cause, .. } => cause.sqlite_error_code(),
+            Self::Held { error, .. } => error.sqlite_code(),
             _ => None,
         }
     }

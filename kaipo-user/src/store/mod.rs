@@ -231,7 +231,7 @@ impl Store {
                 Err(StoreError::Held {
                     held_rows: self.backlog.len(),
                     dropped_rows: self.backlog.dropped_rows(),
-                    source: Box::new(e),
+                    error: Box::new(e),
                 })
             }
         }

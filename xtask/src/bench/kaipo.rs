@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::{bail, Context as _};
 use aya::maps::{Map, MapData, MapInfo, PerCpuArray, PerCpuHashMap};
-use kaipo_common::{counter, FlowCounters, FlowKey, FlowSlot, FLOW_SLOT_EMPTY};
+use kaipo_common::{counter, maps, FlowCounters, FlowKey, FlowSlot, FLOW_SLOT_EMPTY};
 
 /// kaipo's programs, by full name; the kernel keeps only the first 15 characters.
 pub const PROGRAMS: [&str; 10] = [
@@ -434,14 +434,14 @@ pub fn flow_state(maps: &[HeldMap]) -> anyhow::Result<FlowState> {
             .find(|m| m.name == name)
             .with_context(|| format!("kaipo holds no {name} map"))
     };
-    let flows = MapData::from_id(find("FLOWS")?.id)?;
+    let flows = MapData::from_id(find(maps::FLOWS)?.id)?;
     let flows: PerCpuHashMap<_, FlowKey, FlowCounters> =
         PerCpuHashMap::try_from(Map::PerCpuLruHashMap(flows))?;
     let mut live = BTreeMap::new();
     for key in flows.keys().filter_map(Result::ok) {
         *live.entry(key.ifindex).or_insert(0) += 1;
     }
-    let cache_map = find("FLOW_CACHE")?;
+    let cache_map = find(maps::FLOW_CACHE)?;
     let cache = MapData::from_id(cache_map.id)?;
     let cache: PerCpuArray<_, FlowSlot> = PerCpuArray::try_from(Map::PerCpuArray(cache))?;
     let mut cached = BTreeMap::new();
@@ -452,7 +452,7 @@ pub fn flow_state(maps: &[HeldMap]) -> anyhow::Result<FlowState> {
             }
         }
     }
-    let counters = MapData::from_id(find("COUNTERS")?.id)?;
+    let counters = MapData::from_id(find(maps::COUNTERS)?.id)?;
     let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(Map::PerCpuArray(counters))?;
     let slot = |s: u32| -> anyhow::Result<u64> { Ok(counters.get(&s, 0)?.iter().sum()) };
     Ok(FlowState {

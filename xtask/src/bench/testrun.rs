@@ -11,7 +11,7 @@ use aya::{
 };
 use kaipo::collect::ebpf;
 use kaipo_common::{
-    flow_slot, FlowCounters, FlowKey, FlowSlot, FAMILY_IPV4, FLOW_SLOT_EMPTY, FLOW_SLOT_RX,
+    flow_slot, maps, FlowCounters, FlowKey, FlowSlot, FAMILY_IPV4, FLOW_SLOT_EMPTY, FLOW_SLOT_RX,
     FLOW_SLOT_TX, PROTO_UDP,
 };
 
@@ -235,8 +235,10 @@ fn measure_here(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Cost
         }
     }
     // Every slot as CPU 0 (this thread's CPU) has it.
-    let cache: PerCpuArray<_, FlowSlot> =
-        PerCpuArray::try_from(ebpf.map("FLOW_CACHE").context("no FLOW_CACHE map")?)?;
+    let cache: PerCpuArray<_, FlowSlot> = PerCpuArray::try_from(
+        ebpf.map(maps::FLOW_CACHE)
+            .with_context(|| format!("no {} map", maps::FLOW_CACHE))?,
+    )?;
     // As many slots as kaipo sized the cache with on this machine.
     let cache_slots = cache.len();
     let mut slots = Vec::with_capacity(cache_slots as usize);
@@ -276,8 +278,10 @@ fn measure_here(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Cost
             .context("no frame meets two prefilled flows' slots")?;
         busy.push(found);
     }
-    let flows: PerCpuHashMap<_, FlowKey, FlowCounters> =
-        PerCpuHashMap::try_from(ebpf.map("FLOWS").context("no FLOWS map")?)?;
+    let flows: PerCpuHashMap<_, FlowKey, FlowCounters> = PerCpuHashMap::try_from(
+        ebpf.map(maps::FLOWS)
+            .with_context(|| format!("no {} map", maps::FLOWS))?,
+    )?;
     let in_map = flows.keys().filter(Result::is_ok).count() as u64;
 
     let mut programs = Vec::new();

@@ -161,38 +161,43 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
         &mut degradations,
     )?;
 
-    let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_err("EVENTS"))?;
+    let ring = RingBuf::try_from(take(&mut ebpf, kaipo_common::maps::EVENTS)?)
+        .map_err(map_err(kaipo_common::maps::EVENTS))?;
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as long as
     // the `RingBuf` lives, and the `AsyncFd` owns the `RingBuf`.
     let ring =
         unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|err| {
             EbpfCollectError::Map {
-                map: "EVENTS",
+                map: kaipo_common::maps::EVENTS,
                 detail: format!("cannot poll the ring buffer: {err}"),
             }
         })?;
     let collector = EbpfCollector {
-        iface_stats: PerCpuArray::try_from(take(&mut ebpf, "IFACE_STATS")?)
-            .map_err(map_err("IFACE_STATS"))?,
-        iface_stats_high: PerCpuHashMap::try_from(take(&mut ebpf, "IFACE_STATS_HIGH")?)
-            .map_err(map_err("IFACE_STATS_HIGH"))?,
-        sock_stats: HashMap::try_from(take(&mut ebpf, "SOCK_STATS")?)
-            .map_err(map_err("SOCK_STATS"))?,
-        flows: PerCpuHashMap::try_from(take(&mut ebpf, "FLOWS")?).map_err(map_err("FLOWS"))?,
-        counters: PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)
-            .map_err(map_err("COUNTERS"))?,
+        iface_stats: PerCpuArray::try_from(take(&mut ebpf, kaipo_common::maps::IFACE_STATS)?)
+            .map_err(map_err(kaipo_common::maps::IFACE_STATS))?,
+        iface_stats_high: PerCpuHashMap::try_from(take(
+            &mut ebpf,
+            kaipo_common::maps::IFACE_STATS_HIGH,
+        )?)
+        .map_err(map_err(kaipo_common::maps::IFACE_STATS_HIGH))?,
+        sock_stats: HashMap::try_from(take(&mut ebpf, kaipo_common::maps::SOCK_STATS)?)
+            .map_err(map_err(kaipo_common::maps::SOCK_STATS))?,
+        flows: PerCpuHashMap::try_from(take(&mut ebpf, kaipo_common::maps::FLOWS)?)
+            .map_err(map_err(kaipo_common::maps::FLOWS))?,
+        counters: PerCpuArray::try_from(take(&mut ebpf, kaipo_common::maps::COUNTERS)?)
+            .map_err(map_err(kaipo_common::maps::COUNTERS))?,
         ifaces: links.iter().map(|l| l.iface.clone()).collect(),
         netlink_filters: links.iter().any(|l| l.netlink),
         links,
         named: opts.ifaces.clone(),
         hook: opts.ingress_hook,
         degradations,
-        flow_cache: PerCpuArray::try_from(take(&mut ebpf, "FLOW_CACHE")?)
-            .map_err(map_err("FLOW_CACHE"))?,
+        flow_cache: PerCpuArray::try_from(take(&mut ebpf, kaipo_common::maps::FLOW_CACHE)?)
+            .map_err(map_err(kaipo_common::maps::FLOW_CACHE))?,
         track_flows: opts.track_flows,
         batch_ok: true,
         possible_cpus: aya::util::nr_cpus().map_err(|(path, err)| EbpfCollectError::Map {
-            map: "FLOWS",
+            map: kaipo_common::maps::FLOWS,
             detail: format!("cannot read the number of possible CPUs from {path}: {err}"),
         })?,
         ebpf,
@@ -214,9 +219,9 @@ pub fn load(btf: &Btf, opts: &Options) -> Result<Ebpf, EbpfCollectError> {
         .override_global("TRACK_FLOWS", &track_flows, true)
         .override_global("FLOW_CACHE_MASK", &mask, true)
         .override_global("FLOW_SLOT_AGE", &opts.flow_slot_age, true)
-        .map_max_entries("FLOW_CACHE", slots)
-        .map_max_entries("FLOWS", opts.max_flows.max(1))
-        .map_max_entries("SOCK_STATS", opts.max_sockets.max(1))
+        .map_max_entries(kaipo_common::maps::FLOW_CACHE, slots)
+        .map_max_entries(kaipo_common::maps::FLOWS, opts.max_flows.max(1))
+        .map_max_entries(kaipo_common::maps::SOCK_STATS, opts.max_sockets.max(1))
         .load(OBJECT)?)
 }
 
@@ -319,7 +324,7 @@ impl EbpfCollector {
             let per_cpu = if iface.ifindex < kaipo_common::IFACE_SLOTS {
                 self.iface_stats
                     .get(&iface.ifindex, 0)
-                    .map_err(map_err("IFACE_STATS"))?
+                    .map_err(map_err(kaipo_common::maps::IFACE_STATS))?
             } else {
                 match self.iface_stats_high.get(&iface.ifindex, 0) {
                     Ok(per_cpu) => per_cpu,
@@ -329,7 +334,7 @@ impl EbpfCollector {
                             .push((iface.clone(), IfaceCounters::default()));
                         continue;
                     }
-                    Err(err) => return Err(map_err("IFACE_STATS_HIGH")(err)),
+                    Err(err) => return Err(map_err(kaipo_common::maps::IFACE_STATS_HIGH)(err)),
                 }
             };
             let total = per_cpu
@@ -356,7 +361,7 @@ impl EbpfCollector {
             let value = self
                 .counters
                 .get(&slot, 0)
-                .map_err(map_err("COUNTERS"))?
+                .map_err(map_err(kaipo_common::maps::COUNTERS))?
                 .iter()
                 .sum();
             sample.counters[slot as usize] = value;

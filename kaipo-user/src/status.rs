@@ -3,8 +3,11 @@
 
 use std::{io::Write, path::Path};
 
-use super::{client, protocol::StatusReport};
-use crate::format;
+use crate::{
+    api::{client, protocol::StatusReport},
+    format,
+    model::Lost,
+};
 
 /// Rows per table section; `--json` has them all.
 const TOP: usize = 10;
@@ -132,35 +135,45 @@ pub fn write_table(out: &mut dyn Write, s: &StatusReport) -> std::io::Result<()>
         writeln!(out, "... and {more} more (--json lists them all)")?;
     }
     writeln!(out)?;
-    if let Some(share) = s.attributed_share {
-        writeln!(
+    match t.attribution.as_ref().map(|a| (a, a.ratio())) {
+        None => {}
+        Some((_, None)) => writeln!(
             out,
-            "attributed: {:.1}% of interface traffic (process bytes at the IP layer over interface \
-             bytes at the link layer)",
-            share * 100.0
-        )?;
+            "attributed since start: no bytes on the monitored interfaces accounted yet"
+        )?,
+        Some((a, Some(ratio))) => {
+            writeln!(
+                out,
+                "attributed since start: {:.1}% of {} on the monitored interfaces ({} to known \
+                 processes)",
+                ratio * 100.0,
+                format::bytes(a.interface_bytes),
+                format::bytes(a.attributed_bytes)
+            )?;
+            let causes: Vec<String> = a
+                .unattributed
+                .fields()
+                .map(|(cause, n)| format!("{cause} {}", format::bytes(n)))
+                .collect();
+            writeln!(
+                out,
+                "unattributed since start: {} ({})",
+                format::bytes(a.unattributed.total()),
+                causes.join(", ")
+            )?;
+        }
     }
     if s.caller.privileged {
         writeln!(
             out,
-            "unattributed since start: rx {}, tx {}",
+            "sockets without a known owner since start: rx {}, tx {}",
             format::bytes(t.unattributed.rx_bytes),
             format::bytes(t.unattributed.tx_bytes)
         )?;
     }
-    let l = &t.lost;
-    writeln!(
-        out,
-        "lost since start: ring buffer {}, socket map {}, owner map {}, flow map {}, flow \
-         evictions {}, interface map {}, malformed events {}",
-        l.ringbuf_full,
-        l.sock_map_full,
-        l.owner_map_full,
-        l.flow_map_full,
-        l.flow_evictions,
-        l.iface_map_full,
-        l.malformed_events
-    )?;
+    if let Some(lost) = &t.lost {
+        writeln!(out, "lost since start: {}", lost_line(lost))?;
+    }
     let b = &s.bus;
     writeln!(
         out,
@@ -178,15 +191,20 @@ pub fn write_table(out: &mut dyn Write, s: &StatusReport) -> std::io::Result<()>
         || "none yet".to_owned(),
         |ms| format!("{} ago", uptime(s.now_ms.saturating_sub(ms))),
     );
-    writeln!(
+    write!(
         out,
-        "store: {}, {} batches written (last {}), backlog {}, last error: {}",
-        st.path,
-        st.batches_written,
-        last_write,
-        st.backlog,
-        st.last_error.as_deref().unwrap_or("none")
+        "store: {} batches written (last {}), backlog {}",
+        st.batches_written, last_write, st.backlog
     )?;
+    // Absent for callers who see only their own processes.
+    if let Some(path) = &st.path {
+        write!(
+            out,
+            "; {path}, last error: {}",
+            st.last_error.as_deref().unwrap_or("none")
+        )?;
+    }
+    writeln!(out)?;
     if let Some(note) = &st.note {
         writeln!(out, "store note: {note}")?;
     }
@@ -196,11 +214,27 @@ pub fn write_table(out: &mut dyn Write, s: &StatusReport) -> std::io::Result<()>
     Ok(())
 }
 
+/// Every non-zero lost counter by its name (the same names as in `--json` and the
+/// `reason` label of `kaipo_lost_events_total`), or `none`.
+fn lost_line(lost: &Lost) -> String {
+    let named: Vec<String> = lost
+        .fields()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    if named.is_empty() {
+        "none".to_owned()
+    } else {
+        named.join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{
-        daemon::protocol::{CallerInfo, StoreStatus},
+        api::protocol::{CallerInfo, StoreStatus},
+        model::{Attribution, UnattributedCauses},
         pipeline::{
             bus::BusCounts,
             totals::{Counts, ProcessTotal, Rates, Totals},
@@ -216,9 +250,8 @@ mod tests {
         assert_eq!(uptime(273_600_000), "3d 4h");
     }
 
-    #[test]
-    fn an_unprivileged_table_says_what_it_leaves_out() {
-        let report = StatusReport {
+    fn report(privileged: bool) -> StatusReport {
+        StatusReport {
             version: "0.1.0".into(),
             pid: 42,
             started_ms: 0,
@@ -230,8 +263,8 @@ mod tests {
             include_loopback: false,
             interfaces: Vec::new(),
             caller: CallerInfo {
-                uid: 1000,
-                privileged: false,
+                uid: if privileged { 0 } else { 1000 },
+                privileged,
             },
             alerts: Vec::new(),
             totals: Totals {
@@ -253,12 +286,16 @@ mod tests {
                 }],
                 ..Totals::default()
             },
-            attributed_share: None,
+            attributed_ratio: None,
             bus: BusCounts::default(),
             store: StoreStatus::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn an_unprivileged_table_says_what_it_leaves_out() {
         let mut out = Vec::new();
-        write_table(&mut out, &report).unwrap();
+        write_table(&mut out, &report(false)).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("up 1m 01s"), "{text}");
         assert!(
@@ -267,10 +304,78 @@ mod tests {
         );
         assert!(!text.contains("INTERFACE"), "{text}");
         assert!(!text.contains("unattributed"), "{text}");
+        assert!(!text.contains("attributed since start"), "{text}");
+        assert!(!text.contains("lost since start"), "{text}");
+        assert!(!text.contains("last error"), "{text}");
         let row = text.lines().find(|l| l.contains("curl")).unwrap();
         assert!(
             row.contains("2.0 KiB/s") && row.contains("4.0 KiB"),
             "{row}"
         );
+    }
+
+    /// The ratio is link-layer bytes over link-layer bytes with the rest broken down by cause,
+    /// and every non-zero lost counter is named, capture drops too (the old line listed seven
+    /// fixed counters and left capture drops out).
+    #[test]
+    fn a_privileged_table_has_the_ratio_its_causes_and_every_lost_counter() {
+        let mut r = report(true);
+        r.totals.attribution = Some(Attribution {
+            interface_bytes: 10_240,
+            attributed_bytes: 7_680,
+            unattributed: UnattributedCauses {
+                forwarded: 1_024,
+                kernel: 512,
+                icmp_arp: 512,
+                unknown_owner: 512,
+            },
+        });
+        r.attributed_ratio = r.totals.attributed_ratio();
+        r.totals.lost = Some(Lost {
+            ringbuf_full: 3,
+            flow_evictions: 40,
+            capture_drops: 12,
+            ..Lost::default()
+        });
+        r.store.path = Some("/var/lib/kaipo/kaipo.db".into());
+        let mut out = Vec::new();
+        write_table(&mut out, &r).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let line = |start: &str| {
+            text.lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_else(|| panic!("no {start} line in\n{text}"))
+                .to_owned()
+        };
+        assert_eq!(
+            line("attributed since start"),
+            "attributed since start: 75.0% of 10.0 KiB on the monitored interfaces (7.5 KiB to \
+             known processes)"
+        );
+        assert_eq!(
+            line("unattributed since start"),
+            "unattributed since start: 2.5 KiB (forwarded 1.0 KiB, kernel 512 B, icmp_arp 512 B, \
+             unknown_owner 512 B)"
+        );
+        assert_eq!(
+            line("lost since start"),
+            "lost since start: ringbuf_full 3, flow_evictions 40, capture_drops 12"
+        );
+        assert!(line("store:").ends_with("; /var/lib/kaipo/kaipo.db, last error: none"));
+        r.totals.lost = Some(Lost::default());
+        r.totals.attribution = Some(Attribution::default());
+        let mut out = Vec::new();
+        write_table(&mut out, &r).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.lines().any(|l| l == "lost since start: none"),
+            "{text}"
+        );
+        assert!(
+            text.lines().any(|l| l
+                == "attributed since start: no bytes on the monitored interfaces accounted yet"),
+            "{text}"
+        );
+        assert!(!text.contains("unattributed since start"), "{text}");
     }
 }

@@ -72,9 +72,14 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         "subscribe" => Ok(Request::Subscribe),
         "query" => {
             let query = map.get("query").ok_or("query request has no \"query\"")?;
-            Query::deserialize(query)
-                .map(Request::Query)
-                .map_err(|err| format!("invalid query: {err}"))
+            let query = Query::deserialize(query).map_err(|err| format!("invalid query: {err}"))?;
+            if query.from_ms > query.to_ms {
+                return Err(format!(
+                    "invalid query: from_ms {} is after to_ms {}",
+                    query.from_ms, query.to_ms
+                ));
+            }
+            Ok(Request::Query(query))
         }
         other => Err(format!(
             "unknown op \"{other}\"; known: status, subscribe, query"
@@ -126,10 +131,12 @@ pub struct DegradationInfo {
     pub why: String,
 }
 
-/// The store's health as the store worker last saw it.
+/// The store's health as the store worker last saw it. Callers who see only their own
+/// processes get the counts but not the path, the error or the note, which name files.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreStatus {
-    pub path: String,
+    /// The database file; null for callers who see only their own processes.
+    pub path: Option<String>,
     /// Batches the store keeps in memory after a failed write, retried with the next one.
     pub backlog: u64,
     pub batches_written: u64,
@@ -158,9 +165,12 @@ pub struct StatusReport {
     /// Monitored interfaces (empty for callers who see only their own processes).
     pub interfaces: Vec<String>,
     pub caller: CallerInfo,
+    /// Everything since start; `totals.lost` and `totals.attribution` only for callers who
+    /// see everything.
     pub totals: Totals,
-    /// See [`Totals::attributed_share`]; None for callers who see only their own processes.
-    pub attributed_share: Option<f64>,
+    /// See [`Totals::attributed_ratio`]: 0.0 to 1.0, None without interface traffic and for
+    /// callers who see only their own processes.
+    pub attributed_ratio: Option<f64>,
     pub bus: BusCounts,
     pub store: StoreStatus,
     /// Alerts firing now (only for callers who see everything; absent from older daemons).
@@ -210,6 +220,15 @@ mod tests {
         assert!(err(r#"{"v":1,"op":"reboot"}"#).contains("unknown op \"reboot\""));
         assert!(err(r#"{"v":1,"op":"query"}"#).contains("no \"query\""));
         assert!(err(r#"{"v":1,"op":"query","query":{"by":"planet"}}"#).starts_with("invalid query"));
+        assert_eq!(
+            err(r#"{"v":1,"op":"query","query":{"from_ms":5,"to_ms":4,"by":"app","top":0}}"#),
+            "invalid query: from_ms 5 is after to_ms 4"
+        );
+        // An empty range is a question with an empty answer, not an error.
+        assert!(parse_request(
+            br#"{"v":1,"op":"query","query":{"from_ms":4,"to_ms":4,"by":"app","top":0}}"#
+        )
+        .is_ok());
     }
 
     #[test]
