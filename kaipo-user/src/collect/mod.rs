@@ -33,7 +33,7 @@ impl fmt::Display for BackendKind {
 }
 
 /// A monitored interface.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Interface {
     pub name: String,
     pub ifindex: u32,

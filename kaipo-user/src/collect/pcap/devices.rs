@@ -65,8 +65,8 @@ pub fn plan(
         .collect()
 }
 
-/// What should be captured now, leniently: the named interfaces that exist, or the default
-/// choice; nothing when the list cannot be read.
+/// What should be captured now, leniently: the named interfaces that exist and are up (libpcap
+/// cannot open one that is down), or the default choice; nothing when the list cannot be read.
 pub fn wanted(opts: &Options, devices: &[::pcap::Device]) -> Vec<(Interface, bool)> {
     let names: Vec<String> = if opts.ifaces.is_empty() {
         default_ifaces(devices).unwrap_or_default()
@@ -76,7 +76,7 @@ pub fn wanted(opts: &Options, devices: &[::pcap::Device]) -> Vec<(Interface, boo
     names
         .into_iter()
         .filter_map(|name| {
-            let device = devices.iter().find(|d| d.name == name)?;
+            let device = devices.iter().find(|d| d.name == name && d.flags.is_up())?;
             let ifindex = ifindex_of(&name);
             let loopback = device.flags.is_loopback();
             Some((Interface { name, ifindex }, loopback))

@@ -108,6 +108,8 @@ pub struct PcapCollector {
     table_failing: bool,
     /// What the captures were opened with, to open more as interfaces appear.
     opts: Options,
+    /// Interfaces whose capture could not be opened, said once.
+    refused: std::collections::HashSet<Interface>,
 }
 
 /// Opens a capture on one interface and starts its thread.
@@ -167,6 +169,7 @@ pub fn start(opts: &Options) -> Result<(PcapCollector, PcapEvents), PcapError> {
         samples: 0,
         table_failing: false,
         opts: opts.clone(),
+        refused: std::collections::HashSet::new(),
     };
     Ok((
         collector,
@@ -247,10 +250,12 @@ impl PcapCollector {
                         ));
                         self.captures.push(capture);
                     }
-                    Err(err) => iface_changes.push(format!(
+                    // Said once per interface; tried again every sample.
+                    Err(err) if self.refused.insert(iface.clone()) => iface_changes.push(format!(
                         "interface {} appeared but cannot be captured: {err}",
                         iface.name
                     )),
+                    Err(_) => {}
                 }
             }
         }
