@@ -81,21 +81,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .config
                 .unwrap_or_else(|| kaipo::config::default_path(true));
             let config = kaipo::config::Config::load(&path)?;
-            let opts = kaipo::daemon::DaemonOptions::resolve(&args, config, path);
+            let opts = args.options(config, path);
             runtime.block_on(kaipo::daemon::run(&opts))
         }
         #[cfg(target_os = "linux")]
-        Command::InstallService(args) => kaipo::service::install(&args, &mut io::stdout().lock()),
+        Command::InstallService(args) => {
+            kaipo::service::install(&args.options(), &mut io::stdout().lock())
+        }
         #[cfg(target_os = "linux")]
         Command::UninstallService(args) => {
-            kaipo::service::uninstall(&args, &mut io::stdout().lock())
+            let opts = kaipo::service::UninstallOptions { root: args.root };
+            kaipo::service::uninstall(&opts, &mut io::stdout().lock())
         }
         #[cfg(unix)]
         Command::Config(command) => {
             let path = cli
                 .config
                 .unwrap_or_else(|| kaipo::config::default_path(false));
-            kaipo::config::cmd::run(&command, &path, &mut io::stdout().lock())
+            kaipo::config::cmd::run(&command.action(), &path, &mut io::stdout().lock())
         }
         #[cfg(unix)]
         Command::Status(args) => {

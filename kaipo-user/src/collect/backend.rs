@@ -10,17 +10,7 @@ use super::{BackendKind, Degradation, Event, Interface, KernelSample};
 use crate::platform::{Host, Platform as _};
 
 /// Which kernel hook counts a monitored interface's incoming frames (eBPF backend).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IngressHook {
     /// A TCX (or clsact) ingress classifier: shares the hook with other programs, changes
@@ -33,17 +23,7 @@ pub enum IngressHook {
 }
 
 /// What the user asked for.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     /// eBPF where it loads (Linux with BTF and privileges), libpcap otherwise.

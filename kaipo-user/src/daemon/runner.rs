@@ -23,7 +23,6 @@ use super::{
 };
 use crate::{
     api::protocol::{DegradationInfo, StoreStatus},
-    cli::DaemonArgs,
     config::Config,
     pipeline::{
         aggregate::{self, Aggregator},
@@ -50,32 +49,6 @@ pub struct DaemonOptions {
     /// The configuration file, reread on SIGHUP, and what it said at start.
     pub config_path: PathBuf,
     pub config: Config,
-}
-
-impl DaemonOptions {
-    /// The configuration file's `[daemon]` section with the command line's flags over it.
-    pub fn resolve(args: &DaemonArgs, config: Config, config_path: PathBuf) -> Self {
-        let d = &config.daemon;
-        Self {
-            db: args.db.clone().unwrap_or_else(|| d.db.clone()),
-            socket: args.socket.clone().unwrap_or_else(|| d.socket.clone()),
-            ifaces: if args.ifaces.is_empty() {
-                d.interfaces.clone()
-            } else {
-                args.ifaces.clone()
-            },
-            interval: args.interval.unwrap_or(d.interval),
-            live_interval: args.live_interval.unwrap_or(d.live_interval),
-            // A flag can only turn it on; the file's `false` is also the default.
-            include_loopback: args.include_loopback || d.include_loopback,
-            backend: args.collect.backend,
-            pcap_filter: args.collect.filter.clone(),
-            pcap_immediate: args.collect.pcap_immediate,
-            ingress_hook: args.collect.ingress_hook,
-            config_path,
-            config,
-        }
-    }
 }
 
 /// Creates the missing folders above `path`, each 0755 whatever the umask.
@@ -286,35 +259,6 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::protocol;
-
-    #[test]
-    fn command_line_defaults() {
-        use clap::Parser as _;
-        let cli = crate::cli::Cli::try_parse_from(["kaipo", "daemon"]).unwrap();
-        let crate::cli::Command::Daemon(args) = cli.command else {
-            panic!("not daemon")
-        };
-        let opts = DaemonOptions::resolve(&args, Config::default(), PathBuf::new());
-        assert_eq!(opts.db, Path::new(protocol::DEFAULT_DB));
-        assert_eq!(opts.socket, Path::new(protocol::DEFAULT_SOCKET));
-        assert_eq!(opts.interval, crate::store::DEFAULT_WRITE_INTERVAL);
-        assert_eq!(opts.live_interval, Duration::from_secs(1));
-        assert!(opts.ifaces.is_empty() && !opts.include_loopback);
-        let cli = crate::cli::Cli::try_parse_from([
-            "kaipo",
-            "status",
-            "--json",
-            "--socket",
-            "/tmp/k.sock",
-        ])
-        .unwrap();
-        let crate::cli::Command::Status(args) = cli.command else {
-            panic!("not status")
-        };
-        assert!(args.json);
-        assert_eq!(args.socket, Path::new("/tmp/k.sock"));
-    }
 
     /// A database the daemon cannot open (here a folder where the file should be) is named
     /// once, and so is SQLite's complaint: the message used to carry the path twice and

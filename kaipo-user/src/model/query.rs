@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::calendar::{month_start, next_month_start};
 
 /// What a report groups by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dimension {
     App,
@@ -29,7 +29,7 @@ pub enum Tier {
 }
 
 /// A calendar period of the per-period view (`kaipo report --per`), in UTC.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
     Hour,

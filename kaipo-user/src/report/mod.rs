@@ -42,7 +42,7 @@ pub use self::{
 use crate::model::Report;
 
 /// The formats `kaipo report --format` writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ExportFormat {
     Table,
     Json,

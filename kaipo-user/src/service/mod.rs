@@ -19,23 +19,21 @@ pub const UNIT_TEMPLATE: &str = include_str!("../../../packaging/kaipo.service")
 pub const UNIT_PATH: &str = "etc/systemd/system/kaipo.service";
 pub const UNIT_NAME: &str = "kaipo.service";
 
-#[derive(Debug, clap::Args)]
-pub struct InstallArgs {
+/// What `kaipo install-service` does.
+#[derive(Clone, Debug)]
+pub struct InstallOptions {
     /// Install under this directory instead of / (nothing is run there).
-    #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
-    /// The kaipo binary the unit runs [default: this one].
-    #[arg(long, value_name = "PATH")]
+    /// The kaipo binary the unit runs; `None`: this one.
     pub binary: Option<PathBuf>,
-    /// Also start the service now and at every boot (systemctl enable --now).
-    #[arg(long)]
+    /// Also start the service now and at every boot.
     pub enable: bool,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct UninstallArgs {
+/// What `kaipo uninstall-service` does.
+#[derive(Clone, Debug)]
+pub struct UninstallOptions {
     /// Remove from under this directory instead of /.
-    #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
 }
 
@@ -53,7 +51,7 @@ fn systemd_runs() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
-pub fn install(args: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+pub fn install(args: &InstallOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let binary = match &args.binary {
         Some(b) => b.clone(),
         None => std::env::current_exe()
@@ -97,7 +95,7 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn uninstall(args: &UninstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+pub fn uninstall(args: &UninstallOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let path = args.root.join(UNIT_PATH);
     let live = is_live(&args.root) && systemd_runs();
     if live && path.exists() {

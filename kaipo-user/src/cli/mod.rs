@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 
 use crate::format::{parse_duration, parse_interval};
 
+mod values;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "kaipo",
@@ -58,13 +60,85 @@ pub enum Command {
     #[cfg(unix)]
     /// Show, check or change the configuration file.
     #[command(subcommand)]
-    Config(crate::config::cmd::ConfigCommand),
+    Config(ConfigCommand),
     /// Install the hardened systemd unit for the daemon (and group kaipo).
     #[cfg(target_os = "linux")]
-    InstallService(crate::service::InstallArgs),
+    InstallService(InstallArgs),
     /// Remove the systemd unit (the group and the history stay).
     #[cfg(target_os = "linux")]
-    UninstallService(crate::service::UninstallArgs),
+    UninstallService(UninstallArgs),
+}
+
+/// `kaipo config ...`.
+#[cfg(unix)]
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (the file over the defaults) as TOML.
+    Show,
+    /// Print one key's effective value (`metrics.listen`).
+    Get { key: String },
+    /// Set one key in the file, keeping its comments; refused when the result is invalid.
+    Set { key: String, value: String },
+    /// Write a file with every key at its default, commented.
+    Init {
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the file's path.
+    Path,
+    /// Validate the file; exits 1 with the line and key of the first problem.
+    Check,
+}
+
+#[cfg(unix)]
+impl ConfigCommand {
+    pub fn action(self) -> crate::config::cmd::ConfigAction {
+        use crate::config::cmd::ConfigAction as A;
+        match self {
+            Self::Show => A::Show,
+            Self::Get { key } => A::Get { key },
+            Self::Set { key, value } => A::Set { key, value },
+            Self::Init { force } => A::Init { force },
+            Self::Path => A::Path,
+            Self::Check => A::Check,
+        }
+    }
+}
+
+/// `kaipo install-service`.
+#[cfg(target_os = "linux")]
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// Install under this directory instead of / (nothing is run there).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: std::path::PathBuf,
+    /// The kaipo binary the unit runs [default: this one].
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<std::path::PathBuf>,
+    /// Also start the service now and at every boot (systemctl enable --now).
+    #[arg(long)]
+    pub enable: bool,
+}
+
+#[cfg(target_os = "linux")]
+impl InstallArgs {
+    pub fn options(self) -> crate::service::InstallOptions {
+        crate::service::InstallOptions {
+            root: self.root,
+            binary: self.binary,
+            enable: self.enable,
+        }
+    }
+}
+
+/// `kaipo uninstall-service`.
+#[cfg(target_os = "linux")]
+#[derive(Debug, clap::Args)]
+pub struct UninstallArgs {
+    /// Remove from under this directory instead of /.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: std::path::PathBuf,
 }
 
 /// How traffic is collected, for every command that collects.
@@ -262,6 +336,39 @@ impl ReportArgs {
     }
 }
 
+/// The daemon's options: the configuration file's `[daemon]` section with the command line's
+/// flags over it.
+#[cfg(unix)]
+impl DaemonArgs {
+    pub fn options(
+        &self,
+        config: crate::config::Config,
+        config_path: std::path::PathBuf,
+    ) -> crate::daemon::DaemonOptions {
+        let args = self;
+        let d = &config.daemon;
+        crate::daemon::DaemonOptions {
+            db: args.db.clone().unwrap_or_else(|| d.db.clone()),
+            socket: args.socket.clone().unwrap_or_else(|| d.socket.clone()),
+            ifaces: if args.ifaces.is_empty() {
+                d.interfaces.clone()
+            } else {
+                args.ifaces.clone()
+            },
+            interval: args.interval.unwrap_or(d.interval),
+            live_interval: args.live_interval.unwrap_or(d.live_interval),
+            // A flag can only turn it on; the file's `false` is also the default.
+            include_loopback: args.include_loopback || d.include_loopback,
+            backend: args.collect.backend,
+            pcap_filter: args.collect.filter.clone(),
+            pcap_immediate: args.collect.pcap_immediate,
+            ingress_hook: args.collect.ingress_hook,
+            config_path,
+            config,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory as _;
@@ -369,5 +476,40 @@ mod tests {
         ] {
             assert!(report(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn daemon_defaults_come_from_the_configuration() {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(["kaipo", "daemon"]).unwrap();
+        let Command::Daemon(args) = cli.command else {
+            panic!("not daemon")
+        };
+        let opts = args.options(crate::config::Config::default(), std::path::PathBuf::new());
+        assert_eq!(
+            opts.db,
+            std::path::Path::new(crate::api::protocol::DEFAULT_DB)
+        );
+        assert_eq!(
+            opts.socket,
+            std::path::Path::new(crate::api::protocol::DEFAULT_SOCKET)
+        );
+        assert_eq!(opts.interval, crate::store::DEFAULT_WRITE_INTERVAL);
+        assert_eq!(opts.live_interval, Duration::from_secs(1));
+        assert!(opts.ifaces.is_empty() && !opts.include_loopback);
+        let cli = Cli::try_parse_from([
+            "kaipo",
+            "status",
+            "--json",
+            "--socket",
+            "/tmp/k.sock",
+        ])
+        .unwrap();
+        let Command::Status(args) = cli.command else {
+            panic!("not status")
+        };
+        assert!(args.json);
+        assert_eq!(args.socket, std::path::Path::new("/tmp/k.sock"));
     }
 }
