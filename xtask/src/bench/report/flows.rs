@@ -63,7 +63,8 @@ pub fn flows(a: &Flows, b: &Flows, topo: &Topology) -> String {
          {PAYLOAD_64B_FRAME}-byte datagram to each of 2 receiver addresses × 50,000 ports (a second \
          socket, i.e. another source port, for flows past 100,000). Nothing listens on those ports, \
          so the receiver answers with the few ICMP errors its rate limit allows. Read 2.6 s after \
-         the burst (kaipo counts FLOWS every 10th interval, so one count falls after it): kaipo's \
+         the burst (kaipo reads FLOWS and the flow cache every interval, to join flows to sockets): \
+         kaipo's \
          maps from `/proc/<pid>/fdinfo` (memlock) and the kernel's map info (names), FLOWS and \
          COUNTERS read directly, kaipo's VmRSS/VmHWM; evictions also as kaipo's JSON reports them \
          (`lost.flow_evictions`, summed over all intervals). Only FLOWS evicts: a flow leaves a \
