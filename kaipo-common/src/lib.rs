@@ -33,14 +33,15 @@ pub struct IfaceCounters {
     pub rx_packets: u64,
     pub tx_bytes: u64,
     pub tx_packets: u64,
-    /// Frames that carried neither IPv4 nor IPv6 (ARP, LLDP, ...). Counted in bytes and packets
-    /// above as well.
-    pub rx_non_ip: u64,
-    pub tx_non_ip: u64,
-    /// Frames whose headers were cut short or inconsistent. Counted in bytes and packets above
-    /// as well, but not in any flow.
-    pub rx_malformed: u64,
-    pub tx_malformed: u64,
+    /// Bytes of frames that carried neither IPv4 nor IPv6 (ARP, LLDP, ...): counted in the
+    /// totals above as well, and in no flow.
+    pub rx_non_ip_bytes: u64,
+    pub tx_non_ip_bytes: u64,
+    /// Bytes of frames whose headers were cut short or inconsistent: counted in the totals
+    /// above as well, and in no flow. With the flows, these add up to the totals, which lets
+    /// userspace split an interface's bytes without comparing two reads taken apart.
+    pub rx_malformed_bytes: u64,
+    pub tx_malformed_bytes: u64,
 }
 const _: () = assert!(size_of::<IfaceCounters>() == 64);
 
@@ -52,10 +53,10 @@ impl IfaceCounters {
             rx_packets: self.rx_packets + other.rx_packets,
             tx_bytes: self.tx_bytes + other.tx_bytes,
             tx_packets: self.tx_packets + other.tx_packets,
-            rx_non_ip: self.rx_non_ip + other.rx_non_ip,
-            tx_non_ip: self.tx_non_ip + other.tx_non_ip,
-            rx_malformed: self.rx_malformed + other.rx_malformed,
-            tx_malformed: self.tx_malformed + other.tx_malformed,
+            rx_non_ip_bytes: self.rx_non_ip_bytes + other.rx_non_ip_bytes,
+            tx_non_ip_bytes: self.tx_non_ip_bytes + other.tx_non_ip_bytes,
+            rx_malformed_bytes: self.rx_malformed_bytes + other.rx_malformed_bytes,
+            tx_malformed_bytes: self.tx_malformed_bytes + other.tx_malformed_bytes,
         }
     }
 }

@@ -248,10 +248,10 @@ fn account(ifindex: u32, len: u64, parsed: Parsed, headers: &IpHeaders, egress: 
                 count_flow(ifindex, headers, len, egress);
             }
         }
-        Parsed::NonIp if egress => stats.tx_non_ip += 1,
-        Parsed::NonIp => stats.rx_non_ip += 1,
-        Parsed::Malformed if egress => stats.tx_malformed += 1,
-        Parsed::Malformed => stats.rx_malformed += 1,
+        Parsed::NonIp if egress => stats.tx_non_ip_bytes += len,
+        Parsed::NonIp => stats.rx_non_ip_bytes += len,
+        Parsed::Malformed if egress => stats.tx_malformed_bytes += len,
+        Parsed::Malformed => stats.rx_malformed_bytes += len,
     }
 }
 

@@ -224,7 +224,13 @@ fn write_table(
     )?;
     for p in r.processes.iter().take(top) {
         let user = p.user.clone().unwrap_or_else(|| p.uid.to_string());
-        let mut cmd: String = p.cmdline.chars().take(60).collect();
+        // A command line may hold line breaks and tabs (`python3 -c '...'`): one line a row.
+        let mut cmd: String = p
+            .cmdline
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(60)
+            .collect();
         if p.exited {
             cmd.push_str(" (exited)");
         }
@@ -316,7 +322,7 @@ mod tests {
                 .map(|i| ProcessRecord {
                     pid: 100 + i,
                     name: format!("p{i}"),
-                    cmdline: String::new(),
+                    cmdline: "python3 -c \nimport socket\n".into(),
                     uid: 0,
                     user: Some("root".into()),
                     container: None,
@@ -383,6 +389,10 @@ mod tests {
         );
         assert!(text.contains("udp/9999"));
         assert_eq!(process_rows(&text), 3, "{text}");
+        assert!(
+            text.contains("python3 -c  import socket "),
+            "one line a row: {text}"
+        );
         // `--top 1` keeps one process row.
         assert_eq!(process_rows(&table(&record(2048, 0), 1, false)), 1);
         assert!(!table(&record(2048, 0), 1, false).contains("ringbuf_full"));

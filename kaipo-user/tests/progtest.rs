@@ -80,21 +80,22 @@ impl Hook {
     }
 
     /// Interface counters of `packets` frames totalling `bytes`, in this direction's half.
+    /// `non_ip` and `malformed` are the bytes of such frames among them.
     fn iface(self, bytes: u64, packets: u64, non_ip: u64, malformed: u64) -> IfaceCounters {
         if self.egress() {
             IfaceCounters {
                 tx_bytes: bytes,
                 tx_packets: packets,
-                tx_non_ip: non_ip,
-                tx_malformed: malformed,
+                tx_non_ip_bytes: non_ip,
+                tx_malformed_bytes: malformed,
                 ..IfaceCounters::default()
             }
         } else {
             IfaceCounters {
                 rx_bytes: bytes,
                 rx_packets: packets,
-                rx_non_ip: non_ip,
-                rx_malformed: malformed,
+                rx_non_ip_bytes: non_ip,
+                rx_malformed_bytes: malformed,
                 ..IfaceCounters::default()
             }
         }
@@ -722,7 +723,7 @@ fn case_single_flow(hook: Hook, frame: &[u8], key: FlowKey) {
 fn case_malformed(hook: Hook, frame: &[u8]) {
     let h = Harness::new(hook);
     h.run(frame);
-    h.assert_no_flow(hook.iface(len(frame), 1, 0, 1));
+    h.assert_no_flow(hook.iface(len(frame), 1, 0, len(frame)));
 }
 
 fn case_two_ipv4_flows(hook: Hook) {
@@ -886,7 +887,7 @@ fn case_arp(hook: Hook) {
     assert_eq!(frame.len(), 14 + 28);
     let h = Harness::new(hook);
     h.run(&frame);
-    h.assert_no_flow(hook.iface(42, 1, 1, 0));
+    h.assert_no_flow(hook.iface(42, 1, 42, 0));
 }
 
 /// 15 bytes of an IPv4 header: version, length and protocol are there, the addresses are not.
@@ -1222,7 +1223,7 @@ fn xdp_short_frame_behind_metadata_is_refused_or_malformed() {
         ..TestRunOptions::default()
     };
     if h.run_unless_refused(opts) {
-        h.assert_no_flow(Hook::Xdp.iface(10, 1, 0, 1));
+        h.assert_no_flow(Hook::Xdp.iface(10, 1, 0, 10));
     }
 }
 
@@ -1265,7 +1266,7 @@ fn xdp_linear_part_shorter_than_ethernet_is_malformed() {
     if !run_split(&h, frame, 10) {
         return;
     }
-    h.assert_no_flow(Hook::Xdp.iface(14, 1, 0, 1));
+    h.assert_no_flow(Hook::Xdp.iface(14, 1, 0, 14));
 }
 
 /// Pins down that headers are read from the linear part only. A valid IPv4/UDP frame whose IPv4

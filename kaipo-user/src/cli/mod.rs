@@ -498,14 +498,8 @@ mod tests {
         assert_eq!(opts.interval, crate::store::DEFAULT_WRITE_INTERVAL);
         assert_eq!(opts.live_interval, Duration::from_secs(1));
         assert!(opts.ifaces.is_empty() && !opts.include_loopback);
-        let cli = Cli::try_parse_from([
-            "kaipo",
-            "status",
-            "--json",
-            "--socket",
-            "/tmp/k.sock",
-        ])
-        .unwrap();
+        let cli =
+            Cli::try_parse_from(["kaipo", "status", "--json", "--socket", "/tmp/k.sock"]).unwrap();
         let Command::Status(args) = cli.command else {
             panic!("not status")
         };

@@ -208,11 +208,6 @@ pub struct Accountant {
     scoped: bool,
     flows: FlowDeltas,
     index: SocketIndex,
-    /// Link-layer bytes since the baseline: on the monitored interfaces, in their flows, and
-    /// the difference already credited as frames outside any flow.
-    interface_total: u64,
-    flow_total: u64,
-    outside_credited: u64,
 }
 
 pub fn comm_to_string(comm: &[u8; 16]) -> String {
@@ -236,9 +231,6 @@ impl Accountant {
             scoped: false,
             flows: FlowDeltas::new(),
             index: SocketIndex::default(),
-            interface_total: 0,
-            flow_total: 0,
-            outside_credited: 0,
         }
     }
 
@@ -452,9 +444,15 @@ impl Accountant {
         interfaces: &[(Interface, IfaceCounters)],
     ) -> Attribution {
         let mut attribution = Attribution::default();
-        let on_interfaces: u64 = interfaces
+        // Frames the programs counted on the interface but in no flow: not IP, or unreadable.
+        let outside_flows: u64 = interfaces
             .iter()
-            .map(|(_, c)| c.rx_bytes.saturating_add(c.tx_bytes))
+            .map(|(_, c)| {
+                c.rx_non_ip_bytes
+                    .saturating_add(c.tx_non_ip_bytes)
+                    .saturating_add(c.rx_malformed_bytes)
+                    .saturating_add(c.tx_malformed_bytes)
+            })
             .sum();
         self.index.clear();
         for (cookie, state) in &self.sockets {
@@ -504,19 +502,11 @@ impl Accountant {
                 None => attribution.unattributed.forwarded += bytes,
             }
         }
-        // What the interfaces counted outside any flow: frames that are not IP (ARP, LLDP) or
-        // could not be read as one. The two counts are read one after the other, so between
-        // two samples the difference also holds frames whose flow was counted just after the
-        // read; they show up in the next interval's flows. Only growth of the difference since
-        // start is credited, so no frame is counted both ways and the interval's bytes are
-        // exactly its attributed bytes plus its causes.
-        self.interface_total = self.interface_total.saturating_add(on_interfaces);
-        self.flow_total = self.flow_total.saturating_add(on_flows);
-        let outside = self.interface_total.saturating_sub(self.flow_total);
-        let credit = outside.saturating_sub(self.outside_credited);
-        self.outside_credited = self.outside_credited.max(outside);
-        attribution.unattributed.icmp_arp += credit;
-        attribution.interface_bytes = on_flows.saturating_add(credit);
+        // The interface's bytes are its flows' bytes and the bytes of frames in no flow, both
+        // counted by the same program run for each frame: no difference of two reads taken
+        // apart, so an interval's split is exact, not just the run's.
+        attribution.unattributed.icmp_arp += outside_flows;
+        attribution.interface_bytes = on_flows.saturating_add(outside_flows);
         attribution
     }
 
@@ -586,10 +576,10 @@ fn iface_delta(now: &IfaceCounters, before: &IfaceCounters) -> IfaceCounters {
         rx_packets: d(now.rx_packets, before.rx_packets),
         tx_bytes: d(now.tx_bytes, before.tx_bytes),
         tx_packets: d(now.tx_packets, before.tx_packets),
-        rx_non_ip: d(now.rx_non_ip, before.rx_non_ip),
-        tx_non_ip: d(now.tx_non_ip, before.tx_non_ip),
-        rx_malformed: d(now.rx_malformed, before.rx_malformed),
-        tx_malformed: d(now.tx_malformed, before.tx_malformed),
+        rx_non_ip_bytes: d(now.rx_non_ip_bytes, before.rx_non_ip_bytes),
+        tx_non_ip_bytes: d(now.tx_non_ip_bytes, before.tx_non_ip_bytes),
+        rx_malformed_bytes: d(now.rx_malformed_bytes, before.rx_malformed_bytes),
+        tx_malformed_bytes: d(now.tx_malformed_bytes, before.tx_malformed_bytes),
     }
 }
 
@@ -878,6 +868,7 @@ mod tests {
             IfaceCounters {
                 tx_bytes: scale * (34_200 + 1_000 + 84),
                 tx_packets: scale * 112,
+                tx_non_ip_bytes: scale * 84,
                 ..Default::default()
             },
         ));

@@ -30,9 +30,10 @@ pub struct IntervalRecord {
 
 /// Link-layer bytes (both directions) on the monitored interfaces, split into those whose
 /// flow belongs to a socket of a known process and the rest by cause. `attributed_bytes` plus
-/// every cause equals `interface_bytes`. `interface_bytes` is what the flows and the frames
-/// outside any flow add up to; interval by interval it can differ from `interfaces[]` by the
-/// few frames in flight while the counters were read, never over a run.
+/// every cause equals `interface_bytes`, the flows' bytes and the bytes of frames in no flow
+/// (both counted by the same program run for each frame). Interval by interval it can differ
+/// from `interfaces[]` by the few frames in flight while the maps were read one after the
+/// other; over a run they agree, unless flows found the flow map full (`lost.flow_map_full`).
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Attribution {
     pub interface_bytes: u64,

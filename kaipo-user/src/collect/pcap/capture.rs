@@ -151,7 +151,7 @@ impl Tally {
                 // Not even the link header is readable: no direction to tell.
                 c.rx_bytes += u64::from(wire_len);
                 c.rx_packets += 1;
-                c.rx_malformed += 1;
+                c.rx_malformed_bytes += u64::from(wire_len);
                 return;
             }
         };
@@ -159,20 +159,20 @@ impl Tally {
         let bytes = u64::from(frame.link.link_bytes);
         let (not_ip, malformed) = match &frame.net {
             Ok(_) => (0, 0),
-            Err(ParseError::NotIp { .. }) => (1, 0),
-            Err(_) => (0, 1),
+            Err(ParseError::NotIp { .. }) => (bytes, 0),
+            Err(_) => (0, bytes),
         };
         if side != Side::Out {
             c.rx_bytes += bytes;
             c.rx_packets += 1;
-            c.rx_non_ip += not_ip;
-            c.rx_malformed += malformed;
+            c.rx_non_ip_bytes += not_ip;
+            c.rx_malformed_bytes += malformed;
         }
         if side != Side::In {
             c.tx_bytes += bytes;
             c.tx_packets += 1;
-            c.tx_non_ip += not_ip;
-            c.tx_malformed += malformed;
+            c.tx_non_ip_bytes += not_ip;
+            c.tx_malformed_bytes += malformed;
         }
         let Ok(flow) = &frame.net else { return };
         let outgoing = side != Side::In;

@@ -166,7 +166,10 @@ fn cooked_direction_wins_and_non_ip_and_broken_frames_are_counted() {
     bad[17] = 200;
     record(&mut tally, &bad, &any, &addrs);
     let c = tally.counters;
-    assert_eq!((c.rx_packets, c.rx_non_ip, c.rx_malformed), (3, 1, 2));
+    assert_eq!(
+        (c.rx_packets, c.rx_non_ip_bytes, c.rx_malformed_bytes),
+        (3, 42, 9 + 42)
+    );
     assert_eq!(c.rx_bytes, 42 + 9 + 42);
     assert_eq!(
         tally.flows.len(),
