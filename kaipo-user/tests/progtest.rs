@@ -1280,7 +1280,7 @@ fn xdp_headers_are_read_from_the_linear_part() {
     if !run_split(&split, &frame, 20) {
         return;
     }
-    split.assert_no_flow(Hook::Xdp.iface(92, 1, 0, 1));
+    split.assert_no_flow(Hook::Xdp.iface(92, 1, 0, 92));
 
     let whole = Harness::new(Hook::Xdp);
     assert!(run_split(&whole, &frame, 40));
