@@ -281,6 +281,48 @@ mod tests {
         assert_eq!(remote_address(0, &v4), "");
     }
 
+    /// A TCP server on 5001 accepting 200 connections from one client: one row, service
+    /// `tcp/5001`, so a new-destination rule sees one destination, not one per client port.
+    #[test]
+    fn a_servers_clients_share_its_service() {
+        let owner = Owner {
+            tgid: 4_000_001,
+            comm: "server".into(),
+            uid: 4_000_001,
+            cgroup_id: 0,
+        };
+        let mut client = [0u8; 16];
+        client[..4].copy_from_slice(&[10, 0, 0, 2]);
+        let connections = (0..200u16)
+            .map(|i| ConnectionDelta {
+                cookie: u64::from(i),
+                owner: owner.clone(),
+                endpoints: Endpoints {
+                    family: FAMILY_IPV4,
+                    proto: kaipo_common::PROTO_TCP,
+                    local_port: 5001,
+                    remote_addr: client,
+                    remote_port: 40_000 + i,
+                    ..Endpoints::default()
+                },
+                traffic: Traffic {
+                    rx_bytes: 100,
+                    rx_packets: 1,
+                    ..Traffic::default()
+                },
+            })
+            .collect();
+        let delta = IntervalDelta {
+            connections,
+            ..IntervalDelta::default()
+        };
+        let mut resolver = ProcessResolver::new("/nonexistent", "/nonexistent");
+        let rows = traffic_rows(&delta, &mut resolver, Instant::now());
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].service, "tcp/5001");
+        assert_eq!((rows[0].rx_bytes, rows[0].rx_packets), (20_000, 200));
+    }
+
     #[test]
     fn rows_merge_per_process_remote_and_service() {
         let owner = Owner {
