@@ -1103,7 +1103,13 @@ fn quota_alert(daemon: &Daemon, rule: &str, secs: u64) -> (Option<u64>, Option<u
     let mut found = None;
     wait_until(
         secs,
-        || format!("alert {rule} firing: {:?}\n{}", daemon.status().alerts, daemon.stderr()),
+        || {
+            format!(
+                "alert {rule} firing: {:?}\n{}",
+                daemon.status().alerts,
+                daemon.stderr()
+            )
+        },
         || {
             found = daemon
                 .status()
@@ -1181,7 +1187,11 @@ fn quotas_count_history_on_reload_and_start_and_bad_reloads_change_nothing() {
     assert_eq!(used, Some(both));
     assert!(fired > first_fired);
     assert_eq!(
-        lines_with(&daemon.stderr(), "counts 411200 bytes from this month's history").len(),
+        lines_with(
+            &daemon.stderr(),
+            "counts 411200 bytes from this month's history"
+        )
+        .len(),
         2,
         "{}",
         daemon.stderr()
@@ -1257,9 +1267,11 @@ fn a_panic_in_any_task_ends_the_daemon_with_a_failure() {
     require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let scratch = Scratch::new("panic");
+    let config = scratch.0.join("kaipo.toml");
+    fs::write(&config, "").expect("config");
     let mut daemon = Daemon::start_with_env(
         &scratch,
-        &[],
+        &["--config", config.to_str().expect("a UTF-8 path")],
         &[(kaipo::daemon::reload::PANIC_ON_RELOAD, "1")],
     );
     let programs = daemon_programs(&daemon);
@@ -1284,6 +1296,10 @@ fn a_panic_in_any_task_ends_the_daemon_with_a_failure() {
             && said[0].ends_with(": KAIPO_TEST_PANIC_ON_RELOAD is set; exiting with status 101"),
         "{stderr}"
     );
-    assert_eq!(stderr.lines().filter(|l| l.starts_with("note:")).count(), 0, "{stderr}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("note:")).count(),
+        0,
+        "{stderr}"
+    );
     wait_unloaded(&programs);
 }

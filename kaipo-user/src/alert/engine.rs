@@ -174,7 +174,11 @@ impl AlertEngine {
     }
 
     /// Counts the interval's traffic per app and per interface until the next batch closes.
-    fn remember_pending(&mut self, by_scope: &mut HashMap<Scope, HashMap<String, Counts>>, live: &LiveInterval) {
+    fn remember_pending(
+        &mut self,
+        by_scope: &mut HashMap<Scope, HashMap<String, Counts>>,
+        live: &LiveInterval,
+    ) {
         for scope in [Scope::App, Scope::Interface] {
             let per_key = by_scope
                 .entry(scope)

@@ -1,6 +1,6 @@
-//! Monthly quotas: usage since the first of the month (UTC), seeded from the store at start
-//! and counted live after, and a forecast of when the quota will be used up at the month's
-//! average rate so far.
+//! Monthly quotas: usage since the first of the month (UTC), read from the store at start and
+//! whenever a reload adds or changes a rule and counted live after, and a forecast of when the
+//! quota will be used up at the month's average rate so far.
 
 use crate::report::time::{civil, parse_instant};
 

@@ -4,7 +4,8 @@
 //! nothing: the daemon keeps running with the configuration it had and logs why. Settings
 //! that shape what was set up at start (database, socket, interfaces, intervals, metrics
 //! address) are logged as needing a restart; the rest (metrics top-N, alert rules) apply from
-//! the next interval. Counters are never reset.
+//! the next interval. Counters are never reset. A quota rule that is new or changed reads this
+//! month's usage from history, like the daemon's start does.
 
 use std::{
     net::SocketAddr,
@@ -239,3 +240,55 @@ fn seed_from_history(
 /// ends the daemon with a failure.
 #[cfg(debug_assertions)]
 pub const PANIC_ON_RELOAD: &str = "KAIPO_TEST_PANIC_ON_RELOAD";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file that would lower `metrics.top_apps` and add a rule but fails its check leaves
+    /// the configuration in force as it was, and the reason is one line with the file, line
+    /// and key; a good file then applies.
+    #[test]
+    fn a_bad_file_changes_nothing_and_says_where() {
+        let dir = std::env::temp_dir().join(format!("kaipo-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("kaipo.toml");
+        let start = Config::parse("[metrics]\ntop_apps = 30\n", &path).unwrap();
+        let mut live = LiveConfig::new(start.clone(), path.clone());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bad = "[metrics]\ntop_apps = 5\n[alerts]\n[[alerts.rule]]\nname = \"q\"\nkind = \"quota\"\nquota = 10\ntarget = \"x\"\nwebhok = \"\"\n";
+        std::fs::write(&path, bad).unwrap();
+        let err = rt.block_on(live.reload()).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "kaipo: SIGHUP: keeping the previous configuration: {}, line 9, key \
+                 alerts.rule.webhok: unknown field `webhok`, expected one of `name`, `kind`, \
+                 `scope`, `target`, `direction`, `above`, `for`, `learn`, `score`, `quota`",
+                path.display()
+            )
+        );
+        assert_eq!(live.current, start);
+        // A file that cannot be read says why: the cause used to be left out.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = rt.block_on(live.reload()).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "kaipo: SIGHUP: keeping the previous configuration: reading {}: Is a directory \
+                 (os error 21)",
+                path.display()
+            )
+        );
+        assert_eq!(live.current, start);
+        std::fs::remove_dir(&path).unwrap();
+        std::fs::write(&path, bad.replace("webhok = \"\"\n", "")).unwrap();
+        rt.block_on(live.reload()).unwrap();
+        assert_eq!(live.current.metrics.top_apps, 5);
+        assert_eq!(live.current.alerts.rule.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
