@@ -1303,3 +1303,45 @@ fn a_panic_in_any_task_ends_the_daemon_with_a_failure() {
     );
     wait_unloaded(&programs);
 }
+
+/// With minute-long store intervals the traffic is still in the open batch (or split across
+/// one boundary) when SIGHUP adds the rule: history plus what no batch holds yet is still the
+/// exact figure, and the same figure is in history once the daemon stops.
+#[test]
+fn a_quota_added_by_reload_counts_traffic_no_batch_holds_yet() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("quota-pending");
+    let config = scratch.0.join("kaipo.toml");
+    fs::write(&config, "").expect("config");
+    let daemon = Daemon::start(
+        &scratch,
+        &[
+            "--interval",
+            "1m",
+            "--config",
+            config.to_str().expect("UTF-8"),
+        ],
+    );
+    let me = std::env::current_exe().expect("the test binary");
+    let app = "kaipo-quota-live";
+    let program = scratch.executable(&me, app);
+    let sender = Sender::start(Some(&program), false, 150, 700);
+    let each_way = udp_bytes(150, 700);
+    assert_eq!(2 * each_way, 218_400);
+    wait_for_totals(&daemon, sender.pid(), each_way);
+    drop(sender);
+    fs::write(
+        &config,
+        format!(
+            "[alerts]\n[[alerts.rule]]\nname = \"live\"\nkind = \"quota\"\ntarget = \"{app}\"\nquota = 200000\n"
+        ),
+    )
+    .expect("config");
+    sighup(&daemon);
+    let (used, quota, _) = quota_alert(&daemon, "live", 15);
+    assert_eq!((used, quota), (Some(218_400), Some(200_000)));
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    assert_eq!(stored_this_month(&scratch.db(), app), 218_400);
+}
