@@ -82,6 +82,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .unwrap_or_else(|| kaipo::config::default_path(true));
             let config = kaipo::config::Config::load(&path)?;
             let opts = args.options(config, path);
+            // Before any thread or task starts: a panic in any of them ends the daemon with a
+            // failure, for the service manager to restart it.
+            kaipo::daemon::fatal::install_panic_hook();
             runtime.block_on(kaipo::daemon::run(&opts))
         }
         #[cfg(target_os = "linux")]

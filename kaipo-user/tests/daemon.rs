@@ -155,6 +155,11 @@ impl Daemon {
     /// Starts the daemon on loopback with `extra` flags and waits until it answers on its
     /// socket, which it does only once every program is attached.
     fn start(scratch: &Scratch, extra: &[&str]) -> Daemon {
+        Daemon::start_with_env(scratch, extra, &[])
+    }
+
+    /// [`Daemon::start`] with variables added to its environment.
+    fn start_with_env(scratch: &Scratch, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kaipo"))
             .arg("daemon")
             .arg("--db")
@@ -169,6 +174,7 @@ impl Daemon {
                 "250ms",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -1060,4 +1066,282 @@ fn status_without_a_daemon_says_how_to_start_one() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no kaipo daemon is running"), "{stderr}");
     assert!(stderr.contains("sudo kaipo daemon"), "{stderr}");
+}
+
+fn sighup(daemon: &Daemon) {
+    // SAFETY: sending a signal to our own child.
+    assert_eq!(
+        unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGHUP) },
+        0
+    );
+}
+
+/// This month's bytes of `app` both ways in history, as `kaipo report --since <month start>`
+/// reads them.
+fn stored_this_month(db: &Path, app: &str) -> u64 {
+    let (month_start, month_end) = kaipo::alert::quota::month_bounds(now_ms() as u64);
+    let Ok(mut store) = Store::open_read_only(db) else {
+        return 0;
+    };
+    let query = Query {
+        from_ms: month_start as i64,
+        to_ms: month_end as i64,
+        ..last_hour(Dimension::App)
+    };
+    store
+        .query(&query)
+        .expect("querying history")
+        .rows
+        .iter()
+        .find(|r| r.key == app)
+        .map_or(0, |r| r.rx_bytes + r.tx_bytes)
+}
+
+/// The one firing alert of `rule` in `daemon`'s status, once it is there:
+/// (used bytes, quota bytes, fired at).
+fn quota_alert(daemon: &Daemon, rule: &str, secs: u64) -> (Option<u64>, Option<u64>, u64) {
+    let mut found = None;
+    wait_until(
+        secs,
+        || {
+            format!(
+                "alert {rule} firing: {:?}\n{}",
+                daemon.status().alerts,
+                daemon.stderr()
+            )
+        },
+        || {
+            found = daemon
+                .status()
+                .alerts
+                .iter()
+                .find(|n| n.rule == rule)
+                .map(|n| (n.evidence.used_bytes, n.evidence.quota_bytes, n.fired_ms));
+            found.is_some()
+        },
+    );
+    found.expect("an alert")
+}
+
+/// Lines of `text` that contain `what`.
+fn lines_with(text: &str, what: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.contains(what))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A quota rule added or changed by SIGHUP counts this month's history (it used to start from
+/// zero), fires at once when that is over the quota (it used to wait the default minute), and
+/// so does one read at start; a bad file changes nothing and says why in one line.
+#[test]
+fn quotas_count_history_on_reload_and_start_and_bad_reloads_change_nothing() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("quota");
+    let config = scratch.0.join("kaipo.toml");
+    let config_arg = config.to_str().expect("a UTF-8 path").to_owned();
+    fs::write(&config, "[alerts]\n").expect("config");
+    let args = ["--interval", "1s", "--config", config_arg.as_str()];
+    let daemon = Daemon::start(&scratch, &args);
+    let me = std::env::current_exe().expect("the test binary");
+    let app = "kaipo-quota-app";
+    let program = scratch.executable(&me, app);
+    // 200 datagrams of 1000 bytes, each counted sent and received by the app.
+    let sender = Sender::start(Some(&program), false, 200, 1000);
+    let each_way = udp_bytes(200, 1000);
+    let both = 2 * each_way;
+    assert_eq!(both, 411_200);
+    wait_for_totals(&daemon, sender.pid(), each_way);
+    drop(sender);
+    wait_until(
+        20,
+        || format!("{both} bytes of {app} in history"),
+        || stored_this_month(&scratch.db(), app) == both,
+    );
+
+    let rule = |quota: u64, extra: &str| {
+        format!(
+            "[alerts]\n[[alerts.rule]]\nname = \"monthly\"\nkind = \"quota\"\ntarget = \"{app}\"\nquota = {quota}\n{extra}"
+        )
+    };
+    // Added by a reload, with the default `for` of one minute: fires within seconds.
+    fs::write(&config, rule(400_000, "")).expect("config");
+    sighup(&daemon);
+    let (used, quota, first_fired) = quota_alert(&daemon, "monthly", 15);
+    assert_eq!((used, quota), (Some(both), Some(400_000)));
+    // Changed: cleared, then read from history again.
+    fs::write(&config, rule(300_000, "")).expect("config");
+    sighup(&daemon);
+    let mut changed = None;
+    wait_until(
+        15,
+        || format!("a refired alert: {}", daemon.stderr()),
+        || {
+            let a = quota_alert(&daemon, "monthly", 5);
+            changed = Some(a);
+            a.1 == Some(300_000)
+        },
+    );
+    let (used, _, fired) = changed.expect("the changed alert");
+    assert_eq!(used, Some(both));
+    assert!(fired > first_fired);
+    assert_eq!(
+        lines_with(
+            &daemon.stderr(),
+            "counts 411200 bytes from this month's history"
+        )
+        .len(),
+        2,
+        "{}",
+        daemon.stderr()
+    );
+
+    // Bad files, each of which would also lower the quota: nothing changes, one line each.
+    let app_total = |d: &Daemon| {
+        d.status()
+            .totals
+            .apps
+            .iter()
+            .find(|a| a.app == app)
+            .map(|a| (a.total.rx_bytes, a.total.tx_bytes))
+    };
+    assert_eq!(app_total(&daemon), Some((each_way, each_way)));
+    let bad = [
+        (
+            rule(100, "fro = \"1s\"\n"),
+            format!("{config_arg}, line 7, key alerts.rule.fro: unknown field `fro`, expected one of `name`, `kind`, `scope`, `target`, `direction`, `above`, `for`, `learn`, `score`, `quota`"),
+        ),
+        (
+            format!("[daemon]\ninterval = \"4000d\"\n{}", rule(100, "")),
+            format!("{config_arg}, line 2, key daemon.interval: '4000d' is out of range: a duration is at most 3650d"),
+        ),
+        (
+            rule(100, "for = \"99999d\"\n"),
+            format!("{config_arg}, line 7, key alerts.rule.for: '99999d' is out of range: a duration is at most 3650d"),
+        ),
+        (
+            rule(100, "scope = \"user\"\n"),
+            format!("{config_arg}, line 3, key alerts.rule 'monthly': kind = \"quota\" needs quota = BYTES, target = NAME and scope = \"app\" or \"interface\""),
+        ),
+    ];
+    for (n, (text, reason)) in bad.iter().enumerate() {
+        fs::write(&config, text).expect("config");
+        sighup(&daemon);
+        let marker = "kaipo: SIGHUP: keeping the previous configuration: ";
+        wait_until(
+            10,
+            || format!("{} refusals: {}", n + 1, daemon.stderr()),
+            || lines_with(&daemon.stderr(), marker).len() == n + 1,
+        );
+        let refusals = lines_with(&daemon.stderr(), marker);
+        assert_eq!(refusals[n], format!("{marker}{reason}"));
+        let now = quota_alert(&daemon, "monthly", 1);
+        assert_eq!(now, (Some(both), Some(300_000), fired), "after {reason}");
+    }
+    assert_eq!(lines_with(&daemon.stderr(), "reloaded").len(), 2);
+    assert_eq!(
+        app_total(&daemon),
+        Some((each_way, each_way)),
+        "the counters are kept"
+    );
+
+    // A restart reads the same figure at start.
+    fs::write(&config, rule(300_000, "")).expect("config");
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    assert_eq!(stored_this_month(&scratch.db(), app), both);
+    let daemon = Daemon::start(&scratch, &args);
+    let (used, quota, _) = quota_alert(&daemon, "monthly", 15);
+    assert_eq!((used, quota), (Some(both), Some(300_000)));
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+}
+
+/// A panic in a task (here the reload's, through a trigger only debug builds read) ends the
+/// daemon with status 101 and one line; it used to end only the task, and the daemon then
+/// exited 0, which systemd does not restart.
+#[cfg(debug_assertions)]
+#[test]
+fn a_panic_in_any_task_ends_the_daemon_with_a_failure() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("panic");
+    let config = scratch.0.join("kaipo.toml");
+    fs::write(&config, "").expect("config");
+    let mut daemon = Daemon::start_with_env(
+        &scratch,
+        &["--config", config.to_str().expect("a UTF-8 path")],
+        &[(kaipo::daemon::reload::PANIC_ON_RELOAD, "1")],
+    );
+    let programs = daemon_programs(&daemon);
+    sighup(&daemon);
+    let mut exit = None;
+    let said = Arc::clone(&daemon.stderr);
+    wait_until(
+        15,
+        || format!("the daemon to exit: {}", said.lock().unwrap()),
+        || {
+            exit = daemon.child.try_wait().expect("waiting for the daemon");
+            exit.is_some()
+        },
+    );
+    thread::sleep(Duration::from_millis(50));
+    let stderr = daemon.stderr();
+    assert_eq!(exit.and_then(|e| e.code()), Some(101), "{stderr}");
+    let said = lines_with(&stderr, "panicked");
+    assert_eq!(said.len(), 1, "{stderr}");
+    assert!(
+        said[0].starts_with("kaipo: internal error: thread '")
+            && said[0].ends_with(": KAIPO_TEST_PANIC_ON_RELOAD is set; exiting with status 101"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("note:")).count(),
+        0,
+        "{stderr}"
+    );
+    wait_unloaded(&programs);
+}
+
+/// With minute-long store intervals the traffic is still in the open batch (or split across
+/// one boundary) when SIGHUP adds the rule: history plus what no batch holds yet is still the
+/// exact figure, and the same figure is in history once the daemon stops.
+#[test]
+fn a_quota_added_by_reload_counts_traffic_no_batch_holds_yet() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("quota-pending");
+    let config = scratch.0.join("kaipo.toml");
+    fs::write(&config, "").expect("config");
+    let daemon = Daemon::start(
+        &scratch,
+        &[
+            "--interval",
+            "1m",
+            "--config",
+            config.to_str().expect("UTF-8"),
+        ],
+    );
+    let me = std::env::current_exe().expect("the test binary");
+    let app = "kaipo-quota-live";
+    let program = scratch.executable(&me, app);
+    let sender = Sender::start(Some(&program), false, 150, 700);
+    let each_way = udp_bytes(150, 700);
+    assert_eq!(2 * each_way, 218_400);
+    wait_for_totals(&daemon, sender.pid(), each_way);
+    drop(sender);
+    fs::write(
+        &config,
+        format!(
+            "[alerts]\n[[alerts.rule]]\nname = \"live\"\nkind = \"quota\"\ntarget = \"{app}\"\nquota = 200000\n"
+        ),
+    )
+    .expect("config");
+    sighup(&daemon);
+    let (used, quota, _) = quota_alert(&daemon, "live", 15);
+    assert_eq!((used, quota), (Some(218_400), Some(200_000)));
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    assert_eq!(stored_this_month(&scratch.db(), app), 218_400);
 }

@@ -39,11 +39,25 @@ impl Alerting {
             .then(|| syslog::Syslog::new(&config.syslog_socket));
     }
 
-    /// A reload: new rules and outputs; alerts of removed or changed rules clear.
-    pub fn reconfigure(&mut self, config: &AlertsConfig, now_ms: u64) {
+    /// A reload: new rules and outputs; alerts of removed or changed rules clear. Returns the
+    /// quota rules that are new or changed: they count from what history does not hold yet,
+    /// and wait for [`Self::add_stored_usage`] with what it does.
+    pub fn reconfigure(&mut self, config: &AlertsConfig, now_ms: u64) -> Vec<super::Rule> {
         self.configure_outputs(config);
+        let unseeded: Vec<super::Rule> = config
+            .rule
+            .iter()
+            .filter(|r| r.kind == super::rules::RuleKind::Quota && !self.engine.rules().contains(r))
+            .cloned()
+            .collect();
         let cleared = self.engine.set_rules(config.rule.clone(), now_ms);
         self.deliver(&cleared, now_ms);
+        unseeded
+    }
+
+    /// History's answer for a quota rule [`Self::reconfigure`] returned.
+    pub fn add_stored_usage(&mut self, rule: &super::Rule, month_start_ms: u64, bytes: u64) {
+        self.engine.add_stored_usage(rule, month_start_ms, bytes);
     }
 
     /// Seeds each quota rule's usage this month from the store.
@@ -90,5 +104,13 @@ impl IntervalObserver for AlertObserver {
         let mut a = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let notes = a.engine.evaluate(live);
         a.deliver(&notes, live.record.ts_ms);
+    }
+
+    fn batch_closed(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .engine
+            .batch_closed();
     }
 }

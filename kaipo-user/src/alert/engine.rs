@@ -1,7 +1,10 @@
 //! The alert engine: evaluates every rule on every live interval and says what fired and what
 //! cleared. Pure (no I/O, time from the intervals), so it is tested on synthetic intervals.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use super::{
     notification::{Evidence, Notification},
@@ -19,6 +22,11 @@ pub const DEFAULT_SCORE: f64 = 4.0;
 /// Destinations remembered per app by new-destination rules; past this an app's learning
 /// stops (and nothing new about it is reported), which bounds memory on a busy server.
 pub const MAX_DESTINATIONS: usize = 4096;
+
+/// Apps and interfaces whose traffic since the last store batch is remembered for quota
+/// rules a reload may add; past this, newcomers are left out (their quota would start a batch
+/// late) rather than memory growing with the number of apps.
+pub const MAX_PENDING_KEYS: usize = 4096;
 
 #[derive(Debug, Default)]
 struct Condition {
@@ -39,6 +47,9 @@ pub struct AlertEngine {
     usage: HashMap<usize, Usage>,
     /// Per-app baselines, kept while any anomaly rule exists.
     baseline: Option<Baseline>,
+    /// Traffic per app and per interface since the last store batch closed: what history
+    /// does not hold yet, added to a quota rule's stored usage when a reload adds it.
+    pending: HashMap<(Scope, String), Counts>,
 }
 
 impl AlertEngine {
@@ -51,6 +62,7 @@ impl AlertEngine {
             active: HashMap::new(),
             baseline: None,
             usage: HashMap::new(),
+            pending: HashMap::new(),
         };
         e.set_rules(rules, 0);
         e
@@ -100,6 +112,22 @@ impl AlertEngine {
             .into_iter()
             .filter_map(|((i, k), s)| Some(((remap(i)?, k), s)))
             .collect();
+        // Quota rules that are new or changed start from what history does not hold yet; the
+        // caller adds the stored part ([`Self::add_stored_usage`]) once the store answers.
+        let (month_start, _) = quota::month_bounds(now_ms);
+        let taken: HashSet<usize> = keep.iter().flatten().copied().collect();
+        for (j, r) in rules.iter().enumerate() {
+            if r.kind == RuleKind::Quota && !taken.contains(&j) && now_ms > 0 {
+                let bytes = self.pending_bytes(r);
+                self.usage.insert(
+                    j,
+                    Usage {
+                        month_start_ms: month_start,
+                        bytes,
+                    },
+                );
+            }
+        }
         match (Self::min_score(&rules), &mut self.baseline) {
             (None, b) => *b = None,
             (Some(min), Some(b)) => b.min_score = min,
@@ -108,6 +136,65 @@ impl AlertEngine {
         self.rules = rules;
         out.sort_by(|a, b| (&a.rule, &a.key).cmp(&(&b.rule, &b.key)));
         out
+    }
+
+    /// What `rule`'s target sent or received since the last store batch closed.
+    fn pending_bytes(&self, rule: &Rule) -> u64 {
+        let Some(target) = &rule.target else {
+            return 0;
+        };
+        self.pending
+            .get(&(rule.scope, target.clone()))
+            .map_or(0, |c| rule.direction.bytes_of(c))
+    }
+
+    /// A store batch closed with every interval evaluated so far: history now holds them.
+    pub fn batch_closed(&mut self) {
+        self.pending.clear();
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Adds what history held for `rule` this month when it was added or changed (the live
+    /// part is counted since); nothing when the rule changed again or the month turned.
+    pub fn add_stored_usage(&mut self, rule: &Rule, month_start_ms: u64, bytes: u64) {
+        let Some(i) = self.rules.iter().position(|r| r == rule) else {
+            return;
+        };
+        if let Some(u) = self
+            .usage
+            .get_mut(&i)
+            .filter(|u| u.month_start_ms == month_start_ms)
+        {
+            u.bytes = u.bytes.saturating_add(bytes);
+        }
+    }
+
+    /// Counts the interval's traffic per app and per interface until the next batch closes.
+    fn remember_pending(
+        &mut self,
+        by_scope: &mut HashMap<Scope, HashMap<String, Counts>>,
+        live: &LiveInterval,
+    ) {
+        for scope in [Scope::App, Scope::Interface] {
+            let per_key = by_scope
+                .entry(scope)
+                .or_insert_with(|| per_key(live, scope));
+            for (key, c) in per_key.iter() {
+                let slot = (scope, key.clone());
+                let room = self.pending.len() < MAX_PENDING_KEYS;
+                match self.pending.get_mut(&slot) {
+                    Some(p) => p.add(c),
+                    None if room => {
+                        self.pending.insert(slot, *c);
+                    }
+                    None => {}
+                }
+            }
+        }
     }
 
     /// Alerts firing now, by rule and key.
@@ -161,6 +248,7 @@ impl AlertEngine {
                 }
             }
         }
+        self.remember_pending(&mut by_scope, live);
         out
     }
 
@@ -244,11 +332,9 @@ impl AlertEngine {
             return;
         };
         let quota = rule.quota.unwrap_or(u64::MAX);
-        let bytes = per_key.get(&target).map_or(0, |c| match rule.direction {
-            Direction::Rx => c.rx_bytes,
-            Direction::Tx => c.tx_bytes,
-            Direction::Both => c.bytes(),
-        });
+        let bytes = per_key
+            .get(&target)
+            .map_or(0, |c| rule.direction.bytes_of(c));
         let usage = self.usage.entry(i).or_default();
         let month_before = usage.month_start_ms;
         usage.add(end, bytes);
@@ -279,7 +365,15 @@ impl AlertEngine {
             .into_iter()
             .collect();
         let why = "the forecast moved past the end of the month";
-        self.evaluate_condition(i, rule, hits, |_| Evidence::default(), span, why, out);
+        // A quota already used up fires on this interval; only a forecast waits for `for`,
+        // so that one burst early in the month does not raise it.
+        let reached = usage.bytes >= quota;
+        let hold = if reached { Duration::ZERO } else { rule.for_ };
+        let rule = Rule {
+            for_: hold,
+            ..rule.clone()
+        };
+        self.evaluate_condition(i, &rule, hits, |_| Evidence::default(), span, why, out);
         if let Some(n) = self.active.get_mut(&(i, target)) {
             n.evidence.used_bytes = evidence.used_bytes;
             n.evidence.forecast_ms = evidence.forecast_ms;

@@ -240,3 +240,80 @@ fn a_quota_fires_on_its_forecast_with_the_date_and_clears_in_a_new_month() {
         (State::Cleared, Some("a new month began"))
     );
 }
+
+fn quota_rule(name: &str, quota: u64, for_s: u64) -> Rule {
+    Rule {
+        name: name.into(),
+        kind: RuleKind::Quota,
+        scope: Scope::App,
+        target: Some("up".into()),
+        direction: Direction::Both,
+        above: None,
+        for_: Duration::from_secs(for_s),
+        learn: Duration::from_secs(3600),
+        score: None,
+        quota: Some(quota),
+    }
+}
+
+/// A quota that is used up fires on the interval that shows it, whatever its `for` (it used
+/// to wait the default minute); a forecast still waits.
+#[test]
+fn a_used_up_quota_fires_at_once_and_a_forecast_waits_its_hold() {
+    const NOV: u64 = 1_793_491_200_000; // 2026-11-01T00:00:00Z
+    const DAY: u64 = 86_400_000;
+    let mut e = AlertEngine::new(vec![quota_rule("monthly", 1_000_000, 60)]);
+    e.seed_quota("monthly", NOV, 999_000);
+    let t = NOV + 10 * DAY;
+    // 999,500 by day 10: forecast well before the month ends, but it must hold for 60 s.
+    assert!(e
+        .evaluate(&synthetic_interval(t, &[], &[("up", 500)]))
+        .is_empty());
+    // 1,000,000 reached one second later: fires now, not 59 s later.
+    let got = e.evaluate(&synthetic_interval(t + 1000, &[], &[("up", 500)]));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].state, State::Firing);
+    assert_eq!(
+        (got[0].evidence.used_bytes, got[0].fired_ms),
+        (Some(1_000_000), t + 1000)
+    );
+    // Forecast only: nothing before the hold is over.
+    let mut e = AlertEngine::new(vec![quota_rule("monthly", 1_000_000, 2)]);
+    e.seed_quota("monthly", NOV, 900_000);
+    let fired: Vec<u64> = (1..=3)
+        .flat_map(|s| e.evaluate(&synthetic_interval(t + s * 1000, &[], &[("up", 1)])))
+        .map(|n| n.fired_ms)
+        .collect();
+    assert_eq!(fired, [t + 2000]);
+}
+
+/// A quota rule changed by a reload starts from what no store batch holds yet, and history's
+/// answer adds the rest: here 7,000 bytes stored, then 300 + 200 in intervals after the last
+/// batch, then 50 after the reload.
+#[test]
+fn a_changed_quota_counts_history_and_what_no_batch_holds() {
+    const NOV: u64 = 1_793_491_200_000;
+    let t = NOV + 5 * 86_400_000;
+    let old = quota_rule("monthly", 1_000_000, 0);
+    let mut e = AlertEngine::new(vec![old.clone()]);
+    e.seed_quota("monthly", NOV, 6_000);
+    e.evaluate(&synthetic_interval(t, &[], &[("up", 1_000)]));
+    e.batch_closed();
+    e.evaluate(&synthetic_interval(t + 1000, &[], &[("up", 300)]));
+    e.evaluate(&synthetic_interval(t + 2000, &[], &[("up", 200)]));
+    let new = quota_rule("monthly", 7_400, 0);
+    assert!(e.set_rules(vec![new.clone()], t + 2500).is_empty());
+    assert!(e
+        .evaluate(&synthetic_interval(t + 3000, &[], &[("up", 50)]))
+        .is_empty());
+    // History says 7,000 (6,000 + the 1,000 batch): 7,550 in all, over 7,400.
+    e.add_stored_usage(&new, NOV, 7_000);
+    // A late answer for a rule that has changed again counts nowhere.
+    e.add_stored_usage(&old, NOV, 1_000_000);
+    let got = e.evaluate(&synthetic_interval(t + 4000, &[], &[("up", 0)]));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0].evidence.used_bytes, got[0].fired_ms),
+        (Some(7_550), t + 4000)
+    );
+}

@@ -1,6 +1,6 @@
-//! Monthly quotas: usage since the first of the month (UTC), seeded from the store at start
-//! and counted live after, and a forecast of when the quota will be used up at the month's
-//! average rate so far.
+//! Monthly quotas: usage since the first of the month (UTC), read from the store at start and
+//! whenever a reload adds or changes a rule and counted live after, and a forecast of when the
+//! quota will be used up at the month's average rate so far.
 
 use crate::report::time::{civil, parse_instant};
 
@@ -47,18 +47,16 @@ impl Usage {
     }
 }
 
-/// What the store says `rule`'s target used from the start of the month to `now_ms`.
-pub fn usage_from_store(
-    store: &mut crate::store::Store,
-    rule: &super::Rule,
-    now_ms: u64,
-) -> Option<Usage> {
+/// The question to ask history for every `scope` quota this month: from the first of the
+/// month to the first of the next, so that a batch stamped with the end of a slot still to
+/// come (the last one a stopped daemon wrote) counts as `kaipo report --since` counts it.
+pub fn month_query(scope: super::rules::Scope, now_ms: u64) -> crate::store::Query {
     use crate::store::{Dimension, Query};
-    let (start, _) = month_bounds(now_ms);
-    let q = Query {
+    let (start, end) = month_bounds(now_ms);
+    Query {
         from_ms: start as i64,
-        to_ms: now_ms as i64,
-        by: if rule.scope == super::rules::Scope::Interface {
+        to_ms: end as i64,
+        by: if scope == super::rules::Scope::Interface {
             Dimension::Interface
         } else {
             Dimension::App
@@ -66,23 +64,39 @@ pub fn usage_from_store(
         top: 0,
         uid: None,
         per: None,
-    };
+    }
+}
+
+/// `rule`'s target's bytes in an answer to [`month_query`]; 0 when it has no row.
+pub fn usage_in(report: &crate::store::Report, rule: &super::Rule) -> u64 {
+    report
+        .rows
+        .iter()
+        .find(|r| Some(&r.key) == rule.target.as_ref())
+        .map_or(0, |row| {
+            rule.direction.bytes_of(&crate::pipeline::totals::Counts {
+                rx_bytes: row.rx_bytes,
+                tx_bytes: row.tx_bytes,
+                rx_packets: row.rx_packets,
+                tx_packets: row.tx_packets,
+            })
+        })
+}
+
+/// What the store says `rule`'s target used this month.
+pub fn usage_from_store(
+    store: &mut crate::store::Store,
+    rule: &super::Rule,
+    now_ms: u64,
+) -> Option<Usage> {
+    let q = month_query(rule.scope, now_ms);
     let report = store
         .query(&q)
         .map_err(|e| log::warn!("quota {}: reading history: {e}", rule.name))
         .ok()?;
-    let row = report
-        .rows
-        .iter()
-        .find(|r| Some(&r.key) == rule.target.as_ref())?;
-    let bytes = match rule.direction {
-        super::rules::Direction::Rx => row.rx_bytes,
-        super::rules::Direction::Tx => row.tx_bytes,
-        super::rules::Direction::Both => row.rx_bytes + row.tx_bytes,
-    };
     Some(Usage {
-        month_start_ms: start,
-        bytes,
+        month_start_ms: q.from_ms as u64,
+        bytes: usage_in(&report, rule),
     })
 }
 

@@ -134,6 +134,17 @@ pub enum Direction {
     Both,
 }
 
+impl Direction {
+    /// The bytes of `c` this direction counts.
+    pub fn bytes_of(self, c: &crate::pipeline::totals::Counts) -> u64 {
+        match self {
+            Direction::Rx => c.rx_bytes,
+            Direction::Tx => c.tx_bytes,
+            Direction::Both => c.bytes(),
+        }
+    }
+}
+
 impl AlertsConfig {
     /// What serde cannot check; `Err((rule name or key, message))`.
     pub fn validate(&self) -> Result<(), (String, String)> {

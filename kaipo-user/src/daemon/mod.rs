@@ -12,6 +12,8 @@
 #[cfg(unix)]
 pub mod access;
 #[cfg(unix)]
+pub mod fatal;
+#[cfg(unix)]
 mod history;
 #[cfg(target_os = "linux")]
 pub mod privilege;

@@ -4,7 +4,8 @@
 //! nothing: the daemon keeps running with the configuration it had and logs why. Settings
 //! that shape what was set up at start (database, socket, interfaces, intervals, metrics
 //! address) are logged as needing a restart; the rest (metrics top-N, alert rules) apply from
-//! the next interval. Counters are never reset.
+//! the next interval. Counters are never reset. A quota rule that is new or changed reads this
+//! month's usage from history, like the daemon's start does.
 
 use std::{
     net::SocketAddr,
@@ -13,9 +14,17 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
 use crate::{
+    alert::{
+        quota,
+        rules::{RuleKind, Scope},
+        Rule,
+    },
     config::{Config, MetricsConfig},
     metrics::{MetricsState, SharedMetrics},
+    pipeline::bus::StoreJob,
 };
 
 /// The metrics endpoint, bound before privileges are dropped.
@@ -68,6 +77,22 @@ pub struct LiveConfig {
     pub path: PathBuf,
     pub metrics: Option<SharedMetrics>,
     pub alerting: Option<Arc<Mutex<crate::alert::Alerting>>>,
+    /// Where quota rules a reload adds or changes read this month's history.
+    pub history: Option<History>,
+}
+
+/// The store worker's queue and the query slots it shares with the API server.
+#[derive(Clone)]
+pub struct History {
+    pub jobs: mpsc::Sender<StoreJob>,
+    pub slots: Arc<Semaphore>,
+}
+
+/// Room for one question to the store worker, taken before the rules change.
+struct Ticket {
+    scope: Scope,
+    slot: mpsc::OwnedPermit<StoreJob>,
+    permit: OwnedSemaphorePermit,
 }
 
 impl LiveConfig {
@@ -77,18 +102,30 @@ impl LiveConfig {
             path,
             metrics: None,
             alerting: None,
+            history: None,
         }
     }
 
-    /// Rereads the file; on error keeps everything as it is.
-    pub fn reload(&mut self) {
+    /// Rereads the file. A file that cannot be read, parsed or validated changes nothing and is
+    /// logged in one line naming the file, the line, the key and the reason, which is also
+    /// returned.
+    pub async fn reload(&mut self) -> Result<(), String> {
+        #[cfg(debug_assertions)]
+        if std::env::var_os(PANIC_ON_RELOAD).is_some() {
+            panic!("{PANIC_ON_RELOAD} is set");
+        }
         let new = match Config::load(&self.path) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("kaipo: SIGHUP: keeping the previous configuration: {e}");
-                return;
+                let line = format!(
+                    "kaipo: SIGHUP: keeping the previous configuration: {:#}",
+                    anyhow::Error::from(e)
+                );
+                eprintln!("{line}");
+                return Err(line);
             }
         };
+        let tickets = self.take_tickets(&new).await;
         let restart = self.current.restart_needed(&new);
         if !restart.is_empty() {
             eprintln!(
@@ -102,9 +139,16 @@ impl LiveConfig {
                 .set_top_apps(new.metrics.top_apps);
         }
         if let Some(a) = &self.alerting {
-            a.lock()
+            let now = crate::daemon::store_worker::now_ms();
+            // The rules change and history's question is queued without an await between: a
+            // store batch closed before counts as history, one closed after as pending.
+            let unseeded = a
+                .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .reconfigure(&new.alerts, crate::daemon::store_worker::now_ms());
+                .reconfigure(&new.alerts, now);
+            if !unseeded.is_empty() {
+                seed_from_history(Arc::clone(a), unseeded, tickets, now);
+            }
         }
         eprintln!(
             "kaipo: SIGHUP: reloaded {} ({} alert rules)",
@@ -112,5 +156,139 @@ impl LiveConfig {
             new.alerts.rule.len()
         );
         self.current = new;
+        Ok(())
+    }
+
+    /// Room in the store worker's queue for each scope of the quota rules `new` adds or
+    /// changes.
+    async fn take_tickets(&self, new: &Config) -> Vec<Ticket> {
+        let Some(h) = &self.history else {
+            return Vec::new();
+        };
+        let mut scopes: Vec<Scope> = new
+            .alerts
+            .rule
+            .iter()
+            .filter(|r| r.kind == RuleKind::Quota && !self.current.alerts.rule.contains(r))
+            .map(|r| r.scope)
+            .collect();
+        scopes.sort_by_key(|s| *s == Scope::Interface);
+        scopes.dedup();
+        let mut tickets = Vec::new();
+        for scope in scopes {
+            let (Ok(permit), Ok(slot)) = (
+                Arc::clone(&h.slots).acquire_owned().await,
+                h.jobs.clone().reserve_owned().await,
+            ) else {
+                log::warn!("the store worker has stopped; quotas count from now");
+                break;
+            };
+            tickets.push(Ticket {
+                scope,
+                slot,
+                permit,
+            });
+        }
+        tickets
+    }
+}
+
+/// Asks history for this month's usage of each rule in `rules` and adds it to what the engine
+/// counted since the last stored batch.
+fn seed_from_history(
+    alerting: Arc<Mutex<crate::alert::Alerting>>,
+    rules: Vec<Rule>,
+    tickets: Vec<Ticket>,
+    now_ms: u64,
+) {
+    let mut answers = Vec::new();
+    for t in tickets {
+        let (reply, answer) = oneshot::channel();
+        t.slot.send(StoreJob::Query {
+            query: quota::month_query(t.scope, now_ms),
+            reply,
+            permit: t.permit,
+        });
+        answers.push((t.scope, answer));
+    }
+    tokio::spawn(async move {
+        let (month_start, _) = quota::month_bounds(now_ms);
+        let mut reports = Vec::new();
+        for (scope, answer) in answers {
+            match answer.await {
+                Ok(Ok(report)) => reports.push((scope, report)),
+                Ok(Err(e)) => log::warn!("quotas: reading history: {e}"),
+                Err(_) => log::warn!("quotas: the store worker stopped before answering"),
+            }
+        }
+        let mut a = alerting.lock().unwrap_or_else(|p| p.into_inner());
+        for rule in &rules {
+            let Some((_, report)) = reports.iter().find(|(s, _)| *s == rule.scope) else {
+                continue;
+            };
+            let stored = quota::usage_in(report, rule);
+            a.add_stored_usage(rule, month_start, stored);
+            eprintln!(
+                "kaipo: SIGHUP: quota '{}' counts {stored} bytes from this month's history",
+                rule.name
+            );
+        }
+    });
+}
+
+/// Debug builds only: a reload panics when this is set, to test that a panic in any task
+/// ends the daemon with a failure.
+#[cfg(debug_assertions)]
+pub const PANIC_ON_RELOAD: &str = "KAIPO_TEST_PANIC_ON_RELOAD";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file that would lower `metrics.top_apps` and add a rule but fails its check leaves
+    /// the configuration in force as it was, and the reason is one line with the file, line
+    /// and key; a good file then applies.
+    #[test]
+    fn a_bad_file_changes_nothing_and_says_where() {
+        let dir = std::env::temp_dir().join(format!("kaipo-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("kaipo.toml");
+        let start = Config::parse("[metrics]\ntop_apps = 30\n", &path).unwrap();
+        let mut live = LiveConfig::new(start.clone(), path.clone());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bad = "[metrics]\ntop_apps = 5\n[alerts]\n[[alerts.rule]]\nname = \"q\"\nkind = \"quota\"\nquota = 10\ntarget = \"x\"\nwebhok = \"\"\n";
+        std::fs::write(&path, bad).unwrap();
+        let err = rt.block_on(live.reload()).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "kaipo: SIGHUP: keeping the previous configuration: {}, line 9, key \
+                 alerts.rule.webhok: unknown field `webhok`, expected one of `name`, `kind`, \
+                 `scope`, `target`, `direction`, `above`, `for`, `learn`, `score`, `quota`",
+                path.display()
+            )
+        );
+        assert_eq!(live.current, start);
+        // A file that cannot be read says why: the cause used to be left out.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = rt.block_on(live.reload()).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "kaipo: SIGHUP: keeping the previous configuration: reading {}: Is a directory \
+                 (os error 21)",
+                path.display()
+            )
+        );
+        assert_eq!(live.current, start);
+        std::fs::remove_dir(&path).unwrap();
+        std::fs::write(&path, bad.replace("webhok = \"\"\n", "")).unwrap();
+        rt.block_on(live.reload()).unwrap();
+        assert_eq!(live.current.metrics.top_apps, 5);
+        assert_eq!(live.current.alerts.rule.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -193,6 +193,10 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         Limits::default(),
     );
     shared.alerts = Arc::clone(&alerting.lock().unwrap_or_else(|p| p.into_inner()).active);
+    let history = reload::History {
+        jobs: store_tx.clone(),
+        slots: Arc::clone(&shared.query_slots),
+    };
     let shared = Arc::new(shared);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(server::serve(listener, shared, stop_rx.clone()));
@@ -200,6 +204,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     observers.push(Box::new(crate::alert::AlertObserver(Arc::clone(&alerting))));
     let mut live_config = reload::LiveConfig::new(opts.config.clone(), opts.config_path.clone());
     live_config.alerting = Some(alerting);
+    live_config.history = Some(history);
     if let (Some(m), Some(listener)) = (&metrics, metrics_listener) {
         tokio::spawn(crate::metrics::server::serve(
             listener,
@@ -216,7 +221,9 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
             tokio::select! {
                 _ = sigint.recv() => break,
                 _ = sigterm.recv() => break,
-                _ = sighup.recv() => live_config.reload(),
+                _ = sighup.recv() => {
+                    let _ = live_config.reload().await;
+                }
             }
         }
         let _ = stop_tx.send(true);

@@ -355,7 +355,9 @@ pub async fn run(
 ) {
     while let Some(live) = intervals.recv().await {
         stats.intervals.fetch_add(1, Ordering::Relaxed);
-        if let Some(batch) = aggregator.add(&live) {
+        let batch = aggregator.add(&live);
+        let closed = batch.is_some();
+        if let Some(batch) = batch {
             if live.final_interval {
                 let _ = store.send(StoreJob::Write(batch)).await;
             } else {
@@ -363,8 +365,13 @@ pub async fn run(
             }
         }
         let totals = aggregator.totals();
+        // No await from the batch's send to here: whoever queues a store query meanwhile sees
+        // either the batch in history or the interval among the observers' pending counts.
         for observer in &mut observers {
             observer.observe(&live, &totals);
+            if closed {
+                observer.batch_closed();
+            }
         }
         publisher.publish(Arc::new(Snapshot {
             record: live.record,

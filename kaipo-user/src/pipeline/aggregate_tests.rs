@@ -293,3 +293,56 @@ async fn run_stores_batches_publishes_snapshots_and_finishes_the_store() {
     assert_eq!(stats.counts().intervals, 3);
     assert_eq!(stats.counts().batches_dropped, 0);
 }
+
+/// Records what the aggregator told it, in order.
+struct Recorder(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl crate::pipeline::IntervalObserver for Recorder {
+    fn observe(&mut self, live: &LiveInterval, _totals: &Totals) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("interval {}", live.record.ts_ms));
+    }
+    fn batch_closed(&mut self) {
+        self.0.lock().unwrap().push("batch closed".into());
+    }
+}
+
+/// Observers hear of a closed batch after the interval that closed it, which the batch holds:
+/// quota rules count what came after as not yet in history.
+#[tokio::test]
+async fn observers_hear_of_each_batch_after_its_last_interval() {
+    let stats = Arc::new(BusStats::default());
+    let (publisher, _subs) = bus::publisher(Arc::clone(&stats));
+    let (tx, rx) = mpsc::channel(8);
+    let (store_tx, _store_rx) = bus::store_queue();
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let task = tokio::spawn(run(
+        rx,
+        Aggregator::new(2000, 0),
+        store_tx,
+        publisher,
+        stats,
+        vec![Box::new(Recorder(Arc::clone(&heard)))],
+    ));
+    for ts in [1000, 2000, 3000, 4000, 5000] {
+        tx.send(live(ts, vec![row(5, "app", 0, "", "udp/7", 10)], 0))
+            .await
+            .unwrap();
+    }
+    drop(tx);
+    task.await.unwrap();
+    assert_eq!(
+        *heard.lock().unwrap(),
+        [
+            "interval 1000",
+            "interval 2000",
+            "batch closed",
+            "interval 3000",
+            "interval 4000",
+            "batch closed",
+            "interval 5000",
+        ]
+    );
+}

@@ -25,6 +25,10 @@ use crate::{model::IntervalRecord, store::TrafficRow};
 /// behind a bounded queue.
 pub trait IntervalObserver: Send {
     fn observe(&mut self, live: &LiveInterval, totals: &totals::Totals);
+
+    /// The interval last observed closed a store batch: history holds everything observed so
+    /// far (unless the store had no room for it).
+    fn batch_closed(&mut self) {}
 }
 
 /// One closed live interval, as the collector hands it to the aggregator.
