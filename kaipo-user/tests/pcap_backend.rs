@@ -353,7 +353,11 @@ fn udp_datagrams_count(immediate: bool) {
     assert_eq!(iface.rx_packets, DATAGRAMS);
     assert_eq!(iface.rx_bytes, DATAGRAMS * (PAYLOAD + 42));
     assert_eq!(
-        (iface.tx_packets, iface.rx_non_ip_bytes, iface.rx_malformed_bytes),
+        (
+            iface.tx_packets,
+            iface.rx_non_ip_bytes,
+            iface.rx_malformed_bytes
+        ),
         (0, 0, 0)
     );
     let kernel = net.kernel_counters();
