@@ -26,6 +26,10 @@ pub trait History: Send + 'static {
     fn query(&mut self, query: &Query) -> Result<Report, String>;
     /// Batches held in memory after failed writes.
     fn backlog_len(&self) -> usize;
+    /// What happened to the file since last asked (a damaged file moved aside by a write).
+    fn take_note(&mut self) -> Option<String> {
+        None
+    }
 }
 
 pub fn now_ms() -> u64 {
@@ -67,12 +71,20 @@ fn work<H: History>(
             StoreJob::Write(batch) => {
                 let result = store.write(&batch);
                 let backlog = store.backlog_len() as u64;
+                let note = store.take_note();
                 update(status, |s| {
                     s.backlog = backlog;
+                    if let Some(note) = note {
+                        log::warn!("{note}");
+                        s.note = Some(note);
+                    }
                     match result {
                         Ok(()) => {
                             s.batches_written += 1;
                             s.last_write_ms = Some(now_ms());
+                            // Recovered: the failure is over (`last_error_ms` says when it
+                            // last happened).
+                            s.last_error = None;
                         }
                         Err(err) => {
                             log::warn!("writing history: {err}");
@@ -204,7 +216,8 @@ mod tests {
         assert_eq!(slots.available_permits(), 1, "the query slot is given back");
         let s = status.lock().unwrap().clone();
         assert_eq!((s.batches_written, s.backlog), (1, 0));
-        assert_eq!(s.last_error.as_deref(), Some("disk full"));
+        // Batch 2 was written after batch 1 failed: the error is over, its time stays.
+        assert_eq!(s.last_error, None);
         assert!(s.last_write_ms.is_some() && s.last_error_ms.is_some());
     }
 }
