@@ -1061,3 +1061,207 @@ fn status_without_a_daemon_says_how_to_start_one() {
     assert!(stderr.contains("no kaipo daemon is running"), "{stderr}");
     assert!(stderr.contains("sudo kaipo daemon"), "{stderr}");
 }
+
+/// Runs `kaipo daemon` on `db` and `socket` with `extra` flags, expecting it to exit by itself
+/// within 30 s; returns its exit code and stderr. A daemon that keeps running is killed and
+/// shows as no exit code.
+fn run_to_exit(db: &Path, socket: &Path, extra: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kaipo"))
+        .arg("daemon")
+        .arg("--db")
+        .arg(db)
+        .arg("--socket")
+        .arg(socket)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning kaipo daemon");
+    let mut pipe = child.stderr.take().expect("piped stderr");
+    let reader = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the daemon") {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    (code, reader.join().expect("the stderr reader"))
+}
+
+/// Every file and folder under `dir` with its size and modification time.
+fn listing(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in fs::read_dir(&d)
+            .expect("read dir")
+            .map(|e| e.expect("entry"))
+        {
+            let meta = entry.metadata().expect("metadata");
+            if meta.is_dir() {
+                todo.push(entry.path());
+            }
+            let mtime = meta.modified().expect("mtime");
+            out.push((entry.path(), meta.len(), mtime));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_second_daemon_on_one_database_is_refused_and_touches_nothing() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("twice");
+    // An hour per interval: the first daemon writes nothing while the second tries.
+    let first = Daemon::start(&scratch, &["--interval", "1h"]);
+    let before = listing(&scratch.0);
+    let second_socket = scratch.0.join("run/second.sock");
+    let (code, stderr) = run_to_exit(
+        &scratch.db(),
+        &second_socket,
+        &["--iface", "lo", "--include-loopback"],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let expected = format!(
+        "another kaipo daemon (pid {}) is recording history in {}",
+        first.pid(),
+        scratch.db().display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert_eq!(
+        listing(&scratch.0),
+        before,
+        "the second daemon changed files"
+    );
+    assert!(!second_socket.exists());
+    assert_eq!(
+        first.status().pid,
+        first.pid(),
+        "the first one still serves"
+    );
+    let (exit, stderr) = first.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    // Once the first is gone, the database is free again.
+    let again = Daemon::start(&scratch, &["--interval", "1h"]);
+    let (exit, stderr) = again.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+}
+
+#[test]
+fn a_daemon_that_cannot_start_leaves_no_files_behind() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("noiface");
+    let (code, stderr) = run_to_exit(&scratch.db(), &scratch.socket(), &["--iface", "missing0"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("missing0"), "{stderr}");
+    let left: Vec<PathBuf> = listing(&scratch.0).into_iter().map(|e| e.0).collect();
+    assert_eq!(left, Vec::<PathBuf>::new(), "{stderr}");
+}
+
+/// A small tmpfs mounted for one test, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path) -> Tmpfs {
+        fs::create_dir_all(at).expect("the mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=8m,mode=0750", "kaipo-test"])
+            .arg(at)
+            .status()
+            .expect("running mount");
+        assert!(status.success(), "mount tmpfs at {}", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+
+    fn remount(&self, how: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{how}")])
+            .arg(&self.0)
+            .status()
+            .expect("running mount");
+        assert!(status.success(), "remount {how} {}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+#[test]
+fn a_read_only_filesystem_holds_history_until_it_can_be_written() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("readonly");
+    let mount = Tmpfs::mount(scratch.db().parent().expect("a parent"));
+    // History from an earlier run, then the filesystem turns read-only.
+    drop(Store::open(scratch.db(), &kaipo::store::Retention::default()).expect("a database"));
+    mount.remount("ro");
+
+    let daemon = Daemon::start(&scratch, &["--interval", "500ms"]);
+    let store = daemon.status().store;
+    assert_eq!(store.batches_written, 0);
+    let error = store
+        .last_error
+        .expect("the status says why nothing is written");
+    assert!(
+        error.contains(&scratch.db().display().to_string()),
+        "{error}"
+    );
+    let note = store.note.expect("a note");
+    assert!(note.contains("held in memory"), "{note}");
+
+    let sender = Sender::start(None, false, 200, 100);
+    let expected = udp_bytes(200, 100);
+    wait_for_totals(&daemon, sender.pid(), expected);
+    // The intervals that carried the traffic are held, not written.
+    wait_until(
+        10,
+        || format!("a held interval: {:?}", daemon.status().store),
+        || daemon.status().store.backlog > 0,
+    );
+    let store = daemon.status().store;
+    assert_eq!(store.batches_written, 0, "{store:?}");
+    assert!(store.last_error.is_some(), "{store:?}");
+
+    mount.remount("rw");
+    wait_until(
+        10,
+        || format!("written after the remount: {:?}", daemon.status().store),
+        || {
+            let s = daemon.status().store;
+            s.batches_written > 0 && s.backlog == 0 && s.last_error.is_none()
+        },
+    );
+    let pid = sender.pid();
+    drop(sender);
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    let stored = history(&scratch.db());
+    assert_eq!(
+        stored.get(&pid),
+        Some(&(expected, expected, 200, 200)),
+        "{stored:?}"
+    );
+}

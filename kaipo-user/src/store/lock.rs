@@ -9,7 +9,7 @@
 //! would let a third daemon lock a new file beside the held one.
 
 use std::{
-    fs::{self, File, OpenOptions},
+    fs::{File, OpenOptions},
     io::{self, ErrorKind, Read as _, Seek as _, Write as _},
     os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _},
     path::{Path, PathBuf},
@@ -118,6 +118,8 @@ fn holder_pid(path: &Path) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::store::tests::TempDir;
 
