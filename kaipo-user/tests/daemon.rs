@@ -1254,6 +1254,14 @@ fn a_read_only_filesystem_holds_history_until_it_can_be_written() {
             s.batches_written > 0 && s.backlog == 0 && s.last_error.is_none()
         },
     );
+    assert_eq!(
+        daemon.status().store.note,
+        Some(format!(
+            "history database {}: opened",
+            scratch.db().display()
+        )),
+        "the note no longer says history is held"
+    );
     let pid = sender.pid();
     drop(sender);
     let (exit, stderr) = daemon.stop(libc::SIGTERM);

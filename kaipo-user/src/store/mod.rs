@@ -12,7 +12,8 @@
 //!
 //! Layout: `schema`; the interval tier's traffic is packed, a blob per interval (`packed`).
 //! Rollups and retention: `rollup`; the writer sums the minute tier's traffic in memory as it
-//! writes (`minutes`). Failed writes: `backlog`.
+//! writes (`minutes`). Failed writes: `backlog`. Damage: `open` (found at start by `quick_check`,
+//! or by a write) and `file` (moving it aside). One writer per file: `lock`.
 
 mod backlog;
 mod error;
