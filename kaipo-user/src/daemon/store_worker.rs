@@ -220,4 +220,43 @@ mod tests {
         assert_eq!(s.last_error, None);
         assert!(s.last_write_ms.is_some() && s.last_error_ms.is_some());
     }
+
+    /// A store that moved a damaged file aside while writing.
+    struct Replacing(usize);
+
+    impl History for Replacing {
+        fn write(&mut self, _: &IntervalBatch) -> Result<(), String> {
+            self.0 += 1;
+            Ok(())
+        }
+        fn maintain(&mut self, _: i64) -> Result<(), String> {
+            Ok(())
+        }
+        fn query(&mut self, _: &Query) -> Result<Report, String> {
+            Err("no".into())
+        }
+        fn backlog_len(&self) -> usize {
+            0
+        }
+        fn take_note(&mut self) -> Option<String> {
+            (self.0 == 2).then(|| "moved to x.corrupt-1".to_owned())
+        }
+    }
+
+    #[test]
+    fn a_file_moved_aside_by_a_write_shows_in_the_note() {
+        let status = Arc::new(Mutex::new(StoreStatus {
+            note: Some("created".into()),
+            ..StoreStatus::default()
+        }));
+        let (tx, rx) = mpsc::channel(8);
+        for n in 1..=3 {
+            tx.try_send(batch(n)).unwrap();
+        }
+        drop(tx);
+        work(Replacing(0), rx, &status, Duration::from_secs(3600));
+        let s = status.lock().unwrap().clone();
+        assert_eq!(s.note.as_deref(), Some("moved to x.corrupt-1"));
+        assert_eq!(s.batches_written, 3);
+    }
 }
