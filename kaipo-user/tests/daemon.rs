@@ -1273,3 +1273,79 @@ fn a_read_only_filesystem_holds_history_until_it_can_be_written() {
         "{stored:?}"
     );
 }
+
+#[test]
+fn damage_past_the_header_is_found_at_start_and_history_goes_on_in_a_fresh_file() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("deepdamage");
+    fs::create_dir_all(scratch.db().parent().expect("a parent")).expect("mkdir");
+    // An hour of earlier history from made-up processes, enough for many pages.
+    let old_pid = |n: u32, i: u32| 4_100_000 + n * 100 + i;
+    {
+        let (mut store, _) =
+            Store::open(scratch.db(), &kaipo::store::Retention::default()).expect("a database");
+        let hour_ago = now_ms() - 3_600_000;
+        for n in 0..30_u32 {
+            let traffic = (0..50)
+                .map(|i| kaipo::store::TrafficRow {
+                    app: "old".to_owned(),
+                    pid: old_pid(n, i),
+                    cmdline: format!("/opt/old --worker {i} {}", "z".repeat(300)),
+                    remote: format!("10.2.{n}.{i}"),
+                    service: "https".to_owned(),
+                    rx_bytes: 1000,
+                    tx_bytes: 1000,
+                    rx_packets: 1,
+                    tx_packets: 1,
+                    ..Default::default()
+                })
+                .collect();
+            let batch = kaipo::store::IntervalBatch {
+                ts_ms: hour_ago + i64::from(n + 1) * 60_000,
+                interval_ms: 60_000,
+                traffic,
+                interfaces: vec![],
+            };
+            store.write(&batch).expect("writing earlier history");
+        }
+    }
+    // Noise over the middle of the file: the header, the first tables and the newest rows
+    // stay sound, so nothing short of reading every page sees it.
+    let mut bytes = fs::read(scratch.db()).expect("the database");
+    let pages = bytes.len() / 4096;
+    assert!(pages >= 20, "{pages} pages");
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    for b in &mut bytes[pages * 3 / 10 * 4096..pages * 6 / 10 * 4096] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> 40) as u8;
+    }
+    fs::write(scratch.db(), &bytes).expect("writing the damage");
+
+    let daemon = Daemon::start(&scratch, &["--interval", "500ms"]);
+    let stderr = daemon.stderr();
+    let moved = stderr
+        .split("moved the unusable file to ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no word of the damaged file on stderr: {stderr}"));
+    let moved = PathBuf::from(moved);
+    assert_eq!(fs::read(&moved).expect("the moved file"), bytes, "moved intact");
+    let note = daemon.status().store.note.expect("a note");
+    assert!(note.contains(&moved.display().to_string()), "{note}");
+    assert!(note.contains("damaged"), "{note}");
+
+    let sender = Sender::start(None, false, 100, 300);
+    let expected = udp_bytes(100, 300);
+    wait_for_totals(&daemon, sender.pid(), expected);
+    let pid = sender.pid();
+    drop(sender);
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    let stored = history(&scratch.db());
+    assert_eq!(stored.get(&pid), Some(&(expected, expected, 100, 100)));
+    let old: Vec<&u32> = stored.keys().filter(|p| **p >= old_pid(0, 0)).collect();
+    assert_eq!(old, Vec::<&u32>::new(), "the fresh file holds only new history");
+}
