@@ -1332,7 +1332,11 @@ fn damage_past_the_header_is_found_at_start_and_history_goes_on_in_a_fresh_file(
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no word of the damaged file on stderr: {stderr}"));
     let moved = PathBuf::from(moved);
-    assert_eq!(fs::read(&moved).expect("the moved file"), bytes, "moved intact");
+    assert_eq!(
+        fs::read(&moved).expect("the moved file"),
+        bytes,
+        "moved intact"
+    );
     let note = daemon.status().store.note.expect("a note");
     assert!(note.contains(&moved.display().to_string()), "{note}");
     assert!(note.contains("damaged"), "{note}");
@@ -1347,5 +1351,9 @@ fn damage_past_the_header_is_found_at_start_and_history_goes_on_in_a_fresh_file(
     let stored = history(&scratch.db());
     assert_eq!(stored.get(&pid), Some(&(expected, expected, 100, 100)));
     let old: Vec<&u32> = stored.keys().filter(|p| **p >= old_pid(0, 0)).collect();
-    assert_eq!(old, Vec::<&u32>::new(), "the fresh file holds only new history");
+    assert_eq!(
+        old,
+        Vec::<&u32>::new(),
+        "the fresh file holds only new history"
+    );
 }

@@ -117,7 +117,12 @@ fn work<H: History>(
 }
 
 fn maintain<H: History>(store: &mut H, status: &Mutex<StoreStatus>) {
-    if let Err(err) = store.maintain(now_ms() as i64) {
+    let result = store.maintain(now_ms() as i64);
+    if let Some(note) = store.take_note() {
+        log::warn!("{note}");
+        update(status, |s| s.note = Some(note));
+    }
+    if let Err(err) = result {
         log::warn!("history upkeep: {err}");
         update(status, |s| {
             s.last_error = Some(err);

@@ -23,7 +23,7 @@ pub enum StoreError {
     Foreign { path: PathBuf, detail: String },
     #[error(
         "the history database {path} is damaged ({detail}); the kaipo daemon moves it aside \
-         (to {path}.corrupt-<time>, never deleted) and starts a fresh one"
+         (beside it, as .corrupt-<unix time>; never deleted) and starts a fresh one"
     )]
     Corrupt { path: PathBuf, detail: String },
     #[error(

@@ -310,7 +310,19 @@ impl Store {
     /// Until a minute closes it does little, so the daemon can call it after every write:
     /// once a minute has ended, each call writes a slice of its sums ahead of the closing
     /// (see `minutes`), which nothing reads before the rollup mark moves.
+    /// A rollup that finds the file damaged moves it aside and starts a fresh one, as a
+    /// write does.
     pub fn maintain(&mut self, now_ms: i64) -> Result<MaintainStats, StoreError> {
+        match self.maintain_once(now_ms) {
+            Err(StoreError::Corrupt { detail, .. }) => {
+                self.replace_damaged(format!("damaged: {detail}"))?;
+                Ok(MaintainStats::default())
+            }
+            other => other,
+        }
+    }
+
+    fn maintain_once(&mut self, now_ms: i64) -> Result<MaintainStats, StoreError> {
         self.require_writable()?;
         if self.unopened.is_some() {
             // Nothing is written yet; the rollups catch up once the file opens.

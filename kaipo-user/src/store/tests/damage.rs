@@ -144,3 +144,38 @@ fn a_write_that_finds_damage_moves_the_file_aside_and_writes_the_held_rows_anew(
         .expect("query");
     assert_eq!(r.rows.len(), 100);
 }
+
+#[test]
+fn a_rollup_that_finds_damage_moves_the_file_aside_too() {
+    let dir = TempDir::new("rollup-damage");
+    let (mut store, _) = Store::open(dir.db(), &Retention::default()).expect("open");
+    for n in 0..30 {
+        store.write(&wide(n)).expect("write");
+    }
+    let _: (i64, i64, i64) = store
+        .conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .expect("checkpoint");
+    let damaged = damage_pages(&dir.db(), 1, usize::MAX);
+    store.conn.release_memory().expect("release the page cache");
+    // A day later every minute written has closed: the rollup reads the damaged tables.
+    let stats = store
+        .maintain(T0 + 86_400_000)
+        .expect("a fresh file after the damage");
+    assert_eq!(stats, MaintainStats::default());
+    let moved = moved_to(store.take_note());
+    assert_eq!(
+        fs::read(&moved).expect("moved file"),
+        damaged,
+        "moved intact"
+    );
+    let b = wide(40);
+    store.write(&b).expect("write to the fresh file");
+    let r = store
+        .query(&query(T0, T0 + 3_600_000, Dimension::Process))
+        .expect("query");
+    let expected: i64 = b.traffic.iter().map(|t| t.rx_bytes as i64).sum();
+    assert_eq!((r.rows.len(), r.total.rx_bytes as i64), (50, expected));
+}
