@@ -1345,3 +1345,299 @@ fn a_quota_added_by_reload_counts_traffic_no_batch_holds_yet() {
     assert!(exit.success(), "exit {exit}: {stderr}");
     assert_eq!(stored_this_month(&scratch.db(), app), 218_400);
 }
+
+/// Runs `kaipo daemon` on `db` and `socket` with `extra` flags, expecting it to exit by itself
+/// within 30 s; returns its exit code and stderr. A daemon that keeps running is killed and
+/// shows as no exit code.
+fn run_to_exit(db: &Path, socket: &Path, extra: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kaipo"))
+        .arg("daemon")
+        .arg("--db")
+        .arg(db)
+        .arg("--socket")
+        .arg(socket)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning kaipo daemon");
+    let mut pipe = child.stderr.take().expect("piped stderr");
+    let reader = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the daemon") {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    (code, reader.join().expect("the stderr reader"))
+}
+
+/// Every file and folder under `dir` with its size and modification time.
+fn listing(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in fs::read_dir(&d)
+            .expect("read dir")
+            .map(|e| e.expect("entry"))
+        {
+            let meta = entry.metadata().expect("metadata");
+            if meta.is_dir() {
+                todo.push(entry.path());
+            }
+            let mtime = meta.modified().expect("mtime");
+            out.push((entry.path(), meta.len(), mtime));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_second_daemon_on_one_database_is_refused_and_touches_nothing() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("twice");
+    // An hour per interval: the first daemon writes nothing while the second tries.
+    let first = Daemon::start(&scratch, &["--interval", "1h"]);
+    let before = listing(&scratch.0);
+    let second_socket = scratch.0.join("run/second.sock");
+    let (code, stderr) = run_to_exit(
+        &scratch.db(),
+        &second_socket,
+        &["--iface", "lo", "--include-loopback"],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let expected = format!(
+        "another kaipo daemon (pid {}) is recording history in {}",
+        first.pid(),
+        scratch.db().display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert_eq!(
+        listing(&scratch.0),
+        before,
+        "the second daemon changed files"
+    );
+    assert!(!second_socket.exists());
+    assert_eq!(
+        first.status().pid,
+        first.pid(),
+        "the first one still serves"
+    );
+    let (exit, stderr) = first.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    // Once the first is gone, the database is free again.
+    let again = Daemon::start(&scratch, &["--interval", "1h"]);
+    let (exit, stderr) = again.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+}
+
+#[test]
+fn a_daemon_that_cannot_start_leaves_no_files_behind() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("noiface");
+    let (code, stderr) = run_to_exit(&scratch.db(), &scratch.socket(), &["--iface", "missing0"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("missing0"), "{stderr}");
+    let left: Vec<PathBuf> = listing(&scratch.0).into_iter().map(|e| e.0).collect();
+    assert_eq!(left, Vec::<PathBuf>::new(), "{stderr}");
+}
+
+/// A small tmpfs mounted for one test, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path) -> Tmpfs {
+        fs::create_dir_all(at).expect("the mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=8m,mode=0750", "kaipo-test"])
+            .arg(at)
+            .status()
+            .expect("running mount");
+        assert!(status.success(), "mount tmpfs at {}", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+
+    fn remount(&self, how: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{how}")])
+            .arg(&self.0)
+            .status()
+            .expect("running mount");
+        assert!(status.success(), "remount {how} {}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+#[test]
+fn a_read_only_filesystem_holds_history_until_it_can_be_written() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("readonly");
+    let mount = Tmpfs::mount(scratch.db().parent().expect("a parent"));
+    // History from an earlier run, then the filesystem turns read-only.
+    drop(Store::open(scratch.db(), &kaipo::store::Retention::default()).expect("a database"));
+    mount.remount("ro");
+
+    let daemon = Daemon::start(&scratch, &["--interval", "500ms"]);
+    let store = daemon.status().store;
+    assert_eq!(store.batches_written, 0);
+    let error = store
+        .last_error
+        .expect("the status says why nothing is written");
+    assert!(
+        error.contains(&scratch.db().display().to_string()),
+        "{error}"
+    );
+    let note = store.note.expect("a note");
+    assert!(note.contains("held in memory"), "{note}");
+
+    let sender = Sender::start(None, false, 200, 100);
+    let expected = udp_bytes(200, 100);
+    wait_for_totals(&daemon, sender.pid(), expected);
+    // The intervals that carried the traffic are held, not written.
+    wait_until(
+        10,
+        || format!("a held interval: {:?}", daemon.status().store),
+        || daemon.status().store.backlog > 0,
+    );
+    let store = daemon.status().store;
+    assert_eq!(store.batches_written, 0, "{store:?}");
+    assert!(store.last_error.is_some(), "{store:?}");
+
+    mount.remount("rw");
+    wait_until(
+        10,
+        || format!("written after the remount: {:?}", daemon.status().store),
+        || {
+            let s = daemon.status().store;
+            s.batches_written > 0 && s.backlog == 0 && s.last_error.is_none()
+        },
+    );
+    assert_eq!(
+        daemon.status().store.note,
+        Some(format!(
+            "history database {}: opened",
+            scratch.db().display()
+        )),
+        "the note no longer says history is held"
+    );
+    let pid = sender.pid();
+    drop(sender);
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    let stored = history(&scratch.db());
+    assert_eq!(
+        stored.get(&pid),
+        Some(&(expected, expected, 200, 200)),
+        "{stored:?}"
+    );
+}
+
+#[test]
+fn damage_past_the_header_is_found_at_start_and_history_goes_on_in_a_fresh_file() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("deepdamage");
+    fs::create_dir_all(scratch.db().parent().expect("a parent")).expect("mkdir");
+    // An hour of earlier history from made-up processes, enough for many pages.
+    let old_pid = |n: u32, i: u32| 4_100_000 + n * 100 + i;
+    {
+        let (mut store, _) =
+            Store::open(scratch.db(), &kaipo::store::Retention::default()).expect("a database");
+        let hour_ago = now_ms() - 3_600_000;
+        for n in 0..30_u32 {
+            let traffic = (0..50)
+                .map(|i| kaipo::store::TrafficRow {
+                    app: "old".to_owned(),
+                    pid: old_pid(n, i),
+                    cmdline: format!("/opt/old --worker {i} {}", "z".repeat(300)),
+                    remote: format!("10.2.{n}.{i}"),
+                    service: "https".to_owned(),
+                    rx_bytes: 1000,
+                    tx_bytes: 1000,
+                    rx_packets: 1,
+                    tx_packets: 1,
+                    ..Default::default()
+                })
+                .collect();
+            let batch = kaipo::store::IntervalBatch {
+                ts_ms: hour_ago + i64::from(n + 1) * 60_000,
+                interval_ms: 60_000,
+                traffic,
+                interfaces: vec![],
+            };
+            store.write(&batch).expect("writing earlier history");
+        }
+    }
+    // Noise over the middle of the file: the header, the first tables and the newest rows
+    // stay sound, so nothing short of reading every page sees it.
+    let mut bytes = fs::read(scratch.db()).expect("the database");
+    let pages = bytes.len() / 4096;
+    assert!(pages >= 20, "{pages} pages");
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    for b in &mut bytes[pages * 3 / 10 * 4096..pages * 6 / 10 * 4096] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> 40) as u8;
+    }
+    fs::write(scratch.db(), &bytes).expect("writing the damage");
+
+    let daemon = Daemon::start(&scratch, &["--interval", "500ms"]);
+    let stderr = daemon.stderr();
+    let moved = stderr
+        .split("moved the unusable file to ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no word of the damaged file on stderr: {stderr}"));
+    let moved = PathBuf::from(moved);
+    assert_eq!(
+        fs::read(&moved).expect("the moved file"),
+        bytes,
+        "moved intact"
+    );
+    let note = daemon.status().store.note.expect("a note");
+    assert!(note.contains(&moved.display().to_string()), "{note}");
+    assert!(note.contains("damaged"), "{note}");
+
+    let sender = Sender::start(None, false, 100, 300);
+    let expected = udp_bytes(100, 300);
+    wait_for_totals(&daemon, sender.pid(), expected);
+    let pid = sender.pid();
+    drop(sender);
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    let stored = history(&scratch.db());
+    assert_eq!(stored.get(&pid), Some(&(expected, expected, 100, 100)));
+    let old: Vec<&u32> = stored.keys().filter(|p| **p >= old_pid(0, 0)).collect();
+    assert_eq!(
+        old,
+        Vec::<&u32>::new(),
+        "the fresh file holds only new history"
+    );
+}

@@ -141,7 +141,9 @@ pub struct StoreStatus {
     pub backlog: u64,
     pub batches_written: u64,
     pub last_write_ms: Option<u64>,
+    /// Why history cannot be written now; null once a write succeeds again.
     pub last_error: Option<String>,
+    /// When a write or upkeep last failed (kept after recovery).
     pub last_error_ms: Option<u64>,
     /// What opening the store had to say (a file created, or a damaged one moved aside).
     pub note: Option<String>,

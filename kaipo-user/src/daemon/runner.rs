@@ -51,8 +51,9 @@ pub struct DaemonOptions {
     pub config: Config,
 }
 
-/// Creates the missing folders above `path`, each 0755 whatever the umask.
-pub(crate) fn create_parents(path: &Path) -> anyhow::Result<()> {
+/// Creates the missing folders above `path`, each 0755 whatever the umask. Returns the ones
+/// it created, outermost first.
+pub(crate) fn create_parents(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut missing = Vec::new();
     let mut dir = path.parent();
     while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
@@ -64,7 +65,8 @@ pub(crate) fn create_parents(path: &Path) -> anyhow::Result<()> {
         fs::set_permissions(d, fs::Permissions::from_mode(0o755))
             .with_context(|| format!("setting the mode of {}", d.display()))?;
     }
-    Ok(())
+    missing.reverse();
+    Ok(missing)
 }
 
 /// Removes the socket when the daemon ends, however it ends short of a kill.
@@ -90,7 +92,13 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         None
     });
 
-    let (mut store, note) = history::open(&opts.db, group)?;
+    // Dropped in the reverse order: the store closes before a failed start removes what it
+    // created, and the lock goes last.
+    let opened = history::open(&opts.db, group)?;
+    let mut start_files = opened.files;
+    let _history_lock = opened.lock;
+    let note = opened.note;
+    let mut store = opened.store;
     // Also when no rule is set: a reload may add some.
     let mut alerting = crate::alert::Alerting::new(&opts.config.alerts);
     alerting.seed_quotas(&mut store, started_ms);
@@ -102,6 +110,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     if let Some(note) = &note {
         eprintln!("kaipo: {note}");
     }
+    start_files.add_dirs(create_parents(&opts.socket)?);
     let listener = server::bind(&opts.socket)?;
     let _socket = RemoveOnDrop(opts.socket.clone());
     let (collector, events) =
@@ -144,6 +153,8 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     let store_status = Arc::new(Mutex::new(StoreStatus {
         path: Some(opts.db.display().to_string()),
         backlog: store.backlog_len() as u64,
+        last_error: store.last_error().map(str::to_owned),
+        last_error_ms: store.last_error().map(|_| now_ms()),
         note,
         ..StoreStatus::default()
     }));
@@ -236,6 +247,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         opts.include_loopback,
         !opts.ifaces.is_empty(),
     )?;
+    start_files.keep();
     let collected = collector::run(
         engine,
         live,

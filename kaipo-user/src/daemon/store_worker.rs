@@ -26,6 +26,10 @@ pub trait History: Send + 'static {
     fn query(&mut self, query: &Query) -> Result<Report, String>;
     /// Batches held in memory after failed writes.
     fn backlog_len(&self) -> usize;
+    /// What happened to the file since last asked (a damaged file moved aside by a write).
+    fn take_note(&mut self) -> Option<String> {
+        None
+    }
 }
 
 pub fn now_ms() -> u64 {
@@ -67,12 +71,20 @@ fn work<H: History>(
             StoreJob::Write(batch) => {
                 let result = store.write(&batch);
                 let backlog = store.backlog_len() as u64;
+                let note = store.take_note();
                 update(status, |s| {
                     s.backlog = backlog;
+                    if let Some(note) = note {
+                        log::warn!("{note}");
+                        s.note = Some(note);
+                    }
                     match result {
                         Ok(()) => {
                             s.batches_written += 1;
                             s.last_write_ms = Some(now_ms());
+                            // Recovered: the failure is over (`last_error_ms` says when it
+                            // last happened).
+                            s.last_error = None;
                         }
                         Err(err) => {
                             log::warn!("writing history: {err}");
@@ -105,7 +117,12 @@ fn work<H: History>(
 }
 
 fn maintain<H: History>(store: &mut H, status: &Mutex<StoreStatus>) {
-    if let Err(err) = store.maintain(now_ms() as i64) {
+    let result = store.maintain(now_ms() as i64);
+    if let Some(note) = store.take_note() {
+        log::warn!("{note}");
+        update(status, |s| s.note = Some(note));
+    }
+    if let Err(err) = result {
         log::warn!("history upkeep: {err}");
         update(status, |s| {
             s.last_error = Some(err);
@@ -204,7 +221,47 @@ mod tests {
         assert_eq!(slots.available_permits(), 1, "the query slot is given back");
         let s = status.lock().unwrap().clone();
         assert_eq!((s.batches_written, s.backlog), (1, 0));
-        assert_eq!(s.last_error.as_deref(), Some("disk full"));
+        // Batch 2 was written after batch 1 failed: the error is over, its time stays.
+        assert_eq!(s.last_error, None);
         assert!(s.last_write_ms.is_some() && s.last_error_ms.is_some());
+    }
+
+    /// A store that moved a damaged file aside while writing.
+    struct Replacing(usize);
+
+    impl History for Replacing {
+        fn write(&mut self, _: &IntervalBatch) -> Result<(), String> {
+            self.0 += 1;
+            Ok(())
+        }
+        fn maintain(&mut self, _: i64) -> Result<(), String> {
+            Ok(())
+        }
+        fn query(&mut self, _: &Query) -> Result<Report, String> {
+            Err("no".into())
+        }
+        fn backlog_len(&self) -> usize {
+            0
+        }
+        fn take_note(&mut self) -> Option<String> {
+            (self.0 == 2).then(|| "moved to x.corrupt-1".to_owned())
+        }
+    }
+
+    #[test]
+    fn a_file_moved_aside_by_a_write_shows_in_the_note() {
+        let status = Arc::new(Mutex::new(StoreStatus {
+            note: Some("created".into()),
+            ..StoreStatus::default()
+        }));
+        let (tx, rx) = mpsc::channel(8);
+        for n in 1..=3 {
+            tx.try_send(batch(n)).unwrap();
+        }
+        drop(tx);
+        work(Replacing(0), rx, &status, Duration::from_secs(3600));
+        let s = status.lock().unwrap().clone();
+        assert_eq!(s.note.as_deref(), Some("moved to x.corrupt-1"));
+        assert_eq!(s.batches_written, 3);
     }
 }

@@ -22,8 +22,8 @@ pub enum StoreError {
     )]
     Foreign { path: PathBuf, detail: String },
     #[error(
-        "the history database {path} is damaged ({detail}); the daemon moves it aside and \
-         starts a fresh one when it next starts"
+        "the history database {path} is damaged ({detail}); the kaipo daemon moves it aside \
+         (beside it, as .corrupt-<unix time>; never deleted) and starts a fresh one"
     )]
     Corrupt { path: PathBuf, detail: String },
     #[error(
@@ -58,6 +58,19 @@ pub enum StoreError {
     },
     #[error("the history database {path} is open read-only; only the daemon writes history")]
     ReadOnly { path: PathBuf },
+    #[error(
+        "another kaipo daemon{} is recording history in {path}; stop it first, or give this \
+         one another --db",
+        holder(*.pid)
+    )]
+    Locked { path: PathBuf, pid: Option<u32> },
+    #[error("cannot lock {path} for this daemon")]
+    Lock { path: PathBuf, source: io::Error },
+    #[error(
+        "the history database {path} cannot be written yet ({reason}); history is held in \
+         memory until it can"
+    )]
+    NotOpen { path: PathBuf, reason: String },
     #[error("invalid interval batch: {0}")]
     InvalidBatch(String),
     #[error("invalid query: {0}")]
@@ -103,6 +116,31 @@ impl StoreError {
     pub fn is_full(&self) -> bool {
         self.sqlite_code() == Some(ErrorCode::DiskFull)
     }
+
+    /// True when the file could not be created or written because its filesystem is full or
+    /// read-only: a state that may pass, unlike a damaged or foreign file.
+    pub fn is_unwritable(&self) -> bool {
+        let io_kind = |e: &io::Error| {
+            matches!(
+                e.kind(),
+                io::ErrorKind::ReadOnlyFilesystem
+                    | io::ErrorKind::StorageFull
+                    | io::ErrorKind::QuotaExceeded
+            )
+        };
+        match self {
+            Self::CreateDir { source, .. } | Self::CreateFile { source, .. } => io_kind(source),
+            Self::Held { error, .. } => error.is_unwritable(),
+            _ => matches!(
+                self.sqlite_code(),
+                Some(ErrorCode::DiskFull | ErrorCode::ReadOnly)
+            ),
+        }
+    }
+}
+
+fn holder(pid: Option<u32>) -> String {
+    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
 }
 
 /// Whether an SQLite error means the file's content cannot be trusted, rather than that it

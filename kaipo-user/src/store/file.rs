@@ -59,7 +59,7 @@ pub fn create(path: &Path) -> Result<bool, StoreError> {
     }
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
@@ -93,4 +93,26 @@ pub fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
         }
     }
     Ok(to)
+}
+
+/// Whether the filesystem that holds (or would hold) `path` is mounted read-only or has no
+/// space left for unprivileged writers: SQLite does not always say so in its error codes (a
+/// read-only mount can show as "unable to open").
+pub(crate) fn filesystem_unwritable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Some(existing) = path
+        .ancestors()
+        .find(|p| !p.as_os_str().is_empty() && p.exists())
+    else {
+        return false;
+    };
+    let Ok(c_path) = std::ffi::CString::new(existing.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statvfs fills the zeroed struct; the path is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    st.f_flag & libc::ST_RDONLY != 0 || st.f_bavail == 0
 }

@@ -12,12 +12,14 @@
 //!
 //! Layout: `schema`; the interval tier's traffic is packed, a blob per interval (`packed`).
 //! Rollups and retention: `rollup`; the writer sums the minute tier's traffic in memory as it
-//! writes (`minutes`). Failed writes: `backlog`.
+//! writes (`minutes`). Failed writes: `backlog`. Damage: `open` (found at start by `quick_check`,
+//! or by a write) and `file` (moving it aside). One writer per file: `lock`.
 
 mod backlog;
 mod error;
 mod file;
 mod ids;
+mod lock;
 mod minutes;
 mod open;
 mod packed;
@@ -43,6 +45,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 pub use backlog::{MAX_NAME_BYTES, MAX_SLOTS};
 pub use error::StoreError;
 pub use file::FILE_MODE;
+pub use lock::HistoryLock;
 pub use query::TOP_CHARTED;
 pub use rollup::{MaintainStats, Retention};
 pub use schema::SCHEMA_VERSION;
@@ -91,6 +94,11 @@ pub enum OpenNote {
         moved_to: PathBuf,
         reason: String,
     },
+    /// The file could not be opened for writing (read-only or full filesystem); history is
+    /// held in memory and the file opened with the first write that can.
+    Held {
+        reason: String,
+    },
 }
 
 impl fmt::Display for OpenNote {
@@ -105,6 +113,10 @@ impl fmt::Display for OpenNote {
                 f,
                 "moved the unusable file to {} and started fresh ({reason})",
                 moved_to.display()
+            ),
+            Self::Held { reason } => write!(
+                f,
+                "cannot be written yet, so history is held in memory until it can ({reason})"
             ),
         }
     }
@@ -125,6 +137,12 @@ pub struct Store {
     cache: QueryCache,
     /// The writer's minute sums, ahead of the minute rollup.
     minutes: MinuteSums,
+    /// Why the file is not open yet (see [`Store::open_or_hold`]); `conn` is then an empty
+    /// in-memory stand-in.
+    unopened: Option<String>,
+    /// What happened to the file since the last [`Store::take_note`] (a damaged file moved
+    /// aside by a write).
+    note: Option<OpenNote>,
 }
 
 impl Store {
@@ -148,7 +166,20 @@ impl Store {
             max_interval_ms: 0,
             cache: QueryCache::default(),
             minutes,
+            unopened: None,
+            note: None,
         }
+    }
+
+    /// What happened to the file since the last call: a damaged file that a write found and
+    /// moved aside, or an upgrade done when a held store could open its file.
+    pub fn take_note(&mut self) -> Option<OpenNote> {
+        self.note.take()
+    }
+
+    /// False while a store from [`Store::open_or_hold`] waits for its file.
+    pub fn is_open(&self) -> bool {
+        self.unopened.is_none()
     }
 
     pub fn path(&self) -> &Path {
@@ -184,31 +215,67 @@ impl Store {
     /// full, read-only filesystem, I/O error) the rows are held in memory and the error is
     /// [`StoreError::Held`]; each later write first retries them, so nothing is lost while
     /// the space is missing (within the bound described in `backlog`). Held rows are not
-    /// visible to queries until written.
+    /// visible to queries until written. A write that finds the file damaged moves it aside
+    /// (never deleting it), starts a fresh one and writes the held rows there; see
+    /// [`Store::take_note`].
     pub fn write(&mut self, batch: &IntervalBatch) -> Result<(), StoreError> {
         self.require_writable()?;
         write::validate(batch).map_err(StoreError::InvalidBatch)?;
         self.cache.clear();
         self.max_interval_ms = self.max_interval_ms.max(i64::from(batch.interval_ms));
         let start_s = (batch.ts_ms - i64::from(batch.interval_ms)).div_euclid(1000);
-        let retrying = !self.backlog.is_empty();
-        if retrying {
+        if self.unopened.is_some() {
+            self.backlog.add(start_s, batch);
+            if let Err(e) = self.open_held() {
+                return Err(self.held(e));
+            }
+            return self.flush(None);
+        }
+        if !self.backlog.is_empty() {
+            self.backlog.add(start_s, batch);
+            return self.flush(None);
+        }
+        self.flush(Some((start_s, batch)))
+    }
+
+    /// Writes `fresh` alone, or the held rows when it is `None`; on failure `fresh` joins the
+    /// held rows. Damage found on the way sends the held rows to a fresh file.
+    fn flush(&mut self, fresh: Option<(i64, &IntervalBatch)>) -> Result<(), StoreError> {
+        let e = match self.store(fresh) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if let Some((start_s, batch)) = fresh {
             self.backlog.add(start_s, batch);
         }
+        let StoreError::Corrupt { detail, .. } = &e else {
+            return Err(self.held(e));
+        };
+        if let Err(e) = self.replace_damaged(format!("damaged: {detail}")) {
+            return Err(self.held(e));
+        }
+        self.store(None).map_err(|e| self.held(e))
+    }
+
+    /// One transaction: `fresh`'s rows, or the held ones when it is `None`.
+    fn store(&mut self, fresh: Option<(i64, &IntervalBatch)>) -> Result<(), StoreError> {
         let path = &self.path;
         let result = (|| {
             let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-            let rows = if retrying {
-                let (traffic, ifaces) = self.backlog.rows();
-                write::store_rows(&tx, &mut self.ids, &self.marks, traffic, ifaces)?
-            } else {
-                let traffic = batch.traffic.iter().map(|r| Pending::of_row(start_s, r));
-                let ifaces = batch.interfaces.iter().map(|r| PendingIface {
-                    ts: start_s,
-                    name: &r.name,
-                    counters: Counters::of_iface(r),
-                });
-                write::store_rows(&tx, &mut self.ids, &self.marks, traffic, ifaces)?
+            let rows = match fresh {
+                None => {
+                    let (traffic, ifaces) = self.backlog.rows();
+                    write::store_rows(&tx, &mut self.ids, &self.marks, traffic, ifaces)?
+                }
+                Some((start_s, batch)) => {
+                    let traffic = batch.traffic.iter().map(|r| Pending::of_row(start_s, r));
+                    let ifaces = batch.interfaces.iter().map(|r| PendingIface {
+                        ts: start_s,
+                        name: &r.name,
+                        counters: Counters::of_iface(r),
+                    });
+                    write::store_rows(&tx, &mut self.ids, &self.marks, traffic, ifaces)?
+                }
             };
             tx.commit()?;
             Ok(rows)
@@ -224,16 +291,18 @@ impl Store {
             Err(e) => {
                 // Ids handed out inside the rolled back transaction do not exist.
                 self.ids.clear();
-                if !retrying {
-                    self.backlog.add(start_s, batch);
-                }
-                self.last_error = Some(e.to_string());
-                Err(StoreError::Held {
-                    held_rows: self.backlog.len(),
-                    dropped_rows: self.backlog.dropped_rows(),
-                    error: Box::new(e),
-                })
+                Err(e)
             }
+        }
+    }
+
+    /// Records `e` as the last error and wraps it with what is held.
+    fn held(&mut self, e: StoreError) -> StoreError {
+        self.last_error = Some(e.to_string());
+        StoreError::Held {
+            held_rows: self.backlog.len(),
+            dropped_rows: self.backlog.dropped_rows(),
+            error: Box::new(e),
         }
     }
 
@@ -241,8 +310,24 @@ impl Store {
     /// Until a minute closes it does little, so the daemon can call it after every write:
     /// once a minute has ended, each call writes a slice of its sums ahead of the closing
     /// (see `minutes`), which nothing reads before the rollup mark moves.
+    /// A rollup that finds the file damaged moves it aside and starts a fresh one, as a
+    /// write does.
     pub fn maintain(&mut self, now_ms: i64) -> Result<MaintainStats, StoreError> {
+        match self.maintain_once(now_ms) {
+            Err(StoreError::Corrupt { detail, .. }) => {
+                self.replace_damaged(format!("damaged: {detail}"))?;
+                Ok(MaintainStats::default())
+            }
+            other => other,
+        }
+    }
+
+    fn maintain_once(&mut self, now_ms: i64) -> Result<MaintainStats, StoreError> {
         self.require_writable()?;
+        if self.unopened.is_some() {
+            // Nothing is written yet; the rollups catch up once the file opens.
+            return Ok(MaintainStats::default());
+        }
         let grace = self.max_interval_ms.saturating_add(ROLLUP_SLACK_MS);
         let closed_minute = now_ms.saturating_sub(grace).div_euclid(60_000);
         let rolled = self.marks.rolled(Tier::Minute);
@@ -306,6 +391,12 @@ impl Store {
                 "the range {}..{} ms is empty",
                 q.from_ms, q.to_ms
             )));
+        }
+        if let Some(reason) = &self.unopened {
+            return Err(StoreError::NotOpen {
+                path: self.path.clone(),
+                reason: reason.clone(),
+            });
         }
         let path = &self.path;
         let version: i64 = self

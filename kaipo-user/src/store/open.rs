@@ -41,13 +41,25 @@ impl Store {
     ) -> Result<(Store, OpenNote), StoreError> {
         let path = path.as_ref();
         let created = file::create(path)?;
+        // A header can be sound over damaged tables, and damage found only by a write would
+        // fail every batch; so every page is read once here (`quick_check`: 0.3 s for a 200 MB
+        // file in the page cache on a small VM, plus reading the file once from a cold disk),
+        // before a writer opens.
         // Look with a read-only connection first: a read-write one would checkpoint or delete
         // a -wal file on close, and that may hold the only copy of the last commits.
-        let unusable = match Self::inspect(path)?.1 {
+        let (conn, kind) = Self::inspect(path)?;
+        let unusable = match kind {
             FileKind::Foreign(detail) => Some(format!("not kaipo's: {detail}")),
             FileKind::Damaged(detail) => Some(format!("damaged: {detail}")),
-            FileKind::Empty | FileKind::Kaipo { .. } => None,
+            FileKind::Kaipo { .. } => match schema::quick_check(&conn) {
+                Ok(None) => None,
+                Ok(Some(problems)) => Some(format!("damaged: {problems}")),
+                Err(e) if is_corruption(&e) => Some(format!("damaged: {e}")),
+                Err(e) => return Err(db_err(path, "checking the file")(e)),
+            },
+            FileKind::Empty => None,
         };
+        drop(conn);
         let reason = match unusable {
             None => match Self::open_writer(path, retention) {
                 Ok((store, _)) if created => return Ok((store, OpenNote::Created)),
@@ -68,6 +80,77 @@ impl Store {
         Ok((store, OpenNote::Replaced { moved_to, reason }))
     }
 
+    /// Like [`Store::open`], but a filesystem that is read-only or full does not stop the
+    /// daemon: the store starts with nothing open, holds what it is given in memory (see
+    /// `backlog`) and opens the file with the first write that can. The note says so.
+    pub fn open_or_hold(
+        path: impl AsRef<Path>,
+        retention: &Retention,
+    ) -> Result<(Store, OpenNote), StoreError> {
+        let path = path.as_ref();
+        match Self::open(path, retention) {
+            Ok(opened) => Ok(opened),
+            Err(e) if e.is_unwritable() || file::filesystem_unwritable(path) => {
+                let reason = e.to_string();
+                let conn = Connection::open_in_memory().map_err(db_err(path, "opening"))?;
+                let mut store = Self::new(
+                    conn,
+                    path,
+                    false,
+                    retention.clone(),
+                    Marks::default(),
+                    MinuteSums::new(None),
+                );
+                store.unopened = Some(reason.clone());
+                store.last_error = Some(reason.clone());
+                Ok((store, OpenNote::Held { reason }))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens the file of a store started by [`Store::open_or_hold`], keeping what it holds.
+    pub(crate) fn open_held(&mut self) -> Result<(), StoreError> {
+        let (fresh, note) = Self::open(&self.path, &self.retention)?;
+        self.adopt(fresh);
+        log::info!("history database {}: {note}", self.path.display());
+        // Said even when plain, to replace the note that history was held.
+        self.note = Some(note);
+        Ok(())
+    }
+
+    /// Moves the damaged file aside and starts a fresh one, keeping the held rows. When the
+    /// fresh one cannot be opened, the store waits for it as [`Store::open_or_hold`] does.
+    pub(crate) fn replace_damaged(&mut self, reason: String) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        // The connection lets go of the file (and its -wal and -shm) before they move.
+        let placeholder = Connection::open_in_memory().map_err(db_err(&path, "opening"))?;
+        drop(std::mem::replace(&mut self.conn, placeholder));
+        self.unopened = Some(reason.clone());
+        let moved_to = file::move_aside(&path)?;
+        log::warn!(
+            "{}: {reason}; moved to {}",
+            path.display(),
+            moved_to.display()
+        );
+        self.note = Some(OpenNote::Replaced { moved_to, reason });
+        file::create(&path)?;
+        let (fresh, _) = Self::open_writer(&path, &self.retention)?;
+        self.adopt(fresh);
+        Ok(())
+    }
+
+    /// Takes the connection and what was read from the file of `fresh`; the held rows, the
+    /// counts and the settings stay.
+    fn adopt(&mut self, fresh: Store) {
+        self.conn = fresh.conn;
+        self.marks = fresh.marks;
+        self.minutes = fresh.minutes;
+        self.ids.clear();
+        self.cache.clear();
+        self.unopened = None;
+    }
+
     /// Opens read-only and says what the file is; content SQLite cannot read shows as
     /// [`FileKind::Damaged`].
     fn inspect(path: &Path) -> Result<(Connection, FileKind), StoreError> {
@@ -83,7 +166,10 @@ impl Store {
         Ok((conn, kind))
     }
 
-    fn open_writer(path: &Path, retention: &Retention) -> Result<(Store, OpenNote), StoreError> {
+    pub(super) fn open_writer(
+        path: &Path,
+        retention: &Retention,
+    ) -> Result<(Store, OpenNote), StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags).map_err(db_err(path, "opening"))?;
         conn.busy_timeout(BUSY_TIMEOUT)

@@ -312,3 +312,18 @@ pub(crate) fn classify(conn: &Connection) -> rusqlite::Result<FileKind> {
     }
     Ok(FileKind::Kaipo { version })
 }
+
+/// Runs SQLite's `quick_check` over every page (cost grows with the file: each page is read
+/// once; see `open` for a measured figure). `None` when the file is sound, else the first
+/// problems it names.
+pub(crate) fn quick_check(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    let mut stmt = conn.prepare("PRAGMA quick_check(5)")?;
+    let found = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(match found.as_slice() {
+        [ok] if ok == "ok" => None,
+        [] => Some("quick_check said nothing".to_owned()),
+        problems => Some(problems.join("; ")),
+    })
+}

@@ -165,3 +165,69 @@ fn tiny_filesystem_full_holds_rows_then_writes_them_all() {
     drop(store);
     drop(mount);
 }
+
+/// A daemon started on a full filesystem: nothing can be created or written, so the store
+/// holds every batch and opens the file with the first write after space returns.
+#[test]
+fn a_store_started_on_a_full_filesystem_holds_rows_until_space_returns() {
+    let dir = TempDir::new("full-start");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1M", "kaipo-test"])
+        .arg(&dir.0)
+        .output();
+    match mounted {
+        Ok(out) if out.status.success() => {}
+        other => {
+            eprintln!("skipping: cannot mount a tmpfs: {other:?}");
+            return;
+        }
+    }
+    let mount = Mount(dir.0.clone());
+    // Fill it: at most 1 MiB in 4 KiB writes.
+    let filler = dir.0.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let block = [0x33_u8; 4096];
+        for _ in 0..=256 {
+            if std::io::Write::write_all(&mut f, &block).is_err() {
+                break;
+            }
+        }
+    }
+    let (mut store, note) = Store::open_or_hold(dir.db(), &Retention::default()).expect("held");
+    assert!(matches!(note, OpenNote::Held { .. }), "{note:?}");
+    assert!(!store.is_open());
+    assert!(store.last_error().is_some());
+    let refused = store
+        .query(&query(T0, T0 + 3_600_000, Dimension::App))
+        .expect_err("nothing to query yet");
+    assert!(matches!(refused, StoreError::NotOpen { .. }), "{refused}");
+    let mut expected = Expected::default();
+    for n in 0..3 {
+        let b = growing(n);
+        expected.add_batch(&b);
+        let err = store.write(&b).expect_err("still full");
+        assert!(matches!(err, StoreError::Held { .. }), "{err}");
+        assert!(err.is_unwritable(), "{err}");
+    }
+    assert!(store.backlog_len() > 0);
+    std::fs::remove_file(&filler).expect("free the space");
+    let b = growing(3);
+    expected.add_batch(&b);
+    store.write(&b).expect("written once space returned");
+    assert!(store.is_open());
+    assert_eq!((store.backlog_len(), store.last_error()), (0, None));
+    let (from, to) = (T0, T0 + 10_000 * 5);
+    let r = store
+        .query(&query(from, to, Dimension::Process))
+        .expect("query");
+    let rx: u64 = expected
+        .0
+        .iter()
+        .filter(|((dim, _), _)| *dim == Dimension::Process)
+        .map(|(_, c)| c[0])
+        .sum();
+    assert_eq!((r.rows.len(), r.total.rx_bytes), (4 * 60, rx));
+    drop(store);
+    drop(mount);
+}

@@ -2,6 +2,7 @@
 //! wrote, so a store that loses, doubles or misplaces a byte fails.
 
 mod crash;
+mod damage;
 mod files;
 mod full;
 mod minutes;
