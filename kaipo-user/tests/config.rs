@@ -108,6 +108,48 @@ fn a_bad_value_says_what_is_allowed() {
     );
 }
 
+/// Durations out of range are refused with the key and the bounds, in the file and on the
+/// command line alike; they used to panic (exit 101) or wrap around to a few hundred ms.
+#[test]
+fn durations_out_of_range_are_errors_that_name_the_bounds() {
+    assert_eq!(
+        check_error("[daemon]\ninterval = \"99999999999999999999s\"\n"),
+        "kaipo: FILE, line 2, key daemon.interval: '99999999999999999999s' is out of range: a \
+         duration is at most 3650d"
+    );
+    assert_eq!(
+        check_error("[daemon]\ninterval = \"18446744073709551615ms\"\n"),
+        "kaipo: FILE, line 2, key daemon.interval: '18446744073709551615ms' is out of range: a \
+         duration is at most 3650d"
+    );
+    assert_eq!(
+        check_error("[daemon]\nlive_interval = \"1ms\"\n"),
+        "kaipo: FILE, line 2, key daemon.live_interval: 1ms is too short; allowed: 100ms to \
+         daemon.interval"
+    );
+    let s = Scratch::new("flags");
+    let path = s.file("");
+    for (args, said) in [
+        (
+            &["watch", "--interval", "99999999999999999999s"][..],
+            "'99999999999999999999s' is out of range: a duration is at most 3650d",
+        ),
+        (
+            &["watch", "--interval", "1ms"][..],
+            "'1ms' is out of range: from 100ms to 1d",
+        ),
+        (
+            &["report", "--since", "99999999999999999999s"][..],
+            "'99999999999999999999s' is out of range: a duration is at most 3650d",
+        ),
+    ] {
+        let out = kaipo(&path, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(said), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn set_then_get_round_trips_and_keeps_comments() {
     let s = Scratch::new("set");
