@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 use kaipo_common::{
     counter, Event, IfaceCounters, SockStats, EVENT_PROC_EXIT, EVENT_SOCK_CLOSE, EVENT_SOCK_OWNER,
+    SOCK_FLAG_CLOSED,
 };
 
 use crate::{
@@ -296,6 +297,9 @@ impl Accountant {
             state.last = SockTotals::from_stats(stats);
             state.pending = SockTotals::default();
             state.pending_age = 0;
+            if stats.flags & SOCK_FLAG_CLOSED != 0 {
+                state.closed = Some(state.last);
+            }
         }
         // Sockets that closed before the baseline and left the map: nothing of theirs counts.
         let present: HashSet<u64> = sample.sockets.iter().map(|(c, _)| *c).collect();
@@ -345,6 +349,11 @@ impl Accountant {
                 state.endpoints = Endpoints::from_stats(stats);
             }
             state.endpoints.tcp_state = stats.tcp_state;
+            // Released while the ring buffer was full: the entry's own mark stands in for the
+            // lost close event, with the counters it holds now as the totals at close.
+            if stats.flags & SOCK_FLAG_CLOSED != 0 && state.closed.is_none() {
+                state.closed = Some(totals);
+            }
             Self::advance(state, totals);
         }
         // Closed sockets whose entry is no longer in the map: their close totals are final.
