@@ -253,6 +253,16 @@ impl Collector {
         }
     }
 
+    /// Removes the socket-map entries among `idle` whose socket is gone; returns them. pcap
+    /// keeps no such map.
+    pub fn sweep_sockets(&mut self, idle: &[u64]) -> Vec<u64> {
+        match &mut self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Ebpf(c) => c.sweep_sockets(idle),
+            Inner::Pcap(_) => Vec::new(),
+        }
+    }
+
     /// Cookies of the sockets the kernel map holds now (eBPF); `None` for pcap, which keeps no
     /// such map.
     pub fn socket_cookies(&self) -> Option<Vec<u64>> {

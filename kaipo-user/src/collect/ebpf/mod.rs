@@ -8,6 +8,7 @@ pub mod attach;
 mod batch;
 pub mod cgroup;
 pub mod error;
+mod sweep;
 
 use std::io;
 
@@ -478,6 +479,25 @@ impl EbpfCollector {
             // Already gone is fine.
             let _ = self.sock_stats.remove(cookie);
         }
+    }
+
+    /// Removes the entries among `idle` (sockets whose counters have not moved for a while)
+    /// whose socket no longer exists in any network namespace, and returns them. Removes
+    /// nothing when the sockets cannot be listed (see `sweep`).
+    pub fn sweep_sockets(&mut self, idle: &[u64]) -> Vec<u64> {
+        if idle.is_empty() {
+            return Vec::new();
+        }
+        let live = match sweep::live_cookies() {
+            Ok(live) => live,
+            Err(err) => {
+                log::info!("cannot list live sockets, socket map not swept: {err}");
+                return Vec::new();
+            }
+        };
+        let dead: Vec<u64> = idle.iter().copied().filter(|c| !live.contains(c)).collect();
+        self.forget_sockets(&dead);
+        dead
     }
 
     /// Cookies of every entry of the socket map, closed or not.
