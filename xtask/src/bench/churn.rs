@@ -12,6 +12,7 @@
 
 use std::{
     collections::HashSet,
+    io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket},
     os::fd::AsRawFd as _,
     path::Path,
@@ -36,8 +37,9 @@ const SENDER_DATAGRAMS: u64 = 2_000;
 const SENDER_PAYLOAD: usize = 100;
 /// IPv4 + UDP headers, counted by the socket programs.
 const HEADERS: u64 = 28;
-/// Live sockets per local address: below the ephemeral port range (28,232 by default).
-const PER_ADDRESS: usize = 20_000;
+/// Live sockets per holding process, each on a local address of its own: below the
+/// ephemeral port range (28,232 by default) and the descriptor limit a process may have here.
+const PER_HOLDER: usize = 18_000;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct ChurnArgs {
@@ -59,6 +61,36 @@ pub struct ChurnSendArgs {
     pub size: usize,
 }
 
+#[derive(Clone, Debug, clap::Args)]
+pub struct ChurnHoldArgs {
+    /// Where each socket sends its one datagram.
+    #[arg(long)]
+    pub to: SocketAddr,
+    /// Sockets to hold, all bound to `addr`.
+    #[arg(long)]
+    pub count: usize,
+    #[arg(long)]
+    pub addr: Ipv4Addr,
+}
+
+/// Holds live sockets for `live_sockets` (a process may not be allowed more than about 20,000
+/// descriptors): opens them, sends one datagram from each, says "ready" and keeps them until
+/// its stdin closes.
+pub fn churn_hold(args: &ChurnHoldArgs) -> anyhow::Result<()> {
+    let mut held = Vec::with_capacity(args.count);
+    for _ in 0..args.count {
+        let socket = UdpSocket::bind(SocketAddrV4::new(args.addr, 0))?;
+        socket.send_to(&[0], args.to)?;
+        held.push(socket);
+    }
+    println!("ready");
+    std::io::stdout().flush()?;
+    let mut rest = Vec::new();
+    std::io::stdin().read_to_end(&mut rest)?;
+    drop(held);
+    Ok(())
+}
+
 /// The known sender, in its own process so its pid carries only these bytes.
 pub fn churn_send(args: &ChurnSendArgs) -> anyhow::Result<()> {
     let socket = UdpSocket::bind("127.0.0.1:0")?;
@@ -71,7 +103,6 @@ pub fn churn_send(args: &ChurnSendArgs) -> anyhow::Result<()> {
 
 pub fn run(args: &ChurnArgs) -> anyhow::Result<()> {
     let bin = build_kaipo()?;
-    raise_fd_limit(args.live.iter().copied().max().unwrap_or(0) + 10_000)?;
     emit(&format!(
         "## Socket churn\n\nMachine: {}, {} CPUs. Command: `cargo xtask bench churn --sockets {} \
          --live {}`.\n",
@@ -212,27 +243,32 @@ fn live_sockets(bin: &Path, targets: &[usize]) -> anyhow::Result<()> {
             pause(Duration::from_millis(200))?;
         }
         let sink = UdpSocket::bind("127.0.0.1:0")?;
-        sink.set_nonblocking(true)?;
         let to = sink.local_addr()?;
-        let mut held: Vec<UdpSocket> = Vec::new();
+        let mut holders: Vec<Child> = Vec::new();
+        let mut held = 0;
         let mut rows = String::from(
             "### Live sockets\n\n| live sockets held | kaipo daemon RSS | `kaipo status` \
              (median of 5) | targets |\n|---|---|---|---|\n",
         );
-        let mut buf = [0u8; 64];
         for &target in targets {
             progress(&format!("live sockets: {target}"));
-            while held.len() < target {
-                let n = held.len();
-                let addr = Ipv4Addr::new(127, 1, (n / PER_ADDRESS) as u8, 1);
-                let socket = UdpSocket::bind(SocketAddrV4::new(addr, 0))
-                    .with_context(|| format!("socket {n} on {addr}"))?;
-                socket.send_to(&[0], to)?;
-                held.push(socket);
-                if n % 1000 == 0 {
-                    while sink.recv_from(&mut buf).is_ok() {}
-                    super::check_interrupted()?;
-                }
+            while held < target {
+                let count = PER_HOLDER.min(target - held);
+                let addr = Ipv4Addr::new(127, 1, holders.len() as u8, 1);
+                let mut holder = Command::new(std::env::current_exe()?)
+                    .args(["bench", "churn-hold", "--to", &to.to_string()])
+                    .args(["--count", &count.to_string(), "--addr", &addr.to_string()])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .context("starting a holder of sockets")?;
+                let mut line = String::new();
+                let out = holder.stdout.take().context("holder's stdout")?;
+                BufReader::new(out).read_line(&mut line)?;
+                holders.push(holder);
+                ensure!(line.trim() == "ready", "a holder of sockets failed");
+                held += count;
+                super::check_interrupted()?;
             }
             // Two intervals for the daemon to read them all.
             pause(Duration::from_secs(3))?;
@@ -256,6 +292,11 @@ fn live_sockets(bin: &Path, targets: &[usize]) -> anyhow::Result<()> {
             ));
         }
         emit(&rows);
+        for mut holder in holders {
+            // Closing its stdin lets it go.
+            drop(holder.stdin.take());
+            holder.wait()?;
+        }
         Ok(())
     })();
     // SAFETY: kill(2) on our own child, not yet waited for.
@@ -346,22 +387,6 @@ fn cookie_of(socket: &UdpSocket) -> anyhow::Result<u64> {
 fn wait_ok(mut child: Child) -> anyhow::Result<()> {
     let status = child.wait()?;
     ensure!(status.success(), "the sender failed: {status}");
-    Ok(())
-}
-
-fn raise_fd_limit(want: usize) -> anyhow::Result<()> {
-    let want = want as libc::rlim_t;
-    let limit = libc::rlimit {
-        rlim_cur: want,
-        rlim_max: want,
-    };
-    // SAFETY: setting this process's own limit from a valid struct.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) } != 0 {
-        bail!(
-            "cannot allow {want} open files: {}",
-            std::io::Error::last_os_error()
-        );
-    }
     Ok(())
 }
 

@@ -57,6 +57,9 @@ pub enum Which {
     /// (Used by `churn`.) The known sender: datagrams from a process of its own.
     #[command(hide = true)]
     ChurnSend(churn::ChurnSendArgs),
+    /// (Used by `churn`.) Holds live sockets until its stdin closes.
+    #[command(hide = true)]
+    ChurnHold(churn::ChurnHoldArgs),
     /// (Used by `collector` inside its namespaces.) A sendmmsg flood for a fixed time.
     #[command(hide = true)]
     FloodSend(traffic::FloodSendArgs),
@@ -73,6 +76,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Collector => collector::run(),
         Which::Churn(args) => churn::run(&args),
         Which::ChurnSend(args) => churn::churn_send(&args),
+        Which::ChurnHold(args) => churn::churn_hold(&args),
         Which::Pcap => pcap::run(),
         Which::Breakdown { pieces, passes } => collector::run_breakdown(&pieces, passes),
         Which::Store => store::run(),
