@@ -12,12 +12,14 @@ use aya_ebpf::{
 };
 use kaipo_common::{
     counter, SockStats, FAMILY_IPV4, LOOPBACK_IFINDEX, PROTO_TCP, PROTO_UDP, SOCK_FLAG_CLIENT,
-    SOCK_FLAG_CLOSED, SOCK_FLAG_MANY_REMOTES, SOCK_FLAG_SERVER, TCP_LISTEN, TCP_SYN_RECV, TCP_SYN_SENT,
+    SOCK_FLAG_CLOSED, SOCK_FLAG_MANY_REMOTES, SOCK_FLAG_SERVER, TCP_LISTEN, TCP_SYN_RECV,
+    TCP_SYN_SENT,
 };
 
 use crate::{
-    bump, handshake, owner,
+    bump, handshake,
     iface::SkbFrame,
+    owner,
     packet::{self, store_addr, Frame as _, IpHeaders, Parsed},
     SCRATCH_SOCK, SOCK_STATS,
 };

@@ -61,7 +61,10 @@ fn cookie_of(socket: &UdpSocket) -> u64 {
 }
 
 fn close(engine: &mut Engine) -> IntervalRecord {
-    engine.close(false, false).expect("closing an interval").record
+    engine
+        .close(false, false)
+        .expect("closing an interval")
+        .record
 }
 
 #[test]

@@ -2067,7 +2067,9 @@ fn released_sockets_are_marked_closed_even_after_their_entry_went() {
     // that ACK to reach the client's entry, so nothing else arrives once it is removed.
     let deadline = Instant::now() + Duration::from_secs(2);
     let closed = loop {
-        let now = stats.get(&client_cookie, 0).expect("the entry stays after close");
+        let now = stats
+            .get(&client_cookie, 0)
+            .expect("the entry stays after close");
         if now.lo_rx_packets > before.lo_rx_packets || Instant::now() > deadline {
             break now;
         }
@@ -2075,7 +2077,10 @@ fn released_sockets_are_marked_closed_even_after_their_entry_went() {
     };
     assert_eq!(
         (closed.flags, closed.lo_rx_packets),
-        (SOCK_FLAG_CLIENT | SOCK_FLAG_CLOSED, before.lo_rx_packets + 1),
+        (
+            SOCK_FLAG_CLIENT | SOCK_FLAG_CLOSED,
+            before.lo_rx_packets + 1
+        ),
         "released: marked, counters kept, the ACK of its FIN counted"
     );
     let server_now = stats.get(&server_cookie, 0).expect("the server's entry");

@@ -206,7 +206,7 @@ impl Engine {
         self.collector
             .forget_sockets(&self.accountant.take_forgotten());
         self.closed += 1;
-        if self.closed % SWEEP_EVERY_INTERVALS == 0 {
+        if self.closed.is_multiple_of(SWEEP_EVERY_INTERVALS) {
             self.sweep();
         }
         let now = Instant::now();

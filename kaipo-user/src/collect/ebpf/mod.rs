@@ -221,11 +221,9 @@ pub fn load(btf: &Btf, opts: &Options) -> Result<Ebpf, EbpfCollectError> {
     let mask = slots - 1;
     // The kernel wants a power-of-two multiple of the page size.
     let page = u32::try_from(page_size()).unwrap_or(4096);
-    let ringbuf = opts
-        .ringbuf_bytes
-        .map_or(kaipo_common::RINGBUF_BYTES, |b| {
-            b.max(page).next_power_of_two()
-        });
+    let ringbuf = opts.ringbuf_bytes.map_or(kaipo_common::RINGBUF_BYTES, |b| {
+        b.max(page).next_power_of_two()
+    });
     Ok(EbpfLoader::new()
         .btf(Some(btf))
         .override_global("TRACK_FLOWS", &track_flows, true)

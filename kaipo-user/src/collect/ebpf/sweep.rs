@@ -77,7 +77,10 @@ fn namespaces() -> io::Result<Vec<OwnedFd>> {
     let mut paths = Vec::new();
     for entry in fs::read_dir("/proc")?.filter_map(Result::ok) {
         let name = entry.file_name();
-        if name.to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) {
+        if name
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
             paths.push(entry.path().join("ns/net"));
         }
     }
