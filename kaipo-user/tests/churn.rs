@@ -16,11 +16,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use aya::maps::{HashMap, Map, MapData};
 use kaipo::{
     collect::backend::{BackendChoice, StartOptions},
-    engine::{accounting::CLOSED_QUIET_INTERVALS, Engine, EngineOptions},
+    engine::{accounting::CLOSED_QUIET_INTERVALS, Engine, EngineOptions, SWEEP_IDLE_INTERVALS},
     model::IntervalRecord,
 };
+use kaipo_common::{SockStats, FAMILY_IPV4, PROTO_UDP};
 
 /// Socket map capacity for the run: fewer than the sockets churned, so entries that stayed
 /// behind would fill it.
@@ -60,6 +62,10 @@ fn cookie_of(socket: &UdpSocket) -> u64 {
     cookie
 }
 
+/// One engine at a time: the sweep test finds the engine's map among this process's
+/// descriptors by name, and every engine counts every socket of the host.
+static ONE_ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn close(engine: &mut Engine) -> IntervalRecord {
     engine
         .close(false, false)
@@ -70,6 +76,8 @@ fn close(engine: &mut Engine) -> IntervalRecord {
 #[test]
 fn closed_sockets_leave_the_map_when_close_events_are_lost() {
     require_root();
+    // Declared first, so released after the engine is gone.
+    let _one = ONE_ENGINE.lock().unwrap_or_else(|e| e.into_inner());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -152,4 +160,97 @@ fn closed_sockets_leave_the_map_when_close_events_are_lost() {
     assert_eq!(map_full, 0, "sockets found no room in the map");
     assert_eq!(tx, expected, "bytes sent");
     assert_eq!(rx, expected, "bytes received");
+}
+
+/// This process's own socket map (the engine's), found among its descriptors by name.
+fn own_socket_map() -> HashMap<MapData, u64, SockStats> {
+    let fds = std::fs::read_dir("/proc/self/fdinfo").expect("fdinfo");
+    for fd in fds.filter_map(Result::ok) {
+        let Ok(info) = std::fs::read_to_string(fd.path()) else {
+            continue;
+        };
+        let Some(id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("map_id:"))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(data) = MapData::from_id(id) else {
+            continue;
+        };
+        let named = data
+            .info()
+            .ok()
+            .and_then(|i| i.name_as_str().map(|n| n == kaipo_common::maps::SOCK_STATS));
+        if named == Some(true) {
+            return HashMap::try_from(Map::HashMap(data)).expect("a hash of socket stats");
+        }
+    }
+    panic!("the engine's socket map is not among this process's descriptors");
+}
+
+#[test]
+fn idle_entries_of_sockets_that_are_gone_are_swept() {
+    require_root();
+    // Declared first, so released after the engine is gone.
+    let _one = ONE_ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _context = runtime.enter();
+    let mut engine = Engine::start(&EngineOptions {
+        collect: StartOptions {
+            backend: BackendChoice::Ebpf,
+            ..StartOptions::default()
+        },
+        include_loopback: true,
+    })
+    .expect("starting the eBPF collector");
+    let receiver = UdpSocket::bind("127.0.0.1:0").expect("receiver");
+    let kept = UdpSocket::bind("127.0.0.1:0").expect("a socket that stays open");
+    kept.send_to(&[1; 10], receiver.local_addr().unwrap())
+        .expect("datagram");
+    let (kept_cookie, receiver_cookie) = (cookie_of(&kept), cookie_of(&receiver));
+    // An entry that escaped every close mark: its cookie belongs to no socket (the kernel
+    // hands cookies out counting up from 1, so it never reaches this one).
+    let escaped = u64::MAX - 7;
+    let mut map = own_socket_map();
+    let stats = SockStats {
+        lo_tx_bytes: 38,
+        lo_tx_packets: 1,
+        family: FAMILY_IPV4,
+        proto: PROTO_UDP,
+        ..SockStats::default()
+    };
+    map.insert(escaped, stats, 0).expect("inserting the entry");
+
+    // Idle long enough; the engine's own sweep may or may not have run by then.
+    for _ in 0..=SWEEP_IDLE_INTERVALS {
+        close(&mut engine);
+    }
+    engine.sweep();
+    let cookies: HashSet<u64> = engine
+        .collector()
+        .socket_cookies()
+        .expect("eBPF keeps a socket map")
+        .into_iter()
+        .collect();
+    assert!(!cookies.contains(&escaped), "the escaped entry was swept");
+    assert!(
+        cookies.contains(&kept_cookie) && cookies.contains(&receiver_cookie),
+        "idle entries of live sockets stay"
+    );
+    // And nothing of the live sockets was dropped from the accounting: the next datagram
+    // counts as only itself.
+    kept.send_to(&[1; 10], receiver.local_addr().unwrap())
+        .expect("datagram");
+    let record = close(&mut engine);
+    let me = record
+        .processes
+        .iter()
+        .find(|p| p.pid == std::process::id())
+        .expect("this process");
+    assert_eq!((me.tx_bytes, me.rx_bytes), (38, 38));
 }
