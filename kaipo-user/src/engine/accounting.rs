@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 use kaipo_common::{
     counter, Event, IfaceCounters, SockStats, EVENT_PROC_EXIT, EVENT_SOCK_CLOSE, EVENT_SOCK_OWNER,
-    PROTO_TCP, PROTO_UDP, SOCK_FLAG_CLOSED,
+    PROTO_TCP, PROTO_UDP, SOCK_FLAG_CLOSED, TCP_CLOSE,
 };
 
 use crate::{
@@ -594,6 +594,9 @@ impl Accountant {
                     && s.pending.lo.is_zero()
                     && s.pending_link == 0
                     && matches!(s.endpoints.proto, PROTO_TCP | PROTO_UDP)
+                    // A TCP socket whose connect failed is out of the kernel's tables but may
+                    // still be open, and connect again.
+                    && !(s.endpoints.proto == PROTO_TCP && s.endpoints.tcp_state == TCP_CLOSE)
             })
             .map(|(cookie, _)| *cookie)
             .collect()
