@@ -183,6 +183,10 @@ pub const SOCK_FLAG_MANY_REMOTES: u8 = 1;
 pub const SOCK_FLAG_SERVER: u8 = 2;
 /// `SockStats::flags`: the socket is a client (it sent the connection's first SYN).
 pub const SOCK_FLAG_CLIENT: u8 = 4;
+/// `SockStats::flags`: the socket was released (`cgroup/sock_release` ran). Set in the entry
+/// itself, not only sent in the close event: when the ring buffer is full the event is lost,
+/// and this bit is then how userspace learns that the entry may go once it is quiet.
+pub const SOCK_FLAG_CLOSED: u8 = 8;
 
 /// TCP states as the kernel numbers them (`include/net/tcp_states.h`): the ones the socket
 /// programs act on.

@@ -6,7 +6,8 @@
 //!   bytes per socket cookie, for sockets of every network namespace, with each TCP socket's
 //!   state and role; a listener's handshakes go to the sockets it accepts (`handshake`).
 //! - `kaipo_sock_create`, `kaipo_send` and `kaipo_recv` record which process owns each socket, in
-//!   that process's context; `kaipo_sock_release` reports a socket's counters at close and
+//!   that process's context; `kaipo_sock_release` reports a socket's counters at close (and
+//!   marks its entry closed, so a close event lost to a full ring buffer leaves nothing behind) and
 //!   `kaipo_proc_exit` a process's exit. These go to userspace through the ring buffer, once per
 //!   socket and owner, never per packet.
 #![no_std]

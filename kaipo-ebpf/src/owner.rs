@@ -20,7 +20,7 @@ use aya_ebpf::{
 };
 use kaipo_common::{
     counter, Event, SockStats, EVENT_PROC_EXIT, EVENT_SOCK_CLOSE, EVENT_SOCK_OWNER, FAMILY_IPV4,
-    FAMILY_IPV6, OWNER_FROM_CREATE, PROTO_TCP,
+    FAMILY_IPV6, OWNER_FROM_CREATE, PROTO_TCP, SOCK_FLAG_CLOSED,
 };
 
 use aya_ebpf::bindings::BPF_SK_STORAGE_GET_F_CREATE;
@@ -56,7 +56,7 @@ pub fn on_create(ctx: &SockContext) {
 /// The socket's `OWNER_OF` slot, created (zero) when `create` is set and missing; null when
 /// there is none or the kernel could not allocate it.
 #[inline(always)]
-fn owner_slot(sk: *mut c_void, create: bool) -> *mut u32 {
+pub fn owner_slot(sk: *mut c_void, create: bool) -> *mut u32 {
     let flags = if create {
         u64::from(BPF_SK_STORAGE_GET_F_CREATE)
     } else {
@@ -124,13 +124,51 @@ pub fn on_release(ctx: &SockContext) {
     } else {
         0
     };
-    let stats = SOCK_STATS.get_ptr(cookie);
+    let stats = SOCK_STATS.get_ptr_mut(cookie);
+    // The entry itself says the socket is closed, whether or not the close event below finds
+    // room in the ring buffer: userspace removes entries so marked once they have gone quiet,
+    // so a full ring buffer cannot leave them in the map for good. A packet path racing on
+    // `flags` (an unconnected UDP socket's second peer) could drop the bit; the close event
+    // and the sweep of idle entries (see README "How it counts") cover that case.
+    if let Some(stats) = stats {
+        // SAFETY: a live value of the shared map; one byte written, the counters untouched.
+        unsafe {
+            let flags = &raw mut (*stats).flags;
+            core::ptr::write_volatile(flags, core::ptr::read_volatile(flags) | SOCK_FLAG_CLOSED);
+        }
+    }
+    let stats = stats.map(|s| s.cast_const());
+    // Created if missing (the close path may cost more than the packet path): the slot then
+    // says "released" to a packet that comes after userspace has dropped the entry.
+    let slot = owner_slot(sock.cast(), true);
+    // SAFETY: a live storage slot of this socket.
+    let owned = !slot.is_null() && unsafe { *slot } != 0;
     // A socket with counters or a reported owner gets a close event. Its storage slot goes with
     // the socket. The counters stay: a closed TCP socket still sends its last segments and FIN,
     // which keep adding to the same entry; userspace removes the entry once it has gone quiet.
-    if stats.is_some() || !owner_slot(ctx.sock.cast(), false).is_null() {
+    if stats.is_some() || owned {
         emit(EVENT_SOCK_CLOSE, cookie, 0, 0, stats, tcp_state);
     }
+    if !slot.is_null() {
+        // No send or receive call can follow a release, so nothing reports an owner again.
+        // SAFETY: as above.
+        unsafe { *slot = RELEASED };
+    }
+}
+
+/// What a socket's `OWNER_OF` slot holds once the socket was released; no process has this
+/// tgid.
+const RELEASED: u32 = u32::MAX;
+
+/// Whether the socket was released already: a closing TCP socket still exchanges its last
+/// segments, and when one comes after userspace dropped the socket's entry it starts a new
+/// entry, which must then be marked closed too or it would stay for good. One helper call, on
+/// the path that creates an entry only.
+#[inline(always)]
+pub fn released(sk: *mut c_void) -> bool {
+    let slot = owner_slot(sk, false);
+    // SAFETY: a live storage slot of this socket.
+    !slot.is_null() && unsafe { *slot } == RELEASED
 }
 
 pub fn on_exit() {

@@ -12,12 +12,14 @@ use aya_ebpf::{
 };
 use kaipo_common::{
     counter, SockStats, FAMILY_IPV4, LOOPBACK_IFINDEX, PROTO_TCP, PROTO_UDP, SOCK_FLAG_CLIENT,
-    SOCK_FLAG_MANY_REMOTES, SOCK_FLAG_SERVER, TCP_LISTEN, TCP_SYN_RECV, TCP_SYN_SENT,
+    SOCK_FLAG_CLOSED, SOCK_FLAG_MANY_REMOTES, SOCK_FLAG_SERVER, TCP_LISTEN, TCP_SYN_RECV,
+    TCP_SYN_SENT,
 };
 
 use crate::{
     bump, handshake,
     iface::SkbFrame,
+    owner,
     packet::{self, store_addr, Frame as _, IpHeaders, Parsed},
     SCRATCH_SOCK, SOCK_STATS,
 };
@@ -100,6 +102,11 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
         if unsafe { (*skb).remote_port } == 0 {
             fresh.flags = SOCK_FLAG_SERVER;
         }
+    }
+    // SAFETY: reading the program's own context.
+    let sk = unsafe { (*skb).__bindgen_anon_2.sk };
+    if !sk.is_null() && owner::released(sk.cast()) {
+        fresh.flags |= SOCK_FLAG_CLOSED;
     }
     let fresh: &SockStats = fresh;
     if SOCK_STATS

@@ -54,6 +54,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 pcap_filter: args.collect.filter,
                 pcap_immediate: args.collect.pcap_immediate,
                 ingress_hook: args.collect.ingress_hook,
+                ..Default::default()
             },
         })),
         Command::Doctor(args) => {

@@ -42,6 +42,7 @@ pub async fn run(opts: &WatchOptions, out: &mut dyn Write) -> anyhow::Result<()>
             pcap_filter: opts.pcap_filter.clone(),
             pcap_immediate: opts.pcap_immediate,
             ingress_hook: opts.ingress_hook,
+            ..Default::default()
         },
         include_loopback: opts.include_loopback,
     })?;

@@ -2013,3 +2013,105 @@ fn attached_reset_handshake_goes_back_to_the_listener() {
     }
     assert_eq!(got, Some(want), "the listener's entry");
 }
+
+/// A released socket's entry is marked closed by the release hook (a lost close event then
+/// cannot leave it in the map), and a segment that reaches the socket after userspace removed
+/// the entry starts an entry marked closed as well: here the server's FIN, which the client,
+/// closed already and waiting in FIN_WAIT2, receives and acknowledges. Fails without the
+/// marks: the entries would keep the client's flags alone.
+#[test]
+fn released_sockets_are_marked_closed_even_after_their_entry_went() {
+    use std::{
+        io::{Read as _, Write as _},
+        net::{TcpListener, TcpStream},
+        time::{Duration, Instant},
+    };
+
+    use kaipo_common::{SOCK_FLAG_CLIENT, SOCK_FLAG_CLOSED};
+
+    require_root();
+    // IPv4 header and TCP header with timestamps, no payload.
+    const SEGMENT: u64 = 20 + 32;
+    let mut ebpf = attach_socket_programs(true);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+    let (mut server, _) = listener.accept().expect("accept");
+    server
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client.write_all(&[0x6b; 10]).expect("write");
+    let mut got = [0u8; 10];
+    server.read_exact(&mut got).expect("read");
+    let (client_cookie, server_cookie) = (socket_cookie(&client), socket_cookie(&server));
+    let mut stats: HashMap<_, u64, SockStats> =
+        HashMap::try_from(ebpf.map_mut("SOCK_STATS").expect("SOCK_STATS")).expect("a hash");
+    let before = stats.get(&client_cookie, 0).expect("the client's entry");
+    assert_eq!(before.flags, SOCK_FLAG_CLIENT, "open: not marked");
+
+    // Kept a full socket in FIN_WAIT2 once closed: with the default FIN timeout the kernel
+    // would swap it for a time-wait socket, which the socket programs never see.
+    let linger: libc::c_int = 120;
+    // SAFETY: a valid socket and option value whose length is passed along.
+    let set = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&client),
+            libc::IPPROTO_TCP,
+            libc::TCP_LINGER2,
+            (&raw const linger).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "TCP_LINGER2");
+    drop(client);
+    assert_eq!(server.read(&mut got).expect("the client's FIN"), 0);
+    // The server acknowledges the FIN, perhaps after a delayed-ACK timer; wait (bounded) for
+    // that ACK to reach the client's entry, so nothing else arrives once it is removed.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let closed = loop {
+        let now = stats
+            .get(&client_cookie, 0)
+            .expect("the entry stays after close");
+        if now.lo_rx_packets > before.lo_rx_packets || Instant::now() > deadline {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(
+        (closed.flags, closed.lo_rx_packets),
+        (
+            SOCK_FLAG_CLIENT | SOCK_FLAG_CLOSED,
+            before.lo_rx_packets + 1
+        ),
+        "released: marked, counters kept, the ACK of its FIN counted"
+    );
+    let server_now = stats.get(&server_cookie, 0).expect("the server's entry");
+    assert_eq!(
+        server_now.flags & SOCK_FLAG_CLOSED,
+        0,
+        "the server is still open"
+    );
+
+    // Userspace forgets the client's entry; then the server closes too.
+    stats.remove(&client_cookie).expect("removing the entry");
+    drop(server);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let late = loop {
+        match stats.get(&client_cookie, 0) {
+            Ok(late) if late.lo_tx_packets > 0 => break Some(late),
+            _ if Instant::now() > deadline => break None,
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    let late = late.expect("the client's last segments start a new entry");
+    assert_eq!(
+        (
+            late.flags,
+            late.lo_rx_packets,
+            late.lo_rx_bytes,
+            late.lo_tx_packets,
+            late.lo_tx_bytes
+        ),
+        (SOCK_FLAG_CLOSED, 1, SEGMENT, 1, SEGMENT),
+        "the server's FIN in, the client's ACK out, on an entry marked closed"
+    );
+}

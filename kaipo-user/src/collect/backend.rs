@@ -46,6 +46,10 @@ pub struct StartOptions {
     pub pcap_immediate: bool,
     /// eBPF backend: the hook for incoming frames.
     pub ingress_hook: IngressHook,
+    /// eBPF backend: the capacity of the socket map and the bytes of the lifecycle ring
+    /// buffer, when not the defaults (tests that fill or overflow them).
+    pub max_sockets: Option<u32>,
+    pub ringbuf_bytes: Option<u32>,
 }
 
 enum Inner {
@@ -89,6 +93,8 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
         let ebpf_opts = ebpf::Options {
             ifaces: opts.ifaces.clone(),
             ingress_hook: opts.ingress_hook,
+            max_sockets: opts.max_sockets.unwrap_or(kaipo_common::MAX_SOCKETS),
+            ringbuf_bytes: opts.ringbuf_bytes,
             ..Default::default()
         };
         match ebpf::start(&ebpf_opts) {
@@ -224,6 +230,26 @@ impl Collector {
             #[cfg(target_os = "linux")]
             Inner::Ebpf(c) => c.forget_sockets(cookies),
             Inner::Pcap(c) => c.forget_sockets(cookies),
+        }
+    }
+
+    /// Removes the socket-map entries among `idle` whose socket is gone; returns them. pcap
+    /// keeps no such map.
+    pub fn sweep_sockets(&mut self, idle: &[u64]) -> Vec<u64> {
+        match &mut self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Ebpf(c) => c.sweep_sockets(idle),
+            Inner::Pcap(_) => Vec::new(),
+        }
+    }
+
+    /// Cookies of the sockets the kernel map holds now (eBPF); `None` for pcap, which keeps no
+    /// such map.
+    pub fn socket_cookies(&self) -> Option<Vec<u64>> {
+        match &self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Ebpf(c) => Some(c.socket_cookies()),
+            Inner::Pcap(_) => None,
         }
     }
 

@@ -120,6 +120,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
             pcap_filter: opts.pcap_filter.clone(),
             pcap_immediate: opts.pcap_immediate,
             ingress_hook: opts.ingress_hook,
+            ..Default::default()
         })
         .context("starting the collector")?;
     let degradations = collector.degradations().to_vec();

@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 use kaipo_common::{
     counter, Event, IfaceCounters, SockStats, EVENT_PROC_EXIT, EVENT_SOCK_CLOSE, EVENT_SOCK_OWNER,
+    PROTO_TCP, PROTO_UDP, SOCK_FLAG_CLOSED, TCP_CLOSE,
 };
 
 use crate::{
@@ -153,6 +154,8 @@ struct SocketState {
     closed: Option<SockTotals>,
     /// Intervals since close during which nothing changed.
     quiet_since_close: u32,
+    /// Intervals during which nothing changed, closed or not.
+    idle: u32,
     endpoints: Endpoints,
     /// Delta waiting for an owner, and for how many intervals it has waited.
     pending: SockTotals,
@@ -288,6 +291,9 @@ impl Accountant {
             state.last = SockTotals::from_stats(stats);
             state.pending = SockTotals::default();
             state.pending_age = 0;
+            if stats.flags & SOCK_FLAG_CLOSED != 0 {
+                state.closed = Some(state.last);
+            }
         }
         // Sockets that closed before the baseline and left the map: nothing of theirs counts.
         let present: HashSet<u64> = sample.sockets.iter().map(|(c, _)| *c).collect();
@@ -337,6 +343,11 @@ impl Accountant {
                 state.endpoints = Endpoints::from_stats(stats);
             }
             state.endpoints.tcp_state = stats.tcp_state;
+            // Released while the ring buffer was full: the entry's own mark stands in for the
+            // lost close event, with the counters it holds now as the totals at close.
+            if stats.flags & SOCK_FLAG_CLOSED != 0 && state.closed.is_none() {
+                state.closed = Some(totals);
+            }
             Self::advance(state, totals);
         }
         // Closed sockets whose entry is no longer in the map: their close totals are final.
@@ -522,8 +533,12 @@ impl Accountant {
             state.pending.net.add(&delta.net);
             state.pending.lo.add(&delta.lo);
             state.quiet_since_close = 0;
-        } else if state.closed.is_some() {
-            state.quiet_since_close += 1;
+            state.idle = 0;
+        } else {
+            state.idle = state.idle.saturating_add(1);
+            if state.closed.is_some() {
+                state.quiet_since_close += 1;
+            }
         }
     }
 
@@ -554,6 +569,36 @@ impl Accountant {
         self.counters = sample.counters;
         self.malformed_seen = 0;
         lost
+    }
+
+    /// Sockets never seen closed whose counters have not moved for `min` intervals, with
+    /// nothing waiting to be reported: the candidates of the sweep, which asks the kernel
+    /// whether they still exist. TCP and UDP only, the protocols the kernel can list.
+    pub fn idle_sockets(&self, min: u32) -> Vec<u64> {
+        self.sockets
+            .iter()
+            .filter(|(_, s)| {
+                s.closed.is_none()
+                    && s.idle >= min
+                    && s.pending.net.is_zero()
+                    && s.pending.lo.is_zero()
+                    && s.pending_link == 0
+                    && matches!(s.endpoints.proto, PROTO_TCP | PROTO_UDP)
+                    // A TCP socket whose connect failed is out of the kernel's tables but may
+                    // still be open, and connect again.
+                    && !(s.endpoints.proto == PROTO_TCP && s.endpoints.tcp_state == TCP_CLOSE)
+            })
+            .map(|(cookie, _)| *cookie)
+            .collect()
+    }
+
+    /// Drops what is known of sockets the sweep found gone. Should such a socket's cookie come
+    /// back, it starts over as a new socket.
+    pub fn drop_sockets(&mut self, cookies: &[u64]) {
+        for cookie in cookies {
+            self.sockets.remove(cookie);
+            self.owners.remove(cookie);
+        }
     }
 
     /// Sockets currently tracked, for tests and status.
@@ -732,6 +777,62 @@ mod tests {
         }
         assert_eq!(a.take_forgotten(), vec![5]);
         assert_eq!(a.tracked_sockets(), 0);
+    }
+
+    #[test]
+    fn an_entry_marked_closed_is_forgotten_without_a_close_event() {
+        // The close event was lost to a full ring buffer; the entry's mark stands in for it.
+        let mut a = Accountant::new(false);
+        a.on_event(&owner_event(9, 12, "churn"));
+        let mut marked = stats(0, 640, 0, 0);
+        let d1 = a.finish(&sample(vec![(9, marked)]), 0, false);
+        assert_eq!(tx_of(&d1, 12), 640);
+        marked.flags = SOCK_FLAG_CLOSED;
+        marked.tx_bytes = 700;
+        let d2 = a.finish(&sample(vec![(9, marked)]), 0, false);
+        assert_eq!(tx_of(&d2, 12), 60);
+        assert!(a.take_forgotten().is_empty());
+        for _ in 0..CLOSED_QUIET_INTERVALS {
+            a.finish(&sample(vec![(9, marked)]), 0, false);
+        }
+        assert_eq!(a.take_forgotten(), vec![9]);
+        assert_eq!(a.tracked_sockets(), 0);
+        // Gone from the map as well: nothing more is reported for it.
+        let d = a.finish(&sample(vec![]), 0, false);
+        assert!(d.processes.is_empty() && d.unattributed.is_zero());
+    }
+
+    #[test]
+    fn only_unclosed_sockets_idle_long_enough_are_sweep_candidates() {
+        let mut a = Accountant::new(false);
+        a.on_event(&owner_event(1, 5, "idle"));
+        a.on_event(&owner_event(2, 5, "busy"));
+        a.on_event(&owner_event(3, 5, "closed"));
+        let mut busy = 100;
+        for round in 0..4 {
+            busy += 10;
+            let mut closed = stats(0, 50, 0, 0);
+            closed.flags = SOCK_FLAG_CLOSED;
+            a.finish(
+                &sample(vec![
+                    (1, stats(0, 100, 0, 0)),
+                    (2, stats(0, busy, 0, 0)),
+                    (3, closed),
+                ]),
+                0,
+                false,
+            );
+            // The first interval moves socket 1 from nothing to 100; three quiet ones follow.
+            let expected: Vec<u64> = if round >= 3 { vec![1] } else { vec![] };
+            assert_eq!(a.idle_sockets(3), expected, "round {round}");
+        }
+        a.drop_sockets(&[1]);
+        assert!(a.owner_of(1).is_none());
+        assert!(a.idle_sockets(0).iter().all(|c| *c != 1));
+        // Should the socket turn out alive, it starts over: its whole entry counts.
+        let d = a.finish(&sample(vec![(1, stats(0, 30, 0, 0))]), 0, false);
+        assert_eq!(d.unattributed.tx_bytes, 0);
+        assert_eq!(a.tracked_sockets(), 3);
     }
 
     #[test]

@@ -32,6 +32,12 @@ use crate::{
     store::TrafficRow,
 };
 
+/// How often, in intervals, the socket map is swept of entries whose socket is gone, and how
+/// long an entry must have been idle to be looked at. Entries of closed sockets normally leave
+/// through their close mark; the sweep catches what escaped it (see README "How it counts").
+pub const SWEEP_EVERY_INTERVALS: u64 = 30;
+pub const SWEEP_IDLE_INTERVALS: u32 = 30;
+
 /// A tick this close to the end of the run is its last.
 const END_SLACK: Duration = Duration::from_millis(5);
 
@@ -105,6 +111,8 @@ pub struct Engine {
     malformed_reported: u64,
     backend: BackendKind,
     last_close: Instant,
+    /// Intervals closed so far, which time the sweep.
+    closed: u64,
 }
 
 impl Engine {
@@ -133,6 +141,7 @@ impl Engine {
             buffer: Vec::with_capacity(1024),
             malformed_reported: 0,
             last_close: Instant::now(),
+            closed: 0,
         };
         engine.drain();
         let sample = engine.collector.sample()?;
@@ -196,6 +205,10 @@ impl Engine {
         let delta = self.accountant.finish(&sample, malformed, final_interval);
         self.collector
             .forget_sockets(&self.accountant.take_forgotten());
+        self.closed += 1;
+        if self.closed.is_multiple_of(SWEEP_EVERY_INTERVALS) {
+            self.sweep();
+        }
         let now = Instant::now();
         let elapsed = now.duration_since(self.last_close);
         self.last_close = now;
@@ -211,6 +224,21 @@ impl Engine {
             rows,
             final_interval,
         })
+    }
+
+    /// Removes socket-map entries that have been idle for [`SWEEP_IDLE_INTERVALS`] and whose
+    /// socket no longer exists; returns how many. Runs every [`SWEEP_EVERY_INTERVALS`].
+    pub fn sweep(&mut self) -> usize {
+        let idle = self.accountant.idle_sockets(SWEEP_IDLE_INTERVALS);
+        let gone = self.collector.sweep_sockets(&idle);
+        self.accountant.drop_sockets(&gone);
+        if !gone.is_empty() {
+            log::info!(
+                "swept {} socket entries that no close mark reached",
+                gone.len()
+            );
+        }
+        gone.len()
     }
 
     /// The accounting of the last close, for tests.

@@ -48,14 +48,20 @@ impl Kaipo {
         interval: &str,
         backend: Option<&str>,
     ) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(bin);
-        cmd.args(["watch", "--json", "--interval", interval]);
+        let mut args = vec!["--interval", interval];
         if let Some(backend) = backend {
-            cmd.args(["--backend", backend]);
+            args.extend(["--backend", backend]);
         }
         for iface in ifaces {
-            cmd.args(["--iface", iface]);
+            args.extend(["--iface", iface]);
         }
+        Self::start_with(bin, &args)
+    }
+
+    /// Starts `kaipo watch --json` with `args` and waits for its first interval.
+    pub fn start_with(bin: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(bin);
+        cmd.args(["watch", "--json"]).args(args);
         // SIGTERM: kaipo detaches and exits cleanly on it.
         super::die_with_parent(&mut cmd, libc::SIGTERM);
         let mut child = cmd

@@ -2,6 +2,7 @@
 
 mod baseline;
 mod breakdown;
+mod churn;
 mod collector;
 mod kaipo;
 mod live;
@@ -49,6 +50,16 @@ pub enum Which {
     /// The daemon's extras: a /metrics scrape with 1k apps and 100 interfaces, and evaluating
     /// 1k alert rules on one interval.
     Metrics,
+    /// The socket map under socket churn: a million short-lived sockets, then a known sender
+    /// attributed exactly, map entries back to the live count, and the daemon's RSS and
+    /// `kaipo status` time at 100,000 and 200,000 live sockets.
+    Churn(churn::ChurnArgs),
+    /// (Used by `churn`.) The known sender: datagrams from a process of its own.
+    #[command(hide = true)]
+    ChurnSend(churn::ChurnSendArgs),
+    /// (Used by `churn`.) Holds live sockets until its stdin closes.
+    #[command(hide = true)]
+    ChurnHold(churn::ChurnHoldArgs),
     /// (Used by `collector` inside its namespaces.) A sendmmsg flood for a fixed time.
     #[command(hide = true)]
     FloodSend(traffic::FloodSendArgs),
@@ -63,6 +74,9 @@ pub enum Which {
 pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Collector => collector::run(),
+        Which::Churn(args) => churn::run(&args),
+        Which::ChurnSend(args) => churn::churn_send(&args),
+        Which::ChurnHold(args) => churn::churn_hold(&args),
         Which::Pcap => pcap::run(),
         Which::Breakdown { pieces, passes } => collector::run_breakdown(&pieces, passes),
         Which::Store => store::run(),

@@ -8,6 +8,7 @@ pub mod attach;
 mod batch;
 pub mod cgroup;
 pub mod error;
+mod sweep;
 
 use std::io;
 
@@ -38,6 +39,9 @@ pub struct Options {
     pub track_flows: bool,
     pub max_flows: u32,
     pub max_sockets: u32,
+    /// Bytes of the lifecycle ring buffer (a power of two, at least a page); `None` keeps
+    /// `kaipo_common::RINGBUF_BYTES`. Small sizes are for tests that make it overflow.
+    pub ringbuf_bytes: Option<u32>,
     /// Slots per CPU of the flow cache in front of the flow map (a power of two); `None` sizes
     /// it from the number of CPUs (see [`flow_cache_slots`]).
     pub flow_cache_slots: Option<u32>,
@@ -54,6 +58,7 @@ impl Default for Options {
             track_flows: true,
             max_flows: kaipo_common::MAX_FLOWS,
             max_sockets: kaipo_common::MAX_SOCKETS,
+            ringbuf_bytes: None,
             flow_cache_slots: None,
             flow_slot_age: DEFAULT_FLOW_SLOT_AGE,
             ingress_hook: crate::collect::backend::IngressHook::default(),
@@ -214,6 +219,11 @@ pub fn load(btf: &Btf, opts: &Options) -> Result<Ebpf, EbpfCollectError> {
         None => flow_cache_slots(aya::util::nr_cpus().map_or(1, |n| n)),
     };
     let mask = slots - 1;
+    // The kernel wants a power-of-two multiple of the page size.
+    let page = u32::try_from(page_size()).unwrap_or(4096);
+    let ringbuf = opts.ringbuf_bytes.map_or(kaipo_common::RINGBUF_BYTES, |b| {
+        b.max(page).next_power_of_two()
+    });
     Ok(EbpfLoader::new()
         .btf(Some(btf))
         .override_global("TRACK_FLOWS", &track_flows, true)
@@ -222,7 +232,14 @@ pub fn load(btf: &Btf, opts: &Options) -> Result<Ebpf, EbpfCollectError> {
         .map_max_entries(kaipo_common::maps::FLOW_CACHE, slots)
         .map_max_entries(kaipo_common::maps::FLOWS, opts.max_flows.max(1))
         .map_max_entries(kaipo_common::maps::SOCK_STATS, opts.max_sockets.max(1))
+        .map_max_entries(kaipo_common::maps::EVENTS, ringbuf)
         .load(OBJECT)?)
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, EbpfCollectError> {
@@ -460,6 +477,31 @@ impl EbpfCollector {
             // Already gone is fine.
             let _ = self.sock_stats.remove(cookie);
         }
+    }
+
+    /// Removes the entries among `idle` (sockets whose counters have not moved for a while)
+    /// whose socket no longer exists in any network namespace, and returns them. Removes
+    /// nothing when the sockets cannot be listed (see `sweep`).
+    pub fn sweep_sockets(&mut self, idle: &[u64]) -> Vec<u64> {
+        if idle.is_empty() {
+            return Vec::new();
+        }
+        let live = match sweep::live_cookies() {
+            Ok(live) => live,
+            Err(err) => {
+                log::info!("cannot list live sockets, socket map not swept: {err}");
+                return Vec::new();
+            }
+        };
+        let dead: Vec<u64> = idle.iter().copied().filter(|c| !live.contains(c)).collect();
+        self.forget_sockets(&dead);
+        dead
+    }
+
+    /// Cookies of every entry of the socket map, closed or not.
+    pub fn socket_cookies(&self) -> Vec<u64> {
+        // A key that goes between two steps of the walk reports an error: that socket is gone.
+        self.sock_stats.keys().filter_map(Result::ok).collect()
     }
 
     /// Kernel run time and run count per program, when BPF statistics are enabled

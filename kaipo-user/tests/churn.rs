@@ -1,0 +1,256 @@
+//! Socket churn cannot leak the kernel's socket map.
+//!
+//! Tens of thousands of short-lived sockets are opened, used once and closed through a ring
+//! buffer of one page, so nearly every close event is dropped. Their entries must still leave
+//! the socket map once quiet (the release hook marks them closed in the map itself), and a
+//! sender that starts afterwards must be counted to the byte, with no socket left out for want
+//! of room.
+//!
+//! Needs root. Traffic stays on loopback; the engine is the library's own, run interval by
+//! interval without sleeps (closing an interval is what ages a closed socket).
+
+use std::{
+    collections::HashSet,
+    net::{SocketAddr, UdpSocket},
+    os::fd::AsRawFd as _,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{HashMap, Map, MapData};
+use kaipo::{
+    collect::backend::{BackendChoice, StartOptions},
+    engine::{accounting::CLOSED_QUIET_INTERVALS, Engine, EngineOptions, SWEEP_IDLE_INTERVALS},
+    model::IntervalRecord,
+};
+use kaipo_common::{SockStats, FAMILY_IPV4, PROTO_UDP};
+
+/// Socket map capacity for the run: fewer than the sockets churned, so entries that stayed
+/// behind would fill it.
+const MAX_SOCKETS: u32 = 32_768;
+const ROUNDS: usize = 12;
+const PER_ROUND: usize = 4_000;
+/// The sender that comes after the churn.
+const DATAGRAMS: u64 = 2_000;
+const PAYLOAD: usize = 100;
+/// IPv4 and UDP headers: the socket programs count from the IP header on.
+const HEADERS: u64 = 28;
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test loads eBPF programs and needs root"
+    );
+}
+
+/// The kernel's cookie of a socket, the key of its entry in the socket map.
+fn cookie_of(socket: &UdpSocket) -> u64 {
+    let mut cookie: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `cookie` and `len` are valid for writes of the sizes given.
+    let ret = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_COOKIE,
+            (&raw mut cookie).cast(),
+            &raw mut len,
+        )
+    };
+    assert_eq!(ret, 0, "SO_COOKIE: {}", std::io::Error::last_os_error());
+    cookie
+}
+
+/// One engine at a time: the sweep test finds the engine's map among this process's
+/// descriptors by name, and every engine counts every socket of the host.
+static ONE_ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn close(engine: &mut Engine) -> IntervalRecord {
+    engine
+        .close(false, false)
+        .expect("closing an interval")
+        .record
+}
+
+#[test]
+fn closed_sockets_leave_the_map_when_close_events_are_lost() {
+    require_root();
+    // Declared first, so released after the engine is gone.
+    let _one = ONE_ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _context = runtime.enter();
+    let mut engine = Engine::start(&EngineOptions {
+        collect: StartOptions {
+            backend: BackendChoice::Ebpf,
+            max_sockets: Some(MAX_SOCKETS),
+            // One page: room for about twenty events.
+            ringbuf_bytes: Some(4096),
+            ..StartOptions::default()
+        },
+        include_loopback: true,
+    })
+    .expect("starting the eBPF collector");
+    let pid = std::process::id();
+
+    let receiver = UdpSocket::bind("127.0.0.1:0").expect("receiver");
+    let to: SocketAddr = receiver.local_addr().expect("receiver address");
+    close(&mut engine);
+
+    let started = Instant::now();
+    let mut churned = HashSet::with_capacity(ROUNDS * PER_ROUND);
+    let mut ringbuf_full = 0;
+    for _ in 0..ROUNDS {
+        for _ in 0..PER_ROUND {
+            let socket = UdpSocket::bind("127.0.0.1:0").expect("churn socket");
+            socket.send_to(&[0], to).expect("churn datagram");
+            churned.insert(cookie_of(&socket));
+        }
+        ringbuf_full += close(&mut engine).lost.ringbuf_full;
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "churn took too long"
+        );
+    }
+    assert_eq!(churned.len(), ROUNDS * PER_ROUND, "cookies are unique");
+    // The point of the test: most close events found no room.
+    assert!(
+        ringbuf_full > (ROUNDS * PER_ROUND) as u64 / 2,
+        "only {ringbuf_full} events were dropped"
+    );
+
+    // Quiet intervals retire the marked entries.
+    for _ in 0..=CLOSED_QUIET_INTERVALS {
+        close(&mut engine);
+    }
+    let left: Vec<u64> = engine
+        .collector()
+        .socket_cookies()
+        .expect("eBPF keeps a socket map")
+        .into_iter()
+        .filter(|c| churned.contains(c))
+        .collect();
+    assert_eq!(
+        left.len(),
+        0,
+        "closed sockets still in the map: {} of {}",
+        left.len(),
+        churned.len()
+    );
+
+    // A sender after the churn is counted exactly: every datagram out of it, and into the
+    // receiver, both this process.
+    let sender = UdpSocket::bind("127.0.0.1:0").expect("sender");
+    for _ in 0..DATAGRAMS {
+        sender.send_to(&[7; PAYLOAD], to).expect("datagram");
+    }
+    let expected = DATAGRAMS * (PAYLOAD as u64 + HEADERS);
+    let (mut tx, mut rx, mut map_full) = (0, 0, 0);
+    for _ in 0..3 {
+        let record = close(&mut engine);
+        map_full += record.lost.sock_map_full;
+        if let Some(p) = record.processes.iter().find(|p| p.pid == pid) {
+            tx += p.tx_bytes;
+            rx += p.rx_bytes;
+        }
+    }
+    assert_eq!(map_full, 0, "sockets found no room in the map");
+    assert_eq!(tx, expected, "bytes sent");
+    assert_eq!(rx, expected, "bytes received");
+}
+
+/// This process's own socket map (the engine's), found among its descriptors by name.
+fn own_socket_map() -> HashMap<MapData, u64, SockStats> {
+    let fds = std::fs::read_dir("/proc/self/fdinfo").expect("fdinfo");
+    for fd in fds.filter_map(Result::ok) {
+        let Ok(info) = std::fs::read_to_string(fd.path()) else {
+            continue;
+        };
+        let Some(id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("map_id:"))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(data) = MapData::from_id(id) else {
+            continue;
+        };
+        let named = data
+            .info()
+            .ok()
+            .and_then(|i| i.name_as_str().map(|n| n == kaipo_common::maps::SOCK_STATS));
+        if named == Some(true) {
+            return HashMap::try_from(Map::HashMap(data)).expect("a hash of socket stats");
+        }
+    }
+    panic!("the engine's socket map is not among this process's descriptors");
+}
+
+#[test]
+fn idle_entries_of_sockets_that_are_gone_are_swept() {
+    require_root();
+    // Declared first, so released after the engine is gone.
+    let _one = ONE_ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _context = runtime.enter();
+    let mut engine = Engine::start(&EngineOptions {
+        collect: StartOptions {
+            backend: BackendChoice::Ebpf,
+            ..StartOptions::default()
+        },
+        include_loopback: true,
+    })
+    .expect("starting the eBPF collector");
+    let receiver = UdpSocket::bind("127.0.0.1:0").expect("receiver");
+    let kept = UdpSocket::bind("127.0.0.1:0").expect("a socket that stays open");
+    kept.send_to(&[1; 10], receiver.local_addr().unwrap())
+        .expect("datagram");
+    let (kept_cookie, receiver_cookie) = (cookie_of(&kept), cookie_of(&receiver));
+    // An entry that escaped every close mark: its cookie belongs to no socket (the kernel
+    // hands cookies out counting up from 1, so it never reaches this one).
+    let escaped = u64::MAX - 7;
+    let mut map = own_socket_map();
+    let stats = SockStats {
+        lo_tx_bytes: 38,
+        lo_tx_packets: 1,
+        family: FAMILY_IPV4,
+        proto: PROTO_UDP,
+        ..SockStats::default()
+    };
+    map.insert(escaped, stats, 0).expect("inserting the entry");
+
+    // Idle long enough; the engine's own sweep may or may not have run by then.
+    for _ in 0..=SWEEP_IDLE_INTERVALS {
+        close(&mut engine);
+    }
+    engine.sweep();
+    let cookies: HashSet<u64> = engine
+        .collector()
+        .socket_cookies()
+        .expect("eBPF keeps a socket map")
+        .into_iter()
+        .collect();
+    assert!(!cookies.contains(&escaped), "the escaped entry was swept");
+    assert!(
+        cookies.contains(&kept_cookie) && cookies.contains(&receiver_cookie),
+        "idle entries of live sockets stay"
+    );
+    // And nothing of the live sockets was dropped from the accounting: the next datagram
+    // counts as only itself.
+    kept.send_to(&[1; 10], receiver.local_addr().unwrap())
+        .expect("datagram");
+    let record = close(&mut engine);
+    let me = record
+        .processes
+        .iter()
+        .find(|p| p.pid == std::process::id())
+        .expect("this process");
+    assert_eq!((me.tx_bytes, me.rx_bytes), (38, 38));
+}
