@@ -332,6 +332,18 @@ impl EbpfCollector {
             iface_changes: self.follow_interfaces(),
             ..KernelSample::default()
         };
+        // The kernel's counters first: evictions are the flows created less those still in
+        // FLOWS, so "created" must not be read after the flows, or a burst between the two
+        // reads would count its new flows as evicted.
+        for slot in 0..counter::COUNT {
+            let value = self
+                .counters
+                .get(&slot, 0)
+                .map_err(map_err(kaipo_common::maps::COUNTERS))?
+                .iter()
+                .sum();
+            sample.counters[slot as usize] = value;
+        }
         // Flows before interfaces: a program adds a frame to its interface before its flow,
         // so read in this order the flows never count a frame the interfaces have not.
         if self.track_flows {
@@ -373,15 +385,6 @@ impl EbpfCollector {
             sample
                 .sockets
                 .extend(self.sock_stats.iter().filter_map(Result::ok));
-        }
-        for slot in 0..counter::COUNT {
-            let value = self
-                .counters
-                .get(&slot, 0)
-                .map_err(map_err(kaipo_common::maps::COUNTERS))?
-                .iter()
-                .sum();
-            sample.counters[slot as usize] = value;
         }
         Ok(sample)
     }
