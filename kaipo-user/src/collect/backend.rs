@@ -239,7 +239,10 @@ impl Collector {
         match &mut self.inner {
             #[cfg(target_os = "linux")]
             Inner::Ebpf(c) => c.sweep_sockets(idle),
-            Inner::Pcap(_) => Vec::new(),
+            Inner::Pcap(_) => {
+                let _ = idle;
+                Vec::new()
+            }
         }
     }
 

@@ -98,6 +98,7 @@ pub fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
 /// Whether the filesystem that holds (or would hold) `path` is mounted read-only or has no
 /// space left for unprivileged writers: SQLite does not always say so in its error codes (a
 /// read-only mount can show as "unable to open").
+#[cfg(unix)]
 pub(crate) fn filesystem_unwritable(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt as _;
     let Some(existing) = path
@@ -115,4 +116,10 @@ pub(crate) fn filesystem_unwritable(path: &Path) -> bool {
         return false;
     }
     st.f_flag & libc::ST_RDONLY != 0 || st.f_bavail == 0
+}
+
+/// Elsewhere (Windows, where no daemon runs) SQLite's error codes are all there is.
+#[cfg(not(unix))]
+pub(crate) fn filesystem_unwritable(_path: &Path) -> bool {
+    false
 }

@@ -19,6 +19,7 @@ mod backlog;
 mod error;
 mod file;
 mod ids;
+#[cfg(unix)]
 mod lock;
 mod minutes;
 mod open;
@@ -45,6 +46,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 pub use backlog::{MAX_NAME_BYTES, MAX_SLOTS};
 pub use error::StoreError;
 pub use file::FILE_MODE;
+#[cfg(unix)]
 pub use lock::HistoryLock;
 pub use query::TOP_CHARTED;
 pub use rollup::{MaintainStats, Retention};
