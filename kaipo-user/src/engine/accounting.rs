@@ -93,7 +93,7 @@ impl SockTotals {
 }
 
 /// What a socket is, from its first packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Endpoints {
     pub family: u8,
     pub proto: u8,
@@ -106,22 +106,6 @@ pub struct Endpoints {
     pub server_side: ServerSide,
     /// TCP state at the socket's last packet, as the kernel numbers it; 0 when unknown.
     pub tcp_state: u8,
-}
-
-impl Default for Endpoints {
-    fn default() -> Self {
-        Self {
-            family: 0,
-            proto: 0,
-            local_addr: [0; 16],
-            local_port: 0,
-            remote_addr: [0; 16],
-            remote_port: 0,
-            many_remotes: false,
-            server_side: ServerSide::Unknown,
-            tcp_state: 0,
-        }
-    }
 }
 
 impl Endpoints {

@@ -99,12 +99,6 @@ pub struct FlowDeltas {
     addrs_read: Option<Instant>,
 }
 
-impl Default for FlowDeltas {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl FlowDeltas {
     pub fn new() -> Self {
         Self {

@@ -20,8 +20,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use self::accounting::{Accountant, IntervalDelta};
-pub use self::records::{app_name, connection_service, remote_address, traffic_rows};
+use self::accounting::Accountant;
 use crate::{
     collect::{
         backend::{self, Collector, Events, StartOptions},
@@ -156,10 +155,7 @@ impl Engine {
         self.collector.degradations()
     }
 
-    pub fn backend(&self) -> BackendKind {
-        self.backend
-    }
-
+    /// The running collector (tests read its maps through it).
     pub fn collector(&self) -> &Collector {
         &self.collector
     }
@@ -214,7 +210,7 @@ impl Engine {
         self.last_close = now;
         // Rows first: building the record expires the resolver's cache of exited processes.
         let rows = if with_rows {
-            traffic_rows(&delta, &mut self.resolver, now)
+            records::traffic_rows(&delta, &mut self.resolver, now)
         } else {
             Vec::new()
         };
@@ -239,11 +235,6 @@ impl Engine {
             );
         }
         gone.len()
-    }
-
-    /// The accounting of the last close, for tests.
-    pub fn accountant(&self) -> &Accountant {
-        &self.accountant
     }
 
     /// Runs intervals into `sink` until the schedule's duration ends, `stop` resolves or the
@@ -298,15 +289,4 @@ impl Engine {
         drop(self);
         Ok(())
     }
-}
-
-/// Folds a finished interval's delta into records; shared with tests that build deltas by
-/// hand.
-pub fn record_of(
-    delta: &IntervalDelta,
-    resolver: &mut ProcessResolver,
-    backend: BackendKind,
-    elapsed: Duration,
-) -> IntervalRecord {
-    records::build(delta, resolver, backend, elapsed, Instant::now())
 }

@@ -101,7 +101,7 @@ pub fn build(
                 } else {
                     format::endpoint(e.family, &e.remote_addr, e.remote_port, ports)
                 },
-                service: connection_service(e, if e.many_remotes { 0 } else { e.remote_port }),
+                service: connection_service(e, e.remote_port),
                 state: format::tcp_state(e.proto, e.tcp_state).map(str::to_owned),
                 rx_bytes: c.traffic.rx_bytes,
                 tx_bytes: c.traffic.tx_bytes,

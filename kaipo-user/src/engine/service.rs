@@ -97,11 +97,12 @@ fn lookup(proto: u8, port: u16) -> Option<&'static str> {
 }
 
 /// Which end of a connection is the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ServerSide {
     Local,
     Remote,
     /// Not known from the socket: decided from the ports.
+    #[default]
     Unknown,
 }
 
@@ -176,7 +177,8 @@ pub fn service_of(proto: u8, local_port: u16, remote_port: u16, side: ServerSide
 }
 
 /// The service of a connection whose server side is not known: see [`side_from_ports`].
-pub fn service(proto: u8, local_port: u16, remote_port: u16) -> String {
+#[cfg(test)]
+fn service(proto: u8, local_port: u16, remote_port: u16) -> String {
     service_of(proto, local_port, remote_port, ServerSide::Unknown)
 }
 
