@@ -248,8 +248,13 @@ fn pause_holds_the_screen_and_keeps_counting() {
         })
         .ok_or_else(|| format!("no row for the sender:\n{}", capture(&session)))?;
         tmux(&["send-keys", "-t", &session, "p"]);
-        let paused = wait_for(&session, Duration::from_secs(5), |s| s.contains("PAUSED"))
-            .ok_or_else(|| format!("no PAUSED mark:\n{}", capture(&session)))?;
+        wait_for(&session, Duration::from_secs(5), |s| {
+            s.contains("PAUSED") && s.contains(&format!(" {pid} "))
+        })
+        .ok_or_else(|| format!("no PAUSED mark:\n{}", capture(&session)))?;
+        // The first paused frame may still be on its way to the terminal: read it once drawn.
+        std::thread::sleep(Duration::from_millis(300));
+        let paused = capture(&session);
         let before = since_start_rx(&paused).ok_or("no totals in the header")?;
         std::thread::sleep(Duration::from_secs(4));
         let still = capture(&session);
