@@ -259,6 +259,46 @@ pub struct Event {
 }
 const _: () = assert!(size_of::<Event>() == 176);
 
+/// An owner report kept in the `OWNER_SPILL` map because the ring buffer was full: the fields
+/// of an [`Event`] of kind [`EVENT_SOCK_OWNER`] that say who, keyed by socket cookie. Userspace
+/// takes them out of the map at every interval, so a burst that fills the ring buffer does not
+/// leave its sockets without an owner.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OwnerSpill {
+    pub tgid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub source: u32,
+    pub _pad: u32,
+    pub cgroup_id: u64,
+    pub netns_cookie: u64,
+    pub ts_ns: u64,
+    pub comm: [u8; 16],
+}
+const _: () = assert!(size_of::<OwnerSpill>() == 64);
+
+impl OwnerSpill {
+    /// The owner event this report stands for.
+    pub fn to_event(&self, cookie: u64) -> Event {
+        Event {
+            kind: EVENT_SOCK_OWNER,
+            tgid: self.tgid,
+            tid: self.tid,
+            uid: self.uid,
+            gid: self.gid,
+            source: self.source,
+            cookie,
+            cgroup_id: self.cgroup_id,
+            netns_cookie: self.netns_cookie,
+            ts_ns: self.ts_ns,
+            comm: self.comm,
+            stats: SockStats::default(),
+        }
+    }
+}
+
 /// Slots of the per-CPU `COUNTERS` array: what the kernel side could not record, and the
 /// bookkeeping userspace needs to derive evictions.
 pub mod counter {
@@ -266,7 +306,9 @@ pub mod counter {
     pub const RINGBUF_FULL: u32 = 0;
     /// A socket's counters could not be stored because the socket map was full.
     pub const SOCK_MAP_FULL: u32 = 1;
-    /// A socket owner could not be stored.
+    /// A socket owner could not be kept: no room in the socket's storage, or neither the ring
+    /// buffer nor `OWNER_SPILL` had room for its report (the socket then waits for its next
+    /// call to report again).
     pub const OWNER_MAP_FULL: u32 = 2;
     /// A new `FLOWS` entry was created (used with the live count to derive LRU evictions).
     pub const FLOW_CREATED: u32 = 3;
@@ -297,7 +339,12 @@ pub const IFACE_SLOTS: u32 = 1024;
 /// Default capacities; userspace may override them at load time.
 pub const MAX_IFACES: u32 = 256;
 pub const MAX_FLOWS: u32 = 131_072;
-pub const MAX_SOCKETS: u32 = 131_072;
+/// Socket map capacity. The map allocates entries as sockets appear (`BPF_F_NO_PREALLOC`),
+/// so the capacity costs only the bucket array until it is used.
+pub const MAX_SOCKETS: u32 = 262_144;
+/// Owner reports the ring buffer had no room for, waiting in `OWNER_SPILL` for userspace's
+/// next read.
+pub const MAX_OWNER_SPILL: u32 = 32_768;
 /// Handshakes held at once for the sockets they will be accepted as (an LRU map: a flood of
 /// SYNs that are never accepted pushes out the oldest).
 pub const MAX_HANDSHAKES: u32 = 8192;
@@ -315,6 +362,7 @@ mod pod {
     unsafe impl aya::Pod for FlowSlot {}
     unsafe impl aya::Pod for SockStats {}
     unsafe impl aya::Pod for Event {}
+    unsafe impl aya::Pod for OwnerSpill {}
 }
 
 impl Event {
@@ -363,8 +411,10 @@ pub mod maps {
     pub const COUNTERS: &str = "COUNTERS";
     /// A listener's handshake packets held until the socket it accepts claims them.
     pub const HANDSHAKES: &str = "HANDSHAKES";
+    /// Owner reports that found the ring buffer full, by socket cookie.
+    pub const OWNER_SPILL: &str = "OWNER_SPILL";
 
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         IFACE_STATS,
         IFACE_STATS_HIGH,
         FLOWS,
@@ -375,5 +425,6 @@ pub mod maps {
         SCRATCH_SOCK,
         COUNTERS,
         HANDSHAKES,
+        OWNER_SPILL,
     ];
 }

@@ -31,8 +31,9 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, SkBuffContext, SockContext, TcContext, XdpContext},
 };
 use kaipo_common::{
-    counter, FlowCounters, FlowKey, FlowSlot, IfaceCounters, SockStats, FLOW_CACHE_SLOTS,
-    IFACE_SLOTS, MAX_FLOWS, MAX_HANDSHAKES, MAX_IFACES, MAX_SOCKETS, RINGBUF_BYTES,
+    counter, FlowCounters, FlowKey, FlowSlot, IfaceCounters, OwnerSpill, SockStats,
+    FLOW_CACHE_SLOTS, IFACE_SLOTS, MAX_FLOWS, MAX_HANDSHAKES, MAX_IFACES, MAX_OWNER_SPILL,
+    MAX_SOCKETS, RINGBUF_BYTES,
 };
 
 /// Indexed by ifindex, for ifindexes below `IFACE_SLOTS`: an array lookup costs the program a
@@ -57,9 +58,16 @@ static FLOWS: LruPerCpuHashMap<FlowKey, FlowCounters> =
 static FLOW_CACHE: PerCpuArray<FlowSlot> = PerCpuArray::with_max_entries(FLOW_CACHE_SLOTS, 0);
 
 /// Shared (not per-CPU) so that the release hook can report a socket's final counters; updated
-/// with atomic adds.
+/// with atomic adds. Entries are allocated as sockets appear, not all at load: most hosts
+/// hold far fewer sockets than the map's capacity.
 #[map]
-static SOCK_STATS: HashMap<u64, SockStats> = HashMap::with_max_entries(MAX_SOCKETS, 0);
+static SOCK_STATS: HashMap<u64, SockStats> =
+    HashMap::with_max_entries(MAX_SOCKETS, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+/// Owner reports the ring buffer had no room for, by socket cookie; userspace empties it at
+/// every interval. Preallocated: the tracepoints write it.
+#[map]
+static OWNER_SPILL: HashMap<u64, OwnerSpill> = HashMap::with_max_entries(MAX_OWNER_SPILL, 0);
 
 /// The tgid last reported as a socket's owner, kept in the socket itself (socket-local storage,
 /// freed by the kernel with the socket), so an owner is sent once per socket and owner rather

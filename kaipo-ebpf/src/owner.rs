@@ -19,13 +19,13 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, SockContext},
 };
 use kaipo_common::{
-    counter, Event, SockStats, EVENT_PROC_EXIT, EVENT_SOCK_CLOSE, EVENT_SOCK_OWNER, FAMILY_IPV4,
-    FAMILY_IPV6, OWNER_FROM_CREATE, PROTO_TCP, SOCK_FLAG_CLOSED,
+    counter, Event, OwnerSpill, SockStats, EVENT_PROC_EXIT, EVENT_SOCK_CLOSE, EVENT_SOCK_OWNER,
+    FAMILY_IPV4, FAMILY_IPV6, OWNER_FROM_CREATE, PROTO_TCP, SOCK_FLAG_CLOSED,
 };
 
 use aya_ebpf::bindings::BPF_SK_STORAGE_GET_F_CREATE;
 
-use crate::{bump, EVENTS, OWNER_OF, SOCK_STATS};
+use crate::{bump, EVENTS, OWNER_OF, OWNER_SPILL, SOCK_STATS};
 
 /// `offsetof(struct sock_common, skc_family)`: after the address pair (8), hash (4) and port
 /// hashes (4). This layout has not moved since the struct was introduced.
@@ -92,10 +92,15 @@ pub fn on_send_or_recv(ctx: &BtfTracePointContext, source: u32) {
 }
 
 /// Reports the current process as the socket's owner and remembers it in the socket's slot.
+/// With the ring buffer full, the report goes to `OWNER_SPILL`, which userspace reads at every
+/// interval: a socket used once and closed during a burst still gets its owner.
 #[inline(always)]
 fn record_owner(slot: *mut u32, cookie: u64, source: u32, netns_cookie: u64) {
-    if !emit(EVENT_SOCK_OWNER, cookie, source, netns_cookie, None, 0) {
+    if !emit(EVENT_SOCK_OWNER, cookie, source, netns_cookie, None, 0)
+        && !spill(cookie, source, netns_cookie)
+    {
         // Not reported, so not remembered either: the next call tries again.
+        bump(counter::OWNER_MAP_FULL);
         return;
     }
     if slot.is_null() {
@@ -154,6 +159,28 @@ pub fn on_release(ctx: &SockContext) {
         // SAFETY: as above.
         unsafe { *slot = RELEASED };
     }
+}
+
+/// Keeps an owner report in `OWNER_SPILL`; false when the map is full too.
+#[inline(always)]
+fn spill(cookie: u64, source: u32, netns_cookie: u64) -> bool {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    // SAFETY: helpers without arguments that are safe to call from any program context.
+    let (cgroup_id, ts_ns) = unsafe { (bpf_get_current_cgroup_id(), bpf_ktime_get_ns()) };
+    let report = OwnerSpill {
+        tgid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        uid: uid_gid as u32,
+        gid: (uid_gid >> 32) as u32,
+        source,
+        _pad: 0,
+        cgroup_id,
+        netns_cookie,
+        ts_ns,
+        comm: bpf_get_current_comm().unwrap_or_default(),
+    };
+    OWNER_SPILL.insert(&cookie, &report, 0).is_ok()
 }
 
 /// What a socket's `OWNER_OF` slot holds once the socket was released; no process has this

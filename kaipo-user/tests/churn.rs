@@ -103,13 +103,24 @@ fn closed_sockets_leave_the_map_when_close_events_are_lost() {
     let started = Instant::now();
     let mut churned = HashSet::with_capacity(ROUNDS * PER_ROUND);
     let mut ringbuf_full = 0;
+    let mut churn_tx = 0;
+    let mut tx_of_this_process = |record: &IntervalRecord| {
+        churn_tx += record
+            .processes
+            .iter()
+            .filter(|p| p.pid == pid)
+            .map(|p| p.tx_bytes)
+            .sum::<u64>();
+    };
     for _ in 0..ROUNDS {
         for _ in 0..PER_ROUND {
             let socket = UdpSocket::bind("127.0.0.1:0").expect("churn socket");
             socket.send_to(&[0], to).expect("churn datagram");
             churned.insert(cookie_of(&socket));
         }
-        ringbuf_full += close(&mut engine).lost.ringbuf_full;
+        let record = close(&mut engine);
+        ringbuf_full += record.lost.ringbuf_full;
+        tx_of_this_process(&record);
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "churn took too long"
@@ -124,8 +135,16 @@ fn closed_sockets_leave_the_map_when_close_events_are_lost() {
 
     // Quiet intervals retire the marked entries.
     for _ in 0..=CLOSED_QUIET_INTERVALS {
-        close(&mut engine);
+        let record = close(&mut engine);
+        tx_of_this_process(&record);
     }
+    // Every churned socket's owner reached userspace, through the ring buffer or, when it was
+    // full, through the kernel's spill map: each one-byte datagram is this process's.
+    assert_eq!(
+        churn_tx,
+        (ROUNDS * PER_ROUND) as u64 * (1 + HEADERS),
+        "bytes of the churned sockets attributed to this process"
+    );
     let left: Vec<u64> = engine
         .collector()
         .socket_cookies()

@@ -57,6 +57,9 @@ pub struct KernelSample {
     pub iface_changes: Vec<String>,
     /// Frames the capture dropped since start (pcap backend: buffer full or interface drops).
     pub capture_drops: u64,
+    /// Owner reports that did not come through the event stream (eBPF: the ring buffer was
+    /// full and the kernel kept them in `OWNER_SPILL`), as owner events.
+    pub owners: Vec<Event>,
 }
 
 /// Something that runs, but not as well as it could, in words a user can act on.

@@ -131,26 +131,78 @@ impl Endpoints {
     }
 }
 
+/// What is kept of each socket between intervals. Kept small: a busy host has hundreds of
+/// thousands of sockets, and this is the daemon's largest table.
 #[derive(Clone, Debug, Default)]
 struct SocketState {
+    /// Totals counted so far: the last sample's, or the close event's when larger.
     last: SockTotals,
-    /// Totals reported by the close event, if the socket closed.
-    closed: Option<SockTotals>,
-    /// Intervals since close during which nothing changed.
-    quiet_since_close: u32,
+    endpoints: Endpoints,
     /// Intervals during which nothing changed, closed or not.
     idle: u32,
-    endpoints: Endpoints,
-    /// Delta waiting for an owner, and for how many intervals it has waited.
-    pending: SockTotals,
-    pending_age: u32,
+    /// Intervals since close during which nothing changed.
+    quiet_since_close: u16,
+    /// The socket was released (close event or the entry's own mark).
+    closed: bool,
+    /// Its counters moved since the last sample (by a close event's totals).
+    moved: bool,
     /// A frame of this socket crossed a monitored interface (sticky): with `--iface`, only
     /// such sockets count.
     crossed: bool,
+}
+
+/// Counts of one socket that wait to be reported: most sockets have none between intervals,
+/// so these live in a table of their own, holding only the sockets that moved.
+#[derive(Clone, Copy, Debug, Default)]
+struct Waiting {
+    /// Delta waiting for an owner (or to be reported this interval), and for how many
+    /// intervals it has waited.
+    pending: SockTotals,
+    pending_age: u32,
     /// Link-layer bytes of this socket's flows on the monitored interfaces still waiting for
     /// an owner, and for how many intervals they have waited.
-    pending_link: u64,
     link_age: u32,
+    pending_link: u64,
+}
+
+impl Waiting {
+    fn is_empty(&self) -> bool {
+        self.pending.net.is_zero() && self.pending.lo.is_zero() && self.pending_link == 0
+    }
+}
+
+/// A socket's owner as kept between intervals: fixed size, no allocation (an [`Owner`] is
+/// made from it when a record needs one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct OwnerSlot {
+    tgid: u32,
+    uid: u32,
+    cgroup_id: u64,
+    comm: [u8; 16],
+    /// Kernel time of the report, so that of two reports of one socket the later wins
+    /// whichever way it arrived.
+    since_ns: u64,
+}
+
+impl OwnerSlot {
+    fn from_event(event: &Event) -> Self {
+        Self {
+            tgid: event.tgid,
+            uid: event.uid,
+            cgroup_id: event.cgroup_id,
+            comm: event.comm,
+            since_ns: event.ts_ns,
+        }
+    }
+
+    fn owner(&self) -> Owner {
+        Owner {
+            tgid: self.tgid,
+            comm: comm_to_string(&self.comm),
+            uid: self.uid,
+            cgroup_id: self.cgroup_id,
+        }
+    }
 }
 
 /// One connection's share of an interval.
@@ -181,7 +233,8 @@ pub struct IntervalDelta {
 pub struct Accountant {
     include_loopback: bool,
     sockets: HashMap<u64, SocketState>,
-    owners: HashMap<u64, Owner>,
+    waiting: HashMap<u64, Waiting>,
+    owners: HashMap<u64, OwnerSlot>,
     ifaces: HashMap<u32, IfaceCounters>,
     counters: [u64; counter::COUNT as usize],
     flow_evictions_total: u64,
@@ -207,6 +260,7 @@ impl Accountant {
         Self {
             include_loopback,
             sockets: HashMap::new(),
+            waiting: HashMap::new(),
             owners: HashMap::new(),
             ifaces: HashMap::new(),
             counters: [0; counter::COUNT as usize],
@@ -235,23 +289,17 @@ impl Accountant {
 
     pub fn on_event(&mut self, event: &Event) {
         match event.kind {
-            EVENT_SOCK_OWNER => {
-                self.owners.insert(
-                    event.cookie,
-                    Owner {
-                        tgid: event.tgid,
-                        comm: comm_to_string(&event.comm),
-                        uid: event.uid,
-                        cgroup_id: event.cgroup_id,
-                    },
-                );
-            }
+            EVENT_SOCK_OWNER => self.learn_owner(event),
             EVENT_SOCK_CLOSE => {
                 let state = self.sockets.entry(event.cookie).or_default();
-                let totals = SockTotals::from_stats(&event.stats);
-                state.closed = Some(state.closed.map_or(totals, |c| c.max(&totals)));
                 if state.endpoints == Endpoints::default() {
                     state.endpoints = Endpoints::from_stats(&event.stats);
+                }
+                state.closed = true;
+                let delta = Self::raise(state, SockTotals::from_stats(&event.stats));
+                if let Some(delta) = delta {
+                    state.moved = true;
+                    self.wait(event.cookie, &delta);
                 }
             }
             EVENT_PROC_EXIT => {
@@ -260,6 +308,38 @@ impl Accountant {
             }
             _ => self.malformed_seen += 1,
         }
+    }
+
+    /// Takes an owner report, from the ring buffer or from the kernel's spill map (reports the
+    /// full ring buffer had no room for); of two reports of one socket the later one wins.
+    pub fn learn_owner(&mut self, event: &Event) {
+        let slot = OwnerSlot::from_event(event);
+        match self.owners.entry(event.cookie) {
+            std::collections::hash_map::Entry::Occupied(mut known) => {
+                if known.get().since_ns <= slot.since_ns {
+                    known.insert(slot);
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(slot);
+            }
+        }
+    }
+
+    /// Adds `delta` to what `cookie` has waiting.
+    fn wait(&mut self, cookie: u64, delta: &SockTotals) {
+        let w = self.waiting.entry(cookie).or_default();
+        w.pending.net.add(&delta.net);
+        w.pending.lo.add(&delta.lo);
+    }
+
+    /// Moves a socket's totals up to `totals` (never down: a closed socket's map entry may be
+    /// dropped and begun again by a late segment); returns what was added, if anything.
+    fn raise(state: &mut SocketState, totals: SockTotals) -> Option<SockTotals> {
+        let totals = totals.max(&state.last);
+        let delta = totals.since(&state.last);
+        state.last = totals;
+        (!delta.net.is_zero() || !delta.lo.is_zero()).then_some(delta)
     }
 
     /// Takes `sample` as the starting point: everything it holds happened before counting
@@ -273,12 +353,12 @@ impl Accountant {
             let state = self.sockets.entry(*cookie).or_default();
             state.endpoints = Endpoints::from_stats(stats);
             state.last = SockTotals::from_stats(stats);
-            state.pending = SockTotals::default();
-            state.pending_age = 0;
+            state.moved = false;
             if stats.flags & SOCK_FLAG_CLOSED != 0 {
-                state.closed = Some(state.last);
+                state.closed = true;
             }
         }
+        self.waiting.clear();
         // Sockets that closed before the baseline and left the map: nothing of theirs counts.
         let present: HashSet<u64> = sample.sockets.iter().map(|(c, _)| *c).collect();
         self.sockets.retain(|cookie, _| present.contains(cookie));
@@ -293,8 +373,8 @@ impl Accountant {
         self.flows.baseline(&sample.flows);
     }
 
-    pub fn owner_of(&self, cookie: u64) -> Option<&Owner> {
-        self.owners.get(&cookie)
+    pub fn owner_of(&self, cookie: u64) -> Option<Owner> {
+        self.owners.get(&cookie).map(OwnerSlot::owner)
     }
 
     /// Socket cookies the collector may now drop from the kernel map.
@@ -328,18 +408,20 @@ impl Accountant {
             }
             state.endpoints.tcp_state = stats.tcp_state;
             // Released while the ring buffer was full: the entry's own mark stands in for the
-            // lost close event, with the counters it holds now as the totals at close.
-            if stats.flags & SOCK_FLAG_CLOSED != 0 && state.closed.is_none() {
-                state.closed = Some(totals);
+            // lost close event.
+            if stats.flags & SOCK_FLAG_CLOSED != 0 {
+                state.closed = true;
             }
-            Self::advance(state, totals);
+            let delta = Self::advance(state, totals);
+            if let Some(delta) = delta {
+                self.wait(*cookie, &delta);
+            }
         }
         // Closed sockets whose entry is no longer in the map: their close totals are final.
         for (cookie, state) in self.sockets.iter_mut() {
-            if !seen.contains(cookie) {
-                if let Some(closed) = state.closed {
-                    Self::advance(state, closed);
-                }
+            if state.closed && !seen.contains(cookie) {
+                let last = state.last;
+                Self::advance(state, last);
             }
         }
 
@@ -350,20 +432,21 @@ impl Accountant {
         let scoped = self.scoped && tracks_flows;
 
         let include_loopback = self.include_loopback;
-        let mut gone = Vec::new();
-        for (cookie, state) in self.sockets.iter_mut() {
+        for (cookie, w) in self.waiting.iter_mut() {
             let owner = self.owners.get(cookie);
-            let waited = final_interval || state.pending_age >= OWNER_GRACE_INTERVALS;
+            let crossed = self.sockets.get(cookie).is_some_and(|s| s.crossed);
+            let waited = final_interval || w.pending_age >= OWNER_GRACE_INTERVALS;
             // With named interfaces, a socket's traffic off loopback counts once the socket
             // crossed one of them; until then it waits, as for an owner.
-            let eligible = !scoped || state.crossed;
-            let pending = state.pending.counted(eligible, include_loopback);
-            if !state.pending.net.is_zero() || !state.pending.lo.is_zero() {
-                let undecided = !eligible && !state.pending.net.is_zero() && !waited;
+            let eligible = !scoped || crossed;
+            let pending = w.pending.counted(eligible, include_loopback);
+            if !w.pending.net.is_zero() || !w.pending.lo.is_zero() {
+                let undecided = !eligible && !w.pending.net.is_zero() && !waited;
                 match owner {
-                    _ if undecided => state.pending_age += 1,
+                    _ if undecided => w.pending_age += 1,
                     Some(owner) => {
                         if !pending.is_zero() {
+                            let owner = owner.owner();
                             let entry = out
                                 .processes
                                 .entry(owner.tgid)
@@ -371,53 +454,61 @@ impl Accountant {
                             entry.1.add(&pending);
                             out.connections.push(ConnectionDelta {
                                 cookie: *cookie,
-                                owner: owner.clone(),
-                                endpoints: state.endpoints,
+                                owner,
+                                endpoints: self
+                                    .sockets
+                                    .get(cookie)
+                                    .map(|s| s.endpoints)
+                                    .unwrap_or_default(),
                                 traffic: pending,
                             });
                         }
-                        state.pending = SockTotals::default();
-                        state.pending_age = 0;
+                        w.pending = SockTotals::default();
+                        w.pending_age = 0;
                     }
                     None if waited => {
                         // What never crossed a named interface is not part of what was asked
                         // for, and is dropped rather than called unattributed.
                         out.unattributed.add(&pending);
-                        state.pending = SockTotals::default();
-                        state.pending_age = 0;
+                        w.pending = SockTotals::default();
+                        w.pending_age = 0;
                     }
-                    None => state.pending_age += 1,
+                    None => w.pending_age += 1,
                 }
             }
-            if state.pending_link > 0 {
+            if w.pending_link > 0 {
                 match owner {
                     Some(_) => {
-                        out.attribution.attributed_bytes += state.pending_link;
-                        state.pending_link = 0;
-                        state.link_age = 0;
+                        out.attribution.attributed_bytes += w.pending_link;
+                        w.pending_link = 0;
+                        w.link_age = 0;
                     }
-                    None if final_interval || state.link_age >= OWNER_GRACE_INTERVALS => {
-                        out.attribution.unattributed.unknown_owner += state.pending_link;
-                        state.pending_link = 0;
-                        state.link_age = 0;
+                    None if final_interval || w.link_age >= OWNER_GRACE_INTERVALS => {
+                        out.attribution.unattributed.unknown_owner += w.pending_link;
+                        w.pending_link = 0;
+                        w.link_age = 0;
                     }
-                    None => state.link_age += 1,
+                    None => w.link_age += 1,
                 }
             }
-            if state.closed.is_some() && !seen.contains(cookie) {
+        }
+        self.waiting.retain(|_, w| !w.is_empty());
+
+        let mut gone = Vec::new();
+        for (cookie, state) in &self.sockets {
+            if !state.closed || self.waiting.contains_key(cookie) {
+                continue;
+            }
+            if !seen.contains(cookie) {
                 gone.push(*cookie);
-            } else if state.closed.is_some() && state.quiet_since_close >= CLOSED_QUIET_INTERVALS {
+            } else if state.quiet_since_close >= CLOSED_QUIET_INTERVALS as u16 {
                 self.forget.push(*cookie);
                 gone.push(*cookie);
             }
         }
         for cookie in gone {
-            if self.sockets.get(&cookie).is_some_and(|s| {
-                s.pending.net.is_zero() && s.pending.lo.is_zero() && s.pending_link == 0
-            }) {
-                self.sockets.remove(&cookie);
-                self.owners.remove(&cookie);
-            }
+            self.sockets.remove(&cookie);
+            self.owners.remove(&cookie);
         }
         out.connections.sort_by(|a, b| {
             let total = |c: &ConnectionDelta| c.traffic.rx_bytes + c.traffic.tx_bytes;
@@ -449,23 +540,27 @@ impl Accountant {
                     .saturating_add(c.tx_malformed_bytes)
             })
             .sum();
+        let deltas = self.flows.advance(&sample.flows);
+        // Sockets by endpoints, built only when some flow of a socket protocol moved.
         self.index.clear();
-        for (cookie, state) in &self.sockets {
-            let e = &state.endpoints;
-            if e.proto == 0 {
-                continue;
+        if deltas.iter().any(|(flow, _)| socket_protocol(flow.proto)) {
+            for (cookie, state) in &self.sockets {
+                let e = &state.endpoints;
+                if e.proto == 0 {
+                    continue;
+                }
+                let key = (
+                    e.proto,
+                    e.local_addr,
+                    e.local_port,
+                    e.remote_addr,
+                    e.remote_port,
+                );
+                self.index.insert(*cookie, key, e.many_remotes);
             }
-            let key = (
-                e.proto,
-                e.local_addr,
-                e.local_port,
-                e.remote_addr,
-                e.remote_port,
-            );
-            self.index.insert(*cookie, key, e.many_remotes);
         }
         let mut on_flows = 0u64;
-        for (flow, delta) in self.flows.advance(&sample.flows) {
+        for (flow, delta) in deltas {
             let bytes = delta.rx_bytes.saturating_add(delta.tx_bytes);
             on_flows = on_flows.saturating_add(bytes);
             if !socket_protocol(flow.proto) {
@@ -484,11 +579,7 @@ impl Accountant {
             }
             match found {
                 _ if owned => attribution.attributed_bytes += bytes,
-                Some(cookie) => {
-                    if let Some(state) = self.sockets.get_mut(&cookie) {
-                        state.pending_link += bytes;
-                    }
-                }
+                Some(cookie) => self.waiting.entry(cookie).or_default().pending_link += bytes,
                 None if self.flows.is_host_address(&flow.local_addr)
                     || self.flows.is_host_address(&flow.remote_addr) =>
                 {
@@ -505,25 +596,21 @@ impl Accountant {
         attribution
     }
 
-    /// Moves a socket to new totals, adding the difference to its pending delta.
-    fn advance(state: &mut SocketState, mut totals: SockTotals) {
-        if let Some(closed) = state.closed {
-            totals = totals.max(&closed);
-        }
-        let delta = totals.since(&state.last);
-        let changed = !delta.net.is_zero() || !delta.lo.is_zero();
-        state.last = totals;
-        if changed {
-            state.pending.net.add(&delta.net);
-            state.pending.lo.add(&delta.lo);
+    /// Moves a socket to this sample's totals and counts its quiet intervals; returns what it
+    /// added since the last sample (its close event's totals included).
+    fn advance(state: &mut SocketState, totals: SockTotals) -> Option<SockTotals> {
+        let delta = Self::raise(state, totals);
+        let moved = std::mem::take(&mut state.moved);
+        if delta.is_some() || moved {
             state.quiet_since_close = 0;
             state.idle = 0;
         } else {
             state.idle = state.idle.saturating_add(1);
-            if state.closed.is_some() {
-                state.quiet_since_close += 1;
+            if state.closed {
+                state.quiet_since_close = state.quiet_since_close.saturating_add(1);
             }
         }
+        delta
     }
 
     fn lost(&mut self, sample: &KernelSample, malformed_events: u64) -> Lost {
@@ -561,12 +648,10 @@ impl Accountant {
     pub fn idle_sockets(&self, min: u32) -> Vec<u64> {
         self.sockets
             .iter()
-            .filter(|(_, s)| {
-                s.closed.is_none()
+            .filter(|(cookie, s)| {
+                !s.closed
                     && s.idle >= min
-                    && s.pending.net.is_zero()
-                    && s.pending.lo.is_zero()
-                    && s.pending_link == 0
+                    && !self.waiting.contains_key(*cookie)
                     && matches!(s.endpoints.proto, PROTO_TCP | PROTO_UDP)
                     // A TCP socket whose connect failed is out of the kernel's tables but may
                     // still be open, and connect again.
@@ -581,6 +666,7 @@ impl Accountant {
     pub fn drop_sockets(&mut self, cookies: &[u64]) {
         for cookie in cookies {
             self.sockets.remove(cookie);
+            self.waiting.remove(cookie);
             self.owners.remove(cookie);
         }
     }
@@ -592,9 +678,9 @@ impl Accountant {
 
     /// Whether any bytes still wait for an owner.
     pub fn has_pending(&self) -> bool {
-        self.sockets
+        self.waiting
             .values()
-            .any(|s| !s.pending.net.is_zero() || !s.pending.lo.is_zero())
+            .any(|w| !w.pending.net.is_zero() || !w.pending.lo.is_zero())
     }
 }
 

@@ -26,13 +26,17 @@ pub type SocketKey = (u8, [u8; 16], u16, [u8; 16], u16);
 /// How often the host's own addresses are read again.
 const ADDRESS_REFRESH: Duration = Duration::from_secs(10);
 
-/// Sockets by endpoints, rebuilt every interval from the accountant's sockets.
+/// Sockets by endpoints, rebuilt in an interval when flows moved, from the accountant's
+/// sockets.
 ///
 /// Several sockets can share endpoints: a listener and the socket it accepted both saw the
-/// connection's first packet, a closed socket lingers while its successor starts.
+/// connection's first packet, a closed socket lingers while its successor starts. The first
+/// socket of a key sits in the main table (one word, no allocation); the rare others in a
+/// table of their own.
 #[derive(Default)]
 pub struct SocketIndex {
-    exact: HashMap<SocketKey, Vec<u64>>,
+    exact: HashMap<SocketKey, u64>,
+    exact_more: HashMap<SocketKey, Vec<u64>>,
     /// Unconnected sockets that talked to several peers, by protocol, local address and port.
     any_peer: HashMap<(u8, [u8; 16], u16), Vec<u64>>,
 }
@@ -40,11 +44,19 @@ pub struct SocketIndex {
 impl SocketIndex {
     pub fn clear(&mut self) {
         self.exact.clear();
+        self.exact_more.clear();
         self.any_peer.clear();
     }
 
     pub fn insert(&mut self, cookie: u64, key: SocketKey, many_remotes: bool) {
-        self.exact.entry(key).or_default().push(cookie);
+        match self.exact.entry(key) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(cookie);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.exact_more.entry(key).or_default().push(cookie);
+            }
+        }
         if many_remotes {
             self.any_peer
                 .entry((key.0, key.1, key.2))
@@ -53,11 +65,23 @@ impl SocketIndex {
         }
     }
 
-    fn find(&self, key: SocketKey) -> &[u64] {
-        self.exact
-            .get(&key)
-            .or_else(|| self.any_peer.get(&(key.0, key.1, key.2)))
-            .map_or(&[], Vec::as_slice)
+    /// Adds the sockets of `key` to `out` (once each).
+    fn find(&self, key: SocketKey, out: &mut Vec<u64>) {
+        let mut add = |cookie: u64| {
+            if !out.contains(&cookie) {
+                out.push(cookie);
+            }
+        };
+        if let Some(first) = self.exact.get(&key) {
+            add(*first);
+            for cookie in self.exact_more.get(&key).map_or(&[][..], Vec::as_slice) {
+                add(*cookie);
+            }
+        } else if let Some(any) = self.any_peer.get(&(key.0, key.1, key.2)) {
+            for cookie in any {
+                add(*cookie);
+            }
+        }
     }
 
     /// The sockets a flow belongs to: those on the host's side and those at the other end
@@ -77,12 +101,9 @@ impl SocketIndex {
             flow.local_addr,
             flow.local_port,
         );
-        let mut out = self.find(here).to_vec();
-        for cookie in self.find(there) {
-            if !out.contains(cookie) {
-                out.push(*cookie);
-            }
-        }
+        let mut out = Vec::new();
+        self.find(here, &mut out);
+        self.find(there, &mut out);
         out
     }
 }

@@ -24,7 +24,7 @@ use self::accounting::Accountant;
 use crate::{
     collect::{
         backend::{self, Collector, Events, StartOptions},
-        BackendKind, Degradation, Event,
+        BackendKind, Degradation, Event, KernelSample,
     },
     model::IntervalRecord,
     procinfo::ProcessResolver,
@@ -145,6 +145,7 @@ impl Engine {
         engine.drain();
         let sample = engine.collector.sample()?;
         engine.drain();
+        engine.apply_owners(&sample);
         engine.accountant.baseline(&sample);
         engine.malformed_reported = engine.events.malformed();
         engine.last_close = Instant::now();
@@ -164,20 +165,37 @@ impl Engine {
     pub fn drain(&mut self) {
         self.events.drain(&mut self.buffer);
         let now = Instant::now();
-        for event in self.buffer.drain(..) {
-            self.accountant.on_event(&event);
-            let comm = accounting::comm_to_string(&event.comm);
-            match event.kind {
-                kaipo_common::EVENT_SOCK_OWNER => {
-                    self.resolver.hint(event.tgid, &comm, event.uid, now);
-                    // Read /proc now, while a short-lived process is most likely still there.
-                    let _ = self.resolver.lookup(event.tgid, now);
-                }
-                kaipo_common::EVENT_PROC_EXIT => {
-                    self.resolver.note_exit(event.tgid, &comm, event.uid, now);
-                }
-                _ => {}
+        let events = std::mem::take(&mut self.buffer);
+        for event in &events {
+            self.apply(event, now);
+        }
+        self.buffer = events;
+        self.buffer.clear();
+    }
+
+    /// Applies one lifecycle event (from the ring buffer, or an owner report the kernel kept
+    /// aside while the ring buffer was full).
+    fn apply(&mut self, event: &Event, now: Instant) {
+        self.accountant.on_event(event);
+        let comm = accounting::comm_to_string(&event.comm);
+        match event.kind {
+            kaipo_common::EVENT_SOCK_OWNER => {
+                self.resolver.hint(event.tgid, &comm, event.uid, now);
+                // Read /proc now, while a short-lived process is most likely still there.
+                let _ = self.resolver.lookup(event.tgid, now);
             }
+            kaipo_common::EVENT_PROC_EXIT => {
+                self.resolver.note_exit(event.tgid, &comm, event.uid, now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies the owner reports a sample carries.
+    fn apply_owners(&mut self, sample: &KernelSample) {
+        let now = Instant::now();
+        for event in &sample.owners {
+            self.apply(event, now);
         }
     }
 
@@ -196,6 +214,7 @@ impl Engine {
             eprintln!("kaipo: {change}");
         }
         self.drain();
+        self.apply_owners(&sample);
         let malformed = self.events.malformed() - self.malformed_reported;
         self.malformed_reported = self.events.malformed();
         let delta = self.accountant.finish(&sample, malformed, final_interval);

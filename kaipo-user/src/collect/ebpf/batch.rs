@@ -1,4 +1,5 @@
-//! Whole-map reads with `BPF_MAP_LOOKUP_BATCH`.
+//! Whole-map reads with `BPF_MAP_LOOKUP_BATCH` (and `BPF_MAP_LOOKUP_AND_DELETE_BATCH` for maps
+//! that are emptied as they are read).
 //!
 //! Walking a hash map key by key costs two system calls per entry; at tens of thousands of
 //! sockets or flows that is most of kaipo's CPU time. The batch command copies many entries per
@@ -13,6 +14,7 @@ use std::{
 use aya::Pod;
 
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
 /// Entries asked for per call; a bucket holding more is retried with room for all of it.
 const CHUNK: usize = 4096;
 
@@ -34,6 +36,17 @@ struct BatchAttr {
 /// the value size rounded up to 8, times the number of possible CPUs). Calls `each` with the raw
 /// key and value bytes of every entry.
 pub fn for_each_raw(
+    map: BorrowedFd<'_>,
+    key_size: usize,
+    value_stride: usize,
+    each: impl FnMut(&[u8], &[u8]),
+) -> io::Result<()> {
+    walk(BPF_MAP_LOOKUP_BATCH, map, key_size, value_stride, each)
+}
+
+/// One batch walk with `command` (a lookup, or a lookup that also deletes what it returns).
+fn walk(
+    command: libc::c_long,
     map: BorrowedFd<'_>,
     key_size: usize,
     value_stride: usize,
@@ -65,7 +78,7 @@ pub fn for_each_raw(
         let ret = unsafe {
             libc::syscall(
                 libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
+                command,
                 &raw mut attr,
                 size_of::<BatchAttr>(),
             )
@@ -117,6 +130,22 @@ pub fn read_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, out: &mut Vec<(K, V)>) -> i
             out.push((k, v));
         }
     })
+}
+
+/// Every entry of a hash map with plain values, each deleted as it is read: an entry the
+/// kernel writes after the read of its bucket stays for the next call.
+pub fn take_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, out: &mut Vec<(K, V)>) -> io::Result<()> {
+    walk(
+        BPF_MAP_LOOKUP_AND_DELETE_BATCH,
+        map,
+        size_of::<K>(),
+        size_of::<V>(),
+        |k, v| {
+            if let (Some(k), Some(v)) = (pod_from(k), pod_from(v)) {
+                out.push((k, v));
+            }
+        },
+    )
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@ use aya::{
     maps::{HashMap, IterableMap as _, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     Btf, Ebpf, EbpfLoader,
 };
-use kaipo_common::{counter, Event, FlowCounters, FlowKey, FlowSlot, IfaceCounters, SockStats};
+use kaipo_common::{
+    counter, Event, FlowCounters, FlowKey, FlowSlot, IfaceCounters, OwnerSpill, SockStats,
+};
 use tokio::io::{unix::AsyncFd, Interest};
 
 pub use self::{
@@ -89,6 +91,8 @@ pub struct EbpfCollector {
     iface_stats: PerCpuArray<MapData, IfaceCounters>,
     iface_stats_high: PerCpuHashMap<MapData, u32, IfaceCounters>,
     sock_stats: HashMap<MapData, u64, SockStats>,
+    /// Owner reports that found the ring buffer full.
+    owner_spill: HashMap<MapData, u64, OwnerSpill>,
     flows: PerCpuHashMap<MapData, FlowKey, FlowCounters>,
     counters: PerCpuArray<MapData, u64>,
     /// The monitored interfaces, in the order of `links`.
@@ -104,6 +108,9 @@ pub struct EbpfCollector {
     track_flows: bool,
     /// Whether the kernel answers `BPF_MAP_LOOKUP_BATCH` (5.6 on).
     batch_ok: bool,
+    /// Socket entries in the previous sample: the next one is sized from it at once rather
+    /// than grown by doubling (a copy of the whole table each time).
+    sockets_last: usize,
     possible_cpus: usize,
     ebpf: Ebpf,
 }
@@ -187,6 +194,8 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
         .map_err(map_err(kaipo_common::maps::IFACE_STATS_HIGH))?,
         sock_stats: HashMap::try_from(take(&mut ebpf, kaipo_common::maps::SOCK_STATS)?)
             .map_err(map_err(kaipo_common::maps::SOCK_STATS))?,
+        owner_spill: HashMap::try_from(take(&mut ebpf, kaipo_common::maps::OWNER_SPILL)?)
+            .map_err(map_err(kaipo_common::maps::OWNER_SPILL))?,
         flows: PerCpuHashMap::try_from(take(&mut ebpf, kaipo_common::maps::FLOWS)?)
             .map_err(map_err(kaipo_common::maps::FLOWS))?,
         counters: PerCpuArray::try_from(take(&mut ebpf, kaipo_common::maps::COUNTERS)?)
@@ -201,6 +210,7 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
             .map_err(map_err(kaipo_common::maps::FLOW_CACHE))?,
         track_flows: opts.track_flows,
         batch_ok: true,
+        sockets_last: 0,
         possible_cpus: aya::util::nr_cpus().map_err(|(path, err)| EbpfCollectError::Map {
             map: kaipo_common::maps::FLOWS,
             detail: format!("cannot read the number of possible CPUs from {path}: {err}"),
@@ -372,6 +382,9 @@ impl EbpfCollector {
             sample.ifaces.push((iface.clone(), total));
         }
         let sock_fd = self.sock_stats.map().fd().as_fd();
+        sample
+            .sockets
+            .reserve(self.sockets_last + self.sockets_last / 16 + 64);
         if self.batch_ok {
             if let Err(err) = batch::read_all(sock_fd, &mut sample.sockets) {
                 log::info!("batch map reads unavailable ({err}); reading key by key");
@@ -386,7 +399,28 @@ impl EbpfCollector {
                 .sockets
                 .extend(self.sock_stats.iter().filter_map(Result::ok));
         }
+        self.sockets_last = sample.sockets.len();
+        self.take_spilled_owners(&mut sample.owners);
         Ok(sample)
+    }
+
+    /// Empties `OWNER_SPILL` into `out` as owner events.
+    fn take_spilled_owners(&mut self, out: &mut Vec<Event>) {
+        let mut spilled: Vec<(u64, OwnerSpill)> = Vec::new();
+        if self.batch_ok {
+            let fd = self.owner_spill.map().fd().as_fd();
+            if let Err(err) = batch::take_all(fd, &mut spilled) {
+                log::info!("cannot empty {}: {err}", kaipo_common::maps::OWNER_SPILL);
+            }
+        } else {
+            spilled.extend(self.owner_spill.iter().filter_map(Result::ok));
+            for (cookie, _) in &spilled {
+                // A report written again since the read is lost with it only if the socket's
+                // owner changed in between; the next call of the socket reports it again.
+                let _ = self.owner_spill.remove(cookie);
+            }
+        }
+        out.extend(spilled.iter().map(|(cookie, s)| s.to_event(*cookie)));
     }
 
     /// Every flow's totals: its `FLOWS` entry summed over CPUs plus the cache slots it holds.
