@@ -20,6 +20,19 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// A byte count over a duration, per second.
+/// A count with thousands separated: `262,144`.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 pub fn rate(n: u64, over: Duration) -> String {
     let secs = over.as_secs_f64();
     if secs <= 0.0 {
@@ -183,6 +196,15 @@ pub fn tcp_state(proto: u8, state: u8) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_group_thousands() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(262_144), "262,144");
+        assert_eq!(count(1_234_567), "1,234,567");
+    }
 
     #[test]
     fn formats_sizes_rates_and_endpoints() {

@@ -24,6 +24,24 @@ pub async fn run(socket: &Path, json: bool, out: &mut dyn Write) -> anyhow::Resu
     Ok(())
 }
 
+/// `sockets 1,204 of 262,144 (0.5%), flows 88 of 131,072 (0.1%)`.
+fn maps_line(m: &crate::collect::MapUsage) -> String {
+    let part = |name: &str, n: u64, max: u64| {
+        format!(
+            "{name} {} of {} ({:.1}%)",
+            format::count(n),
+            format::count(max),
+            n as f64 * 100.0 / max.max(1) as f64
+        )
+    };
+    let mut line = part("sockets", m.sockets, m.sockets_max);
+    if let (Some(n), Some(max)) = (m.flows, m.flows_max) {
+        line.push_str(", ");
+        line.push_str(&part("flows", n, max));
+    }
+    line
+}
+
 fn per_s(n: u64) -> String {
     format!("{}/s", format::bytes(n))
 }
@@ -174,6 +192,9 @@ pub fn write_table(out: &mut dyn Write, s: &StatusReport) -> std::io::Result<()>
     if let Some(lost) = &t.lost {
         writeln!(out, "lost since start: {}", lost_line(lost))?;
     }
+    if let Some(m) = &s.maps {
+        writeln!(out, "kernel maps: {}", maps_line(m))?;
+    }
     let b = &s.bus;
     writeln!(
         out,
@@ -289,7 +310,26 @@ mod tests {
             attributed_ratio: None,
             bus: BusCounts::default(),
             store: StoreStatus::default(),
+            maps: privileged.then_some(crate::collect::MapUsage {
+                sockets: 1204,
+                sockets_max: 262_144,
+                flows: Some(88),
+                flows_max: Some(131_072),
+            }),
         }
+    }
+
+    #[test]
+    fn a_privileged_table_says_how_full_the_kernel_maps_are() {
+        let mut out = Vec::new();
+        write_table(&mut out, &report(true)).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "kernel maps: sockets 1,204 of 262,144 (0.5%), flows 88 of 131,072 (0.1%)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -306,6 +346,7 @@ mod tests {
         assert!(!text.contains("unattributed"), "{text}");
         assert!(!text.contains("attributed since start"), "{text}");
         assert!(!text.contains("lost since start"), "{text}");
+        assert!(!text.contains("kernel maps"), "{text}");
         assert!(!text.contains("last error"), "{text}");
         let row = text.lines().find(|l| l.contains("curl")).unwrap();
         assert!(

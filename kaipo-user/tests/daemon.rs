@@ -619,6 +619,20 @@ fn each_caller_sees_only_what_they_may() {
     expected.sort_unstable();
     assert_eq!(names, expected);
     assert!(status.totals.attribution.is_some());
+    // How full the kernel's maps are, with their capacities; the senders' sockets are in the
+    // socket map.
+    let maps = status.maps.expect("root sees the kernel maps");
+    assert_eq!(
+        (maps.sockets_max, maps.flows_max),
+        (
+            u64::from(kaipo_common::MAX_SOCKETS),
+            Some(u64::from(kaipo_common::MAX_FLOWS))
+        )
+    );
+    assert!(
+        maps.sockets >= 1 && maps.sockets <= maps.sockets_max,
+        "{maps:?}"
+    );
     assert!(status
         .totals
         .interfaces
@@ -655,6 +669,7 @@ fn each_caller_sees_only_what_they_may() {
     assert_eq!(mine["attributed_ratio"], Value::Null);
     assert_eq!(mine["totals"].get("attribution"), None, "{mine}");
     assert_eq!(mine["totals"].get("lost"), None, "{mine}");
+    assert_eq!(mine.get("maps"), None, "{mine}");
     assert_eq!(mine["store"]["path"], Value::Null);
     assert_eq!(mine["store"]["last_error"], Value::Null);
     let processes = mine["totals"]["processes"].as_array().expect("processes");

@@ -178,6 +178,9 @@ pub struct StatusReport {
     /// Alerts firing now (only for callers who see everything; absent from older daemons).
     #[serde(default)]
     pub alerts: Vec<crate::alert::Notification>,
+    /// How full the kernel's maps are (eBPF backend, callers who see everything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maps: Option<crate::collect::MapUsage>,
 }
 
 #[cfg(test)]

@@ -258,6 +258,15 @@ impl Collector {
 
     /// Kernel run time (ns) and run count per eBPF program, when BPF statistics are on; empty
     /// for pcap.
+    /// How full the kernel's maps were at the last sample; `None` for the pcap backend.
+    pub fn map_usage(&self) -> Option<super::MapUsage> {
+        match &self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Ebpf(c) => Some(c.map_usage()),
+            Inner::Pcap(_) => None,
+        }
+    }
+
     pub fn program_stats(&self) -> Vec<(String, u64, u64)> {
         match &self.inner {
             #[cfg(target_os = "linux")]

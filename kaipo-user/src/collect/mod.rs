@@ -62,6 +62,19 @@ pub struct KernelSample {
     pub owners: Vec<Event>,
 }
 
+/// How full the kernel's maps are, as of the last sample (eBPF backend): a map that fills
+/// stops counting new sockets or evicts flows, so this is what to watch before `lost` moves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MapUsage {
+    /// Entries in the socket map (live sockets with traffic, and closed ones not yet read
+    /// still) and its capacity.
+    pub sockets: u64,
+    pub sockets_max: u64,
+    /// Entries in the flow map and its capacity; absent when flows are not tracked.
+    pub flows: Option<u64>,
+    pub flows_max: Option<u64>,
+}
+
 /// Something that runs, but not as well as it could, in words a user can act on.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Degradation {

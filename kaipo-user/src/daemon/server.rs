@@ -291,6 +291,7 @@ fn status(shared: &Shared, uid: u32, only_uid: Option<u32>) -> StatusReport {
         now_ms(),
     );
     if only_uid.is_none() {
+        report.maps = shared.stats.maps();
         report.alerts = shared
             .alerts
             .lock()

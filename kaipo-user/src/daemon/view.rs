@@ -138,6 +138,7 @@ pub fn status(
         bus,
         store,
         alerts: Vec::new(),
+        maps: None,
     }
 }
 

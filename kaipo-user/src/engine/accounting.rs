@@ -510,6 +510,10 @@ impl Accountant {
             self.sockets.remove(&cookie);
             self.owners.remove(&cookie);
         }
+        // A burst of sockets leaves its tables' room behind once it is over; hand it back.
+        shrink_if_sparse(&mut self.waiting);
+        shrink_if_sparse(&mut self.sockets);
+        shrink_if_sparse(&mut self.owners);
         out.connections.sort_by(|a, b| {
             let total = |c: &ConnectionDelta| c.traffic.rx_bytes + c.traffic.tx_bytes;
             total(b).cmp(&total(a)).then(a.cookie.cmp(&b.cookie))
@@ -681,6 +685,14 @@ impl Accountant {
         self.waiting
             .values()
             .any(|w| !w.pending.net.is_zero() || !w.pending.lo.is_zero())
+    }
+}
+
+/// Gives a table's room back when it holds less than a quarter of it (and the room is worth
+/// having back), keeping twice what it holds.
+fn shrink_if_sparse<V>(table: &mut HashMap<u64, V>) {
+    if table.capacity() > 4096 && table.len() < table.capacity() / 4 {
+        table.shrink_to(table.len() * 2);
     }
 }
 

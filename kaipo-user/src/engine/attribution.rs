@@ -42,10 +42,15 @@ pub struct SocketIndex {
 }
 
 impl SocketIndex {
+    /// Empties the index; the room of a much larger earlier build is given back.
     pub fn clear(&mut self) {
+        let held = self.exact.len();
         self.exact.clear();
         self.exact_more.clear();
         self.any_peer.clear();
+        if self.exact.capacity() > 4096 && held < self.exact.capacity() / 4 {
+            self.exact.shrink_to(held * 2);
+        }
     }
 
     pub fn insert(&mut self, cookie: u64, key: SocketKey, many_remotes: bool) {

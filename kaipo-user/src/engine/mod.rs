@@ -303,6 +303,7 @@ impl Engine {
             if !sink.deliver(closed, &self.collector).await? || final_interval {
                 break;
             }
+            crate::platform::release_free_memory();
         }
         // Dropping the collector detaches every program.
         drop(self);

@@ -20,6 +20,7 @@ use super::{
     ProgramStat,
 };
 use crate::{
+    collect::MapUsage,
     model::{Attribution, Lost},
     pipeline::{totals::Counts, LiveInterval},
     store::UNATTRIBUTED_APP,
@@ -54,6 +55,7 @@ pub struct MetricsState {
     lost: Lost,
     intervals: u64,
     programs: Vec<ProgramStat>,
+    maps: Option<MapUsage>,
 }
 
 impl MetricsState {
@@ -69,6 +71,7 @@ impl MetricsState {
             lost: Lost::default(),
             intervals: 0,
             programs: Vec::new(),
+            maps: None,
         }
     }
 
@@ -77,8 +80,11 @@ impl MetricsState {
         self.top_apps = n;
     }
 
-    pub fn set_programs(&mut self, programs: Vec<ProgramStat>) {
+    /// What the collector says of the kernel side: its programs' run time and how full its
+    /// maps are.
+    pub fn set_kernel(&mut self, programs: Vec<ProgramStat>, maps: Option<MapUsage>) {
         self.programs = programs;
+        self.maps = maps;
     }
 
     pub fn observe(&mut self, live: &LiveInterval) {
@@ -384,6 +390,33 @@ impl MetricsState {
                     &[("program", &p.name)],
                     p.run_count,
                 );
+            }
+        }
+        if let Some(m) = self.maps {
+            let rows: Vec<(&str, u64, u64)> = [
+                Some(("sockets", m.sockets, m.sockets_max)),
+                m.flows.zip(m.flows_max).map(|(n, max)| ("flows", n, max)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            family(
+                &mut out,
+                "kaipo_bpf_map_entries",
+                Kind::Gauge,
+                "Entries in kaipo's kernel maps at the last interval (sockets: live and not yet read closed sockets; flows: flows on the monitored interfaces).",
+            );
+            for (map, n, _) in &rows {
+                sample(&mut out, "kaipo_bpf_map_entries", &[("map", map)], *n);
+            }
+            family(
+                &mut out,
+                "kaipo_bpf_map_capacity",
+                Kind::Gauge,
+                "Capacity of kaipo's kernel maps: a full socket map stops counting new sockets (lost reason sock_map_full), a full flow map evicts flows.",
+            );
+            for (map, _, max) in &rows {
+                sample(&mut out, "kaipo_bpf_map_capacity", &[("map", map)], *max);
             }
         }
         if let Some(p) = process {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::{metrics::fixtures::synthetic_interval, model::Attribution};
+use crate::{collect::MapUsage, metrics::fixtures::synthetic_interval, model::Attribution};
 
 /// Every `kaipo_app_bytes_total` tx sample, by app.
 fn app_tx(text: &str) -> BTreeMap<String, u64> {
@@ -79,11 +79,19 @@ fn fewer_top_apps_on_reload_demotes_the_smallest() {
 fn the_exposition_has_every_family_once_with_exact_figures() {
     let mut state = MetricsState::new(5);
     state.observe(&synthetic_interval(0, &[("eth0", 2000)], &[("curl", 1500)]));
-    state.set_programs(vec![ProgramStat {
-        name: "kaipo_xdp".into(),
-        run_time_ns: 1_500_000_000,
-        run_count: 7,
-    }]);
+    state.set_kernel(
+        vec![ProgramStat {
+            name: "kaipo_xdp".into(),
+            run_time_ns: 1_500_000_000,
+            run_count: 7,
+        }],
+        Some(MapUsage {
+            sockets: 12,
+            sockets_max: 262_144,
+            flows: Some(30),
+            flows_max: Some(131_072),
+        }),
+    );
     let text = state.render(None);
     for line in [
         "kaipo_interface_bytes_total{interface=\"eth0\",direction=\"rx\"} 2000",
@@ -96,12 +104,16 @@ fn the_exposition_has_every_family_once_with_exact_figures() {
         "kaipo_flow_evictions_total 0",
         "kaipo_bpf_program_run_seconds_total{program=\"kaipo_xdp\"} 1.5",
         "kaipo_bpf_program_runs_total{program=\"kaipo_xdp\"} 7",
+        "kaipo_bpf_map_entries{map=\"sockets\"} 12",
+        "kaipo_bpf_map_entries{map=\"flows\"} 30",
+        "kaipo_bpf_map_capacity{map=\"sockets\"} 262144",
+        "kaipo_bpf_map_capacity{map=\"flows\"} 131072",
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
     }
     let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
     let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
-    assert_eq!((types, helps), (14, 14));
+    assert_eq!((types, helps), (16, 16));
     // No interface bytes were split yet: the ratio has no sample, rather than a false 0.
     assert!(!text
         .lines()

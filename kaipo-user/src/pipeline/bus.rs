@@ -56,6 +56,14 @@ pub struct BusStats {
     /// Clients connected now, and subscribers among them.
     pub clients: AtomicU64,
     pub subscribers: AtomicU64,
+    /// How full the kernel's maps were at the last interval (eBPF backend).
+    pub maps: std::sync::Mutex<Option<crate::collect::MapUsage>>,
+}
+
+impl BusStats {
+    pub fn maps(&self) -> Option<crate::collect::MapUsage> {
+        *self.maps.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// [`BusStats`] read at one moment, as `status` reports them.

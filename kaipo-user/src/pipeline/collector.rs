@@ -87,6 +87,8 @@ impl Sink for BusSink {
         interval: ClosedInterval,
         collector: &Collector,
     ) -> anyhow::Result<bool> {
+        let maps = collector.map_usage();
+        *self.stats.maps.lock().unwrap_or_else(|p| p.into_inner()) = maps;
         if let Some(metrics) = &self.metrics {
             // Read here because only this stage holds the programs.
             let programs = collector
@@ -103,7 +105,7 @@ impl Sink for BusSink {
             metrics
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .set_programs(programs);
+                .set_kernel(programs, maps);
         }
         let Some(permit) = self.permit.take() else {
             return Ok(false);

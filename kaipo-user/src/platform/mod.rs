@@ -25,6 +25,17 @@ pub use self::unix::StopSignals;
 #[cfg(target_os = "windows")]
 pub use self::windows::{StopSignals, Windows as Host};
 
+/// Hands the memory the allocator holds free back to the system. glibc keeps what a large
+/// interval freed (a burst of new sockets makes a record of every one of them) for reuse, so
+/// without this a daemon's resident size stays at its largest interval's for good.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's own heaps.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// One operating system's answers.
 pub trait Platform {
     /// The system's name, as the user knows it.

@@ -27,7 +27,7 @@ pub use self::{
     cgroup::{cgroup2_root, open_cgroup2},
     error::EbpfCollectError,
 };
-use super::{iface, Degradation, Interface, KernelSample};
+use super::{iface, Degradation, Interface, KernelSample, MapUsage};
 use crate::privilege;
 
 /// The object built from `kaipo-ebpf` by this crate's build script. Public so tests and
@@ -111,6 +111,10 @@ pub struct EbpfCollector {
     /// Socket entries in the previous sample: the next one is sized from it at once rather
     /// than grown by doubling (a copy of the whole table each time).
     sockets_last: usize,
+    /// Live flow entries in the previous sample, when counted.
+    flows_last: Option<u64>,
+    max_sockets: u32,
+    max_flows: u32,
     possible_cpus: usize,
     ebpf: Ebpf,
 }
@@ -211,6 +215,9 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
         track_flows: opts.track_flows,
         batch_ok: true,
         sockets_last: 0,
+        flows_last: None,
+        max_sockets: opts.max_sockets.max(1),
+        max_flows: opts.max_flows.max(1),
         possible_cpus: aya::util::nr_cpus().map_err(|(path, err)| EbpfCollectError::Map {
             map: kaipo_common::maps::FLOWS,
             detail: format!("cannot read the number of possible CPUs from {path}: {err}"),
@@ -400,8 +407,19 @@ impl EbpfCollector {
                 .extend(self.sock_stats.iter().filter_map(Result::ok));
         }
         self.sockets_last = sample.sockets.len();
+        self.flows_last = sample.flows_live;
         self.take_spilled_owners(&mut sample.owners);
         Ok(sample)
+    }
+
+    /// How full the socket and flow maps were at the last sample.
+    pub fn map_usage(&self) -> MapUsage {
+        MapUsage {
+            sockets: self.sockets_last as u64,
+            sockets_max: u64::from(self.max_sockets),
+            flows: self.track_flows.then_some(self.flows_last).flatten(),
+            flows_max: self.track_flows.then_some(u64::from(self.max_flows)),
+        }
     }
 
     /// Empties `OWNER_SPILL` into `out` as owner events.
