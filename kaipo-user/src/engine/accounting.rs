@@ -32,6 +32,11 @@ use super::{
 pub const OWNER_GRACE_INTERVALS: u32 = 2;
 /// Intervals a closed socket must stay unchanged before its counters are dropped.
 pub const CLOSED_QUIET_INTERVALS: u32 = 2;
+/// Intervals a closed socket with traffic is waited for in the samples when its close event
+/// came before any sample held its entry. The entry exists (the event's counters were read
+/// from it), and until a sample holds it the socket is kept, or the sample that does would
+/// count it a second time, as a new socket without an owner.
+pub const CLOSED_UNSEEN_INTERVALS: u16 = 5;
 
 /// The process a socket belongs to, as the kernel saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,6 +149,8 @@ struct SocketState {
     quiet_since_close: u16,
     /// The socket was released (close event or the entry's own mark).
     closed: bool,
+    /// A sample held the socket's map entry: once it is missing again, userspace removed it.
+    in_map: bool,
     /// Its counters moved since the last sample (by a close event's totals).
     moved: bool,
     /// A frame of this socket crossed a monitored interface (sticky): with `--iface`, only
@@ -354,6 +361,7 @@ impl Accountant {
             state.endpoints = Endpoints::from_stats(stats);
             state.last = SockTotals::from_stats(stats);
             state.moved = false;
+            state.in_map = true;
             if stats.flags & SOCK_FLAG_CLOSED != 0 {
                 state.closed = true;
             }
@@ -403,6 +411,7 @@ impl Accountant {
             seen.insert(*cookie);
             let totals = SockTotals::from_stats(stats);
             let state = self.sockets.entry(*cookie).or_default();
+            state.in_map = true;
             if state.endpoints == Endpoints::default() || stats.flags != 0 {
                 state.endpoints = Endpoints::from_stats(stats);
             }
@@ -500,7 +509,12 @@ impl Accountant {
                 continue;
             }
             if !seen.contains(cookie) {
-                gone.push(*cookie);
+                // Gone from the map (only userspace removes entries), or never in it: a
+                // socket closed without traffic. One whose entry no sample held yet waits.
+                let no_entry = state.last.net.is_zero() && state.last.lo.is_zero();
+                if state.in_map || no_entry || state.quiet_since_close >= CLOSED_UNSEEN_INTERVALS {
+                    gone.push(*cookie);
+                }
             } else if state.quiet_since_close >= CLOSED_QUIET_INTERVALS as u16 {
                 self.forget.push(*cookie);
                 gone.push(*cookie);
@@ -841,6 +855,47 @@ mod tests {
         // Nothing is counted twice, and the closed socket is dropped.
         let d3 = a.finish(&sample(vec![]), 0, false);
         assert!(d3.processes.is_empty());
+        assert_eq!(a.tracked_sockets(), 0);
+    }
+
+    #[test]
+    fn a_close_before_any_sample_held_the_entry_counts_once() {
+        // A socket sent one datagram and closed between the read of the map and the events
+        // after it: its close event comes first, its marked entry only in the next sample.
+        let mut a = Accountant::new(true);
+        a.on_event(&owner_event(6, 13, "churn"));
+        a.on_event(&close_event(6, stats(0, 0, 0, 29)));
+        let d1 = a.finish(&sample(vec![]), 0, false);
+        assert_eq!(d1.processes[&13].1.tx_bytes, 29);
+        let mut marked = stats(0, 0, 0, 29);
+        marked.flags = SOCK_FLAG_CLOSED;
+        let mut later = Traffic::default();
+        let mut unattributed = Traffic::default();
+        // The entry shows up, goes quiet and is forgotten (removed from the map), and nothing
+        // of it is counted again, to the process or as a socket without an owner.
+        for round in 0..=CLOSED_QUIET_INTERVALS + OWNER_GRACE_INTERVALS {
+            let entries = if round < CLOSED_QUIET_INTERVALS {
+                vec![(6, marked)]
+            } else {
+                vec![]
+            };
+            let d = a.finish(&sample(entries), 0, false);
+            if let Some((_, t)) = d.processes.get(&13) {
+                later.add(t);
+            }
+            unattributed.add(&d.unattributed);
+            if round + 1 == CLOSED_QUIET_INTERVALS {
+                assert_eq!(a.take_forgotten(), vec![6]);
+            }
+        }
+        assert!(
+            later.is_zero() && unattributed.is_zero(),
+            "{later:?} {unattributed:?}"
+        );
+        // A socket closed without traffic has no entry to wait for.
+        a.on_event(&owner_event(7, 13, "idle"));
+        a.on_event(&close_event(7, SockStats::default()));
+        a.finish(&sample(vec![]), 0, false);
         assert_eq!(a.tracked_sockets(), 0);
     }
 
