@@ -14,8 +14,10 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
-/// The unit with `@KAIPO@` standing for the binary.
-pub const UNIT_TEMPLATE: &str = include_str!("../../../packaging/kaipo.service");
+mod unit;
+
+pub use self::unit::{render, under_home, Unit, UnitError, UNIT_TEMPLATE};
+
 pub const UNIT_PATH: &str = "etc/systemd/system/kaipo.service";
 pub const UNIT_NAME: &str = "kaipo.service";
 
@@ -37,11 +39,6 @@ pub struct UninstallOptions {
     pub root: PathBuf,
 }
 
-/// The unit for `binary`.
-pub fn unit(binary: &Path) -> String {
-    UNIT_TEMPLATE.replace("@KAIPO@", &binary.display().to_string())
-}
-
 fn is_live(root: &Path) -> bool {
     root == Path::new("/")
 }
@@ -58,14 +55,16 @@ pub fn install(args: &InstallOptions, out: &mut dyn Write) -> anyhow::Result<()>
             .and_then(fs::canonicalize)
             .context("finding the kaipo binary")?,
     };
-    if !binary.is_absolute() {
-        bail!("--binary {} must be an absolute path", binary.display());
+    let unit = render(&binary)?;
+    check_binary(&args.root, &binary)?;
+    for note in &unit.notes {
+        eprintln!("kaipo: {note}");
     }
     let path = args.root.join(UNIT_PATH);
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    fs::write(&path, unit(&binary)).with_context(|| format!("writing {}", path.display()))?;
+    fs::write(&path, &unit.text).with_context(|| format!("writing {}", path.display()))?;
     fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
         .with_context(|| format!("setting the mode of {}", path.display()))?;
     writeln!(out, "wrote {} (runs {})", path.display(), binary.display())?;
@@ -121,6 +120,21 @@ pub fn uninstall(args: &UninstallOptions, out: &mut dyn Write) -> anyhow::Result
         crate::daemon::access::GROUP
     )?;
     Ok(())
+}
+
+/// The binary must be there: on the live system, an executable only root can replace; in a
+/// staging tree, an executable under it (or on this machine, where the tree is for it).
+fn check_binary(root: &Path, binary: &Path) -> Result<(), UnitError> {
+    if is_live(root) {
+        unit::check_executable(binary, binary)?;
+        return unit::check_only_root_writes(binary);
+    }
+    let staged = root.join(binary.strip_prefix("/").unwrap_or(binary));
+    if staged.exists() {
+        unit::check_executable(&staged, binary)
+    } else {
+        unit::check_executable(binary, binary)
+    }
 }
 
 fn systemctl(args: &[&str]) -> anyhow::Result<()> {
