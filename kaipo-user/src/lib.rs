@@ -20,6 +20,8 @@ pub mod privilege;
 pub mod procinfo;
 pub mod report;
 #[cfg(target_os = "linux")]
+pub mod sandbox;
+#[cfg(target_os = "linux")]
 pub mod service;
 #[cfg(unix)]
 pub mod status;

@@ -178,6 +178,31 @@ pub struct StatusReport {
     /// Alerts firing now (only for callers who see everything; absent from older daemons).
     #[serde(default)]
     pub alerts: Vec<crate::alert::Notification>,
+    /// What confines the daemon since start (absent from older daemons).
+    #[serde(default)]
+    pub sandbox: Option<SandboxStatus>,
+}
+
+/// How the daemon is confined after start: who it runs as, what it can still do, and which
+/// layers are in force.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SandboxStatus {
+    pub user: String,
+    pub uid: u32,
+    /// Why the daemon still runs as root; null once it switched to its own user.
+    pub stays_root: Option<String>,
+    /// Capabilities held after start.
+    pub capabilities: Vec<String>,
+    pub no_new_privs: bool,
+    pub seccomp: SandboxLayer,
+    pub landlock: SandboxLayer,
+}
+
+/// One confinement layer: in force or not, and what it does or why not.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SandboxLayer {
+    pub in_force: bool,
+    pub detail: String,
 }
 
 #[cfg(test)]

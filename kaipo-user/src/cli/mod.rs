@@ -225,6 +225,10 @@ pub struct DaemonArgs {
     /// Count loopback traffic in process totals and history.
     #[arg(long)]
     pub include_loopback: bool,
+    /// The user to become once the kernel programs are attached (Linux); root stays root
+    /// [default: kaipo, where that user exists].
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub collect: BackendArgs,
 }
@@ -363,6 +367,12 @@ impl DaemonArgs {
             pcap_filter: args.collect.filter.clone(),
             pcap_immediate: args.collect.pcap_immediate,
             ingress_hook: args.collect.ingress_hook,
+            // The file's default names the user install-service creates; without that
+            // user the daemon stays root (a user named explicitly must exist).
+            user: args
+                .user
+                .clone()
+                .or_else(|| (d.user != crate::config::DEFAULT_DAEMON_USER).then(|| d.user.clone())),
             config_path,
             config,
         }

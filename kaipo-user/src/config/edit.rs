@@ -24,6 +24,9 @@ interval = "1m"
 live_interval = "1s"
 # Count loopback traffic in process totals and history.
 include_loopback = false
+# The user the daemon becomes once its programs are attached (Linux; `kaipo install-service`
+# creates it). "root" keeps it root. Without such a user the daemon stays root and says why.
+user = "kaipo"
 
 [metrics]
 # Serve Prometheus metrics on http://HOST:PORT/metrics; "" serves nothing.

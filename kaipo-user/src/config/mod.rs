@@ -24,6 +24,9 @@ use crate::platform::{Host, Platform as _};
 
 pub const SYSTEM_PATH: &str = "/etc/kaipo/kaipo.toml";
 
+/// The user `kaipo install-service` creates and the daemon becomes after start.
+pub const DEFAULT_DAEMON_USER: &str = "kaipo";
+
 /// The whole file. Sections left out take their defaults.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -48,6 +51,8 @@ pub struct DaemonConfig {
     #[serde(with = "duration")]
     pub live_interval: Duration,
     pub include_loopback: bool,
+    /// The user the daemon becomes once its programs are attached; "root" keeps it root.
+    pub user: String,
 }
 
 impl Default for DaemonConfig {
@@ -59,6 +64,7 @@ impl Default for DaemonConfig {
             interval: crate::store::DEFAULT_WRITE_INTERVAL,
             live_interval: Duration::from_secs(1),
             include_loopback: false,
+            user: DEFAULT_DAEMON_USER.to_owned(),
         }
     }
 }
@@ -223,6 +229,7 @@ impl Config {
             a.include_loopback != b.include_loopback,
             "daemon.include_loopback",
         );
+        check(a.user != b.user, "daemon.user");
         check(self.metrics.listen != new.metrics.listen, "metrics.listen");
         check(
             self.metrics.bpf_stats != new.metrics.bpf_stats,

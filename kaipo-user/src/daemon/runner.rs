@@ -49,6 +49,8 @@ pub struct DaemonOptions {
     /// The configuration file, reread on SIGHUP, and what it said at start.
     pub config_path: PathBuf,
     pub config: Config,
+    /// Who the daemon becomes after start (`daemon.user`); None: `kaipo` where it exists.
+    pub user: Option<String>,
 }
 
 /// Creates the missing folders above `path`, each 0755 whatever the umask. Returns the ones
@@ -81,7 +83,7 @@ impl Drop for RemoveOnDrop {
 pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     let started_ms = now_ms();
     // Said before anything else fails for the same reason in a less helpful way.
-    start_privileges::check()?;
+    let target = start_privileges::check(opts.user.as_deref())?;
     // Nothing the daemon creates is writable by others, nor its history readable by them;
     // the socket's own mode is set explicitly.
     // SAFETY: umask only sets this process's file creation mask.
@@ -128,7 +130,13 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     for d in &degradations {
         eprintln!("kaipo: degraded: {d}");
     }
-    let plan = start_privileges::plan(&collector);
+    let plan = start_privileges::plan(
+        &collector,
+        target,
+        &opts.db,
+        &opts.socket,
+        &opts.config_path,
+    );
     // Bound and switched on while privileges last: a port under 1024 needs
     // CAP_NET_BIND_SERVICE, and enabling BPF statistics needs CAP_SYS_ADMIN.
     let (metrics, metrics_listener) = match opts.config.metrics.listen {
@@ -140,7 +148,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
-    let kept = start_privileges::drop_unneeded(&plan)?;
+    let sandbox = start_privileges::drop_unneeded(plan, &opts.db, &opts.socket)?;
 
     // Handlers before anything runs: a signal from here on stops the daemon cleanly.
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -181,10 +189,11 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         live_interval_ms: live.as_millis() as u64,
         include_loopback: opts.include_loopback,
         interfaces: interfaces.clone(),
+        sandbox: sandbox.clone(),
     };
     eprintln!(
         "kaipo: daemon running (pid {}): interfaces {}, history {} every {} ms, socket {}; \
-         capabilities kept: {}",
+         user {}, capabilities kept: {}",
         info.pid,
         if interfaces.is_empty() {
             "none".to_owned()
@@ -194,8 +203,27 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         opts.db.display(),
         info.interval_ms,
         opts.socket.display(),
-        kept
+        sandbox.user,
+        if sandbox.capabilities.is_empty() {
+            "none".to_owned()
+        } else {
+            sandbox.capabilities.join(", ")
+        }
     );
+    if let Some(why) = &sandbox.stays_root {
+        eprintln!("kaipo: the daemon stays root: {why}");
+    }
+    for (name, layer) in [
+        ("seccomp", &sandbox.seccomp),
+        ("landlock", &sandbox.landlock),
+    ] {
+        let state = if layer.in_force {
+            "in force"
+        } else {
+            "not in force"
+        };
+        eprintln!("kaipo: {name} {state}: {}", layer.detail);
+    }
     let mut shared = Shared::new(
         info,
         subscriptions,
