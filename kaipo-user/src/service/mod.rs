@@ -71,6 +71,9 @@ pub fn install(args: &InstallOptions, out: &mut dyn Write) -> anyhow::Result<()>
     if ensure_group(&args.root)? {
         writeln!(out, "created group {}", crate::daemon::access::GROUP)?;
     }
+    if ensure_user(&args.root)? {
+        writeln!(out, "created user {USER}")?;
+    }
     if !is_live(&args.root) {
         if args.enable {
             bail!("--enable needs the live system, not --root");
@@ -113,10 +116,11 @@ pub fn uninstall(args: &UninstallOptions, out: &mut dyn Write) -> anyhow::Result
     if live {
         systemctl(&["daemon-reload"])?;
     }
-    // The group stays: the history database and its readers' membership still use it.
+    // The user and group stay: the history database they own and its readers' membership
+    // still use them.
     writeln!(
         out,
-        "kept group {} and /var/lib/kaipo",
+        "kept user {USER}, group {} and /var/lib/kaipo",
         crate::daemon::access::GROUP
     )?;
     Ok(())
@@ -146,6 +150,73 @@ fn systemctl(args: &[&str]) -> anyhow::Result<()> {
         bail!("systemctl {} failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// The user the daemon becomes after start.
+const USER: &str = crate::config::DEFAULT_DAEMON_USER;
+
+/// Creates the system user `kaipo` (group `kaipo`, no home, no login) when missing. Returns
+/// whether it did.
+fn ensure_user(root: &Path) -> anyhow::Result<bool> {
+    let passwd_file = root.join("etc/passwd");
+    let users = match fs::read_to_string(&passwd_file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", passwd_file.display())),
+    };
+    if users.lines().any(|l| l.split(':').next() == Some(USER)) {
+        return Ok(false);
+    }
+    let group = crate::daemon::access::GROUP;
+    if is_live(root) {
+        let status = Command::new("useradd")
+            .args([
+                "--system",
+                "--gid",
+                group,
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--comment",
+                "kaipo daemon",
+                USER,
+            ])
+            .status()
+            .context("running useradd")?;
+        if !status.success() {
+            bail!("useradd --system {USER} failed ({status})");
+        }
+        return Ok(true);
+    }
+    // A staging tree: the highest free system uid, and the gid of group kaipo there.
+    let groups = fs::read_to_string(root.join("etc/group")).unwrap_or_default();
+    let gid = groups
+        .lines()
+        .find(|l| l.split(':').next() == Some(group))
+        .and_then(|l| l.split(':').nth(2))
+        .context("group kaipo is missing from the staging tree's etc/group")?
+        .to_owned();
+    let used: Vec<u32> = users
+        .lines()
+        .filter_map(|l| l.split(':').nth(2)?.parse().ok())
+        .collect();
+    let uid = (100..1000)
+        .rev()
+        .find(|u| !used.contains(u))
+        .context("no free system uid")?;
+    let sep = if users.is_empty() || users.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    fs::write(
+        &passwd_file,
+        format!("{users}{sep}{USER}:x:{uid}:{gid}:kaipo daemon:/nonexistent:/usr/sbin/nologin\n"),
+    )
+    .with_context(|| format!("writing {}", passwd_file.display()))?;
+    Ok(true)
 }
 
 /// Creates the system group `kaipo` when missing. Returns whether it did.
