@@ -1641,3 +1641,285 @@ fn damage_past_the_header_is_found_at_start_and_history_goes_on_in_a_fresh_file(
         "the fresh file holds only new history"
     );
 }
+
+/// A system user made for one test, removed on drop (never `kaipo`: other tests and a real
+/// install may use that one).
+struct TestUser {
+    name: String,
+    uid: u32,
+}
+
+impl TestUser {
+    fn create(tag: &str) -> TestUser {
+        let name = format!("kt17{tag}{}", std::process::id() % 100_000);
+        let _ = Command::new("userdel").arg(&name).status();
+        let status = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                &name,
+            ])
+            .status()
+            .expect("running useradd");
+        assert!(status.success(), "useradd {name}: {status}");
+        let out = Command::new("id").args(["-u", &name]).output().unwrap();
+        let uid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        TestUser { name, uid }
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+/// `/proc/PID/status` fields of every thread of `pid`, by name.
+fn thread_status(pid: u32) -> Vec<HashMap<String, String>> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the daemon's threads")
+        .filter_map(Result::ok)
+        .map(|task| {
+            fs::read_to_string(task.path().join("status"))
+                .expect("task status")
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_daemon_becomes_its_own_user_confined_and_still_counts_exactly() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let user = TestUser::create("d");
+    let scratch = Scratch::new("own-user");
+    let config = scratch.0.join("kaipo.toml");
+    fs::write(&config, "[daemon]\ninclude_loopback = true\n").unwrap();
+    let daemon = Daemon::start_with_env(
+        &scratch,
+        &["--interval", "500ms", "--user", &user.name],
+        &[("KAIPO_CONFIG", config.to_str().unwrap())],
+    );
+    let uid = user.uid.to_string();
+    let ptrace = format!("{:016x}", 1u64 << 19);
+    let tasks = thread_status(daemon.pid());
+    assert!(tasks.len() >= 2, "the store thread runs too: {tasks:?}");
+    for task in &tasks {
+        assert_eq!(
+            task["Uid"],
+            format!("{uid}\t{uid}\t{uid}\t{uid}"),
+            "{task:?}"
+        );
+        let gid = task["Gid"].split('\t').next().unwrap();
+        assert_eq!(
+            task["Gid"],
+            format!("{gid}\t{gid}\t{gid}\t{gid}"),
+            "{task:?}"
+        );
+        assert_eq!(task["Groups"], gid, "only the user's own group: {task:?}");
+        assert_eq!(task["Seccomp"], "2", "{task:?}");
+        assert_eq!(task["Seccomp_filters"], "1", "{task:?}");
+        assert_eq!(task["NoNewPrivs"], "1", "{task:?}");
+        assert_eq!(task["CapEff"], ptrace, "{task:?}");
+        assert_eq!(task["CapPrm"], ptrace, "{task:?}");
+        assert_eq!(task["CapBnd"], ptrace, "{task:?}");
+        assert_eq!(task["CapAmb"], "0000000000000000", "{task:?}");
+    }
+    // Its folders are its own now; the socket is still everyone's to connect to.
+    use std::os::unix::fs::MetadataExt as _;
+    for path in [scratch.0.join("lib"), scratch.db(), scratch.0.join("run")] {
+        assert_eq!(
+            fs::metadata(&path).unwrap().uid(),
+            user.uid,
+            "{}",
+            path.display()
+        );
+    }
+    assert_eq!(mode(&scratch.socket()), 0o666);
+    let status = daemon.status();
+    let sandbox = status.sandbox.clone().expect("the sandbox in status");
+    assert_eq!(
+        (
+            sandbox.user.as_str(),
+            sandbox.uid,
+            sandbox.stays_root.as_deref()
+        ),
+        (user.name.as_str(), user.uid, None)
+    );
+    assert_eq!(sandbox.capabilities, ["CAP_SYS_PTRACE"]);
+    assert!(sandbox.no_new_privs);
+    assert!(sandbox.seccomp.in_force, "{:?}", sandbox.seccomp);
+    assert!(
+        sandbox
+            .seccomp
+            .detail
+            .ends_with("system calls allowed, others fail with EPERM"),
+        "{:?}",
+        sandbox.seccomp
+    );
+    assert_eq!(
+        (sandbox.landlock.in_force, sandbox.landlock.detail.as_str()),
+        (false, kaipo::sandbox::landlock::OFF)
+    );
+    let table = Command::new(env!("CARGO_BIN_EXE_kaipo"))
+        .args(["status", "--socket"])
+        .arg(scratch.socket())
+        .output()
+        .expect("kaipo status");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains(&format!(
+            "sandbox: user {} (uid {}), capabilities CAP_SYS_PTRACE, no_new_privs\nseccomp: in force: ",
+            user.name, user.uid
+        )),
+        "{table}"
+    );
+
+    // Still counts a known process exactly, names it, and writes history.
+    let sender = Sender::start(None, false, 80, 200);
+    let expected = udp_bytes(80, 200);
+    let status = wait_for_totals(&daemon, sender.pid(), expected);
+    let p = process_in(&status, sender.pid()).expect("the sender");
+    assert_eq!(
+        (
+            p.total.rx_bytes,
+            p.total.tx_bytes,
+            p.total.rx_packets,
+            p.total.tx_packets
+        ),
+        (expected, expected, 80, 80)
+    );
+    let me = std::env::current_exe().unwrap();
+    assert_eq!(
+        p.app,
+        me.file_name().unwrap().to_str().unwrap(),
+        "named by its executable"
+    );
+    let sender_pid = sender.pid();
+    drop(sender);
+
+    // Reloads its configuration under Landlock: one more alert rule than before.
+    fs::write(
+        &config,
+        "[daemon]\ninclude_loopback = true\n[[alerts.rule]]\nname = \"big\"\nkind = \"rate\"\n\
+         scope = \"app\"\nabove = 1000000000\n",
+    )
+    .unwrap();
+    // SAFETY: a signal to our own child.
+    assert_eq!(
+        unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGHUP) },
+        0
+    );
+    wait_until(
+        10,
+        || daemon.stderr(),
+        || {
+            daemon.stderr().contains(&format!(
+                "SIGHUP: reloaded {} (1 alert rules)",
+                config.display()
+            ))
+        },
+    );
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    assert!(
+        !scratch.socket().exists(),
+        "the socket is removed at exit: {stderr}"
+    );
+    assert_eq!(
+        history(&scratch.db()).get(&sender_pid),
+        Some(&(expected, expected, 80, 80))
+    );
+
+    // With Landlock: files confined, and processes outside the domain named by their command.
+    let daemon = Daemon::start_with_env(
+        &scratch,
+        &["--interval", "500ms", "--user", &user.name, "--landlock"],
+        &[("KAIPO_CONFIG", config.to_str().unwrap())],
+    );
+    let sandbox = daemon.status().sandbox.expect("the sandbox in status");
+    match kaipo::sandbox::landlock::kernel_abi() {
+        Ok(abi) => {
+            assert!(sandbox.landlock.in_force, "{sandbox:?}");
+            assert_eq!(
+                sandbox.landlock.detail,
+                format!(
+                    "files limited to {}, {} (read-write) and /proc, /sys, /etc, /usr, {} \
+                     (read-only), Landlock ABI {}",
+                    scratch.0.join("lib").display(),
+                    scratch.0.join("run").display(),
+                    config.display(),
+                    abi
+                )
+            );
+        }
+        Err(why) => assert_eq!(
+            (sandbox.landlock.in_force, sandbox.landlock.detail.as_str()),
+            (false, why.as_str())
+        ),
+    }
+    let sender = Sender::start(None, false, 30, 500);
+    let expected2 = udp_bytes(30, 500);
+    let status = wait_for_totals(&daemon, sender.pid(), expected2);
+    let p = process_in(&status, sender.pid()).expect("the sender");
+    assert_eq!(
+        (
+            p.total.rx_bytes,
+            p.total.tx_bytes,
+            p.total.rx_packets,
+            p.total.tx_packets
+        ),
+        (expected2, expected2, 30, 30)
+    );
+    if sandbox.landlock.in_force {
+        let exe = me.file_name().unwrap().to_str().unwrap();
+        assert_eq!(
+            p.app,
+            &exe[..15],
+            "the command name: /proc/PID/exe is out of reach"
+        );
+    }
+    let sender_pid2 = sender.pid();
+    drop(sender);
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    let stored = history(&scratch.db());
+    assert_eq!(stored.get(&sender_pid), Some(&(expected, expected, 80, 80)));
+    assert_eq!(
+        stored.get(&sender_pid2),
+        Some(&(expected2, expected2, 30, 30))
+    );
+}
+
+#[test]
+fn a_user_that_does_not_exist_is_refused_before_anything_is_created() {
+    require_root();
+    let scratch = Scratch::new("no-user");
+    let out = Command::new(env!("CARGO_BIN_EXE_kaipo"))
+        .args([
+            "daemon",
+            "--iface",
+            "lo",
+            "--user",
+            "kt17-no-such-user",
+            "--db",
+        ])
+        .arg(scratch.db())
+        .arg("--socket")
+        .arg(scratch.socket())
+        .output()
+        .expect("running kaipo daemon");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "kaipo: daemon.user is \"kt17-no-such-user\" but there is no such user; create it \
+         (useradd --system --no-create-home --shell /usr/sbin/nologin kt17-no-such-user), or set \
+         daemon.user = \"root\" to keep the daemon root\n"
+    );
+    assert!(!scratch.0.join("lib").exists() && !scratch.0.join("run").exists());
+}

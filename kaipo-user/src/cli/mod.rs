@@ -229,6 +229,10 @@ pub struct DaemonArgs {
     /// [default: kaipo, where that user exists].
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// Limit the daemon's files with Landlock after start; processes are then named by their
+    /// command name, not their executable (Linux).
+    #[arg(long)]
+    pub landlock: bool,
     #[command(flatten)]
     pub collect: BackendArgs,
 }
@@ -373,6 +377,7 @@ impl DaemonArgs {
                 .user
                 .clone()
                 .or_else(|| (d.user != crate::config::DEFAULT_DAEMON_USER).then(|| d.user.clone())),
+            landlock: args.landlock || d.landlock,
             config_path,
             config,
         }

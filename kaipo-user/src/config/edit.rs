@@ -27,6 +27,10 @@ include_loopback = false
 # The user the daemon becomes once its programs are attached (Linux; `kaipo install-service`
 # creates it). "root" keeps it root. Without such a user the daemon stays root and says why.
 user = "kaipo"
+# Limit the daemon's files with Landlock after start (Linux 5.13+). A Landlock domain also
+# keeps the daemon from reading other processes' /proc/PID/exe, so processes are then named by
+# their command name (15 characters) instead of their executable.
+landlock = false
 
 [metrics]
 # Serve Prometheus metrics on http://HOST:PORT/metrics; "" serves nothing.

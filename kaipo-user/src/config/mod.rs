@@ -53,6 +53,10 @@ pub struct DaemonConfig {
     pub include_loopback: bool,
     /// The user the daemon becomes once its programs are attached; "root" keeps it root.
     pub user: String,
+    /// Confine the daemon's files with Landlock after start. Off by default: a Landlock domain
+    /// also keeps the daemon from reading /proc/PID/exe of every process outside it, so
+    /// processes would be named by their command name instead of their executable.
+    pub landlock: bool,
 }
 
 impl Default for DaemonConfig {
@@ -65,6 +69,7 @@ impl Default for DaemonConfig {
             live_interval: Duration::from_secs(1),
             include_loopback: false,
             user: DEFAULT_DAEMON_USER.to_owned(),
+            landlock: false,
         }
     }
 }
@@ -230,6 +235,7 @@ impl Config {
             "daemon.include_loopback",
         );
         check(a.user != b.user, "daemon.user");
+        check(a.landlock != b.landlock, "daemon.landlock");
         check(self.metrics.listen != new.metrics.listen, "metrics.listen");
         check(
             self.metrics.bpf_stats != new.metrics.bpf_stats,

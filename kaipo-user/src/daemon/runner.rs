@@ -51,6 +51,8 @@ pub struct DaemonOptions {
     pub config: Config,
     /// Who the daemon becomes after start (`daemon.user`); None: `kaipo` where it exists.
     pub user: Option<String>,
+    /// Confine files with Landlock after start (`daemon.landlock`).
+    pub landlock: bool,
 }
 
 /// Creates the missing folders above `path`, each 0755 whatever the umask. Returns the ones
@@ -136,6 +138,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         &opts.db,
         &opts.socket,
         &opts.config_path,
+        opts.landlock,
     );
     // Bound and switched on while privileges last: a port under 1024 needs
     // CAP_NET_BIND_SERVICE, and enabling BPF statistics needs CAP_SYS_ADMIN.

@@ -55,7 +55,8 @@ mod imp {
     pub struct Plan {
         kept: Vec<privilege::Kept>,
         target: Target,
-        allowed: Allowed,
+        /// None: Landlock not asked for.
+        allowed: Option<Allowed>,
     }
 
     pub fn plan(
@@ -64,6 +65,7 @@ mod imp {
         db: &Path,
         socket: &Path,
         config: &Path,
+        landlock: bool,
     ) -> Plan {
         Plan {
             kept: privilege::needed_after_start(
@@ -73,7 +75,7 @@ mod imp {
                 &privilege::unprivileged_bpf_disabled(),
             ),
             target,
-            allowed: Allowed::for_daemon(db, socket, config),
+            allowed: landlock.then(|| Allowed::for_daemon(db, socket, config)),
         }
     }
 
@@ -93,12 +95,16 @@ mod imp {
         };
         let held = privilege::drop_all_but(&plan.kept, account).context("dropping privileges")?;
         // Both restrict this thread and the threads it starts; the daemon has one yet.
-        let landlock = match landlock::restrict(&plan.allowed) {
-            Ok(o) => SandboxLayer {
+        let landlock = match plan.allowed.as_ref().map(landlock::restrict) {
+            None => SandboxLayer {
+                in_force: false,
+                detail: landlock::OFF.into(),
+            },
+            Some(Ok(o)) => SandboxLayer {
                 in_force: o.in_force,
                 detail: o.detail,
             },
-            Err(e) => SandboxLayer {
+            Some(Err(e)) => SandboxLayer {
                 in_force: false,
                 detail: format!("the ruleset could not be built: {e}"),
             },
@@ -147,7 +153,7 @@ mod imp {
 
     pub struct Plan;
 
-    pub fn plan(_: &Collector, _: Target, _: &Path, _: &Path, _: &Path) -> Plan {
+    pub fn plan(_: &Collector, _: Target, _: &Path, _: &Path, _: &Path, _: bool) -> Plan {
         Plan
     }
 

@@ -2,6 +2,11 @@
 //! folders, and read only /proc, /sys, /etc (users, groups and name lookups), /usr (the
 //! resolver's modules, loaded on first use) and its configuration file. Descriptors opened
 //! before (maps, programs, the socket, the database) are not affected.
+//!
+//! Off unless asked for (`daemon.landlock`): a Landlock domain also limits ptrace access to
+//! processes inside it (security/landlock/task.c), and reading another process's
+//! /proc/PID/exe, /proc/PID/fd or /proc/PID/ns is a ptrace access check. With the ruleset on,
+//! processes are named by their command name and the pcap backend finds no socket owners.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +14,11 @@ use landlock::{
     path_beneath_rules, Access as _, AccessFs, LandlockStatus, Ruleset, RulesetAttr as _,
     RulesetCreatedAttr as _, RulesetStatus, ABI,
 };
+
+/// Why the ruleset is off unless asked for.
+pub const OFF: &str = "off (daemon.landlock = true or --landlock turns it on): a Landlock domain \
+     also keeps the daemon from reading /proc/PID/exe of processes outside it, so processes \
+     would be named by their command name instead of their executable";
 
 /// The newest ABI kaipo asks for; older kernels enforce what they know (best effort).
 const WANTED_ABI: ABI = ABI::V5;
