@@ -172,7 +172,7 @@ fn the_seccomp_filter_refuses_execve_ptrace_and_unshare_and_allows_the_daemons_w
         ]
     );
     #[cfg(target_arch = "x86_64")]
-    assert_eq!(seccomp::allowed_count(), 125);
+    assert_eq!(seccomp::allowed_count(), 126);
 }
 
 #[test]
@@ -196,5 +196,69 @@ fn the_landlock_ruleset_refuses_files_outside_the_daemons_folders() {
             "etc write denied",
             "tmp read denied",
         ]
+    );
+}
+
+/// `kaipo watch` runs its own collector and filters its system calls once attached, and
+/// still prints every interval.
+#[test]
+fn watch_filters_its_system_calls_once_collecting() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: kaipo watch loads eBPF programs, which needs root");
+        return;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kaipo"))
+        .args([
+            "watch",
+            "--iface",
+            "lo",
+            "--include-loopback",
+            "--interval",
+            "500ms",
+            "--duration",
+            "3s",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running kaipo watch");
+    let status_path = format!("/proc/{}/status", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut seen = None;
+    while std::time::Instant::now() < deadline {
+        let status = fs::read_to_string(&status_path).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+        };
+        if field("Seccomp:").as_deref() == Some("2") {
+            seen = Some((field("Seccomp_filters:"), field("NoNewPrivs:")));
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        seen,
+        Some((Some("1".into()), Some("1".into()))),
+        "Seccomp 2 never showed: {stderr}"
+    );
+    assert!(!stderr.contains("seccomp"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON interval"))
+        .collect();
+    // 3 s of 500 ms intervals, the last one cut short by the duration.
+    assert!(
+        (6..=7).contains(&lines.len()),
+        "{} intervals: {stdout}",
+        lines.len()
     );
 }
