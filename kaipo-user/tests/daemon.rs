@@ -1652,7 +1652,10 @@ struct TestUser {
 impl TestUser {
     fn create(tag: &str) -> TestUser {
         let name = format!("kt17{tag}{}", std::process::id() % 100_000);
-        let _ = Command::new("userdel").arg(&name).status();
+        let _ = Command::new("userdel")
+            .arg(&name)
+            .stderr(Stdio::null())
+            .status();
         let status = Command::new("useradd")
             .args([
                 "--system",
@@ -1700,10 +1703,18 @@ fn the_daemon_becomes_its_own_user_confined_and_still_counts_exactly() {
     let scratch = Scratch::new("own-user");
     let config = scratch.0.join("kaipo.toml");
     fs::write(&config, "[daemon]\ninclude_loopback = true\n").unwrap();
+    // Outside the daemon's folders, readable by root and by the daemon's user alike.
+    let outside = std::env::temp_dir().join(format!("kaipo-outside-{}", std::process::id()));
+    fs::write(&outside, "not for kaipo").unwrap();
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o644)).unwrap();
+    let probe = (
+        kaipo::daemon::reload::PROBE_ON_RELOAD,
+        outside.to_str().unwrap(),
+    );
     let daemon = Daemon::start_with_env(
         &scratch,
         &["--interval", "500ms", "--user", &user.name],
-        &[("KAIPO_CONFIG", config.to_str().unwrap())],
+        &[("KAIPO_CONFIG", config.to_str().unwrap()), probe],
     );
     let uid = user.uid.to_string();
     let ptrace = format!("{:016x}", 1u64 << 19);
@@ -1840,7 +1851,7 @@ fn the_daemon_becomes_its_own_user_confined_and_still_counts_exactly() {
     let daemon = Daemon::start_with_env(
         &scratch,
         &["--interval", "500ms", "--user", &user.name, "--landlock"],
-        &[("KAIPO_CONFIG", config.to_str().unwrap())],
+        &[("KAIPO_CONFIG", config.to_str().unwrap()), probe],
     );
     let sandbox = daemon.status().sandbox.expect("the sandbox in status");
     match kaipo::sandbox::landlock::kernel_abi() {
@@ -1886,6 +1897,27 @@ fn the_daemon_becomes_its_own_user_confined_and_still_counts_exactly() {
     }
     let sender_pid2 = sender.pid();
     drop(sender);
+    // Landlock refuses the file outside the daemon's folders.
+    // SAFETY: a signal to our own child.
+    assert_eq!(
+        unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGHUP) },
+        0
+    );
+    let refused = format!(
+        "kaipo: sandbox probe: execve /bin/true: Operation not permitted (os error 1); read {}: {}\n",
+        outside.display(),
+        if sandbox.landlock.in_force {
+            "Permission denied (os error 13)"
+        } else {
+            "13 bytes"
+        }
+    );
+    wait_until(
+        10,
+        || daemon.stderr(),
+        || daemon.stderr().contains(&refused),
+    );
+    let _ = fs::remove_file(&outside);
     let (exit, stderr) = daemon.stop(libc::SIGTERM);
     assert!(exit.success(), "exit {exit}: {stderr}");
     let stored = history(&scratch.db());
