@@ -208,7 +208,7 @@ fn watch_filters_its_system_calls_once_collecting() {
         eprintln!("skipped: kaipo watch loads eBPF programs, which needs root");
         return;
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kaipo"))
+    let child = Command::new(env!("CARGO_BIN_EXE_kaipo"))
         .args([
             "watch",
             "--iface",
