@@ -26,5 +26,7 @@ pub mod service;
 #[cfg(unix)]
 pub mod status;
 pub mod store;
+#[cfg(target_os = "linux")]
+pub mod store_cmd;
 pub mod ui;
 pub mod watch;

@@ -32,6 +32,12 @@ user = "kaipo"
 # their command name (15 characters) instead of their executable.
 landlock = false
 
+[storage]
+# Encrypt the history database (SQLCipher, AES-256; Linux) with the key in this file: 64 hex
+# digits (openssl rand -hex 32) or a passphrase, or "credential:NAME" for a systemd credential.
+# "" keeps it unencrypted. `kaipo store encrypt|decrypt` converts an existing database.
+encryption_key_file = ""
+
 [metrics]
 # Serve Prometheus metrics on http://HOST:PORT/metrics; "" serves nothing.
 listen = ""

@@ -32,6 +32,7 @@ pub const DEFAULT_DAEMON_USER: &str = "kaipo";
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub daemon: DaemonConfig,
+    pub storage: StorageConfig,
     pub metrics: MetricsConfig,
     pub client: ClientConfig,
     pub alerts: crate::alert::AlertsConfig,
@@ -72,6 +73,16 @@ impl Default for DaemonConfig {
             landlock: false,
         }
     }
+}
+
+/// `[storage]`: how history is kept on disk.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The key of the encrypted database: a file (64 hex digits or a passphrase) or
+    /// `credential:NAME` (a systemd credential); unset, the database is not encrypted.
+    #[serde(with = "value::optional_path")]
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 /// `[metrics]`: the Prometheus endpoint.
@@ -236,6 +247,10 @@ impl Config {
         );
         check(a.user != b.user, "daemon.user");
         check(a.landlock != b.landlock, "daemon.landlock");
+        check(
+            self.storage.encryption_key_file != new.storage.encryption_key_file,
+            "storage.encryption_key_file",
+        );
         check(self.metrics.listen != new.metrics.listen, "metrics.listen");
         check(
             self.metrics.bpf_stats != new.metrics.bpf_stats,

@@ -53,6 +53,8 @@ pub struct DaemonOptions {
     pub user: Option<String>,
     /// Confine files with Landlock after start (`daemon.landlock`).
     pub landlock: bool,
+    /// The key of the encrypted database (`[storage] encryption_key_file`).
+    pub key_file: Option<PathBuf>,
 }
 
 /// Creates the missing folders above `path`, each 0755 whatever the umask. Returns the ones
@@ -98,7 +100,12 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
 
     // Dropped in the reverse order: the store closes before a failed start removes what it
     // created, and the lock goes last.
-    let opened = history::open(&opts.db, group)?;
+    // Read while the key file can still be reached (before Landlock and the user switch).
+    let key = match &opts.key_file {
+        Some(file) => Some(Arc::new(crate::store::StoreKey::load(file)?)),
+        None => None,
+    };
+    let opened = history::open(&opts.db, group, key)?;
     let mut start_files = opened.files;
     let _history_lock = opened.lock;
     let note = opened.note;
@@ -319,7 +326,7 @@ mod tests {
         let root = std::env::temp_dir().join(format!("kaipo-open-err-{}", std::process::id()));
         let db = root.join("kaipo.db");
         fs::create_dir_all(&db).unwrap();
-        let err = history::open(&db, None)
+        let err = history::open(&db, None, None)
             .err()
             .expect("a folder is no database");
         let text = format!("{err:#}");
