@@ -1955,3 +1955,122 @@ fn a_user_that_does_not_exist_is_refused_before_anything_is_created() {
     );
     assert!(!scratch.0.join("lib").exists() && !scratch.0.join("run").exists());
 }
+
+#[test]
+fn an_encrypted_history_is_read_exactly_with_its_key_and_never_replaced_without_it() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("encrypted");
+    let key = scratch.0.join("db.key");
+    fs::write(
+        &key,
+        "3b7f0c5e9a1d2f4b6c8e0a1b3c5d7e9f11223344556677889900aabbccddeeff\n",
+    )
+    .unwrap();
+    let config = scratch.0.join("kaipo.toml");
+    fs::write(
+        &config,
+        format!("[storage]\nencryption_key_file = \"{}\"\n", key.display()),
+    )
+    .unwrap();
+    let env = [("KAIPO_CONFIG", config.to_str().unwrap())];
+    let daemon = Daemon::start_with_env(&scratch, &["--interval", "500ms"], &env);
+    let sender = Sender::start(None, false, 40, 250);
+    let expected = udp_bytes(40, 250);
+    wait_for_totals(&daemon, sender.pid(), expected);
+    let pid = sender.pid();
+    drop(sender);
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    let bytes = fs::read(scratch.db()).unwrap();
+    assert!(
+        !bytes.starts_with(b"SQLite format 3"),
+        "the file is encrypted"
+    );
+
+    let report = |config: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_kaipo"))
+            .args([
+                "report", "--format", "json", "--by", "process", "--since", "1h", "--db",
+            ])
+            .arg(scratch.db())
+            .env("KAIPO_CONFIG", config)
+            .output()
+            .expect("running kaipo report")
+    };
+    // With the daemon's setting: exact.
+    let out = report(&config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<ReportRow> = serde_json::from_value(json["rows"].clone()).unwrap();
+    let got = by_pid(&Report {
+        rows,
+        ..Report::default()
+    });
+    assert_eq!(got.get(&pid), Some(&(expected, expected, 40, 40)));
+    // Without it: a clear error, exit 1, the file byte-identical.
+    let plain = scratch.0.join("plain.toml");
+    fs::write(&plain, "").unwrap();
+    let out = report(&plain);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "the history database {} is not a plain SQLite file: it is encrypted (set [storage] \
+             encryption_key_file to its key) or damaged",
+            scratch.db().display()
+        )),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::read(scratch.db()).unwrap(), bytes);
+
+    // A daemon with a wrong key, or a key file that is missing, exits 1 and touches nothing.
+    let files_before: Vec<_> = fs::read_dir(scratch.0.join("lib"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    fs::write(&key, format!("{}\n", "7".repeat(64))).unwrap();
+    let run_daemon = || {
+        Command::new(env!("CARGO_BIN_EXE_kaipo"))
+            .args(["daemon", "--iface", "lo", "--db"])
+            .arg(scratch.db())
+            .arg("--socket")
+            .arg(scratch.socket())
+            .env("KAIPO_CONFIG", &config)
+            .output()
+            .expect("running kaipo daemon")
+    };
+    let out = run_daemon();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "kaipo: cannot read the history database {} with the key from {}: the key is wrong, \
+             or the file is not an encrypted kaipo database; nothing was changed (the file is \
+             left as it is)\n",
+            scratch.db().display(),
+            key.display()
+        )
+    );
+    fs::remove_file(&key).unwrap();
+    let out = run_daemon();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "kaipo: cannot read the database key {}: No such file or directory (os error 2); \
+             nothing was changed\n",
+            key.display()
+        )
+    );
+    assert_eq!(fs::read(scratch.db()).unwrap(), bytes, "byte for byte");
+    let files_after: Vec<_> = fs::read_dir(scratch.0.join("lib"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files_after, files_before, "nothing moved aside or created");
+}
