@@ -24,6 +24,10 @@ pub const PLAIN_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
 /// A database key, read from its file. Wiped from memory when dropped.
 pub struct StoreKey {
+    #[cfg_attr(
+        not(target_os = "linux"),
+        expect(dead_code, reason = "only SQLCipher (Linux) takes a key")
+    )]
     secret: Zeroizing<Vec<u8>>,
     /// Where it came from, for messages (never the key itself).
     source: PathBuf,
@@ -91,6 +95,7 @@ impl StoreKey {
     }
 
     /// The key as SQLCipher takes it (raw `x'…'` form or passphrase).
+    #[cfg(target_os = "linux")]
     pub(crate) fn secret(&self) -> &[u8] {
         &self.secret
     }
