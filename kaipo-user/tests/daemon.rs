@@ -2074,3 +2074,192 @@ fn an_encrypted_history_is_read_exactly_with_its_key_and_never_replaced_without_
         .collect();
     assert_eq!(files_after, files_before, "nothing moved aside or created");
 }
+
+/// `curl` against the remote API: (HTTP status, body).
+fn curl(cert: &Path, port: u16, path: &str, token: Option<&str>, extra: &[&str]) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--cacert"])
+        .arg(cert)
+        .args(["-w", "\n%{http_code}"])
+        .args(extra)
+        .arg(format!("https://localhost:{port}{path}"));
+    if let Some(token) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+    }
+    let out = cmd.output().expect("curl is not installed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').expect("curl's status line");
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+#[test]
+fn the_remote_api_serves_the_sockets_figures_over_tls_to_token_holders_only() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("remote");
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("a certificate");
+    let (cert_file, key_file) = (scratch.0.join("cert.pem"), scratch.0.join("key.pem"));
+    fs::write(&cert_file, cert.pem()).unwrap();
+    fs::write(&key_file, key_pair.serialize_pem()).unwrap();
+    let (full, nobody) = ("full-token-0123456789abcdef", "nobody-token-0123456789");
+    let tokens = scratch.0.join("tokens");
+    fs::write(&tokens, format!("{full} full\n{nobody} uid:{NOBODY}\n")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let config = scratch.0.join("kaipo.toml");
+    fs::write(
+        &config,
+        format!(
+            "[api]\nlisten = \"127.0.0.1:{port}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
+             tokens_file = \"{}\"\nrequests_per_minute = 8\n",
+            cert_file.display(),
+            key_file.display(),
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_with_env(
+        &scratch,
+        &["--interval", "500ms"],
+        &[("KAIPO_CONFIG", config.to_str().unwrap())],
+    );
+    assert!(
+        daemon
+            .stderr()
+            .contains(&format!("kaipo: remote API on https://127.0.0.1:{port}\n")),
+        "{}",
+        daemon.stderr()
+    );
+    let sender = Sender::start(None, false, 50, 300);
+    let expected = udp_bytes(50, 300);
+    let local = wait_for_totals(&daemon, sender.pid(), expected);
+    let mine = process_in(&local, sender.pid()).unwrap().total;
+
+    // No token, or a wrong one: 401 and nothing else.
+    let (code, body) = curl(&cert_file, port, "/v1/status", None, &[]);
+    assert_eq!(code, 401, "{body}");
+    assert_eq!(
+        body,
+        "{\"error\":\"a valid token is needed: Authorization: Bearer TOKEN\",\"ok\":false,\"v\":1}\n"
+    );
+    let (code, _) = curl(
+        &cert_file,
+        port,
+        "/v1/status",
+        Some("full-token-0123456789abcdeX"),
+        &[],
+    );
+    assert_eq!(code, 401);
+
+    // The full token sees what the socket shows root: the sender, to the byte.
+    let (code, body) = curl(&cert_file, port, "/v1/status", Some(full), &[]);
+    assert_eq!(code, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let status: StatusReport = serde_json::from_value(answer["status"].clone()).unwrap();
+    assert!(status.caller.privileged);
+    let p = process_in(&status, sender.pid()).expect("the sender over HTTPS");
+    assert_eq!(p.total, mine);
+    assert_eq!(
+        (
+            p.total.rx_bytes,
+            p.total.tx_bytes,
+            p.total.rx_packets,
+            p.total.tx_packets
+        ),
+        (expected, expected, 50, 50)
+    );
+    // A uid-scoped token sees only that uid: not root's sender, no interfaces.
+    let (code, body) = curl(&cert_file, port, "/v1/status", Some(nobody), &[]);
+    assert_eq!(code, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let status: StatusReport = serde_json::from_value(answer["status"].clone()).unwrap();
+    assert_eq!(
+        (status.caller.uid, status.caller.privileged),
+        (NOBODY, false)
+    );
+    assert!(process_in(&status, sender.pid()).is_none());
+    assert!(status.totals.processes.iter().all(|p| p.uid == NOBODY));
+    assert!(status.interfaces.is_empty());
+
+    // History, as the socket's query answers it.
+    let now = now_ms();
+    let q = format!(
+        "/v1/query?from_ms={}&to_ms={}&by=process&top=0",
+        now - 3_600_000,
+        now + 60_000
+    );
+    // First through the socket (polling costs the token nothing), then once over HTTPS.
+    let query = Query {
+        from_ms: now - 3_600_000,
+        to_ms: now + 60_000,
+        by: Dimension::Process,
+        top: 0,
+        uid: None,
+        per: None,
+    };
+    let mut over_socket = HashMap::new();
+    wait_until(
+        15,
+        || "the sender in history".to_owned(),
+        || {
+            over_socket = by_pid(&block_on(client::query(&daemon.socket, &query)).unwrap());
+            over_socket.get(&sender.pid()) == Some(&(expected, expected, 50, 50))
+        },
+    );
+    let (code, body) = curl(&cert_file, port, &q, Some(full), &[]);
+    assert_eq!(code, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let report: Report = serde_json::from_value(answer["report"].clone()).unwrap();
+    assert_eq!(by_pid(&report), over_socket);
+    let (code, body) = curl(&cert_file, port, "/v1/query?by=planet", Some(full), &[]);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("invalid query"), "{body}");
+
+    // Live snapshots as server-sent events.
+    let (code, body) = curl(
+        &cert_file,
+        port,
+        "/v1/subscribe",
+        Some(full),
+        &["-N", "--max-time", "2"],
+    );
+    assert_eq!(code, 200, "{body}");
+    let events: Vec<Value> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|l| serde_json::from_str(l).expect("a JSON event"))
+        .collect();
+    // 250 ms snapshots for 2 s.
+    assert!(events.len() >= 5, "{} events: {body}", events.len());
+    assert!(events
+        .iter()
+        .all(|e| e["ok"] == true && e["snapshot"].is_object()));
+
+    // The uid token has used 1 of its 8 requests a minute: 7 more pass, the next is refused.
+    for _ in 0..7 {
+        assert_eq!(
+            curl(&cert_file, port, "/v1/status", Some(nobody), &[]).0,
+            200
+        );
+    }
+    let (code, body) = curl(&cert_file, port, "/v1/status", Some(nobody), &["-i"]);
+    assert_eq!(code, 429, "{body}");
+    // The budget refills at one request per 7.5 s: the wait left depends on the time the
+    // requests above took, and is said the same way in the header and the body.
+    let wait: u64 = body
+        .split("Retry-After: ")
+        .nth(1)
+        .and_then(|r| r.split("\r\n").next())
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After: {body}"));
+    assert!((1..=8).contains(&wait), "{body}");
+    assert!(body.contains(&format!("retry in {wait} s")), "{body}");
+    // The full token has a budget of its own.
+    assert_eq!(curl(&cert_file, port, "/v1/status", Some(full), &[]).0, 200);
+    drop(sender);
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+}

@@ -38,6 +38,18 @@ landlock = false
 # "" keeps it unencrypted. `kaipo store encrypt|decrypt` converts an existing database.
 encryption_key_file = ""
 
+[api]
+# Serve the daemon's status, queries and live snapshots over HTTPS on HOST:PORT (Linux); ""
+# serves nothing. Needs the certificate and key (PEM) and a tokens file: one "TOKEN full" or
+# "TOKEN uid:N" a line.
+listen = ""
+cert_file = ""
+key_file = ""
+tokens_file = ""
+# Connections at once, and requests per token per minute.
+max_connections = 16
+requests_per_minute = 120
+
 [metrics]
 # Serve Prometheus metrics on http://HOST:PORT/metrics; "" serves nothing.
 listen = ""

@@ -33,6 +33,7 @@ pub const DEFAULT_DAEMON_USER: &str = "kaipo";
 pub struct Config {
     pub daemon: DaemonConfig,
     pub storage: StorageConfig,
+    pub api: ApiConfig,
     pub metrics: MetricsConfig,
     pub client: ClientConfig,
     pub alerts: crate::alert::AlertsConfig,
@@ -83,6 +84,40 @@ pub struct StorageConfig {
     /// `credential:NAME` (a systemd credential); unset, the database is not encrypted.
     #[serde(with = "value::optional_path")]
     pub encryption_key_file: Option<PathBuf>,
+}
+
+/// `[api]`: the remote API over HTTPS (Linux), off unless `listen` is set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// `HOST:PORT` to serve HTTPS on; empty (the default) serves nothing.
+    #[serde(with = "socket_addr")]
+    pub listen: Option<SocketAddr>,
+    /// The server's certificate chain and private key (PEM).
+    #[serde(with = "value::optional_path")]
+    pub cert_file: Option<PathBuf>,
+    #[serde(with = "value::optional_path")]
+    pub key_file: Option<PathBuf>,
+    /// One `TOKEN full` or `TOKEN uid:N` a line.
+    #[serde(with = "value::optional_path")]
+    pub tokens_file: Option<PathBuf>,
+    /// Connections served at once; more are closed as they come.
+    pub max_connections: usize,
+    /// Requests per token per minute.
+    pub requests_per_minute: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            cert_file: None,
+            key_file: None,
+            tokens_file: None,
+            max_connections: 16,
+            requests_per_minute: 120,
+        }
+    }
 }
 
 /// `[metrics]`: the Prometheus endpoint.
@@ -182,6 +217,24 @@ impl Config {
                 ),
             );
         }
+        if !(1..=4096).contains(&self.api.max_connections) {
+            return bad(
+                "api.max_connections",
+                format!(
+                    "{} is out of range; allowed: 1 to 4096",
+                    self.api.max_connections
+                ),
+            );
+        }
+        if !(1..=60_000).contains(&self.api.requests_per_minute) {
+            return bad(
+                "api.requests_per_minute",
+                format!(
+                    "{} is out of range; allowed: 1 to 60000",
+                    self.api.requests_per_minute
+                ),
+            );
+        }
         if self.daemon.live_interval > self.daemon.interval {
             return bad(
                 "daemon.live_interval",
@@ -252,6 +305,7 @@ impl Config {
             "storage.encryption_key_file",
         );
         check(self.metrics.listen != new.metrics.listen, "metrics.listen");
+        check(self.api != new.api, "api");
         check(
             self.metrics.bpf_stats != new.metrics.bpf_stats,
             "metrics.bpf_stats",

@@ -158,6 +158,9 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
+    // The remote API's port, certificate, key and tokens, while they can still be read.
+    #[cfg(target_os = "linux")]
+    let remote = super::remote::prepare(&opts.config.api).await?;
     let sandbox = start_privileges::drop_unneeded(plan, &opts.db, &opts.socket)?;
 
     // Handlers before anything runs: a signal from here on stops the daemon cleanly.
@@ -249,6 +252,15 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     };
     let shared = Arc::new(shared);
     let (stop_tx, stop_rx) = watch::channel(false);
+    #[cfg(target_os = "linux")]
+    if let Some(remote) = remote {
+        eprintln!("kaipo: remote API on https://{}", remote.addr);
+        tokio::spawn(super::remote::serve(
+            remote,
+            Arc::clone(&shared),
+            stop_rx.clone(),
+        ));
+    }
     tokio::spawn(server::serve(listener, shared, stop_rx.clone()));
     let mut observers: Vec<Box<dyn crate::pipeline::IntervalObserver>> = Vec::new();
     observers.push(Box::new(crate::alert::AlertObserver(Arc::clone(&alerting))));
