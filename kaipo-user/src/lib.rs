@@ -20,9 +20,13 @@ pub mod privilege;
 pub mod procinfo;
 pub mod report;
 #[cfg(target_os = "linux")]
+pub mod sandbox;
+#[cfg(target_os = "linux")]
 pub mod service;
 #[cfg(unix)]
 pub mod status;
 pub mod store;
+#[cfg(target_os = "linux")]
+pub mod store_cmd;
 pub mod ui;
 pub mod watch;

@@ -64,13 +64,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(unix)]
         Command::Report(args) => {
             let mut opts = args.into_options();
+            let path = cli
+                .config
+                .unwrap_or_else(|| kaipo::config::default_path(false));
+            let config = kaipo::config::Config::load(&path)?;
             if opts.format.is_none() && opts.output.is_none() {
-                let path = cli
-                    .config
-                    .unwrap_or_else(|| kaipo::config::default_path(false));
-                let config = kaipo::config::Config::load(&path)?;
                 opts.format = Some(config.client.report_format.into());
             }
+            // The database's key, as the daemon reads it.
+            opts.key_file = config.storage.encryption_key_file;
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::report::run(&opts, &mut stdout))
         }
@@ -103,6 +105,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .config
                 .unwrap_or_else(|| kaipo::config::default_path(false));
             kaipo::config::cmd::run(&command.action(), &path, &mut io::stdout().lock())
+        }
+        #[cfg(target_os = "linux")]
+        Command::Store(command) => {
+            let path = cli
+                .config
+                .unwrap_or_else(|| kaipo::config::default_path(true));
+            let config = kaipo::config::Config::load(&path)?;
+            kaipo::store_cmd::run(&command.options(&config), &mut io::stdout().lock())
         }
         #[cfg(unix)]
         Command::Status(args) => {

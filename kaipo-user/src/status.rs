@@ -232,6 +232,42 @@ pub fn write_table(out: &mut dyn Write, s: &StatusReport) -> std::io::Result<()>
     for d in &s.degradations {
         writeln!(out, "degraded: {}: {}", d.what, d.why)?;
     }
+    if let Some(sandbox) = &s.sandbox {
+        sandbox_lines(sandbox, out)?;
+    }
+    Ok(())
+}
+
+/// Who the daemon runs as and which confinement layers are in force, or why not.
+fn sandbox_lines(
+    s: &crate::api::protocol::SandboxStatus,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let caps = if s.capabilities.is_empty() {
+        "none".to_owned()
+    } else {
+        s.capabilities.join(", ")
+    };
+    write!(
+        out,
+        "sandbox: user {} (uid {}), capabilities {caps}",
+        s.user, s.uid
+    )?;
+    if s.no_new_privs {
+        write!(out, ", no_new_privs")?;
+    }
+    writeln!(out)?;
+    if let Some(why) = &s.stays_root {
+        writeln!(out, "sandbox: runs as root because {why}")?;
+    }
+    for (name, layer) in [("seccomp", &s.seccomp), ("landlock", &s.landlock)] {
+        let state = if layer.in_force {
+            "in force"
+        } else {
+            "not in force"
+        };
+        writeln!(out, "{name}: {state}: {}", layer.detail)?;
+    }
     Ok(())
 }
 
@@ -288,6 +324,7 @@ mod tests {
                 privileged,
             },
             alerts: Vec::new(),
+            sandbox: None,
             totals: Totals {
                 processes: vec![ProcessTotal {
                     pid: 7,
@@ -418,5 +455,48 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("unattributed since start"), "{text}");
+    }
+
+    #[test]
+    fn says_who_the_daemon_runs_as_and_which_layers_hold() {
+        use crate::api::protocol::{SandboxLayer, SandboxStatus};
+        let mut text = Vec::new();
+        let switched = SandboxStatus {
+            user: "kaipo".into(),
+            uid: 998,
+            stays_root: None,
+            capabilities: vec!["CAP_SYS_PTRACE".into()],
+            no_new_privs: true,
+            seccomp: SandboxLayer {
+                in_force: true,
+                detail: "125 system calls allowed, others fail with EPERM".into(),
+            },
+            landlock: SandboxLayer {
+                in_force: false,
+                detail: "the kernel was built without Landlock".into(),
+            },
+        };
+        sandbox_lines(&switched, &mut text).unwrap();
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "sandbox: user kaipo (uid 998), capabilities CAP_SYS_PTRACE, no_new_privs\n\
+             seccomp: in force: 125 system calls allowed, others fail with EPERM\n\
+             landlock: not in force: the kernel was built without Landlock\n"
+        );
+        let mut text = Vec::new();
+        let root = SandboxStatus {
+            user: "root".into(),
+            stays_root: Some("there is no user kaipo (kaipo install-service creates it)".into()),
+            ..switched
+        };
+        sandbox_lines(&root, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains(
+                "sandbox: runs as root because there is no user kaipo (kaipo install-service \
+                 creates it)\n"
+            ),
+            "{text}"
+        );
     }
 }

@@ -50,6 +50,14 @@ pub async fn run(opts: &WatchOptions, out: &mut dyn Write) -> anyhow::Result<()>
         eprintln!("kaipo: degraded: {degradation}");
     }
     let mut stop_signals = StopSignals::new().context("installing the signal handlers")?;
+    // The collector is attached: from here on only the steady state's system calls.
+    #[cfg(target_os = "linux")]
+    {
+        let seccomp = crate::sandbox::seccomp_layer();
+        if !seccomp.in_force {
+            eprintln!("kaipo: degraded: seccomp not in force: {}", seccomp.detail);
+        }
+    }
     let mut sink = PrintSink {
         out,
         json: opts.json,

@@ -69,7 +69,11 @@ fn a_wrong_key_names_it_its_line_and_the_allowed_keys() {
     assert_eq!(
         check_error("# c\n[metric]\n"),
         "kaipo: FILE, line 2, key metric: unknown field `metric`, expected one of `daemon`, \
-         `metrics`, `client`, `alerts`"
+         `storage`, `api`, `metrics`, `client`, `alerts`"
+    );
+    assert_eq!(
+        check_error("[api]\nmax_connections = 0\n"),
+        "kaipo: FILE, line 2, key api.max_connections: 0 is out of range; allowed: 1 to 4096"
     );
 }
 

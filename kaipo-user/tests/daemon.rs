@@ -1656,3 +1656,625 @@ fn damage_past_the_header_is_found_at_start_and_history_goes_on_in_a_fresh_file(
         "the fresh file holds only new history"
     );
 }
+
+/// A system user made for one test, removed on drop (never `kaipo`: other tests and a real
+/// install may use that one).
+struct TestUser {
+    name: String,
+    uid: u32,
+}
+
+impl TestUser {
+    fn create(tag: &str) -> TestUser {
+        let name = format!("kt17{tag}{}", std::process::id() % 100_000);
+        let _ = Command::new("userdel")
+            .arg(&name)
+            .stderr(Stdio::null())
+            .status();
+        let status = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                &name,
+            ])
+            .status()
+            .expect("running useradd");
+        assert!(status.success(), "useradd {name}: {status}");
+        let out = Command::new("id").args(["-u", &name]).output().unwrap();
+        let uid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        TestUser { name, uid }
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+/// `/proc/PID/status` fields of every thread of `pid`, by name.
+fn thread_status(pid: u32) -> Vec<HashMap<String, String>> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the daemon's threads")
+        .filter_map(Result::ok)
+        .map(|task| {
+            fs::read_to_string(task.path().join("status"))
+                .expect("task status")
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_daemon_becomes_its_own_user_confined_and_still_counts_exactly() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let user = TestUser::create("d");
+    let scratch = Scratch::new("own-user");
+    let config = scratch.0.join("kaipo.toml");
+    fs::write(&config, "[daemon]\ninclude_loopback = true\n").unwrap();
+    // Outside the daemon's folders, readable by root and by the daemon's user alike.
+    let outside = std::env::temp_dir().join(format!("kaipo-outside-{}", std::process::id()));
+    fs::write(&outside, "not for kaipo").unwrap();
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o644)).unwrap();
+    let probe = (
+        kaipo::daemon::reload::PROBE_ON_RELOAD,
+        outside.to_str().unwrap(),
+    );
+    let daemon = Daemon::start_with_env(
+        &scratch,
+        &["--interval", "500ms", "--user", &user.name],
+        &[("KAIPO_CONFIG", config.to_str().unwrap()), probe],
+    );
+    let uid = user.uid.to_string();
+    let ptrace = format!("{:016x}", 1u64 << 19);
+    let tasks = thread_status(daemon.pid());
+    assert!(tasks.len() >= 2, "the store thread runs too: {tasks:?}");
+    for task in &tasks {
+        assert_eq!(
+            task["Uid"],
+            format!("{uid}\t{uid}\t{uid}\t{uid}"),
+            "{task:?}"
+        );
+        let gid = task["Gid"].split('\t').next().unwrap();
+        assert_eq!(
+            task["Gid"],
+            format!("{gid}\t{gid}\t{gid}\t{gid}"),
+            "{task:?}"
+        );
+        assert_eq!(task["Groups"], gid, "only the user's own group: {task:?}");
+        assert_eq!(task["Seccomp"], "2", "{task:?}");
+        assert_eq!(task["Seccomp_filters"], "1", "{task:?}");
+        assert_eq!(task["NoNewPrivs"], "1", "{task:?}");
+        assert_eq!(task["CapEff"], ptrace, "{task:?}");
+        assert_eq!(task["CapPrm"], ptrace, "{task:?}");
+        assert_eq!(task["CapBnd"], ptrace, "{task:?}");
+        assert_eq!(task["CapAmb"], "0000000000000000", "{task:?}");
+    }
+    // Its folders are its own now; the socket is still everyone's to connect to.
+    use std::os::unix::fs::MetadataExt as _;
+    for path in [scratch.0.join("lib"), scratch.db(), scratch.0.join("run")] {
+        assert_eq!(
+            fs::metadata(&path).unwrap().uid(),
+            user.uid,
+            "{}",
+            path.display()
+        );
+    }
+    assert_eq!(mode(&scratch.socket()), 0o666);
+    let status = daemon.status();
+    let sandbox = status.sandbox.clone().expect("the sandbox in status");
+    assert_eq!(
+        (
+            sandbox.user.as_str(),
+            sandbox.uid,
+            sandbox.stays_root.as_deref()
+        ),
+        (user.name.as_str(), user.uid, None)
+    );
+    assert_eq!(sandbox.capabilities, ["CAP_SYS_PTRACE"]);
+    assert!(sandbox.no_new_privs);
+    assert!(sandbox.seccomp.in_force, "{:?}", sandbox.seccomp);
+    assert!(
+        sandbox
+            .seccomp
+            .detail
+            .ends_with("system calls allowed, others fail with EPERM"),
+        "{:?}",
+        sandbox.seccomp
+    );
+    assert_eq!(
+        (sandbox.landlock.in_force, sandbox.landlock.detail.as_str()),
+        (false, kaipo::sandbox::landlock::OFF)
+    );
+    let table = Command::new(env!("CARGO_BIN_EXE_kaipo"))
+        .args(["status", "--socket"])
+        .arg(scratch.socket())
+        .output()
+        .expect("kaipo status");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains(&format!(
+            "sandbox: user {} (uid {}), capabilities CAP_SYS_PTRACE, no_new_privs\nseccomp: in force: ",
+            user.name, user.uid
+        )),
+        "{table}"
+    );
+
+    // Still counts a known process exactly, names it, and writes history.
+    let sender = Sender::start(None, false, 80, 200);
+    let expected = udp_bytes(80, 200);
+    let status = wait_for_totals(&daemon, sender.pid(), expected);
+    let p = process_in(&status, sender.pid()).expect("the sender");
+    assert_eq!(
+        (
+            p.total.rx_bytes,
+            p.total.tx_bytes,
+            p.total.rx_packets,
+            p.total.tx_packets
+        ),
+        (expected, expected, 80, 80)
+    );
+    let me = std::env::current_exe().unwrap();
+    assert_eq!(
+        p.app,
+        me.file_name().unwrap().to_str().unwrap(),
+        "named by its executable"
+    );
+    let sender_pid = sender.pid();
+    drop(sender);
+
+    // Reloads its configuration under Landlock: one more alert rule than before.
+    fs::write(
+        &config,
+        "[daemon]\ninclude_loopback = true\n[[alerts.rule]]\nname = \"big\"\nkind = \"rate\"\n\
+         scope = \"app\"\nabove = 1000000000\n",
+    )
+    .unwrap();
+    // SAFETY: a signal to our own child.
+    assert_eq!(
+        unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGHUP) },
+        0
+    );
+    wait_until(
+        10,
+        || daemon.stderr(),
+        || {
+            daemon.stderr().contains(&format!(
+                "SIGHUP: reloaded {} (1 alert rules)",
+                config.display()
+            ))
+        },
+    );
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    assert!(
+        !scratch.socket().exists(),
+        "the socket is removed at exit: {stderr}"
+    );
+    assert_eq!(
+        history(&scratch.db()).get(&sender_pid),
+        Some(&(expected, expected, 80, 80))
+    );
+
+    // With Landlock: files confined, and processes outside the domain named by their command.
+    let daemon = Daemon::start_with_env(
+        &scratch,
+        &["--interval", "500ms", "--user", &user.name, "--landlock"],
+        &[("KAIPO_CONFIG", config.to_str().unwrap()), probe],
+    );
+    let sandbox = daemon.status().sandbox.expect("the sandbox in status");
+    match kaipo::sandbox::landlock::kernel_abi() {
+        Ok(abi) => {
+            assert!(sandbox.landlock.in_force, "{sandbox:?}");
+            assert_eq!(
+                sandbox.landlock.detail,
+                format!(
+                    "files limited to {}, {} (read-write) and /proc, /sys, /etc, /usr, {} \
+                     (read-only), Landlock ABI {}",
+                    scratch.0.join("lib").display(),
+                    scratch.0.join("run").display(),
+                    config.display(),
+                    abi
+                )
+            );
+        }
+        Err(why) => assert_eq!(
+            (sandbox.landlock.in_force, sandbox.landlock.detail.as_str()),
+            (false, why.as_str())
+        ),
+    }
+    let sender = Sender::start(None, false, 30, 500);
+    let expected2 = udp_bytes(30, 500);
+    let status = wait_for_totals(&daemon, sender.pid(), expected2);
+    let p = process_in(&status, sender.pid()).expect("the sender");
+    assert_eq!(
+        (
+            p.total.rx_bytes,
+            p.total.tx_bytes,
+            p.total.rx_packets,
+            p.total.tx_packets
+        ),
+        (expected2, expected2, 30, 30)
+    );
+    if sandbox.landlock.in_force {
+        let exe = me.file_name().unwrap().to_str().unwrap();
+        assert_eq!(
+            p.app,
+            &exe[..15],
+            "the command name: /proc/PID/exe is out of reach"
+        );
+    }
+    let sender_pid2 = sender.pid();
+    drop(sender);
+    // Landlock refuses the file outside the daemon's folders.
+    // SAFETY: a signal to our own child.
+    assert_eq!(
+        unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGHUP) },
+        0
+    );
+    let refused = format!(
+        "kaipo: sandbox probe: execve /bin/true: Operation not permitted (os error 1); read {}: {}\n",
+        outside.display(),
+        if sandbox.landlock.in_force {
+            "Permission denied (os error 13)"
+        } else {
+            "13 bytes"
+        }
+    );
+    wait_until(
+        10,
+        || daemon.stderr(),
+        || daemon.stderr().contains(&refused),
+    );
+    let _ = fs::remove_file(&outside);
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    let stored = history(&scratch.db());
+    assert_eq!(stored.get(&sender_pid), Some(&(expected, expected, 80, 80)));
+    assert_eq!(
+        stored.get(&sender_pid2),
+        Some(&(expected2, expected2, 30, 30))
+    );
+}
+
+#[test]
+fn a_user_that_does_not_exist_is_refused_before_anything_is_created() {
+    require_root();
+    let scratch = Scratch::new("no-user");
+    let out = Command::new(env!("CARGO_BIN_EXE_kaipo"))
+        .args([
+            "daemon",
+            "--iface",
+            "lo",
+            "--user",
+            "kt17-no-such-user",
+            "--db",
+        ])
+        .arg(scratch.db())
+        .arg("--socket")
+        .arg(scratch.socket())
+        .output()
+        .expect("running kaipo daemon");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "kaipo: daemon.user is \"kt17-no-such-user\" but there is no such user; create it \
+         (useradd --system --no-create-home --shell /usr/sbin/nologin kt17-no-such-user), or set \
+         daemon.user = \"root\" to keep the daemon root\n"
+    );
+    assert!(!scratch.0.join("lib").exists() && !scratch.0.join("run").exists());
+}
+
+#[test]
+fn an_encrypted_history_is_read_exactly_with_its_key_and_never_replaced_without_it() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("encrypted");
+    let key = scratch.0.join("db.key");
+    fs::write(
+        &key,
+        "3b7f0c5e9a1d2f4b6c8e0a1b3c5d7e9f11223344556677889900aabbccddeeff\n",
+    )
+    .unwrap();
+    let config = scratch.0.join("kaipo.toml");
+    fs::write(
+        &config,
+        format!("[storage]\nencryption_key_file = \"{}\"\n", key.display()),
+    )
+    .unwrap();
+    let env = [("KAIPO_CONFIG", config.to_str().unwrap())];
+    let daemon = Daemon::start_with_env(&scratch, &["--interval", "500ms"], &env);
+    let sender = Sender::start(None, false, 40, 250);
+    let expected = udp_bytes(40, 250);
+    wait_for_totals(&daemon, sender.pid(), expected);
+    let pid = sender.pid();
+    drop(sender);
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+    let bytes = fs::read(scratch.db()).unwrap();
+    assert!(
+        !bytes.starts_with(b"SQLite format 3"),
+        "the file is encrypted"
+    );
+
+    let report = |config: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_kaipo"))
+            .args([
+                "report", "--format", "json", "--by", "process", "--since", "1h", "--db",
+            ])
+            .arg(scratch.db())
+            .env("KAIPO_CONFIG", config)
+            .output()
+            .expect("running kaipo report")
+    };
+    // With the daemon's setting: exact.
+    let out = report(&config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<ReportRow> = serde_json::from_value(json["rows"].clone()).unwrap();
+    let got = by_pid(&Report {
+        rows,
+        ..Report::default()
+    });
+    assert_eq!(got.get(&pid), Some(&(expected, expected, 40, 40)));
+    // Without it: a clear error, exit 1, the file byte-identical.
+    let plain = scratch.0.join("plain.toml");
+    fs::write(&plain, "").unwrap();
+    let out = report(&plain);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "the history database {} is not a plain SQLite file: it is encrypted (set [storage] \
+             encryption_key_file to its key) or damaged",
+            scratch.db().display()
+        )),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::read(scratch.db()).unwrap(), bytes);
+
+    // A daemon with a wrong key, or a key file that is missing, exits 1 and touches nothing.
+    let files_before: Vec<_> = fs::read_dir(scratch.0.join("lib"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    fs::write(&key, format!("{}\n", "7".repeat(64))).unwrap();
+    let run_daemon = || {
+        Command::new(env!("CARGO_BIN_EXE_kaipo"))
+            .args(["daemon", "--iface", "lo", "--db"])
+            .arg(scratch.db())
+            .arg("--socket")
+            .arg(scratch.socket())
+            .env("KAIPO_CONFIG", &config)
+            .output()
+            .expect("running kaipo daemon")
+    };
+    let out = run_daemon();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "kaipo: cannot read the history database {} with the key from {}: the key is wrong, \
+             or the file is not an encrypted kaipo database; nothing was changed (the file is \
+             left as it is)\n",
+            scratch.db().display(),
+            key.display()
+        )
+    );
+    fs::remove_file(&key).unwrap();
+    let out = run_daemon();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "kaipo: cannot read the database key {}: No such file or directory (os error 2); \
+             nothing was changed\n",
+            key.display()
+        )
+    );
+    assert_eq!(fs::read(scratch.db()).unwrap(), bytes, "byte for byte");
+    let files_after: Vec<_> = fs::read_dir(scratch.0.join("lib"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files_after, files_before, "nothing moved aside or created");
+}
+
+/// `curl` against the remote API: (HTTP status, body).
+fn curl(cert: &Path, port: u16, path: &str, token: Option<&str>, extra: &[&str]) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--cacert"])
+        .arg(cert)
+        .args(["-w", "\n%{http_code}"])
+        .args(extra)
+        .arg(format!("https://localhost:{port}{path}"));
+    if let Some(token) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+    }
+    let out = cmd.output().expect("curl is not installed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').expect("curl's status line");
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+#[test]
+fn the_remote_api_serves_the_sockets_figures_over_tls_to_token_holders_only() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("remote");
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("a certificate");
+    let (cert_file, key_file) = (scratch.0.join("cert.pem"), scratch.0.join("key.pem"));
+    fs::write(&cert_file, cert.pem()).unwrap();
+    fs::write(&key_file, key_pair.serialize_pem()).unwrap();
+    let (full, nobody) = ("full-token-0123456789abcdef", "nobody-token-0123456789");
+    let tokens = scratch.0.join("tokens");
+    fs::write(&tokens, format!("{full} full\n{nobody} uid:{NOBODY}\n")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let config = scratch.0.join("kaipo.toml");
+    fs::write(
+        &config,
+        format!(
+            "[api]\nlisten = \"127.0.0.1:{port}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
+             tokens_file = \"{}\"\nrequests_per_minute = 8\n",
+            cert_file.display(),
+            key_file.display(),
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_with_env(
+        &scratch,
+        &["--interval", "500ms"],
+        &[("KAIPO_CONFIG", config.to_str().unwrap())],
+    );
+    assert!(
+        daemon
+            .stderr()
+            .contains(&format!("kaipo: remote API on https://127.0.0.1:{port}\n")),
+        "{}",
+        daemon.stderr()
+    );
+    let sender = Sender::start(None, false, 50, 300);
+    let expected = udp_bytes(50, 300);
+    let local = wait_for_totals(&daemon, sender.pid(), expected);
+    let mine = process_in(&local, sender.pid()).unwrap().total;
+
+    // No token, or a wrong one: 401 and nothing else.
+    let (code, body) = curl(&cert_file, port, "/v1/status", None, &[]);
+    assert_eq!(code, 401, "{body}");
+    assert_eq!(
+        body,
+        "{\"error\":\"a valid token is needed: Authorization: Bearer TOKEN\",\"ok\":false,\"v\":1}\n"
+    );
+    let (code, _) = curl(
+        &cert_file,
+        port,
+        "/v1/status",
+        Some("full-token-0123456789abcdeX"),
+        &[],
+    );
+    assert_eq!(code, 401);
+
+    // The full token sees what the socket shows root: the sender, to the byte.
+    let (code, body) = curl(&cert_file, port, "/v1/status", Some(full), &[]);
+    assert_eq!(code, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let status: StatusReport = serde_json::from_value(answer["status"].clone()).unwrap();
+    assert!(status.caller.privileged);
+    let p = process_in(&status, sender.pid()).expect("the sender over HTTPS");
+    assert_eq!(p.total, mine);
+    assert_eq!(
+        (
+            p.total.rx_bytes,
+            p.total.tx_bytes,
+            p.total.rx_packets,
+            p.total.tx_packets
+        ),
+        (expected, expected, 50, 50)
+    );
+    // A uid-scoped token sees only that uid: not root's sender, no interfaces.
+    let (code, body) = curl(&cert_file, port, "/v1/status", Some(nobody), &[]);
+    assert_eq!(code, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let status: StatusReport = serde_json::from_value(answer["status"].clone()).unwrap();
+    assert_eq!(
+        (status.caller.uid, status.caller.privileged),
+        (NOBODY, false)
+    );
+    assert!(process_in(&status, sender.pid()).is_none());
+    assert!(status.totals.processes.iter().all(|p| p.uid == NOBODY));
+    assert!(status.interfaces.is_empty());
+
+    // History, as the socket's query answers it.
+    let now = now_ms();
+    let q = format!(
+        "/v1/query?from_ms={}&to_ms={}&by=process&top=0",
+        now - 3_600_000,
+        now + 60_000
+    );
+    // First through the socket (polling costs the token nothing), then once over HTTPS.
+    let query = Query {
+        from_ms: now - 3_600_000,
+        to_ms: now + 60_000,
+        by: Dimension::Process,
+        top: 0,
+        uid: None,
+        per: None,
+    };
+    let mut over_socket = HashMap::new();
+    wait_until(
+        15,
+        || "the sender in history".to_owned(),
+        || {
+            over_socket = by_pid(&block_on(client::query(&daemon.socket, &query)).unwrap());
+            over_socket.get(&sender.pid()) == Some(&(expected, expected, 50, 50))
+        },
+    );
+    let (code, body) = curl(&cert_file, port, &q, Some(full), &[]);
+    assert_eq!(code, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let report: Report = serde_json::from_value(answer["report"].clone()).unwrap();
+    assert_eq!(by_pid(&report), over_socket);
+    let (code, body) = curl(&cert_file, port, "/v1/query?by=planet", Some(full), &[]);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("invalid query"), "{body}");
+
+    // Live snapshots as server-sent events.
+    let (code, body) = curl(
+        &cert_file,
+        port,
+        "/v1/subscribe",
+        Some(full),
+        &["-N", "--max-time", "2"],
+    );
+    assert_eq!(code, 200, "{body}");
+    let events: Vec<Value> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|l| serde_json::from_str(l).expect("a JSON event"))
+        .collect();
+    // 250 ms snapshots for 2 s.
+    assert!(events.len() >= 5, "{} events: {body}", events.len());
+    assert!(events
+        .iter()
+        .all(|e| e["ok"] == true && e["snapshot"].is_object()));
+
+    // The uid token has used 1 of its 8 requests a minute: 7 more pass, the next is refused.
+    for _ in 0..7 {
+        assert_eq!(
+            curl(&cert_file, port, "/v1/status", Some(nobody), &[]).0,
+            200
+        );
+    }
+    let (code, body) = curl(&cert_file, port, "/v1/status", Some(nobody), &["-i"]);
+    assert_eq!(code, 429, "{body}");
+    // The budget refills at one request per 7.5 s: the wait left depends on the time the
+    // requests above took, and is said the same way in the header and the body.
+    let wait: u64 = body
+        .split("Retry-After: ")
+        .nth(1)
+        .and_then(|r| r.split("\r\n").next())
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After: {body}"));
+    assert!((1..=8).contains(&wait), "{body}");
+    assert!(body.contains(&format!("retry in {wait} s")), "{body}");
+    // The full token has a budget of its own.
+    assert_eq!(curl(&cert_file, port, "/v1/status", Some(full), &[]).0, 200);
+    drop(sender);
+    let (exit, stderr) = daemon.stop(libc::SIGTERM);
+    assert!(exit.success(), "exit {exit}: {stderr}");
+}

@@ -181,6 +181,31 @@ pub struct StatusReport {
     /// How full the kernel's maps are (eBPF backend, callers who see everything).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maps: Option<crate::collect::MapUsage>,
+    /// What confines the daemon since start (absent from older daemons).
+    #[serde(default)]
+    pub sandbox: Option<SandboxStatus>,
+}
+
+/// How the daemon is confined after start: who it runs as, what it can still do, and which
+/// layers are in force.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SandboxStatus {
+    pub user: String,
+    pub uid: u32,
+    /// Why the daemon still runs as root; null once it switched to its own user.
+    pub stays_root: Option<String>,
+    /// Capabilities held after start.
+    pub capabilities: Vec<String>,
+    pub no_new_privs: bool,
+    pub seccomp: SandboxLayer,
+    pub landlock: SandboxLayer,
+}
+
+/// One confinement layer: in force or not, and what it does or why not.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SandboxLayer {
+    pub in_force: bool,
+    pub detail: String,
 }
 
 #[cfg(test)]

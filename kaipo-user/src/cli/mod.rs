@@ -61,12 +61,57 @@ pub enum Command {
     /// Show, check or change the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Install the hardened systemd unit for the daemon (and group kaipo).
+    /// Encrypt or decrypt the history database (stop the daemon first); every row is kept.
+    #[cfg(target_os = "linux")]
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Install the hardened systemd unit for the daemon (and user and group kaipo).
     #[cfg(target_os = "linux")]
     InstallService(InstallArgs),
     /// Remove the systemd unit (the group and the history stay).
     #[cfg(target_os = "linux")]
     UninstallService(UninstallArgs),
+}
+
+/// `kaipo store ...`.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Rewrite the database encrypted with the key (SQLCipher, AES-256).
+    Encrypt(StoreArgs),
+    /// Rewrite the database unencrypted.
+    Decrypt(StoreArgs),
+}
+
+/// Which database, with which key.
+#[cfg(target_os = "linux")]
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// The history database [default: daemon.db from the configuration].
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<std::path::PathBuf>,
+    /// The key: 64 hex digits or a passphrase on the first line [default:
+    /// storage.encryption_key_file from the configuration].
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+#[cfg(target_os = "linux")]
+impl StoreCommand {
+    /// The plain options, with the configuration's database and key where no flag is given.
+    pub fn options(self, config: &crate::config::Config) -> crate::store_cmd::StoreOptions {
+        let (direction, args) = match self {
+            Self::Encrypt(a) => (crate::store::convert::Direction::Encrypt, a),
+            Self::Decrypt(a) => (crate::store::convert::Direction::Decrypt, a),
+        };
+        crate::store_cmd::StoreOptions {
+            direction,
+            db: args.db.unwrap_or_else(|| config.daemon.db.clone()),
+            key_file: args
+                .key_file
+                .or_else(|| config.storage.encryption_key_file.clone()),
+        }
+    }
 }
 
 /// `kaipo config ...`.
@@ -225,6 +270,14 @@ pub struct DaemonArgs {
     /// Count loopback traffic in process totals and history.
     #[arg(long)]
     pub include_loopback: bool,
+    /// The user to become once the kernel programs are attached (Linux); root stays root
+    /// [default: kaipo, where that user exists].
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Limit the daemon's files with Landlock after start; processes are then named by their
+    /// command name, not their executable (Linux).
+    #[arg(long)]
+    pub landlock: bool,
     #[command(flatten)]
     pub collect: BackendArgs,
 }
@@ -332,6 +385,7 @@ impl ReportArgs {
             output: self.output,
             db: self.db,
             socket: self.socket,
+            key_file: None,
         }
     }
 }
@@ -363,6 +417,14 @@ impl DaemonArgs {
             pcap_filter: args.collect.filter.clone(),
             pcap_immediate: args.collect.pcap_immediate,
             ingress_hook: args.collect.ingress_hook,
+            // The file's default names the user install-service creates; without that
+            // user the daemon stays root (a user named explicitly must exist).
+            user: args
+                .user
+                .clone()
+                .or_else(|| (d.user != crate::config::DEFAULT_DAEMON_USER).then(|| d.user.clone())),
+            landlock: args.landlock || d.landlock,
+            key_file: config.storage.encryption_key_file.clone(),
             config_path,
             config,
         }

@@ -24,6 +24,31 @@ interval = "1m"
 live_interval = "1s"
 # Count loopback traffic in process totals and history.
 include_loopback = false
+# The user the daemon becomes once its programs are attached (Linux; `kaipo install-service`
+# creates it). "root" keeps it root. Without such a user the daemon stays root and says why.
+user = "kaipo"
+# Limit the daemon's files with Landlock after start (Linux 5.13+). A Landlock domain also
+# keeps the daemon from reading other processes' /proc/PID/exe, so processes are then named by
+# their command name (15 characters) instead of their executable.
+landlock = false
+
+[storage]
+# Encrypt the history database (SQLCipher, AES-256; Linux) with the key in this file: 64 hex
+# digits (openssl rand -hex 32) or a passphrase, or "credential:NAME" for a systemd credential.
+# "" keeps it unencrypted. `kaipo store encrypt|decrypt` converts an existing database.
+encryption_key_file = ""
+
+[api]
+# Serve the daemon's status, queries and live snapshots over HTTPS on HOST:PORT (Linux); ""
+# serves nothing. Needs the certificate and key (PEM) and a tokens file: one "TOKEN full" or
+# "TOKEN uid:N" a line.
+listen = ""
+cert_file = ""
+key_file = ""
+tokens_file = ""
+# Connections at once, and requests per token per minute.
+max_connections = 16
+requests_per_minute = 120
 
 [metrics]
 # Serve Prometheus metrics on http://HOST:PORT/metrics; "" serves nothing.

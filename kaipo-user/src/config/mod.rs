@@ -24,11 +24,16 @@ use crate::platform::{Host, Platform as _};
 
 pub const SYSTEM_PATH: &str = "/etc/kaipo/kaipo.toml";
 
+/// The user `kaipo install-service` creates and the daemon becomes after start.
+pub const DEFAULT_DAEMON_USER: &str = "kaipo";
+
 /// The whole file. Sections left out take their defaults.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub daemon: DaemonConfig,
+    pub storage: StorageConfig,
+    pub api: ApiConfig,
     pub metrics: MetricsConfig,
     pub client: ClientConfig,
     pub alerts: crate::alert::AlertsConfig,
@@ -48,6 +53,12 @@ pub struct DaemonConfig {
     #[serde(with = "duration")]
     pub live_interval: Duration,
     pub include_loopback: bool,
+    /// The user the daemon becomes once its programs are attached; "root" keeps it root.
+    pub user: String,
+    /// Confine the daemon's files with Landlock after start. Off by default: a Landlock domain
+    /// also keeps the daemon from reading /proc/PID/exe of every process outside it, so
+    /// processes would be named by their command name instead of their executable.
+    pub landlock: bool,
 }
 
 impl Default for DaemonConfig {
@@ -59,6 +70,52 @@ impl Default for DaemonConfig {
             interval: crate::store::DEFAULT_WRITE_INTERVAL,
             live_interval: Duration::from_secs(1),
             include_loopback: false,
+            user: DEFAULT_DAEMON_USER.to_owned(),
+            landlock: false,
+        }
+    }
+}
+
+/// `[storage]`: how history is kept on disk.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The key of the encrypted database: a file (64 hex digits or a passphrase) or
+    /// `credential:NAME` (a systemd credential); unset, the database is not encrypted.
+    #[serde(with = "value::optional_path")]
+    pub encryption_key_file: Option<PathBuf>,
+}
+
+/// `[api]`: the remote API over HTTPS (Linux), off unless `listen` is set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// `HOST:PORT` to serve HTTPS on; empty (the default) serves nothing.
+    #[serde(with = "socket_addr")]
+    pub listen: Option<SocketAddr>,
+    /// The server's certificate chain and private key (PEM).
+    #[serde(with = "value::optional_path")]
+    pub cert_file: Option<PathBuf>,
+    #[serde(with = "value::optional_path")]
+    pub key_file: Option<PathBuf>,
+    /// One `TOKEN full` or `TOKEN uid:N` a line.
+    #[serde(with = "value::optional_path")]
+    pub tokens_file: Option<PathBuf>,
+    /// Connections served at once; more are closed as they come.
+    pub max_connections: usize,
+    /// Requests per token per minute.
+    pub requests_per_minute: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            cert_file: None,
+            key_file: None,
+            tokens_file: None,
+            max_connections: 16,
+            requests_per_minute: 120,
         }
     }
 }
@@ -160,6 +217,24 @@ impl Config {
                 ),
             );
         }
+        if !(1..=4096).contains(&self.api.max_connections) {
+            return bad(
+                "api.max_connections",
+                format!(
+                    "{} is out of range; allowed: 1 to 4096",
+                    self.api.max_connections
+                ),
+            );
+        }
+        if !(1..=60_000).contains(&self.api.requests_per_minute) {
+            return bad(
+                "api.requests_per_minute",
+                format!(
+                    "{} is out of range; allowed: 1 to 60000",
+                    self.api.requests_per_minute
+                ),
+            );
+        }
         if self.daemon.live_interval > self.daemon.interval {
             return bad(
                 "daemon.live_interval",
@@ -223,7 +298,14 @@ impl Config {
             a.include_loopback != b.include_loopback,
             "daemon.include_loopback",
         );
+        check(a.user != b.user, "daemon.user");
+        check(a.landlock != b.landlock, "daemon.landlock");
+        check(
+            self.storage.encryption_key_file != new.storage.encryption_key_file,
+            "storage.encryption_key_file",
+        );
         check(self.metrics.listen != new.metrics.listen, "metrics.listen");
+        check(self.api != new.api, "api");
         check(
             self.metrics.bpf_stats != new.metrics.bpf_stats,
             "metrics.bpf_stats",

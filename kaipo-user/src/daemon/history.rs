@@ -102,7 +102,11 @@ pub struct Opened {
 /// --db`; the database is 0640 either way. A second daemon on the same database is refused
 /// before anything is changed. A read-only or full filesystem does not stop the start: the
 /// store holds history in memory until it can write it.
-pub fn open(path: &Path, group: Option<u32>) -> anyhow::Result<Opened> {
+pub fn open(
+    path: &Path,
+    group: Option<u32>,
+    key: Option<std::sync::Arc<crate::store::StoreKey>>,
+) -> anyhow::Result<Opened> {
     let mut files = StartFiles::default();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
@@ -128,7 +132,7 @@ pub fn open(path: &Path, group: Option<u32>) -> anyhow::Result<Opened> {
         files.files.extend(companions.iter().cloned());
     }
     // The store's errors name the database and what failed.
-    let (store, note) = Store::open_or_hold(path, &Retention::default())?;
+    let (store, note) = Store::open_or_hold(path, &Retention::default(), key)?;
     if store.is_open() {
         // WAL mode's companions are created by SQLite with the database's mode and owner.
         for file in &companions {

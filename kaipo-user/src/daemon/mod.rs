@@ -19,6 +19,8 @@ mod history;
 pub mod privilege;
 #[cfg(unix)]
 pub mod reload;
+#[cfg(target_os = "linux")]
+pub mod remote;
 #[cfg(unix)]
 mod runner;
 #[cfg(unix)]

@@ -25,6 +25,7 @@ use std::{fs, io};
 use crate::privilege::{CAP_BPF, CAP_NET_ADMIN};
 
 const CAP_SETPCAP: u32 = 8;
+const CAP_DAC_READ_SEARCH: u32 = 2;
 pub const CAP_SYS_PTRACE: u32 = 19;
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
@@ -75,6 +76,7 @@ pub struct Kept {
 /// What the daemon still needs once everything is attached.
 pub fn needed_after_start(
     netlink_filters: bool,
+    pcap: bool,
     kernel_release: &str,
     unprivileged_bpf_disabled: &str,
 ) -> Vec<Kept> {
@@ -90,6 +92,14 @@ pub fn needed_after_start(
             name: "CAP_BPF",
             why: "reading maps, which kernels before 6.5 refuse without it while \
                   kernel.unprivileged_bpf_disabled is set",
+        });
+    }
+    if pcap {
+        kept.push(Kept {
+            cap: CAP_DAC_READ_SEARCH,
+            name: "CAP_DAC_READ_SEARCH",
+            why: "listing /proc/PID/fd of other users' processes, where the pcap backend finds \
+                  socket owners",
         });
     }
     if netlink_filters {
@@ -137,9 +147,17 @@ fn call(ret: libc::c_int, what: &'static str) -> Result<(), PrivilegeError> {
 }
 
 /// Drops every capability but `keep` (as far as this process has them) from the effective,
-/// permitted, inheritable, ambient and bounding sets, sets no_new_privs, and checks the result
-/// in /proc/self/status. Returns the capability mask now held.
-pub fn drop_all_but(keep: &[Kept]) -> Result<u64, PrivilegeError> {
+/// permitted, inheritable, ambient and bounding sets, becomes `account` when given (keeping
+/// those capabilities across the switch), sets no_new_privs, and checks the result in
+/// /proc/self/status. Returns the capability mask now held.
+///
+/// The kept capabilities are effective and permitted but not ambient: ambient capabilities
+/// only matter across execve, which the daemon never calls (its seccomp filter refuses it), and
+/// would hand them to any program it ran.
+pub fn drop_all_but(
+    keep: &[Kept],
+    account: Option<&crate::sandbox::account::Account>,
+) -> Result<u64, PrivilegeError> {
     let threads = fs::read_dir("/proc/self/task").map_or(1, |d| d.count());
     if threads != 1 {
         return Err(PrivilegeError::Threads(threads));
@@ -173,6 +191,12 @@ pub fn drop_all_but(keep: &[Kept]) -> Result<u64, PrivilegeError> {
         )
     };
     call(ret, "clearing the ambient capabilities")?;
+    if let Some(account) = account {
+        crate::sandbox::account::become_user(account).map_err(|source| PrivilegeError::Call {
+            what: "switching to the daemon's user",
+            source,
+        })?;
+    }
     let mut header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
@@ -208,6 +232,31 @@ pub fn drop_all_but(keep: &[Kept]) -> Result<u64, PrivilegeError> {
         checks.push(("CapBnd", want));
     }
     checks.push(("NoNewPrivs", 1));
+    if let Some(account) = account {
+        // Real, effective, saved and filesystem ids alike.
+        let uid = status_field(&status, "Uid").unwrap_or(u64::MAX);
+        if uid != u64::from(account.uid) {
+            return Err(PrivilegeError::Verify {
+                field: "Uid",
+                found: uid,
+                want: u64::from(account.uid),
+            });
+        }
+        let all_same = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .is_some_and(|ids| {
+                ids.split_whitespace()
+                    .all(|id| id == account.uid.to_string())
+            });
+        if !all_same {
+            return Err(PrivilegeError::Verify {
+                field: "Uid (all four)",
+                found: uid,
+                want: u64::from(account.uid),
+            });
+        }
+    }
     for (field, expected) in checks {
         let found = status_field(&status, field).unwrap_or(u64::MAX);
         if found != expected {
@@ -221,18 +270,27 @@ pub fn drop_all_but(keep: &[Kept]) -> Result<u64, PrivilegeError> {
     Ok(want)
 }
 
-/// A field of /proc/PID/status: the capability sets are hex, NoNewPrivs is decimal.
+/// A field of /proc/PID/status: the capability sets are hex, NoNewPrivs is decimal, Uid its
+/// first (real) id.
 pub fn status_field(status: &str, field: &str) -> Option<u64> {
     let value = status.lines().find_map(|line| {
         line.strip_prefix(field)
             .and_then(|rest| rest.strip_prefix(':'))
     })?;
-    let value = value.trim();
+    let value = value.split_whitespace().next()?;
     if field.starts_with("Cap") {
         u64::from_str_radix(value, 16).ok()
     } else {
         value.parse().ok()
     }
+}
+
+/// Names of the kept capabilities in `mask`.
+pub fn held_names(kept: &[Kept], mask: u64) -> Vec<String> {
+    kept.iter()
+        .filter(|k| mask & (1u64 << k.cap) != 0)
+        .map(|k| k.name.to_owned())
+        .collect()
 }
 
 /// Names of the capabilities in `mask`, for messages.
@@ -260,23 +318,23 @@ mod tests {
     #[test]
     fn keeps_cap_bpf_only_where_map_reads_need_it() {
         assert_eq!(
-            caps(&needed_after_start(false, "6.18.44-fc", "2\n")),
+            caps(&needed_after_start(false, false, "6.18.44-fc", "2\n")),
             ["CAP_SYS_PTRACE"]
         );
         assert_eq!(
-            caps(&needed_after_start(false, "6.5.0", "1")),
+            caps(&needed_after_start(false, false, "6.5.0", "1")),
             ["CAP_SYS_PTRACE"]
         );
         assert_eq!(
-            caps(&needed_after_start(false, "6.1.0-13-amd64", "2")),
+            caps(&needed_after_start(false, false, "6.1.0-13-amd64", "2")),
             ["CAP_SYS_PTRACE", "CAP_BPF"]
         );
         assert_eq!(
-            caps(&needed_after_start(false, "5.15.0", "0")),
+            caps(&needed_after_start(false, false, "5.15.0", "0")),
             ["CAP_SYS_PTRACE"]
         );
         assert_eq!(
-            caps(&needed_after_start(false, "garbage", "2")),
+            caps(&needed_after_start(false, false, "garbage", "2")),
             ["CAP_SYS_PTRACE", "CAP_BPF"]
         );
     }
@@ -284,7 +342,7 @@ mod tests {
     #[test]
     fn keeps_net_admin_for_a_netlink_classifier() {
         assert_eq!(
-            caps(&needed_after_start(true, "6.1.0", "0")),
+            caps(&needed_after_start(true, false, "6.1.0", "0")),
             ["CAP_SYS_PTRACE", "CAP_NET_ADMIN"]
         );
     }
@@ -297,7 +355,7 @@ mod tests {
         assert_eq!(status_field(status, "CapBnd"), Some((1 << 41) - 1));
         assert_eq!(status_field(status, "NoNewPrivs"), Some(1));
         assert_eq!(status_field(status, "CapEff"), None);
-        let kept = needed_after_start(false, "6.18", "2");
+        let kept = needed_after_start(false, false, "6.18", "2");
         assert_eq!(names(&kept, 1 << CAP_SYS_PTRACE), "CAP_SYS_PTRACE");
         assert_eq!(names(&kept, 0), "none");
     }

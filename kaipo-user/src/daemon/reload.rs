@@ -114,6 +114,10 @@ impl LiveConfig {
         if std::env::var_os(PANIC_ON_RELOAD).is_some() {
             panic!("{PANIC_ON_RELOAD} is set");
         }
+        #[cfg(all(debug_assertions, target_os = "linux"))]
+        if let Some(path) = std::env::var_os(PROBE_ON_RELOAD) {
+            sandbox_probe(std::path::Path::new(&path));
+        }
         let new = match Config::load(&self.path) {
             Ok(c) => c,
             Err(e) => {
@@ -240,6 +244,30 @@ fn seed_from_history(
 /// ends the daemon with a failure.
 #[cfg(debug_assertions)]
 pub const PANIC_ON_RELOAD: &str = "KAIPO_TEST_PANIC_ON_RELOAD";
+
+/// Debug builds only: a reload first tries what the sandbox must refuse, running a program and
+/// reading the file this names, and logs each outcome, to test the running daemon's filters.
+#[cfg(all(debug_assertions, target_os = "linux"))]
+pub const PROBE_ON_RELOAD: &str = "KAIPO_TEST_SANDBOX_PROBE_ON_RELOAD";
+
+#[cfg(all(debug_assertions, target_os = "linux"))]
+fn sandbox_probe(path: &std::path::Path) {
+    let program = c"/bin/true";
+    let argv = [program.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    // SAFETY: NUL-terminated argument and environment arrays of valid strings. Should the
+    // call succeed, the daemon becomes /bin/true and exits 0, which the test notices.
+    unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    let exec = std::io::Error::last_os_error();
+    let read = match std::fs::read(path) {
+        Ok(bytes) => format!("{} bytes", bytes.len()),
+        Err(e) => e.to_string(),
+    };
+    eprintln!(
+        "kaipo: sandbox probe: execve /bin/true: {exec}; read {}: {read}",
+        path.display()
+    );
+}
 
 #[cfg(test)]
 mod tests {

@@ -49,6 +49,12 @@ pub struct DaemonOptions {
     /// The configuration file, reread on SIGHUP, and what it said at start.
     pub config_path: PathBuf,
     pub config: Config,
+    /// Who the daemon becomes after start (`daemon.user`); None: `kaipo` where it exists.
+    pub user: Option<String>,
+    /// Confine files with Landlock after start (`daemon.landlock`).
+    pub landlock: bool,
+    /// The key of the encrypted database (`[storage] encryption_key_file`).
+    pub key_file: Option<PathBuf>,
 }
 
 /// Creates the missing folders above `path`, each 0755 whatever the umask. Returns the ones
@@ -81,7 +87,7 @@ impl Drop for RemoveOnDrop {
 pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     let started_ms = now_ms();
     // Said before anything else fails for the same reason in a less helpful way.
-    start_privileges::check()?;
+    let target = start_privileges::check(opts.user.as_deref())?;
     // Nothing the daemon creates is writable by others, nor its history readable by them;
     // the socket's own mode is set explicitly.
     // SAFETY: umask only sets this process's file creation mask.
@@ -94,7 +100,12 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
 
     // Dropped in the reverse order: the store closes before a failed start removes what it
     // created, and the lock goes last.
-    let opened = history::open(&opts.db, group)?;
+    // Read while the key file can still be reached (before Landlock and the user switch).
+    let key = match &opts.key_file {
+        Some(file) => Some(Arc::new(crate::store::StoreKey::load(file)?)),
+        None => None,
+    };
+    let opened = history::open(&opts.db, group, key)?;
     let mut start_files = opened.files;
     let _history_lock = opened.lock;
     let note = opened.note;
@@ -128,7 +139,14 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     for d in &degradations {
         eprintln!("kaipo: degraded: {d}");
     }
-    let plan = start_privileges::plan(&collector);
+    let plan = start_privileges::plan(
+        &collector,
+        target,
+        &opts.db,
+        &opts.socket,
+        &opts.config_path,
+        opts.landlock,
+    );
     // Bound and switched on while privileges last: a port under 1024 needs
     // CAP_NET_BIND_SERVICE, and enabling BPF statistics needs CAP_SYS_ADMIN.
     let (metrics, metrics_listener) = match opts.config.metrics.listen {
@@ -140,7 +158,10 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
-    let kept = start_privileges::drop_unneeded(&plan)?;
+    // The remote API's port, certificate, key and tokens, while they can still be read.
+    #[cfg(target_os = "linux")]
+    let remote = super::remote::prepare(&opts.config.api).await?;
+    let sandbox = start_privileges::drop_unneeded(plan, &opts.db, &opts.socket)?;
 
     // Handlers before anything runs: a signal from here on stops the daemon cleanly.
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -181,10 +202,11 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         live_interval_ms: live.as_millis() as u64,
         include_loopback: opts.include_loopback,
         interfaces: interfaces.clone(),
+        sandbox: sandbox.clone(),
     };
     eprintln!(
         "kaipo: daemon running (pid {}): interfaces {}, history {} every {} ms, socket {}; \
-         capabilities kept: {}",
+         user {}, capabilities kept: {}",
         info.pid,
         if interfaces.is_empty() {
             "none".to_owned()
@@ -194,8 +216,27 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         opts.db.display(),
         info.interval_ms,
         opts.socket.display(),
-        kept
+        sandbox.user,
+        if sandbox.capabilities.is_empty() {
+            "none".to_owned()
+        } else {
+            sandbox.capabilities.join(", ")
+        }
     );
+    if let Some(why) = &sandbox.stays_root {
+        eprintln!("kaipo: the daemon stays root: {why}");
+    }
+    for (name, layer) in [
+        ("seccomp", &sandbox.seccomp),
+        ("landlock", &sandbox.landlock),
+    ] {
+        let state = if layer.in_force {
+            "in force"
+        } else {
+            "not in force"
+        };
+        eprintln!("kaipo: {name} {state}: {}", layer.detail);
+    }
     let mut shared = Shared::new(
         info,
         subscriptions,
@@ -211,6 +252,15 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     };
     let shared = Arc::new(shared);
     let (stop_tx, stop_rx) = watch::channel(false);
+    #[cfg(target_os = "linux")]
+    if let Some(remote) = remote {
+        eprintln!("kaipo: remote API on https://{}", remote.addr);
+        tokio::spawn(super::remote::serve(
+            remote,
+            Arc::clone(&shared),
+            stop_rx.clone(),
+        ));
+    }
     tokio::spawn(server::serve(listener, shared, stop_rx.clone()));
     let mut observers: Vec<Box<dyn crate::pipeline::IntervalObserver>> = Vec::new();
     observers.push(Box::new(crate::alert::AlertObserver(Arc::clone(&alerting))));
@@ -288,7 +338,7 @@ mod tests {
         let root = std::env::temp_dir().join(format!("kaipo-open-err-{}", std::process::id()));
         let db = root.join("kaipo.db");
         fs::create_dir_all(&db).unwrap();
-        let err = history::open(&db, None)
+        let err = history::open(&db, None, None)
             .err()
             .expect("a folder is no database");
         let text = format!("{err:#}");

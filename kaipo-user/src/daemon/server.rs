@@ -274,7 +274,7 @@ async fn send(write: &OwnedWriteHalf, line: String, limit: Duration) -> io::Resu
     }
 }
 
-fn status(shared: &Shared, uid: u32, only_uid: Option<u32>) -> StatusReport {
+pub(crate) fn status(shared: &Shared, uid: u32, only_uid: Option<u32>) -> StatusReport {
     let store = shared
         .store_status
         .lock()
@@ -330,7 +330,7 @@ async fn stream_snapshots(
     }
 }
 
-async fn ask_store(shared: &Shared, query: Query) -> Result<Report, String> {
+pub(crate) async fn ask_store(shared: &Shared, query: Query) -> Result<Report, String> {
     let wait = shared.limits.query_timeout;
     let permit = match timeout(wait, Arc::clone(&shared.query_slots).acquire_owned()).await {
         Ok(Ok(permit)) => permit,

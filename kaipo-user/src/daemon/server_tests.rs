@@ -49,6 +49,7 @@ fn rig(limits: Limits) -> Rig {
         live_interval_ms: 1000,
         include_loopback: false,
         interfaces: vec!["eth0".into()],
+        sandbox: Default::default(),
     };
     let shared = Shared::new(
         info,

@@ -25,6 +25,7 @@ pub struct DaemonInfo {
     pub live_interval_ms: u64,
     pub include_loopback: bool,
     pub interfaces: Vec<String>,
+    pub sandbox: crate::api::protocol::SandboxStatus,
 }
 
 /// The snapshot line (newline included) for a caller limited to `only_uid`, or for everyone.
@@ -139,6 +140,7 @@ pub fn status(
         store,
         alerts: Vec::new(),
         maps: None,
+        sandbox: Some(info.sandbox.clone()),
     }
 }
 
@@ -278,6 +280,7 @@ mod tests {
             live_interval_ms: 1000,
             include_loopback: false,
             interfaces: vec!["eth0".into()],
+            sandbox: Default::default(),
         };
         let snap = snapshot();
         let caller = |uid, privileged| CallerInfo { uid, privileged };

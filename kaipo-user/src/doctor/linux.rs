@@ -227,6 +227,87 @@ fn program_checks(object: &mut aya::Ebpf, cgroup: &fs::File, btf: &Btf, checks: 
     }
 }
 
+/// What confines kaipo after start here: the daemon's user, seccomp, Landlock. Not about
+/// collecting, so [`super::summary`] leaves them out of its count.
+pub fn sandbox_checks() -> Vec<Check> {
+    let config =
+        crate::config::Config::load(&crate::config::default_path(true)).unwrap_or_default();
+    let name = config.daemon.user.as_str();
+    let user = match crate::sandbox::account::lookup(name) {
+        Ok(Some(a)) if a.uid == 0 => Check::ok(
+            "sandbox: daemon user",
+            format!("daemon.user is {name:?}: the daemon stays root after start"),
+        ),
+        Ok(Some(a)) => Check::ok(
+            "sandbox: daemon user",
+            format!(
+                "the daemon becomes {name} (uid {}) after start, keeping only the capabilities \
+                 it still uses",
+                a.uid
+            ),
+        ),
+        Ok(None) => Check::bad(
+            "sandbox: daemon user",
+            Status::Degraded,
+            format!("there is no user {name}: the daemon would stay root after start"),
+            "kaipo install-service creates user kaipo (or: useradd --system --no-create-home \
+             --shell /usr/sbin/nologin kaipo)",
+        ),
+        Err(e) => Check::bad(
+            "sandbox: daemon user",
+            Status::Degraded,
+            format!("looking up user {name}: {e}"),
+            "check /etc/nsswitch.conf",
+        ),
+    };
+    let has_seccomp = fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Seccomp:")));
+    let seccomp = match crate::sandbox::seccomp::program() {
+        Ok(_) if has_seccomp => Check::ok(
+            "sandbox: seccomp",
+            format!(
+                "the daemon, watch and live allow {} system calls once collecting; others fail \
+                 with EPERM",
+                crate::sandbox::seccomp::allowed_count()
+            ),
+        ),
+        Ok(_) => Check::bad(
+            "sandbox: seccomp",
+            Status::Degraded,
+            "the kernel has no seccomp filters (no Seccomp field in /proc/self/status)",
+            "a kernel built with CONFIG_SECCOMP_FILTER",
+        ),
+        Err(e) => Check::bad(
+            "sandbox: seccomp",
+            Status::Degraded,
+            e.to_string(),
+            "none: kaipo runs without a system call filter here",
+        ),
+    };
+    let state = if config.daemon.landlock {
+        "on (daemon.landlock = true)"
+    } else {
+        "off (daemon.landlock = false; with it on, processes are named by their command name)"
+    };
+    let landlock = match crate::sandbox::landlock::kernel_abi() {
+        Ok(abi) => Check::ok(
+            "sandbox: Landlock",
+            format!("Landlock ABI {abi} available; for the daemon {state}"),
+        ),
+        Err(why) => Check::bad(
+            "sandbox: Landlock",
+            if config.daemon.landlock {
+                Status::Degraded
+            } else {
+                Status::Ok
+            },
+            format!("{why}; for the daemon {state}"),
+            "Linux 5.13+ with landlock in the lsm= boot parameter",
+        ),
+    };
+    vec![user, seccomp, landlock]
+}
+
 const BPF_STATS: &str = "BPF run-time statistics";
 
 fn bpf_stats_check() -> Check {

@@ -13,9 +13,9 @@ use std::io::Write;
 use serde::Serialize;
 
 #[cfg(target_os = "linux")]
-use self::linux::{ebpf_checks, pcap_check};
+use self::linux::{ebpf_checks, pcap_check, sandbox_checks};
 #[cfg(not(target_os = "linux"))]
-use self::pcap_only::{ebpf_checks, pcap_check};
+use self::pcap_only::{ebpf_checks, pcap_check, sandbox_checks};
 use crate::platform::{Host, Platform as _};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -95,6 +95,11 @@ pub async fn run(json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// The closing line: which collector runs, and with what missing.
 fn summary(checks: &[Check], no_ebpf: Option<&str>) -> String {
+    // The sandbox checks say how kaipo is confined, not what it can collect.
+    let checks: Vec<&Check> = checks
+        .iter()
+        .filter(|c| !c.name.starts_with("sandbox"))
+        .collect();
     let failed = checks.iter().filter(|c| c.status == Status::Failed).count();
     let degraded = checks
         .iter()
@@ -131,6 +136,7 @@ pub fn diagnose() -> Vec<Check> {
     let pcap_ok = pcap.status == Status::Ok;
     checks.push(pcap);
     checks.push(backend_check(ebpf_ok, pcap_ok, Host::NO_EBPF));
+    checks.extend(sandbox_checks());
     checks
 }
 

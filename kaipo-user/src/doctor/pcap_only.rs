@@ -65,3 +65,13 @@ pub fn pcap_check() -> Check {
         ),
     }
 }
+
+/// The daemon's confinement is Linux-only: one line saying so.
+pub fn sandbox_checks() -> Vec<Check> {
+    vec![Check::bad(
+        "sandbox",
+        Status::Degraded,
+        "the daemon stays root: seccomp, Landlock and capabilities are Linux-only",
+        "none on this system",
+    )]
+}

@@ -76,6 +76,15 @@ async fn embedded(opts: &LiveOptions, theme: Theme) -> anyhow::Result<()> {
         attribution: Attribution::default(),
     };
     let mut stop_signals = crate::platform::StopSignals::new()?;
+    // The collector is attached: from here on only the steady state's system calls.
+    #[cfg(target_os = "linux")]
+    {
+        let seccomp = crate::sandbox::seccomp_layer();
+        if !seccomp.in_force {
+            sink.degradations
+                .push(format!("seccomp not in force: {}", seccomp.detail));
+        }
+    }
     let schedule = Schedule {
         interval: opts.interval,
         duration: None,

@@ -25,6 +25,8 @@ pub struct ReportOptions {
     pub output: Option<PathBuf>,
     pub db: Option<PathBuf>,
     pub socket: Option<PathBuf>,
+    /// The key of an encrypted database (`[storage] encryption_key_file`).
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for ReportOptions {
@@ -40,6 +42,7 @@ impl Default for ReportOptions {
             output: None,
             db: None,
             socket: None,
+            key_file: None,
         }
     }
 }

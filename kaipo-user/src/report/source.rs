@@ -79,8 +79,18 @@ impl Source {
     /// Answers `query` with one store or daemon query: both cache by [`Query`], so the query
     /// is passed through exactly as built.
     pub async fn fetch(&self, query: &Query) -> Result<Report, ReportError> {
+        self.fetch_with_key(query, None).await
+    }
+
+    /// [`Source::fetch`], reading an encrypted database with the key in `key_file`
+    /// (`[storage] encryption_key_file`, the daemon's setting).
+    pub async fn fetch_with_key(
+        &self,
+        query: &Query,
+        key_file: Option<&Path>,
+    ) -> Result<Report, ReportError> {
         match self {
-            Self::Store(path) => read_store(path, query),
+            Self::Store(path) => read_store(path, query, key_file),
             Self::Daemon { socket, fallback } => {
                 if !socket.exists() && fallback.is_none() {
                     return Err(ReportError::NoSocket {
@@ -92,7 +102,7 @@ impl Source {
                     Err(err) => match fallback {
                         Some(db) if daemon_unreachable(&*err) => {
                             log::warn!("{err}; reading {} directly", db.display());
-                            read_store(db, query)
+                            read_store(db, query, key_file)
                         }
                         _ => Err(ReportError::Daemon(err)),
                     },
@@ -140,8 +150,9 @@ fn chain<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Er
     std::iter::successors(Some(err), |e: &&'a (dyn Error + 'static)| (*e).source())
 }
 
-fn read_store(path: &Path, query: &Query) -> Result<Report, ReportError> {
-    let mut store = Store::open_read_only(path).map_err(|e| match e {
+fn read_store(path: &Path, query: &Query, key_file: Option<&Path>) -> Result<Report, ReportError> {
+    let key = key_file.map(crate::store::StoreKey::load).transpose()?;
+    let mut store = Store::open_read_only_with_key(path, key.as_ref()).map_err(|e| match e {
         // Said here rather than by the store because only `kaipo report` has a --db to offer.
         StoreError::NotFound { path } => ReportError::NoDatabase { path },
         other => ReportError::Store(other),

@@ -14,8 +14,10 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
-/// The unit with `@KAIPO@` standing for the binary.
-pub const UNIT_TEMPLATE: &str = include_str!("../../../packaging/kaipo.service");
+mod unit;
+
+pub use self::unit::{render, under_home, Unit, UnitError, UNIT_TEMPLATE};
+
 pub const UNIT_PATH: &str = "etc/systemd/system/kaipo.service";
 pub const UNIT_NAME: &str = "kaipo.service";
 
@@ -37,11 +39,6 @@ pub struct UninstallOptions {
     pub root: PathBuf,
 }
 
-/// The unit for `binary`.
-pub fn unit(binary: &Path) -> String {
-    UNIT_TEMPLATE.replace("@KAIPO@", &binary.display().to_string())
-}
-
 fn is_live(root: &Path) -> bool {
     root == Path::new("/")
 }
@@ -58,19 +55,24 @@ pub fn install(args: &InstallOptions, out: &mut dyn Write) -> anyhow::Result<()>
             .and_then(fs::canonicalize)
             .context("finding the kaipo binary")?,
     };
-    if !binary.is_absolute() {
-        bail!("--binary {} must be an absolute path", binary.display());
+    let unit = render(&binary)?;
+    check_binary(&args.root, &binary)?;
+    for note in &unit.notes {
+        eprintln!("kaipo: {note}");
     }
     let path = args.root.join(UNIT_PATH);
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    fs::write(&path, unit(&binary)).with_context(|| format!("writing {}", path.display()))?;
+    fs::write(&path, &unit.text).with_context(|| format!("writing {}", path.display()))?;
     fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
         .with_context(|| format!("setting the mode of {}", path.display()))?;
     writeln!(out, "wrote {} (runs {})", path.display(), binary.display())?;
     if ensure_group(&args.root)? {
         writeln!(out, "created group {}", crate::daemon::access::GROUP)?;
+    }
+    if ensure_user(&args.root)? {
+        writeln!(out, "created user {USER}")?;
     }
     if !is_live(&args.root) {
         if args.enable {
@@ -114,13 +116,29 @@ pub fn uninstall(args: &UninstallOptions, out: &mut dyn Write) -> anyhow::Result
     if live {
         systemctl(&["daemon-reload"])?;
     }
-    // The group stays: the history database and its readers' membership still use it.
+    // The user and group stay: the history database they own and its readers' membership
+    // still use them.
     writeln!(
         out,
-        "kept group {} and /var/lib/kaipo",
+        "kept user {USER}, group {} and /var/lib/kaipo",
         crate::daemon::access::GROUP
     )?;
     Ok(())
+}
+
+/// The binary must be there: on the live system, an executable only root can replace; in a
+/// staging tree, an executable under it (or on this machine, where the tree is for it).
+fn check_binary(root: &Path, binary: &Path) -> Result<(), UnitError> {
+    if is_live(root) {
+        unit::check_executable(binary, binary)?;
+        return unit::check_only_root_writes(binary);
+    }
+    let staged = root.join(binary.strip_prefix("/").unwrap_or(binary));
+    if staged.exists() {
+        unit::check_executable(&staged, binary)
+    } else {
+        unit::check_executable(binary, binary)
+    }
 }
 
 fn systemctl(args: &[&str]) -> anyhow::Result<()> {
@@ -132,6 +150,73 @@ fn systemctl(args: &[&str]) -> anyhow::Result<()> {
         bail!("systemctl {} failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// The user the daemon becomes after start.
+const USER: &str = crate::config::DEFAULT_DAEMON_USER;
+
+/// Creates the system user `kaipo` (group `kaipo`, no home, no login) when missing. Returns
+/// whether it did.
+fn ensure_user(root: &Path) -> anyhow::Result<bool> {
+    let passwd_file = root.join("etc/passwd");
+    let users = match fs::read_to_string(&passwd_file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", passwd_file.display())),
+    };
+    if users.lines().any(|l| l.split(':').next() == Some(USER)) {
+        return Ok(false);
+    }
+    let group = crate::daemon::access::GROUP;
+    if is_live(root) {
+        let status = Command::new("useradd")
+            .args([
+                "--system",
+                "--gid",
+                group,
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--comment",
+                "kaipo daemon",
+                USER,
+            ])
+            .status()
+            .context("running useradd")?;
+        if !status.success() {
+            bail!("useradd --system {USER} failed ({status})");
+        }
+        return Ok(true);
+    }
+    // A staging tree: the highest free system uid, and the gid of group kaipo there.
+    let groups = fs::read_to_string(root.join("etc/group")).unwrap_or_default();
+    let gid = groups
+        .lines()
+        .find(|l| l.split(':').next() == Some(group))
+        .and_then(|l| l.split(':').nth(2))
+        .context("group kaipo is missing from the staging tree's etc/group")?
+        .to_owned();
+    let used: Vec<u32> = users
+        .lines()
+        .filter_map(|l| l.split(':').nth(2)?.parse().ok())
+        .collect();
+    let uid = (100..1000)
+        .rev()
+        .find(|u| !used.contains(u))
+        .context("no free system uid")?;
+    let sep = if users.is_empty() || users.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    fs::write(
+        &passwd_file,
+        format!("{users}{sep}{USER}:x:{uid}:{gid}:kaipo daemon:/nonexistent:/usr/sbin/nologin\n"),
+    )
+    .with_context(|| format!("writing {}", passwd_file.display()))?;
+    Ok(true)
 }
 
 /// Creates the system group `kaipo` when missing. Returns whether it did.

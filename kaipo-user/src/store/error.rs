@@ -71,6 +71,27 @@ pub enum StoreError {
          memory until it can"
     )]
     NotOpen { path: PathBuf, reason: String },
+    #[error("cannot read the database key {key_file}: {detail}; nothing was changed")]
+    KeyFile { key_file: PathBuf, detail: String },
+    #[error(
+        "cannot read the history database {path} with the key from {key_file}: the key is \
+         wrong, or the file is not an encrypted kaipo database; nothing was changed (the file \
+         is left as it is)"
+    )]
+    WrongKey { path: PathBuf, key_file: PathBuf },
+    #[error(
+        "the history database {path} is not encrypted, but a key is set ({key_file}); encrypt \
+         it with `kaipo store encrypt --db {path}`, or remove [storage] encryption_key_file; \
+         nothing was changed"
+    )]
+    NotEncrypted { path: PathBuf, key_file: PathBuf },
+    #[error(
+        "the history database {path} is not a plain SQLite file: it is encrypted (set [storage] \
+         encryption_key_file to its key) or damaged"
+    )]
+    EncryptedOrDamaged { path: PathBuf },
+    #[error("cannot convert the history database {path}: {detail}; nothing was changed")]
+    Convert { path: PathBuf, detail: String },
     #[error("invalid interval batch: {0}")]
     InvalidBatch(String),
     #[error("invalid query: {0}")]

@@ -16,9 +16,12 @@
 //! or by a write) and `file` (moving it aside). One writer per file: `lock`.
 
 mod backlog;
+#[cfg(target_os = "linux")]
+pub mod convert;
 mod error;
 mod file;
 mod ids;
+pub mod key;
 #[cfg(unix)]
 mod lock;
 mod minutes;
@@ -46,6 +49,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 pub use backlog::{MAX_NAME_BYTES, MAX_SLOTS};
 pub use error::StoreError;
 pub use file::FILE_MODE;
+pub use key::StoreKey;
 #[cfg(unix)]
 pub use lock::HistoryLock;
 pub use query::TOP_CHARTED;
@@ -145,6 +149,9 @@ pub struct Store {
     /// What happened to the file since the last [`Store::take_note`] (a damaged file moved
     /// aside by a write).
     note: Option<OpenNote>,
+    /// The key of an encrypted file, kept to open it again (after a full disk, or damage);
+    /// wiped when the last holder drops it.
+    key: Option<std::sync::Arc<StoreKey>>,
 }
 
 impl Store {
@@ -170,6 +177,7 @@ impl Store {
             minutes,
             unopened: None,
             note: None,
+            key: None,
         }
     }
 

@@ -1,17 +1,17 @@
 //! Opening the database: as the daemon's writer (creating, upgrading, or replacing an unusable
 //! file) or as a report's reader (never changing anything).
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use super::{
     error::is_corruption,
-    file,
+    file, key,
     minutes::MinuteSums,
     rollup::Marks,
     schema::{self, FileKind},
-    OpenNote, Retention, Store, StoreError, BUSY_TIMEOUT, SCHEMA_VERSION,
+    OpenNote, Retention, Store, StoreError, StoreKey, BUSY_TIMEOUT, SCHEMA_VERSION,
 };
 
 /// Maps an SQLite error to [`StoreError`], telling damage apart from everything else.
@@ -39,7 +39,29 @@ impl Store {
         path: impl AsRef<Path>,
         retention: &Retention,
     ) -> Result<(Store, OpenNote), StoreError> {
+        Self::open_with_key(path, retention, None)
+    }
+
+    /// [`Store::open`] of a database encrypted with `key` (or not, for None). A wrong key, or
+    /// a key for a file that is not encrypted, is an error that changes nothing: such a file
+    /// is never taken for damage.
+    pub fn open_with_key(
+        path: impl AsRef<Path>,
+        retention: &Retention,
+        key: Option<Arc<StoreKey>>,
+    ) -> Result<(Store, OpenNote), StoreError> {
         let path = path.as_ref();
+        key::check(path, key.as_deref())?;
+        let mut opened = Self::open_keyed(path, retention, key.as_deref())?;
+        opened.0.key = key;
+        Ok(opened)
+    }
+
+    fn open_keyed(
+        path: &Path,
+        retention: &Retention,
+        key: Option<&StoreKey>,
+    ) -> Result<(Store, OpenNote), StoreError> {
         let created = file::create(path)?;
         // A header can be sound over damaged tables, and damage found only by a write would
         // fail every batch; so every page is read once here (`quick_check`: 0.3 s for a 200 MB
@@ -47,7 +69,7 @@ impl Store {
         // before a writer opens.
         // Look with a read-only connection first: a read-write one would checkpoint or delete
         // a -wal file on close, and that may hold the only copy of the last commits.
-        let (conn, kind) = Self::inspect(path)?;
+        let (conn, kind) = Self::inspect(path, key)?;
         let unusable = match kind {
             FileKind::Foreign(detail) => Some(format!("not kaipo's: {detail}")),
             FileKind::Damaged(detail) => Some(format!("damaged: {detail}")),
@@ -60,8 +82,19 @@ impl Store {
             FileKind::Empty => None,
         };
         drop(conn);
+        // Without a key, an encrypted file cannot be told from noise: say what it may be.
+        let unusable = unusable.map(|reason| {
+            if key.is_none() && key::is_plain(path) == Some(false) {
+                format!(
+                    "{reason}; if it is an encrypted kaipo database, move it back and set \
+                     [storage] encryption_key_file"
+                )
+            } else {
+                reason
+            }
+        });
         let reason = match unusable {
-            None => match Self::open_writer(path, retention) {
+            None => match Self::open_writer(path, retention, key) {
                 Ok((store, _)) if created => return Ok((store, OpenNote::Created)),
                 // Damage found only further in, while upgrading or reading the marks.
                 Err(StoreError::Corrupt { detail, .. }) => format!("damaged: {detail}"),
@@ -76,7 +109,7 @@ impl Store {
             moved_to.display()
         );
         file::create(path)?;
-        let (store, _) = Self::open_writer(path, retention)?;
+        let (store, _) = Self::open_writer(path, retention, key)?;
         Ok((store, OpenNote::Replaced { moved_to, reason }))
     }
 
@@ -86,9 +119,10 @@ impl Store {
     pub fn open_or_hold(
         path: impl AsRef<Path>,
         retention: &Retention,
+        key: Option<Arc<StoreKey>>,
     ) -> Result<(Store, OpenNote), StoreError> {
         let path = path.as_ref();
-        match Self::open(path, retention) {
+        match Self::open_with_key(path, retention, key.clone()) {
             Ok(opened) => Ok(opened),
             Err(e) if e.is_unwritable() || file::filesystem_unwritable(path) => {
                 let reason = e.to_string();
@@ -103,6 +137,7 @@ impl Store {
                 );
                 store.unopened = Some(reason.clone());
                 store.last_error = Some(reason.clone());
+                store.key = key;
                 Ok((store, OpenNote::Held { reason }))
             }
             Err(e) => Err(e),
@@ -111,7 +146,7 @@ impl Store {
 
     /// Opens the file of a store started by [`Store::open_or_hold`], keeping what it holds.
     pub(crate) fn open_held(&mut self) -> Result<(), StoreError> {
-        let (fresh, note) = Self::open(&self.path, &self.retention)?;
+        let (fresh, note) = Self::open_with_key(&self.path, &self.retention, self.key.clone())?;
         self.adopt(fresh);
         log::info!("history database {}: {note}", self.path.display());
         // Said even when plain, to replace the note that history was held.
@@ -135,7 +170,7 @@ impl Store {
         );
         self.note = Some(OpenNote::Replaced { moved_to, reason });
         file::create(&path)?;
-        let (fresh, _) = Self::open_writer(&path, &self.retention)?;
+        let (fresh, _) = Self::open_writer(&path, &self.retention, self.key.as_deref())?;
         self.adopt(fresh);
         Ok(())
     }
@@ -153,9 +188,12 @@ impl Store {
 
     /// Opens read-only and says what the file is; content SQLite cannot read shows as
     /// [`FileKind::Damaged`].
-    fn inspect(path: &Path) -> Result<(Connection, FileKind), StoreError> {
+    fn inspect(path: &Path, key: Option<&StoreKey>) -> Result<(Connection, FileKind), StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(db_err(path, "opening"))?;
+        if let Some(key) = key {
+            key.apply(&conn).map_err(db_err(path, "setting the key"))?;
+        }
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(db_err(path, "setting the busy timeout"))?;
         let kind = match schema::classify(&conn) {
@@ -169,9 +207,13 @@ impl Store {
     pub(super) fn open_writer(
         path: &Path,
         retention: &Retention,
+        key: Option<&StoreKey>,
     ) -> Result<(Store, OpenNote), StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags).map_err(db_err(path, "opening"))?;
+        if let Some(key) = key {
+            key.apply(&conn).map_err(db_err(path, "setting the key"))?;
+        }
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(db_err(path, "setting the busy timeout"))?;
         let kind = schema::classify(&conn).map_err(db_err(path, "reading the header"))?;
@@ -234,13 +276,25 @@ impl Store {
     /// Opens the history at `path` for queries only; works while the daemon writes. Never
     /// changes the file, even when it is damaged.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        Self::open_read_only_with_key(path, None)
+    }
+
+    /// [`Store::open_read_only`] of a database encrypted with `key` (or not, for None).
+    pub fn open_read_only_with_key(
+        path: impl AsRef<Path>,
+        key: Option<&StoreKey>,
+    ) -> Result<Store, StoreError> {
         let path = path.as_ref();
         if !path.exists() {
             return Err(StoreError::NotFound {
                 path: path.to_path_buf(),
             });
         }
-        let (conn, kind) = Self::inspect(path)?;
+        match key {
+            Some(_) => key::check(path, key)?,
+            None => key::check_unkeyed_reader(path)?,
+        }
+        let (conn, kind) = Self::inspect(path, key)?;
         let p = path.to_path_buf();
         match kind {
             FileKind::Empty => return Err(StoreError::NotFound { path: p }),

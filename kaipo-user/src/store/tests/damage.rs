@@ -81,7 +81,8 @@ fn damage_past_the_header_is_found_at_open_and_the_file_moved_aside() {
     // What opening did before it checked every page: on a copy, this finds nothing wrong.
     let copy = dir.0.join("copy.db");
     fs::copy(dir.db(), &copy).expect("copy");
-    Store::open_writer(&copy, &Retention::default()).expect("the header and marks look sound");
+    Store::open_writer(&copy, &Retention::default(), None)
+        .expect("the header and marks look sound");
 
     let (mut store, note) = Store::open(dir.db(), &Retention::default()).expect("open");
     let moved = moved_to(Some(note));

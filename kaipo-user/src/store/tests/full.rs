@@ -194,7 +194,8 @@ fn a_store_started_on_a_full_filesystem_holds_rows_until_space_returns() {
             }
         }
     }
-    let (mut store, note) = Store::open_or_hold(dir.db(), &Retention::default()).expect("held");
+    let (mut store, note) =
+        Store::open_or_hold(dir.db(), &Retention::default(), None).expect("held");
     assert!(matches!(note, OpenNote::Held { .. }), "{note:?}");
     assert!(!store.is_open());
     assert!(store.last_error().is_some());

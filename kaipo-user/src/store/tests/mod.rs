@@ -3,6 +3,8 @@
 
 mod crash;
 mod damage;
+#[cfg(target_os = "linux")]
+mod encryption;
 mod files;
 mod full;
 mod minutes;
@@ -195,7 +197,7 @@ pub(super) const ALL_DIMENSIONS: [Dimension; 7] = [
     Dimension::Interface,
 ];
 
-fn three_batches() -> Vec<IntervalBatch> {
+pub(super) fn three_batches() -> Vec<IntervalBatch> {
     vec![
         batch(
             T0 + 60_000,
