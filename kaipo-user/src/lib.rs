@@ -26,3 +26,4 @@ pub mod status;
 pub mod store;
 pub mod ui;
 pub mod watch;
+pub mod workload;

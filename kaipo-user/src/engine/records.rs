@@ -71,6 +71,10 @@ pub fn build(
                 uid: info.as_ref().map_or(owner.uid, |i| i.uid),
                 user: info.as_ref().and_then(|i| i.user.clone()),
                 container: info.as_ref().and_then(|i| i.container.clone()),
+                container_name: info.as_ref().and_then(|i| i.container_name.clone()),
+                pod: info.as_ref().and_then(|i| i.pod.clone()),
+                pod_namespace: info.as_ref().and_then(|i| i.pod_namespace.clone()),
+                unit: info.as_ref().and_then(|i| i.unit.clone()),
                 exe: info.as_ref().and_then(|i| i.exe.clone()),
                 netns: info.as_ref().and_then(|i| i.netns_inode),
                 exited: gone,
@@ -179,6 +183,10 @@ pub fn traffic_rows(
                     user,
                     // Host processes have no container, whatever cgroup they sit in.
                     container: info.as_ref().and_then(|i| i.container.clone()),
+                    container_name: info.as_ref().and_then(|i| i.container_name.clone()),
+                    pod: info.as_ref().and_then(|i| i.pod.clone()),
+                    pod_namespace: info.as_ref().and_then(|i| i.pod_namespace.clone()),
+                    unit: info.as_ref().and_then(|i| i.unit.clone()),
                     remote,
                     service,
                     ..TrafficRow::default()
@@ -251,6 +259,10 @@ mod tests {
             start_time_ticks: 0,
             cgroup: None,
             container: None,
+            container_name: None,
+            pod: None,
+            pod_namespace: None,
+            unit: None,
             netns_inode: None,
         }
     }

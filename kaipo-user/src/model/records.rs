@@ -74,7 +74,20 @@ pub struct ProcessRecord {
     pub cmdline: String,
     pub uid: u32,
     pub user: Option<String>,
+    /// Container id (first 12 hex digits), from the cgroup path.
     pub container: Option<String>,
+    /// The container's name as its runtime's records have it (Docker, Podman, containerd or
+    /// CRI-O under the kubelet).
+    #[serde(default)]
+    pub container_name: Option<String>,
+    /// The Kubernetes pod and its namespace.
+    #[serde(default)]
+    pub pod: Option<String>,
+    #[serde(default)]
+    pub pod_namespace: Option<String>,
+    /// The systemd unit the process belongs to (`nginx.service`, `user@1000.service`).
+    #[serde(default)]
+    pub unit: Option<String>,
     /// Path of the executable (`/proc/PID/exe`), when readable.
     #[serde(default)]
     pub exe: Option<String>,
