@@ -16,6 +16,10 @@ pub enum Dimension {
     Service,
     User,
     Container,
+    /// The Kubernetes pod, `namespace/pod`.
+    Pod,
+    /// The systemd unit.
+    Unit,
 }
 
 /// Resolution tiers, finest first.
@@ -99,6 +103,15 @@ pub struct ProcessFields {
     pub user: String,
     /// Container id; `None` for a process on the host.
     pub container: Option<String>,
+    /// Container name, Kubernetes pod and namespace, systemd unit, present when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
 }
 
 /// One row of a report: a key of the chosen dimension and its totals over the range.

@@ -16,6 +16,8 @@ pub(super) fn dimension_title(by: Option<Dimension>) -> &'static str {
         Some(Dimension::Service) => "service",
         Some(Dimension::User) => "user",
         Some(Dimension::Container) => "container",
+        Some(Dimension::Pod) => "pod",
+        Some(Dimension::Unit) => "unit",
         None => "key",
     }
 }
@@ -105,6 +107,8 @@ pub(super) fn display_key(by: Option<Dimension>, key: &str) -> &str {
     match (key.is_empty(), by) {
         (false, _) => key,
         (true, Some(Dimension::Container)) => "(host)",
+        (true, Some(Dimension::Pod)) => "(no pod)",
+        (true, Some(Dimension::Unit)) => "(no unit)",
         (true, _) => "(unknown)",
     }
 }

@@ -105,6 +105,7 @@ pub(crate) fn sample_processes() -> Report {
             name: name.into(),
             user: user.into(),
             container: container.map(str::to_owned),
+            ..Default::default()
         }))
     };
     Report {

@@ -67,7 +67,13 @@ pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlit
             Dimension::App => p.app.clone(),
             // Traffic without an owner is no process, user or container (user 0 would read
             // as root): it keeps its own row, named as the app dimension names it.
-            Dimension::Process | Dimension::User | Dimension::Container if unattributed => {
+            Dimension::Process
+            | Dimension::User
+            | Dimension::Container
+            | Dimension::Pod
+            | Dimension::Unit
+                if unattributed =>
+            {
                 UNATTRIBUTED_APP.to_owned()
             }
             Dimension::Process => {
@@ -87,7 +93,16 @@ pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlit
                 key
             }
             Dimension::User => p.user_name(),
-            Dimension::Container => p.container().unwrap_or_default(),
+            // By name where the runtime named it, else by id: a container made again under
+            // the same name is one row.
+            Dimension::Container => p
+                .workload
+                .container_name
+                .clone()
+                .or_else(|| p.container())
+                .unwrap_or_default(),
+            Dimension::Pod => p.pod_key().unwrap_or_default(),
+            Dimension::Unit => p.workload.unit.clone().unwrap_or_default(),
             _ => continue,
         };
         add(&mut by_dim, &key, c);
@@ -362,9 +377,29 @@ pub(super) struct ProcessInfo {
     uid: u32,
     user: String,
     container: String,
+    workload: Workload,
+}
+
+/// A process row's workload names, NULL columns (or no row) as `None`.
+#[derive(Default)]
+struct Workload {
+    container_name: Option<String>,
+    pod: Option<String>,
+    pod_namespace: Option<String>,
+    unit: Option<String>,
 }
 
 impl ProcessInfo {
+    /// `namespace/pod`, the way `kubectl` users name a pod across namespaces.
+    fn pod_key(&self) -> Option<String> {
+        let w = &self.workload;
+        let pod = w.pod.as_deref()?;
+        Some(match w.pod_namespace.as_deref() {
+            Some(ns) => format!("{ns}/{pod}"),
+            None => pod.to_owned(),
+        })
+    }
+
     /// The user's name, or the uid as text when it has none.
     fn user_name(&self) -> String {
         if self.user.is_empty() {
@@ -388,15 +423,21 @@ impl ProcessInfo {
             name: self.app.clone(),
             user: self.user_name(),
             container: self.container(),
+            container_name: self.workload.container_name.clone(),
+            pod: self.workload.pod.clone(),
+            pod_namespace: self.workload.pod_namespace.clone(),
+            unit: self.workload.unit.clone(),
         }
     }
 }
 
 pub(super) fn process_info(conn: &Connection, id: i64) -> rusqlite::Result<ProcessInfo> {
     conn.prepare_cached(
-        "SELECT a.name, p.pid, u.uid, u.name, c.name FROM process p \
+        "SELECT a.name, p.pid, u.uid, u.name, c.name, \
+         w.container_name, w.pod, w.pod_namespace, w.unit FROM process p \
          JOIN app a ON a.id = p.app_id JOIN user u ON u.id = p.user_id \
-         JOIN container c ON c.id = p.container_id WHERE p.id = ?1",
+         JOIN container c ON c.id = p.container_id \
+         LEFT JOIN workload w ON w.process_id = p.id WHERE p.id = ?1",
     )?
     .query_row([id], |r| {
         Ok(ProcessInfo {
@@ -405,6 +446,12 @@ pub(super) fn process_info(conn: &Connection, id: i64) -> rusqlite::Result<Proce
             uid: r.get(2)?,
             user: r.get(3)?,
             container: r.get(4)?,
+            workload: Workload {
+                container_name: r.get(5)?,
+                pod: r.get(6)?,
+                pod_namespace: r.get(7)?,
+                unit: r.get(8)?,
+            },
         })
     })
 }

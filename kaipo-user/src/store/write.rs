@@ -201,6 +201,12 @@ impl<'a> Pending<'a> {
                     .as_deref()
                     .filter(|c| !c.starts_with('/'))
                     .unwrap_or(""),
+                workload: [
+                    r.container_name.as_deref(),
+                    r.pod.as_deref(),
+                    r.pod_namespace.as_deref(),
+                    r.unit.as_deref(),
+                ],
             },
             remote: &r.remote,
             service: &r.service,
