@@ -328,15 +328,14 @@ fn totals_per_day_month_and_hour_split_by_app() {
 fn reports_by_container_name_pod_and_unit() {
     let dir = TempDir::new("workload");
     let (mut store, _) = Store::open(dir.db(), &Retention::default()).expect("open");
-    let named = |row: TrafficRow, name: Option<&str>, pod: Option<(&str, &str)>, unit: &str| {
-        TrafficRow {
+    let named =
+        |row: TrafficRow, name: Option<&str>, pod: Option<(&str, &str)>, unit: &str| TrafficRow {
             container_name: name.map(str::to_owned),
             pod: pod.map(|(_, p)| p.to_owned()),
             pod_namespace: pod.map(|(ns, _)| ns.to_owned()),
             unit: Some(unit.to_owned()),
             ..row
-        }
-    };
+        };
     let web = |rx, name| {
         named(
             owned("nginx", 20, 33, Some("www-data"), Some("4f2a9c"), rx),
@@ -353,15 +352,30 @@ fn reports_by_container_name_pod_and_unit() {
     );
     // Interval 1: the runtime has not named the container yet.
     store
-        .write(&batch(T0 + 60_000, 60_000, vec![web(3000, None), sshd.clone()], vec![]))
+        .write(&batch(
+            T0 + 60_000,
+            60_000,
+            vec![web(3000, None), sshd.clone()],
+            vec![],
+        ))
         .expect("write 1");
     // Interval 2: named. Interval 3: a row without names (as after a restart of the engine).
     store
-        .write(&batch(T0 + 120_000, 60_000, vec![web(2000, Some("web"))], vec![]))
+        .write(&batch(
+            T0 + 120_000,
+            60_000,
+            vec![web(2000, Some("web"))],
+            vec![],
+        ))
         .expect("write 2");
     let bare = owned("nginx", 20, 33, Some("www-data"), Some("4f2a9c"), 1000);
     store
-        .write(&batch(T0 + 180_000, 60_000, vec![bare, unattributed(700)], vec![]))
+        .write(&batch(
+            T0 + 180_000,
+            60_000,
+            vec![bare, unattributed(700)],
+            vec![],
+        ))
         .expect("write 3");
     let ask = |store: &mut Store, by| store.query(&query(T0, T0 + HOUR, by)).expect("query");
     assert_eq!(
@@ -370,7 +384,11 @@ fn reports_by_container_name_pod_and_unit() {
     );
     assert_eq!(
         keyed(&ask(&mut store, Dimension::Pod)),
-        [("shop/checkout-7f9c", 6000), ("", 5000), (UNATTRIBUTED_APP, 700)]
+        [
+            ("shop/checkout-7f9c", 6000),
+            ("", 5000),
+            (UNATTRIBUTED_APP, 700)
+        ]
     );
     assert_eq!(
         keyed(&ask(&mut store, Dimension::Unit)),
@@ -399,5 +417,8 @@ fn reports_by_container_name_pod_and_unit() {
     // The names are in the file: a fresh store (no in-memory ids) reads the same.
     drop(store);
     let (mut store, _) = Store::open(dir.db(), &Retention::default()).expect("reopen");
-    assert_eq!(keyed(&ask(&mut store, Dimension::Container))[0], ("web", 6000));
+    assert_eq!(
+        keyed(&ask(&mut store, Dimension::Container))[0],
+        ("web", 6000)
+    );
 }
