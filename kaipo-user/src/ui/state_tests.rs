@@ -52,12 +52,13 @@ fn type_filter(state: &mut LiveState, text: &str) {
 #[test]
 fn processes_sort_by_every_column() {
     let mut state = fixtures::state();
-    let expected: [(Column, [u32; 6]); 11] = [
+    let expected: [(Column, [u32; 6]); 12] = [
         (Column::Traffic, [4321, 812, 5150, 1290, 603, 700]),
         (Column::Pid, [5150, 4321, 1290, 812, 700, 603]),
         (Column::Name, [700, 5150, 812, 1290, 4321, 603]),
         (Column::User, [700, 5150, 1290, 4321, 603, 812]),
         (Column::Container, [603, 700, 812, 1290, 5150, 4321]),
+        (Column::Unit, [4321, 700, 812, 1290, 5150, 603]),
         (Column::Conns, [812, 603, 700, 1290, 4321, 5150]),
         (Column::RxRate, [5150, 1290, 812, 4321, 603, 700]),
         (Column::TxRate, [4321, 812, 1290, 5150, 603, 700]),
