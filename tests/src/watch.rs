@@ -39,6 +39,16 @@ pub struct ProcessRecord {
     pub pid: u32,
     pub name: String,
     pub cmdline: String,
+    #[serde(default)]
+    pub container: Option<String>,
+    #[serde(default)]
+    pub container_name: Option<String>,
+    #[serde(default)]
+    pub pod: Option<String>,
+    #[serde(default)]
+    pub pod_namespace: Option<String>,
+    #[serde(default)]
+    pub unit: Option<String>,
     pub exited: bool,
     pub rx_bytes: u64,
     pub tx_bytes: u64,

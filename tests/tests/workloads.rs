@@ -1,0 +1,445 @@
+//! End to end: processes named by where they run. A real Podman container (an image the test
+//! builds from the traffic generator and the C libraries it links, no registry), and processes
+//! the test puts in cgroups laid out like a systemd unit's and a Kubernetes pod's, with the
+//! kubelet's folders beside them; `kaipo watch --json` must name each one and count its bytes
+//! exactly.
+//!
+//! Addresses: 10.231.1.0/30 and 10.231.1.4/30 only (with a blackhole for 10.231.0.0/16 so that
+//! nothing of this range ever leaves the host). Needs root, Podman and runc
+//! (`scripts/setup.sh`); run with `--test-threads=1` on a busy machine.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::{bail, ensure, Context as _};
+use kaipo_tests::{
+    child::Spawned,
+    run,
+    watch::{Run, Totals, Watch, WatchConfig},
+};
+
+const TRAFFIC: &str = env!("CARGO_BIN_EXE_kaipo-traffic");
+const STEP: Duration = Duration::from_secs(20);
+const UDP4_OVERHEAD: u64 = 20 + 8;
+/// Where kaipo reads cgroup v2 on this host kind: the hybrid layout's unified mount, else the
+/// unified layout's root.
+const CGROUP_ROOTS: [&str; 2] = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"];
+
+/// A namespace `k15-<pid>-<n>` joined to the host by a veth pair, `10.231.1.<4n+1>` on the
+/// host and `.<4n+2>` inside, with static neighbours (no ARP in the counts). Removed on drop.
+struct Net {
+    name: String,
+    host_if: String,
+    host_ip: String,
+    ns_ip: String,
+}
+
+impl Net {
+    fn new(n: u8) -> anyhow::Result<Self> {
+        kaipo_tests::require_root()?;
+        let pid = std::process::id();
+        // Nothing of the test range may be routed out, whatever happens to the links below.
+        let _ = Command::new("ip")
+            .args(["route", "add", "blackhole", "10.231.0.0/16"])
+            .output();
+        let net = Net {
+            name: format!("k15-{pid}-{n}"),
+            host_if: format!("k15h{pid}{n}"),
+            host_ip: format!("10.231.1.{}", 4 * n + 1),
+            ns_ip: format!("10.231.1.{}", 4 * n + 2),
+        };
+        ensure!(net.host_if.len() <= 15, "{} is too long", net.host_if);
+        let (host_mac, ns_mac) = (
+            format!("02:6b:35:00:{n:02x}:01"),
+            format!("02:6b:35:00:{n:02x}:02"),
+        );
+        run(Command::new("ip").args(["netns", "add", &net.name]))?;
+        run(Command::new("ip")
+            .args([
+                "link",
+                "add",
+                &net.host_if,
+                "address",
+                &host_mac,
+                "type",
+                "veth",
+            ])
+            .args([
+                "peer", "name", "k15n", "address", &ns_mac, "netns", &net.name,
+            ]))?;
+        let inside = |args: &[&str]| run(Command::new("ip").args(["-n", &net.name]).args(args));
+        fs::write(
+            format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", net.host_if),
+            "1",
+        )?;
+        run(Command::new("ip").args([
+            "addr",
+            "add",
+            &format!("{}/30", net.host_ip),
+            "dev",
+            &net.host_if,
+        ]))?;
+        inside(&["addr", "add", &format!("{}/30", net.ns_ip), "dev", "k15n"])?;
+        run(Command::new("ip").args([
+            "neigh",
+            "replace",
+            &net.ns_ip,
+            "lladdr",
+            &ns_mac,
+            "dev",
+            &net.host_if,
+            "nud",
+            "permanent",
+        ]))?;
+        inside(&[
+            "neigh",
+            "replace",
+            &net.host_ip,
+            "lladdr",
+            &host_mac,
+            "dev",
+            "k15n",
+            "nud",
+            "permanent",
+        ])?;
+        run(Command::new("ip").args(["link", "set", "dev", &net.host_if, "up"]))?;
+        inside(&["link", "set", "dev", "k15n", "up"])?;
+        inside(&["link", "set", "dev", "lo", "up"])?;
+        run(Command::new("ip")
+            .args(["netns", "exec", &net.name, "sh", "-c"])
+            .arg("echo 1 > /proc/sys/net/ipv6/conf/k15n/disable_ipv6"))?;
+        Ok(net)
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// A folder, file or Podman object the test made, removed on drop.
+enum Made {
+    Dir(PathBuf),
+    File(PathBuf),
+    /// A cgroup: removed once empty (its processes were ended first).
+    Cgroup(PathBuf),
+    Container(String),
+    Image(String),
+}
+
+struct Cleanup(Vec<Made>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for made in self.0.drain(..).rev() {
+            let _ = match made {
+                Made::Dir(p) => fs::remove_dir_all(p),
+                Made::File(p) => fs::remove_file(p),
+                Made::Cgroup(p) => fs::remove_dir(p),
+                Made::Container(name) => podman(&["rm", "-f", "-t", "0", &name]).map(drop),
+                Made::Image(tag) => podman(&["rmi", "-f", &tag]).map(drop),
+            };
+        }
+    }
+}
+
+fn podman(args: &[&str]) -> std::io::Result<std::process::Output> {
+    Command::new("podman").args(args).output()
+}
+
+/// The traffic generator, the loader and the libraries it links, laid out as a root
+/// filesystem and imported as a Podman image.
+fn build_image(dir: &Path, tag: &str) -> anyhow::Result<()> {
+    let rootfs = dir.join("rootfs");
+    fs::create_dir_all(&rootfs)?;
+    fs::copy(TRAFFIC, rootfs.join("kaipo-traffic")).context("copying the generator")?;
+    let ldd = run(Command::new("ldd").arg(TRAFFIC))?;
+    for line in ldd.lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)", "/lib64/ld-linux-x86-64.so.2 (0x...)"
+        let path = line
+            .split_whitespace()
+            .find(|w| w.starts_with('/'))
+            .map(Path::new);
+        let Some(lib) = path else { continue };
+        let to = rootfs.join(lib.strip_prefix("/")?);
+        fs::create_dir_all(to.parent().context("library path")?)?;
+        fs::copy(lib, &to).with_context(|| format!("copying {}", lib.display()))?;
+    }
+    let tar = dir.join("rootfs.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."))?;
+    let out = podman(&["import", &tar.to_string_lossy(), tag])?;
+    if !out.status.success() {
+        bail!("podman import: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// Bytes and packets of every process record `pick` selects, summed over the run.
+fn totals_of(run: &Run, pick: impl Fn(&kaipo_tests::watch::ProcessRecord) -> bool) -> Totals {
+    let mut t = Totals::default();
+    for p in run
+        .records
+        .iter()
+        .flat_map(|r| &r.processes)
+        .filter(|p| pick(p))
+    {
+        t.rx_bytes += p.rx_bytes;
+        t.tx_bytes += p.tx_bytes;
+        t.rx_packets += p.rx_packets;
+        t.tx_packets += p.tx_packets;
+    }
+    t
+}
+
+fn tx(count: u64, size: u64) -> Totals {
+    Totals {
+        tx_bytes: count * (size + UDP4_OVERHEAD),
+        tx_packets: count,
+        ..Totals::default()
+    }
+}
+
+/// A sender in a Podman container, joined to the test namespace: its 20 datagrams of 100 bytes
+/// (2,560 IP-layer bytes) show under the container's name and id.
+#[test]
+fn a_podman_container_is_named() -> anyhow::Result<()> {
+    ensure!(
+        Command::new("podman").arg("--version").output().is_ok(),
+        "this test needs Podman and runc: run scripts/setup.sh"
+    );
+    let net = Net::new(0)?;
+    let pid = std::process::id();
+    let dir = std::env::temp_dir().join(format!("kaipo-podman-{pid}"));
+    let (tag, name) = (
+        format!("localhost/kaipo-test-traffic:{pid}"),
+        format!("kaipo-web-{pid}"),
+    );
+    let mut made = Cleanup(vec![Made::Dir(dir.clone())]);
+    build_image(&dir, &tag)?;
+    made.0.push(Made::Image(tag.clone()));
+
+    let (count, size) = (20u64, 100u64);
+    let mut sink = Spawned::spawn("udp-sink", {
+        let mut c = Command::new(TRAFFIC);
+        c.args([
+            "udp-sink",
+            &format!("{}:0", net.host_ip),
+            &count.to_string(),
+        ]);
+        c
+    })?;
+    let _: u32 = sink.expect_num("pid", STEP)?;
+    let port: u16 = sink.expect_num("port", STEP)?;
+
+    let watch = Watch::start(&WatchConfig::new(&net.host_if, Duration::from_secs(60)))?;
+    made.0.push(Made::Container(name.clone()));
+    let mut sender = Spawned::spawn("podman run", {
+        let mut c = Command::new("podman");
+        c.args(["run", "-i", "--rm", "--runtime", "runc"])
+            .args([
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=1024:1024",
+            ])
+            .args(["--network", &format!("ns:/run/netns/{}", net.name)])
+            .args(["--name", &name, &tag, "/kaipo-traffic", "udp-wait"])
+            .args([
+                &format!("{}:{port}", net.host_ip),
+                &count.to_string(),
+                &size.to_string(),
+            ]);
+        c
+    })?;
+    // The generator's pid inside the container's own pid namespace: 1.
+    let _: u32 = sender.expect_num("pid", STEP)?;
+    sender
+        .expect("ready", STEP)
+        .with_context(|| format!("container: {}", sender.stderr()))?;
+    let id = run(Command::new("podman").args(["inspect", "--format", "{{.Id}}", &name]))?;
+    let id = id.trim().to_owned();
+    // The socket is made and its owner event read within an interval; the names are then
+    // cached with the process, whatever happens to the container afterwards.
+    std::thread::sleep(Duration::from_secs(1));
+    sender.send_line("go")?;
+    sender.expect("sent", STEP)?;
+    sink.expect("received", STEP)?;
+    sender.wait_success(STEP)?;
+    std::thread::sleep(Duration::from_millis(600));
+    let run = watch.stop()?;
+
+    let named = totals_of(&run, |p| p.container_name.as_deref() == Some(name.as_str()));
+    assert_eq!(named, tx(count, size), "{}", run.stderr);
+    let ids: std::collections::BTreeSet<Option<String>> = run
+        .records
+        .iter()
+        .flat_map(|r| &r.processes)
+        .filter(|p| p.container_name.as_deref() == Some(name.as_str()))
+        .map(|p| p.container.clone())
+        .collect();
+    assert_eq!(ids, [Some(id[..12].to_owned())].into());
+    // Podman's cgroupfs driver here: no systemd unit, no pod.
+    let pods: Vec<_> = run
+        .records
+        .iter()
+        .flat_map(|r| &r.processes)
+        .filter(|p| p.container_name.is_some())
+        .map(|p| (p.pod.clone(), p.pod_namespace.clone()))
+        .collect();
+    assert!(pods.iter().all(|p| *p == (None, None)), "{pods:?}");
+    Ok(())
+}
+
+/// A process in a cgroup named like a systemd service and one laid out like a containerd
+/// container of a Kubernetes pod (systemd driver), with the kubelet's pod folder and log link
+/// made by the test: unit, container, pod and namespace named, bytes exact; a process in
+/// neither has none of them.
+#[test]
+fn units_and_pods_are_named_from_cgroups_and_kubelet_folders() -> anyhow::Result<()> {
+    let net = Net::new(1)?;
+    let pid = std::process::id();
+    let root = CGROUP_ROOTS
+        .iter()
+        .map(Path::new)
+        .find(|p| p.join("cgroup.procs").exists() && p.join("cgroup.controllers").exists())
+        .context("no cgroup v2 hierarchy mounted")?;
+    let mut made = Cleanup(Vec::new());
+    let mkdir = |made: &mut Cleanup, p: PathBuf| -> anyhow::Result<PathBuf> {
+        if !p.exists() {
+            fs::create_dir(&p).with_context(|| format!("mkdir {}", p.display()))?;
+            made.0.push(Made::Cgroup(p.clone()));
+        }
+        Ok(p)
+    };
+    let slice = mkdir(&mut made, root.join(format!("kaipo-test-{pid}.slice")))?;
+    let unit = format!("kaipo-web-{pid}.service");
+    let unit_cg = mkdir(&mut made, slice.join(&unit))?;
+
+    let uid = format!("1f2e3d4c-5b6a-4798-8a0b-{pid:012x}");
+    let cid = format!("{:064x}", u128::from(pid) << 64 | 0x6b61_6970);
+    let pods = mkdir(&mut made, root.join("kubepods.slice"))?;
+    let pod_slice = mkdir(
+        &mut made,
+        pods.join(format!("kubepods-pod{}.slice", uid.replace('-', "_"))),
+    )?;
+    let scope = format!("cri-containerd-{cid}.scope");
+    let pod_cg = mkdir(&mut made, pod_slice.join(&scope))?;
+    let (namespace, pod, container) = ("kaipo-test", format!("checkout-{pid}"), "web");
+    let pod_dir = PathBuf::from(format!("/var/log/pods/{namespace}_{pod}_{uid}"));
+    fs::create_dir_all(pod_dir.join(container))?;
+    made.0.push(Made::Dir(pod_dir));
+    let log = PathBuf::from(format!(
+        "/var/log/containers/{pod}_{namespace}_{container}-{cid}.log"
+    ));
+    fs::create_dir_all("/var/log/containers")?;
+    fs::write(&log, "")?;
+    made.0.push(Made::File(log));
+
+    let count = 10u64;
+    let mut sink = Spawned::spawn("udp-sink", {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &net.name, TRAFFIC, "udp-sink"])
+            .args([&format!("{}:0", net.ns_ip), &(3 * count).to_string()]);
+        c
+    })?;
+    let _: u32 = sink.expect_num("pid", STEP)?;
+    let port: u16 = sink.expect_num("port", STEP)?;
+    let to = format!("{}:{port}", net.ns_ip);
+
+    let watch = Watch::start(&WatchConfig::new(&net.host_if, Duration::from_secs(60)))?;
+    // Each sender moves itself into its cgroup before it makes its socket.
+    let sender = |cgroup: Option<&Path>, size: u64| -> anyhow::Result<Spawned> {
+        let join = cgroup.map_or(String::new(), |cg| {
+            format!("echo $$ > {}/cgroup.procs && ", cg.display())
+        });
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!("{join}exec {TRAFFIC} udp-wait {to} {count} {size}"));
+        Spawned::spawn("sender", c)
+    };
+    let mut senders = [
+        (sender(Some(&unit_cg), 100)?, 100),
+        (sender(Some(&pod_cg), 300)?, 300),
+        (sender(None, 500)?, 500),
+    ];
+    let mut pids = Vec::new();
+    for (s, _) in &mut senders {
+        pids.push(s.expect_num::<u32>("pid", STEP)?);
+        s.expect("ready", STEP)?;
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for (s, _) in &mut senders {
+        s.send_line("go")?;
+        s.expect("sent", STEP)?;
+        s.wait_success(STEP)?;
+    }
+    sink.expect("received", STEP)?;
+    std::thread::sleep(Duration::from_millis(600));
+    let run = watch.stop()?;
+    drop(senders);
+
+    let of = |pid: u32| {
+        let rows: Vec<_> = run
+            .records
+            .iter()
+            .flat_map(|r| &r.processes)
+            .filter(|p| p.pid == pid)
+            .collect();
+        let names: std::collections::BTreeSet<_> = rows
+            .iter()
+            .map(|p| {
+                (
+                    p.unit.clone(),
+                    p.container_name.clone(),
+                    p.pod.clone(),
+                    p.pod_namespace.clone(),
+                )
+            })
+            .collect();
+        (names, totals_of(&run, |p| p.pid == pid))
+    };
+    let (unit_names, unit_bytes) = of(pids[0]);
+    assert_eq!(unit_names, [(Some(unit.clone()), None, None, None)].into());
+    assert_eq!(unit_bytes, tx(count, 100));
+    let (pod_names, pod_bytes) = of(pids[1]);
+    assert_eq!(
+        pod_names,
+        [(
+            Some(scope.clone()),
+            Some(container.to_owned()),
+            Some(pod.clone()),
+            Some(namespace.to_owned())
+        )]
+        .into()
+    );
+    assert_eq!(pod_bytes, tx(count, 300));
+    // The third stayed where the test runs: the unit (if any) of that cgroup, nothing else.
+    let own = kaipo::workload::facts_of(&fs::read_to_string("/proc/self/cgroup")?);
+    let (plain_names, plain_bytes) = of(pids[2]);
+    assert_eq!(plain_names, [(own.unit, None, None, None)].into());
+    assert_eq!(plain_bytes, tx(count, 500));
+    let container_ids: std::collections::BTreeSet<_> = run
+        .records
+        .iter()
+        .flat_map(|r| &r.processes)
+        .filter(|p| p.pid == pids[1])
+        .map(|p| p.container.clone())
+        .collect();
+    assert_eq!(container_ids, [Some(cid[..12].to_owned())].into());
+    Ok(())
+}
