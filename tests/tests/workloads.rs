@@ -214,6 +214,124 @@ fn tx(count: u64, size: u64) -> Totals {
     }
 }
 
+/// `kaipo daemon` with its socket, database and metrics in a folder of the test's; killed on
+/// drop if it did not stop.
+struct Daemon {
+    child: std::process::Child,
+    dir: PathBuf,
+    metrics_port: u16,
+}
+
+impl Daemon {
+    fn start(dir: &Path, iface: &str) -> anyhow::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let config = dir.join("kaipo.toml");
+        fs::write(
+            &config,
+            format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"),
+        )?;
+        let child = Command::new(kaipo_tests::kaipo_bin()?)
+            .arg("--config")
+            .arg(&config)
+            .args(["daemon", "--db"])
+            .arg(dir.join("kaipo.db"))
+            .arg("--socket")
+            .arg(dir.join("kaipo.sock"))
+            .args([
+                "--interval",
+                "1s",
+                "--live-interval",
+                "1s",
+                "--iface",
+                iface,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting kaipo daemon")?;
+        let daemon = Self {
+            child,
+            dir: dir.to_owned(),
+            metrics_port,
+        };
+        let start = std::time::Instant::now();
+        while daemon.status().is_err() || daemon.metrics().is_err() {
+            ensure!(start.elapsed() < STEP, "the daemon did not come up");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(daemon)
+    }
+
+    fn status(&self) -> anyhow::Result<serde_json::Value> {
+        let out = run(Command::new(kaipo_tests::kaipo_bin()?)
+            .args(["status", "--json", "--socket"])
+            .arg(self.dir.join("kaipo.sock")))?;
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    fn metrics(&self) -> anyhow::Result<String> {
+        use std::io::{Read as _, Write as _};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port))?;
+        stream.set_read_timeout(Some(STEP))?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text)?;
+        ensure!(text.contains(" 200 "), "{text}");
+        Ok(text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default())
+    }
+
+    /// SIGTERM: the daemon writes its last interval and exits 0.
+    fn stop(&mut self) -> anyhow::Result<()> {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                ensure!(status.success(), "the daemon exited with {status}");
+                return Ok(());
+            }
+            ensure!(start.elapsed() < STEP, "the daemon did not stop");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `kaipo report --by BY --format json` over the last hour of the stopped daemon's file:
+    /// (key, tx bytes) per row.
+    fn report(&self, by: &str) -> anyhow::Result<Vec<(String, u64)>> {
+        let out = run(Command::new(kaipo_tests::kaipo_bin()?)
+            .args([
+                "report", "--by", by, "--format", "json", "--top", "0", "--since", "1h",
+            ])
+            .arg("--db")
+            .arg(self.dir.join("kaipo.db")))?;
+        let v: serde_json::Value = serde_json::from_str(&out)?;
+        Ok(v["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r["key"].as_str().unwrap_or_default().to_owned(),
+                    r["tx_bytes"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A sender in a Podman container, joined to the test namespace: its 20 datagrams of 100 bytes
 /// (2,560 IP-layer bytes) show under the container's name and id.
 #[test]
@@ -350,6 +468,11 @@ fn units_and_pods_are_named_from_cgroups_and_kubelet_folders() -> anyhow::Result
     fs::write(&log, "")?;
     made.0.push(Made::File(log));
 
+    let state = std::env::temp_dir().join(format!("kaipo-workloads-{pid}"));
+    made.0.push(Made::Dir(state.clone()));
+    let mut daemon = Daemon::start(&state, &net.host_if)?;
+    let watch = Watch::start(&WatchConfig::new(&net.host_if, Duration::from_secs(60)))?;
+    // The sink waits 10 s at most for each datagram: started once kaipo is up.
     let count = 10u64;
     let mut sink = Spawned::spawn("udp-sink", {
         let mut c = Command::new("ip");
@@ -360,8 +483,6 @@ fn units_and_pods_are_named_from_cgroups_and_kubelet_folders() -> anyhow::Result
     let _: u32 = sink.expect_num("pid", STEP)?;
     let port: u16 = sink.expect_num("port", STEP)?;
     let to = format!("{}:{port}", net.ns_ip);
-
-    let watch = Watch::start(&WatchConfig::new(&net.host_if, Duration::from_secs(60)))?;
     // Each sender moves itself into its cgroup before it makes its socket.
     let sender = |cgroup: Option<&Path>, size: u64| -> anyhow::Result<Spawned> {
         let join = cgroup.map_or(String::new(), |cg| {
@@ -392,6 +513,11 @@ fn units_and_pods_are_named_from_cgroups_and_kubelet_folders() -> anyhow::Result
     std::thread::sleep(Duration::from_millis(600));
     let run = watch.stop()?;
     drop(senders);
+    // Two live intervals of the daemon and a bit: the traffic is in its totals.
+    std::thread::sleep(Duration::from_millis(2500));
+    let status = daemon.status()?;
+    let exposition = daemon.metrics()?;
+    daemon.stop()?;
 
     let of = |pid: u32| {
         let rows: Vec<_> = run
@@ -441,5 +567,81 @@ fn units_and_pods_are_named_from_cgroups_and_kubelet_folders() -> anyhow::Result
         .map(|p| p.container.clone())
         .collect();
     assert_eq!(container_ids, [Some(cid[..12].to_owned())].into());
+
+    // The daemon: its totals since start name each process as watch does.
+    let totals = status["totals"]["processes"].as_array().context("totals")?;
+    let total_of = |pid: u32| {
+        totals
+            .iter()
+            .find(|p| p["pid"].as_u64() == Some(u64::from(pid)))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let web = total_of(pids[1]);
+    assert_eq!(
+        (
+            web["container_name"].as_str(),
+            web["pod"].as_str(),
+            web["pod_namespace"].as_str(),
+            web["unit"].as_str(),
+            web["tx_bytes"].as_u64()
+        ),
+        (
+            Some(container),
+            Some(pod.as_str()),
+            Some(namespace),
+            Some(scope.as_str()),
+            Some(tx(count, 300).tx_bytes)
+        ),
+        "{web}"
+    );
+    assert_eq!(total_of(pids[0])["unit"].as_str(), Some(unit.as_str()));
+    // Its metrics: one workload series each, exact.
+    let series = |labels: &str| {
+        exposition.lines().find_map(|l| {
+            l.strip_prefix(&format!(
+                "kaipo_workload_bytes_total{{{labels},direction=\"tx\"}} "
+            ))
+            .and_then(|v| v.parse::<u64>().ok())
+        })
+    };
+    assert_eq!(
+        series(&format!(
+            "container=\"web\",pod=\"{pod}\",namespace=\"{namespace}\",unit=\"{scope}\""
+        )),
+        Some(tx(count, 300).tx_bytes),
+        "{exposition}"
+    );
+    assert_eq!(
+        series(&format!(
+            "container=\"\",pod=\"\",namespace=\"\",unit=\"{unit}\""
+        )),
+        Some(tx(count, 100).tx_bytes)
+    );
+    // Its history, after stop: by unit, pod and container, exact.
+    let row = |rows: &[(String, u64)], key: &str| rows.iter().find(|(k, _)| k == key).map(|r| r.1);
+    let by_unit = daemon.report("unit")?;
+    assert_eq!(
+        row(&by_unit, &unit),
+        Some(tx(count, 100).tx_bytes),
+        "{by_unit:?}"
+    );
+    assert_eq!(
+        row(&by_unit, &scope),
+        Some(tx(count, 300).tx_bytes),
+        "{by_unit:?}"
+    );
+    let by_pod = daemon.report("pod")?;
+    assert_eq!(
+        row(&by_pod, &format!("{namespace}/{pod}")),
+        Some(tx(count, 300).tx_bytes),
+        "{by_pod:?}"
+    );
+    let by_container = daemon.report("container")?;
+    assert_eq!(
+        row(&by_container, container),
+        Some(tx(count, 300).tx_bytes),
+        "{by_container:?}"
+    );
     Ok(())
 }
