@@ -458,13 +458,19 @@ fn units_and_pods_are_named_from_cgroups_and_kubelet_folders() -> anyhow::Result
     let scope = format!("cri-containerd-{cid}.scope");
     let pod_cg = mkdir(&mut made, pod_slice.join(&scope))?;
     let (namespace, pod, container) = ("kaipo-test", format!("checkout-{pid}"), "web");
+    // The kubelet's folders, made (and later removed) where this host has none.
+    for folder in ["/var/log/pods", "/var/log/containers"] {
+        if !Path::new(folder).exists() {
+            fs::create_dir_all(folder)?;
+            made.0.push(Made::Dir(folder.into()));
+        }
+    }
     let pod_dir = PathBuf::from(format!("/var/log/pods/{namespace}_{pod}_{uid}"));
     fs::create_dir_all(pod_dir.join(container))?;
     made.0.push(Made::Dir(pod_dir));
     let log = PathBuf::from(format!(
         "/var/log/containers/{pod}_{namespace}_{container}-{cid}.log"
     ));
-    fs::create_dir_all("/var/log/containers")?;
     fs::write(&log, "")?;
     made.0.push(Made::File(log));
 
