@@ -25,9 +25,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // The user's own names, for the commands that collect by themselves.
+    let client_names = |path: Option<std::path::PathBuf>| -> anyhow::Result<_> {
+        let path = path.unwrap_or_else(|| kaipo::config::default_path(false));
+        Ok(kaipo::config::Config::load(&path)?.user_names())
+    };
     match cli.command {
         Command::Watch(args) => {
             let opts = kaipo::watch::WatchOptions {
+                names: client_names(cli.config)?,
                 interval: args.interval,
                 duration: args.duration,
                 ifaces: args.ifaces,
@@ -44,6 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(kaipo::watch::run(&opts, &mut stdout))
         }
         Command::Live(args) => runtime.block_on(kaipo::live::run(&kaipo::live::LiveOptions {
+            names: client_names(cli.config)?,
             #[cfg(unix)]
             socket: args.socket,
             interval: args.interval,

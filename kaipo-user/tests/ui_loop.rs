@@ -56,6 +56,7 @@ fn update(n: u64) -> LiveUpdate {
         }],
         connections: vec![ConnectionRecord {
             service: String::new(),
+            network: None,
             state: None,
             pid: 4242,
             proto: "tcp".into(),

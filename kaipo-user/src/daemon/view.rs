@@ -177,6 +177,7 @@ mod tests {
     fn snapshot() -> Snapshot {
         let conn = |pid| ConnectionRecord {
             service: String::new(),
+            network: None,
             state: None,
             pid,
             proto: "udp".into(),

@@ -26,6 +26,7 @@ use crate::{
         backend::{self, Collector, Events, StartOptions},
         BackendKind, Degradation, Event,
     },
+    config::names::SharedNames,
     model::IntervalRecord,
     procinfo::ProcessResolver,
     store::TrafficRow,
@@ -46,6 +47,8 @@ pub struct EngineOptions {
     pub collect: StartOptions,
     /// Count loopback traffic in process and connection figures.
     pub include_loopback: bool,
+    /// The user's service and network names (`[names]`).
+    pub names: SharedNames,
 }
 
 /// One closed interval, as a sink receives it.
@@ -106,6 +109,7 @@ pub struct Engine {
     events: Events,
     accountant: Accountant,
     resolver: ProcessResolver,
+    names: SharedNames,
     buffer: Vec<Event>,
     malformed_reported: u64,
     backend: BackendKind,
@@ -115,11 +119,18 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// The user's service and network names for the records from now on.
+    pub fn set_names(&mut self, names: SharedNames) {
+        self.names = names;
+    }
+
     /// Starts the chosen backend and takes the baseline reading.
     pub fn start(opts: &EngineOptions) -> anyhow::Result<Self> {
         let (collector, events) = backend::start(&opts.collect)?;
         let scoped = !opts.collect.ifaces.is_empty();
-        Self::with_collector(collector, events, opts.include_loopback, scoped)
+        let mut engine = Self::with_collector(collector, events, opts.include_loopback, scoped)?;
+        engine.set_names(opts.names.clone());
+        Ok(engine)
     }
 
     /// An engine over an already started collector (the daemon starts its own to drop
@@ -137,6 +148,7 @@ impl Engine {
             events,
             accountant: Accountant::new(include_loopback).scoped_to_interfaces(scoped),
             resolver: ProcessResolver::new("/proc", "/etc"),
+            names: SharedNames::default(),
             buffer: Vec::with_capacity(1024),
             malformed_reported: 0,
             last_close: Instant::now(),
@@ -210,11 +222,18 @@ impl Engine {
         self.last_close = now;
         // Rows first: building the record expires the resolver's cache of exited processes.
         let rows = if with_rows {
-            records::traffic_rows(&delta, &mut self.resolver, now)
+            records::traffic_rows(&delta, &mut self.resolver, &self.names, now)
         } else {
             Vec::new()
         };
-        let record = records::build(&delta, &mut self.resolver, self.backend, elapsed, now);
+        let record = records::build(
+            &delta,
+            &mut self.resolver,
+            &self.names,
+            self.backend,
+            elapsed,
+            now,
+        );
         Ok(ClosedInterval {
             record,
             rows,

@@ -14,6 +14,7 @@ use super::{
 };
 use crate::{
     collect::BackendKind,
+    config::names::UserNames,
     format,
     model::{Bytes, ConnectionRecord, InterfaceRecord, IntervalRecord, ProcessRecord},
     platform::{Host, Platform as _},
@@ -22,20 +23,34 @@ use crate::{
 };
 
 /// The service a socket is for. An unconnected socket that talked to many peers is a server
-/// on its local port; otherwise the kernel's word on the socket's role, else the ports decide.
-pub fn connection_service(e: &Endpoints, remote_port: u16) -> String {
+/// on its local port; otherwise the kernel's word on the socket's role, else the ports decide
+/// (a port the user named counting as a named one). The user's name for the server side's
+/// port wins over kaipo's.
+pub fn connection_service(e: &Endpoints, remote_port: u16, names: &UserNames) -> String {
     let side = if e.many_remotes || remote_port == 0 {
         ServerSide::Local
     } else {
         e.server_side
     };
     let side = match side {
-        ServerSide::Unknown => {
-            service::side_from_ports(e.proto, e.local_port, remote_port, ephemeral())
-        }
+        ServerSide::Unknown => match (
+            names.service(e.proto, e.local_port),
+            names.service(e.proto, remote_port),
+        ) {
+            (Some(_), None) => ServerSide::Local,
+            (None, Some(_)) => ServerSide::Remote,
+            _ => service::side_from_ports(e.proto, e.local_port, remote_port, ephemeral()),
+        },
         known => known,
     };
-    service::service_of(e.proto, e.local_port, remote_port, side)
+    let server_port = match side {
+        ServerSide::Remote => remote_port,
+        _ => e.local_port,
+    };
+    match names.service(e.proto, server_port) {
+        Some(name) => name.to_owned(),
+        None => service::service_of(e.proto, e.local_port, remote_port, side),
+    }
 }
 
 /// The host's ephemeral port range, read once.
@@ -49,6 +64,7 @@ fn ephemeral() -> (u16, u16) {
 pub fn build(
     delta: &IntervalDelta,
     resolver: &mut ProcessResolver,
+    names: &UserNames,
     backend: BackendKind,
     elapsed: Duration,
     now: Instant,
@@ -105,7 +121,14 @@ pub fn build(
                 } else {
                     format::endpoint(e.family, &e.remote_addr, e.remote_port, ports)
                 },
-                service: connection_service(e, e.remote_port),
+                service: connection_service(e, e.remote_port, names),
+                network: if e.many_remotes {
+                    None
+                } else {
+                    format::ip(e.family, &e.remote_addr)
+                        .and_then(|ip| names.network(ip))
+                        .map(str::to_owned)
+                },
                 state: format::tcp_state(e.proto, e.tcp_state).map(str::to_owned),
                 rx_bytes: c.traffic.rx_bytes,
                 tx_bytes: c.traffic.tx_bytes,
@@ -148,6 +171,7 @@ pub fn build(
 pub fn traffic_rows(
     delta: &IntervalDelta,
     resolver: &mut ProcessResolver,
+    names: &UserNames,
     now: Instant,
 ) -> Vec<TrafficRow> {
     let mut rows: HashMap<(u32, String, String), TrafficRow> = HashMap::new();
@@ -161,7 +185,7 @@ pub fn traffic_rows(
             remote_address(e.family, &e.remote_addr)
         };
         let remote_port = if e.many_remotes { 0 } else { e.remote_port };
-        let service = connection_service(e, remote_port);
+        let service = connection_service(e, remote_port, names);
         let row = rows
             .entry((pid, remote.clone(), service.clone()))
             .or_insert_with(|| {
@@ -329,7 +353,7 @@ mod tests {
             ..IntervalDelta::default()
         };
         let mut resolver = ProcessResolver::new("/nonexistent", "/nonexistent");
-        let rows = traffic_rows(&delta, &mut resolver, Instant::now());
+        let rows = traffic_rows(&delta, &mut resolver, &UserNames::default(), Instant::now());
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].service, "tcp/5001");
         assert_eq!((rows[0].rx_bytes, rows[0].rx_packets), (20_000, 200));
@@ -373,7 +397,7 @@ mod tests {
         };
         // No such pid: the kernel's comm and uid stand in.
         let mut resolver = ProcessResolver::new("/nonexistent", "/nonexistent");
-        let rows = traffic_rows(&delta, &mut resolver, Instant::now());
+        let rows = traffic_rows(&delta, &mut resolver, &UserNames::default(), Instant::now());
         assert_eq!(rows.len(), 2);
         let r = &rows[0];
         assert_eq!(
@@ -389,5 +413,84 @@ mod tests {
         assert_eq!((r.tx_bytes, r.tx_packets), (150, 2));
         assert_eq!(rows[1].app, UNATTRIBUTED_APP);
         assert_eq!((rows[1].pid, rows[1].rx_bytes), (0, 7));
+    }
+
+    /// The user's names: a service by protocol and port wins over kaipo's (`https` on 8443),
+    /// names the server side even on an ephemeral port, and a network names the remote.
+    #[test]
+    fn the_users_service_and_network_names() {
+        let names = UserNames::from_config(&crate::config::names::NamesConfig {
+            services: [("tcp/8443", "admin-api"), ("udp/40000", "game")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+            networks: [("10.20.0.0/16", "office")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+        })
+        .expect("valid names");
+        let owner = Owner {
+            tgid: 4_000_002,
+            comm: "client".into(),
+            uid: 0,
+            cgroup_id: 0,
+        };
+        let conn = |proto, local_port, remote: [u8; 4], remote_port| {
+            let mut remote_addr = [0u8; 16];
+            remote_addr[..4].copy_from_slice(&remote);
+            ConnectionDelta {
+                cookie: u64::from(local_port),
+                owner: owner.clone(),
+                endpoints: Endpoints {
+                    family: FAMILY_IPV4,
+                    proto,
+                    local_port,
+                    remote_addr,
+                    remote_port,
+                    ..Endpoints::default()
+                },
+                traffic: Traffic {
+                    tx_bytes: 100,
+                    tx_packets: 1,
+                    ..Traffic::default()
+                },
+            }
+        };
+        let delta = IntervalDelta {
+            connections: vec![
+                // A client of 8443 (kaipo alone says https).
+                conn(kaipo_common::PROTO_TCP, 50_000, [10, 20, 3, 4], 8443),
+                // A UDP server on 40000 (inside the ephemeral range) answering 51000.
+                conn(PROTO_UDP, 40_000, [192, 0, 2, 1], 51_000),
+                // Nothing of the user's: kaipo's own name, no network.
+                conn(kaipo_common::PROTO_TCP, 50_001, [192, 0, 2, 1], 443),
+            ],
+            ..IntervalDelta::default()
+        };
+        let mut resolver = ProcessResolver::new("/nonexistent", "/nonexistent");
+        let now = Instant::now();
+        let record = build(
+            &delta,
+            &mut resolver,
+            &names,
+            BackendKind::Ebpf,
+            Duration::from_secs(1),
+            now,
+        );
+        let seen: Vec<(&str, Option<&str>)> = record
+            .connections
+            .iter()
+            .map(|c| (c.service.as_str(), c.network.as_deref()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("admin-api", Some("office")),
+                ("game", None),
+                ("https", None)
+            ]
+        );
+        let rows = traffic_rows(&delta, &mut resolver, &names, now);
+        let services: Vec<&str> = rows.iter().map(|r| r.service.as_str()).collect();
+        assert_eq!(services, ["admin-api", "game", "https"]);
     }
 }

@@ -27,6 +27,8 @@ pub struct LiveOptions {
     pub include_loopback: bool,
     /// How the embedded collector counts, when no daemon runs: interfaces and backend.
     pub collect: StartOptions,
+    /// The user's service and network names, for the embedded collector.
+    pub names: crate::config::names::SharedNames,
 }
 
 /// Snapshots waiting for the dashboard; a dashboard that falls behind skips intervals rather
@@ -64,6 +66,7 @@ async fn embedded(opts: &LiveOptions, theme: Theme) -> anyhow::Result<()> {
     let engine = Engine::start(&EngineOptions {
         collect: opts.collect.clone(),
         include_loopback: opts.include_loopback,
+        names: opts.names.clone(),
     })?;
     let (tx, rx) = mpsc::channel(QUEUE);
     let mut sink = ChannelSink {

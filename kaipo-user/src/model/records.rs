@@ -114,6 +114,9 @@ pub struct ConnectionRecord {
     /// `dns`, `tcp/5001`).
     #[serde(default)]
     pub service: String,
+    /// The name of the configured network (`[names.networks]`) the remote address is in.
+    #[serde(default)]
+    pub network: Option<String>,
     /// TCP state as the kernel last saw it (`ESTABLISHED`, `CLOSE_WAIT`, ...); null for
     /// other protocols or when unknown.
     #[serde(default)]

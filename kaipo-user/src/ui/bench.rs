@@ -73,6 +73,7 @@ pub fn synthetic_update(processes: usize, connections: usize, n: u64) -> LiveUpd
                 local: format!("10.0.{}.{}:{}", j / 256 % 256, j % 256, 20_000 + j % 40_000),
                 remote: format!("203.0.{}.{}:443", j % 1000 / 250, j % 250),
                 service: "https".into(),
+                network: None,
                 state: Some("ESTABLISHED".into()),
                 rx_bytes: bytes(j) / 10,
                 tx_bytes: bytes(j + 3) / 10,

@@ -194,6 +194,7 @@ pub fn update(n: u64) -> LiveUpdate {
         .map(
             |&(pid, proto, local, remote, service, state, rx, tx)| ConnectionRecord {
                 service: service.into(),
+                network: None,
                 state: state.map(Into::into),
                 pid,
                 proto: proto.into(),
