@@ -71,13 +71,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(unix)]
         Command::Report(args) => {
             let mut opts = args.into_options();
+            let path = cli
+                .config
+                .unwrap_or_else(|| kaipo::config::default_path(false));
+            let config = kaipo::config::Config::load(&path)?;
             if opts.format.is_none() && opts.output.is_none() {
-                let path = cli
-                    .config
-                    .unwrap_or_else(|| kaipo::config::default_path(false));
-                let config = kaipo::config::Config::load(&path)?;
                 opts.format = Some(config.client.report_format.into());
             }
+            opts.names = config.user_names();
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::report::run(&opts, &mut stdout))
         }

@@ -332,6 +332,7 @@ impl ReportArgs {
             output: self.output,
             db: self.db,
             socket: self.socket,
+            names: Default::default(),
         }
     }
 }

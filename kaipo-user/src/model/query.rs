@@ -20,6 +20,8 @@ pub enum Dimension {
     Pod,
     /// The systemd unit.
     Unit,
+    /// The user's named network (`[names.networks]`) the remote address is in.
+    Network,
 }
 
 /// Resolution tiers, finest first.

@@ -18,6 +18,7 @@ pub(super) fn dimension_title(by: Option<Dimension>) -> &'static str {
         Some(Dimension::Container) => "container",
         Some(Dimension::Pod) => "pod",
         Some(Dimension::Unit) => "unit",
+        Some(Dimension::Network) => "network",
         None => "key",
     }
 }
@@ -109,6 +110,7 @@ pub(super) fn display_key(by: Option<Dimension>, key: &str) -> &str {
         (true, Some(Dimension::Container)) => "(host)",
         (true, Some(Dimension::Pod)) => "(no pod)",
         (true, Some(Dimension::Unit)) => "(no unit)",
+        (true, Some(Dimension::Network)) => "(unnamed)",
         (true, _) => "(unknown)",
     }
 }

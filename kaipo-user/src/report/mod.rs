@@ -97,7 +97,7 @@ pub async fn run(opts: &ReportOptions, stdout: &mut dyn Write) -> anyhow::Result
         })
         .unwrap_or(ExportFormat::Table);
     let source = Source::choose(opts.db.as_deref(), opts.socket.as_deref());
-    let report = source.fetch(&query).await?;
+    let report = source.fetch_named(&query, &opts.names).await?;
     let exporter = format.exporter();
     match &opts.output {
         Some(path) => {

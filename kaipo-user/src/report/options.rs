@@ -25,6 +25,8 @@ pub struct ReportOptions {
     pub output: Option<PathBuf>,
     pub db: Option<PathBuf>,
     pub socket: Option<PathBuf>,
+    /// The reader's names, for reports by network read from the file directly.
+    pub names: crate::config::names::SharedNames,
 }
 
 impl Default for ReportOptions {
@@ -40,6 +42,7 @@ impl Default for ReportOptions {
             output: None,
             db: None,
             socket: None,
+            names: Default::default(),
         }
     }
 }

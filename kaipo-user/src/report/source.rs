@@ -2,6 +2,7 @@
 //! its socket when it runs, since the daemon can answer callers who may not read the database
 //! and keeps its query cache warm across invocations.
 
+use crate::config::names::SharedNames;
 use std::{
     error::Error,
     io,
@@ -79,8 +80,18 @@ impl Source {
     /// Answers `query` with one store or daemon query: both cache by [`Query`], so the query
     /// is passed through exactly as built.
     pub async fn fetch(&self, query: &Query) -> Result<Report, ReportError> {
+        self.fetch_named(query, &SharedNames::default()).await
+    }
+
+    /// Like [`Source::fetch`]; a store read directly groups by network with `names` (the
+    /// daemon groups with its own).
+    pub async fn fetch_named(
+        &self,
+        query: &Query,
+        names: &SharedNames,
+    ) -> Result<Report, ReportError> {
         match self {
-            Self::Store(path) => read_store(path, query),
+            Self::Store(path) => read_store(path, query, names),
             Self::Daemon { socket, fallback } => {
                 if !socket.exists() && fallback.is_none() {
                     return Err(ReportError::NoSocket {
@@ -92,7 +103,7 @@ impl Source {
                     Err(err) => match fallback {
                         Some(db) if daemon_unreachable(&*err) => {
                             log::warn!("{err}; reading {} directly", db.display());
-                            read_store(db, query)
+                            read_store(db, query, names)
                         }
                         _ => Err(ReportError::Daemon(err)),
                     },
@@ -140,12 +151,13 @@ fn chain<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Er
     std::iter::successors(Some(err), |e: &&'a (dyn Error + 'static)| (*e).source())
 }
 
-fn read_store(path: &Path, query: &Query) -> Result<Report, ReportError> {
+fn read_store(path: &Path, query: &Query, names: &SharedNames) -> Result<Report, ReportError> {
     let mut store = Store::open_read_only(path).map_err(|e| match e {
         // Said here rather than by the store because only `kaipo report` has a --db to offer.
         StoreError::NotFound { path } => ReportError::NoDatabase { path },
         other => ReportError::Store(other),
     })?;
+    store.set_names(names.clone());
     Ok(store.query(query)?)
 }
 

@@ -41,6 +41,7 @@ use std::{
     time::Duration,
 };
 
+use crate::config::names::SharedNames;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use backlog::{MAX_NAME_BYTES, MAX_SLOTS};
@@ -145,6 +146,8 @@ pub struct Store {
     /// What happened to the file since the last [`Store::take_note`] (a damaged file moved
     /// aside by a write).
     note: Option<OpenNote>,
+    /// The reader's network names, which reports by network group remotes by.
+    names: SharedNames,
 }
 
 impl Store {
@@ -170,7 +173,16 @@ impl Store {
             minutes,
             unopened: None,
             note: None,
+            names: SharedNames::default(),
         }
+    }
+
+    /// The network names reports by network use from now on (a reload may change them).
+    pub fn set_names(&mut self, names: SharedNames) {
+        if self.names != names {
+            self.cache.clear();
+        }
+        self.names = names;
     }
 
     /// What happened to the file since the last call: a damaged file that a write found and
@@ -413,7 +425,7 @@ impl Store {
             // One read transaction: the rollup marks and the rows come from one snapshot,
             // even while the daemon rolls up.
             let tx = self.conn.unchecked_transaction()?;
-            let report = query::run(&tx, q, forced)?;
+            let report = query::run(&tx, q, forced, &self.names)?;
             tx.commit()?;
             Ok(report)
         })()

@@ -14,6 +14,8 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use rusqlite::Connection;
 
+use crate::config::names::UserNames;
+
 use super::{
     packed,
     plan::{ceil_to, choose_tier, plan, Segment},
@@ -36,7 +38,12 @@ const UID_FILTER: &str =
 
 /// Answers `q` from `conn`, which should be inside a read transaction so that the marks and
 /// the rows are one snapshot. `forced` reads totals from that tier instead of the coarsest.
-pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlite::Result<Report> {
+pub(crate) fn run(
+    conn: &Connection,
+    q: &Query,
+    forced: Option<Tier>,
+    names: &UserNames,
+) -> rusqlite::Result<Report> {
     let marks = Marks::load(conn)?;
     let clamp = |ms: i64| ms.clamp(0, MAX_TS_MS);
     let from_s = clamp(q.from_ms).div_euclid(1000);
@@ -117,6 +124,16 @@ pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlit
     }
     match q.by {
         Dimension::Remote => by_dim = remotes.clone(),
+        // Grouped when asked, with the reader's names: renaming a network renames its history.
+        Dimension::Network => {
+            for (addr, c) in &remotes {
+                add(
+                    &mut by_dim,
+                    names.network_of_text(addr).unwrap_or_default(),
+                    c,
+                );
+            }
+        }
         Dimension::Service => {
             for (&id, c) in &traffic.services {
                 let name = name_of(conn, "SELECT name FROM service WHERE id = ?1", id)?;

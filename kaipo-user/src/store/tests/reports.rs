@@ -422,3 +422,52 @@ fn reports_by_container_name_pod_and_unit() {
         ("web", 6000)
     );
 }
+
+/// By network: remotes grouped under the reader's names (longest prefix first), the rest
+/// under the empty key; renaming a network renames its history at the next question.
+#[test]
+fn reports_by_the_readers_networks() {
+    let dir = TempDir::new("networks");
+    let (mut store, _) = Store::open(dir.db(), &Retention::default()).expect("open");
+    let to = |remote: &str, rx| TrafficRow {
+        remote: remote.into(),
+        ..owned("curl", 30, 1000, None, None, rx)
+    };
+    let rows = vec![
+        to("10.20.1.1", 1000),
+        to("10.20.2.2", 2000),
+        to("10.20.5.5", 400),
+        to("192.0.2.1", 300),
+        to("", 50),
+    ];
+    store
+        .write(&batch(T0 + 60_000, 60_000, rows, vec![]))
+        .expect("write");
+    let names = |networks: &[(&str, &str)]| {
+        std::sync::Arc::new(
+            crate::config::names::UserNames::from_config(&crate::config::names::NamesConfig {
+                networks: networks
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                ..Default::default()
+            })
+            .expect("names"),
+        )
+    };
+    store.set_names(names(&[
+        ("10.20.0.0/16", "office"),
+        ("10.20.5.0/24", "lab"),
+    ]));
+    let ask = |store: &mut Store| {
+        store
+            .query(&query(T0, T0 + HOUR, Dimension::Network))
+            .expect("query")
+    };
+    assert_eq!(
+        keyed(&ask(&mut store)),
+        [("office", 3000), ("lab", 400), ("", 350)]
+    );
+    store.set_names(names(&[("10.20.0.0/16", "hq")]));
+    assert_eq!(keyed(&ask(&mut store)), [("hq", 3400), ("", 350)]);
+}
