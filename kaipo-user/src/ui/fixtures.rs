@@ -194,7 +194,8 @@ pub fn update(n: u64) -> LiveUpdate {
         .map(
             |&(pid, proto, local, remote, service, state, rx, tx)| ConnectionRecord {
                 service: service.into(),
-                network: None,
+                // As `[names.networks] "10.0.0.0/24" = "office"` would name them.
+                network: remote.starts_with("10.0.0.").then(|| "office".into()),
                 state: state.map(Into::into),
                 pid,
                 proto: proto.into(),

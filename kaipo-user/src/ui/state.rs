@@ -150,6 +150,7 @@ impl LiveState {
             });
             remote.meter.add(n, rec.rx_bytes, rec.tx_bytes, ms);
             remote.last_seen = now;
+            remote.set_network(rec.network.as_deref());
         }
         for (ip, name) in remote_names {
             if let Some(remote) = self.remotes.rows.get_mut(&RemoteAddr::Ip(ip)) {
