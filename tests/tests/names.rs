@@ -1,10 +1,11 @@
-//! End to end: processes named by where they run. A real Podman container (an image the test
-//! builds from the traffic generator and the C libraries it links, no registry), and processes
-//! the test puts in cgroups laid out like a systemd unit's and a Kubernetes pod's, with the
-//! kubelet's folders beside them; `kaipo watch --json` must name each one and count its bytes
-//! exactly.
+//! End to end: names people recognize. Processes named by where they run: a real Podman
+//! container (an image the test builds from the traffic generator and the C libraries it links,
+//! no registry), and processes the test puts in cgroups laid out like a systemd unit's and a
+//! Kubernetes pod's, with the kubelet's folders beside them; services and networks named in the
+//! configuration. `kaipo watch --json`, the daemon and its history must name each one and count
+//! its bytes exactly.
 //!
-//! Addresses: 10.231.1.0/30 and 10.231.1.4/30 only (with a blackhole for 10.231.0.0/16 so that
+//! Addresses: 10.231.1.0/30, 10.231.1.4/30 and 10.231.1.8/30 only (with a blackhole for 10.231.0.0/16 so that
 //! nothing of this range ever leaves the host). Needs root, Podman and runc
 //! (`scripts/setup.sh`); run with `--test-threads=1` on a busy machine.
 
@@ -648,6 +649,110 @@ fn units_and_pods_are_named_from_cgroups_and_kubelet_folders() -> anyhow::Result
         row(&by_container, container),
         Some(tx(count, 300).tx_bytes),
         "{by_container:?}"
+    );
+    Ok(())
+}
+
+/// `[names]` in the configuration: a UDP service on the sink's port and the test network are
+/// named in `kaipo watch --json`'s connections, with the datagrams' exact bytes.
+#[test]
+fn services_and_networks_named_in_the_config() -> anyhow::Result<()> {
+    let net = Net::new(2)?;
+    let pid = std::process::id();
+    let dir = std::env::temp_dir().join(format!("kaipo-names-config-{pid}"));
+    fs::create_dir_all(&dir)?;
+    let _made = Cleanup(vec![Made::Dir(dir.clone())]);
+    // The sink's port is known only once it is bound, so it binds a port picked here.
+    let port = 47_000 + (pid % 1000) as u16;
+    let config = dir.join("kaipo.toml");
+    fs::write(
+        &config,
+        format!(
+            "[names.services]\n\"udp/{port}\" = \"telemetry\"\n\n\
+             [names.networks]\n\"10.231.1.8/30\" = \"k15-lab\"\n\"10.231.0.0/16\" = \"k15\"\n"
+        ),
+    )?;
+    let mut watch = Spawned::spawn("kaipo watch", {
+        let mut c = Command::new(kaipo_tests::kaipo_bin()?);
+        c.arg("--config")
+            .arg(&config)
+            .args([
+                "watch",
+                "--json",
+                "--interval",
+                "200ms",
+                "--duration",
+                "30s",
+            ])
+            .args(["--iface", &net.host_if]);
+        c
+    })?;
+    let first = watch.next_line(Duration::from_secs(30))?;
+    ensure!(first.starts_with('{'), "{first}: {}", watch.stderr());
+    let (count, size) = (12u64, 250u64);
+    let to = format!("{}:{port}", net.ns_ip);
+    let mut sink = Spawned::spawn("udp-sink", {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &net.name, TRAFFIC, "udp-sink", &to])
+            .arg(count.to_string());
+        c
+    })?;
+    let _: u32 = sink.expect_num("pid", STEP)?;
+    let _: u16 = sink.expect_num("port", STEP)?;
+    let mut sender = Spawned::spawn("udp-send", {
+        let mut c = Command::new(TRAFFIC);
+        c.args(["udp-send", &to, &count.to_string(), &size.to_string()]);
+        c
+    })?;
+    let sender_pid: u32 = sender.expect_num("pid", STEP)?;
+    sender.expect("sent", STEP)?;
+    sink.expect("received", STEP)?;
+    std::thread::sleep(Duration::from_millis(600));
+    watch.interrupt()?;
+    let lines = watch.rest_of_output(Duration::from_secs(15))?;
+    let mut seen = std::collections::BTreeMap::new();
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(&line)?;
+        for c in v["connections"].as_array().into_iter().flatten() {
+            if c["pid"].as_u64() == Some(u64::from(sender_pid)) {
+                let key = (
+                    c["service"].as_str().unwrap_or_default().to_owned(),
+                    c["network"].as_str().map(str::to_owned),
+                );
+                *seen.entry(key).or_insert(0) += c["tx_bytes"].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    // The longest prefix names the network; the user's name replaces `udp/PORT`.
+    assert_eq!(
+        seen,
+        [(
+            ("telemetry".to_owned(), Some("k15-lab".to_owned())),
+            count * (size + UDP4_OVERHEAD)
+        )]
+        .into()
+    );
+    Ok(())
+}
+
+/// A mistake in `[names]` stops the command with the file, the key and what is allowed.
+#[test]
+fn a_bad_name_entry_is_a_clear_error() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("kaipo-names-bad-{}", std::process::id()));
+    fs::create_dir_all(&dir)?;
+    let _made = Cleanup(vec![Made::Dir(dir.clone())]);
+    let config = dir.join("kaipo.toml");
+    fs::write(&config, "[names.networks]\n\"10.20.1.0/16\" = \"office\"\n")?;
+    let out = Command::new(kaipo_tests::kaipo_bin()?)
+        .arg("--config")
+        .arg(&config)
+        .args(["watch", "--json", "--duration", "1s"])
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("names.networks.\"10.20.1.0/16\": 10.20.1.0/16 has bits set past its prefix; the network is 10.20.0.0/16"),
+        "{stderr}"
     );
     Ok(())
 }
