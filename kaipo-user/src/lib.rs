@@ -7,6 +7,7 @@ pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod daemon;
+pub mod dns;
 pub mod doctor;
 pub mod engine;
 pub mod format;
