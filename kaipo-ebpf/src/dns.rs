@@ -46,13 +46,8 @@ fn capture(skb: *mut __sk_buff, cookie: u64) {
     unsafe {
         (*record).cookie = cookie;
         (*record).len = len;
-        let loaded = n > 0
-            && bpf_skb_load_bytes(
-                skb.cast(),
-                0,
-                (&raw mut (*record).data).cast(),
-                n,
-            ) == 0;
+        let loaded =
+            n > 0 && bpf_skb_load_bytes(skb.cast(), 0, (&raw mut (*record).data).cast(), n) == 0;
         (*record).captured = if loaded { n } else { 0 };
     }
     entry.submit(0);

@@ -348,6 +348,7 @@ mod tests {
                 proto: "udp".into(),
                 local: "10.0.0.1:40000".into(),
                 remote: "10.0.0.2:9999".into(),
+                remote_name: None,
                 service: "udp/9999".into(),
                 network: None,
                 state: None,

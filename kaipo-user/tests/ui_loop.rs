@@ -62,6 +62,7 @@ fn update(n: u64) -> LiveUpdate {
             proto: "tcp".into(),
             local: "10.0.0.1:5201".into(),
             remote: "10.0.0.2:40000".into(),
+            remote_name: None,
             rx_bytes: 1000 * n,
             tx_bytes: 500 * n,
         }],

@@ -183,6 +183,7 @@ mod tests {
             proto: "udp".into(),
             local: "127.0.0.1:1".into(),
             remote: "127.0.0.1:2".into(),
+            remote_name: None,
             rx_bytes: 1,
             tx_bytes: 2,
         };

@@ -27,6 +27,7 @@ use crate::{
         BackendKind, Degradation, Event,
     },
     config::names::SharedNames,
+    dns::RemoteNames,
     model::IntervalRecord,
     procinfo::ProcessResolver,
     store::TrafficRow,
@@ -110,6 +111,11 @@ pub struct Engine {
     accountant: Accountant,
     resolver: ProcessResolver,
     names: SharedNames,
+    /// Names of remote addresses from the DNS answers sockets received.
+    remote_names: RemoteNames,
+    dns_buffer: Vec<kaipo_common::DnsCapture>,
+    /// DNS answers that could not be read since the last close.
+    dns_malformed: u64,
     buffer: Vec<Event>,
     malformed_reported: u64,
     backend: BackendKind,
@@ -149,6 +155,9 @@ impl Engine {
             accountant: Accountant::new(include_loopback).scoped_to_interfaces(scoped),
             resolver: ProcessResolver::new("/proc", "/etc"),
             names: SharedNames::default(),
+            remote_names: RemoteNames::default(),
+            dns_buffer: Vec::new(),
+            dns_malformed: 0,
             buffer: Vec::with_capacity(1024),
             malformed_reported: 0,
             last_close: Instant::now(),
@@ -191,6 +200,30 @@ impl Engine {
                 _ => {}
             }
         }
+        self.learn_names(now);
+    }
+
+    /// Reads the DNS answers captured since the last drain (after the lifecycle events, so
+    /// the receiving socket's owner, and so its network namespace, is known).
+    fn learn_names(&mut self, now: Instant) {
+        self.collector.drain_dns(&mut self.dns_buffer);
+        for capture in self.dns_buffer.drain(..) {
+            let netns = self
+                .accountant
+                .owner_of(capture.cookie)
+                .map(|o| o.tgid)
+                .and_then(|pid| self.resolver.lookup(pid, now))
+                .and_then(|info| info.netns_inode)
+                .unwrap_or(0);
+            match crate::dns::answer_of(capture.packet(), capture.len) {
+                Ok(Some(answer)) => self.remote_names.learn(netns, &answer, now),
+                Ok(None) => {}
+                Err(err) => {
+                    log::debug!("DNS answer not read: {err}");
+                    self.dns_malformed += 1;
+                }
+            }
+        }
     }
 
     /// Closes an interval: everything since the previous close (or the baseline). Events
@@ -222,18 +255,31 @@ impl Engine {
         self.last_close = now;
         // Rows first: building the record expires the resolver's cache of exited processes.
         let rows = if with_rows {
-            records::traffic_rows(&delta, &mut self.resolver, &self.names, now)
+            records::traffic_rows(
+                &delta,
+                &mut self.resolver,
+                &records::Naming {
+                    names: &self.names,
+                    remotes: &self.remote_names,
+                },
+                now,
+            )
         } else {
             Vec::new()
         };
-        let record = records::build(
+        let mut record = records::build(
             &delta,
             &mut self.resolver,
-            &self.names,
+            &records::Naming {
+                names: &self.names,
+                remotes: &self.remote_names,
+            },
             self.backend,
             elapsed,
             now,
         );
+        record.lost.dns_malformed = std::mem::take(&mut self.dns_malformed);
+        self.remote_names.expire(now);
         Ok(ClosedInterval {
             record,
             rows,

@@ -15,6 +15,7 @@ use super::{
 use crate::{
     collect::BackendKind,
     config::names::UserNames,
+    dns::RemoteNames,
     format,
     model::{Bytes, ConnectionRecord, InterfaceRecord, IntervalRecord, ProcessRecord},
     platform::{Host, Platform as _},
@@ -59,12 +60,40 @@ fn ephemeral() -> (u16, u16) {
     *RANGE.get_or_init(service::ephemeral_range)
 }
 
+/// The names records are made with: the user's own, and remote hosts' from DNS answers.
+pub struct Naming<'a> {
+    pub names: &'a UserNames,
+    pub remotes: &'a RemoteNames,
+}
+
+impl Naming<'_> {
+    /// The name the connection's owner looked its remote up by, in the owner's network
+    /// namespace.
+    fn remote_name(
+        &self,
+        resolver: &mut ProcessResolver,
+        pid: u32,
+        e: &Endpoints,
+        now: Instant,
+    ) -> Option<String> {
+        if e.many_remotes || self.remotes.is_empty() {
+            return None;
+        }
+        let ip = format::ip(e.family, &e.remote_addr)?;
+        let netns = resolver
+            .lookup(pid, now)
+            .and_then(|i| i.netns_inode)
+            .unwrap_or(0);
+        self.remotes.name(netns, ip, now).map(str::to_owned)
+    }
+}
+
 /// The interval record of a delta: processes largest first, connections as the accountant
 /// ordered them, interfaces in monitoring order.
 pub fn build(
     delta: &IntervalDelta,
     resolver: &mut ProcessResolver,
-    names: &UserNames,
+    naming: &Naming<'_>,
     backend: BackendKind,
     elapsed: Duration,
     now: Instant,
@@ -106,12 +135,14 @@ pub fn build(
             .cmp(&(a.rx_bytes + a.tx_bytes))
             .then(a.pid.cmp(&b.pid))
     });
+    let names = naming.names;
     let connections = delta
         .connections
         .iter()
         .map(|c| {
             let e = &c.endpoints;
             let ports = format::has_ports(e.proto);
+            let remote_name = naming.remote_name(resolver, c.owner.tgid, e, now);
             ConnectionRecord {
                 pid: c.owner.tgid,
                 proto: format::proto_name(e.proto),
@@ -121,6 +152,7 @@ pub fn build(
                 } else {
                     format::endpoint(e.family, &e.remote_addr, e.remote_port, ports)
                 },
+                remote_name,
                 service: connection_service(e, e.remote_port, names),
                 network: if e.many_remotes {
                     None
@@ -171,7 +203,7 @@ pub fn build(
 pub fn traffic_rows(
     delta: &IntervalDelta,
     resolver: &mut ProcessResolver,
-    names: &UserNames,
+    naming: &Naming<'_>,
     now: Instant,
 ) -> Vec<TrafficRow> {
     let mut rows: HashMap<(u32, String, String), TrafficRow> = HashMap::new();
@@ -185,7 +217,7 @@ pub fn traffic_rows(
             remote_address(e.family, &e.remote_addr)
         };
         let remote_port = if e.many_remotes { 0 } else { e.remote_port };
-        let service = connection_service(e, remote_port, names);
+        let service = connection_service(e, remote_port, naming.names);
         let row = rows
             .entry((pid, remote.clone(), service.clone()))
             .or_insert_with(|| {
@@ -272,6 +304,16 @@ mod tests {
         model::Traffic,
     };
 
+    fn no_names() -> Naming<'static> {
+        static NAMES: std::sync::LazyLock<UserNames> = std::sync::LazyLock::new(UserNames::default);
+        static REMOTES: std::sync::LazyLock<RemoteNames> =
+            std::sync::LazyLock::new(RemoteNames::default);
+        Naming {
+            names: &NAMES,
+            remotes: &REMOTES,
+        }
+    }
+
     fn info(exe: Option<&str>, name: &str) -> ProcessInfo {
         ProcessInfo {
             pid: 1,
@@ -353,7 +395,7 @@ mod tests {
             ..IntervalDelta::default()
         };
         let mut resolver = ProcessResolver::new("/nonexistent", "/nonexistent");
-        let rows = traffic_rows(&delta, &mut resolver, &UserNames::default(), Instant::now());
+        let rows = traffic_rows(&delta, &mut resolver, &no_names(), Instant::now());
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].service, "tcp/5001");
         assert_eq!((rows[0].rx_bytes, rows[0].rx_packets), (20_000, 200));
@@ -397,7 +439,7 @@ mod tests {
         };
         // No such pid: the kernel's comm and uid stand in.
         let mut resolver = ProcessResolver::new("/nonexistent", "/nonexistent");
-        let rows = traffic_rows(&delta, &mut resolver, &UserNames::default(), Instant::now());
+        let rows = traffic_rows(&delta, &mut resolver, &no_names(), Instant::now());
         assert_eq!(rows.len(), 2);
         let r = &rows[0];
         assert_eq!(
@@ -468,10 +510,15 @@ mod tests {
         };
         let mut resolver = ProcessResolver::new("/nonexistent", "/nonexistent");
         let now = Instant::now();
+        let remotes = RemoteNames::default();
+        let naming = Naming {
+            names: &names,
+            remotes: &remotes,
+        };
         let record = build(
             &delta,
             &mut resolver,
-            &names,
+            &naming,
             BackendKind::Ebpf,
             Duration::from_secs(1),
             now,
@@ -489,7 +536,7 @@ mod tests {
                 ("https", None)
             ]
         );
-        let rows = traffic_rows(&delta, &mut resolver, &names, now);
+        let rows = traffic_rows(&delta, &mut resolver, &naming, now);
         let services: Vec<&str> = rows.iter().map(|r| r.service.as_str()).collect();
         assert_eq!(services, ["admin-api", "game", "https"]);
     }

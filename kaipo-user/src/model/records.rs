@@ -109,6 +109,11 @@ pub struct ConnectionRecord {
     pub local: String,
     /// `*` for an unconnected socket that talked to more than one peer.
     pub remote: String,
+    /// The name the process looked the remote address up by, from the DNS answers its
+    /// network namespace received (CNAMEs followed back to the name asked for); null when
+    /// no answer named it.
+    #[serde(default)]
+    pub remote_name: Option<String>,
     /// What the connection is for, named from its server side: the local port of a
     /// listening, accepted or bound server socket, the remote port of a client (`https`,
     /// `dns`, `tcp/5001`).

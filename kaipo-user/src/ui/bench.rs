@@ -72,6 +72,7 @@ pub fn synthetic_update(processes: usize, connections: usize, n: u64) -> LiveUpd
                 proto: if j % 4 == 0 { "udp" } else { "tcp" }.into(),
                 local: format!("10.0.{}.{}:{}", j / 256 % 256, j % 256, 20_000 + j % 40_000),
                 remote: format!("203.0.{}.{}:443", j % 1000 / 250, j % 250),
+                remote_name: None,
                 service: "https".into(),
                 network: None,
                 state: Some("ESTABLISHED".into()),

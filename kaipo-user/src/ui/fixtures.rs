@@ -201,6 +201,7 @@ pub fn update(n: u64) -> LiveUpdate {
                 proto: proto.into(),
                 local: local.into(),
                 remote: remote.into(),
+                remote_name: None,
                 rx_bytes: rx * n,
                 tx_bytes: tx * n,
             },
