@@ -63,6 +63,8 @@ pub struct ConnectionRecord {
     pub local: String,
     pub remote: String,
     #[serde(default)]
+    pub remote_name: Option<String>,
+    #[serde(default)]
     pub service: String,
     #[serde(default)]
     pub state: Option<String>,

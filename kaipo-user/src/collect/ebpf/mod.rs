@@ -93,7 +93,8 @@ pub struct EbpfCollector {
     counters: PerCpuArray<MapData, u64>,
     /// DNS answers the kernel copied for names, read at each drain (rare: no wake-up of its
     /// own).
-    dns: RingBuf<MapData>,
+    /// Boxed: the collector is moved about, and a ring buffer's reader is large.
+    dns: Box<RingBuf<MapData>>,
     /// DNS records shorter than a capture; only a mismatched object could produce them.
     pub dns_malformed: u64,
     /// The monitored interfaces, in the order of `links`.
@@ -196,8 +197,10 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
             .map_err(map_err(kaipo_common::maps::FLOWS))?,
         counters: PerCpuArray::try_from(take(&mut ebpf, kaipo_common::maps::COUNTERS)?)
             .map_err(map_err(kaipo_common::maps::COUNTERS))?,
-        dns: RingBuf::try_from(take(&mut ebpf, kaipo_common::maps::DNS_EVENTS)?)
-            .map_err(map_err(kaipo_common::maps::DNS_EVENTS))?,
+        dns: Box::new(
+            RingBuf::try_from(take(&mut ebpf, kaipo_common::maps::DNS_EVENTS)?)
+                .map_err(map_err(kaipo_common::maps::DNS_EVENTS))?,
+        ),
         dns_malformed: 0,
         ifaces: links.iter().map(|l| l.iface.clone()).collect(),
         netlink_filters: links.iter().any(|l| l.netlink),
