@@ -218,6 +218,7 @@ pub fn traffic_rows(
         };
         let remote_port = if e.many_remotes { 0 } else { e.remote_port };
         let service = connection_service(e, remote_port, naming.names);
+        let remote_name = naming.remote_name(resolver, pid, e, now);
         let row = rows
             .entry((pid, remote.clone(), service.clone()))
             .or_insert_with(|| {
@@ -248,6 +249,9 @@ pub fn traffic_rows(
                     ..TrafficRow::default()
                 }
             });
+        if remote_name.is_some() {
+            row.remote_name = remote_name;
+        }
         row.rx_bytes += c.traffic.rx_bytes;
         row.tx_bytes += c.traffic.tx_bytes;
         row.rx_packets += c.traffic.rx_packets;

@@ -120,6 +120,10 @@ pub struct ProcessFields {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportRow {
     pub key: String,
+    /// In reports by remote: the name the address was last looked up by (from DNS answers),
+    /// when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
     pub rx_packets: u64,

@@ -20,6 +20,7 @@ fn row(pid: u32, app: &str, uid: u32, remote: &str, service: &str, tx: u64) -> T
         pod_namespace: None,
         unit: None,
         remote: remote.into(),
+        remote_name: None,
         service: service.into(),
         rx_bytes: 0,
         tx_bytes: tx,

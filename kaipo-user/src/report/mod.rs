@@ -31,7 +31,7 @@ use anyhow::Context as _;
 
 use self::labels::{
     dimension_title, display_key, others, period_label, period_name, period_rate, periods_total,
-    range_duration, subject, tier_name, title,
+    range_duration, row_label, subject, tier_name, title,
 };
 #[cfg(test)]
 pub(crate) use self::samples::{sample_periods, sample_processes, sample_report};

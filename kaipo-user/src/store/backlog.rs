@@ -165,6 +165,8 @@ impl Backlog {
                         workload: [0, 1, 2, 3].map(|i| p.workload[i].as_deref()),
                     },
                     remote: name(remote),
+                    // Names are not held: the next rows after the outage bring them again.
+                    remote_name: None,
                     service: name(service),
                     counters: *c,
                 })

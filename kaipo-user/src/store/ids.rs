@@ -105,6 +105,8 @@ pub(crate) struct Ids {
     processes: HashMap<ProcessKey, i64>,
     /// The workload names last written per process row.
     workloads: HashMap<i64, [Option<String>; 4]>,
+    /// The name last written per remote row.
+    remote_names: HashMap<i64, String>,
     /// The process resolved for the row just before, if it went through [`Ids::process`]:
     /// rows of one process come together, so this skips most lookups.
     last: Option<(ProcessKey, i64)>,
@@ -196,6 +198,28 @@ impl Ids {
             self.memo.push(m);
         }
         Ok(ids)
+    }
+
+    /// Writes the name of remote row `remote` when it differs from the one written.
+    pub fn remote_name(
+        &mut self,
+        conn: &Connection,
+        remote: i64,
+        name: &str,
+    ) -> rusqlite::Result<()> {
+        if self.remote_names.get(&remote).is_some_and(|n| n == name) {
+            return Ok(());
+        }
+        conn.prepare_cached(
+            "INSERT INTO remote_name (remote_id, name) VALUES (?1, ?2) \
+             ON CONFLICT (remote_id) DO UPDATE SET name = excluded.name",
+        )?
+        .execute(params![remote, name])?;
+        if self.remote_names.len() >= CACHE_LIMIT {
+            self.remote_names.clear();
+        }
+        self.remote_names.insert(remote, name.to_owned());
+        Ok(())
     }
 
     pub fn name(

@@ -175,6 +175,12 @@ pub(crate) fn run(
     for r in &mut rows {
         r.process = fields.remove(&r.key).map(Box::new);
     }
+    let mut top_remotes = ranked(remotes, TOP_CHARTED);
+    if q.by == Dimension::Remote {
+        for r in rows.iter_mut().chain(&mut top_remotes) {
+            r.name = remote_name(conn, &r.key)?;
+        }
+    }
     Ok(Report {
         from_ms,
         to_ms,
@@ -184,7 +190,7 @@ pub(crate) fn run(
         total: row("total", &total),
         series,
         top_apps: ranked(apps, TOP_CHARTED),
-        top_remotes: ranked(remotes, TOP_CHARTED),
+        top_remotes,
         per: q.per,
         periods,
     })
@@ -203,6 +209,7 @@ pub(super) fn row(key: &str, c: &Counters) -> ReportRow {
     let u = |v: i64| u64::try_from(v).unwrap_or(0);
     ReportRow {
         key: key.to_owned(),
+        name: None,
         rx_bytes: u(c.rx_bytes),
         tx_bytes: u(c.tx_bytes),
         rx_packets: u(c.rx_packets),
@@ -471,6 +478,16 @@ pub(super) fn process_info(conn: &Connection, id: i64) -> rusqlite::Result<Proce
             },
         })
     })
+}
+
+/// The name remote address `addr` was last looked up by.
+fn remote_name(conn: &Connection, addr: &str) -> rusqlite::Result<Option<String>> {
+    use rusqlite::OptionalExtension as _;
+    conn.prepare_cached(
+        "SELECT n.name FROM remote r JOIN remote_name n ON n.remote_id = r.id WHERE r.addr = ?1",
+    )?
+    .query_row([addr], |r| r.get(0))
+    .optional()
 }
 
 /// The text of an id in a one-column identity table; `sql` selects it by `?1`.

@@ -19,7 +19,8 @@
 //!   number of sockets. The coarser tiers keep a row per key.
 //! - 4: a `workload` table: per process row, its container's name, Kubernetes pod and
 //!   namespace and systemd unit (NULL when unknown), so history can be grouped by them.
-//!   Processes of older layouts have none.
+//!   Processes of older layouts have none. And `remote_name`: the name a remote address was
+//!   last looked up by (from DNS answers), shown beside it.
 
 use rusqlite::{Connection, Transaction};
 
@@ -134,6 +135,11 @@ const PACKED_INTERVAL: &str = "CREATE TABLE traffic_interval (id INTEGER PRIMARY
 const WORKLOAD_TABLE: &str = "CREATE TABLE workload (process_id INTEGER PRIMARY KEY \
      REFERENCES process (id), container_name TEXT, pod TEXT, pod_namespace TEXT, unit TEXT);";
 
+/// The name each remote address was last asked for, apart from the address's identity so
+/// that a name learnt later names its earlier traffic too.
+const REMOTE_NAME_TABLE: &str = "CREATE TABLE remote_name (remote_id INTEGER PRIMARY KEY \
+     REFERENCES remote (id), name TEXT NOT NULL);";
+
 const SERVICE_TABLE: &str =
     "CREATE TABLE service (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);";
 
@@ -151,6 +157,7 @@ pub(crate) fn expected_tables() -> Vec<&'static str> {
         "remote",
         "service",
         "workload",
+        "remote_name",
         "meta",
     ];
     for family in FAMILIES {
@@ -164,6 +171,7 @@ pub(crate) fn create(tx: &Transaction) -> rusqlite::Result<()> {
     let mut ddl = String::from(IDENTITY_TABLES);
     ddl.push_str(SERVICE_TABLE);
     ddl.push_str(WORKLOAD_TABLE);
+    ddl.push_str(REMOTE_NAME_TABLE);
     for family in FAMILIES {
         for tier in TIERS {
             ddl.push_str(&family.ddl(tier));
@@ -267,7 +275,8 @@ fn v2_to_v3(tx: &Transaction) -> rusqlite::Result<()> {
 
 /// Adds the workload names; older processes have none.
 fn v3_to_v4(tx: &Transaction) -> rusqlite::Result<()> {
-    tx.execute_batch(WORKLOAD_TABLE)
+    tx.execute_batch(WORKLOAD_TABLE)?;
+    tx.execute_batch(REMOTE_NAME_TABLE)
 }
 
 /// What an opened file turned out to be.

@@ -42,6 +42,9 @@ pub struct TrafficRow {
     pub unit: Option<String>,
     /// Remote IP address as text (`10.0.0.1`, `2001:db8::1`), empty when unknown or many.
     pub remote: String,
+    /// The name the process looked the remote up by (from DNS answers), when known.
+    #[serde(default)]
+    pub remote_name: Option<String>,
     /// Service name from protocol and port (`dns`, `https`, `tcp/8080`, ...).
     pub service: String,
     pub rx_bytes: u64,

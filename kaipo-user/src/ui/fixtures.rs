@@ -322,6 +322,7 @@ pub fn history(hour: bool) -> Report {
         .collect();
     let total = ReportRow {
         key: String::new(),
+        name: None,
         rx_bytes: series.iter().map(|p| p.rx_bytes).sum(),
         tx_bytes: series.iter().map(|p| p.tx_bytes).sum(),
         rx_packets: 0,

@@ -439,3 +439,22 @@ fn history_is_asked_for_only_while_its_view_is_open() {
         Some(super::source::HistoryRange::LastHour)
     );
 }
+
+/// A record's `remote_name` (from the DNS answers the process's namespace received) names the
+/// remote host, and the filter finds it by that name.
+#[test]
+fn remote_names_from_dns_answers_name_the_remote_hosts() {
+    let (mut state, start) = fixtures::state_with(Theme::PLAIN, 80, 24);
+    let mut update = fixtures::update(4);
+    for c in &mut update.record.connections {
+        if c.remote.starts_with("52.95.110.1:") {
+            c.remote_name = Some("s3.eu-west-1.amazonaws.com".into());
+        }
+    }
+    state.ingest(update, at(start, 4));
+    let s3 = RemoteAddr::Ip("52.95.110.1".parse().expect("ip"));
+    let name = state.remotes.get(&s3).and_then(|r| r.name.clone());
+    assert_eq!(name.as_deref(), Some("s3.eu-west-1.amazonaws.com"));
+    type_filter(&mut state, "amazonaws");
+    assert_eq!(remotes(&state), ["52.95.110.1"]);
+}

@@ -73,6 +73,7 @@ pub(super) fn traffic(
         pod_namespace: None,
         unit: None,
         remote: remote.to_owned(),
+        remote_name: None,
         service: service.to_owned(),
         rx_bytes: rx,
         tx_bytes: tx,

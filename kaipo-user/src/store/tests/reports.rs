@@ -471,3 +471,48 @@ fn reports_by_the_readers_networks() {
     store.set_names(names(&[("10.20.0.0/16", "hq")]));
     assert_eq!(keyed(&ask(&mut store)), [("hq", 3400), ("", 350)]);
 }
+
+/// By remote: the name an address was last looked up by stands beside it, also for traffic
+/// stored before the name was learnt; addresses never named have none.
+#[test]
+fn remotes_carry_their_last_looked_up_name() {
+    let dir = TempDir::new("remote-names");
+    let (mut store, _) = Store::open(dir.db(), &Retention::default()).expect("open");
+    let to = |remote: &str, name: Option<&str>, rx| TrafficRow {
+        remote: remote.into(),
+        remote_name: name.map(str::to_owned),
+        ..owned("curl", 30, 1000, None, None, rx)
+    };
+    store
+        .write(&batch(
+            T0 + 60_000,
+            60_000,
+            vec![to("192.0.2.7", None, 1000), to("192.0.2.9", None, 10)],
+            vec![],
+        ))
+        .expect("write 1");
+    store
+        .write(&batch(
+            T0 + 120_000,
+            60_000,
+            vec![to("192.0.2.7", Some("api.example.com"), 500)],
+            vec![],
+        ))
+        .expect("write 2");
+    let r = store
+        .query(&query(T0, T0 + HOUR, Dimension::Remote))
+        .expect("query");
+    let rows: Vec<(&str, Option<&str>, u64)> = r
+        .rows
+        .iter()
+        .map(|r| (r.key.as_str(), r.name.as_deref(), r.rx_bytes))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("192.0.2.7", Some("api.example.com"), 1500),
+            ("192.0.2.9", None, 10)
+        ]
+    );
+    assert_eq!(r.top_remotes[0].name.as_deref(), Some("api.example.com"));
+}
