@@ -180,4 +180,58 @@ mod tests {
             Some("new.example")
         );
     }
+
+    /// The figures in BENCHMARKS.md: reading 10,000 answers (a CNAME and an address each) and
+    /// the memory of a full map. Run with
+    /// `cargo test --release -p kaipo-user --lib dns::tests::cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a timing for BENCHMARKS.md, not a check"]
+    fn cost_of_answers_and_of_a_full_map() {
+        use crate::dns::parse::tests::{response, udp4};
+        let packets: Vec<Vec<u8>> = (0..10_000u32)
+            .map(|i| {
+                let asked = format!("api{i}.example.com");
+                let edge = format!("e{i}.cdn.example.net");
+                let ip = (0x0ae7_0000u32 + i).to_be_bytes().to_vec();
+                udp4(&response(
+                    &asked,
+                    0,
+                    &[(&asked, 5, edge.clone().into_bytes(), 300), (&edge, 1, ip, 60)],
+                ))
+            })
+            .collect();
+        let mut names = RemoteNames::default();
+        let now = Instant::now();
+        let start = Instant::now();
+        for p in &packets {
+            let answer = answer_of(p, p.len() as u32).unwrap().unwrap();
+            names.learn(1, &answer, now);
+        }
+        let took = start.elapsed();
+        println!(
+            "10,000 answers read and learnt in {took:?}: {:.2} % of one core at 10,000 answers/s",
+            took.as_secs_f64() * 100.0
+        );
+        let rss = || {
+            let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+            let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+            pages * 4096
+        };
+        let before = rss();
+        let mut full = RemoteNames::default();
+        for i in 0..MAX_NAMES as u32 {
+            let ip = IpAddr::V4((0x0a00_0000 + i).into());
+            let answer = Answer {
+                asked: format!("service-{i:06}.example.com"),
+                addrs: vec![(ip, 300)],
+            };
+            full.learn(u64::from(i % 7), &answer, now);
+        }
+        assert_eq!(full.len(), MAX_NAMES);
+        println!(
+            "{} names (26-byte names): {} MiB resident",
+            full.len(),
+            (rss() - before) >> 20
+        );
+    }
 }
