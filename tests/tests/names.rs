@@ -305,13 +305,7 @@ impl Daemon {
     /// `kaipo report --by BY --format json` over the last hour of the stopped daemon's file:
     /// (key, tx bytes) per row.
     fn report(&self, by: &str) -> anyhow::Result<Vec<(String, u64)>> {
-        let out = run(Command::new(kaipo_tests::kaipo_bin()?)
-            .args([
-                "report", "--by", by, "--format", "json", "--top", "0", "--since", "1h",
-            ])
-            .arg("--db")
-            .arg(self.dir.join("kaipo.db")))?;
-        let v: serde_json::Value = serde_json::from_str(&out)?;
+        let v = self.report_json(by)?;
         Ok(v["rows"]
             .as_array()
             .into_iter()
@@ -323,6 +317,18 @@ impl Daemon {
                 )
             })
             .collect())
+    }
+}
+
+impl Daemon {
+    fn report_json(&self, by: &str) -> anyhow::Result<serde_json::Value> {
+        let out = run(Command::new(kaipo_tests::kaipo_bin()?)
+            .args([
+                "report", "--by", by, "--format", "json", "--top", "0", "--since", "1h",
+            ])
+            .arg("--db")
+            .arg(self.dir.join("kaipo.db")))?;
+        Ok(serde_json::from_str(&out)?)
     }
 }
 
@@ -779,6 +785,7 @@ fn remotes_are_named_by_the_dns_answers_their_namespace_received() -> anyhow::Re
         etc.join("resolv.conf"),
         format!("nameserver {}\n", net.ns_ip),
     )?;
+    let mut daemon = Daemon::start(&dir.join("daemon"), &net.host_if)?;
     let dnsmasq = Spawned::spawn("dnsmasq", {
         let mut c = Command::new("ip");
         c.args([
@@ -847,6 +854,10 @@ fn remotes_are_named_by_the_dns_answers_their_namespace_received() -> anyhow::Re
     std::thread::sleep(Duration::from_millis(600));
     let run = watch.stop()?;
     dnsmasq.interrupt()?;
+    // Two live intervals of the daemon and a bit, then its history.
+    std::thread::sleep(Duration::from_millis(2500));
+    daemon.stop()?;
+    let report = daemon.report_json("remote")?;
 
     let mut named = std::collections::BTreeMap::new();
     for r in &run.records {
@@ -863,6 +874,19 @@ fn remotes_are_named_by_the_dns_answers_their_namespace_received() -> anyhow::Re
         .into(),
         "{}",
         run.stderr
+    );
+    // The history keeps the name with the remote: `report --by remote` shows it.
+    let row = report["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["key"] == net.host_ip.as_str())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (row["remote_name"].as_str(), row["tx_bytes"].as_u64()),
+        (Some("api.kaipo.test"), Some(count * (size + UDP4_OVERHEAD))),
+        "{report}"
     );
     Ok(())
 }

@@ -196,7 +196,10 @@ mod tests {
                 udp4(&response(
                     &asked,
                     0,
-                    &[(&asked, 5, edge.clone().into_bytes(), 300), (&edge, 1, ip, 60)],
+                    &[
+                        (&asked, 5, edge.clone().into_bytes(), 300),
+                        (&edge, 1, ip, 60),
+                    ],
                 ))
             })
             .collect();

@@ -116,6 +116,9 @@ pub struct Engine {
     dns_buffer: Vec<kaipo_common::DnsCapture>,
     /// DNS answers that could not be read since the last close.
     dns_malformed: u64,
+    /// Socket cookie -> network namespace cookie, from owner events at socket creation:
+    /// names are learnt and looked up per namespace even after the resolving process is gone.
+    sock_netns: std::collections::HashMap<u64, u64>,
     buffer: Vec<Event>,
     malformed_reported: u64,
     backend: BackendKind,
@@ -158,6 +161,7 @@ impl Engine {
             remote_names: RemoteNames::default(),
             dns_buffer: Vec::new(),
             dns_malformed: 0,
+            sock_netns: std::collections::HashMap::new(),
             buffer: Vec::with_capacity(1024),
             malformed_reported: 0,
             last_close: Instant::now(),
@@ -189,6 +193,15 @@ impl Engine {
             self.accountant.on_event(&event);
             let comm = accounting::comm_to_string(&event.comm);
             match event.kind {
+                kaipo_common::EVENT_SOCK_OWNER if event.netns_cookie != 0 => {
+                    // Bounded by the sockets the kernel map holds; entries go with their
+                    // sockets (see `close`).
+                    if self.sock_netns.len() < 4 * kaipo_common::MAX_SOCKETS as usize {
+                        self.sock_netns.insert(event.cookie, event.netns_cookie);
+                    }
+                    self.resolver.hint(event.tgid, &comm, event.uid, now);
+                    let _ = self.resolver.lookup(event.tgid, now);
+                }
                 kaipo_common::EVENT_SOCK_OWNER => {
                     self.resolver.hint(event.tgid, &comm, event.uid, now);
                     // Read /proc now, while a short-lived process is most likely still there.
@@ -208,13 +221,14 @@ impl Engine {
     fn learn_names(&mut self, now: Instant) {
         self.collector.drain_dns(&mut self.dns_buffer);
         for capture in self.dns_buffer.drain(..) {
-            let netns = self
-                .accountant
-                .owner_of(capture.cookie)
-                .map(|o| o.tgid)
-                .and_then(|pid| self.resolver.lookup(pid, now))
-                .and_then(|info| info.netns_inode)
-                .unwrap_or(0);
+            let pid = self.accountant.owner_of(capture.cookie).map(|o| o.tgid);
+            let netns = records::netns_key(
+                &self.sock_netns,
+                &mut self.resolver,
+                capture.cookie,
+                pid,
+                now,
+            );
             match crate::dns::answer_of(capture.packet(), capture.len) {
                 Ok(Some(answer)) => self.remote_names.learn(netns, &answer, now),
                 Ok(None) => {}
@@ -244,8 +258,11 @@ impl Engine {
         let malformed = self.events.malformed() - self.malformed_reported;
         self.malformed_reported = self.events.malformed();
         let delta = self.accountant.finish(&sample, malformed, final_interval);
-        self.collector
-            .forget_sockets(&self.accountant.take_forgotten());
+        let forgotten = self.accountant.take_forgotten();
+        for cookie in &forgotten {
+            self.sock_netns.remove(cookie);
+        }
+        self.collector.forget_sockets(&forgotten);
         self.closed += 1;
         if self.closed.is_multiple_of(SWEEP_EVERY_INTERVALS) {
             self.sweep();
@@ -261,6 +278,7 @@ impl Engine {
                 &records::Naming {
                     names: &self.names,
                     remotes: &self.remote_names,
+                    sock_netns: &self.sock_netns,
                 },
                 now,
             )
@@ -273,6 +291,7 @@ impl Engine {
             &records::Naming {
                 names: &self.names,
                 remotes: &self.remote_names,
+                sock_netns: &self.sock_netns,
             },
             self.backend,
             elapsed,
@@ -293,6 +312,9 @@ impl Engine {
         let idle = self.accountant.idle_sockets(SWEEP_IDLE_INTERVALS);
         let gone = self.collector.sweep_sockets(&idle);
         self.accountant.drop_sockets(&gone);
+        for cookie in &gone {
+            self.sock_netns.remove(cookie);
+        }
         if !gone.is_empty() {
             log::info!(
                 "swept {} socket entries that no close mark reached",

@@ -9,7 +9,7 @@ use std::{
 };
 
 use super::{
-    accounting::{Endpoints, IntervalDelta},
+    accounting::{ConnectionDelta, Endpoints, IntervalDelta},
     service::{self, ServerSide},
 };
 use crate::{
@@ -64,26 +64,45 @@ fn ephemeral() -> (u16, u16) {
 pub struct Naming<'a> {
     pub names: &'a UserNames,
     pub remotes: &'a RemoteNames,
+    /// Socket cookie -> network namespace cookie, from the sockets' creation.
+    pub sock_netns: &'a HashMap<u64, u64>,
+}
+
+/// Marks a key made from a namespace's inode, so it never equals a namespace cookie.
+const INODE_KEY: u64 = 1 << 63;
+
+/// Which network namespace a socket belongs to, as the remote-name map keys it: the
+/// namespace's cookie, which the kernel gave at the socket's creation, else (a socket older
+/// than kaipo) the owner's namespace inode from /proc, else 0.
+pub fn netns_key(
+    sock_netns: &HashMap<u64, u64>,
+    resolver: &mut ProcessResolver,
+    cookie: u64,
+    pid: Option<u32>,
+    now: Instant,
+) -> u64 {
+    if let Some(&netns) = sock_netns.get(&cookie) {
+        return netns;
+    }
+    pid.and_then(|pid| resolver.lookup(pid, now))
+        .and_then(|i| i.netns_inode)
+        .map_or(0, |inode| inode | INODE_KEY)
 }
 
 impl Naming<'_> {
-    /// The name the connection's owner looked its remote up by, in the owner's network
-    /// namespace.
+    /// The name the connection's owner looked its remote up by, in its network namespace.
     fn remote_name(
         &self,
         resolver: &mut ProcessResolver,
-        pid: u32,
-        e: &Endpoints,
+        c: &ConnectionDelta,
         now: Instant,
     ) -> Option<String> {
+        let e = &c.endpoints;
         if e.many_remotes || self.remotes.is_empty() {
             return None;
         }
         let ip = format::ip(e.family, &e.remote_addr)?;
-        let netns = resolver
-            .lookup(pid, now)
-            .and_then(|i| i.netns_inode)
-            .unwrap_or(0);
+        let netns = netns_key(self.sock_netns, resolver, c.cookie, Some(c.owner.tgid), now);
         self.remotes.name(netns, ip, now).map(str::to_owned)
     }
 }
@@ -142,7 +161,7 @@ pub fn build(
         .map(|c| {
             let e = &c.endpoints;
             let ports = format::has_ports(e.proto);
-            let remote_name = naming.remote_name(resolver, c.owner.tgid, e, now);
+            let remote_name = naming.remote_name(resolver, c, now);
             ConnectionRecord {
                 pid: c.owner.tgid,
                 proto: format::proto_name(e.proto),
@@ -218,7 +237,7 @@ pub fn traffic_rows(
         };
         let remote_port = if e.many_remotes { 0 } else { e.remote_port };
         let service = connection_service(e, remote_port, naming.names);
-        let remote_name = naming.remote_name(resolver, pid, e, now);
+        let remote_name = naming.remote_name(resolver, c, now);
         let row = rows
             .entry((pid, remote.clone(), service.clone()))
             .or_insert_with(|| {
@@ -312,9 +331,12 @@ mod tests {
         static NAMES: std::sync::LazyLock<UserNames> = std::sync::LazyLock::new(UserNames::default);
         static REMOTES: std::sync::LazyLock<RemoteNames> =
             std::sync::LazyLock::new(RemoteNames::default);
+        static SOCK_NETNS: std::sync::LazyLock<HashMap<u64, u64>> =
+            std::sync::LazyLock::new(HashMap::new);
         Naming {
             names: &NAMES,
             remotes: &REMOTES,
+            sock_netns: &SOCK_NETNS,
         }
     }
 
@@ -515,9 +537,11 @@ mod tests {
         let mut resolver = ProcessResolver::new("/nonexistent", "/nonexistent");
         let now = Instant::now();
         let remotes = RemoteNames::default();
+        let sock_netns = HashMap::new();
         let naming = Naming {
             names: &names,
             remotes: &remotes,
+            sock_netns: &sock_netns,
         };
         let record = build(
             &delta,
