@@ -51,6 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Live(args) => runtime.block_on(kaipo::live::run(&kaipo::live::LiveOptions {
             names: client_names(cli.config)?,
+            reverse_dns: !args.no_reverse_dns,
             #[cfg(unix)]
             socket: args.socket,
             interval: args.interval,

@@ -256,6 +256,10 @@ pub struct LiveArgs {
     /// Without a daemon: count loopback traffic in process and connection figures.
     #[arg(long)]
     pub include_loopback: bool,
+    /// Do not name remotes by reverse DNS (names from the DNS answers processes received
+    /// are shown all the same).
+    #[arg(long)]
+    pub no_reverse_dns: bool,
     #[command(flatten)]
     pub collect: BackendArgs,
 }

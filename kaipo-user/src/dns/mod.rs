@@ -8,6 +8,8 @@
 //! go first.
 
 pub mod parse;
+#[cfg(unix)]
+pub mod reverse;
 
 use std::{
     collections::HashMap,

@@ -154,11 +154,14 @@ impl LiveState {
             // The name the process asked for (from DNS answers) wins over any other.
             if rec.remote_name.is_some() && remote.name != rec.remote_name {
                 remote.set_name(rec.remote_name.clone());
+                remote.from_dns = true;
             }
         }
         for (ip, name) in remote_names {
             if let Some(remote) = self.remotes.rows.get_mut(&RemoteAddr::Ip(ip)) {
-                remote.set_name(Some(name));
+                if !remote.from_dns {
+                    remote.set_name(Some(name));
+                }
             }
         }
 

@@ -458,3 +458,23 @@ fn remote_names_from_dns_answers_name_the_remote_hosts() {
     type_filter(&mut state, "amazonaws");
     assert_eq!(remotes(&state), ["52.95.110.1"]);
 }
+
+/// A reverse-DNS name (through the hook or with a snapshot) does not replace the name a DNS
+/// answer gave.
+#[test]
+fn names_from_dns_answers_win_over_reverse_lookups() {
+    let (mut state, start) = fixtures::state_with(Theme::PLAIN, 80, 24);
+    let mut update = fixtures::update(4);
+    for c in &mut update.record.connections {
+        if c.remote.starts_with("52.95.110.1:") {
+            c.remote_name = Some("backups.example.com".into());
+        }
+    }
+    let s3_ip: std::net::IpAddr = "52.95.110.1".parse().expect("ip");
+    update.remote_names = vec![(s3_ip, "s3-r-w.eu-west-1.amazonaws.com".into())];
+    state.ingest(update, at(start, 4));
+    assert!(!state.set_remote_name(s3_ip, "ec2-52-95-110-1.compute.amazonaws.com"));
+    let s3 = RemoteAddr::Ip(s3_ip);
+    let name = state.remotes.get(&s3).and_then(|r| r.name.clone());
+    assert_eq!(name.as_deref(), Some("backups.example.com"));
+}

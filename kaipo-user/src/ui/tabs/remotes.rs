@@ -75,6 +75,9 @@ pub struct RemoteTrack {
     pub addr: RemoteAddr,
     /// Resolved name, filled in by whoever resolves names.
     pub name: Option<String>,
+    /// The name came from a DNS answer a process received: names from elsewhere (reverse
+    /// DNS) do not replace it.
+    pub from_dns: bool,
     /// The user's name for the network the address is in (`[names.networks]`).
     pub network: Option<String>,
     pub connections: usize,
@@ -90,6 +93,7 @@ impl RemoteTrack {
             addr,
             name: None,
             network: None,
+            from_dns: false,
             connections: 0,
             processes: 0,
             last_seen: now,
