@@ -6,7 +6,8 @@
 #    namespaces), libpcap (pcap backend), tmux (dashboard tests), chromium (HTML report test),
 #    prometheus (scrape test), systemd (systemd-analyze verify of the unit), the MinGW-w64 C
 #    compiler (the bundled SQLite, when kaipo is checked for Windows), Podman and runc (the
-#    container-naming test runs a real container from an image it builds locally).
+#    container-naming test runs a real container from an image it builds locally), dnsmasq
+#    (the remote-naming test answers DNS in a test namespace).
 #  - rust-src for the nightly toolchain (the eBPF crate builds core from source).
 #  - The macOS and Windows targets of the stable toolchain: `cargo xtask clippy` checks kaipo
 #    for them so nothing Linux-only leaks in.
@@ -26,7 +27,7 @@ as_root() {
 
 log() { echo "setup: $*" >&2; }
 
-packages=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 libpcap-dev tmux pkg-config chromium prometheus systemd gcc-mingw-w64-x86-64 podman runc)
+packages=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 libpcap-dev tmux pkg-config chromium prometheus systemd gcc-mingw-w64-x86-64 podman runc dnsmasq-base)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
