@@ -23,6 +23,9 @@ pub struct Record {
     pub processes: Vec<ProcessRecord>,
     pub connections: Vec<ConnectionRecord>,
     pub unattributed: Bytes,
+    /// The lost counters by name.
+    #[serde(default)]
+    pub lost: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -851,9 +851,27 @@ fn remotes_are_named_by_the_dns_answers_their_namespace_received() -> anyhow::Re
     let sender_pid: u32 = sender.expect_num("pid", STEP)?;
     sender.expect("sent", STEP)?;
     sink.expect("received", STEP)?;
+    // A damaged answer: a client socket connected to port 53 on loopback gets three bytes
+    // (a header cut short). kaipo counts it and names nothing from it.
+    run(Command::new("ip")
+        .args(["netns", "exec", &net.name, "python3", "-c"])
+        .arg(
+            "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 53))\n\
+         c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(5)\n\
+         c.connect(('127.0.0.1', 53)); c.send(b'query')\n\
+         _, peer = s.recvfrom(512); s.sendto(b'\\x12\\x34\\x81', peer)\n\
+         assert c.recv(512) == b'\\x12\\x34\\x81'\n",
+        ))?;
     std::thread::sleep(Duration::from_millis(600));
     let run = watch.stop()?;
     dnsmasq.interrupt()?;
+    let malformed: u64 = run
+        .records
+        .iter()
+        .filter_map(|r| r.lost.get("dns_malformed"))
+        .sum();
+    assert_eq!(malformed, 1, "{}", run.stderr);
     // Two live intervals of the daemon and a bit, then its history.
     std::thread::sleep(Duration::from_millis(2500));
     daemon.stop()?;
