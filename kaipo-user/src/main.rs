@@ -26,14 +26,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     // The user's own names, for the commands that collect by themselves.
-    let client_names = |path: Option<std::path::PathBuf>| -> anyhow::Result<_> {
-        let path = path.unwrap_or_else(|| kaipo::config::default_path(false));
+    #[cfg(unix)]
+    let config_path = cli.config.clone();
+    #[cfg(not(unix))]
+    let config_path: Option<std::path::PathBuf> = None;
+    let client_names = || -> anyhow::Result<_> {
+        let path = config_path
+            .clone()
+            .unwrap_or_else(|| kaipo::config::default_path(false));
         Ok(kaipo::config::Config::load(&path)?.user_names())
     };
     match cli.command {
         Command::Watch(args) => {
             let opts = kaipo::watch::WatchOptions {
-                names: client_names(cli.config)?,
+                names: client_names()?,
                 interval: args.interval,
                 duration: args.duration,
                 ifaces: args.ifaces,
@@ -50,7 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(kaipo::watch::run(&opts, &mut stdout))
         }
         Command::Live(args) => runtime.block_on(kaipo::live::run(&kaipo::live::LiveOptions {
-            names: client_names(cli.config)?,
+            names: client_names()?,
             reverse_dns: !args.no_reverse_dns,
             #[cfg(unix)]
             socket: args.socket,

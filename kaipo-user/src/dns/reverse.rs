@@ -142,14 +142,11 @@ pub fn lookup_ptr(ip: IpAddr) -> Option<String> {
 fn socket2_like(ip: IpAddr) -> (Vec<u8>, libc::socklen_t) {
     match SocketAddr::new(ip, 0) {
         SocketAddr::V4(v4) => {
-            let sa = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: 0,
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
+            // Zeroed, then filled: the struct has more fields on some systems (`sin_len`).
+            // SAFETY: all-zero bytes are a valid sockaddr_in.
+            let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
             (as_bytes(&sa), size_of::<libc::sockaddr_in>() as _)
         }
         SocketAddr::V6(v6) => {
