@@ -5,7 +5,7 @@
 //! configuration. `kaipo watch --json`, the daemon and its history must name each one and count
 //! its bytes exactly.
 //!
-//! Addresses: 10.231.1.0/28 only (four /30s) (with a blackhole for 10.231.0.0/16 so that
+//! Addresses: 10.231.1.0/27 only (/30s) and fd31:0:15::/48 (with a blackhole for 10.231.0.0/16 so that
 //! nothing of this range ever leaves the host). Needs root, Podman and runc
 //! (`scripts/setup.sh`); run with `--test-threads=1` on a busy machine.
 
@@ -114,6 +114,51 @@ impl Net {
             .args(["netns", "exec", &net.name, "sh", "-c"])
             .arg("echo 1 > /proc/sys/net/ipv6/conf/k15n/disable_ipv6"))?;
         Ok(net)
+    }
+}
+
+impl Net {
+    /// As [`Net::new`], with IPv6 on both ends too: `fd31:0:15:N::1` on the host and `::2`
+    /// inside, without duplicate address detection, neighbours static.
+    fn with_ipv6(n: u8) -> anyhow::Result<(Self, String, String)> {
+        let net = Net::new(n)?;
+        let (host6, ns6) = (format!("fd31:0:15:{n}::1"), format!("fd31:0:15:{n}::2"));
+        let inside = |script: &str| {
+            run(Command::new("ip")
+                .args(["netns", "exec", &net.name, "sh", "-c"])
+                .arg(script))
+        };
+        fs::write(
+            format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", net.host_if),
+            "0",
+        )?;
+        inside("echo 0 > /proc/sys/net/ipv6/conf/k15n/disable_ipv6")?;
+        run(Command::new("ip").args([
+            "addr",
+            "add",
+            &format!("{host6}/64"),
+            "dev",
+            &net.host_if,
+            "nodad",
+        ]))?;
+        inside(&format!("ip addr add {ns6}/64 dev k15n nodad && ip -6 addr add ::1/128 dev lo 2>/dev/null; true"))?;
+        let mac = |end: u8| format!("02:6b:35:00:{n:02x}:{end:02x}");
+        run(Command::new("ip").args([
+            "neigh",
+            "replace",
+            &ns6,
+            "lladdr",
+            &mac(2),
+            "dev",
+            &net.host_if,
+            "nud",
+            "permanent",
+        ]))?;
+        inside(&format!(
+            "ip neigh replace {host6} lladdr {} dev k15n nud permanent",
+            mac(1)
+        ))?;
+        Ok((net, host6, ns6))
     }
 }
 
@@ -906,5 +951,110 @@ fn remotes_are_named_by_the_dns_answers_their_namespace_received() -> anyhow::Re
         (Some("api.kaipo.test"), Some(count * (size + UDP4_OVERHEAD))),
         "{report}"
     );
+    Ok(())
+}
+
+/// The same over IPv6 and TCP: the namespace's resolver is asked with `options use-vc`, so
+/// glibc sends the query over TCP to dnsmasq's IPv6 address and the AAAA answer comes back as
+/// a length-prefixed TCP segment; the sender's IPv6 connection carries the asked name.
+#[test]
+fn remotes_are_named_from_aaaa_answers_over_tcp() -> anyhow::Result<()> {
+    ensure!(
+        Command::new("dnsmasq").arg("--version").output().is_ok(),
+        "this test needs dnsmasq: run scripts/setup.sh"
+    );
+    let (net, host6, ns6) = Net::with_ipv6(4)?;
+    let pid = std::process::id();
+    let dir = std::env::temp_dir().join(format!("kaipo-names-dns6-{pid}"));
+    fs::create_dir_all(&dir)?;
+    let etc = PathBuf::from(format!("/etc/netns/{}", net.name));
+    fs::create_dir_all(&etc)?;
+    let _made = Cleanup(vec![Made::Dir(dir.clone()), Made::Dir(etc.clone())]);
+    fs::write(
+        etc.join("resolv.conf"),
+        format!("nameserver {ns6}\noptions use-vc\n"),
+    )?;
+    let dnsmasq = Spawned::spawn("dnsmasq", {
+        let mut c = Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            &net.name,
+            "dnsmasq",
+            "--keep-in-foreground",
+        ])
+        .args([
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--no-poll",
+        ])
+        .args(["--bind-interfaces", "--user=root", "--port=53"])
+        .arg(format!("--listen-address={ns6}"))
+        .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
+        .arg(format!("--host-record=edge6.kaipo-cdn.test,{host6}"))
+        .args([
+            "--cname=api6.kaipo.test,edge6.kaipo-cdn.test",
+            "--local-ttl=300",
+        ]);
+        c
+    })?;
+    let watch = Watch::start(&WatchConfig::new(&net.host_if, Duration::from_secs(60)))
+        .with_context(|| format!("dnsmasq: {}", dnsmasq.stderr()))?;
+    let resolved = run(Command::new("ip").args([
+        "netns",
+        "exec",
+        &net.name,
+        "getent",
+        "ahostsv6",
+        "api6.kaipo.test",
+    ]))
+    .with_context(|| format!("dnsmasq: {}", dnsmasq.stderr()))?;
+    ensure!(
+        resolved.starts_with(&format!("{host6} ")),
+        "getent said {resolved:?}"
+    );
+    let (count, size) = (8u64, 120u64);
+    let mut sink = Spawned::spawn("udp-sink", {
+        let mut c = Command::new(TRAFFIC);
+        c.args(["udp-sink", &format!("[{host6}]:0"), &count.to_string()]);
+        c
+    })?;
+    let _: u32 = sink.expect_num("pid", STEP)?;
+    let port: u16 = sink.expect_num("port", STEP)?;
+    let mut sender = Spawned::spawn("udp-send", {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &net.name, TRAFFIC, "udp-send"])
+            .args([
+                &format!("[{host6}]:{port}"),
+                &count.to_string(),
+                &size.to_string(),
+            ]);
+        c
+    })?;
+    let sender_pid: u32 = sender.expect_num("pid", STEP)?;
+    sender.expect("sent", STEP)?;
+    sink.expect("received", STEP)?;
+    std::thread::sleep(Duration::from_millis(600));
+    let run = watch.stop()?;
+    dnsmasq.interrupt()?;
+    let mut named = std::collections::BTreeMap::new();
+    for r in &run.records {
+        for c in r.connections.iter().filter(|c| c.pid == sender_pid) {
+            *named.entry(c.remote_name.clone()).or_insert(0) += c.tx_bytes;
+        }
+    }
+    assert_eq!(
+        named,
+        [(Some("api6.kaipo.test".to_owned()), count * (size + 40 + 8))].into(),
+        "{}",
+        run.stderr
+    );
+    let malformed: u64 = run
+        .records
+        .iter()
+        .filter_map(|r| r.lost.get("dns_malformed"))
+        .sum();
+    assert_eq!(malformed, 0);
     Ok(())
 }
