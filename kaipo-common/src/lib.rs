@@ -299,6 +299,54 @@ impl OwnerSpill {
     }
 }
 
+/// Remote port of a DNS client socket.
+pub const DNS_PORT: u16 = 53;
+/// Bytes of a DNS answer captured, from its IP header on: room for the headers and a
+/// classic 512-byte message; longer answers arrive truncated and userspace counts them.
+pub const DNS_CAPTURE_BYTES: usize = 640;
+/// The DNS captures' own ring buffer: a burst of answers never crowds out lifecycle events.
+pub const DNS_RINGBUF_BYTES: u32 = 1 << 19;
+
+/// A packet received by a socket whose remote port is 53 (a DNS client's answer, UDP or
+/// TCP, any network namespace, loopback included), for userspace to read names from. Only
+/// these rare packets are copied; the per-packet cost elsewhere is one context load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DnsCapture {
+    /// The receiving socket, whose owner (and so network namespace) userspace knows.
+    pub cookie: u64,
+    /// The packet's length from its IP header on.
+    pub len: u32,
+    /// Bytes of it in `data`: `len` up to [`DNS_CAPTURE_BYTES`]; 0 when it could not be read.
+    pub captured: u32,
+    pub data: [u8; DNS_CAPTURE_BYTES],
+}
+const _: () = assert!(size_of::<DnsCapture>() == 656);
+
+impl DnsCapture {
+    /// Reads a capture from ring-buffer bytes; `None` when the record is too short.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < size_of::<Self>() {
+            return None;
+        }
+        let word = |at: usize, n: usize| bytes.get(at..at + n);
+        let mut data = [0u8; DNS_CAPTURE_BYTES];
+        data.copy_from_slice(word(16, DNS_CAPTURE_BYTES)?);
+        Some(Self {
+            cookie: u64::from_ne_bytes(word(0, 8)?.try_into().ok()?),
+            len: u32::from_ne_bytes(word(8, 4)?.try_into().ok()?),
+            captured: u32::from_ne_bytes(word(12, 4)?.try_into().ok()?),
+            data,
+        })
+    }
+
+    /// The captured bytes.
+    pub fn packet(&self) -> &[u8] {
+        let n = (self.captured as usize).min(DNS_CAPTURE_BYTES);
+        &self.data[..n]
+    }
+}
+
 /// Slots of the per-CPU `COUNTERS` array: what the kernel side could not record, and the
 /// bookkeeping userspace needs to derive evictions.
 pub mod counter {
@@ -328,7 +376,9 @@ pub mod counter {
     /// minus settled is the handshakes under way plus those never accepted (scans, floods),
     /// whose bytes no socket counts.
     pub const HANDSHAKE_SETTLED: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// A DNS answer could not be captured: the DNS ring buffer was full.
+    pub const DNS_RINGBUF_FULL: u32 = 10;
+    pub const COUNT: u32 = 11;
 }
 
 /// Interfaces with an ifindex below this are counted in `IFACE_STATS`, a per-CPU array indexed
@@ -413,8 +463,10 @@ pub mod maps {
     pub const HANDSHAKES: &str = "HANDSHAKES";
     /// Owner reports that found the ring buffer full, by socket cookie.
     pub const OWNER_SPILL: &str = "OWNER_SPILL";
+    /// DNS answers captured for names (see [`crate::DnsCapture`]).
+    pub const DNS_EVENTS: &str = "DNS_EVENTS";
 
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         IFACE_STATS,
         IFACE_STATS_HIGH,
         FLOWS,
@@ -426,5 +478,6 @@ pub mod maps {
         COUNTERS,
         HANDSHAKES,
         OWNER_SPILL,
+        DNS_EVENTS,
     ];
 }

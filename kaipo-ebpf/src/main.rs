@@ -10,6 +10,8 @@
 //!   marks its entry closed, so a close event lost to a full ring buffer leaves nothing behind) and
 //!   `kaipo_proc_exit` a process's exit. These go to userspace through the ring buffer, once per
 //!   socket and owner, never per packet.
+//! - `kaipo_sock_ingress` also copies the rare packets a DNS client socket receives (remote port
+//!   53) to their own ring buffer, `DNS_EVENTS`, for names (`dns`).
 #![no_std]
 #![no_main]
 #![feature(core_intrinsics)]
@@ -18,6 +20,7 @@
     reason = "atomic adds on map values need core::intrinsics on the BPF target"
 )]
 
+mod dns;
 mod handshake;
 mod iface;
 mod owner;
@@ -32,8 +35,8 @@ use aya_ebpf::{
 };
 use kaipo_common::{
     counter, FlowCounters, FlowKey, FlowSlot, IfaceCounters, OwnerSpill, SockStats,
-    FLOW_CACHE_SLOTS, IFACE_SLOTS, MAX_FLOWS, MAX_HANDSHAKES, MAX_IFACES, MAX_OWNER_SPILL,
-    MAX_SOCKETS, RINGBUF_BYTES,
+    DNS_RINGBUF_BYTES, FLOW_CACHE_SLOTS, IFACE_SLOTS, MAX_FLOWS, MAX_HANDSHAKES, MAX_IFACES,
+    MAX_OWNER_SPILL, MAX_SOCKETS, RINGBUF_BYTES,
 };
 
 /// Indexed by ifindex, for ifindexes below `IFACE_SLOTS`: an array lookup costs the program a
@@ -77,6 +80,11 @@ static OWNER_OF: SkStorage<u32> = SkStorage::new();
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(RINGBUF_BYTES, 0);
+
+/// DNS answers copied for names; apart from `EVENTS` so that a burst of answers never costs a
+/// lifecycle event.
+#[map]
+static DNS_EVENTS: RingBuf = RingBuf::with_byte_size(DNS_RINGBUF_BYTES, 0);
 
 /// Handshakes of connections a listener has not handed to an accepted socket yet, counted as
 /// that socket's entry will count them (see `handshake`). Shared: the accepted socket's first

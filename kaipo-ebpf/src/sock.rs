@@ -17,7 +17,7 @@ use kaipo_common::{
 };
 
 use crate::{
-    bump, handshake,
+    bump, dns, handshake,
     iface::SkbFrame,
     owner,
     packet::{self, store_addr, Frame as _, IpHeaders, Parsed},
@@ -30,6 +30,9 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
     let cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
     if cookie == 0 {
         return;
+    }
+    if !egress {
+        dns::on_ingress(skb, cookie);
     }
     // SAFETY: reading fields of the program's own context.
     let (len, segs, ifindex) = unsafe { ((*skb).len, (*skb).gso_segs, (*skb).ifindex) };

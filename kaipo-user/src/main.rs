@@ -25,9 +25,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // The user's own names, for the commands that collect by themselves.
+    #[cfg(unix)]
+    let config_path = cli.config.clone();
+    #[cfg(not(unix))]
+    let config_path: Option<std::path::PathBuf> = None;
+    let client_names = || -> anyhow::Result<_> {
+        let path = config_path
+            .clone()
+            .unwrap_or_else(|| kaipo::config::default_path(false));
+        Ok(kaipo::config::Config::load(&path)?.user_names())
+    };
     match cli.command {
         Command::Watch(args) => {
             let opts = kaipo::watch::WatchOptions {
+                names: client_names()?,
                 interval: args.interval,
                 duration: args.duration,
                 ifaces: args.ifaces,
@@ -44,6 +56,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(kaipo::watch::run(&opts, &mut stdout))
         }
         Command::Live(args) => runtime.block_on(kaipo::live::run(&kaipo::live::LiveOptions {
+            names: client_names()?,
+            reverse_dns: !args.no_reverse_dns,
             #[cfg(unix)]
             socket: args.socket,
             interval: args.interval,
@@ -72,6 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 opts.format = Some(config.client.report_format.into());
             }
             // The database's key, as the daemon reads it.
+            opts.names = config.user_names();
             opts.key_file = config.storage.encryption_key_file;
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::report::run(&opts, &mut stdout))

@@ -13,7 +13,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use crate::platform::{Host, Platform as _};
+use crate::{
+    platform::{Host, Platform as _},
+    workload::{facts_of, CgroupFacts, RuntimeNames, Workload},
+};
 
 /// What is known about one process.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -33,6 +36,13 @@ pub struct ProcessInfo {
     pub cgroup: Option<String>,
     /// First 12 hex characters of the container id.
     pub container: Option<String>,
+    /// The container's name as its runtime knows it.
+    pub container_name: Option<String>,
+    /// The Kubernetes pod and its namespace.
+    pub pod: Option<String>,
+    pub pod_namespace: Option<String>,
+    /// The systemd unit (`nginx.service`, `user@1000.service`).
+    pub unit: Option<String>,
     pub netns_inode: Option<u64>,
 }
 
@@ -48,13 +58,27 @@ impl ProcessInfo {
             start_time_ticks: 0,
             cgroup: None,
             container: None,
+            container_name: None,
+            pod: None,
+            pod_namespace: None,
+            unit: None,
             netns_inode: None,
         }
+    }
+
+    fn set_workload(&mut self, w: Workload) {
+        self.container_name = w.container_name;
+        self.pod = w.pod;
+        self.pod_namespace = w.pod_namespace;
+        self.unit = w.unit;
     }
 }
 
 struct Entry {
     info: ProcessInfo,
+    /// What the cgroup path said, kept to name the container or pod once its runtime has
+    /// written its records (a process can be seen before that).
+    facts: CgroupFacts,
     validated_at: Instant,
     last_used: Instant,
     exited_at: Option<Instant>,
@@ -64,6 +88,7 @@ impl Entry {
     fn new(info: ProcessInfo, now: Instant, exited_at: Option<Instant>) -> Self {
         Entry {
             info,
+            facts: CgroupFacts::default(),
             validated_at: now,
             last_used: now,
             exited_at,
@@ -85,6 +110,7 @@ pub struct ProcessResolver {
     entries: HashMap<u32, Entry>,
     hints: HashMap<u32, (ProcessInfo, Instant)>,
     users: HashMap<u32, String>,
+    names: RuntimeNames,
     /// None until passwd was first read; then its mtime (None if it could not be read).
     passwd_mtime: Option<Option<SystemTime>>,
     revalidate_after: Duration,
@@ -102,6 +128,7 @@ impl ProcessResolver {
             entries: HashMap::new(),
             hints: HashMap::new(),
             users: HashMap::new(),
+            names: RuntimeNames::new("/"),
             passwd_mtime: None,
             revalidate_after: Duration::from_secs(5),
             keep_exited: Duration::from_secs(30),
@@ -121,6 +148,12 @@ impl ProcessResolver {
         self.max_entries = max;
     }
 
+    /// Where the container runtimes' records are read: `/` on a host, a folder laid out like
+    /// it in tests.
+    pub fn set_runtime_root(&mut self, root: impl Into<PathBuf>) {
+        self.names = RuntimeNames::new(root);
+    }
+
     /// Cached lookup; a cached entry is re-checked against /proc/PID/stat at most once per
     /// `revalidate_after`, so a reused pid (or an exec) is noticed. A process that is gone keeps
     /// its last known info for `keep_exited`. Returns None when the process does not exist and
@@ -128,6 +161,7 @@ impl ProcessResolver {
     pub fn lookup(&mut self, pid: u32, now: Instant) -> Option<ProcessInfo> {
         if let Some(entry) = self.entries.get_mut(&pid) {
             entry.last_used = now;
+            name_workload(entry, &mut self.names, now);
             if now.saturating_duration_since(entry.validated_at) < self.revalidate_after {
                 return Some(entry.info.clone());
             }
@@ -154,12 +188,16 @@ impl ProcessResolver {
             }
             self.entries.remove(&pid);
         }
-        let Some(info) = self.resolve(pid) else {
+        let Some((info, facts)) = self.resolve(pid) else {
             return self.hints.get(&pid).map(|(info, _)| info.clone());
         };
         self.hints.remove(&pid);
-        self.entries
-            .insert(pid, Entry::new(info.clone(), now, None));
+        let mut entry = Entry::new(info, now, None);
+        entry.info.unit.clone_from(&facts.unit);
+        entry.facts = facts;
+        name_workload(&mut entry, &mut self.names, now);
+        let info = entry.info.clone();
+        self.entries.insert(pid, entry);
         Some(info)
     }
 
@@ -230,7 +268,7 @@ impl ProcessResolver {
         self.users.get(&uid).cloned()
     }
 
-    fn resolve(&mut self, pid: u32) -> Option<ProcessInfo> {
+    fn resolve(&mut self, pid: u32) -> Option<(ProcessInfo, CgroupFacts)> {
         // Without /proc, what the collector hinted is all there is.
         if !Host::PROCESS_DETAILS {
             return None;
@@ -248,7 +286,8 @@ impl ProcessResolver {
         let cgroups = fs::read(dir.join("cgroup")).unwrap_or_default();
         let cgroups = String::from_utf8_lossy(&cgroups);
         let netns = fs::read_link(dir.join("ns/net")).ok();
-        Some(ProcessInfo {
+        let facts = facts_of(&cgroups);
+        let info = ProcessInfo {
             pid,
             name,
             cmdline: cmdline.unwrap_or_default(),
@@ -260,9 +299,18 @@ impl ProcessResolver {
                 .lines()
                 .find_map(|l| l.strip_prefix("0::"))
                 .map(str::to_owned),
-            container: container_in_cgroups(&cgroups),
+            container: facts
+                .container_id
+                .as_deref()
+                .and_then(|id| id.get(..12))
+                .map(str::to_owned),
+            container_name: None,
+            pod: None,
+            pod_namespace: None,
+            unit: None,
             netns_inode: netns.and_then(|p| parse_ns_inode(&p.to_string_lossy())),
-        })
+        };
+        Some((info, facts))
     }
 }
 
@@ -330,33 +378,16 @@ fn parse_ns_inode(link: &str) -> Option<u64> {
     link.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
 }
 
-/// Looks in the v2 path first; hybrid hosts may show the container only in v1 lines.
-fn container_in_cgroups(cgroups: &str) -> Option<String> {
-    let v2 = cgroups.lines().filter_map(|l| l.strip_prefix("0::"));
-    let v1 = cgroups.lines().filter(|l| !l.starts_with("0::"));
-    let v1 = v1.filter_map(|l| l.splitn(3, ':').nth(2));
-    // The innermost container is the one the process runs in.
-    let id = v2
-        .chain(v1)
-        .find_map(|path| path.rsplit('/').find_map(container_in_segment))?;
-    id.get(..12).map(str::to_owned)
-}
-
-fn container_in_segment(segment: &str) -> Option<&str> {
-    // cgroupfs drivers ("/docker/<id>", "/kubepods/burstable/pod<uid>/<id>") use the bare id.
-    if segment.len() == 64 && is_hex(segment) {
-        return Some(segment);
+/// Names the entry's container and pod while they are unknown: the runtime may write its
+/// records after the process was first seen. The unit comes from the path and is set at once.
+fn name_workload(entry: &mut Entry, names: &mut RuntimeNames, now: Instant) {
+    let f = &entry.facts;
+    let unnamed = (f.container_id.is_some() && entry.info.container_name.is_none())
+        || (f.pod_uid.is_some() && entry.info.pod.is_none());
+    if unnamed {
+        let workload = Workload::of(f, names, now);
+        entry.info.set_workload(workload);
     }
-    // systemd drivers use "<runtime>-<id>.scope"; "libpod-conmon-<id>" is the monitor, outside.
-    let stem = segment.strip_suffix(".scope")?;
-    let mut ids = ["docker-", "libpod-", "cri-containerd-", "crio-"].iter();
-    ids.find_map(|prefix| stem.strip_prefix(prefix))
-        .filter(|id| id.len() >= 12 && is_hex(id))
-}
-
-fn is_hex(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn evict_oldest<V>(map: &mut HashMap<u32, V>, max: usize, used: impl Fn(&V) -> Instant) {
@@ -455,6 +486,10 @@ mod tests {
             start_time_ticks: 987_654,
             cgroup: Some("/a.slice".to_owned()),
             container: None,
+            container_name: None,
+            pod: None,
+            pod_namespace: None,
+            unit: None,
             netns_inode: Some(4_026_531_993),
         };
         let mut r = fake.resolver();
@@ -513,10 +548,70 @@ mod tests {
             (String::new(), None),
         ];
         for (cgroups, want) in cases {
-            assert_eq!(container_in_cgroups(&cgroups).as_deref(), want, "{cgroups}");
+            let fake = Fake::new();
+            fake.add(90, "p", 1, 0, b"p\0", &cgroups);
+            let info = fake.resolver().lookup(90, Instant::now()).unwrap();
+            assert_eq!(info.container.as_deref(), want, "{cgroups}");
         }
-        let short = "0::/machine.slice/libpod-0123456789abcdef.scope\n";
-        assert_eq!(container_in_cgroups(short).as_deref(), Some("0123456789ab"));
+    }
+
+    /// A Podman container's process: its id from the path, its name from containers/storage's
+    /// record, found once the record is written even if the process was seen before it.
+    #[test]
+    fn names_containers_pods_and_units() {
+        let fake = Fake::new();
+        let root = fake.0.join("root");
+        let store = root.join("var/lib/containers/storage/overlay-containers");
+        fs::create_dir_all(&store).unwrap();
+        let cgroup = format!("0::/machine.slice/libpod-{K8S}.scope/container\n");
+        fake.add(91, "nginx", 1, 0, b"nginx\0", &cgroup);
+        let pod_cgroup = format!(
+            "0::/kubepods.slice/kubepods-pod1f2e3d4c_5b6a_4798_8a0b_1c2d3e4f5a6b.slice/\
+             cri-containerd-{DOCKER}.scope\n"
+        );
+        fake.add(92, "pause", 1, 0, b"pause\0", &pod_cgroup);
+        fake.add(
+            93,
+            "nginx",
+            1,
+            0,
+            b"nginx\0",
+            "0::/system.slice/nginx.service\n",
+        );
+        let mut r = fake.resolver();
+        r.set_runtime_root(&root);
+        let t0 = Instant::now();
+        let first = r.lookup(91, t0).unwrap();
+        assert_eq!(
+            (first.container.as_deref(), first.container_name),
+            (Some("9a8b7c6d5e4f"), None)
+        );
+        assert_eq!(first.unit.as_deref(), Some(&*format!("libpod-{K8S}.scope")));
+        fs::write(
+            store.join("containers.json"),
+            format!(r#"[{{"id":"{K8S}","names":["web-1"]}}]"#),
+        )
+        .unwrap();
+        let later = r.lookup(91, t0 + crate::workload::names::RECHECK).unwrap();
+        assert_eq!(later.container_name.as_deref(), Some("web-1"));
+        fs::create_dir_all(
+            root.join("var/log/pods/shop_checkout-7f9c_1f2e3d4c-5b6a-4798-8a0b-1c2d3e4f5a6b"),
+        )
+        .unwrap();
+        let pod = r.lookup(92, t0).unwrap();
+        assert_eq!(
+            (
+                pod.pod.as_deref(),
+                pod.pod_namespace.as_deref(),
+                pod.container_name
+            ),
+            (Some("checkout-7f9c"), Some("shop"), None)
+        );
+        let unit = r.lookup(93, t0).unwrap();
+        assert_eq!(
+            (unit.unit.as_deref(), unit.container, unit.pod),
+            (Some("nginx.service"), None, None)
+        );
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct WatchOptions {
     pub pcap_immediate: bool,
     /// eBPF backend: the hook for incoming frames.
     pub ingress_hook: IngressHook,
+    /// The user's service and network names.
+    pub names: crate::config::names::SharedNames,
 }
 
 /// Runs until `duration` has passed or SIGINT/SIGTERM (Ctrl-C on Windows) arrives. Output goes to `out`; notes
@@ -45,6 +47,7 @@ pub async fn run(opts: &WatchOptions, out: &mut dyn Write) -> anyhow::Result<()>
             ..Default::default()
         },
         include_loopback: opts.include_loopback,
+        names: opts.names.clone(),
     })?;
     for degradation in engine.degradations() {
         eprintln!("kaipo: degraded: {degradation}");
@@ -335,6 +338,10 @@ mod tests {
                     uid: 0,
                     user: Some("root".into()),
                     container: None,
+                    container_name: None,
+                    pod: None,
+                    pod_namespace: None,
+                    unit: None,
                     exe: None,
                     netns: None,
                     exited: false,
@@ -349,7 +356,9 @@ mod tests {
                 proto: "udp".into(),
                 local: "10.0.0.1:40000".into(),
                 remote: "10.0.0.2:9999".into(),
+                remote_name: None,
                 service: "udp/9999".into(),
+                network: None,
                 state: None,
                 rx_bytes: 0,
                 tx_bytes: tx,

@@ -92,6 +92,7 @@ fn closed_sockets_leave_the_map_when_close_events_are_lost() {
             ..StartOptions::default()
         },
         include_loopback: true,
+        ..EngineOptions::default()
     })
     .expect("starting the eBPF collector");
     let pid = std::process::id();
@@ -225,6 +226,7 @@ fn idle_entries_of_sockets_that_are_gone_are_swept() {
             ..StartOptions::default()
         },
         include_loopback: true,
+        ..EngineOptions::default()
     })
     .expect("starting the eBPF collector");
     let receiver = UdpSocket::bind("127.0.0.1:0").expect("receiver");

@@ -69,7 +69,7 @@ fn a_wrong_key_names_it_its_line_and_the_allowed_keys() {
     assert_eq!(
         check_error("# c\n[metric]\n"),
         "kaipo: FILE, line 2, key metric: unknown field `metric`, expected one of `daemon`, \
-         `storage`, `api`, `metrics`, `client`, `alerts`"
+         `storage`, `api`, `metrics`, `client`, `alerts`, `names`"
     );
     assert_eq!(
         check_error("[api]\nmax_connections = 0\n"),

@@ -22,6 +22,7 @@ const MIB: u64 = 1 << 20;
 fn row(key: &str, rx_bytes: u64, tx_bytes: u64) -> ReportRow {
     ReportRow {
         key: key.into(),
+        name: None,
         rx_bytes,
         tx_bytes,
         rx_packets: rx_bytes / 1400,
@@ -41,6 +42,7 @@ fn report() -> Report {
     ];
     let total = ReportRow {
         key: String::new(),
+        name: None,
         rx_bytes: 4 * GIB + 330 * MIB,
         tx_bytes: 572 * MIB,
         rx_packets: 3_400_000,

@@ -23,6 +23,9 @@ pub struct Record {
     pub processes: Vec<ProcessRecord>,
     pub connections: Vec<ConnectionRecord>,
     pub unattributed: Bytes,
+    /// The lost counters by name.
+    #[serde(default)]
+    pub lost: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -39,6 +42,16 @@ pub struct ProcessRecord {
     pub pid: u32,
     pub name: String,
     pub cmdline: String,
+    #[serde(default)]
+    pub container: Option<String>,
+    #[serde(default)]
+    pub container_name: Option<String>,
+    #[serde(default)]
+    pub pod: Option<String>,
+    #[serde(default)]
+    pub pod_namespace: Option<String>,
+    #[serde(default)]
+    pub unit: Option<String>,
     pub exited: bool,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
@@ -52,6 +65,8 @@ pub struct ConnectionRecord {
     pub proto: String,
     pub local: String,
     pub remote: String,
+    #[serde(default)]
+    pub remote_name: Option<String>,
     #[serde(default)]
     pub service: String,
     #[serde(default)]

@@ -496,6 +496,7 @@ impl AlertEngine {
                     end,
                     Evidence {
                         remote: Some(row.remote.clone()).filter(|r| !r.is_empty()),
+                        remote_name: row.remote_name.clone(),
                         service: Some(row.service.clone()),
                         observed_bytes_per_s: Some(
                             (row.rx_bytes + row.tx_bytes) * 1000 / live.record.interval_ms.max(1),

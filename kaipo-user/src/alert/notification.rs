@@ -20,6 +20,10 @@ pub struct Evidence {
     /// Since when the condition has held, milliseconds since the Unix epoch.
     pub since_ms: Option<u64>,
     pub remote: Option<String>,
+    /// New-destination rules: the name the app looked the remote up by (DNS answers), when
+    /// known.
+    #[serde(default)]
+    pub remote_name: Option<String>,
     pub service: Option<String>,
     /// Anomaly rules: the app's usual rate for this hour of the week, its usual deviation,
     /// and how many deviations above it the observed rate is.
@@ -77,8 +81,13 @@ impl Notification {
                 quota_outlook(&evidence)
             ),
             RuleKind::NewDestination => {
-                // Either may be unknown; no stray space when one is.
-                let what: Vec<&str> = [evidence.remote.as_deref(), evidence.service.as_deref()]
+                // Any may be unknown; no stray space when one is. A name comes first, its
+                // address after it in parentheses.
+                let remote = match (&evidence.remote_name, &evidence.remote) {
+                    (Some(name), Some(addr)) => Some(format!("{name} ({addr})")),
+                    (name, addr) => name.clone().or_else(|| addr.clone()),
+                };
+                let what: Vec<&str> = [remote.as_deref(), evidence.service.as_deref()]
                     .into_iter()
                     .flatten()
                     .filter(|s| !s.is_empty())
@@ -236,6 +245,21 @@ mod tests {
             },
         );
         assert_eq!(new.summary, "app curl: new destination 198.51.100.7");
+        let named = Notification::firing(
+            &rule(RuleKind::NewDestination),
+            "curl",
+            0,
+            Evidence {
+                remote: Some("198.51.100.7".into()),
+                remote_name: Some("api.stripe.com".into()),
+                service: Some("https".into()),
+                ..Evidence::default()
+            },
+        );
+        assert_eq!(
+            named.summary,
+            "app curl: new destination api.stripe.com (198.51.100.7) https"
+        );
         let odd = Notification::firing(
             &rule(RuleKind::Anomaly),
             "db",

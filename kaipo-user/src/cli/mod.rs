@@ -309,6 +309,10 @@ pub struct LiveArgs {
     /// Without a daemon: count loopback traffic in process and connection figures.
     #[arg(long)]
     pub include_loopback: bool,
+    /// Do not name remotes by reverse DNS (names from the DNS answers processes received
+    /// are shown all the same).
+    #[arg(long)]
+    pub no_reverse_dns: bool,
     #[command(flatten)]
     pub collect: BackendArgs,
 }
@@ -386,6 +390,7 @@ impl ReportArgs {
             db: self.db,
             socket: self.socket,
             key_file: None,
+            names: Default::default(),
         }
     }
 }

@@ -46,7 +46,10 @@ value_enum!(Dimension {
     Dimension::Remote => "remote", "the remote address";
     Dimension::Service => "service", "what the connection is for, by its server side's port";
     Dimension::User => "user", "the process's user";
-    Dimension::Container => "container", "the container a process runs in";
+    Dimension::Container => "container", "the container a process runs in: its name, else its id";
+    Dimension::Pod => "pod", "the Kubernetes pod, namespace/pod";
+    Dimension::Unit => "unit", "the systemd unit (nginx.service, user@1000.service)";
+    Dimension::Network => "network", "the remote's network, as [names.networks] in the config names it";
 });
 
 value_enum!(Period {

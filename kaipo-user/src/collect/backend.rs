@@ -199,6 +199,19 @@ impl Collector {
         }
     }
 
+    /// DNS answers the kernel captured since the last call (eBPF only: the pcap backend sees
+    /// no sockets' packets).
+    pub fn drain_dns(&mut self, out: &mut Vec<kaipo_common::DnsCapture>) {
+        // Only eBPF captures answers.
+        #[cfg(not(target_os = "linux"))]
+        let _ = out;
+        match &mut self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Ebpf(c) => c.drain_dns(out),
+            Inner::Pcap(_) => {}
+        }
+    }
+
     pub fn interfaces(&self) -> &[Interface] {
         match &self.inner {
             #[cfg(target_os = "linux")]

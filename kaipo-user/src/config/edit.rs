@@ -63,6 +63,15 @@ bpf_stats = true
 # `kaipo report`'s format on standard output without --format: table, json, csv or html.
 report_format = "table"
 
+# Your own names. A service name replaces kaipo's for that protocol and port wherever services
+# are shown and stored; a network names the remote addresses inside it (the longest prefix
+# wins) and `kaipo report --by network` groups by it. None by default.
+[names.services]
+# "tcp/8443" = "admin-api"
+
+[names.networks]
+# "10.20.0.0/16" = "office"
+
 [alerts]
 # POST each alert as JSON to http://HOST[:PORT]/PATH (plain HTTP only); "" for none.
 webhook = ""

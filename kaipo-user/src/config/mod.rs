@@ -8,6 +8,7 @@
 pub mod cmd;
 pub mod edit;
 mod error;
+pub mod names;
 pub mod value;
 
 use std::{
@@ -37,6 +38,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub client: ClientConfig,
     pub alerts: crate::alert::AlertsConfig,
+    pub names: names::NamesConfig,
 }
 
 /// `[daemon]`: what `kaipo daemon` runs with when no flag says otherwise. Only reread
@@ -185,6 +187,11 @@ impl From<ReportFormat> for crate::report::ExportFormat {
 }
 
 impl Config {
+    /// The `[names]` section, checked (as `parse` already did).
+    pub fn user_names(&self) -> names::SharedNames {
+        std::sync::Arc::new(names::UserNames::from_config(&self.names).unwrap_or_default())
+    }
+
     /// Parses and checks `text`; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         let config: Config =
@@ -266,6 +273,9 @@ impl Config {
                 ),
             );
         }
+        if let Err((at, message)) = names::UserNames::from_config(&self.names) {
+            return bad(&at, message);
+        }
         if let Err((at, message)) = self.alerts.validate() {
             return Err(
                 match at
@@ -310,6 +320,7 @@ impl Config {
             self.metrics.bpf_stats != new.metrics.bpf_stats,
             "metrics.bpf_stats",
         );
+        check(self.names != new.names, "names");
         out
     }
 }

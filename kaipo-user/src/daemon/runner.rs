@@ -110,6 +110,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     let _history_lock = opened.lock;
     let note = opened.note;
     let mut store = opened.store;
+    store.set_names(opts.config.user_names());
     // Also when no rule is set: a reload may add some.
     let mut alerting = crate::alert::Alerting::new(&opts.config.alerts);
     alerting.seed_quotas(&mut store, started_ms);
@@ -292,12 +293,13 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     });
 
     // The baseline is read last, so the first interval covers only time the daemon ran.
-    let engine = crate::engine::Engine::with_collector(
+    let mut engine = crate::engine::Engine::with_collector(
         collector,
         events,
         opts.include_loopback,
         !opts.ifaces.is_empty(),
     )?;
+    engine.set_names(opts.config.user_names());
     start_files.keep();
     let collected = collector::run(
         engine,

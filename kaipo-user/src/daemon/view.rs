@@ -164,6 +164,10 @@ mod tests {
             uid,
             user: None,
             container: None,
+            container_name: None,
+            pod: None,
+            pod_namespace: None,
+            unit: None,
             netns: None,
             exited: false,
             rx_bytes: 1,
@@ -176,11 +180,13 @@ mod tests {
     fn snapshot() -> Snapshot {
         let conn = |pid| ConnectionRecord {
             service: String::new(),
+            network: None,
             state: None,
             pid,
             proto: "udp".into(),
             local: "127.0.0.1:1".into(),
             remote: "127.0.0.1:2".into(),
+            remote_name: None,
             rx_bytes: 1,
             tx_bytes: 2,
         };

@@ -653,6 +653,9 @@ impl Accountant {
             iface_map_full: delta(counter::IFACE_MAP_FULL, &before),
             malformed_events: malformed_events + self.malformed_seen,
             capture_drops: sample.capture_drops.saturating_sub(self.capture_drops),
+            dns_ringbuf_full: delta(counter::DNS_RINGBUF_FULL, &before),
+            // Counted by the engine, which reads the answers.
+            dns_malformed: 0,
         };
         self.capture_drops = self.capture_drops.max(sample.capture_drops);
         self.counters = sample.counters;

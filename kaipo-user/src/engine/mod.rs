@@ -26,6 +26,8 @@ use crate::{
         backend::{self, Collector, Events, StartOptions},
         BackendKind, Degradation, Event, KernelSample,
     },
+    config::names::SharedNames,
+    dns::RemoteNames,
     model::IntervalRecord,
     procinfo::ProcessResolver,
     store::TrafficRow,
@@ -46,6 +48,8 @@ pub struct EngineOptions {
     pub collect: StartOptions,
     /// Count loopback traffic in process and connection figures.
     pub include_loopback: bool,
+    /// The user's service and network names (`[names]`).
+    pub names: SharedNames,
 }
 
 /// One closed interval, as a sink receives it.
@@ -106,6 +110,15 @@ pub struct Engine {
     events: Events,
     accountant: Accountant,
     resolver: ProcessResolver,
+    names: SharedNames,
+    /// Names of remote addresses from the DNS answers sockets received.
+    remote_names: RemoteNames,
+    dns_buffer: Vec<kaipo_common::DnsCapture>,
+    /// DNS answers that could not be read since the last close.
+    dns_malformed: u64,
+    /// Socket cookie -> network namespace cookie, from owner events at socket creation:
+    /// names are learnt and looked up per namespace even after the resolving process is gone.
+    sock_netns: std::collections::HashMap<u64, u64>,
     buffer: Vec<Event>,
     malformed_reported: u64,
     backend: BackendKind,
@@ -115,11 +128,18 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// The user's service and network names for the records from now on.
+    pub fn set_names(&mut self, names: SharedNames) {
+        self.names = names;
+    }
+
     /// Starts the chosen backend and takes the baseline reading.
     pub fn start(opts: &EngineOptions) -> anyhow::Result<Self> {
         let (collector, events) = backend::start(&opts.collect)?;
         let scoped = !opts.collect.ifaces.is_empty();
-        Self::with_collector(collector, events, opts.include_loopback, scoped)
+        let mut engine = Self::with_collector(collector, events, opts.include_loopback, scoped)?;
+        engine.set_names(opts.names.clone());
+        Ok(engine)
     }
 
     /// An engine over an already started collector (the daemon starts its own to drop
@@ -137,6 +157,11 @@ impl Engine {
             events,
             accountant: Accountant::new(include_loopback).scoped_to_interfaces(scoped),
             resolver: ProcessResolver::new("/proc", "/etc"),
+            names: SharedNames::default(),
+            remote_names: RemoteNames::default(),
+            dns_buffer: Vec::new(),
+            dns_malformed: 0,
+            sock_netns: std::collections::HashMap::new(),
             buffer: Vec::with_capacity(1024),
             malformed_reported: 0,
             last_close: Instant::now(),
@@ -161,7 +186,8 @@ impl Engine {
         &self.collector
     }
 
-    /// Applies every lifecycle event waiting in the ring buffer.
+    /// Applies every lifecycle event waiting in the ring buffer, then the DNS answers
+    /// captured meanwhile.
     pub fn drain(&mut self) {
         self.events.drain(&mut self.buffer);
         let now = Instant::now();
@@ -171,6 +197,7 @@ impl Engine {
         }
         self.buffer = events;
         self.buffer.clear();
+        self.learn_names(now);
     }
 
     /// Applies one lifecycle event (from the ring buffer, or an owner report the kernel kept
@@ -180,6 +207,13 @@ impl Engine {
         let comm = accounting::comm_to_string(&event.comm);
         match event.kind {
             kaipo_common::EVENT_SOCK_OWNER => {
+                // Bounded by the sockets the kernel map holds; entries go with their sockets
+                // (see `close`).
+                if event.netns_cookie != 0
+                    && self.sock_netns.len() < 4 * kaipo_common::MAX_SOCKETS as usize
+                {
+                    self.sock_netns.insert(event.cookie, event.netns_cookie);
+                }
                 self.resolver.hint(event.tgid, &comm, event.uid, now);
                 // Read /proc now, while a short-lived process is most likely still there.
                 let _ = self.resolver.lookup(event.tgid, now);
@@ -196,6 +230,30 @@ impl Engine {
         let now = Instant::now();
         for event in &sample.owners {
             self.apply(event, now);
+        }
+    }
+
+    /// Reads the DNS answers captured since the last drain (after the lifecycle events, so
+    /// the receiving socket's owner, and so its network namespace, is known).
+    fn learn_names(&mut self, now: Instant) {
+        self.collector.drain_dns(&mut self.dns_buffer);
+        for capture in self.dns_buffer.drain(..) {
+            let pid = self.accountant.owner_of(capture.cookie).map(|o| o.tgid);
+            let netns = records::netns_key(
+                &self.sock_netns,
+                &mut self.resolver,
+                capture.cookie,
+                pid,
+                now,
+            );
+            match crate::dns::answer_of(capture.packet(), capture.len) {
+                Ok(Some(answer)) => self.remote_names.learn(netns, &answer, now),
+                Ok(None) => {}
+                Err(err) => {
+                    log::debug!("DNS answer not read: {err}");
+                    self.dns_malformed += 1;
+                }
+            }
         }
     }
 
@@ -218,8 +276,11 @@ impl Engine {
         let malformed = self.events.malformed() - self.malformed_reported;
         self.malformed_reported = self.events.malformed();
         let delta = self.accountant.finish(&sample, malformed, final_interval);
-        self.collector
-            .forget_sockets(&self.accountant.take_forgotten());
+        let forgotten = self.accountant.take_forgotten();
+        for cookie in &forgotten {
+            self.sock_netns.remove(cookie);
+        }
+        self.collector.forget_sockets(&forgotten);
         self.closed += 1;
         if self.closed.is_multiple_of(SWEEP_EVERY_INTERVALS) {
             self.sweep();
@@ -229,11 +290,33 @@ impl Engine {
         self.last_close = now;
         // Rows first: building the record expires the resolver's cache of exited processes.
         let rows = if with_rows {
-            records::traffic_rows(&delta, &mut self.resolver, now)
+            records::traffic_rows(
+                &delta,
+                &mut self.resolver,
+                &records::Naming {
+                    names: &self.names,
+                    remotes: &self.remote_names,
+                    sock_netns: &self.sock_netns,
+                },
+                now,
+            )
         } else {
             Vec::new()
         };
-        let record = records::build(&delta, &mut self.resolver, self.backend, elapsed, now);
+        let mut record = records::build(
+            &delta,
+            &mut self.resolver,
+            &records::Naming {
+                names: &self.names,
+                remotes: &self.remote_names,
+                sock_netns: &self.sock_netns,
+            },
+            self.backend,
+            elapsed,
+            now,
+        );
+        record.lost.dns_malformed = std::mem::take(&mut self.dns_malformed);
+        self.remote_names.expire(now);
         Ok(ClosedInterval {
             record,
             rows,
@@ -247,6 +330,9 @@ impl Engine {
         let idle = self.accountant.idle_sockets(SWEEP_IDLE_INTERVALS);
         let gone = self.collector.sweep_sockets(&idle);
         self.accountant.drop_sockets(&gone);
+        for cookie in &gone {
+            self.sock_netns.remove(cookie);
+        }
         if !gone.is_empty() {
             log::info!(
                 "swept {} socket entries that no close mark reached",

@@ -9,11 +9,13 @@ use std::{
 };
 
 use super::{
-    accounting::{Endpoints, IntervalDelta},
+    accounting::{ConnectionDelta, Endpoints, IntervalDelta},
     service::{self, ServerSide},
 };
 use crate::{
     collect::BackendKind,
+    config::names::UserNames,
+    dns::RemoteNames,
     format,
     model::{Bytes, ConnectionRecord, InterfaceRecord, IntervalRecord, ProcessRecord},
     platform::{Host, Platform as _},
@@ -22,20 +24,34 @@ use crate::{
 };
 
 /// The service a socket is for. An unconnected socket that talked to many peers is a server
-/// on its local port; otherwise the kernel's word on the socket's role, else the ports decide.
-pub fn connection_service(e: &Endpoints, remote_port: u16) -> String {
+/// on its local port; otherwise the kernel's word on the socket's role, else the ports decide
+/// (a port the user named counting as a named one). The user's name for the server side's
+/// port wins over kaipo's.
+pub fn connection_service(e: &Endpoints, remote_port: u16, names: &UserNames) -> String {
     let side = if e.many_remotes || remote_port == 0 {
         ServerSide::Local
     } else {
         e.server_side
     };
     let side = match side {
-        ServerSide::Unknown => {
-            service::side_from_ports(e.proto, e.local_port, remote_port, ephemeral())
-        }
+        ServerSide::Unknown => match (
+            names.service(e.proto, e.local_port),
+            names.service(e.proto, remote_port),
+        ) {
+            (Some(_), None) => ServerSide::Local,
+            (None, Some(_)) => ServerSide::Remote,
+            _ => service::side_from_ports(e.proto, e.local_port, remote_port, ephemeral()),
+        },
         known => known,
     };
-    service::service_of(e.proto, e.local_port, remote_port, side)
+    let server_port = match side {
+        ServerSide::Remote => remote_port,
+        _ => e.local_port,
+    };
+    match names.service(e.proto, server_port) {
+        Some(name) => name.to_owned(),
+        None => service::service_of(e.proto, e.local_port, remote_port, side),
+    }
 }
 
 /// The host's ephemeral port range, read once.
@@ -44,11 +60,59 @@ fn ephemeral() -> (u16, u16) {
     *RANGE.get_or_init(service::ephemeral_range)
 }
 
+/// The names records are made with: the user's own, and remote hosts' from DNS answers.
+pub struct Naming<'a> {
+    pub names: &'a UserNames,
+    pub remotes: &'a RemoteNames,
+    /// Socket cookie -> network namespace cookie, from the sockets' creation.
+    pub sock_netns: &'a HashMap<u64, u64>,
+}
+
+/// Marks a key made from a namespace's inode, so it never equals a namespace cookie.
+const INODE_KEY: u64 = 1 << 63;
+
+/// Which network namespace a socket belongs to, as the remote-name map keys it: the
+/// namespace's cookie, which the kernel gave at the socket's creation, else (a socket older
+/// than kaipo) the owner's namespace inode from /proc, else 0.
+pub fn netns_key(
+    sock_netns: &HashMap<u64, u64>,
+    resolver: &mut ProcessResolver,
+    cookie: u64,
+    pid: Option<u32>,
+    now: Instant,
+) -> u64 {
+    if let Some(&netns) = sock_netns.get(&cookie) {
+        return netns;
+    }
+    pid.and_then(|pid| resolver.lookup(pid, now))
+        .and_then(|i| i.netns_inode)
+        .map_or(0, |inode| inode | INODE_KEY)
+}
+
+impl Naming<'_> {
+    /// The name the connection's owner looked its remote up by, in its network namespace.
+    fn remote_name(
+        &self,
+        resolver: &mut ProcessResolver,
+        c: &ConnectionDelta,
+        now: Instant,
+    ) -> Option<String> {
+        let e = &c.endpoints;
+        if e.many_remotes || self.remotes.is_empty() {
+            return None;
+        }
+        let ip = format::ip(e.family, &e.remote_addr)?;
+        let netns = netns_key(self.sock_netns, resolver, c.cookie, Some(c.owner.tgid), now);
+        self.remotes.name(netns, ip, now).map(str::to_owned)
+    }
+}
+
 /// The interval record of a delta: processes largest first, connections as the accountant
 /// ordered them, interfaces in monitoring order.
 pub fn build(
     delta: &IntervalDelta,
     resolver: &mut ProcessResolver,
+    naming: &Naming<'_>,
     backend: BackendKind,
     elapsed: Duration,
     now: Instant,
@@ -71,6 +135,10 @@ pub fn build(
                 uid: info.as_ref().map_or(owner.uid, |i| i.uid),
                 user: info.as_ref().and_then(|i| i.user.clone()),
                 container: info.as_ref().and_then(|i| i.container.clone()),
+                container_name: info.as_ref().and_then(|i| i.container_name.clone()),
+                pod: info.as_ref().and_then(|i| i.pod.clone()),
+                pod_namespace: info.as_ref().and_then(|i| i.pod_namespace.clone()),
+                unit: info.as_ref().and_then(|i| i.unit.clone()),
                 exe: info.as_ref().and_then(|i| i.exe.clone()),
                 netns: info.as_ref().and_then(|i| i.netns_inode),
                 exited: gone,
@@ -86,12 +154,14 @@ pub fn build(
             .cmp(&(a.rx_bytes + a.tx_bytes))
             .then(a.pid.cmp(&b.pid))
     });
+    let names = naming.names;
     let connections = delta
         .connections
         .iter()
         .map(|c| {
             let e = &c.endpoints;
             let ports = format::has_ports(e.proto);
+            let remote_name = naming.remote_name(resolver, c, now);
             ConnectionRecord {
                 pid: c.owner.tgid,
                 proto: format::proto_name(e.proto),
@@ -101,7 +171,15 @@ pub fn build(
                 } else {
                     format::endpoint(e.family, &e.remote_addr, e.remote_port, ports)
                 },
-                service: connection_service(e, e.remote_port),
+                remote_name,
+                service: connection_service(e, e.remote_port, names),
+                network: if e.many_remotes {
+                    None
+                } else {
+                    format::ip(e.family, &e.remote_addr)
+                        .and_then(|ip| names.network(ip))
+                        .map(str::to_owned)
+                },
                 state: format::tcp_state(e.proto, e.tcp_state).map(str::to_owned),
                 rx_bytes: c.traffic.rx_bytes,
                 tx_bytes: c.traffic.tx_bytes,
@@ -144,6 +222,7 @@ pub fn build(
 pub fn traffic_rows(
     delta: &IntervalDelta,
     resolver: &mut ProcessResolver,
+    naming: &Naming<'_>,
     now: Instant,
 ) -> Vec<TrafficRow> {
     let mut rows: HashMap<(u32, String, String), TrafficRow> = HashMap::new();
@@ -157,7 +236,8 @@ pub fn traffic_rows(
             remote_address(e.family, &e.remote_addr)
         };
         let remote_port = if e.many_remotes { 0 } else { e.remote_port };
-        let service = connection_service(e, remote_port);
+        let service = connection_service(e, remote_port, naming.names);
+        let remote_name = naming.remote_name(resolver, c, now);
         let row = rows
             .entry((pid, remote.clone(), service.clone()))
             .or_insert_with(|| {
@@ -179,11 +259,18 @@ pub fn traffic_rows(
                     user,
                     // Host processes have no container, whatever cgroup they sit in.
                     container: info.as_ref().and_then(|i| i.container.clone()),
+                    container_name: info.as_ref().and_then(|i| i.container_name.clone()),
+                    pod: info.as_ref().and_then(|i| i.pod.clone()),
+                    pod_namespace: info.as_ref().and_then(|i| i.pod_namespace.clone()),
+                    unit: info.as_ref().and_then(|i| i.unit.clone()),
                     remote,
                     service,
                     ..TrafficRow::default()
                 }
             });
+        if remote_name.is_some() {
+            row.remote_name = remote_name;
+        }
         row.rx_bytes += c.traffic.rx_bytes;
         row.tx_bytes += c.traffic.tx_bytes;
         row.rx_packets += c.traffic.rx_packets;
@@ -240,6 +327,19 @@ mod tests {
         model::Traffic,
     };
 
+    fn no_names() -> Naming<'static> {
+        static NAMES: std::sync::LazyLock<UserNames> = std::sync::LazyLock::new(UserNames::default);
+        static REMOTES: std::sync::LazyLock<RemoteNames> =
+            std::sync::LazyLock::new(RemoteNames::default);
+        static SOCK_NETNS: std::sync::LazyLock<HashMap<u64, u64>> =
+            std::sync::LazyLock::new(HashMap::new);
+        Naming {
+            names: &NAMES,
+            remotes: &REMOTES,
+            sock_netns: &SOCK_NETNS,
+        }
+    }
+
     fn info(exe: Option<&str>, name: &str) -> ProcessInfo {
         ProcessInfo {
             pid: 1,
@@ -251,6 +351,10 @@ mod tests {
             start_time_ticks: 0,
             cgroup: None,
             container: None,
+            container_name: None,
+            pod: None,
+            pod_namespace: None,
+            unit: None,
             netns_inode: None,
         }
     }
@@ -317,7 +421,7 @@ mod tests {
             ..IntervalDelta::default()
         };
         let mut resolver = ProcessResolver::new("/nonexistent", "/nonexistent");
-        let rows = traffic_rows(&delta, &mut resolver, Instant::now());
+        let rows = traffic_rows(&delta, &mut resolver, &no_names(), Instant::now());
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].service, "tcp/5001");
         assert_eq!((rows[0].rx_bytes, rows[0].rx_packets), (20_000, 200));
@@ -361,7 +465,7 @@ mod tests {
         };
         // No such pid: the kernel's comm and uid stand in.
         let mut resolver = ProcessResolver::new("/nonexistent", "/nonexistent");
-        let rows = traffic_rows(&delta, &mut resolver, Instant::now());
+        let rows = traffic_rows(&delta, &mut resolver, &no_names(), Instant::now());
         assert_eq!(rows.len(), 2);
         let r = &rows[0];
         assert_eq!(
@@ -377,5 +481,91 @@ mod tests {
         assert_eq!((r.tx_bytes, r.tx_packets), (150, 2));
         assert_eq!(rows[1].app, UNATTRIBUTED_APP);
         assert_eq!((rows[1].pid, rows[1].rx_bytes), (0, 7));
+    }
+
+    /// The user's names: a service by protocol and port wins over kaipo's (`https` on 8443),
+    /// names the server side even on an ephemeral port, and a network names the remote.
+    #[test]
+    fn the_users_service_and_network_names() {
+        let names = UserNames::from_config(&crate::config::names::NamesConfig {
+            services: [("tcp/8443", "admin-api"), ("udp/40000", "game")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+            networks: [("10.20.0.0/16", "office")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+        })
+        .expect("valid names");
+        let owner = Owner {
+            tgid: 4_000_002,
+            comm: "client".into(),
+            uid: 0,
+            cgroup_id: 0,
+        };
+        let conn = |proto, local_port, remote: [u8; 4], remote_port| {
+            let mut remote_addr = [0u8; 16];
+            remote_addr[..4].copy_from_slice(&remote);
+            ConnectionDelta {
+                cookie: u64::from(local_port),
+                owner: owner.clone(),
+                endpoints: Endpoints {
+                    family: FAMILY_IPV4,
+                    proto,
+                    local_port,
+                    remote_addr,
+                    remote_port,
+                    ..Endpoints::default()
+                },
+                traffic: Traffic {
+                    tx_bytes: 100,
+                    tx_packets: 1,
+                    ..Traffic::default()
+                },
+            }
+        };
+        let delta = IntervalDelta {
+            connections: vec![
+                // A client of 8443 (kaipo alone says https).
+                conn(kaipo_common::PROTO_TCP, 50_000, [10, 20, 3, 4], 8443),
+                // A UDP server on 40000 (inside the ephemeral range) answering 51000.
+                conn(PROTO_UDP, 40_000, [192, 0, 2, 1], 51_000),
+                // Nothing of the user's: kaipo's own name, no network.
+                conn(kaipo_common::PROTO_TCP, 50_001, [192, 0, 2, 1], 443),
+            ],
+            ..IntervalDelta::default()
+        };
+        let mut resolver = ProcessResolver::new("/nonexistent", "/nonexistent");
+        let now = Instant::now();
+        let remotes = RemoteNames::default();
+        let sock_netns = HashMap::new();
+        let naming = Naming {
+            names: &names,
+            remotes: &remotes,
+            sock_netns: &sock_netns,
+        };
+        let record = build(
+            &delta,
+            &mut resolver,
+            &naming,
+            BackendKind::Ebpf,
+            Duration::from_secs(1),
+            now,
+        );
+        let seen: Vec<(&str, Option<&str>)> = record
+            .connections
+            .iter()
+            .map(|c| (c.service.as_str(), c.network.as_deref()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("admin-api", Some("office")),
+                ("game", None),
+                ("https", None)
+            ]
+        );
+        let rows = traffic_rows(&delta, &mut resolver, &naming, now);
+        let services: Vec<&str> = rows.iter().map(|r| r.service.as_str()).collect();
+        assert_eq!(services, ["admin-api", "game", "https"]);
     }
 }

@@ -14,7 +14,7 @@ use crate::{
     api::client::{self, ClientError},
     model::{Attribution, IntervalRecord},
     store::Report,
-    ui::{self, HeaderInfo, HistoryRange, LiveSource, LiveUpdate, SourceKind, Theme},
+    ui::{HeaderInfo, HistoryRange, LiveSource, LiveUpdate, SourceKind, Theme},
 };
 
 /// Snapshots between two looks at the daemon's firing alerts.
@@ -77,7 +77,7 @@ async fn follow(
     };
     let source = DaemonSource::new(rx, opts.socket.clone(), degradations);
     tokio::select! {
-        shown = ui::run(source, theme) => shown,
+        shown = super::run_ui(source, opts.reverse_dns, theme) => shown,
         read = reader => {
             read?;
             anyhow::bail!("the kaipo daemon stopped")

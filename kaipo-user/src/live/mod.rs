@@ -6,6 +6,8 @@
 
 #[cfg(unix)]
 mod daemon;
+#[cfg(unix)]
+mod reverse;
 
 use std::time::Duration;
 
@@ -27,6 +29,10 @@ pub struct LiveOptions {
     pub include_loopback: bool,
     /// How the embedded collector counts, when no daemon runs: interfaces and backend.
     pub collect: StartOptions,
+    /// The user's service and network names, for the embedded collector.
+    pub names: crate::config::names::SharedNames,
+    /// Name remotes no DNS answer named by reverse DNS (rate-bounded, off the drawing path).
+    pub reverse_dns: bool,
 }
 
 /// Snapshots waiting for the dashboard; a dashboard that falls behind skips intervals rather
@@ -64,6 +70,7 @@ async fn embedded(opts: &LiveOptions, theme: Theme) -> anyhow::Result<()> {
     let engine = Engine::start(&EngineOptions {
         collect: opts.collect.clone(),
         include_loopback: opts.include_loopback,
+        names: opts.names.clone(),
     })?;
     let (tx, rx) = mpsc::channel(QUEUE);
     let mut sink = ChannelSink {
@@ -91,11 +98,26 @@ async fn embedded(opts: &LiveOptions, theme: Theme) -> anyhow::Result<()> {
     };
     let collector = engine.run(schedule, &mut sink, stop_signals.recv());
     tokio::select! {
-        shown = ui::run(EmbeddedSource { rx }, theme) => shown,
+        shown = run_ui(EmbeddedSource { rx }, opts.reverse_dns, theme) => shown,
         // Returns only on failure or a signal; dropping the dashboard restores the terminal
         // before the error is printed.
         collected = collector => collected,
     }
+}
+
+/// The dashboard over `source`, with reverse-DNS names when asked for.
+async fn run_ui(source: impl LiveSource, reverse_dns: bool, theme: Theme) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    if reverse_dns {
+        let named = reverse::WithReverseNames {
+            inner: source,
+            names: crate::dns::reverse::ReverseNames::system(),
+        };
+        return ui::run(named, theme).await;
+    }
+    #[cfg(not(unix))]
+    let _ = reverse_dns;
+    ui::run(source, theme).await
 }
 
 struct EmbeddedSource {

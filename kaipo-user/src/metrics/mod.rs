@@ -11,6 +11,7 @@ pub mod exposition;
 #[cfg(any(test, feature = "bench"))]
 pub mod fixtures;
 pub mod process;
+pub mod ranked;
 #[cfg(unix)]
 pub mod server;
 pub mod state;

@@ -1,53 +1,51 @@
-//! The counters `/metrics` shows, and how apps share a bounded number of series.
+//! The counters `/metrics` shows, and how apps and workloads share a bounded number of series.
 //!
 //! At most `top_apps` apps have their own `kaipo_app_*` series; every other app's traffic goes
-//! to `app="other"`. Each byte is counted in exactly one series at the moment it is seen: in
-//! its app's series while that app is shown, in `other` while it is not. So every series only
-//! ever grows, and `sum(rate(kaipo_app_bytes_total[...]))` is exactly the attributed traffic.
-//! An app that drops out of the top N loses its series (Prometheus marks it stale); should it
-//! come back, its series resumes from the value it had. The price: an app's series holds its
-//! traffic while it was among the shown apps, not its whole history.
+//! to `app="other"` (see `ranked` for how the shown set is chosen and why every series only
+//! grows). An app that drops out of the top N loses its series (Prometheus marks it stale);
+//! should it come back, its series resumes from the value it had. The price: an app's series
+//! holds its traffic while it was among the shown apps, not its whole history.
 //!
-//! Which apps are shown follows their total since the daemon started, with hysteresis: an app
-//! replaces the weakest shown one only when its total is more than [`SWAP_MARGIN`] larger, so
-//! two apps of similar size do not trade places every interval.
+//! Workloads (container name, pod and namespace, systemd unit) get `kaipo_workload_*` series
+//! bounded the same way and by the same `top_apps`, the rest summed in one series whose labels
+//! all read `(other)`, a value no container, pod or unit name can take. Unknown parts are empty
+//! labels, as Prometheus reads a missing label.
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
     exposition::{family, sample, Kind},
     process::ProcessStats,
+    ranked::Ranked,
     ProgramStat,
 };
 use crate::{
     collect::MapUsage,
     model::{Attribution, Lost},
     pipeline::{totals::Counts, LiveInterval},
-    store::UNATTRIBUTED_APP,
+    store::{TrafficRow, UNATTRIBUTED_APP},
 };
 
-/// A newcomer must exceed the weakest shown app's total by this fraction to replace it.
-pub const SWAP_MARGIN: f64 = 0.10;
-/// Apps tracked at most; past this, the smallest never-shown apps are forgotten (their traffic
-/// is already in `other`).
-pub const MAX_TRACKED_APPS: usize = 10_000;
+pub use super::ranked::{MAX_TRACKED as MAX_TRACKED_APPS, SWAP_MARGIN};
 pub const OTHER_APP: &str = "other";
+/// Every label of the workload series that sums the workloads without a series of their own.
+pub const OTHER_WORKLOAD: &str = "(other)";
 
-#[derive(Debug, Default)]
-struct App {
-    /// Everything since start: what ranking follows.
-    total: u64,
-    /// What its own series shows: traffic seen while it was shown.
-    own: Counts,
-    shown: bool,
+/// The labels of one workload series: container name, pod, pod namespace, unit; empty when
+/// unknown.
+pub type WorkloadLabels = [String; 4];
+
+fn workload_of(row: &TrafficRow) -> WorkloadLabels {
+    [&row.container_name, &row.pod, &row.pod_namespace, &row.unit]
+        .map(|v| v.clone().unwrap_or_default())
 }
 
 #[derive(Debug)]
 pub struct MetricsState {
     top_apps: usize,
     interfaces: BTreeMap<String, Counts>,
-    apps: HashMap<String, App>,
-    other: Counts,
+    apps: Ranked<String>,
+    workloads: Ranked<WorkloadLabels>,
     unattributed: Counts,
     attributed: Counts,
     /// The interfaces' link-layer bytes since start, attributed and not (by cause).
@@ -63,8 +61,8 @@ impl MetricsState {
         Self {
             top_apps,
             interfaces: BTreeMap::new(),
-            apps: HashMap::new(),
-            other: Counts::default(),
+            apps: Ranked::default(),
+            workloads: Ranked::default(),
             unattributed: Counts::default(),
             attributed: Counts::default(),
             attribution: Attribution::default(),
@@ -101,9 +99,8 @@ impl MetricsState {
                 tx_packets: i.tx_packets,
             });
         }
-        // Totals first and the shown set after, so that an app entering the top N in this
-        // interval has this interval's traffic in its own series.
-        let mut deltas: HashMap<&str, Counts> = HashMap::new();
+        let mut deltas: HashMap<String, Counts> = HashMap::new();
+        let mut workloads: HashMap<WorkloadLabels, Counts> = HashMap::new();
         for row in &live.traffic {
             let c = Counts {
                 rx_bytes: row.rx_bytes,
@@ -115,100 +112,29 @@ impl MetricsState {
                 self.unattributed.add(&c);
             } else {
                 self.attributed.add(&c);
-                deltas.entry(row.app.as_str()).or_default().add(&c);
-            }
-        }
-        for (name, c) in &deltas {
-            match self.apps.get_mut(*name) {
-                Some(app) => app.total += c.bytes(),
-                None => {
-                    self.apps.insert(
-                        (*name).to_owned(),
-                        App {
-                            total: c.bytes(),
-                            ..App::default()
-                        },
-                    );
+                match deltas.get_mut(row.app.as_str()) {
+                    Some(sum) => sum.add(&c),
+                    None => {
+                        deltas.insert(row.app.clone(), c);
+                    }
                 }
+                workloads.entry(workload_of(row)).or_default().add(&c);
             }
         }
-        self.rebalance();
-        for (name, c) in &deltas {
-            match self.apps.get_mut(*name) {
-                Some(app) if app.shown => app.own.add(c),
-                _ => self.other.add(c),
-            }
-        }
-        self.bound();
-    }
-
-    /// Brings the shown set to the `top_apps` largest, within the hysteresis margin.
-    fn rebalance(&mut self) {
-        let mut shown: Vec<(u64, &String)> = Vec::new();
-        let mut hidden: Vec<(u64, &String)> = Vec::new();
-        for (name, app) in &self.apps {
-            if app.shown {
-                shown.push((app.total, name));
-            } else if app.total > 0 {
-                hidden.push((app.total, name));
-            }
-        }
-        // Weakest shown first, strongest hidden first; names break ties so that the choice
-        // does not depend on hash order.
-        shown.sort_unstable();
-        hidden.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
-        let excess = shown.len().saturating_sub(self.top_apps);
-        let mut demote: Vec<String> = shown[..excess].iter().map(|(_, n)| (*n).clone()).collect();
-        let shown = &shown[excess..];
-        let room = self.top_apps - shown.len();
-        let mut promote: Vec<String> = hidden
-            .iter()
-            .take(room)
-            .map(|(_, n)| (*n).clone())
-            .collect();
-        for (&(weak, weak_name), &(strong, strong_name)) in
-            shown.iter().zip(hidden.iter().skip(room))
-        {
-            if (strong as f64) <= weak as f64 * (1.0 + SWAP_MARGIN) {
-                break;
-            }
-            demote.push(weak_name.clone());
-            promote.push(strong_name.clone());
-        }
-        for (names, shown) in [(demote, false), (promote, true)] {
-            for name in names {
-                if let Some(app) = self.apps.get_mut(&name) {
-                    app.shown = shown;
-                }
-            }
-        }
-    }
-
-    fn bound(&mut self) {
-        if self.apps.len() <= MAX_TRACKED_APPS {
-            return;
-        }
-        // Never-shown apps first: forgetting them changes no series. An app that had a
-        // series and comes back after being forgotten starts its series again from zero,
-        // which Prometheus reads as a counter reset; only 10k apps of churn reach this.
-        let mut victims: Vec<(bool, u64, String)> = self
-            .apps
-            .iter()
-            .filter(|(_, a)| !a.shown)
-            .map(|(n, a)| (!a.own.is_zero(), a.total, n.clone()))
-            .collect();
-        victims.sort_unstable();
-        let excess = self.apps.len() - (MAX_TRACKED_APPS - MAX_TRACKED_APPS / 10);
-        for (_, _, name) in victims.into_iter().take(excess) {
-            self.apps.remove(&name);
-        }
+        self.apps
+            .observe(self.top_apps, deltas.iter().map(|(k, c)| (k, *c)));
+        self.workloads
+            .observe(self.top_apps, workloads.iter().map(|(k, c)| (k, *c)));
     }
 
     /// Apps with their own series now, largest first.
     pub fn shown_apps(&self) -> Vec<&str> {
-        let mut v: Vec<(&String, &App)> = self.apps.iter().filter(|(_, a)| a.shown).collect();
-        v.sort_by(|a, b| b.1.total.cmp(&a.1.total).then(a.0.cmp(b.0)));
-        v.into_iter().map(|(n, _)| n.as_str()).collect()
+        self.apps.shown().into_iter().map(String::as_str).collect()
+    }
+
+    /// Workloads with their own series now, largest first.
+    pub fn shown_workloads(&self) -> Vec<&WorkloadLabels> {
+        self.workloads.shown()
     }
 
     /// The interfaces' link-layer bytes split into attributed and unattributed by cause, and
@@ -296,12 +222,11 @@ impl MetricsState {
         }
         let mut apps: Vec<(&str, &Counts)> = self
             .apps
-            .iter()
-            .filter(|(_, a)| a.shown)
-            .map(|(n, a)| (n.as_str(), &a.own))
+            .series()
+            .into_iter()
+            .map(|(n, c)| (n.as_str(), c))
             .collect();
-        apps.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        apps.push((OTHER_APP, &self.other));
+        apps.push((OTHER_APP, self.apps.other()));
         for (metric, help, packets) in [
             ("kaipo_app_bytes_total", "IP-layer bytes per app (executable) and direction; apps outside the top N are summed as app=\"other\".", false),
             ("kaipo_app_packets_total", "IP-layer packets per app and direction.", true),
@@ -310,6 +235,27 @@ impl MetricsState {
             for (app, c) in &apps {
                 for (d, bytes, pkts) in dirs(c) {
                     sample(&mut out, metric, &[("app", app), ("direction", d)], if packets { pkts } else { bytes });
+                }
+            }
+        }
+        let other = [(); 4].map(|()| OTHER_WORKLOAD.to_owned());
+        let mut workloads = self.workloads.series();
+        workloads.push((&other, self.workloads.other()));
+        for (metric, help, packets) in [
+            ("kaipo_workload_bytes_total", "IP-layer bytes per workload (container name, Kubernetes pod and namespace, systemd unit; empty when unknown) and direction; workloads outside the top N are summed with every label \"(other)\".", false),
+            ("kaipo_workload_packets_total", "IP-layer packets per workload and direction.", true),
+        ] {
+            family(&mut out, metric, Kind::Counter, help);
+            for ([container, pod, namespace, unit], c) in &workloads {
+                for (d, bytes, pkts) in dirs(c) {
+                    let labels = [
+                        ("container", container.as_str()),
+                        ("pod", pod.as_str()),
+                        ("namespace", namespace.as_str()),
+                        ("unit", unit.as_str()),
+                        ("direction", d),
+                    ];
+                    sample(&mut out, metric, &labels, if packets { pkts } else { bytes });
                 }
             }
         }

@@ -1,5 +1,7 @@
 use super::*;
-use crate::{collect::MapUsage, metrics::fixtures::synthetic_interval, model::Attribution};
+use crate::{
+    collect::MapUsage, metrics::fixtures::synthetic_interval, model::Attribution, store::TrafficRow,
+};
 
 /// Every `kaipo_app_bytes_total` tx sample, by app.
 fn app_tx(text: &str) -> BTreeMap<String, u64> {
@@ -99,6 +101,8 @@ fn the_exposition_has_every_family_once_with_exact_figures() {
         "kaipo_app_bytes_total{app=\"curl\",direction=\"tx\"} 1500",
         "kaipo_app_packets_total{app=\"curl\",direction=\"tx\"} 2",
         "kaipo_app_bytes_total{app=\"other\",direction=\"tx\"} 0",
+        // A process with no container, pod or unit: the workload with every label empty.
+        "kaipo_workload_bytes_total{container=\"\",pod=\"\",namespace=\"\",unit=\"\",direction=\"tx\"} 1500",
         "kaipo_attributed_bytes_total{direction=\"tx\"} 1500",
         "kaipo_lost_events_total{reason=\"ringbuf_full\"} 0",
         "kaipo_flow_evictions_total 0",
@@ -113,7 +117,7 @@ fn the_exposition_has_every_family_once_with_exact_figures() {
     }
     let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
     let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
-    assert_eq!((types, helps), (16, 16));
+    assert_eq!((types, helps), (18, 18));
     // No interface bytes were split yet: the ratio has no sample, rather than a false 0.
     assert!(!text
         .lines()
@@ -172,4 +176,41 @@ fn the_ratio_is_link_layer_and_every_lost_counter_is_a_reason() {
         .collect();
     assert_eq!(reasons, Lost::NAMES);
     assert!(!text.contains("kaipo_attributed_share"));
+}
+
+/// Workload series: one per container/pod/unit, bounded by `top_apps` like the apps, the rest
+/// in the `(other)` series, and every byte in exactly one of them.
+#[test]
+fn workloads_have_bounded_series_with_their_names() {
+    let mut state = MetricsState::new(2);
+    let mut live = synthetic_interval(0, &[], &[("nginx", 5000), ("sshd", 3000), ("cron", 40)]);
+    let set = |row: &mut TrafficRow, c: Option<&str>, pod: Option<(&str, &str)>, unit: &str| {
+        row.container_name = c.map(str::to_owned);
+        row.pod = pod.map(|(_, p)| p.to_owned());
+        row.pod_namespace = pod.map(|(ns, _)| ns.to_owned());
+        row.unit = Some(unit.to_owned());
+    };
+    set(
+        &mut live.traffic[0],
+        Some("web"),
+        Some(("shop", "checkout-7f9c")),
+        "cri-containerd-1.scope",
+    );
+    set(&mut live.traffic[1], None, None, "ssh.service");
+    set(&mut live.traffic[2], None, None, "cron.service");
+    state.observe(&live);
+    let text = state.render(None);
+    let tx: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("kaipo_workload_bytes_total{") && l.contains("\"tx\""))
+        .collect();
+    assert_eq!(
+        tx,
+        [
+            "kaipo_workload_bytes_total{container=\"\",pod=\"\",namespace=\"\",unit=\"ssh.service\",direction=\"tx\"} 3000",
+            "kaipo_workload_bytes_total{container=\"web\",pod=\"checkout-7f9c\",namespace=\"shop\",unit=\"cri-containerd-1.scope\",direction=\"tx\"} 5000",
+            "kaipo_workload_bytes_total{container=\"(other)\",pod=\"(other)\",namespace=\"(other)\",unit=\"(other)\",direction=\"tx\"} 40",
+        ]
+    );
+    assert_eq!(state.shown_workloads().len(), 2);
 }

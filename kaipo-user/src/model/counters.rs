@@ -68,6 +68,10 @@ counter_set! {
         malformed_events,
         /// Frames the packet capture dropped (pcap backend only).
         capture_drops,
+        /// DNS answers the kernel could not copy: their ring buffer was full.
+        dns_ringbuf_full,
+        /// DNS answers that could not be read: truncated, not DNS, cut short by the capture.
+        dns_malformed,
     }
 }
 
@@ -147,16 +151,18 @@ mod tests {
             iface_map_full: 6,
             malformed_events: 7,
             capture_drops: 8,
+            dns_ringbuf_full: 9,
+            dns_malformed: 10,
         };
-        assert_eq!(Lost::NAMES.len(), 8);
+        assert_eq!(Lost::NAMES.len(), 10);
         assert_eq!(
             a.fields().map(|(_, n)| n).collect::<Vec<_>>(),
-            (1..=8).collect::<Vec<_>>()
+            (1..=10).collect::<Vec<_>>()
         );
         let mut b = a;
         b.add(&a);
         assert_eq!(b.capture_drops, 16);
-        assert_eq!(b.total(), 72);
+        assert_eq!(b.total(), 110);
         assert!(Lost::default().is_zero());
         assert_eq!(Lost::NAMES[7], "capture_drops");
     }

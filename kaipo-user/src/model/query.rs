@@ -16,6 +16,12 @@ pub enum Dimension {
     Service,
     User,
     Container,
+    /// The Kubernetes pod, `namespace/pod`.
+    Pod,
+    /// The systemd unit.
+    Unit,
+    /// The user's named network (`[names.networks]`) the remote address is in.
+    Network,
 }
 
 /// Resolution tiers, finest first.
@@ -99,12 +105,25 @@ pub struct ProcessFields {
     pub user: String,
     /// Container id; `None` for a process on the host.
     pub container: Option<String>,
+    /// Container name, Kubernetes pod and namespace, systemd unit, present when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
 }
 
 /// One row of a report: a key of the chosen dimension and its totals over the range.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportRow {
     pub key: String,
+    /// In reports by remote: the name the address was last looked up by (from DNS answers),
+    /// when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
     pub rx_packets: u64,

@@ -74,7 +74,20 @@ pub struct ProcessRecord {
     pub cmdline: String,
     pub uid: u32,
     pub user: Option<String>,
+    /// Container id (first 12 hex digits), from the cgroup path.
     pub container: Option<String>,
+    /// The container's name as its runtime's records have it (Docker, Podman, containerd or
+    /// CRI-O under the kubelet).
+    #[serde(default)]
+    pub container_name: Option<String>,
+    /// The Kubernetes pod and its namespace.
+    #[serde(default)]
+    pub pod: Option<String>,
+    #[serde(default)]
+    pub pod_namespace: Option<String>,
+    /// The systemd unit the process belongs to (`nginx.service`, `user@1000.service`).
+    #[serde(default)]
+    pub unit: Option<String>,
     /// Path of the executable (`/proc/PID/exe`), when readable.
     #[serde(default)]
     pub exe: Option<String>,
@@ -96,11 +109,19 @@ pub struct ConnectionRecord {
     pub local: String,
     /// `*` for an unconnected socket that talked to more than one peer.
     pub remote: String,
+    /// The name the process looked the remote address up by, from the DNS answers its
+    /// network namespace received (CNAMEs followed back to the name asked for); null when
+    /// no answer named it.
+    #[serde(default)]
+    pub remote_name: Option<String>,
     /// What the connection is for, named from its server side: the local port of a
     /// listening, accepted or bound server socket, the remote port of a client (`https`,
     /// `dns`, `tcp/5001`).
     #[serde(default)]
     pub service: String,
+    /// The name of the configured network (`[names.networks]`) the remote address is in.
+    #[serde(default)]
+    pub network: Option<String>,
     /// TCP state as the kernel last saw it (`ESTABLISHED`, `CLOSE_WAIT`, ...); null for
     /// other protocols or when unknown.
     #[serde(default)]

@@ -218,6 +218,10 @@ impl Aggregator {
         info.uid = row.uid;
         info.user.clone_from(&row.user);
         info.container.clone_from(&row.container);
+        info.container_name.clone_from(&row.container_name);
+        info.pod.clone_from(&row.pod);
+        info.pod_namespace.clone_from(&row.pod_namespace);
+        info.unit.clone_from(&row.unit);
         info.last_seen_ms = record.ts_ms;
         if let Some(p) = seen {
             info.name.clone_from(&p.name);

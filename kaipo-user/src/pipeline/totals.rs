@@ -90,6 +90,15 @@ pub struct ProcessTotal {
     pub uid: u32,
     pub user: Option<String>,
     pub container: Option<String>,
+    /// Container name, Kubernetes pod and namespace, systemd unit, as in `watch --json`.
+    #[serde(default)]
+    pub container_name: Option<String>,
+    #[serde(default)]
+    pub pod: Option<String>,
+    #[serde(default)]
+    pub pod_namespace: Option<String>,
+    #[serde(default)]
+    pub unit: Option<String>,
     pub exited: bool,
     /// When it last had traffic, milliseconds since the Unix epoch.
     pub last_seen_ms: u64,

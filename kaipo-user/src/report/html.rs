@@ -11,8 +11,8 @@ use std::{
 };
 
 use super::{
-    dimension_title, display_key, others, period_label, period_name, period_rate, periods_total,
-    range_duration, subject, svg, tier_name, time, title, ExportFormat, Exporter,
+    dimension_title, others, period_label, period_name, period_rate, periods_total, range_duration,
+    row_label, subject, svg, tier_name, time, title, ExportFormat, Exporter,
 };
 use crate::{
     format,
@@ -230,7 +230,7 @@ fn table_row(report: &Report, row: &ReportRow, attrs: &str, page: &mut String) -
         "<tr{attrs}><td>{key}</td><td title=\"{rx} bytes\">{rx_h}</td>\
          <td title=\"{tx} bytes\">{tx_h}</td><td title=\"{all} bytes\">{all_h}</td>\
          <td>{share}</td><td>{rate}</td><td>{rxp}</td><td>{txp}</td></tr>",
-        key = escape(display_key(report.by, &row.key)),
+        key = escape(&row_label(report.by, row)),
         rx = row.rx_bytes,
         tx = row.tx_bytes,
         rx_h = format::bytes(row.rx_bytes),

@@ -44,6 +44,9 @@ struct Row<'a> {
     /// `pid`, `name`, `user` and `container` of a process row.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     process: Option<&'a ProcessFields>,
+    /// Rows by remote: the name the address was last looked up by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote_name: Option<&'a str>,
     rx_bytes: u64,
     tx_bytes: u64,
     rx_packets: u64,
@@ -88,6 +91,7 @@ fn rows(rows: &[ReportRow]) -> Vec<Row<'_>> {
         .map(|r| Row {
             key: &r.key,
             process: r.process.as_deref(),
+            remote_name: r.name.as_deref(),
             rx_bytes: r.rx_bytes,
             tx_bytes: r.tx_bytes,
             rx_packets: r.rx_packets,

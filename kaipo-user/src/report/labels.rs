@@ -16,6 +16,9 @@ pub(super) fn dimension_title(by: Option<Dimension>) -> &'static str {
         Some(Dimension::Service) => "service",
         Some(Dimension::User) => "user",
         Some(Dimension::Container) => "container",
+        Some(Dimension::Pod) => "pod",
+        Some(Dimension::Unit) => "unit",
+        Some(Dimension::Network) => "network",
         None => "key",
     }
 }
@@ -63,6 +66,7 @@ pub(super) fn periods_total(report: &Report) -> ReportRow {
         .iter()
         .fold(ReportRow::default(), |acc, p| ReportRow {
             key: "total".into(),
+            name: None,
             rx_bytes: acc.rx_bytes.saturating_add(p.rx_bytes),
             tx_bytes: acc.tx_bytes.saturating_add(p.tx_bytes),
             rx_packets: acc.rx_packets.saturating_add(p.rx_packets),
@@ -105,7 +109,20 @@ pub(super) fn display_key(by: Option<Dimension>, key: &str) -> &str {
     match (key.is_empty(), by) {
         (false, _) => key,
         (true, Some(Dimension::Container)) => "(host)",
+        (true, Some(Dimension::Pod)) => "(no pod)",
+        (true, Some(Dimension::Unit)) => "(no unit)",
+        (true, Some(Dimension::Network)) => "(unnamed)",
         (true, _) => "(unknown)",
+    }
+}
+
+/// A row's key as people read it, with the remote's name beside its address when known:
+/// `192.0.2.7 (api.example.com)`.
+pub(super) fn row_label(by: Option<Dimension>, row: &ReportRow) -> String {
+    let key = display_key(by, &row.key);
+    match &row.name {
+        Some(name) => format!("{key} ({name})"),
+        None => key.to_owned(),
     }
 }
 
@@ -117,6 +134,7 @@ pub(super) fn others(report: &Report) -> Option<ReportRow> {
         .iter()
         .fold(ReportRow::default(), |acc, r| ReportRow {
             key: String::new(),
+            name: None,
             rx_bytes: acc.rx_bytes.saturating_add(r.rx_bytes),
             tx_bytes: acc.tx_bytes.saturating_add(r.tx_bytes),
             rx_packets: acc.rx_packets.saturating_add(r.rx_packets),
@@ -126,6 +144,7 @@ pub(super) fn others(report: &Report) -> Option<ReportRow> {
     let t = &report.total;
     let rest = ReportRow {
         key: "(others)".into(),
+        name: None,
         rx_bytes: t.rx_bytes.saturating_sub(shown.rx_bytes),
         tx_bytes: t.tx_bytes.saturating_sub(shown.tx_bytes),
         rx_packets: t.rx_packets.saturating_sub(shown.rx_packets),

@@ -31,7 +31,7 @@ use anyhow::Context as _;
 
 use self::labels::{
     dimension_title, display_key, others, period_label, period_name, period_rate, periods_total,
-    range_duration, subject, tier_name, title,
+    range_duration, row_label, subject, tier_name, title,
 };
 #[cfg(test)]
 pub(crate) use self::samples::{sample_periods, sample_processes, sample_report};
@@ -98,7 +98,7 @@ pub async fn run(opts: &ReportOptions, stdout: &mut dyn Write) -> anyhow::Result
         .unwrap_or(ExportFormat::Table);
     let source = Source::choose(opts.db.as_deref(), opts.socket.as_deref());
     let report = source
-        .fetch_with_key(&query, opts.key_file.as_deref())
+        .fetch_with(&query, opts.key_file.as_deref(), &opts.names)
         .await?;
     let exporter = format.exporter();
     match &opts.output {

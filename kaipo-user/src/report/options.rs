@@ -27,6 +27,8 @@ pub struct ReportOptions {
     pub socket: Option<PathBuf>,
     /// The key of an encrypted database (`[storage] encryption_key_file`).
     pub key_file: Option<PathBuf>,
+    /// The reader's names, for reports by network read from the file directly.
+    pub names: crate::config::names::SharedNames,
 }
 
 impl Default for ReportOptions {
@@ -43,6 +45,7 @@ impl Default for ReportOptions {
             db: None,
             socket: None,
             key_file: None,
+            names: Default::default(),
         }
     }
 }

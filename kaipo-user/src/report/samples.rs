@@ -7,6 +7,7 @@ pub(crate) fn sample_report() -> Report {
     use crate::store::SeriesPoint;
     let row = |key: &str, rx: u64, tx: u64, rxp: u64, txp: u64| ReportRow {
         key: key.into(),
+        name: None,
         rx_bytes: rx,
         tx_bytes: tx,
         rx_packets: rxp,
@@ -93,6 +94,7 @@ pub(crate) fn sample_periods() -> Report {
 pub(crate) fn sample_processes() -> Report {
     let row = |key: &str, rx: u64, process: Option<Box<crate::model::ProcessFields>>| ReportRow {
         key: key.into(),
+        name: None,
         rx_bytes: rx,
         tx_bytes: rx / 2,
         rx_packets: rx / 1000,
@@ -105,6 +107,7 @@ pub(crate) fn sample_processes() -> Report {
             name: name.into(),
             user: user.into(),
             container: container.map(str::to_owned),
+            ..Default::default()
         }))
     };
     Report {

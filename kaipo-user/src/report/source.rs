@@ -2,6 +2,7 @@
 //! its socket when it runs, since the daemon can answer callers who may not read the database
 //! and keeps its query cache warm across invocations.
 
+use crate::config::names::SharedNames;
 use std::{
     error::Error,
     io,
@@ -79,18 +80,20 @@ impl Source {
     /// Answers `query` with one store or daemon query: both cache by [`Query`], so the query
     /// is passed through exactly as built.
     pub async fn fetch(&self, query: &Query) -> Result<Report, ReportError> {
-        self.fetch_with_key(query, None).await
+        self.fetch_with(query, None, &SharedNames::default()).await
     }
 
-    /// [`Source::fetch`], reading an encrypted database with the key in `key_file`
-    /// (`[storage] encryption_key_file`, the daemon's setting).
-    pub async fn fetch_with_key(
+    /// Like [`Source::fetch`], reading an encrypted database with the key in `key_file`
+    /// (`[storage] encryption_key_file`, the daemon's setting); a store read directly groups
+    /// by network with `names` (the daemon groups with its own).
+    pub async fn fetch_with(
         &self,
         query: &Query,
         key_file: Option<&Path>,
+        names: &SharedNames,
     ) -> Result<Report, ReportError> {
         match self {
-            Self::Store(path) => read_store(path, query, key_file),
+            Self::Store(path) => read_store(path, query, key_file, names),
             Self::Daemon { socket, fallback } => {
                 if !socket.exists() && fallback.is_none() {
                     return Err(ReportError::NoSocket {
@@ -102,7 +105,7 @@ impl Source {
                     Err(err) => match fallback {
                         Some(db) if daemon_unreachable(&*err) => {
                             log::warn!("{err}; reading {} directly", db.display());
-                            read_store(db, query, key_file)
+                            read_store(db, query, key_file, names)
                         }
                         _ => Err(ReportError::Daemon(err)),
                     },
@@ -150,13 +153,19 @@ fn chain<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Er
     std::iter::successors(Some(err), |e: &&'a (dyn Error + 'static)| (*e).source())
 }
 
-fn read_store(path: &Path, query: &Query, key_file: Option<&Path>) -> Result<Report, ReportError> {
+fn read_store(
+    path: &Path,
+    query: &Query,
+    key_file: Option<&Path>,
+    names: &SharedNames,
+) -> Result<Report, ReportError> {
     let key = key_file.map(crate::store::StoreKey::load).transpose()?;
     let mut store = Store::open_read_only_with_key(path, key.as_ref()).map_err(|e| match e {
         // Said here rather than by the store because only `kaipo report` has a --db to offer.
         StoreError::NotFound { path } => ReportError::NoDatabase { path },
         other => ReportError::Store(other),
     })?;
+    store.set_names(names.clone());
     Ok(store.query(query)?)
 }
 

@@ -4,8 +4,8 @@
 use std::io::{self, Write};
 
 use super::{
-    dimension_title, display_key, others, period_label, period_name, period_rate, periods_total,
-    range_duration, title, ExportFormat, Exporter,
+    dimension_title, others, period_label, period_name, period_rate, periods_total, range_duration,
+    row_label, title, ExportFormat, Exporter,
 };
 use crate::{
     format,
@@ -55,13 +55,7 @@ fn rows_table(out: &mut dyn Write, report: &Report) -> io::Result<()> {
     let mut lines: Vec<Vec<String>> = report
         .rows
         .iter()
-        .map(|row| {
-            cells(
-                report,
-                row,
-                &printable_key(display_key(report.by, &row.key)),
-            )
-        })
+        .map(|row| cells(report, row, &printable_key(&row_label(report.by, row))))
         .collect();
     if let Some(rest) = others(report) {
         lines.push(cells(report, &rest, &rest.key));

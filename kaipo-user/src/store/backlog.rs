@@ -35,6 +35,7 @@ struct HeldProcess {
     uid: u32,
     user: String,
     container: String,
+    workload: [Option<String>; 4],
 }
 
 impl HeldProcess {
@@ -47,11 +48,18 @@ impl HeldProcess {
             uid: r.uid,
             user: r.user.clone().unwrap_or_default(),
             container: r.container.clone().unwrap_or_default(),
+            workload: [
+                r.container_name.clone(),
+                r.pod.clone(),
+                r.pod_namespace.clone(),
+                r.unit.clone(),
+            ],
         }
     }
 
     fn bytes(&self) -> usize {
-        self.app.len() + self.cmdline.len() + self.user.len() + self.container.len()
+        let workload: usize = self.workload.iter().flatten().map(String::len).sum();
+        self.app.len() + self.cmdline.len() + self.user.len() + self.container.len() + workload
     }
 }
 
@@ -154,8 +162,11 @@ impl Backlog {
                         uid: p.uid,
                         user: &p.user,
                         container: &p.container,
+                        workload: [0, 1, 2, 3].map(|i| p.workload[i].as_deref()),
                     },
                     remote: name(remote),
+                    // Names are not held: the next rows after the outage bring them again.
+                    remote_name: None,
                     service: name(service),
                     counters: *c,
                 })

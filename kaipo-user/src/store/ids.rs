@@ -33,6 +33,8 @@ pub(crate) struct ProcessRef<'a> {
     pub user: &'a str,
     /// Empty when unknown.
     pub container: &'a str,
+    /// Container name, pod, pod namespace and unit; not part of the process key.
+    pub workload: [Option<&'a str>; 4],
 }
 
 impl ProcessRef<'_> {
@@ -101,6 +103,10 @@ pub(crate) struct Ids {
     /// Per uid, the user names seen with it (almost always one).
     users: HashMap<u32, Vec<(String, i64)>>,
     processes: HashMap<ProcessKey, i64>,
+    /// The workload names last written per process row.
+    workloads: HashMap<i64, [Option<String>; 4]>,
+    /// The name last written per remote row.
+    remote_names: HashMap<i64, String>,
     /// The process resolved for the row just before, if it went through [`Ids::process`]:
     /// rows of one process come together, so this skips most lookups.
     last: Option<(ProcessKey, i64)>,
@@ -165,16 +171,19 @@ impl Ids {
         service: &str,
         prev: Option<&ProcessRef<'_>>,
     ) -> rusqlite::Result<[i64; 4]> {
-        if let Some(m) = self
+        if let Some(ids) = self
             .memo
             .get(index)
             .filter(|m| m.matches(p, remote, service))
+            .map(|m| m.ids)
         {
             // `last` no longer belongs to the row before the next one.
             self.last = None;
-            return Ok(m.ids);
+            self.workload(conn, ids[0], p)?;
+            return Ok(ids);
         }
         let (process, user) = self.process(conn, p, prev)?;
+        self.workload(conn, process, p)?;
         let ids = [
             process,
             self.name(conn, NameTable::Remote, remote)?,
@@ -189,6 +198,28 @@ impl Ids {
             self.memo.push(m);
         }
         Ok(ids)
+    }
+
+    /// Writes the name of remote row `remote` when it differs from the one written.
+    pub fn remote_name(
+        &mut self,
+        conn: &Connection,
+        remote: i64,
+        name: &str,
+    ) -> rusqlite::Result<()> {
+        if self.remote_names.get(&remote).is_some_and(|n| n == name) {
+            return Ok(());
+        }
+        conn.prepare_cached(
+            "INSERT INTO remote_name (remote_id, name) VALUES (?1, ?2) \
+             ON CONFLICT (remote_id) DO UPDATE SET name = excluded.name",
+        )?
+        .execute(params![remote, name])?;
+        if self.remote_names.len() >= CACHE_LIMIT {
+            self.remote_names.clear();
+        }
+        self.remote_names.insert(remote, name.to_owned());
+        Ok(())
     }
 
     pub fn name(
@@ -208,6 +239,48 @@ impl Ids {
         }
         map.insert(name.to_owned(), id);
         Ok(id)
+    }
+
+    /// Writes the process row's workload names when they differ from what was written. A name
+    /// once known is kept: a later row that does not know it leaves it.
+    fn workload(
+        &mut self,
+        conn: &Connection,
+        process: i64,
+        p: &ProcessRef<'_>,
+    ) -> rusqlite::Result<()> {
+        if p.workload.iter().all(Option::is_none) {
+            return Ok(());
+        }
+        let same = self.workloads.get(&process).is_some_and(|written| {
+            written
+                .iter()
+                .zip(p.workload)
+                .all(|(w, n)| n.is_none() || w.as_deref() == n)
+        });
+        if same {
+            return Ok(());
+        }
+        let [name, pod, namespace, unit] = p.workload;
+        conn.prepare_cached(
+            "INSERT INTO workload (process_id, container_name, pod, pod_namespace, unit) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (process_id) DO UPDATE SET \
+             container_name = COALESCE(excluded.container_name, container_name), \
+             pod = COALESCE(excluded.pod, pod), \
+             pod_namespace = COALESCE(excluded.pod_namespace, pod_namespace), \
+             unit = COALESCE(excluded.unit, unit)",
+        )?
+        .execute(params![process, name, pod, namespace, unit])?;
+        if self.workloads.len() >= CACHE_LIMIT {
+            self.workloads.clear();
+        }
+        let entry = self.workloads.entry(process).or_default();
+        for (w, n) in entry.iter_mut().zip(p.workload) {
+            if let Some(n) = n {
+                *w = Some(n.to_owned());
+            }
+        }
+        Ok(())
     }
 
     fn user(&mut self, conn: &Connection, uid: u32, name: &str) -> rusqlite::Result<i64> {

@@ -44,6 +44,7 @@ use std::{
     time::Duration,
 };
 
+use crate::config::names::SharedNames;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use backlog::{MAX_NAME_BYTES, MAX_SLOTS};
@@ -152,6 +153,8 @@ pub struct Store {
     /// The key of an encrypted file, kept to open it again (after a full disk, or damage);
     /// wiped when the last holder drops it.
     key: Option<std::sync::Arc<StoreKey>>,
+    /// The reader's network names, which reports by network group remotes by.
+    names: SharedNames,
 }
 
 impl Store {
@@ -178,7 +181,16 @@ impl Store {
             unopened: None,
             note: None,
             key: None,
+            names: SharedNames::default(),
         }
+    }
+
+    /// The network names reports by network use from now on (a reload may change them).
+    pub fn set_names(&mut self, names: SharedNames) {
+        if self.names != names {
+            self.cache.clear();
+        }
+        self.names = names;
     }
 
     /// What happened to the file since the last call: a damaged file that a write found and
@@ -421,7 +433,7 @@ impl Store {
             // One read transaction: the rollup marks and the rows come from one snapshot,
             // even while the daemon rolls up.
             let tx = self.conn.unchecked_transaction()?;
-            let report = query::run(&tx, q, forced)?;
+            let report = query::run(&tx, q, forced, &self.names)?;
             tx.commit()?;
             Ok(report)
         })()

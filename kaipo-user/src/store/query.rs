@@ -14,6 +14,8 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use rusqlite::Connection;
 
+use crate::config::names::UserNames;
+
 use super::{
     packed,
     plan::{ceil_to, choose_tier, plan, Segment},
@@ -36,7 +38,12 @@ const UID_FILTER: &str =
 
 /// Answers `q` from `conn`, which should be inside a read transaction so that the marks and
 /// the rows are one snapshot. `forced` reads totals from that tier instead of the coarsest.
-pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlite::Result<Report> {
+pub(crate) fn run(
+    conn: &Connection,
+    q: &Query,
+    forced: Option<Tier>,
+    names: &UserNames,
+) -> rusqlite::Result<Report> {
     let marks = Marks::load(conn)?;
     let clamp = |ms: i64| ms.clamp(0, MAX_TS_MS);
     let from_s = clamp(q.from_ms).div_euclid(1000);
@@ -67,7 +74,13 @@ pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlit
             Dimension::App => p.app.clone(),
             // Traffic without an owner is no process, user or container (user 0 would read
             // as root): it keeps its own row, named as the app dimension names it.
-            Dimension::Process | Dimension::User | Dimension::Container if unattributed => {
+            Dimension::Process
+            | Dimension::User
+            | Dimension::Container
+            | Dimension::Pod
+            | Dimension::Unit
+                if unattributed =>
+            {
                 UNATTRIBUTED_APP.to_owned()
             }
             Dimension::Process => {
@@ -87,7 +100,16 @@ pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlit
                 key
             }
             Dimension::User => p.user_name(),
-            Dimension::Container => p.container().unwrap_or_default(),
+            // By name where the runtime named it, else by id: a container made again under
+            // the same name is one row.
+            Dimension::Container => p
+                .workload
+                .container_name
+                .clone()
+                .or_else(|| p.container())
+                .unwrap_or_default(),
+            Dimension::Pod => p.pod_key().unwrap_or_default(),
+            Dimension::Unit => p.workload.unit.clone().unwrap_or_default(),
             _ => continue,
         };
         add(&mut by_dim, &key, c);
@@ -102,6 +124,16 @@ pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlit
     }
     match q.by {
         Dimension::Remote => by_dim = remotes.clone(),
+        // Grouped when asked, with the reader's names: renaming a network renames its history.
+        Dimension::Network => {
+            for (addr, c) in &remotes {
+                add(
+                    &mut by_dim,
+                    names.network_of_text(addr).unwrap_or_default(),
+                    c,
+                );
+            }
+        }
         Dimension::Service => {
             for (&id, c) in &traffic.services {
                 let name = name_of(conn, "SELECT name FROM service WHERE id = ?1", id)?;
@@ -143,6 +175,12 @@ pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlit
     for r in &mut rows {
         r.process = fields.remove(&r.key).map(Box::new);
     }
+    let mut top_remotes = ranked(remotes, TOP_CHARTED);
+    if q.by == Dimension::Remote {
+        for r in rows.iter_mut().chain(&mut top_remotes) {
+            r.name = remote_name(conn, &r.key)?;
+        }
+    }
     Ok(Report {
         from_ms,
         to_ms,
@@ -152,7 +190,7 @@ pub(crate) fn run(conn: &Connection, q: &Query, forced: Option<Tier>) -> rusqlit
         total: row("total", &total),
         series,
         top_apps: ranked(apps, TOP_CHARTED),
-        top_remotes: ranked(remotes, TOP_CHARTED),
+        top_remotes,
         per: q.per,
         periods,
     })
@@ -171,6 +209,7 @@ pub(super) fn row(key: &str, c: &Counters) -> ReportRow {
     let u = |v: i64| u64::try_from(v).unwrap_or(0);
     ReportRow {
         key: key.to_owned(),
+        name: None,
         rx_bytes: u(c.rx_bytes),
         tx_bytes: u(c.tx_bytes),
         rx_packets: u(c.rx_packets),
@@ -362,9 +401,29 @@ pub(super) struct ProcessInfo {
     uid: u32,
     user: String,
     container: String,
+    workload: Workload,
+}
+
+/// A process row's workload names, NULL columns (or no row) as `None`.
+#[derive(Default)]
+struct Workload {
+    container_name: Option<String>,
+    pod: Option<String>,
+    pod_namespace: Option<String>,
+    unit: Option<String>,
 }
 
 impl ProcessInfo {
+    /// `namespace/pod`, the way `kubectl` users name a pod across namespaces.
+    fn pod_key(&self) -> Option<String> {
+        let w = &self.workload;
+        let pod = w.pod.as_deref()?;
+        Some(match w.pod_namespace.as_deref() {
+            Some(ns) => format!("{ns}/{pod}"),
+            None => pod.to_owned(),
+        })
+    }
+
     /// The user's name, or the uid as text when it has none.
     fn user_name(&self) -> String {
         if self.user.is_empty() {
@@ -388,15 +447,21 @@ impl ProcessInfo {
             name: self.app.clone(),
             user: self.user_name(),
             container: self.container(),
+            container_name: self.workload.container_name.clone(),
+            pod: self.workload.pod.clone(),
+            pod_namespace: self.workload.pod_namespace.clone(),
+            unit: self.workload.unit.clone(),
         }
     }
 }
 
 pub(super) fn process_info(conn: &Connection, id: i64) -> rusqlite::Result<ProcessInfo> {
     conn.prepare_cached(
-        "SELECT a.name, p.pid, u.uid, u.name, c.name FROM process p \
+        "SELECT a.name, p.pid, u.uid, u.name, c.name, \
+         w.container_name, w.pod, w.pod_namespace, w.unit FROM process p \
          JOIN app a ON a.id = p.app_id JOIN user u ON u.id = p.user_id \
-         JOIN container c ON c.id = p.container_id WHERE p.id = ?1",
+         JOIN container c ON c.id = p.container_id \
+         LEFT JOIN workload w ON w.process_id = p.id WHERE p.id = ?1",
     )?
     .query_row([id], |r| {
         Ok(ProcessInfo {
@@ -405,8 +470,24 @@ pub(super) fn process_info(conn: &Connection, id: i64) -> rusqlite::Result<Proce
             uid: r.get(2)?,
             user: r.get(3)?,
             container: r.get(4)?,
+            workload: Workload {
+                container_name: r.get(5)?,
+                pod: r.get(6)?,
+                pod_namespace: r.get(7)?,
+                unit: r.get(8)?,
+            },
         })
     })
+}
+
+/// The name remote address `addr` was last looked up by.
+fn remote_name(conn: &Connection, addr: &str) -> rusqlite::Result<Option<String>> {
+    use rusqlite::OptionalExtension as _;
+    conn.prepare_cached(
+        "SELECT n.name FROM remote r JOIN remote_name n ON n.remote_id = r.id WHERE r.addr = ?1",
+    )?
+    .query_row([addr], |r| r.get(0))
+    .optional()
 }
 
 /// The text of an id in a one-column identity table; `sql` selects it by `?1`.

@@ -17,13 +17,17 @@
 //! - 3: `traffic_interval` holds one packed blob per interval instead of a row per process,
 //!   remote and service (see `packed`): SQLite work per interval no longer grows with the
 //!   number of sockets. The coarser tiers keep a row per key.
+//! - 4: a `workload` table: per process row, its container's name, Kubernetes pod and
+//!   namespace and systemd unit (NULL when unknown), so history can be grouped by them.
+//!   Processes of older layouts have none. And `remote_name`: the name a remote address was
+//!   last looked up by (from DNS answers), shown beside it.
 
 use rusqlite::{Connection, Transaction};
 
 use super::{packed, write::Counters, Tier};
 
 /// The layout this kaipo writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// `PRAGMA application_id` of kaipo's history ("kaip"): tells our file from another program's
 /// SQLite database without guessing from table names.
@@ -125,6 +129,17 @@ const PACKED_INTERVAL: &str = "CREATE TABLE traffic_interval (id INTEGER PRIMARY
      ts INTEGER NOT NULL, rows INTEGER NOT NULL, packed BLOB NOT NULL); \
      CREATE INDEX traffic_interval_ts ON traffic_interval (ts);";
 
+/// Names of where a process ran, learnt after its row was made (a runtime can write its
+/// records after the process is first seen), hence a table of its own and not part of the
+/// process key.
+const WORKLOAD_TABLE: &str = "CREATE TABLE workload (process_id INTEGER PRIMARY KEY \
+     REFERENCES process (id), container_name TEXT, pod TEXT, pod_namespace TEXT, unit TEXT);";
+
+/// The name each remote address was last asked for, apart from the address's identity so
+/// that a name learnt later names its earlier traffic too.
+const REMOTE_NAME_TABLE: &str = "CREATE TABLE remote_name (remote_id INTEGER PRIMARY KEY \
+     REFERENCES remote (id), name TEXT NOT NULL);";
+
 const SERVICE_TABLE: &str =
     "CREATE TABLE service (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);";
 
@@ -141,6 +156,8 @@ pub(crate) fn expected_tables() -> Vec<&'static str> {
         "iface",
         "remote",
         "service",
+        "workload",
+        "remote_name",
         "meta",
     ];
     for family in FAMILIES {
@@ -153,6 +170,8 @@ pub(crate) fn expected_tables() -> Vec<&'static str> {
 pub(crate) fn create(tx: &Transaction) -> rusqlite::Result<()> {
     let mut ddl = String::from(IDENTITY_TABLES);
     ddl.push_str(SERVICE_TABLE);
+    ddl.push_str(WORKLOAD_TABLE);
+    ddl.push_str(REMOTE_NAME_TABLE);
     for family in FAMILIES {
         for tier in TIERS {
             ddl.push_str(&family.ddl(tier));
@@ -173,7 +192,7 @@ fn stamp(tx: &Transaction, version: u32) -> rusqlite::Result<()> {
 /// One migration step: from version `n` (its index + 1) to `n + 1`.
 type Migration = fn(&Transaction) -> rusqlite::Result<()>;
 
-const MIGRATIONS: [Migration; SCHEMA_VERSION as usize - 1] = [v1_to_v2, v2_to_v3];
+const MIGRATIONS: [Migration; SCHEMA_VERSION as usize - 1] = [v1_to_v2, v2_to_v3, v3_to_v4];
 
 /// Brings a kaipo database from `from` to [`SCHEMA_VERSION`], in one transaction.
 pub(crate) fn upgrade(tx: &Transaction, from: u32) -> rusqlite::Result<()> {
@@ -252,6 +271,12 @@ fn v2_to_v3(tx: &Transaction) -> rusqlite::Result<()> {
     drop(rows);
     drop(stmt);
     tx.execute_batch("DROP TABLE traffic_interval_v2;")
+}
+
+/// Adds the workload names; older processes have none.
+fn v3_to_v4(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(WORKLOAD_TABLE)?;
+    tx.execute_batch(REMOTE_NAME_TABLE)
 }
 
 /// What an opened file turned out to be.

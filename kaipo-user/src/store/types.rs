@@ -30,8 +30,21 @@ pub struct TrafficRow {
     /// Container id; `None` for a process on the host. (A cgroup path, which older writers
     /// put here for host processes, is stored as no container.)
     pub container: Option<String>,
+    /// The container's name, the Kubernetes pod and namespace, the systemd unit; `None` when
+    /// unknown.
+    #[serde(default)]
+    pub container_name: Option<String>,
+    #[serde(default)]
+    pub pod: Option<String>,
+    #[serde(default)]
+    pub pod_namespace: Option<String>,
+    #[serde(default)]
+    pub unit: Option<String>,
     /// Remote IP address as text (`10.0.0.1`, `2001:db8::1`), empty when unknown or many.
     pub remote: String,
+    /// The name the process looked the remote up by (from DNS answers), when known.
+    #[serde(default)]
+    pub remote_name: Option<String>,
     /// Service name from protocol and port (`dns`, `https`, `tcp/8080`, ...).
     pub service: String,
     pub rx_bytes: u64,

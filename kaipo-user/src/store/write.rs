@@ -174,6 +174,8 @@ pub(crate) struct Pending<'a> {
     pub ts: i64,
     pub process: ProcessRef<'a>,
     pub remote: &'a str,
+    /// The remote's name, when the row knows it.
+    pub remote_name: Option<&'a str>,
     pub service: &'a str,
     pub counters: Counters,
 }
@@ -201,8 +203,15 @@ impl<'a> Pending<'a> {
                     .as_deref()
                     .filter(|c| !c.starts_with('/'))
                     .unwrap_or(""),
+                workload: [
+                    r.container_name.as_deref(),
+                    r.pod.as_deref(),
+                    r.pod_namespace.as_deref(),
+                    r.unit.as_deref(),
+                ],
             },
             remote: &r.remote,
+            remote_name: r.remote_name.as_deref(),
             service: &r.service,
             counters: Counters::of_traffic(r),
         }
@@ -228,6 +237,9 @@ pub(crate) fn store_rows<'a>(
     for (i, p) in traffic.enumerate() {
         let [process, remote, service, user] =
             ids.traffic_row(conn, i, &p.process, p.remote, p.service, prev.as_ref())?;
+        if let Some(name) = p.remote_name.filter(|n| !n.is_empty()) {
+            ids.remote_name(conn, remote, name)?;
+        }
         rows.push(([p.ts, process, remote, service], p.counters));
         match &mut run {
             Some((key, sum)) if *key == [p.ts, user] => sum.add(&p.counters),

@@ -25,6 +25,8 @@ pub struct Proc {
     pub uid: u32,
     pub user: &'static str,
     pub container: Option<&'static str>,
+    pub container_name: Option<&'static str>,
+    pub unit: Option<&'static str>,
     pub exe: &'static str,
 }
 
@@ -36,6 +38,8 @@ pub const PROCS: [Proc; 6] = [
         uid: 33,
         user: "www-data",
         container: None,
+        container_name: None,
+        unit: Some("nginx.service"),
         exe: "/usr/sbin/nginx",
     },
     Proc {
@@ -45,6 +49,8 @@ pub const PROCS: [Proc; 6] = [
         uid: 999,
         user: "postgres",
         container: None,
+        container_name: None,
+        unit: Some("postgresql@16-main.service"),
         exe: "/usr/lib/postgresql/16/bin/postgres",
     },
     Proc {
@@ -54,6 +60,8 @@ pub const PROCS: [Proc; 6] = [
         uid: 0,
         user: "root",
         container: Some(CONTAINER),
+        container_name: Some("backup-sync"),
+        unit: None,
         exe: "/usr/local/bin/python3.12",
     },
     Proc {
@@ -63,6 +71,8 @@ pub const PROCS: [Proc; 6] = [
         uid: 1000,
         user: "alice",
         container: None,
+        container_name: None,
+        unit: Some("session-2.scope"),
         exe: "/usr/bin/curl",
     },
     Proc {
@@ -72,6 +82,8 @@ pub const PROCS: [Proc; 6] = [
         uid: 991,
         user: "systemd-resolve",
         container: None,
+        container_name: None,
+        unit: Some("systemd-resolved.service"),
         exe: "/usr/lib/systemd/systemd-resolved",
     },
     Proc {
@@ -81,6 +93,8 @@ pub const PROCS: [Proc; 6] = [
         uid: 994,
         user: "_chrony",
         container: None,
+        container_name: None,
+        unit: Some("chrony.service"),
         exe: "/usr/sbin/chronyd",
     },
 ];
@@ -180,11 +194,14 @@ pub fn update(n: u64) -> LiveUpdate {
         .map(
             |&(pid, proto, local, remote, service, state, rx, tx)| ConnectionRecord {
                 service: service.into(),
+                // As `[names.networks] "10.0.0.0/24" = "office"` would name them.
+                network: remote.starts_with("10.0.0.").then(|| "office".into()),
                 state: state.map(Into::into),
                 pid,
                 proto: proto.into(),
                 local: local.into(),
                 remote: remote.into(),
+                remote_name: None,
                 rx_bytes: rx * n,
                 tx_bytes: tx * n,
             },
@@ -206,6 +223,10 @@ pub fn update(n: u64) -> LiveUpdate {
                 uid: p.uid,
                 user: Some(p.user.into()),
                 container: p.container.map(Into::into),
+                container_name: p.container_name.map(Into::into),
+                pod: None,
+                pod_namespace: None,
+                unit: p.unit.map(Into::into),
                 netns: Some(4_026_531_840),
                 exited: p.pid == 5150 && n == 3,
                 rx_bytes: rx,
@@ -301,6 +322,7 @@ pub fn history(hour: bool) -> Report {
         .collect();
     let total = ReportRow {
         key: String::new(),
+        name: None,
         rx_bytes: series.iter().map(|p| p.rx_bytes).sum(),
         tx_bytes: series.iter().map(|p| p.tx_bytes).sum(),
         rx_packets: 0,

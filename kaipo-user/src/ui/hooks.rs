@@ -31,7 +31,13 @@ impl LiveState {
     pub fn set_remote_names(&mut self, names: impl IntoIterator<Item = (IpAddr, String)>) -> usize {
         let mut named = 0;
         for (ip, name) in names {
-            if let Some(remote) = self.remotes.rows.get_mut(&RemoteAddr::Ip(ip)) {
+            // A name from a DNS answer the process received stays.
+            if let Some(remote) = self
+                .remotes
+                .rows
+                .get_mut(&RemoteAddr::Ip(ip))
+                .filter(|r| !r.from_dns)
+            {
                 remote.set_name(Some(name));
                 named += 1;
             }

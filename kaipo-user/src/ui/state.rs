@@ -150,10 +150,18 @@ impl LiveState {
             });
             remote.meter.add(n, rec.rx_bytes, rec.tx_bytes, ms);
             remote.last_seen = now;
+            remote.set_network(rec.network.as_deref());
+            // The name the process asked for (from DNS answers) wins over any other.
+            if rec.remote_name.is_some() && remote.name != rec.remote_name {
+                remote.set_name(rec.remote_name.clone());
+                remote.from_dns = true;
+            }
         }
         for (ip, name) in remote_names {
             if let Some(remote) = self.remotes.rows.get_mut(&RemoteAddr::Ip(ip)) {
-                remote.set_name(Some(name));
+                if !remote.from_dns {
+                    remote.set_name(Some(name));
+                }
             }
         }
 

@@ -52,12 +52,13 @@ fn type_filter(state: &mut LiveState, text: &str) {
 #[test]
 fn processes_sort_by_every_column() {
     let mut state = fixtures::state();
-    let expected: [(Column, [u32; 6]); 11] = [
+    let expected: [(Column, [u32; 6]); 12] = [
         (Column::Traffic, [4321, 812, 5150, 1290, 603, 700]),
         (Column::Pid, [5150, 4321, 1290, 812, 700, 603]),
         (Column::Name, [700, 5150, 812, 1290, 4321, 603]),
         (Column::User, [700, 5150, 1290, 4321, 603, 812]),
         (Column::Container, [603, 700, 812, 1290, 5150, 4321]),
+        (Column::Unit, [4321, 700, 812, 1290, 5150, 603]),
         (Column::Conns, [812, 603, 700, 1290, 4321, 5150]),
         (Column::RxRate, [5150, 1290, 812, 4321, 603, 700]),
         (Column::TxRate, [4321, 812, 1290, 5150, 603, 700]),
@@ -437,4 +438,43 @@ fn history_is_asked_for_only_while_its_view_is_open() {
         state.history_wanted(now),
         Some(super::source::HistoryRange::LastHour)
     );
+}
+
+/// A record's `remote_name` (from the DNS answers the process's namespace received) names the
+/// remote host, and the filter finds it by that name.
+#[test]
+fn remote_names_from_dns_answers_name_the_remote_hosts() {
+    let (mut state, start) = fixtures::state_with(Theme::PLAIN, 80, 24);
+    let mut update = fixtures::update(4);
+    for c in &mut update.record.connections {
+        if c.remote.starts_with("52.95.110.1:") {
+            c.remote_name = Some("s3.eu-west-1.amazonaws.com".into());
+        }
+    }
+    state.ingest(update, at(start, 4));
+    let s3 = RemoteAddr::Ip("52.95.110.1".parse().expect("ip"));
+    let name = state.remotes.get(&s3).and_then(|r| r.name.clone());
+    assert_eq!(name.as_deref(), Some("s3.eu-west-1.amazonaws.com"));
+    type_filter(&mut state, "amazonaws");
+    assert_eq!(remotes(&state), ["52.95.110.1"]);
+}
+
+/// A reverse-DNS name (through the hook or with a snapshot) does not replace the name a DNS
+/// answer gave.
+#[test]
+fn names_from_dns_answers_win_over_reverse_lookups() {
+    let (mut state, start) = fixtures::state_with(Theme::PLAIN, 80, 24);
+    let mut update = fixtures::update(4);
+    for c in &mut update.record.connections {
+        if c.remote.starts_with("52.95.110.1:") {
+            c.remote_name = Some("backups.example.com".into());
+        }
+    }
+    let s3_ip: std::net::IpAddr = "52.95.110.1".parse().expect("ip");
+    update.remote_names = vec![(s3_ip, "s3-r-w.eu-west-1.amazonaws.com".into())];
+    state.ingest(update, at(start, 4));
+    assert!(!state.set_remote_name(s3_ip, "ec2-52-95-110-1.compute.amazonaws.com"));
+    let s3 = RemoteAddr::Ip(s3_ip);
+    let name = state.remotes.get(&s3).and_then(|r| r.name.clone());
+    assert_eq!(name.as_deref(), Some("backups.example.com"));
 }

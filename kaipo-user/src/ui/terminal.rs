@@ -136,6 +136,10 @@ pub async fn run(mut source: impl LiveSource, theme: Theme) -> anyhow::Result<()
     result
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value at a time passes from the feed to the drawing loop"
+)]
 enum Feed {
     Update(anyhow::Result<Option<Box<LiveUpdate>>>),
     History(HistoryRange, anyhow::Result<Option<Report>>),

@@ -95,6 +95,12 @@ pub struct EbpfCollector {
     owner_spill: HashMap<MapData, u64, OwnerSpill>,
     flows: PerCpuHashMap<MapData, FlowKey, FlowCounters>,
     counters: PerCpuArray<MapData, u64>,
+    /// DNS answers the kernel copied for names, read at each drain (rare: no wake-up of its
+    /// own).
+    /// Boxed: the collector is moved about, and a ring buffer's reader is large.
+    dns: Box<RingBuf<MapData>>,
+    /// DNS records shorter than a capture; only a mismatched object could produce them.
+    pub dns_malformed: u64,
     /// The monitored interfaces, in the order of `links`.
     ifaces: Vec<Interface>,
     links: Vec<attach::InterfaceLinks>,
@@ -204,6 +210,11 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
             .map_err(map_err(kaipo_common::maps::FLOWS))?,
         counters: PerCpuArray::try_from(take(&mut ebpf, kaipo_common::maps::COUNTERS)?)
             .map_err(map_err(kaipo_common::maps::COUNTERS))?,
+        dns: Box::new(
+            RingBuf::try_from(take(&mut ebpf, kaipo_common::maps::DNS_EVENTS)?)
+                .map_err(map_err(kaipo_common::maps::DNS_EVENTS))?,
+        ),
+        dns_malformed: 0,
         ifaces: links.iter().map(|l| l.iface.clone()).collect(),
         netlink_filters: links.iter().any(|l| l.netlink),
         links,
@@ -271,6 +282,16 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> EbpfCollectErro
 }
 
 impl EbpfCollector {
+    /// Moves every DNS capture now in its ring buffer into `out`.
+    pub fn drain_dns(&mut self, out: &mut Vec<kaipo_common::DnsCapture>) {
+        while let Some(item) = self.dns.next() {
+            match kaipo_common::DnsCapture::from_bytes(&item) {
+                Some(capture) => out.push(capture),
+                None => self.dns_malformed += 1,
+            }
+        }
+    }
+
     pub fn interfaces(&self) -> &[Interface] {
         &self.ifaces
     }

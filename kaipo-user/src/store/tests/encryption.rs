@@ -157,6 +157,7 @@ fn encrypt_and_decrypt_keep_every_row() {
         ("meta", 0),
         ("process", 4),
         ("remote", 5),
+        ("remote_name", 0),
         ("service", 4),
         ("totals_day", 0),
         ("totals_hour", 0),
@@ -167,6 +168,7 @@ fn encrypt_and_decrypt_keep_every_row() {
         ("traffic_interval", 3),
         ("traffic_minute", 0),
         ("user", 4),
+        ("workload", 0),
     ]
     .map(|(n, c)| (n.to_owned(), c))
     .into();

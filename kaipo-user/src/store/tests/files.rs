@@ -97,7 +97,7 @@ fn version_1_database_is_upgraded_and_keeps_its_data() {
     make_v1(&dir.db(), true);
     let (mut store, note) = Store::open(dir.db(), &Retention::default()).expect("open");
     assert_eq!(note, OpenNote::Upgraded { from: 1 });
-    assert_eq!(note.to_string(), "upgraded from schema 1 to 3");
+    assert_eq!(note.to_string(), "upgraded from schema 1 to 4");
     let r = store
         .query(&query(T0, T0 + 3_600_000, Dimension::App))
         .expect("query");
@@ -140,7 +140,7 @@ fn version_1_database_is_upgraded_and_keeps_its_data() {
         ["", "https"]
     );
     drop(store);
-    assert_eq!(user_version(&dir.db()), 3);
+    assert_eq!(user_version(&dir.db()), 4);
     let (_, note) = Store::open(dir.db(), &Retention::default()).expect("reopen");
     assert_eq!(note, OpenNote::Opened);
 }
@@ -426,7 +426,7 @@ fn newer_layout_is_refused_and_left_in_place() {
     let dir = TempDir::new("newer");
     drop(Store::open(dir.db(), &Retention::default()).expect("create"));
     Connection::open(dir.db())
-        .and_then(|c| c.execute_batch("PRAGMA user_version = 4"))
+        .and_then(|c| c.execute_batch("PRAGMA user_version = 5"))
         .expect("bump");
     for err in [
         Store::open(dir.db(), &Retention::default())
@@ -438,8 +438,8 @@ fn newer_layout_is_refused_and_left_in_place() {
             matches!(
                 err,
                 StoreError::TooNew {
-                    found: 4,
-                    supported: 3,
+                    found: 5,
+                    supported: 4,
                     ..
                 }
             ),
@@ -448,7 +448,7 @@ fn newer_layout_is_refused_and_left_in_place() {
         assert!(err.to_string().contains("upgrade kaipo"), "{err}");
     }
     assert!(corrupt_copies(&dir.0).is_empty());
-    assert_eq!(user_version(&dir.db()), 4);
+    assert_eq!(user_version(&dir.db()), 5);
 }
 
 #[test]

@@ -135,6 +135,7 @@ fn process_rows_carry_pid_name_user_and_container() {
             name: name.into(),
             user: user.into(),
             container: container.map(str::to_owned),
+            ..Default::default()
         })
     };
     assert_eq!(
@@ -318,4 +319,200 @@ fn totals_per_day_month_and_hour_split_by_app() {
     // From the rolled-up tiers: the same figures.
     store.maintain(end + DAY).expect("maintain");
     check(&mut store);
+}
+
+/// Container names, pods and units are stored with the process: reports group by them, a name
+/// learnt in a later interval names the process's earlier traffic too, and a later row that
+/// no longer knows a name does not erase it.
+#[test]
+fn reports_by_container_name_pod_and_unit() {
+    let dir = TempDir::new("workload");
+    let (mut store, _) = Store::open(dir.db(), &Retention::default()).expect("open");
+    let named =
+        |row: TrafficRow, name: Option<&str>, pod: Option<(&str, &str)>, unit: &str| TrafficRow {
+            container_name: name.map(str::to_owned),
+            pod: pod.map(|(_, p)| p.to_owned()),
+            pod_namespace: pod.map(|(ns, _)| ns.to_owned()),
+            unit: Some(unit.to_owned()),
+            ..row
+        };
+    let web = |rx, name| {
+        named(
+            owned("nginx", 20, 33, Some("www-data"), Some("4f2a9c"), rx),
+            name,
+            Some(("shop", "checkout-7f9c")),
+            "cri-containerd-4f2a9c.scope",
+        )
+    };
+    let sshd = named(
+        owned("sshd", 10, 0, Some("root"), None, 5000),
+        None,
+        None,
+        "ssh.service",
+    );
+    // Interval 1: the runtime has not named the container yet.
+    store
+        .write(&batch(
+            T0 + 60_000,
+            60_000,
+            vec![web(3000, None), sshd.clone()],
+            vec![],
+        ))
+        .expect("write 1");
+    // Interval 2: named. Interval 3: a row without names (as after a restart of the engine).
+    store
+        .write(&batch(
+            T0 + 120_000,
+            60_000,
+            vec![web(2000, Some("web"))],
+            vec![],
+        ))
+        .expect("write 2");
+    let bare = owned("nginx", 20, 33, Some("www-data"), Some("4f2a9c"), 1000);
+    store
+        .write(&batch(
+            T0 + 180_000,
+            60_000,
+            vec![bare, unattributed(700)],
+            vec![],
+        ))
+        .expect("write 3");
+    let ask = |store: &mut Store, by| store.query(&query(T0, T0 + HOUR, by)).expect("query");
+    assert_eq!(
+        keyed(&ask(&mut store, Dimension::Container)),
+        [("web", 6000), ("", 5000), (UNATTRIBUTED_APP, 700)]
+    );
+    assert_eq!(
+        keyed(&ask(&mut store, Dimension::Pod)),
+        [
+            ("shop/checkout-7f9c", 6000),
+            ("", 5000),
+            (UNATTRIBUTED_APP, 700)
+        ]
+    );
+    assert_eq!(
+        keyed(&ask(&mut store, Dimension::Unit)),
+        [
+            ("cri-containerd-4f2a9c.scope", 6000),
+            ("ssh.service", 5000),
+            (UNATTRIBUTED_APP, 700)
+        ]
+    );
+    let r = ask(&mut store, Dimension::Process);
+    let nginx = r.rows[0].process.as_deref().expect("fields");
+    assert_eq!(
+        (
+            nginx.container_name.as_deref(),
+            nginx.pod.as_deref(),
+            nginx.pod_namespace.as_deref(),
+            nginx.unit.as_deref()
+        ),
+        (
+            Some("web"),
+            Some("checkout-7f9c"),
+            Some("shop"),
+            Some("cri-containerd-4f2a9c.scope")
+        )
+    );
+    // The names are in the file: a fresh store (no in-memory ids) reads the same.
+    drop(store);
+    let (mut store, _) = Store::open(dir.db(), &Retention::default()).expect("reopen");
+    assert_eq!(
+        keyed(&ask(&mut store, Dimension::Container))[0],
+        ("web", 6000)
+    );
+}
+
+/// By network: remotes grouped under the reader's names (longest prefix first), the rest
+/// under the empty key; renaming a network renames its history at the next question.
+#[test]
+fn reports_by_the_readers_networks() {
+    let dir = TempDir::new("networks");
+    let (mut store, _) = Store::open(dir.db(), &Retention::default()).expect("open");
+    let to = |remote: &str, rx| TrafficRow {
+        remote: remote.into(),
+        ..owned("curl", 30, 1000, None, None, rx)
+    };
+    let rows = vec![
+        to("10.20.1.1", 1000),
+        to("10.20.2.2", 2000),
+        to("10.20.5.5", 400),
+        to("192.0.2.1", 300),
+        to("", 50),
+    ];
+    store
+        .write(&batch(T0 + 60_000, 60_000, rows, vec![]))
+        .expect("write");
+    let names = |networks: &[(&str, &str)]| {
+        std::sync::Arc::new(
+            crate::config::names::UserNames::from_config(&crate::config::names::NamesConfig {
+                networks: networks
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                ..Default::default()
+            })
+            .expect("names"),
+        )
+    };
+    store.set_names(names(&[
+        ("10.20.0.0/16", "office"),
+        ("10.20.5.0/24", "lab"),
+    ]));
+    let ask = |store: &mut Store| {
+        store
+            .query(&query(T0, T0 + HOUR, Dimension::Network))
+            .expect("query")
+    };
+    assert_eq!(
+        keyed(&ask(&mut store)),
+        [("office", 3000), ("lab", 400), ("", 350)]
+    );
+    store.set_names(names(&[("10.20.0.0/16", "hq")]));
+    assert_eq!(keyed(&ask(&mut store)), [("hq", 3400), ("", 350)]);
+}
+
+/// By remote: the name an address was last looked up by stands beside it, also for traffic
+/// stored before the name was learnt; addresses never named have none.
+#[test]
+fn remotes_carry_their_last_looked_up_name() {
+    let dir = TempDir::new("remote-names");
+    let (mut store, _) = Store::open(dir.db(), &Retention::default()).expect("open");
+    let to = |remote: &str, name: Option<&str>, rx| TrafficRow {
+        remote: remote.into(),
+        remote_name: name.map(str::to_owned),
+        ..owned("curl", 30, 1000, None, None, rx)
+    };
+    store
+        .write(&batch(
+            T0 + 60_000,
+            60_000,
+            vec![to("192.0.2.7", None, 1000), to("192.0.2.9", None, 10)],
+            vec![],
+        ))
+        .expect("write 1");
+    store
+        .write(&batch(
+            T0 + 120_000,
+            60_000,
+            vec![to("192.0.2.7", Some("api.example.com"), 500)],
+            vec![],
+        ))
+        .expect("write 2");
+    let r = store
+        .query(&query(T0, T0 + HOUR, Dimension::Remote))
+        .expect("query");
+    let rows: Vec<(&str, Option<&str>, u64)> = r
+        .rows
+        .iter()
+        .map(|r| (r.key.as_str(), r.name.as_deref(), r.rx_bytes))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("192.0.2.7", Some("api.example.com"), 1500),
+            ("192.0.2.9", None, 10)
+        ]
+    );
+    assert_eq!(r.top_remotes[0].name.as_deref(), Some("api.example.com"));
 }

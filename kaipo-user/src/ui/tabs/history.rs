@@ -20,6 +20,10 @@ use crate::{
 pub const HISTORY_REFRESH: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, Default, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per history range on screen, replaced a few times a minute"
+)]
 pub enum HistoryData {
     /// Never asked.
     #[default]

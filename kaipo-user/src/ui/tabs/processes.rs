@@ -31,6 +31,7 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::new(Column::Name, 15, 0, 0),
     ColumnSpec::new(Column::User, 10, 0, 3),
     ColumnSpec::new(Column::Container, 12, 0, 6),
+    ColumnSpec::new(Column::Unit, 16, 0, 8),
     ColumnSpec::new(Column::Conns, 5, 0, 4),
     ColumnSpec::new(Column::RxRate, 10, 0, 0),
     ColumnSpec::new(Column::TxRate, 10, 0, 0),
@@ -48,6 +49,11 @@ pub struct ProcessTrack {
     pub uid: u32,
     pub user: Option<String>,
     pub container: Option<String>,
+    /// Container name, pod, pod namespace and systemd unit, as the record has them.
+    pub container_name: Option<String>,
+    pub pod: Option<String>,
+    pub pod_namespace: Option<String>,
+    pub unit: Option<String>,
     pub netns: Option<u64>,
     /// Path of the executable; once known it stays known when a later record lacks it.
     pub exe: Option<String>,
@@ -70,6 +76,10 @@ impl ProcessTrack {
             uid: record.uid,
             user: None,
             container: None,
+            container_name: None,
+            pod: None,
+            pod_namespace: None,
+            unit: None,
             netns: None,
             exe: None,
             exited_at: None,
@@ -90,6 +100,10 @@ impl ProcessTrack {
             || self.cmdline != record.cmdline
             || self.user != record.user
             || self.container != record.container
+            || self.container_name != record.container_name
+            || self.pod != record.pod
+            || self.pod_namespace != record.pod_namespace
+            || self.unit != record.unit
             || self.uid != record.uid
             || self.netns != record.netns
             || self.exe.as_ref() != exe
@@ -102,18 +116,39 @@ impl ProcessTrack {
         self.cmdline.clone_from(&record.cmdline);
         self.user.clone_from(&record.user);
         self.container.clone_from(&record.container);
+        self.container_name.clone_from(&record.container_name);
+        self.pod.clone_from(&record.pod);
+        self.pod_namespace.clone_from(&record.pod_namespace);
+        self.unit.clone_from(&record.unit);
         self.uid = record.uid;
         self.netns = record.netns;
         self.search = format!(
-            "{} {} {} {} {} {}",
+            "{} {} {} {} {} {} {} {} {}",
             self.pid,
             self.name,
             self.cmdline,
             self.user.as_deref().unwrap_or(""),
             self.container.as_deref().unwrap_or(""),
+            self.container_name.as_deref().unwrap_or(""),
+            self.pod_label().unwrap_or_default(),
+            self.unit.as_deref().unwrap_or(""),
             self.exe.as_deref().unwrap_or(""),
         )
         .to_lowercase();
+    }
+
+    /// The container's name where its runtime named it, else its id.
+    pub fn container_label(&self) -> Option<&str> {
+        self.container_name.as_deref().or(self.container.as_deref())
+    }
+
+    /// `namespace/pod`, as `kubectl` users name a pod.
+    pub fn pod_label(&self) -> Option<String> {
+        let pod = self.pod.as_deref()?;
+        Some(match self.pod_namespace.as_deref() {
+            Some(ns) => format!("{ns}/{pod}"),
+            None => pod.to_owned(),
+        })
     }
 
     pub fn exited(&self) -> bool {
@@ -155,7 +190,8 @@ impl TableRow for ProcessTrack {
             Column::Pid => SortValue::Int(self.pid.into()),
             Column::Name => SortValue::Text(&self.name),
             Column::User => SortValue::Text(self.user.as_deref().unwrap_or("")),
-            Column::Container => SortValue::Text(self.container.as_deref().unwrap_or("")),
+            Column::Container => SortValue::Text(self.container_label().unwrap_or("")),
+            Column::Unit => SortValue::Text(self.unit.as_deref().unwrap_or("")),
             Column::Command => SortValue::Text(&self.cmdline),
             Column::Conns => SortValue::Int(self.connections as u64),
             Column::RxRate => SortValue::Float(rate.rx()),
@@ -172,7 +208,8 @@ impl TableRow for ProcessTrack {
             Column::Name if self.exited() => text(&format!("{EXITED_MARK}{}", self.name)),
             Column::Name => text(&self.name),
             Column::User => text(&self.user_label()),
-            Column::Container => or_dash(self.container.as_deref()),
+            Column::Container => or_dash(self.container_label()),
+            Column::Unit => or_dash(self.unit.as_deref()),
             Column::Conns => right(self.connections.to_string()),
             Column::Command => text(&self.cmdline),
             _ => meter_cell(&self.meter, column, width, state.unit()),

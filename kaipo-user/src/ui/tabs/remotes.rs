@@ -22,6 +22,7 @@ use crate::ui::{
 pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::new(Column::Remote, 21, 1, 0),
     ColumnSpec::new(Column::Host, 20, 1, 1),
+    ColumnSpec::new(Column::Network, 12, 0, 5),
     ColumnSpec::new(Column::Conns, 5, 0, 2),
     ColumnSpec::new(Column::Procs, 5, 0, 3),
     ColumnSpec::new(Column::RxRate, 10, 0, 0),
@@ -74,6 +75,11 @@ pub struct RemoteTrack {
     pub addr: RemoteAddr,
     /// Resolved name, filled in by whoever resolves names.
     pub name: Option<String>,
+    /// The name came from a DNS answer a process received: names from elsewhere (reverse
+    /// DNS) do not replace it.
+    pub from_dns: bool,
+    /// The user's name for the network the address is in (`[names.networks]`).
+    pub network: Option<String>,
     pub connections: usize,
     pub processes: usize,
     pub last_seen: Instant,
@@ -86,6 +92,8 @@ impl RemoteTrack {
         let mut track = Self {
             addr,
             name: None,
+            network: None,
+            from_dns: false,
             connections: 0,
             processes: 0,
             last_seen: now,
@@ -98,8 +106,25 @@ impl RemoteTrack {
 
     pub fn set_name(&mut self, name: Option<String>) {
         self.name = name;
-        self.search =
-            format!("{} {}", self.addr, self.name.as_deref().unwrap_or("")).to_lowercase();
+        self.refresh_search();
+    }
+
+    /// The network as the newest record names it.
+    pub fn set_network(&mut self, network: Option<&str>) {
+        if self.network.as_deref() != network {
+            self.network = network.map(str::to_owned);
+            self.refresh_search();
+        }
+    }
+
+    fn refresh_search(&mut self) {
+        self.search = format!(
+            "{} {} {}",
+            self.addr,
+            self.name.as_deref().unwrap_or(""),
+            self.network.as_deref().unwrap_or("")
+        )
+        .to_lowercase();
     }
 }
 
@@ -131,6 +156,7 @@ impl TableRow for RemoteTrack {
         match column {
             Column::Remote => SortValue::Key,
             Column::Host => SortValue::Text(self.name.as_deref().unwrap_or("")),
+            Column::Network => SortValue::Text(self.network.as_deref().unwrap_or("")),
             Column::Conns => SortValue::Int(self.connections as u64),
             Column::Procs => SortValue::Int(self.processes as u64),
             Column::RxRate => SortValue::Float(rate.rx()),
@@ -145,6 +171,7 @@ impl TableRow for RemoteTrack {
         let cells = columns.iter().map(|&(column, width)| match column {
             Column::Remote => text(&self.addr.to_string()),
             Column::Host => or_dash(self.name.as_deref()),
+            Column::Network => or_dash(self.network.as_deref()),
             Column::Conns => right(self.connections.to_string()),
             Column::Procs => right(self.processes.to_string()),
             _ => meter_cell(&self.meter, column, width, state.unit()),

@@ -21,12 +21,14 @@ pub enum Column {
     Process,
     User,
     Container,
+    Unit,
     Conns,
     Procs,
     Proto,
     Local,
     Remote,
     Host,
+    Network,
     Service,
     State,
     RxRate,
@@ -48,12 +50,14 @@ impl Column {
             Self::Process => "PROCESS",
             Self::User => "USER",
             Self::Container => "CONTAINER",
+            Self::Unit => "UNIT",
             Self::Conns => "CONNS",
             Self::Procs => "PROCS",
             Self::Proto => "PROTO",
             Self::Local => "LOCAL",
             Self::Remote => "REMOTE",
             Self::Host => "HOST",
+            Self::Network => "NETWORK",
             Self::Service => "SERVICE",
             Self::State => "STATE",
             Self::RxRate => "RX/s",
@@ -202,12 +206,12 @@ mod tests {
         let wide = fit_columns(processes::COLUMNS, 160);
         assert_eq!(wide.len(), processes::COLUMNS.len());
         assert_eq!(total(&wide), 158);
-        // Everything but COMMAND keeps its width; COMMAND gets the remaining 158 - 109 - 10
+        // Everything but COMMAND keeps its width; COMMAND gets the remaining 158 - 125 - 11
         // gaps (it got 30 when NAME shared the room).
         assert_eq!(width_of(&wide, Column::Name), Some(15));
-        assert_eq!(width_of(&wide, Column::Command), Some(39));
+        assert_eq!(width_of(&wide, Column::Command), Some(22));
         let wider = fit_columns(processes::COLUMNS, 250);
-        assert_eq!(width_of(&wider, Column::Command), Some(129));
+        assert_eq!(width_of(&wider, Column::Command), Some(112));
     }
 
     #[test]
