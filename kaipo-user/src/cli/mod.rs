@@ -225,6 +225,10 @@ pub struct DaemonArgs {
     /// Count loopback traffic in process totals and history.
     #[arg(long)]
     pub include_loopback: bool,
+    /// The `host` label of every metrics sample [default: metrics.host, else the host name].
+    /// A Kubernetes DaemonSet sets KAIPO_METRICS_HOST to the node's name.
+    #[arg(long, value_name = "NAME", env = "KAIPO_METRICS_HOST")]
+    pub metrics_host: Option<String>,
     #[command(flatten)]
     pub collect: BackendArgs,
 }
@@ -359,6 +363,7 @@ impl DaemonArgs {
             live_interval: args.live_interval.unwrap_or(d.live_interval),
             // A flag can only turn it on; the file's `false` is also the default.
             include_loopback: args.include_loopback || d.include_loopback,
+            metrics_host: args.metrics_host.clone().filter(|h| !h.is_empty()),
             backend: args.collect.backend,
             pcap_filter: args.collect.filter.clone(),
             pcap_immediate: args.collect.pcap_immediate,

@@ -10,6 +10,7 @@ pub mod bench;
 pub mod exposition;
 #[cfg(any(test, feature = "bench"))]
 pub mod fixtures;
+pub mod labels;
 pub mod process;
 #[cfg(unix)]
 pub mod server;
@@ -26,6 +27,15 @@ pub struct ProgramStat {
     pub name: String,
     pub run_time_ns: u64,
     pub run_count: u64,
+}
+
+/// The `host` label: the command line's, else the file's, else the host name.
+pub fn host_label(config: &crate::config::MetricsConfig, flag: Option<&str>) -> String {
+    match flag {
+        Some(h) => h.to_owned(),
+        None if !config.host.is_empty() => config.host.clone(),
+        None => crate::alert::notification::host_name(),
+    }
 }
 
 /// The state the scrape handler renders and the pipeline feeds.

@@ -1,7 +1,8 @@
 //! The counters `/metrics` shows, and how apps share a bounded number of series.
 //!
-//! At most `top_apps` apps have their own `kaipo_app_*` series; every other app's traffic goes
-//! to `app="other"`. Each byte is counted in exactly one series at the moment it is seen: in
+//! An "app" here is one key of the labels chosen in `metrics.labels` (by default the app name
+//! alone; see [`super::labels`]). At most `top_apps` keys have their own `kaipo_app_*` series;
+//! every other key's traffic goes to the series whose labels all read `other`. Each byte is counted in exactly one series at the moment it is seen: in
 //! its app's series while that app is shown, in `other` while it is not. So every series only
 //! ever grows, and `sum(rate(kaipo_app_bytes_total[...]))` is exactly the attributed traffic.
 //! An app that drops out of the top N loses its series (Prometheus marks it stale); should it
@@ -15,7 +16,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    exposition::{family, sample, Kind},
+    exposition::{family, sample_with, Kind, Value},
+    labels::{key_of, LabelKind},
     process::ProcessStats,
     ProgramStat,
 };
@@ -30,7 +32,7 @@ pub const SWAP_MARGIN: f64 = 0.10;
 /// Apps tracked at most; past this, the smallest never-shown apps are forgotten (their traffic
 /// is already in `other`).
 pub const MAX_TRACKED_APPS: usize = 10_000;
-pub const OTHER_APP: &str = "other";
+pub const OTHER_APP: &str = super::labels::OTHER;
 
 #[derive(Debug, Default)]
 struct App {
@@ -44,8 +46,12 @@ struct App {
 #[derive(Debug)]
 pub struct MetricsState {
     top_apps: usize,
+    /// The labels of the per-app series, in the order the keys hold their values.
+    labels: Vec<LabelKind>,
+    /// The `host` label every sample carries.
+    host: String,
     interfaces: BTreeMap<String, Counts>,
-    apps: HashMap<String, App>,
+    apps: HashMap<Box<[String]>, App>,
     other: Counts,
     unattributed: Counts,
     attributed: Counts,
@@ -57,9 +63,16 @@ pub struct MetricsState {
 }
 
 impl MetricsState {
+    /// Apps named by the app label alone, on a host called `host`.
     pub fn new(top_apps: usize) -> Self {
+        Self::with_labels(top_apps, vec![LabelKind::App], "host".into())
+    }
+
+    pub fn with_labels(top_apps: usize, labels: Vec<LabelKind>, host: String) -> Self {
         Self {
             top_apps,
+            labels,
+            host,
             interfaces: BTreeMap::new(),
             apps: HashMap::new(),
             other: Counts::default(),
@@ -97,7 +110,7 @@ impl MetricsState {
         }
         // Totals first and the shown set after, so that an app entering the top N in this
         // interval has this interval's traffic in its own series.
-        let mut deltas: HashMap<&str, Counts> = HashMap::new();
+        let mut deltas: HashMap<Box<[String]>, Counts> = HashMap::new();
         for row in &live.traffic {
             let c = Counts {
                 rx_bytes: row.rx_bytes,
@@ -109,15 +122,15 @@ impl MetricsState {
                 self.unattributed.add(&c);
             } else {
                 self.attributed.add(&c);
-                deltas.entry(row.app.as_str()).or_default().add(&c);
+                deltas.entry(key_of(&self.labels, row)).or_default().add(&c);
             }
         }
         for (name, c) in &deltas {
-            match self.apps.get_mut(*name) {
+            match self.apps.get_mut(name) {
                 Some(app) => app.total += c.bytes(),
                 None => {
                     self.apps.insert(
-                        (*name).to_owned(),
+                        name.clone(),
                         App {
                             total: c.bytes(),
                             ..App::default()
@@ -128,7 +141,7 @@ impl MetricsState {
         }
         self.rebalance();
         for (name, c) in &deltas {
-            match self.apps.get_mut(*name) {
+            match self.apps.get_mut(name) {
                 Some(app) if app.shown => app.own.add(c),
                 _ => self.other.add(c),
             }
@@ -138,8 +151,8 @@ impl MetricsState {
 
     /// Brings the shown set to the `top_apps` largest, within the hysteresis margin.
     fn rebalance(&mut self) {
-        let mut shown: Vec<(u64, &String)> = Vec::new();
-        let mut hidden: Vec<(u64, &String)> = Vec::new();
+        let mut shown: Vec<(u64, &Box<[String]>)> = Vec::new();
+        let mut hidden: Vec<(u64, &Box<[String]>)> = Vec::new();
         for (name, app) in &self.apps {
             if app.shown {
                 shown.push((app.total, name));
@@ -152,10 +165,11 @@ impl MetricsState {
         shown.sort_unstable();
         hidden.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
         let excess = shown.len().saturating_sub(self.top_apps);
-        let mut demote: Vec<String> = shown[..excess].iter().map(|(_, n)| (*n).clone()).collect();
+        let mut demote: Vec<Box<[String]>> =
+            shown[..excess].iter().map(|(_, n)| (*n).clone()).collect();
         let shown = &shown[excess..];
         let room = self.top_apps - shown.len();
-        let mut promote: Vec<String> = hidden
+        let mut promote: Vec<Box<[String]>> = hidden
             .iter()
             .take(room)
             .map(|(_, n)| (*n).clone())
@@ -185,7 +199,7 @@ impl MetricsState {
         // Never-shown apps first: forgetting them changes no series. An app that had a
         // series and comes back after being forgotten starts its series again from zero,
         // which Prometheus reads as a counter reset; only 10k apps of churn reach this.
-        let mut victims: Vec<(bool, u64, String)> = self
+        let mut victims: Vec<(bool, u64, Box<[String]>)> = self
             .apps
             .iter()
             .filter(|(_, a)| !a.shown)
@@ -198,11 +212,25 @@ impl MetricsState {
         }
     }
 
-    /// Apps with their own series now, largest first.
-    pub fn shown_apps(&self) -> Vec<&str> {
-        let mut v: Vec<(&String, &App)> = self.apps.iter().filter(|(_, a)| a.shown).collect();
+    /// Keys with their own series now, largest first, their values joined by `/`.
+    pub fn shown_apps(&self) -> Vec<String> {
+        let mut v: Vec<(&Box<[String]>, &App)> =
+            self.apps.iter().filter(|(_, a)| a.shown).collect();
         v.sort_by(|a, b| b.1.total.cmp(&a.1.total).then(a.0.cmp(b.0)));
-        v.into_iter().map(|(n, _)| n.as_str()).collect()
+        v.into_iter().map(|(n, _)| n.join("/")).collect()
+    }
+
+    /// Series in the exposition now (each sample line counts once).
+    pub fn series_count(&self) -> usize {
+        self.render(None)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .count()
+    }
+
+    /// One sample line, with the `host` label first.
+    fn sample(&self, out: &mut String, name: &str, labels: &[(&str, &str)], value: impl Value) {
+        sample_with(out, name, &[("host", &self.host)], labels, value);
     }
 
     /// The interfaces' link-layer bytes split into attributed and unattributed by cause, and
@@ -216,7 +244,7 @@ impl MetricsState {
             Kind::Counter,
             "Link-layer bytes on the monitored interfaces whose flow belongs to a socket of a known process, both directions.",
         );
-        sample(
+        self.sample(
             out,
             "kaipo_interface_attributed_bytes_total",
             &[],
@@ -229,7 +257,7 @@ impl MetricsState {
             "Link-layer bytes on the monitored interfaces that no known process owns, by cause (forwarded, kernel, control, unknown).",
         );
         for (cause, n) in a.unattributed.fields() {
-            sample(
+            self.sample(
                 out,
                 "kaipo_interface_unattributed_bytes_total",
                 &[("cause", cause)],
@@ -243,7 +271,7 @@ impl MetricsState {
             "Share of the monitored interfaces' link-layer bytes since start that belong to known processes, 0 to 1.",
         );
         if let Some(ratio) = a.ratio() {
-            sample(out, "kaipo_attributed_ratio", &[], ratio);
+            self.sample(out, "kaipo_attributed_ratio", &[], ratio);
         }
     }
 
@@ -264,7 +292,7 @@ impl MetricsState {
         );
         for (name, c) in &self.interfaces {
             for (d, bytes, _) in dirs(c) {
-                sample(
+                self.sample(
                     &mut out,
                     "kaipo_interface_bytes_total",
                     &[("interface", name), ("direction", d)],
@@ -280,7 +308,7 @@ impl MetricsState {
         );
         for (name, c) in &self.interfaces {
             for (d, _, packets) in dirs(c) {
-                sample(
+                self.sample(
                     &mut out,
                     "kaipo_interface_packets_total",
                     &[("interface", name), ("direction", d)],
@@ -288,22 +316,33 @@ impl MetricsState {
                 );
             }
         }
-        let mut apps: Vec<(&str, &Counts)> = self
+        let mut apps: Vec<(&[String], &Counts)> = self
             .apps
             .iter()
             .filter(|(_, a)| a.shown)
-            .map(|(n, a)| (n.as_str(), &a.own))
+            .map(|(n, a)| (&n[..], &a.own))
             .collect();
         apps.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        apps.push((OTHER_APP, &self.other));
+        let other = vec![OTHER_APP.to_owned(); self.labels.len()];
+        apps.push((&other, &self.other));
         for (metric, help, packets) in [
             ("kaipo_app_bytes_total", "IP-layer bytes per app (executable) and direction; apps outside the top N are summed as app=\"other\".", false),
             ("kaipo_app_packets_total", "IP-layer packets per app and direction.", true),
         ] {
             family(&mut out, metric, Kind::Counter, help);
-            for (app, c) in &apps {
+            for (key, c) in &apps {
+                let mut labels: Vec<(&str, &str)> = self
+                    .labels
+                    .iter()
+                    .zip(key.iter())
+                    .map(|(k, v)| (k.name(), v.as_str()))
+                    .collect();
+                labels.push(("direction", ""));
                 for (d, bytes, pkts) in dirs(c) {
-                    sample(&mut out, metric, &[("app", app), ("direction", d)], if packets { pkts } else { bytes });
+                    if let Some(last) = labels.last_mut() {
+                        last.1 = d;
+                    }
+                    self.sample(&mut out, metric, &labels, if packets { pkts } else { bytes });
                 }
             }
         }
@@ -321,7 +360,7 @@ impl MetricsState {
         ] {
             family(&mut out, metric, Kind::Counter, help);
             for (d, bytes, _) in dirs(c) {
-                sample(&mut out, metric, &[("direction", d)], bytes);
+                self.sample(&mut out, metric, &[("direction", d)], bytes);
             }
         }
         self.render_attribution(&mut out);
@@ -332,7 +371,7 @@ impl MetricsState {
             "What the collector could not record, by reason (the field names of the lost counters in kaipo watch --json).",
         );
         for (reason, n) in self.lost.fields() {
-            sample(
+            self.sample(
                 &mut out,
                 "kaipo_lost_events_total",
                 &[("reason", reason)],
@@ -347,7 +386,7 @@ impl MetricsState {
             Kind::Counter,
             "Flows the kernel evicted from the full flow map (least recently used first); the same figure as kaipo_lost_events_total{reason=\"flow_evictions\"}.",
         );
-        sample(
+        self.sample(
             &mut out,
             "kaipo_flow_evictions_total",
             &[],
@@ -359,12 +398,12 @@ impl MetricsState {
             Kind::Counter,
             "Live intervals closed.",
         );
-        sample(&mut out, "kaipo_intervals_total", &[], self.intervals);
+        self.sample(&mut out, "kaipo_intervals_total", &[], self.intervals);
         if !self.programs.is_empty() {
             family(&mut out, "kaipo_bpf_program_run_seconds_total", Kind::Counter,
                 "Kernel time spent in each of kaipo's eBPF programs (needs BPF statistics enabled).");
             for p in &self.programs {
-                sample(
+                self.sample(
                     &mut out,
                     "kaipo_bpf_program_run_seconds_total",
                     &[("program", &p.name)],
@@ -378,7 +417,7 @@ impl MetricsState {
                 "Runs of each of kaipo's eBPF programs.",
             );
             for p in &self.programs {
-                sample(
+                self.sample(
                     &mut out,
                     "kaipo_bpf_program_runs_total",
                     &[("program", &p.name)],
@@ -393,14 +432,14 @@ impl MetricsState {
                 Kind::Counter,
                 "User and system CPU time of the kaipo daemon.",
             );
-            sample(&mut out, "process_cpu_seconds_total", &[], p.cpu_seconds);
+            self.sample(&mut out, "process_cpu_seconds_total", &[], p.cpu_seconds);
             family(
                 &mut out,
                 "process_resident_memory_bytes",
                 Kind::Gauge,
                 "Resident memory of the kaipo daemon.",
             );
-            sample(
+            self.sample(
                 &mut out,
                 "process_resident_memory_bytes",
                 &[],
@@ -412,7 +451,7 @@ impl MetricsState {
                 Kind::Gauge,
                 "Start of the kaipo daemon, seconds since the Unix epoch.",
             );
-            sample(
+            self.sample(
                 &mut out,
                 "process_start_time_seconds",
                 &[],

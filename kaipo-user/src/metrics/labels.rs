@@ -1,0 +1,136 @@
+//! The labels of the per-app series (`kaipo_app_bytes_total` and `kaipo_app_packets_total`),
+//! chosen in `metrics.labels`.
+//!
+//! Each distinct combination of the chosen labels' values is one key; the `metrics.top_apps`
+//! largest keys have their own series and every other key's traffic goes to the series whose
+//! labels all read `other`. So the number of series stays bounded whatever the labels are: a
+//! label kind is one more column of the key, never one more dimension of growth. A new kind
+//! (a pod, a unit) is one variant here, its name, and where its value comes from.
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::TrafficRow;
+
+/// One label a per-app series can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelKind {
+    /// The executable's name.
+    App,
+    /// The process's user name (the uid as text when it has no name).
+    User,
+    /// The container id; empty for a process on the host.
+    Container,
+    /// What the connection is for, named from its server side (`https`, `dns`, `udp/9999`).
+    Service,
+}
+
+impl LabelKind {
+    pub const ALL: [LabelKind; 4] = [Self::App, Self::User, Self::Container, Self::Service];
+
+    /// The label's name in the exposition.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::App => "app",
+            Self::User => "user",
+            Self::Container => "container",
+            Self::Service => "service",
+        }
+    }
+
+    /// This label's value for a row of traffic. A uid without a name is written as a number
+    /// into `scratch`, which the answer then borrows.
+    pub fn value<'a>(self, row: &'a TrafficRow, scratch: &'a mut String) -> &'a str {
+        match self {
+            Self::App => &row.app,
+            Self::User => match &row.user {
+                Some(u) => u,
+                None => {
+                    *scratch = row.uid.to_string();
+                    scratch
+                }
+            },
+            Self::Container => row.container.as_deref().unwrap_or(""),
+            Self::Service => &row.service,
+        }
+    }
+}
+
+/// The value every label of the series of traffic outside the top N carries.
+pub const OTHER: &str = "other";
+
+/// The key of one row: its values for `kinds`, in order.
+pub fn key_of(kinds: &[LabelKind], row: &TrafficRow) -> Box<[String]> {
+    kinds
+        .iter()
+        .map(|k| {
+            let mut scratch = String::new();
+            k.value(row, &mut scratch).to_owned()
+        })
+        .collect()
+}
+
+/// Checks a label list from the configuration: at least one, none twice.
+pub fn validate(kinds: &[LabelKind]) -> Result<(), String> {
+    if kinds.is_empty() {
+        return Err(format!(
+            "no labels; allowed: one or more of {}",
+            names(&LabelKind::ALL)
+        ));
+    }
+    for (i, k) in kinds.iter().enumerate() {
+        if kinds[..i].contains(k) {
+            return Err(format!("\"{}\" is listed twice", k.name()));
+        }
+    }
+    Ok(())
+}
+
+/// `app, user, ...`: the names, for messages.
+pub fn names(kinds: &[LabelKind]) -> String {
+    kinds
+        .iter()
+        .map(|k| k.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_chosen_kinds_in_order() {
+        let row = TrafficRow {
+            app: "curl".into(),
+            uid: 1001,
+            container: Some("4f2a".into()),
+            service: "https".into(),
+            ..TrafficRow::default()
+        };
+        let key = key_of(&[LabelKind::Service, LabelKind::User, LabelKind::App], &row);
+        assert_eq!(&*key, ["https", "1001", "curl"]);
+        let named = TrafficRow {
+            user: Some("www".into()),
+            ..TrafficRow::default()
+        };
+        assert_eq!(
+            &*key_of(&[LabelKind::User, LabelKind::Container], &named),
+            ["www", ""]
+        );
+        assert_eq!(&*key_of(&[LabelKind::Container], &row), ["4f2a"]);
+    }
+
+    #[test]
+    fn a_label_list_needs_one_kind_and_no_repeats() {
+        assert_eq!(
+            validate(&[]).unwrap_err(),
+            "no labels; allowed: one or more of app, user, container, service"
+        );
+        assert_eq!(
+            validate(&[LabelKind::App, LabelKind::User, LabelKind::App]).unwrap_err(),
+            "\"app\" is listed twice"
+        );
+        assert!(validate(&[LabelKind::Container]).is_ok());
+    }
+}
