@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod engine;
+pub mod fleet;
 pub mod format;
 pub mod live;
 pub mod metrics;

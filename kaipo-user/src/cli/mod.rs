@@ -320,6 +320,10 @@ pub struct ReportArgs {
     )]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
+    /// Report over every host a Prometheus server scrapes (http://HOST:PORT) instead of this
+    /// host's history; --by host groups by the daemons' host label.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["db", "socket", "per"])]
+    pub prometheus: Option<String>,
 }
 
 impl ReportArgs {
@@ -336,6 +340,7 @@ impl ReportArgs {
             output: self.output,
             db: self.db,
             socket: self.socket,
+            prometheus: self.prometheus,
         }
     }
 }

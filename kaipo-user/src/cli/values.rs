@@ -47,6 +47,7 @@ value_enum!(Dimension {
     Dimension::Service => "service", "what the connection is for, by its server side's port";
     Dimension::User => "user", "the process's user";
     Dimension::Container => "container", "the container a process runs in";
+    Dimension::Host => "host", "the host of each daemon (with --prometheus only)";
 });
 
 value_enum!(Period {

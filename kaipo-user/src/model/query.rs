@@ -16,6 +16,25 @@ pub enum Dimension {
     Service,
     User,
     Container,
+    /// The host a daemon runs on: only in fleet reports (`--prometheus`), from the `host`
+    /// label every metrics sample carries.
+    Host,
+}
+
+impl Dimension {
+    /// The name the command line and the JSON use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::App => "app",
+            Self::Process => "process",
+            Self::Interface => "interface",
+            Self::Remote => "remote",
+            Self::Service => "service",
+            Self::User => "user",
+            Self::Container => "container",
+            Self::Host => "host",
+        }
+    }
 }
 
 /// Resolution tiers, finest first.
