@@ -43,6 +43,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::watch::run(&opts, &mut stdout))
         }
+        Command::Live(args) if args.prometheus.is_some() => {
+            runtime.block_on(kaipo::fleet::live::run(
+                args.prometheus.as_deref().unwrap_or_default(),
+                args.interval.max(std::time::Duration::from_secs(1)),
+                args.top,
+            ))
+        }
         Command::Live(args) => runtime.block_on(kaipo::live::run(&kaipo::live::LiveOptions {
             #[cfg(unix)]
             socket: args.socket,

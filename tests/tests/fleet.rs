@@ -332,6 +332,52 @@ fn prometheus_holds_exact_per_host_and_per_app_totals() -> anyhow::Result<()> {
         table.contains("fleet-a") && table.contains("fleet-b"),
         "{table}"
     );
+    // The fleet dashboard's view: host as a column, each host's totals exact.
+    let view = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let prom = kaipo::fleet::Prometheus::new(
+                &format!("http://127.0.0.1:{prom_port}"),
+                Duration::from_secs(10),
+            )?;
+            kaipo::fleet::live::poll(&prom, 0).await
+        })?;
+    let hosts: Vec<(&str, u64, u64)> = view
+        .hosts
+        .iter()
+        .map(|h| (h.host.as_str(), h.rx_total, h.tx_total))
+        .collect();
+    assert_eq!(hosts, [("fleet-a", x1 + x2, x1 + x2), ("fleet-b", x2, x2)]);
+    let two_on_b = view
+        .apps
+        .iter()
+        .find(|a| a.host == "fleet-b" && a.app.as_deref() == Some("kaipo-fleet-two"))
+        .map(|a| (a.rx_total, a.tx_total));
+    assert_eq!(two_on_b, Some((0, x2)));
+    // Every frame on the veth was the test's, of known processes.
+    assert!(
+        view.hosts.iter().all(|h| h.attributed == Some(1.0)),
+        "{view:?}"
+    );
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(110, 20))?;
+    terminal.draw(|f| {
+        kaipo::fleet::live::draw(
+            f,
+            &view,
+            kaipo::ui::theme::Theme::from_no_color(Some("1".into())),
+        )
+    })?;
+    let screen: String = terminal
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| c.symbol())
+        .collect();
+    assert!(screen.contains("kaipo fleet: 2 hosts"), "{screen}");
+    assert!(screen.contains("kaipo-fleet-two"), "{screen}");
+
     // Bad input is an error that says what to do, not a panic.
     let err = Command::new(kaipo_bin()?)
         .args([

@@ -262,6 +262,13 @@ pub struct LiveArgs {
     pub include_loopback: bool,
     #[command(flatten)]
     pub collect: BackendArgs,
+    /// The whole fleet instead: every host a Prometheus server scrapes (http://HOST:PORT),
+    /// refreshed every --interval (at least 1s).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["ifaces", "include_loopback"])]
+    pub prometheus: Option<String>,
+    /// With --prometheus: app rows (host and app), largest rate first; 0 for all.
+    #[arg(long, default_value_t = 50, requires = "prometheus")]
+    pub top: usize,
 }
 
 #[derive(Debug, clap::Args)]

@@ -3,6 +3,7 @@
 //! no fleet store of its own: Prometheus is it.
 
 pub mod http;
+pub mod live;
 
 pub mod prom;
 pub mod report;
