@@ -3,6 +3,7 @@
 //! benchmarks that need root and network namespaces).
 
 mod bench;
+mod image;
 
 use std::{
     path::{Path, PathBuf},
@@ -31,6 +32,9 @@ enum Task {
     /// clippy with warnings as errors, for the host crates, the eBPF crate, and kaipo-user on
     /// macOS and Windows.
     Clippy,
+    /// The OCI image (Containerfile) from the kaipo binary and exactly its shared libraries,
+    /// built with podman and saved as an archive for `podman load`.
+    Image(image::ImageArgs),
     /// Benchmarks; figures go to stdout for BENCHMARKS.md.
     Bench {
         #[command(subcommand)]
@@ -43,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         Task::Test { test_args } => test(&test_args),
         Task::Clippy => clippy(),
         Task::Bench { which } => bench::run(which),
+        Task::Image(args) => image::image(&args),
     }
 }
 
@@ -61,7 +66,7 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(workspace_root());
     cmd
