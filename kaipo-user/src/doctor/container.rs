@@ -58,7 +58,13 @@ pub fn detect() -> Option<Runtime> {
     if std::path::Path::new("/.dockerenv").exists() {
         return Some(Runtime::Docker);
     }
-    env("container").map(Runtime::Other)
+    // Podman also sets `container=podman`, which stays when /run is a fresh tmpfs
+    // (`--read-only`) and .containerenv is not there.
+    env("container").map(|name| match name.as_str() {
+        "podman" => Runtime::Podman,
+        "docker" => Runtime::Docker,
+        _ => Runtime::Other(name),
+    })
 }
 
 fn ns_inode(path: &str) -> Option<u64> {
