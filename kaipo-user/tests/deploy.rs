@@ -337,3 +337,96 @@ fn the_helm_chart_reads_only_values_it_defines() {
         assert!(templated.contains(field), "{field}");
     }
 }
+
+/// Every metric name a PromQL expression reads: kaipo's own (`kaipo_*`, `process_*`) and
+/// recording rules (`level:metric:operations`).
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut word = String::new();
+    let mut in_string = false;
+    for c in expr.chars().chain([' ']) {
+        if c == '"' {
+            in_string = !in_string;
+        }
+        if !in_string && (c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+            word.push(c);
+            continue;
+        }
+        if word.starts_with("kaipo_") || word.starts_with("process_") || word.contains(':') {
+            names.push(std::mem::take(&mut word));
+        }
+        word.clear();
+    }
+    names
+}
+
+/// Every expression of the Grafana dashboard: panel targets and template variables.
+pub fn dashboard_exprs() -> Vec<String> {
+    let text =
+        std::fs::read_to_string(deploy().join("grafana/kaipo-fleet.json")).expect("dashboard");
+    let d: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
+    let mut exprs: Vec<String> = d["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+        .collect();
+    exprs.extend(
+        d["templating"]["list"]
+            .as_array()
+            .expect("variables")
+            .iter()
+            .filter_map(|v| v["definition"].as_str().map(str::to_owned)),
+    );
+    exprs
+}
+
+#[test]
+fn the_dashboard_reads_only_metrics_kaipo_exports() {
+    let mut state = kaipo::metrics::MetricsState::with_labels(
+        3,
+        kaipo::metrics::labels::LabelKind::ALL.to_vec(),
+        "h".into(),
+    );
+    state.set_programs(vec![kaipo::metrics::ProgramStat {
+        name: "kaipo_xdp".into(),
+        run_time_ns: 1,
+        run_count: 1,
+    }]);
+    let text = state.render(Some(&kaipo::metrics::process::ProcessStats::default()));
+    let mut known: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next().map(str::to_owned))
+        .collect();
+    let rules =
+        std::fs::read_to_string(deploy().join("prometheus/kaipo-rules.yml")).expect("rules");
+    known.extend(
+        rules
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- record: "))
+            .map(str::to_owned),
+    );
+    assert_eq!(
+        metric_names("sum by (host) (rate(kaipo_app_bytes_total{app=\"kaipo_x\"}[1m])) / a:b:c"),
+        ["kaipo_app_bytes_total", "a:b:c"]
+    );
+    let exprs = dashboard_exprs();
+    assert_eq!(exprs.len(), 14, "{exprs:#?}");
+    for e in &exprs {
+        let names = metric_names(e);
+        assert!(!names.is_empty(), "{e} reads no kaipo metric");
+        for n in names {
+            assert!(
+                known.contains(&n),
+                "{e} reads {n}, which kaipo does not export"
+            );
+        }
+        // Every panel can be narrowed to some hosts.
+        assert!(
+            e.starts_with("label_values(") || e.contains("host=~\"$host\""),
+            "{e}"
+        );
+    }
+}

@@ -30,7 +30,7 @@ include_loopback = false
 listen = ""
 # Apps with their own series (0 to 1000); the others are summed as app="other".
 top_apps = 20
-# Labels of the per-app series: one or more of app, user, container, service. Each
+# Labels of the per-app series: one or more of app, user, container, service, remote. Each
 # combination of their values counts as one app of the top N.
 labels = ["app"]
 # The host label on every sample; "" is this machine's host name.

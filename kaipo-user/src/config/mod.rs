@@ -333,7 +333,7 @@ mod tests {
         };
         assert_eq!(
             err("[metrics]\nlabels = []\n"),
-            "t, line 2, key metrics.labels: no labels; allowed: one or more of app, user, container, service"
+            "t, line 2, key metrics.labels: no labels; allowed: one or more of app, user, container, service, remote"
         );
         assert_eq!(
             err("[metrics]\nlabels = [\"user\", \"user\"]\n"),

@@ -105,6 +105,7 @@ fn source(by: Dimension) -> Result<(&'static str, &'static str, &'static str), F
         Dimension::User => "user",
         Dimension::Container => "container",
         Dimension::Service => "service",
+        Dimension::Remote => "remote",
         Dimension::Interface => {
             return Ok((
                 "interface",
@@ -112,13 +113,12 @@ fn source(by: Dimension) -> Result<(&'static str, &'static str, &'static str), F
                 "kaipo_interface_packets_total",
             ))
         }
-        Dimension::Process | Dimension::Remote => {
-            return Err(FleetError::Dimension(format!(
-                "--by {} is not in the metrics (one series per {} would be unbounded); run a \
-                 local report on that host instead",
-                by.as_str(),
-                by.as_str()
-            )))
+        Dimension::Process => {
+            return Err(FleetError::Dimension(
+                "--by process is not in the metrics (one series per process would be \
+                 unbounded); run a local report on that host instead"
+                    .into(),
+            ))
         }
     };
     Ok((label, app.0, app.1))
@@ -321,9 +321,9 @@ mod tests {
     #[test]
     fn unbounded_dimensions_are_refused() {
         assert_eq!(
-            source(Dimension::Remote).unwrap_err().to_string(),
-            "--by remote is not in the metrics (one series per remote would be unbounded); run a \
-             local report on that host instead"
+            source(Dimension::Process).unwrap_err().to_string(),
+            "--by process is not in the metrics (one series per process would be unbounded); \
+             run a local report on that host instead"
         );
         assert_eq!(source(Dimension::Host).unwrap().0, "host");
     }

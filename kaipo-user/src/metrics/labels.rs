@@ -23,10 +23,18 @@ pub enum LabelKind {
     Container,
     /// What the connection is for, named from its server side (`https`, `dns`, `udp/9999`).
     Service,
+    /// The remote address (empty when unknown or many): bounded like every key, by the top N.
+    Remote,
 }
 
 impl LabelKind {
-    pub const ALL: [LabelKind; 4] = [Self::App, Self::User, Self::Container, Self::Service];
+    pub const ALL: [LabelKind; 5] = [
+        Self::App,
+        Self::User,
+        Self::Container,
+        Self::Service,
+        Self::Remote,
+    ];
 
     /// The label's name in the exposition.
     pub fn name(self) -> &'static str {
@@ -35,6 +43,7 @@ impl LabelKind {
             Self::User => "user",
             Self::Container => "container",
             Self::Service => "service",
+            Self::Remote => "remote",
         }
     }
 
@@ -52,6 +61,7 @@ impl LabelKind {
             },
             Self::Container => row.container.as_deref().unwrap_or(""),
             Self::Service => &row.service,
+            Self::Remote => &row.remote,
         }
     }
 }
@@ -125,7 +135,7 @@ mod tests {
     fn a_label_list_needs_one_kind_and_no_repeats() {
         assert_eq!(
             validate(&[]).unwrap_err(),
-            "no labels; allowed: one or more of app, user, container, service"
+            "no labels; allowed: one or more of app, user, container, service, remote"
         );
         assert_eq!(
             validate(&[LabelKind::App, LabelKind::User, LabelKind::App]).unwrap_err(),
