@@ -4,6 +4,7 @@
 
 mod bench;
 mod image;
+mod package;
 
 use std::{
     path::{Path, PathBuf},
@@ -35,6 +36,12 @@ enum Task {
     /// The OCI image (Containerfile) from the kaipo binary and exactly its shared libraries,
     /// built with podman and saved as an archive for `podman load`.
     Image(image::ImageArgs),
+    /// Man pages (kaipo.1 and one per subcommand) from the clap definition.
+    Man(package::OutArgs),
+    /// Shell completions for bash, zsh and fish from the clap definition.
+    Completions(package::OutArgs),
+    /// A Debian package: the binary, the systemd unit, man pages and completions.
+    Deb(package::DebArgs),
     /// Benchmarks; figures go to stdout for BENCHMARKS.md.
     Bench {
         #[command(subcommand)]
@@ -48,6 +55,9 @@ fn main() -> anyhow::Result<()> {
         Task::Clippy => clippy(),
         Task::Bench { which } => bench::run(which),
         Task::Image(args) => image::image(&args),
+        Task::Man(args) => package::man(&args.out).map(|w| println!("wrote {} pages", w.len())),
+        Task::Completions(args) => package::completions(&args.out).map(drop),
+        Task::Deb(args) => package::deb(&args).map(drop),
     }
 }
 
