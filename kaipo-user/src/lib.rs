@@ -20,7 +20,7 @@ pub mod platform;
 pub mod privilege;
 pub mod procinfo;
 pub mod report;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 pub mod service;
 #[cfg(unix)]
 pub mod status;

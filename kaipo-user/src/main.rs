@@ -104,6 +104,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let opts = kaipo::service::UninstallOptions { root: args.root };
             kaipo::service::uninstall(&opts, &mut io::stdout().lock())
         }
+        #[cfg(target_os = "macos")]
+        Command::InstallService(args) => kaipo::service::launchd::install(
+            &args.root,
+            args.binary,
+            args.enable,
+            &mut io::stdout().lock(),
+        ),
+        #[cfg(target_os = "macos")]
+        Command::UninstallService(args) => {
+            kaipo::service::launchd::uninstall(&args.root, &mut io::stdout().lock())
+        }
         #[cfg(unix)]
         Command::Config(command) => {
             let path = cli

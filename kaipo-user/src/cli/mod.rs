@@ -61,11 +61,12 @@ pub enum Command {
     /// Show, check or change the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Install the hardened systemd unit for the daemon (and group kaipo).
-    #[cfg(target_os = "linux")]
+    /// Install the hardened systemd unit for the daemon (and group kaipo); on macOS, a launchd
+    /// job in /Library/LaunchDaemons.
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
     InstallService(InstallArgs),
-    /// Remove the systemd unit (the group and the history stay).
-    #[cfg(target_os = "linux")]
+    /// Remove the systemd unit, or the launchd job on macOS (the group and the history stay).
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
     UninstallService(UninstallArgs),
 }
 
@@ -107,7 +108,7 @@ impl ConfigCommand {
 }
 
 /// `kaipo install-service`.
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {
     /// Install under this directory instead of / (nothing is run there).
@@ -133,7 +134,7 @@ impl InstallArgs {
 }
 
 /// `kaipo uninstall-service`.
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 #[derive(Debug, clap::Args)]
 pub struct UninstallArgs {
     /// Remove from under this directory instead of /.

@@ -14,6 +14,8 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
+pub mod launchd;
+
 /// The unit with `@KAIPO@` standing for the binary.
 pub const UNIT_TEMPLATE: &str = include_str!("../../../packaging/kaipo.service");
 pub const UNIT_PATH: &str = "etc/systemd/system/kaipo.service";
