@@ -33,6 +33,10 @@ pub const SWAP_MARGIN: f64 = 0.10;
 /// is already in `other`).
 pub const MAX_TRACKED_APPS: usize = 10_000;
 pub const OTHER_APP: &str = super::labels::OTHER;
+/// Intervals an interface may be absent before its series go.
+pub const INTERFACE_GRACE: u64 = 300;
+/// Interfaces with series at most.
+pub const MAX_INTERFACES: usize = 1024;
 
 #[derive(Debug, Default)]
 struct App {
@@ -50,7 +54,8 @@ pub struct MetricsState {
     labels: Vec<LabelKind>,
     /// The `host` label every sample carries.
     host: String,
-    interfaces: BTreeMap<String, Counts>,
+    /// Per interface: its counts since start and the last interval it was in.
+    interfaces: BTreeMap<String, (Counts, u64)>,
     apps: HashMap<Box<[String]>, App>,
     other: Counts,
     unattributed: Counts,
@@ -100,7 +105,8 @@ impl MetricsState {
         self.lost.add(&r.lost);
         self.attribution.add(&r.attribution);
         for i in &r.interfaces {
-            let c = self.interfaces.entry(i.name.clone()).or_default();
+            let (c, seen) = self.interfaces.entry(i.name.clone()).or_default();
+            *seen = self.intervals;
             c.add(&Counts {
                 rx_bytes: i.rx_bytes,
                 tx_bytes: i.tx_bytes,
@@ -139,6 +145,7 @@ impl MetricsState {
                 }
             }
         }
+        self.forget_gone_interfaces();
         self.rebalance();
         for (name, c) in &deltas {
             match self.apps.get_mut(name) {
@@ -147,6 +154,28 @@ impl MetricsState {
             }
         }
         self.bound();
+    }
+
+    /// Interfaces come and go with containers (a veth each): one absent for
+    /// [`INTERFACE_GRACE`] intervals loses its series, and past [`MAX_INTERFACES`] the longest
+    /// absent go first, so the `interface` label stays bounded. One that comes back starts
+    /// again from 0, which Prometheus reads as a counter reset.
+    fn forget_gone_interfaces(&mut self) {
+        let now = self.intervals;
+        self.interfaces
+            .retain(|_, (_, seen)| now.saturating_sub(*seen) < INTERFACE_GRACE);
+        if self.interfaces.len() > MAX_INTERFACES {
+            let mut by_age: Vec<(u64, String)> = self
+                .interfaces
+                .iter()
+                .map(|(name, (_, seen))| (*seen, name.clone()))
+                .collect();
+            by_age.sort_unstable();
+            let excess = self.interfaces.len() - MAX_INTERFACES;
+            for (_, name) in by_age.into_iter().take(excess) {
+                self.interfaces.remove(&name);
+            }
+        }
     }
 
     /// Brings the shown set to the `top_apps` largest, within the hysteresis margin.
@@ -290,7 +319,7 @@ impl MetricsState {
             Kind::Counter,
             "Link-layer bytes per monitored interface and direction (rx received, tx sent).",
         );
-        for (name, c) in &self.interfaces {
+        for (name, (c, _)) in &self.interfaces {
             for (d, bytes, _) in dirs(c) {
                 self.sample(
                     &mut out,
@@ -306,7 +335,7 @@ impl MetricsState {
             Kind::Counter,
             "Packets per monitored interface and direction.",
         );
-        for (name, c) in &self.interfaces {
+        for (name, (c, _)) in &self.interfaces {
             for (d, _, packets) in dirs(c) {
                 self.sample(
                     &mut out,

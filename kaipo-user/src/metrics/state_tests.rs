@@ -215,3 +215,33 @@ fn host_and_chosen_labels_name_every_series() {
     assert_eq!(samples.len(), 4 + 12 + 4 + 1 + 4 + 8 + 1 + 1 + 3);
     assert_eq!(state.series_count(), samples.len() - 3);
 }
+
+/// A veth that went away loses its series after the grace period; the interface label stays
+/// bounded by MAX_INTERFACES however many come and go.
+#[test]
+fn gone_interfaces_lose_their_series() {
+    let mut state = MetricsState::new(1);
+    state.observe(&synthetic_interval(0, &[("eth0", 10), ("veth1", 20)], &[]));
+    for i in 1..INTERFACE_GRACE {
+        state.observe(&synthetic_interval(i, &[("eth0", 1)], &[]));
+    }
+    let text = plain(&state);
+    assert!(text.contains("kaipo_interface_bytes_total{interface=\"veth1\",direction=\"rx\"} 20"));
+    state.observe(&synthetic_interval(INTERFACE_GRACE, &[("eth0", 1)], &[]));
+    let text = plain(&state);
+    assert!(!text.contains("veth1"), "{text}");
+    assert!(text.contains(&format!(
+        "kaipo_interface_bytes_total{{interface=\"eth0\",direction=\"rx\"}} {}",
+        10 + INTERFACE_GRACE
+    )));
+    let many: Vec<(String, u64)> = (0..MAX_INTERFACES + 5)
+        .map(|i| (format!("v{i}"), 1))
+        .collect();
+    let refs: Vec<(&str, u64)> = many.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    state.observe(&synthetic_interval(0, &refs, &[]));
+    let ifaces = plain(&state)
+        .lines()
+        .filter(|l| l.starts_with("kaipo_interface_bytes_total{") && l.contains("\"rx\""))
+        .count();
+    assert_eq!(ifaces, MAX_INTERFACES);
+}
