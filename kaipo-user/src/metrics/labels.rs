@@ -71,11 +71,25 @@ pub const OTHER: &str = "other";
 
 /// The key of one row: its values for `kinds`, in order.
 pub fn key_of(kinds: &[LabelKind], row: &TrafficRow) -> Box<[String]> {
+    key_ref(kinds, row)
+        .into_iter()
+        .map(std::borrow::Cow::into_owned)
+        .collect()
+}
+
+/// The same key borrowing the row's text (a uid without a name is the only value made),
+/// so that grouping an interval's rows allocates once per row, not once per label.
+pub fn key_ref<'a>(kinds: &[LabelKind], row: &'a TrafficRow) -> Vec<std::borrow::Cow<'a, str>> {
+    use std::borrow::Cow;
     kinds
         .iter()
-        .map(|k| {
-            let mut scratch = String::new();
-            k.value(row, &mut scratch).to_owned()
+        .map(|k| match k {
+            LabelKind::User if row.user.is_none() => Cow::Owned(row.uid.to_string()),
+            LabelKind::User => Cow::Borrowed(row.user.as_deref().unwrap_or_default()),
+            LabelKind::App => Cow::Borrowed(row.app.as_str()),
+            LabelKind::Container => Cow::Borrowed(row.container.as_deref().unwrap_or("")),
+            LabelKind::Service => Cow::Borrowed(row.service.as_str()),
+            LabelKind::Remote => Cow::Borrowed(row.remote.as_str()),
         })
         .collect()
 }

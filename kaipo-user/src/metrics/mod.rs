@@ -47,7 +47,11 @@ pub struct MetricsObserver(pub SharedMetrics);
 impl IntervalObserver for MetricsObserver {
     fn observe(&mut self, live: &LiveInterval, _totals: &Totals) {
         // A poisoned lock means a scrape panicked mid-render; the counters are still whole.
-        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        state.observe(live);
+        let lock = || self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // The labels never change while the daemon runs (a restart takes them), so the rows
+        // are grouped outside the lock and a scrape waits only for the small update.
+        let labels = lock().labels().to_vec();
+        let grouped = MetricsState::group(&labels, live);
+        lock().observe_grouped(live, grouped);
     }
 }

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{
     exposition::{family, sample_with, Kind, Value},
-    labels::{key_of, LabelKind},
+    labels::{key_ref, LabelKind},
     process::ProcessStats,
     ProgramStat,
 };
@@ -45,6 +45,13 @@ struct App {
     /// What its own series shows: traffic seen while it was shown.
     own: Counts,
     shown: bool,
+}
+
+/// An interval's traffic grouped by the per-app key ([`MetricsState::group`]).
+#[derive(Debug, Default)]
+pub struct Grouped {
+    keys: HashMap<Box<[String]>, Counts>,
+    unattributed: Counts,
 }
 
 #[derive(Debug)]
@@ -99,7 +106,48 @@ impl MetricsState {
         self.programs = programs;
     }
 
+    /// The labels the per-app series carry.
+    pub fn labels(&self) -> &[LabelKind] {
+        &self.labels
+    }
+
+    /// An interval's traffic per key and its unattributed part: the costly half of
+    /// [`Self::observe`], which needs no `&mut self`, so the daemon does it before it takes
+    /// the lock a scrape waits for.
+    pub fn group(labels: &[LabelKind], live: &LiveInterval) -> Grouped {
+        let mut grouped: HashMap<Vec<std::borrow::Cow<'_, str>>, Counts> = HashMap::new();
+        let mut unattributed = Counts::default();
+        for row in &live.traffic {
+            let c = Counts {
+                rx_bytes: row.rx_bytes,
+                tx_bytes: row.tx_bytes,
+                rx_packets: row.rx_packets,
+                tx_packets: row.tx_packets,
+            };
+            if row.app == UNATTRIBUTED_APP && row.pid == 0 {
+                unattributed.add(&c);
+            } else {
+                grouped.entry(key_ref(labels, row)).or_default().add(&c);
+            }
+        }
+        // Owned keys once per distinct key, not once per row.
+        Grouped {
+            keys: grouped
+                .into_iter()
+                .map(|(k, c)| (k.into_iter().map(std::borrow::Cow::into_owned).collect(), c))
+                .collect(),
+            unattributed,
+        }
+    }
+
     pub fn observe(&mut self, live: &LiveInterval) {
+        let grouped = Self::group(&self.labels, live);
+        self.observe_grouped(live, grouped);
+    }
+
+    /// [`Self::observe`] with the traffic already grouped by [`Self::group`] with this
+    /// state's labels.
+    pub fn observe_grouped(&mut self, live: &LiveInterval, grouped: Grouped) {
         let r = &live.record;
         self.intervals += 1;
         self.lost.add(&r.lost);
@@ -116,20 +164,10 @@ impl MetricsState {
         }
         // Totals first and the shown set after, so that an app entering the top N in this
         // interval has this interval's traffic in its own series.
-        let mut deltas: HashMap<Box<[String]>, Counts> = HashMap::new();
-        for row in &live.traffic {
-            let c = Counts {
-                rx_bytes: row.rx_bytes,
-                tx_bytes: row.tx_bytes,
-                rx_packets: row.rx_packets,
-                tx_packets: row.tx_packets,
-            };
-            if row.app == UNATTRIBUTED_APP && row.pid == 0 {
-                self.unattributed.add(&c);
-            } else {
-                self.attributed.add(&c);
-                deltas.entry(key_of(&self.labels, row)).or_default().add(&c);
-            }
+        self.unattributed.add(&grouped.unattributed);
+        let deltas = grouped.keys;
+        for c in deltas.values() {
+            self.attributed.add(c);
         }
         for (name, c) in &deltas {
             match self.apps.get_mut(name) {
