@@ -5,7 +5,8 @@
 #  - Debian packages: LLVM 22 (bpf-linker links against it), iproute2 (tests build network
 #    namespaces), libpcap (pcap backend), tmux (dashboard tests), chromium (HTML report test),
 #    prometheus (scrape and fleet tests, promtool), podman and runc (the container image is
-#    built and run by a test), binutils (strip, for the image), systemd (systemd-analyze verify of the unit), the MinGW-w64 C
+#    built and run by a test), binutils (strip, for the image and the package), man-db (the
+#    package test reads `man kaipo-report`), systemd (systemd-analyze verify of the unit), the MinGW-w64 C
 #    compiler (the bundled SQLite, when kaipo is checked for Windows).
 #  - rust-src for the nightly toolchain (the eBPF crate builds core from source).
 #  - The macOS and Windows targets of the stable toolchain: `cargo xtask clippy` checks kaipo
@@ -26,7 +27,7 @@ as_root() {
 
 log() { echo "setup: $*" >&2; }
 
-packages=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 libpcap-dev tmux pkg-config chromium prometheus systemd gcc-mingw-w64-x86-64 podman runc binutils)
+packages=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 libpcap-dev tmux pkg-config chromium prometheus systemd gcc-mingw-w64-x86-64 podman runc binutils man-db)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
