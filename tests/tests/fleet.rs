@@ -453,6 +453,56 @@ fn prometheus_holds_exact_per_host_and_per_app_totals() -> anyhow::Result<()> {
     assert!(screen.contains("kaipo fleet: 2 hosts"), "{screen}");
     assert!(screen.contains("kaipo-fleet-two"), "{screen}");
 
+    // The same dashboard in a real terminal (tmux, a socket of its own): both hosts drawn,
+    // q quits with status 0.
+    let socket = format!("kaipo-fleet-{}", std::process::id());
+    let exit_file = scratch.0.join("live-exit");
+    let command = format!(
+        "{} live --prometheus http://127.0.0.1:{prom_port} --interval 1s; echo $? > {}",
+        kaipo_bin()?.display(),
+        exit_file.display()
+    );
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &socket])
+            .args(args)
+            .output()
+    };
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "fleet",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &command,
+    ])
+    .context("tmux is installed (scripts/setup.sh)")?;
+    ensure!(started.status.success(), "{started:?}");
+    let start = Instant::now();
+    let mut screen = String::new();
+    while !(screen.contains("kaipo fleet: 2 hosts")
+        && screen.contains("fleet-b")
+        && screen.contains("kaipo-fleet-two"))
+    {
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = tmux(&["kill-server"]);
+            bail!("the fleet dashboard never showed both hosts: {screen}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        screen = String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", "fleet"])?.stdout)
+            .into_owned();
+    }
+    tmux(&["send-keys", "-t", "fleet", "q"])?;
+    let start = Instant::now();
+    while !exit_file.exists() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = tmux(&["kill-server"]);
+    assert_eq!(std::fs::read_to_string(&exit_file)?.trim(), "0", "{screen}");
+
     // Bad input is an error that says what to do, not a panic.
     let err = Command::new(kaipo_bin()?)
         .args([
