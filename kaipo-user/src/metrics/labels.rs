@@ -7,6 +7,8 @@
 //! label kind is one more column of the key, never one more dimension of growth. A new kind
 //! (a pod, a unit) is one variant here, its name, and where its value comes from.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::store::TrafficRow;
@@ -47,21 +49,18 @@ impl LabelKind {
         }
     }
 
-    /// This label's value for a row of traffic. A uid without a name is written as a number
-    /// into `scratch`, which the answer then borrows.
-    pub fn value<'a>(self, row: &'a TrafficRow, scratch: &'a mut String) -> &'a str {
+    /// This label's value for a row of traffic, borrowed from the row; a uid without a name
+    /// is the only value made.
+    pub fn value(self, row: &TrafficRow) -> Cow<'_, str> {
         match self {
-            Self::App => &row.app,
+            Self::App => Cow::Borrowed(&row.app),
             Self::User => match &row.user {
-                Some(u) => u,
-                None => {
-                    *scratch = row.uid.to_string();
-                    scratch
-                }
+                Some(u) => Cow::Borrowed(u),
+                None => Cow::Owned(row.uid.to_string()),
             },
-            Self::Container => row.container.as_deref().unwrap_or(""),
-            Self::Service => &row.service,
-            Self::Remote => &row.remote,
+            Self::Container => Cow::Borrowed(row.container.as_deref().unwrap_or("")),
+            Self::Service => Cow::Borrowed(&row.service),
+            Self::Remote => Cow::Borrowed(&row.remote),
         }
     }
 }
@@ -71,27 +70,13 @@ pub const OTHER: &str = "other";
 
 /// The key of one row: its values for `kinds`, in order.
 pub fn key_of(kinds: &[LabelKind], row: &TrafficRow) -> Box<[String]> {
-    key_ref(kinds, row)
-        .into_iter()
-        .map(std::borrow::Cow::into_owned)
-        .collect()
+    kinds.iter().map(|k| k.value(row).into_owned()).collect()
 }
 
-/// The same key borrowing the row's text (a uid without a name is the only value made),
-/// so that grouping an interval's rows allocates once per row, not once per label.
-pub fn key_ref<'a>(kinds: &[LabelKind], row: &'a TrafficRow) -> Vec<std::borrow::Cow<'a, str>> {
-    use std::borrow::Cow;
-    kinds
-        .iter()
-        .map(|k| match k {
-            LabelKind::User if row.user.is_none() => Cow::Owned(row.uid.to_string()),
-            LabelKind::User => Cow::Borrowed(row.user.as_deref().unwrap_or_default()),
-            LabelKind::App => Cow::Borrowed(row.app.as_str()),
-            LabelKind::Container => Cow::Borrowed(row.container.as_deref().unwrap_or("")),
-            LabelKind::Service => Cow::Borrowed(row.service.as_str()),
-            LabelKind::Remote => Cow::Borrowed(row.remote.as_str()),
-        })
-        .collect()
+/// The same key borrowing the row's text, so that grouping an interval's rows allocates once
+/// per row, not once per label.
+pub fn key_ref<'a>(kinds: &[LabelKind], row: &'a TrafficRow) -> Vec<Cow<'a, str>> {
+    kinds.iter().map(|k| k.value(row)).collect()
 }
 
 /// Checks a label list from the configuration: at least one, none twice.
