@@ -4,13 +4,14 @@
 #
 #  - Debian packages: LLVM 22 (bpf-linker links against it), iproute2 (tests build network
 #    namespaces), libpcap (pcap backend), tmux (dashboard tests), chromium (HTML report test),
-#    prometheus (scrape test), systemd (systemd-analyze verify and security of the unit),
-#    libssl-dev (SQLCipher, the encrypting SQLite kaipo builds in on Linux, uses its
-#    libcrypto), passwd (useradd/userdel: the tests' daemon user), curl (the remote API
-#    test talks HTTPS through it), the MinGW-w64 C compiler (the bundled SQLite, when kaipo
-#    is checked for Windows), Podman and runc (the container-naming test runs a real
-#    container from an image it builds locally), dnsmasq (the remote-naming test answers DNS
-#    in a test namespace), python3 (it also sends a damaged answer).
+#    prometheus (scrape and fleet tests, promtool), systemd (systemd-analyze verify and
+#    security of the unit), libssl-dev (SQLCipher, the encrypting SQLite kaipo builds in on
+#    Linux, uses its libcrypto), passwd (useradd/userdel: the tests' daemon user), curl (the
+#    remote API test talks HTTPS through it), the MinGW-w64 C compiler (the bundled SQLite,
+#    when kaipo is checked for Windows), Podman and runc (the container-naming test and the
+#    image test build and run containers locally), dnsmasq (the remote-naming test answers
+#    DNS in a test namespace), python3 (it also sends a damaged answer), binutils (strip, for
+#    the image and the package), man-db (the package test reads `man kaipo-report`).
 #  - rust-src for the nightly toolchain (the eBPF crate builds core from source).
 #  - The macOS and Windows targets of the stable toolchain: `cargo xtask clippy` checks kaipo
 #    for them so nothing Linux-only leaks in.
@@ -30,7 +31,7 @@ as_root() {
 
 log() { echo "setup: $*" >&2; }
 
-packages=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 libpcap-dev tmux pkg-config chromium prometheus systemd libssl-dev passwd curl gcc-mingw-w64-x86-64 podman runc dnsmasq-base python3)
+packages=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 libpcap-dev tmux pkg-config chromium prometheus systemd libssl-dev passwd curl gcc-mingw-w64-x86-64 podman runc dnsmasq-base python3 binutils man-db)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

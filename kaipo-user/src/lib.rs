@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod dns;
 pub mod doctor;
 pub mod engine;
+pub mod fleet;
 pub mod format;
 pub mod live;
 pub mod metrics;
@@ -22,7 +23,7 @@ pub mod procinfo;
 pub mod report;
 #[cfg(target_os = "linux")]
 pub mod sandbox;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 pub mod service;
 #[cfg(unix)]
 pub mod status;

@@ -55,6 +55,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::watch::run(&opts, &mut stdout))
         }
+        Command::Live(args) if args.prometheus.is_some() => {
+            runtime.block_on(kaipo::fleet::live::run(
+                args.prometheus.as_deref().unwrap_or_default(),
+                args.interval.max(std::time::Duration::from_secs(1)),
+                args.top,
+            ))
+        }
         Command::Live(args) => runtime.block_on(kaipo::live::run(&kaipo::live::LiveOptions {
             names: client_names()?,
             reverse_dns: !args.no_reverse_dns,
@@ -113,6 +120,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::UninstallService(args) => {
             let opts = kaipo::service::UninstallOptions { root: args.root };
             kaipo::service::uninstall(&opts, &mut io::stdout().lock())
+        }
+        #[cfg(target_os = "macos")]
+        Command::InstallService(args) => kaipo::service::launchd::install(
+            &args.root,
+            args.binary,
+            args.enable,
+            &mut io::stdout().lock(),
+        ),
+        #[cfg(target_os = "macos")]
+        Command::UninstallService(args) => {
+            kaipo::service::launchd::uninstall(&args.root, &mut io::stdout().lock())
         }
         #[cfg(unix)]
         Command::Config(command) => {

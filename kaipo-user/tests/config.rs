@@ -64,7 +64,7 @@ fn a_wrong_key_names_it_its_line_and_the_allowed_keys() {
     assert_eq!(
         check_error("[metrics]\nlisten = \"127.0.0.1:9\"\ntop_app = 5\n"),
         "kaipo: FILE, line 3, key metrics.top_app: unknown field `top_app`, expected one of \
-         `listen`, `top_apps`, `bpf_stats`"
+         `listen`, `top_apps`, `labels`, `host`, `bpf_stats`"
     );
     assert_eq!(
         check_error("# c\n[metric]\n"),
@@ -210,7 +210,9 @@ fn init_writes_the_defaults_and_check_accepts_them() {
     );
     let shown = stdout(&kaipo(&path, &["config", "show"]));
     assert!(
-        shown.contains("[metrics]\nlisten = \"\"\ntop_apps = 20\nbpf_stats = true\n"),
+        shown.contains(
+            "[metrics]\nlisten = \"\"\ntop_apps = 20\nlabels = [\"app\"]\nhost = \"\"\nbpf_stats = true\n"
+        ),
         "{shown}"
     );
 }

@@ -253,16 +253,9 @@ fn prometheus_scrapes_exact_per_app_counters() {
     let d = daemon(
         &s,
         metrics_port,
-        &format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\ntop_apps = 10\n"),
+        &format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\ntop_apps = 10\nhost = \"metrics-test\"\n"),
     );
-    let prom_config = s.0.join("prometheus.yml");
-    fs::write(
-        &prom_config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: kaipo\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
-        ),
-    )
-    .expect("prometheus config");
+    let prom_config = shipped_prometheus_config(&s, &[metrics_port]);
     let prom = Running::spawn(
         Command::new(prometheus)
             .arg(format!("--config.file={}", prom_config.display()))
@@ -276,8 +269,9 @@ fn prometheus_scrapes_exact_per_app_counters() {
     let _sender = send(&s, "kaipo-prom-sender", count, size);
     let want = count * (size + UDP4_HEADERS);
     for direction in ["tx", "rx"] {
-        let query =
-            format!("kaipo_app_bytes_total{{app=\"kaipo-prom-sender\",direction=\"{direction}\"}}");
+        let query = format!(
+            "kaipo_app_bytes_total{{host=\"metrics-test\",app=\"kaipo-prom-sender\",direction=\"{direction}\"}}"
+        );
         wait_until(
             40,
             || {
@@ -309,13 +303,42 @@ fn prometheus_scrapes_exact_per_app_counters() {
     }
     let text = http_get(metrics_port, "/metrics").expect("scrape");
     assert!(
-        text.contains("kaipo_interface_bytes_total{interface=\"lo\",direction=\"rx\"}"),
+        text.contains(
+            "kaipo_interface_bytes_total{host=\"metrics-test\",interface=\"lo\",direction=\"rx\"}"
+        ),
         "{text}"
     );
     assert!(
-        text.contains("kaipo_bpf_program_runs_total{program=\"kaipo_sock_egress\"}"),
+        text.contains(
+            "kaipo_bpf_program_runs_total{host=\"metrics-test\",program=\"kaipo_sock_egress\"}"
+        ),
         "{text}"
     );
+}
+
+/// deploy/prometheus copied into the scratch directory, scraping `ports` on loopback every
+/// second: the shipped scrape job, rules and all, with only the interval and targets set.
+fn shipped_prometheus_config(s: &Scratch, ports: &[u16]) -> PathBuf {
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus");
+    let dir = s.0.join("prometheus");
+    fs::create_dir_all(dir.join("kaipo-targets")).expect("prometheus dir");
+    for file in ["kaipo-rules.yml", "kaipo-alerts.yml"] {
+        fs::copy(shipped.join(file), dir.join(file)).expect("rules");
+    }
+    let config = fs::read_to_string(shipped.join("prometheus.yml")).expect("prometheus.yml");
+    assert!(config.contains("  scrape_interval: 15s\n  evaluation_interval: 15s\n"));
+    let config = config.replace(
+        "  scrape_interval: 15s\n  evaluation_interval: 15s\n",
+        "  scrape_interval: 1s\n  evaluation_interval: 1s\n",
+    );
+    fs::write(dir.join("prometheus.yml"), config).expect("prometheus.yml");
+    let targets: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+    fs::write(
+        dir.join("kaipo-targets/test.json"),
+        format!("[{{\"targets\": [{}]}}]", targets.join(",")),
+    )
+    .expect("targets");
+    dir.join("prometheus.yml")
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -329,7 +352,8 @@ fn which(name: &str) -> Option<PathBuf> {
 fn app_series(text: &str) -> Vec<String> {
     let mut apps: Vec<String> = text
         .lines()
-        .filter_map(|l| l.strip_prefix("kaipo_app_bytes_total{app=\""))
+        .filter_map(|l| l.strip_prefix("kaipo_app_bytes_total{"))
+        .filter_map(|l| l.split_once("app=\"").map(|(_, rest)| rest))
         .filter(|l| l.contains("direction=\"tx\""))
         .filter_map(|l| l.split('"').next().map(str::to_owned))
         .collect();
@@ -366,7 +390,8 @@ fn sighup_changes_top_apps_and_an_invalid_file_keeps_the_old_config() {
     let before = scrape();
     let intervals = |t: &str| {
         t.lines()
-            .find_map(|l| l.strip_prefix("kaipo_intervals_total "))
+            .find_map(|l| l.strip_prefix("kaipo_intervals_total{"))
+            .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse::<u64>().ok())
     };
     wait_until(10, scrape, || {
@@ -377,8 +402,9 @@ fn sighup_changes_top_apps_and_an_invalid_file_keeps_the_old_config() {
     let other_tx = scrape()
         .lines()
         .find_map(|l| {
-            l.strip_prefix("kaipo_app_bytes_total{app=\"other\",direction=\"tx\"} ")
-                .map(str::to_owned)
+            l.split_once("app=\"other\",direction=\"tx\"} ")
+                .filter(|(name, _)| name.starts_with("kaipo_app_bytes_total{"))
+                .map(|(_, v)| v.to_owned())
         })
         .and_then(|v| v.parse::<u64>().ok());
     assert!(other_tx.is_some());

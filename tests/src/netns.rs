@@ -64,16 +64,22 @@ pub struct TestNet {
 impl TestNet {
     /// A namespace pair with IPv4 and IPv6 (ULA, no DAD, no link-local address).
     pub fn new() -> anyhow::Result<Self> {
-        Self::create(true)
+        Self::create(true, 213)
     }
 
     /// A namespace pair with IPv6 disabled on both veth ends, so that nothing but the test's own
     /// traffic crosses the link (no MLD reports, no router solicitations).
     pub fn without_ipv6() -> anyhow::Result<Self> {
-        Self::create(false)
+        Self::create(false, 213)
     }
 
-    fn create(ipv6: bool) -> anyhow::Result<Self> {
+    /// Without IPv6, with addresses from 10.`second`.0.0/16 instead of 10.213.0.0/16, for a
+    /// test that must stay apart from the others' ranges.
+    pub fn without_ipv6_in(second: u8) -> anyhow::Result<Self> {
+        Self::create(false, second)
+    }
+
+    fn create(ipv6: bool, second: u8) -> anyhow::Result<Self> {
         crate::require_root()?;
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
@@ -104,11 +110,11 @@ impl TestNet {
             created_link: false,
         };
         // On error, drop removes whatever part was made.
-        net.set_up(n, ipv6)?;
+        net.set_up(n, ipv6, second)?;
         Ok(net)
     }
 
-    fn set_up(&mut self, n: u32, ipv6: bool) -> anyhow::Result<()> {
+    fn set_up(&mut self, n: u32, ipv6: bool, second: u8) -> anyhow::Result<()> {
         let (name, host_if) = (self.name.clone(), self.host_if.clone());
         let mac = |end: u8| {
             format!(
@@ -148,8 +154,8 @@ impl TestNet {
             let _guard = ALLOCATING
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let block = free_v4_block(std::process::id() * 16 + n)?;
-            let base = u32::from(Ipv4Addr::new(10, 213, 0, 0)) + block * 4;
+            let block = free_v4_block(second, std::process::id() * 16 + n)?;
+            let base = u32::from(Ipv4Addr::new(10, second, 0, 0)) + block * 4;
             (self.host_v4, self.ns_v4) = (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2));
             run(Command::new("ip").args([
                 "addr",
@@ -260,20 +266,20 @@ fn ip(netns: Option<&str>) -> Command {
     cmd
 }
 
-/// A /30 block of 10.213.0.0/16 that no host address uses, searching from `start`. Another test
+/// A /30 block of 10.`second`.0.0/16 that no host address uses, searching from `start`. Another test
 /// process (or another user of the range) may hold some blocks; pids keep us apart from the
 /// former most of the time, this check the rest.
-fn free_v4_block(start: u32) -> anyhow::Result<u32> {
+fn free_v4_block(second: u8, start: u32) -> anyhow::Result<u32> {
     const BLOCKS: u32 = 1 << 14;
     let listing = run(Command::new("ip").args(["-4", "-o", "addr", "show"]))?;
     let used: Vec<u32> = listing
         .split_whitespace()
         .filter_map(|word| word.split('/').next()?.parse::<Ipv4Addr>().ok())
-        .filter(|a| a.octets()[..2] == [10, 213])
+        .filter(|a| a.octets()[..2] == [10, second])
         .map(|a| (u32::from(a) & 0xffff) / 4)
         .collect();
     (0..BLOCKS)
         .map(|i| (start + i) % BLOCKS)
         .find(|b| !used.contains(b))
-        .context("no free /30 left in 10.213.0.0/16")
+        .with_context(|| format!("no free /30 left in 10.{second}.0.0/16"))
 }

@@ -282,11 +282,26 @@ fn metrics(port: u16) -> anyhow::Result<String> {
 /// The value of a series in an exposition, by its whole name and labels.
 fn series(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        l.strip_prefix(name_and_labels)?
+        without_host(l)
+            .strip_prefix(name_and_labels)?
             .strip_prefix(' ')?
             .parse()
             .ok()
     })
+}
+
+/// A sample line without the `host` label every sample carries (first of its labels).
+fn without_host(line: &str) -> String {
+    let Some((name, rest)) = line.split_once("{host=\"") else {
+        return line.to_owned();
+    };
+    let Some((_, after)) = rest.split_once('"') else {
+        return line.to_owned();
+    };
+    match after.strip_prefix(',') {
+        Some(labels) => format!("{name}{{{labels}"),
+        None => format!("{name}{}", after.strip_prefix('}').unwrap_or(after)),
+    }
 }
 
 /// The daemon's snapshots, read on a thread of their own from subscription to `stop`.

@@ -3,6 +3,8 @@
 //! benchmarks that need root and network namespaces).
 
 mod bench;
+mod image;
+mod package;
 
 use std::{
     path::{Path, PathBuf},
@@ -31,6 +33,15 @@ enum Task {
     /// clippy with warnings as errors, for the host crates, the eBPF crate, and kaipo-user on
     /// macOS and Windows.
     Clippy,
+    /// The OCI image (Containerfile) from the kaipo binary and exactly its shared libraries,
+    /// built with podman and saved as an archive for `podman load`.
+    Image(image::ImageArgs),
+    /// Man pages (kaipo.1 and one per subcommand) from the clap definition.
+    Man(package::OutArgs),
+    /// Shell completions for bash, zsh and fish from the clap definition.
+    Completions(package::OutArgs),
+    /// A Debian package: the binary, the systemd unit, man pages and completions.
+    Deb(package::DebArgs),
     /// Benchmarks; figures go to stdout for BENCHMARKS.md.
     Bench {
         #[command(subcommand)]
@@ -43,6 +54,10 @@ fn main() -> anyhow::Result<()> {
         Task::Test { test_args } => test(&test_args),
         Task::Clippy => clippy(),
         Task::Bench { which } => bench::run(which),
+        Task::Image(args) => image::image(&args),
+        Task::Man(args) => package::man(&args.out).map(|w| println!("wrote {} pages", w.len())),
+        Task::Completions(args) => package::completions(&args.out).map(drop),
+        Task::Deb(args) => package::deb(&args).map(drop),
     }
 }
 
@@ -61,7 +76,7 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(workspace_root());
     cmd

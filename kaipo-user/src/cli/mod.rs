@@ -65,11 +65,12 @@ pub enum Command {
     #[cfg(target_os = "linux")]
     #[command(subcommand)]
     Store(StoreCommand),
-    /// Install the hardened systemd unit for the daemon (and user and group kaipo).
-    #[cfg(target_os = "linux")]
+    /// Install the hardened systemd unit for the daemon (and user and group kaipo); on macOS,
+    /// a launchd job in /Library/LaunchDaemons.
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
     InstallService(InstallArgs),
-    /// Remove the systemd unit (the group and the history stay).
-    #[cfg(target_os = "linux")]
+    /// Remove the systemd unit, or the launchd job on macOS (the group and the history stay).
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
     UninstallService(UninstallArgs),
 }
 
@@ -152,7 +153,7 @@ impl ConfigCommand {
 }
 
 /// `kaipo install-service`.
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {
     /// Install under this directory instead of / (nothing is run there).
@@ -178,7 +179,7 @@ impl InstallArgs {
 }
 
 /// `kaipo uninstall-service`.
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 #[derive(Debug, clap::Args)]
 pub struct UninstallArgs {
     /// Remove from under this directory instead of /.
@@ -278,6 +279,10 @@ pub struct DaemonArgs {
     /// command name, not their executable (Linux).
     #[arg(long)]
     pub landlock: bool,
+    /// The `host` label of every metrics sample [default: metrics.host, else the host name].
+    /// A Kubernetes DaemonSet sets KAIPO_METRICS_HOST to the node's name.
+    #[arg(long, value_name = "NAME", env = "KAIPO_METRICS_HOST")]
+    pub metrics_host: Option<String>,
     #[command(flatten)]
     pub collect: BackendArgs,
 }
@@ -315,6 +320,13 @@ pub struct LiveArgs {
     pub no_reverse_dns: bool,
     #[command(flatten)]
     pub collect: BackendArgs,
+    /// The whole fleet instead: every host a Prometheus server scrapes (http://HOST:PORT),
+    /// refreshed every --interval (at least 1s).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["ifaces", "include_loopback"])]
+    pub prometheus: Option<String>,
+    /// With --prometheus: app rows (host and app), largest rate first; 0 for all.
+    #[arg(long, default_value_t = 50, requires = "prometheus")]
+    pub top: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -373,6 +385,10 @@ pub struct ReportArgs {
     )]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
+    /// Report over every host a Prometheus server scrapes (http://HOST:PORT) instead of this
+    /// host's history; --by host groups by the daemons' host label.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["db", "socket", "per"])]
+    pub prometheus: Option<String>,
 }
 
 impl ReportArgs {
@@ -391,6 +407,7 @@ impl ReportArgs {
             socket: self.socket,
             key_file: None,
             names: Default::default(),
+            prometheus: self.prometheus,
         }
     }
 }
@@ -418,6 +435,7 @@ impl DaemonArgs {
             live_interval: args.live_interval.unwrap_or(d.live_interval),
             // A flag can only turn it on; the file's `false` is also the default.
             include_loopback: args.include_loopback || d.include_loopback,
+            metrics_host: args.metrics_host.clone().filter(|h| !h.is_empty()),
             backend: args.collect.backend,
             pcap_filter: args.collect.filter.clone(),
             pcap_immediate: args.collect.pcap_immediate,

@@ -50,6 +50,7 @@ value_enum!(Dimension {
     Dimension::Pod => "pod", "the Kubernetes pod, namespace/pod";
     Dimension::Unit => "unit", "the systemd unit (nginx.service, user@1000.service)";
     Dimension::Network => "network", "the remote's network, as [names.networks] in the config names it";
+    Dimension::Host => "host", "the host of each daemon (with --prometheus only)";
 });
 
 value_enum!(Period {

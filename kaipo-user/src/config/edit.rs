@@ -55,6 +55,11 @@ requests_per_minute = 120
 listen = ""
 # Apps with their own series (0 to 1000); the others are summed as app="other".
 top_apps = 20
+# Labels of the per-app series: one or more of app, user, container, service, remote. Each
+# combination of their values counts as one app of the top N.
+labels = ["app"]
+# The host label on every sample; "" is this machine's host name.
+host = ""
 # Turn on the kernel's BPF run-time statistics while metrics are served, for
 # kaipo_bpf_program_run_seconds_total.
 bpf_stats = true

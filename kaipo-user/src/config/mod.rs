@@ -131,6 +131,13 @@ pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
     /// Apps with their own series; the rest are summed in `app="other"`.
     pub top_apps: usize,
+    /// The labels of the per-app series; each combination of their values is one "app" of
+    /// the top N.
+    pub labels: Vec<crate::metrics::labels::LabelKind>,
+    /// The `host` label on every sample; empty: this machine's host name. `kaipo daemon
+    /// --metrics-host` (or `KAIPO_METRICS_HOST`, as a DaemonSet sets it to the node's name)
+    /// overrides it.
+    pub host: String,
     /// Hold BPF run-time statistics on while the endpoint is on (costs some nanoseconds per
     /// program run).
     pub bpf_stats: bool,
@@ -141,6 +148,8 @@ impl Default for MetricsConfig {
         Self {
             listen: None,
             top_apps: 20,
+            labels: vec![crate::metrics::labels::LabelKind::App],
+            host: String::new(),
             bpf_stats: true,
         }
     }
@@ -242,6 +251,15 @@ impl Config {
                 ),
             );
         }
+        if let Err(e) = crate::metrics::labels::validate(&self.metrics.labels) {
+            return bad("metrics.labels", e);
+        }
+        if self.metrics.host.chars().any(char::is_control) {
+            return bad(
+                "metrics.host",
+                "holds a control character; allowed: a host name".to_owned(),
+            );
+        }
         if self.daemon.live_interval > self.daemon.interval {
             return bad(
                 "daemon.live_interval",
@@ -321,6 +339,8 @@ impl Config {
             "metrics.bpf_stats",
         );
         check(self.names != new.names, "names");
+        check(self.metrics.labels != new.metrics.labels, "metrics.labels");
+        check(self.metrics.host != new.metrics.host, "metrics.host");
         out
     }
 }
@@ -394,5 +414,32 @@ mod tests {
             Config::parse("", Path::new("t")).unwrap(),
             Config::default()
         );
+    }
+
+    #[test]
+    fn metrics_labels_are_checked() {
+        let err = |text: &str| {
+            format!(
+                "{:#}",
+                anyhow::Error::from(Config::parse(text, Path::new("t")).unwrap_err())
+            )
+        };
+        assert_eq!(
+            err("[metrics]\nlabels = []\n"),
+            "t, line 2, key metrics.labels: no labels; allowed: one or more of app, user, container, service, remote"
+        );
+        assert_eq!(
+            err("[metrics]\nlabels = [\"user\", \"user\"]\n"),
+            "t, line 2, key metrics.labels: \"user\" is listed twice"
+        );
+        assert!(err("[metrics]\nlabels = [\"node\"]\n").contains("unknown variant `node`"));
+        let ok = Config::parse(
+            "[metrics]\nlabels = [\"container\", \"app\"]\nhost = \"n1\"\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        assert_eq!(ok.metrics.labels.len(), 2);
+        assert_eq!(crate::metrics::host_label(&ok.metrics, None), "n1");
+        assert_eq!(crate::metrics::host_label(&ok.metrics, Some("n2")), "n2");
     }
 }

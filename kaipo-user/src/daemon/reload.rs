@@ -37,6 +37,7 @@ pub struct MetricsEndpoint {
 pub async fn start_metrics(
     addr: SocketAddr,
     config: &MetricsConfig,
+    host: Option<&str>,
 ) -> anyhow::Result<(MetricsEndpoint, tokio::net::TcpListener)> {
     let listener = crate::metrics::server::bind(addr).await?;
     let bpf_stats = if config.bpf_stats {
@@ -54,7 +55,11 @@ pub async fn start_metrics(
     };
     eprintln!("kaipo: serving metrics on http://{addr}/metrics");
     let endpoint = MetricsEndpoint {
-        state: Arc::new(Mutex::new(MetricsState::new(config.top_apps))),
+        state: Arc::new(Mutex::new(MetricsState::with_labels(
+            config.top_apps,
+            config.labels.clone(),
+            crate::metrics::host_label(config, host),
+        ))),
         _bpf_stats: bpf_stats,
     };
     Ok((endpoint, listener))

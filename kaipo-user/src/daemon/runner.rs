@@ -42,6 +42,8 @@ pub struct DaemonOptions {
     /// How often live figures are refreshed; at most `interval`.
     pub live_interval: Duration,
     pub include_loopback: bool,
+    /// `--metrics-host`: the `host` label over `metrics.host`.
+    pub metrics_host: Option<String>,
     pub backend: crate::collect::backend::BackendChoice,
     pub pcap_filter: Option<String>,
     pub pcap_immediate: bool,
@@ -152,9 +154,10 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     // CAP_NET_BIND_SERVICE, and enabling BPF statistics needs CAP_SYS_ADMIN.
     let (metrics, metrics_listener) = match opts.config.metrics.listen {
         Some(addr) => {
-            let (m, l) = reload::start_metrics(addr, &opts.config.metrics)
-                .await
-                .with_context(|| format!("serving metrics on {addr}"))?;
+            let (m, l) =
+                reload::start_metrics(addr, &opts.config.metrics, opts.metrics_host.as_deref())
+                    .await
+                    .with_context(|| format!("serving metrics on {addr}"))?;
             (Some(m), Some(l))
         }
         None => (None, None),

@@ -48,16 +48,21 @@ pub fn ebpf_checks() -> Vec<Check> {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let missing = privilege::missing(privilege::effective_caps());
-    let privileged = root || missing.is_empty();
-    checks.push(if root {
+    // Root without the capabilities (in a container started without them) is not enough.
+    let privileged = missing.is_empty();
+    checks.push(if root && privileged {
         Check::ok("privileges", "running as root")
-    } else if missing.is_empty() {
+    } else if privileged {
         Check::ok("privileges", "CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN are effective")
     } else {
         Check::bad(
             "privileges",
             Status::Failed,
-            format!("not root and missing {}", missing.join(", ")),
+            format!(
+                "{} and missing {}",
+                if root { "root" } else { "not root" },
+                missing.join(", ")
+            ),
             "run kaipo with sudo, or grant the capabilities (setcap cap_bpf,cap_perfmon,cap_net_admin+ep)",
         )
     });

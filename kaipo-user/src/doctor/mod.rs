@@ -4,6 +4,8 @@
 //! where eBPF does not exist, a capture is opened for real instead.
 
 #[cfg(target_os = "linux")]
+mod container;
+#[cfg(target_os = "linux")]
 mod linux;
 #[cfg(not(target_os = "linux"))]
 mod pcap_only;
@@ -130,8 +132,17 @@ fn summary(checks: &[Check], no_ebpf: Option<&str>) -> String {
 /// Runs every check. Stops trying programs once something they all need is missing, but always
 /// reports each check.
 pub fn diagnose() -> Vec<Check> {
-    let mut checks = ebpf_checks();
-    let ebpf_ok = Host::NO_EBPF.is_none() && checks.iter().all(|c| c.status != Status::Failed);
+    let ebpf = ebpf_checks();
+    let ebpf_ok = Host::NO_EBPF.is_none() && ebpf.iter().all(|c| c.status != Status::Failed);
+    // In a container, what it was started without comes first, in the runtime's words.
+    #[cfg(target_os = "linux")]
+    let mut checks = match container::detect() {
+        Some(rt) => container::checks(&rt, &container::Found::read()),
+        None => Vec::new(),
+    };
+    #[cfg(not(target_os = "linux"))]
+    let mut checks = Vec::new();
+    checks.extend(ebpf);
     let pcap = pcap_check();
     let pcap_ok = pcap.status == Status::Ok;
     checks.push(pcap);

@@ -31,8 +31,63 @@ pub fn bench_scrape() -> Duration {
     times[times.len() / 2]
 }
 
+/// What a fleet node's daemon faces: one interval with 10,000 processes of 10,000 apps and
+/// 100,000 connections (10 remotes each), labels app and container, top 20. Returns the time
+/// grouping the rows takes (on the aggregator's task, outside the lock), the time the
+/// grouped interval takes to fold in (under the lock a scrape waits for), the median scrape
+/// after it, and the number of samples the scrape holds.
+pub fn bench_many_processes() -> (Duration, Duration, Duration, usize) {
+    use crate::{metrics::labels::LabelKind, store::TrafficRow};
+    let mut interval = synthetic_interval(1000, &[("eth0", 1_000_000)], &[]);
+    interval.traffic = (0..100_000u32)
+        .map(|i| {
+            let p = i / 10;
+            TrafficRow {
+                app: format!("app-{p:05}"),
+                pid: 1000 + p,
+                container: (p % 3 == 0).then(|| format!("{:012x}", p % 50)),
+                remote: format!("192.0.2.{}", i % 10),
+                service: "https".into(),
+                tx_bytes: 100 + u64::from(p),
+                tx_packets: 1,
+                ..TrafficRow::default()
+            }
+        })
+        .collect();
+    let mut state =
+        MetricsState::with_labels(20, vec![LabelKind::App, LabelKind::Container], "n".into());
+    let start = Instant::now();
+    let grouped = MetricsState::group(state.labels(), &interval);
+    let group = start.elapsed();
+    let start = Instant::now();
+    state.observe_grouped(&interval, grouped);
+    let apply = start.elapsed();
+    let mut times: Vec<Duration> = (0..21)
+        .map(|_| {
+            let start = Instant::now();
+            let body = state.render(process::read().as_ref());
+            std::hint::black_box(body.len());
+            start.elapsed()
+        })
+        .collect();
+    times.sort_unstable();
+    (group, apply, times[times.len() / 2], state.series_count())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn many_processes_keep_the_series_bounded() {
+        let (group, apply, scrape, series) = super::bench_many_processes();
+        eprintln!(
+            "10k processes, 100k connections: grouped {group:?}, folded in {apply:?}, scrape \
+             {scrape:?}, {series} samples"
+        );
+        // 1 interface x 4 + (20 shown + other) x 2 directions x 2 families + 4 + 1 + 4 + 8 + 1
+        // + 1 (no ratio: nothing split; no process figures in the count).
+        assert_eq!(series, 4 + 21 * 4 + 4 + 1 + 4 + 8 + 1 + 1);
+    }
+
     #[test]
     fn the_scrape_benchmark_renders_every_series() {
         let took = super::bench_scrape();

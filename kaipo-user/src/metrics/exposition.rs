@@ -24,10 +24,21 @@ pub fn family(out: &mut String, name: &str, kind: Kind, help: &str) {
 
 /// One sample line: `name{l1="v1",...} value`.
 pub fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl Value) {
+    sample_with(out, name, &[], labels, value);
+}
+
+/// One sample line whose labels are `common` (the target's own, such as `host`) then `labels`.
+pub fn sample_with(
+    out: &mut String,
+    name: &str,
+    common: &[(&str, &str)],
+    labels: &[(&str, &str)],
+    value: impl Value,
+) {
     out.push_str(name);
-    if !labels.is_empty() {
+    if !(common.is_empty() && labels.is_empty()) {
         out.push('{');
-        for (i, (label, v)) in labels.iter().enumerate() {
+        for (i, (label, v)) in common.iter().chain(labels).enumerate() {
             if i > 0 {
                 out.push(',');
             }

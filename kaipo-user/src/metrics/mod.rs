@@ -10,6 +10,7 @@ pub mod bench;
 pub mod exposition;
 #[cfg(any(test, feature = "bench"))]
 pub mod fixtures;
+pub mod labels;
 pub mod process;
 pub mod ranked;
 #[cfg(unix)]
@@ -29,6 +30,15 @@ pub struct ProgramStat {
     pub run_count: u64,
 }
 
+/// The `host` label: the command line's, else the file's, else the host name.
+pub fn host_label(config: &crate::config::MetricsConfig, flag: Option<&str>) -> String {
+    match flag {
+        Some(h) => h.to_owned(),
+        None if !config.host.is_empty() => config.host.clone(),
+        None => crate::alert::notification::host_name(),
+    }
+}
+
 /// The state the scrape handler renders and the pipeline feeds.
 pub type SharedMetrics = Arc<Mutex<MetricsState>>;
 
@@ -38,7 +48,11 @@ pub struct MetricsObserver(pub SharedMetrics);
 impl IntervalObserver for MetricsObserver {
     fn observe(&mut self, live: &LiveInterval, _totals: &Totals) {
         // A poisoned lock means a scrape panicked mid-render; the counters are still whole.
-        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        state.observe(live);
+        let lock = || self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // The labels never change while the daemon runs (a restart takes them), so the rows
+        // are grouped outside the lock and a scrape waits only for the small update.
+        let labels = lock().labels().to_vec();
+        let grouped = MetricsState::group(&labels, live);
+        lock().observe_grouped(live, grouped);
     }
 }

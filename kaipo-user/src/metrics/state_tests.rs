@@ -3,6 +3,15 @@ use crate::{
     collect::MapUsage, metrics::fixtures::synthetic_interval, model::Attribution, store::TrafficRow,
 };
 
+/// The exposition without the `host` label every sample carries (the tests below are about
+/// the other labels; `host_and_chosen_labels_name_every_series` checks it).
+fn plain(state: &MetricsState) -> String {
+    state
+        .render(None)
+        .replace("{host=\"host\"}", "")
+        .replace("{host=\"host\",", "{")
+}
+
 /// Every `kaipo_app_bytes_total` tx sample, by app.
 fn app_tx(text: &str) -> BTreeMap<String, u64> {
     text.lines()
@@ -31,7 +40,7 @@ fn series_never_go_down_and_sum_to_the_exact_total_through_churn() {
     for (i, apps) in rounds.iter().enumerate() {
         state.observe(&synthetic_interval(i as u64 * 1000, &[], apps));
         sent += apps.iter().map(|(_, b)| b).sum::<u64>();
-        let now = app_tx(&state.render(None));
+        let now = app_tx(&plain(&state));
         for (app, v) in &now {
             assert!(
                 *v >= seen.get(app).copied().unwrap_or(0),
@@ -46,7 +55,7 @@ fn series_never_go_down_and_sum_to_the_exact_total_through_churn() {
     }
     assert_eq!(state.shown_apps(), ["a", "c"]);
     // a: shown in rounds 0-1 and again from round 3, which it entered with its 20000.
-    let last = app_tx(&state.render(None));
+    let last = app_tx(&plain(&state));
     assert_eq!(last["a"], 21001);
     assert_eq!(last["c"], 9001);
     assert_eq!(seen["b"], 5010);
@@ -94,7 +103,7 @@ fn the_exposition_has_every_family_once_with_exact_figures() {
             flows_max: Some(131_072),
         }),
     );
-    let text = state.render(None);
+    let text = plain(&state);
     for line in [
         "kaipo_interface_bytes_total{interface=\"eth0\",direction=\"rx\"} 2000",
         "kaipo_interface_packets_total{interface=\"eth0\",direction=\"rx\"} 2",
@@ -154,7 +163,7 @@ fn the_ratio_is_link_layer_and_every_lost_counter_is_a_reason() {
     second.record.lost.capture_drops = 3;
     state.observe(&first);
     state.observe(&second);
-    let text = state.render(None);
+    let text = plain(&state);
     for line in [
         "kaipo_interface_attributed_bytes_total 2250",
         "kaipo_interface_unattributed_bytes_total{cause=\"forwarded\"} 300",
@@ -199,7 +208,7 @@ fn workloads_have_bounded_series_with_their_names() {
     set(&mut live.traffic[1], None, None, "ssh.service");
     set(&mut live.traffic[2], None, None, "cron.service");
     state.observe(&live);
-    let text = state.render(None);
+    let text = plain(&state);
     let tx: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("kaipo_workload_bytes_total{") && l.contains("\"tx\""))
@@ -213,4 +222,81 @@ fn workloads_have_bounded_series_with_their_names() {
         ]
     );
     assert_eq!(state.shown_workloads().len(), 2);
+}
+
+/// With `labels = ["app", "user"]`, one key is an app and user together: curl of two users is
+/// two keys, and with top 2 the smallest key goes to the series whose labels all read
+/// `other`. Every sample, process figures included, carries the host label.
+#[test]
+fn host_and_chosen_labels_name_every_series() {
+    use crate::metrics::labels::LabelKind;
+    let mut state =
+        MetricsState::with_labels(2, vec![LabelKind::App, LabelKind::User], "node-7".into());
+    let mut interval = synthetic_interval(0, &[("eth0", 10)], &[("curl", 500), ("curl", 300)]);
+    interval.traffic[1].user = Some("www".into());
+    interval.traffic[0].uid = 1001;
+    interval.traffic.push(TrafficRow {
+        app: "sshd".into(),
+        user: Some("root".into()),
+        tx_bytes: 200,
+        tx_packets: 1,
+        ..TrafficRow::default()
+    });
+    state.observe(&interval);
+    let stats = ProcessStats {
+        cpu_seconds: 1.25,
+        resident_bytes: 4096,
+        start_time_seconds: 10.0,
+    };
+    let text = state.render(Some(&stats));
+    for line in [
+        "kaipo_app_bytes_total{host=\"node-7\",app=\"curl\",user=\"1001\",direction=\"tx\"} 500",
+        "kaipo_app_bytes_total{host=\"node-7\",app=\"curl\",user=\"www\",direction=\"tx\"} 300",
+        "kaipo_app_bytes_total{host=\"node-7\",app=\"other\",user=\"other\",direction=\"tx\"} 200",
+        "kaipo_app_packets_total{host=\"node-7\",app=\"other\",user=\"other\",direction=\"tx\"} 1",
+        "kaipo_interface_bytes_total{host=\"node-7\",interface=\"eth0\",direction=\"rx\"} 10",
+        "kaipo_intervals_total{host=\"node-7\"} 1",
+        "process_cpu_seconds_total{host=\"node-7\"} 1.25",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+    assert_eq!(state.shown_apps(), ["curl/1001", "curl/www"]);
+    let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(samples.iter().all(|l| l.contains("host=\"node-7\"")));
+    // 2 interface + 2 interface packets + 3 keys x 2 directions x 2 families + 2 workloads (no
+    // container, pod or unit, and the "(other)" series) x 2 directions x 2 families + 2 + 2 + 1
+    // + 4 causes + 10 lost + 1 evictions + 1 intervals + 3 process (no ratio: nothing split
+    // yet).
+    assert_eq!(samples.len(), 4 + 12 + 8 + 4 + 1 + 4 + 10 + 1 + 1 + 3);
+    assert_eq!(state.series_count(), samples.len() - 3);
+}
+
+/// A veth that went away loses its series after the grace period; the interface label stays
+/// bounded by MAX_INTERFACES however many come and go.
+#[test]
+fn gone_interfaces_lose_their_series() {
+    let mut state = MetricsState::new(1);
+    state.observe(&synthetic_interval(0, &[("eth0", 10), ("veth1", 20)], &[]));
+    for i in 1..INTERFACE_GRACE {
+        state.observe(&synthetic_interval(i, &[("eth0", 1)], &[]));
+    }
+    let text = plain(&state);
+    assert!(text.contains("kaipo_interface_bytes_total{interface=\"veth1\",direction=\"rx\"} 20"));
+    state.observe(&synthetic_interval(INTERFACE_GRACE, &[("eth0", 1)], &[]));
+    let text = plain(&state);
+    assert!(!text.contains("veth1"), "{text}");
+    assert!(text.contains(&format!(
+        "kaipo_interface_bytes_total{{interface=\"eth0\",direction=\"rx\"}} {}",
+        10 + INTERFACE_GRACE
+    )));
+    let many: Vec<(String, u64)> = (0..MAX_INTERFACES + 5)
+        .map(|i| (format!("v{i}"), 1))
+        .collect();
+    let refs: Vec<(&str, u64)> = many.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    state.observe(&synthetic_interval(0, &refs, &[]));
+    let ifaces = plain(&state)
+        .lines()
+        .filter(|l| l.starts_with("kaipo_interface_bytes_total{") && l.contains("\"rx\""))
+        .count();
+    assert_eq!(ifaces, MAX_INTERFACES);
 }

@@ -22,6 +22,28 @@ pub enum Dimension {
     Unit,
     /// The user's named network (`[names.networks]`) the remote address is in.
     Network,
+    /// The host a daemon runs on: only in fleet reports (`--prometheus`), from the `host`
+    /// label every metrics sample carries.
+    Host,
+}
+
+impl Dimension {
+    /// The name the command line and the JSON use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::App => "app",
+            Self::Process => "process",
+            Self::Interface => "interface",
+            Self::Remote => "remote",
+            Self::Service => "service",
+            Self::User => "user",
+            Self::Container => "container",
+            Self::Pod => "pod",
+            Self::Unit => "unit",
+            Self::Network => "network",
+            Self::Host => "host",
+        }
+    }
 }
 
 /// Resolution tiers, finest first.

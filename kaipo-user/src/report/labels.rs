@@ -8,19 +8,7 @@ use crate::model::{Dimension, Period, PeriodRow, Periods, Report, ReportRow, Tie
 
 /// The column or axis title for a dimension.
 pub(super) fn dimension_title(by: Option<Dimension>) -> &'static str {
-    match by {
-        Some(Dimension::App) => "app",
-        Some(Dimension::Process) => "process",
-        Some(Dimension::Interface) => "interface",
-        Some(Dimension::Remote) => "remote",
-        Some(Dimension::Service) => "service",
-        Some(Dimension::User) => "user",
-        Some(Dimension::Container) => "container",
-        Some(Dimension::Pod) => "pod",
-        Some(Dimension::Unit) => "unit",
-        Some(Dimension::Network) => "network",
-        None => "key",
-    }
+    by.map_or("key", Dimension::as_str)
 }
 
 pub(super) fn tier_name(tier: Tier) -> &'static str {

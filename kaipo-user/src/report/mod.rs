@@ -96,10 +96,17 @@ pub async fn run(opts: &ReportOptions, stdout: &mut dyn Write) -> anyhow::Result
                 .and_then(ExportFormat::from_extension)
         })
         .unwrap_or(ExportFormat::Table);
-    let source = Source::choose(opts.db.as_deref(), opts.socket.as_deref());
-    let report = source
-        .fetch_with(&query, opts.key_file.as_deref(), &opts.names)
-        .await?;
+    let report = match &opts.prometheus {
+        Some(url) => {
+            let prom = crate::fleet::Prometheus::new(url, crate::fleet::TIMEOUT)?;
+            crate::fleet::report::fetch(&prom, &query).await?
+        }
+        None => {
+            Source::choose(opts.db.as_deref(), opts.socket.as_deref())
+                .fetch_with(&query, opts.key_file.as_deref(), &opts.names)
+                .await?
+        }
+    };
     let exporter = format.exporter();
     match &opts.output {
         Some(path) => {

@@ -29,6 +29,9 @@ pub struct ReportOptions {
     pub key_file: Option<PathBuf>,
     /// The reader's names, for reports by network read from the file directly.
     pub names: crate::config::names::SharedNames,
+    /// Report over the fleet from this Prometheus server (`http://HOST:PORT`) instead of
+    /// this host's history.
+    pub prometheus: Option<String>,
 }
 
 impl Default for ReportOptions {
@@ -46,6 +49,7 @@ impl Default for ReportOptions {
             socket: None,
             key_file: None,
             names: Default::default(),
+            prometheus: None,
         }
     }
 }
@@ -55,6 +59,12 @@ impl ReportOptions {
     pub fn query(&self, now_ms: i64) -> anyhow::Result<Query> {
         let (from_ms, to_ms) = time::resolve_range(self.since, self.from_ms, self.to_ms, now_ms)
             .map_err(anyhow::Error::msg)?;
+        if self.by == Some(Dimension::Host) && self.prometheus.is_none() {
+            anyhow::bail!(
+                "--by host needs --prometheus URL: this host's history is one host's; a fleet \
+                 report reads every host's metrics from Prometheus"
+            );
+        }
         let per = match (self.per, self.by) {
             (None, _) => None,
             (Some(period), None) => Some(Periods {

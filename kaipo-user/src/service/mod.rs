@@ -14,6 +14,7 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
+pub mod launchd;
 mod unit;
 
 pub use self::unit::{render, under_home, Unit, UnitError, UNIT_TEMPLATE};

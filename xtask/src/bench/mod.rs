@@ -4,6 +4,7 @@ mod baseline;
 mod breakdown;
 mod churn;
 mod collector;
+mod fleet;
 mod kaipo;
 mod live;
 mod pcap;
@@ -50,6 +51,9 @@ pub enum Which {
     /// The daemon's extras: a /metrics scrape with 1k apps and 100 interfaces, and evaluating
     /// 1k alert rules on one interval.
     Metrics,
+    /// A fleet report (`kaipo report --prometheus`) over 2 hosts x 30 days of one-minute
+    /// samples backfilled into a local Prometheus.
+    Fleet,
     /// The socket map under socket churn: a million short-lived sockets, then a known sender
     /// attributed exactly, map entries back to the live count, and the daemon's RSS and
     /// `kaipo status` time at 100,000 and 200,000 live sockets.
@@ -74,6 +78,7 @@ pub enum Which {
 pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Collector => collector::run(),
+        Which::Fleet => fleet::run(),
         Which::Churn(args) => churn::run(&args),
         Which::ChurnSend(args) => churn::churn_send(&args),
         Which::ChurnHold(args) => churn::churn_hold(&args),
@@ -90,6 +95,13 @@ pub fn run(which: Which) -> anyhow::Result<()> {
             println!(
                 "/metrics scrape, 1000 apps and 100 interfaces (median of 11): {:?}",
                 median(&::kaipo::metrics::bench::bench_scrape)
+            );
+            let (group, apply, scrape, samples) = ::kaipo::metrics::bench::bench_many_processes();
+            println!(
+                "one interval of 10,000 processes and 100,000 connections, labels app and \
+                 container, top 20: grouped in {group:?} (outside the lock), folded in \
+                 {apply:?} (under it); /metrics scrape (median of 21) {scrape:?}; {samples} \
+                 samples"
             );
             println!(
                 "alert evaluation, 1000 rate rules on one interval of 1000 apps (median of 11): {:?}",
