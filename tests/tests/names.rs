@@ -655,8 +655,15 @@ fn units_and_pods_are_named_from_cgroups_and_kubelet_folders() -> anyhow::Result
     );
     assert_eq!(total_of(pids[0])["unit"].as_str(), Some(unit.as_str()));
     // Its metrics: one workload series each, exact.
+    // Every sample carries the daemon's host label first; the workload's own labels follow.
     let series = |labels: &str| {
         exposition.lines().find_map(|l| {
+            let l = match (l.find("{host=\""), l.find("\",")) {
+                (Some(open), Some(end)) if open < end => {
+                    format!("{}{{{}", &l[..open], &l[end + 2..])
+                }
+                _ => l.to_owned(),
+            };
             l.strip_prefix(&format!(
                 "kaipo_workload_bytes_total{{{labels},direction=\"tx\"}} "
             ))
