@@ -292,6 +292,7 @@ async fn run_stores_batches_publishes_snapshots_and_finishes_the_store() {
             StoreJob::Write(b) => written.push((b.ts_ms, b.traffic[0].tx_bytes)),
             StoreJob::Shutdown => shut_down = true,
             StoreJob::Query { .. } => panic!("no query was sent"),
+            StoreJob::Names(_) => panic!("no names were sent"),
         }
     }
     assert_eq!(written, [(2000, 20), (4000, 10)]);
