@@ -180,7 +180,7 @@ fn spill(cookie: u64, source: u32, netns_cookie: u64) -> bool {
         ts_ns,
         comm: bpf_get_current_comm().unwrap_or_default(),
     };
-    OWNER_SPILL.insert(&cookie, &report, 0).is_ok()
+    OWNER_SPILL.insert(cookie, report, 0).is_ok()
 }
 
 /// What a socket's `OWNER_OF` slot holds once the socket was released; no process has this
