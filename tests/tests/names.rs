@@ -6,7 +6,8 @@
 //! its bytes exactly.
 //!
 //! Addresses: 10.231.1.0/27 only (/30s) and fd31:0:15::/48 (with a blackhole for 10.231.0.0/16 so that
-//! nothing of this range ever leaves the host). Needs root, Podman and runc
+//! nothing of this range ever leaves the host); the daemon's reverse DNS and reload tests
+//! 10.234.1.0/26 (blackhole 10.234.0.0/16). Needs root, Podman and runc
 //! (`scripts/setup.sh`); run with `--test-threads=1` on a busy machine.
 
 use std::{
@@ -41,17 +42,22 @@ struct Net {
 
 impl Net {
     fn new(n: u8) -> anyhow::Result<Self> {
+        Self::in_range("10.231", n)
+    }
+
+    /// As [`Net::new`] in `RANGE.0.0/16` (`"10.234"`): `RANGE.1.<4n+1>` and `.<4n+2>`.
+    fn in_range(range: &str, n: u8) -> anyhow::Result<Self> {
         kaipo_tests::require_root()?;
         let pid = std::process::id();
         // Nothing of the test range may be routed out, whatever happens to the links below.
         let _ = Command::new("ip")
-            .args(["route", "add", "blackhole", "10.231.0.0/16"])
+            .args(["route", "add", "blackhole", &format!("{range}.0.0/16")])
             .output();
         let net = Net {
             name: format!("k15-{pid}-{n}"),
             host_if: format!("k15h{pid}{n}"),
-            host_ip: format!("10.231.1.{}", 4 * n + 1),
-            ns_ip: format!("10.231.1.{}", 4 * n + 2),
+            host_ip: format!("{range}.1.{}", 4 * n + 1),
+            ns_ip: format!("{range}.1.{}", 4 * n + 2),
         };
         ensure!(net.host_if.len() <= 15, "{} is too long", net.host_if);
         let (host_mac, ns_mac) = (
@@ -1063,5 +1069,427 @@ fn remotes_are_named_from_aaaa_answers_over_tcp() -> anyhow::Result<()> {
         .filter_map(|r| r.lost.get("dns_malformed"))
         .sum();
     assert_eq!(malformed, 0);
+    Ok(())
+}
+
+/// `kaipo daemon` run inside the test namespace (`ip netns exec`, so its resolver reads the
+/// namespace's /etc/netns/NAME/resolv.conf), counting on the namespace's end of the veth, with
+/// `config` as its configuration; its snapshots read by a subscriber from the start.
+struct NsDaemon {
+    daemon: Spawned,
+    dir: PathBuf,
+    config: PathBuf,
+    snapshots: Option<Snapshots>,
+}
+
+impl NsDaemon {
+    fn start(net: &Net, dir: &Path, config: &str) -> anyhow::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let config_path = dir.join("kaipo.toml");
+        fs::write(&config_path, config)?;
+        let daemon = Spawned::spawn("kaipo daemon", {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &net.name])
+                .arg(kaipo_tests::kaipo_bin()?)
+                .arg("--config")
+                .arg(&config_path)
+                .args(["daemon", "--db"])
+                .arg(dir.join("kaipo.db"))
+                .arg("--socket")
+                .arg(dir.join("kaipo.sock"))
+                .args(["--interval", "1s", "--live-interval", "1s"])
+                .args(["--iface", "k15n"]);
+            c
+        })?;
+        let start = std::time::Instant::now();
+        while run(Command::new(kaipo_tests::kaipo_bin()?)
+            .args(["status", "--json", "--socket"])
+            .arg(dir.join("kaipo.sock")))
+        .is_err()
+        {
+            ensure!(
+                start.elapsed() < STEP,
+                "the daemon did not come up: {}",
+                daemon.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let snapshots = Some(Snapshots::subscribe(dir.join("kaipo.sock"))?);
+        Ok(Self {
+            daemon,
+            dir: dir.to_owned(),
+            config: config_path,
+            snapshots,
+        })
+    }
+
+    /// Rewrites the configuration and sends SIGHUP; returns once the daemon logged `expect`.
+    fn reload(&self, config: &str, expect: &str) -> anyhow::Result<()> {
+        let before = self.daemon.stderr().matches(expect).count();
+        fs::write(&self.config, config)?;
+        // SAFETY: kill has no memory-safety preconditions; the pid is our running child's.
+        unsafe { libc::kill(self.daemon.pid() as i32, libc::SIGHUP) };
+        let start = std::time::Instant::now();
+        while self.daemon.stderr().matches(expect).count() == before {
+            ensure!(
+                start.elapsed() < STEP,
+                "no {expect:?} after SIGHUP: {}",
+                self.daemon.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Waits two live intervals and a bit, stops the subscriber and the daemon: its snapshots.
+    fn stop(&mut self) -> anyhow::Result<Vec<serde_json::Value>> {
+        std::thread::sleep(Duration::from_millis(2500));
+        let snapshots = self.snapshots.take().context("stopped twice")?.finish()?;
+        self.daemon.interrupt()?;
+        self.daemon.wait_success(STEP)?;
+        Ok(snapshots)
+    }
+
+    fn report_json(&self, by: &str) -> anyhow::Result<serde_json::Value> {
+        let out = run(Command::new(kaipo_tests::kaipo_bin()?)
+            .args([
+                "report", "--by", by, "--format", "json", "--top", "0", "--since", "1h",
+            ])
+            .arg("--db")
+            .arg(self.dir.join("kaipo.db")))?;
+        Ok(serde_json::from_str(&out)?)
+    }
+}
+
+/// The daemon's snapshots, read on a thread of their own from subscription to `finish`.
+struct Snapshots {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Snapshots {
+    fn subscribe(socket: PathBuf) -> anyhow::Result<Self> {
+        use std::sync::{atomic::Ordering, Arc, Mutex};
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let thread = std::thread::spawn({
+            let (stop, seen) = (Arc::clone(&stop), Arc::clone(&seen));
+            move || -> anyhow::Result<()> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async {
+                    let mut sub = kaipo::api::client::subscribe(&socket).await?;
+                    while !stop.load(Ordering::Relaxed) {
+                        let Some(snapshot) = sub.next_as::<serde_json::Value>().await? else {
+                            break;
+                        };
+                        seen.lock()
+                            .map_err(|_| anyhow::anyhow!("poisoned"))?
+                            .push(snapshot);
+                    }
+                    anyhow::Ok(())
+                })
+            }
+        });
+        let start = std::time::Instant::now();
+        while seen.lock().map(|s| s.is_empty()).unwrap_or(true) {
+            ensure!(start.elapsed() < STEP, "no snapshot from the daemon");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(Self { stop, seen, thread })
+    }
+
+    fn finish(self) -> anyhow::Result<Vec<serde_json::Value>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the snapshot thread panicked"))??;
+        let seen = self.seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        Ok(seen.clone())
+    }
+}
+
+/// dnsmasq inside the namespace on its address, port 53, answering only what `records` says
+/// (`--ptr-record=...`), with the namespace's resolv.conf pointing at it. Returns the process
+/// and the /etc/netns folder to remove.
+fn namespace_dns(net: &Net, dir: &Path, records: &[String]) -> anyhow::Result<(Spawned, PathBuf)> {
+    ensure!(
+        Command::new("dnsmasq").arg("--version").output().is_ok(),
+        "this test needs dnsmasq: run scripts/setup.sh"
+    );
+    let etc = PathBuf::from(format!("/etc/netns/{}", net.name));
+    fs::create_dir_all(&etc)?;
+    fs::write(
+        etc.join("resolv.conf"),
+        format!("nameserver {}\n", net.ns_ip),
+    )?;
+    let dnsmasq = Spawned::spawn("dnsmasq", {
+        let mut c = Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            &net.name,
+            "dnsmasq",
+            "--keep-in-foreground",
+        ])
+        .args([
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--no-poll",
+        ])
+        .args(["--bind-interfaces", "--user=root", "--port=53"])
+        .arg(format!("--listen-address={}", net.ns_ip))
+        .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
+        .args(records);
+        c
+    })?;
+    Ok((dnsmasq, etc))
+}
+
+/// The in-addr.arpa name of an IPv4 address.
+fn ptr_name(ip: &str) -> String {
+    let mut octets: Vec<&str> = ip.split('.').collect();
+    octets.reverse();
+    format!("{}.in-addr.arpa", octets.join("."))
+}
+
+/// A sender in the namespace sends 10 datagrams of 100 bytes a second for 4 s to a sink on the
+/// host's end, with dnsmasq answering the PTR record of the host's address and nothing else
+/// (no process resolves a name: no DNS answer names the remote). With `names.reverse_dns` the
+/// daemon names the remote `peer.kaipo.test` from the interval after the lookup, in its
+/// snapshots and in history; without it (the default), never. Bytes exact either way.
+fn reverse_dns_in_the_daemon(n: u8, reverse_dns: bool) -> anyhow::Result<()> {
+    let net = Net::in_range("10.234", n)?;
+    let pid = std::process::id();
+    let dir = std::env::temp_dir().join(format!("kaipo-names-rdns-{pid}-{n}"));
+    fs::create_dir_all(&dir)?;
+    let mut made = Cleanup(vec![Made::Dir(dir.clone())]);
+    let (dnsmasq, etc) = namespace_dns(
+        &net,
+        &dir,
+        &[format!(
+            "--ptr-record={},peer.kaipo.test",
+            ptr_name(&net.host_ip)
+        )],
+    )?;
+    made.0.push(Made::Dir(etc));
+    // The namespace's resolver answers the PTR (glibc, as the daemon will ask).
+    let start = std::time::Instant::now();
+    let resolved = loop {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &net.name, "getent", "hosts", &net.host_ip])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() || start.elapsed() > STEP {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    ensure!(
+        resolved.split_whitespace().collect::<Vec<_>>()
+            == [net.host_ip.as_str(), "peer.kaipo.test"],
+        "getent said {resolved:?}; dnsmasq: {}",
+        dnsmasq.stderr()
+    );
+    let config = if reverse_dns {
+        "[names]\nreverse_dns = true\n"
+    } else {
+        ""
+    };
+    let mut daemon = NsDaemon::start(&net, &dir.join("daemon"), config)?;
+    let (rate, secs) = (10u64, 4u64);
+    let count = rate * secs;
+    let mut sink = Spawned::spawn("udp-sink", {
+        let mut c = Command::new(TRAFFIC);
+        c.args([
+            "udp-sink",
+            &format!("{}:0", net.host_ip),
+            &count.to_string(),
+        ]);
+        c
+    })?;
+    let _: u32 = sink.expect_num("pid", STEP)?;
+    let port: u16 = sink.expect_num("port", STEP)?;
+    let mut sender = Spawned::spawn("udp-rate", {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &net.name, TRAFFIC, "udp-rate"])
+            .args([
+                &format!("{}:{port}", net.host_ip),
+                &rate.to_string(),
+                &secs.to_string(),
+            ]);
+        c
+    })?;
+    let sender_pid: u32 = sender.expect_num("pid", STEP)?;
+    sender.expect("sent", STEP)?;
+    sink.expect("received", STEP)?;
+    let snapshots = daemon.stop()?;
+    dnsmasq.interrupt()?;
+    let report = daemon.report_json("remote")?;
+
+    let bytes = count * (100 + UDP4_OVERHEAD);
+    // Per snapshot with the sender's traffic: its remote's name, and the bytes.
+    let mut seen: Vec<(Option<String>, u64)> = Vec::new();
+    for snapshot in &snapshots {
+        for c in snapshot["connections"].as_array().into_iter().flatten() {
+            if c["pid"].as_u64() == Some(u64::from(sender_pid)) {
+                seen.push((
+                    c["remote_name"].as_str().map(str::to_owned),
+                    c["tx_bytes"].as_u64().unwrap_or(0),
+                ));
+            }
+        }
+    }
+    let total: u64 = seen.iter().map(|(_, b)| b).sum();
+    assert_eq!(total, bytes, "{seen:?}");
+    let expected = reverse_dns.then_some("peer.kaipo.test");
+    let names: std::collections::BTreeSet<Option<&str>> =
+        seen.iter().map(|(n, _)| n.as_deref()).collect();
+    if reverse_dns {
+        // Unnamed in the interval the lookup was asked at, named from the next one on: the
+        // sender's 4 s span at least three snapshots after the first.
+        assert_eq!(names, [None, expected].into(), "{seen:?}");
+        let first_named = seen.iter().position(|(n, _)| n.is_some()).unwrap_or(0);
+        assert!(
+            seen[first_named..]
+                .iter()
+                .all(|(n, _)| n.as_deref() == expected),
+            "{seen:?}"
+        );
+        assert!(seen.len() - first_named >= 3, "{seen:?}");
+    } else {
+        assert_eq!(names, [None].into(), "{seen:?}");
+    }
+    let row = report["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["key"] == net.host_ip.as_str())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (row["remote_name"].as_str(), row["tx_bytes"].as_u64()),
+        (expected, Some(bytes)),
+        "{report}"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_daemon_names_remotes_by_reverse_dns_when_configured() -> anyhow::Result<()> {
+    reverse_dns_in_the_daemon(10, true)
+}
+
+#[test]
+fn the_daemon_does_no_reverse_dns_by_default() -> anyhow::Result<()> {
+    reverse_dns_in_the_daemon(11, false)
+}
+
+/// `[names.services]` changed under a running daemon: SIGHUP applies the new name from the next
+/// interval; a file with a bad entry is logged and changes nothing. Three senders of 8 datagrams
+/// each, one per configuration, carry the name in force when they sent, in the snapshots and in
+/// `report --by service`.
+#[test]
+fn a_reload_renames_services_and_a_bad_file_changes_nothing() -> anyhow::Result<()> {
+    let net = Net::in_range("10.234", 12)?;
+    let pid = std::process::id();
+    let dir = std::env::temp_dir().join(format!("kaipo-names-reload-{pid}"));
+    fs::create_dir_all(&dir)?;
+    let _made = Cleanup(vec![Made::Dir(dir.clone())]);
+    let port = 47_000 + (pid % 1000) as u16;
+    let named = |name: &str| format!("[names.services]\n\"udp/{port}\" = \"{name}\"\n");
+    let mut daemon = NsDaemon::start(&net, &dir.join("daemon"), &named("before"))?;
+    let count = 8u64;
+    let mut sink = Spawned::spawn("udp-sink", {
+        let mut c = Command::new(TRAFFIC);
+        c.args([
+            "udp-sink",
+            &format!("{}:{port}", net.host_ip),
+            &(3 * count).to_string(),
+        ]);
+        c
+    })?;
+    let _: u32 = sink.expect_num("pid", STEP)?;
+    let _: u16 = sink.expect_num("port", STEP)?;
+    let send = |size: u64| -> anyhow::Result<u32> {
+        let mut sender = Spawned::spawn("udp-send", {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &net.name, TRAFFIC, "udp-send"])
+                .args([
+                    &format!("{}:{port}", net.host_ip),
+                    &count.to_string(),
+                    &size.to_string(),
+                ]);
+            c
+        })?;
+        let pid: u32 = sender.expect_num("pid", STEP)?;
+        sender.expect("sent", STEP)?;
+        sender.wait_success(STEP)?;
+        // The interval with its datagrams closes before the configuration changes again.
+        std::thread::sleep(Duration::from_millis(1500));
+        Ok(pid)
+    };
+    let first = send(100)?;
+    daemon.reload(&named("after"), "SIGHUP: reloaded")?;
+    let second = send(200)?;
+    daemon.reload(
+        &format!("{}\"udp/x\" = \"bad\"\n", named("worse")),
+        "SIGHUP: keeping the previous configuration",
+    )?;
+    let log = daemon.daemon.stderr();
+    assert!(
+        log.contains("key names.services.\"udp/x\": bad port \"x\""),
+        "{log}"
+    );
+    let third = send(300)?;
+    sink.expect("received", STEP)?;
+    let snapshots = daemon.stop()?;
+    let report = daemon.report_json("service")?;
+
+    let mut seen = std::collections::BTreeMap::new();
+    for snapshot in &snapshots {
+        for c in snapshot["connections"].as_array().into_iter().flatten() {
+            let pid = c["pid"].as_u64().unwrap_or(0) as u32;
+            if [first, second, third].contains(&pid) {
+                *seen
+                    .entry((pid, c["service"].as_str().unwrap_or_default().to_owned()))
+                    .or_insert(0) += c["tx_bytes"].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    let bytes = |size: u64| count * (size + UDP4_OVERHEAD);
+    assert_eq!(
+        seen,
+        [
+            ((first, "before".to_owned()), bytes(100)),
+            ((second, "after".to_owned()), bytes(200)),
+            ((third, "after".to_owned()), bytes(300)),
+        ]
+        .into()
+    );
+    let by_service: std::collections::BTreeMap<String, u64> = report["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["tx_bytes"].as_u64().unwrap_or(0) > 0)
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap_or_default().to_owned(),
+                r["tx_bytes"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        (
+            by_service.get("before"),
+            by_service.get("after"),
+            by_service.get("worse")
+        ),
+        (Some(&bytes(100)), Some(&(bytes(200) + bytes(300))), None),
+        "{report}"
+    );
     Ok(())
 }

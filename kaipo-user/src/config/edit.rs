@@ -70,7 +70,13 @@ report_format = "table"
 
 # Your own names. A service name replaces kaipo's for that protocol and port wherever services
 # are shown and stored; a network names the remote addresses inside it (the longest prefix
-# wins) and `kaipo report --by network` groups by it. None by default.
+# wins) and `kaipo report --by network` groups by it. None by default. A reload (SIGHUP)
+# applies this section from the daemon's next interval.
+[names]
+# The daemon names remotes that no DNS answer named by reverse DNS (PTR lookups, at most 10 a
+# second, on a thread of their own, cached). `kaipo live` does its own unless --no-reverse-dns.
+reverse_dns = false
+
 [names.services]
 # "tcp/8443" = "admin-api"
 

@@ -201,6 +201,14 @@ impl Config {
         std::sync::Arc::new(names::UserNames::from_config(&self.names).unwrap_or_default())
     }
 
+    /// What the daemon's engine names things with (`[names]`, checked).
+    pub fn naming_settings(&self) -> names::NamingSettings {
+        names::NamingSettings {
+            names: self.user_names(),
+            reverse_dns: self.names.reverse_dns,
+        }
+    }
+
     /// Parses and checks `text`; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         let config: Config =
@@ -338,7 +346,6 @@ impl Config {
             self.metrics.bpf_stats != new.metrics.bpf_stats,
             "metrics.bpf_stats",
         );
-        check(self.names != new.names, "names");
         check(self.metrics.labels != new.metrics.labels, "metrics.labels");
         check(self.metrics.host != new.metrics.host, "metrics.host");
         out

@@ -1,6 +1,9 @@
 //! `[names]`: what a user calls their own ports and networks.
 //!
 //! ```toml
+//! [names]
+//! reverse_dns = true
+//!
 //! [names.services]
 //! "tcp/8443" = "admin-api"
 //!
@@ -11,7 +14,9 @@
 //!
 //! A service name replaces kaipo's own name for that protocol and port wherever services are
 //! shown and stored. A network names every remote address inside it (the longest prefix wins);
-//! reports group by it (`--by network`).
+//! reports group by it (`--by network`). `reverse_dns` has the daemon name remotes that no DNS
+//! answer named by reverse DNS (off unless set; `kaipo live` does its own, see
+//! `--no-reverse-dns`).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -31,6 +36,8 @@ pub const MAX_NAME_LEN: usize = 64;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NamesConfig {
+    /// The daemon looks remotes up by reverse DNS when no DNS answer named them.
+    pub reverse_dns: bool,
     /// `"tcp/PORT"` or `"udp/PORT"` -> name.
     pub services: BTreeMap<String, String>,
     /// `"ADDRESS/PREFIX"` (or a bare address) -> name.
@@ -46,6 +53,15 @@ pub struct UserNames {
 
 /// Shared by the engine, the store and the dashboard of one process.
 pub type SharedNames = Arc<UserNames>;
+
+/// How the daemon's engine names things: what `[names]` says, checked. A reload hands the
+/// engine a new one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamingSettings {
+    pub names: SharedNames,
+    /// Fill remotes no DNS answer named from reverse DNS (`names.reverse_dns`).
+    pub reverse_dns: bool,
+}
 
 impl UserNames {
     /// Checks every entry; the error says which key (`names.services."tcp/x"`) and why.
@@ -224,6 +240,7 @@ mod tests {
         UserNames::from_config(&NamesConfig {
             services: map(services),
             networks: map(networks),
+            ..NamesConfig::default()
         })
         .map_err(|(at, m)| format!("{at}: {m}"))
     }

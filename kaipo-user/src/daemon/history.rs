@@ -33,6 +33,10 @@ impl History for Store {
         Store::backlog_len(self)
     }
 
+    fn set_names(&mut self, names: crate::config::names::SharedNames) {
+        Store::set_names(self, names);
+    }
+
     fn take_note(&mut self) -> Option<String> {
         let note = Store::take_note(self)?;
         Some(format!(

@@ -3,8 +3,8 @@
 //! A reload rereads the configuration file. A file that does not parse or validate changes
 //! nothing: the daemon keeps running with the configuration it had and logs why. Settings
 //! that shape what was set up at start (database, socket, interfaces, intervals, metrics
-//! address) are logged as needing a restart; the rest (metrics top-N, alert rules) apply from
-//! the next interval. Counters are never reset. A quota rule that is new or changed reads this
+//! address) are logged as needing a restart; the rest (metrics top-N, alert rules, `[names]`)
+//! apply from the next interval. Counters are never reset. A quota rule that is new or changed reads this
 //! month's usage from history, like the daemon's start does.
 
 use std::{
@@ -84,6 +84,8 @@ pub struct LiveConfig {
     pub alerting: Option<Arc<Mutex<crate::alert::Alerting>>>,
     /// Where quota rules a reload adds or changes read this month's history.
     pub history: Option<History>,
+    /// The engine's names (`[names]`), which it takes at its next close.
+    pub naming: Option<tokio::sync::watch::Sender<crate::config::names::NamingSettings>>,
 }
 
 /// The store worker's queue and the query slots it shares with the API server.
@@ -108,6 +110,7 @@ impl LiveConfig {
             metrics: None,
             alerting: None,
             history: None,
+            naming: None,
         }
     }
 
@@ -159,6 +162,9 @@ impl LiveConfig {
                 seed_from_history(Arc::clone(a), unseeded, tickets, now);
             }
         }
+        if new.names != self.current.names {
+            self.apply_names(&new).await;
+        }
         eprintln!(
             "kaipo: SIGHUP: reloaded {} ({} alert rules)",
             self.path.display(),
@@ -166,6 +172,30 @@ impl LiveConfig {
         );
         self.current = new;
         Ok(())
+    }
+
+    /// Hands `new`'s `[names]` to the engine (from its next interval) and to the store (for
+    /// reports by network).
+    async fn apply_names(&self, new: &Config) {
+        let settings = new.naming_settings();
+        if let Some(h) = &self.history {
+            if h.jobs
+                .send(StoreJob::Names(settings.names.clone()))
+                .await
+                .is_err()
+            {
+                log::warn!("the store worker has stopped; reports keep the old network names");
+            }
+        }
+        if let Some(tx) = &self.naming {
+            tx.send_replace(settings.clone());
+        }
+        eprintln!(
+            "kaipo: SIGHUP: names: {} services, {} networks, reverse DNS {}",
+            new.names.services.len(),
+            new.names.networks.len(),
+            if settings.reverse_dns { "on" } else { "off" }
+        );
     }
 
     /// Room in the store worker's queue for each scope of the quota rules `new` adds or
@@ -322,6 +352,60 @@ mod tests {
         rt.block_on(live.reload()).unwrap();
         assert_eq!(live.current.metrics.top_apps, 5);
         assert_eq!(live.current.alerts.rule.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `[names]` applies on reload: the engine's next close sees the new service name and
+    /// reverse DNS on, and the store the new networks; a bad file hands neither anything.
+    #[test]
+    fn names_apply_on_reload_and_a_bad_file_changes_none() {
+        use kaipo_common::PROTO_UDP;
+
+        let dir = std::env::temp_dir().join(format!("kaipo-reload-names-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("kaipo.toml");
+        let start = Config::parse("[names.services]\n\"udp/9000\" = \"old\"\n", &path).unwrap();
+        let (naming_tx, mut naming_rx) = tokio::sync::watch::channel(start.naming_settings());
+        naming_rx.mark_unchanged();
+        let (jobs, mut store_rx) = mpsc::channel(8);
+        let mut live = LiveConfig::new(start.clone(), path.clone());
+        live.naming = Some(naming_tx);
+        live.history = Some(History {
+            jobs,
+            slots: Arc::new(Semaphore::new(1)),
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        std::fs::write(
+            &path,
+            "[names]\nreverse_dns = \"yes\"\n[names.services]\n\"udp/9000\" = \"new\"\n",
+        )
+        .unwrap();
+        let err = rt.block_on(live.reload()).unwrap_err();
+        assert!(err.contains("line 2, key names.reverse_dns"), "{err}");
+        assert!(!naming_rx.has_changed().unwrap());
+        assert!(store_rx.try_recv().is_err());
+        assert_eq!(live.current, start);
+        std::fs::write(
+            &path,
+            "[names]\nreverse_dns = true\n[names.services]\n\"udp/9000\" = \"new\"\n\
+             [names.networks]\n\"10.234.0.0/16\" = \"lab\"\n",
+        )
+        .unwrap();
+        rt.block_on(live.reload()).unwrap();
+        assert!(naming_rx.has_changed().unwrap());
+        let settings = naming_rx.borrow_and_update().clone();
+        assert_eq!(settings.names.service(PROTO_UDP, 9000), Some("new"));
+        assert!(settings.reverse_dns);
+        let Ok(StoreJob::Names(names)) = store_rx.try_recv() else {
+            panic!("the store was not told");
+        };
+        assert_eq!(names.network_of_text("10.234.5.6"), Some("lab"));
+        // The same file again: nothing to hand on.
+        rt.block_on(live.reload()).unwrap();
+        assert!(!naming_rx.has_changed().unwrap());
+        assert!(store_rx.try_recv().is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

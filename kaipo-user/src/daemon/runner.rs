@@ -112,7 +112,8 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     let _history_lock = opened.lock;
     let note = opened.note;
     let mut store = opened.store;
-    store.set_names(opts.config.user_names());
+    let naming = opts.config.naming_settings();
+    store.set_names(naming.names.clone());
     // Also when no rule is set: a reload may add some.
     let mut alerting = crate::alert::Alerting::new(&opts.config.alerts);
     alerting.seed_quotas(&mut store, started_ms);
@@ -271,6 +272,8 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     let mut live_config = reload::LiveConfig::new(opts.config.clone(), opts.config_path.clone());
     live_config.alerting = Some(alerting);
     live_config.history = Some(history);
+    let (naming_tx, naming_rx) = watch::channel(naming);
+    live_config.naming = Some(naming_tx);
     if let (Some(m), Some(listener)) = (&metrics, metrics_listener) {
         tokio::spawn(crate::metrics::server::serve(
             listener,
@@ -302,7 +305,9 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
         opts.include_loopback,
         !opts.ifaces.is_empty(),
     )?;
-    engine.set_names(opts.config.user_names());
+    // Reverse DNS's thread starts here, after the sandbox: its lookups run as the daemon's
+    // user, reading /etc and asking over UDP or TCP like any client.
+    engine.follow_naming(naming_rx);
     start_files.keep();
     let collected = collector::run(
         engine,

@@ -26,6 +26,8 @@ pub trait History: Send + 'static {
     fn query(&mut self, query: &Query) -> Result<Report, String>;
     /// Batches held in memory after failed writes.
     fn backlog_len(&self) -> usize;
+    /// The network names reports by network use from now on.
+    fn set_names(&mut self, _names: crate::config::names::SharedNames) {}
     /// What happened to the file since last asked (a damaged file moved aside by a write).
     fn take_note(&mut self) -> Option<String> {
         None
@@ -107,6 +109,7 @@ fn work<H: History>(
                 let _ = reply.send(store.query(&query));
                 drop(permit);
             }
+            StoreJob::Names(names) => store.set_names(names),
             StoreJob::Shutdown => break,
         }
     }

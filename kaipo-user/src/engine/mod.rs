@@ -26,8 +26,8 @@ use crate::{
         backend::{self, Collector, Events, StartOptions},
         BackendKind, Degradation, Event, KernelSample,
     },
-    config::names::SharedNames,
-    dns::RemoteNames,
+    config::names::{NamingSettings, SharedNames},
+    dns::{reverse::ReverseNames, RemoteNames},
     model::IntervalRecord,
     procinfo::ProcessResolver,
     store::TrafficRow,
@@ -113,6 +113,11 @@ pub struct Engine {
     names: SharedNames,
     /// Names of remote addresses from the DNS answers sockets received.
     remote_names: RemoteNames,
+    /// Reverse DNS for the remotes no answer named; `None`: off (the daemon's
+    /// `names.reverse_dns`; `kaipo live` does its own on the dashboard's side).
+    reverse: Option<ReverseNames>,
+    /// New naming settings from a reload, applied at the next close.
+    naming_updates: Option<tokio::sync::watch::Receiver<NamingSettings>>,
     dns_buffer: Vec<kaipo_common::DnsCapture>,
     /// DNS answers that could not be read since the last close.
     dns_malformed: u64,
@@ -131,6 +136,37 @@ impl Engine {
     /// The user's service and network names for the records from now on.
     pub fn set_names(&mut self, names: SharedNames) {
         self.names = names;
+    }
+
+    /// Turns reverse DNS for unnamed remotes on (a lookup thread of its own starts) or off
+    /// (the thread ends, its cache goes).
+    pub fn set_reverse_dns(&mut self, on: bool) {
+        self.set_reverse_names(on.then(ReverseNames::system));
+    }
+
+    /// Reverse DNS through `names` (tests give one with a resolver of their own); `None`: off.
+    pub fn set_reverse_names(&mut self, names: Option<ReverseNames>) {
+        match (&self.reverse, &names) {
+            (None, Some(_)) => log::info!("reverse DNS on for remotes no DNS answer named"),
+            (Some(_), None) => log::info!("reverse DNS off"),
+            _ => {}
+        }
+        self.reverse = names;
+    }
+
+    /// Applies `settings` now and every value `updates` takes later, at the next close after
+    /// it changed (the daemon's reload).
+    pub fn follow_naming(&mut self, mut updates: tokio::sync::watch::Receiver<NamingSettings>) {
+        let settings = updates.borrow_and_update().clone();
+        self.apply_naming(settings);
+        self.naming_updates = Some(updates);
+    }
+
+    fn apply_naming(&mut self, settings: NamingSettings) {
+        self.set_names(settings.names);
+        if settings.reverse_dns != self.reverse.is_some() {
+            self.set_reverse_dns(settings.reverse_dns);
+        }
     }
 
     /// Starts the chosen backend and takes the baseline reading.
@@ -159,6 +195,8 @@ impl Engine {
             resolver: ProcessResolver::new("/proc", "/etc"),
             names: SharedNames::default(),
             remote_names: RemoteNames::default(),
+            reverse: None,
+            naming_updates: None,
             dns_buffer: Vec::new(),
             dns_malformed: 0,
             sock_netns: std::collections::HashMap::new(),
@@ -266,6 +304,14 @@ impl Engine {
         final_interval: bool,
         with_rows: bool,
     ) -> anyhow::Result<ClosedInterval> {
+        let update = self
+            .naming_updates
+            .as_mut()
+            .filter(|u| u.has_changed().unwrap_or(false))
+            .map(|u| u.borrow_and_update().clone());
+        if let Some(settings) = update {
+            self.apply_naming(settings);
+        }
         self.drain();
         let sample = self.collector.sample()?;
         for change in &sample.iface_changes {
@@ -288,6 +334,7 @@ impl Engine {
         let now = Instant::now();
         let elapsed = now.duration_since(self.last_close);
         self.last_close = now;
+        self.ask_reverse(&delta, now);
         // Rows first: building the record expires the resolver's cache of exited processes.
         let rows = if with_rows {
             records::traffic_rows(
@@ -296,6 +343,7 @@ impl Engine {
                 &records::Naming {
                     names: &self.names,
                     remotes: &self.remote_names,
+                    reverse: self.reverse.as_ref(),
                     sock_netns: &self.sock_netns,
                 },
                 now,
@@ -309,6 +357,7 @@ impl Engine {
             &records::Naming {
                 names: &self.names,
                 remotes: &self.remote_names,
+                reverse: self.reverse.as_ref(),
                 sock_netns: &self.sock_netns,
             },
             self.backend,
@@ -322,6 +371,32 @@ impl Engine {
             rows,
             final_interval,
         })
+    }
+
+    /// Collects reverse DNS's answers since the last close and asks about this interval's
+    /// remotes that neither a DNS answer nor reverse DNS named yet. Never waits: the lookups
+    /// run on reverse DNS's own thread, their names show from the close after they arrive.
+    fn ask_reverse(&mut self, delta: &accounting::IntervalDelta, now: Instant) {
+        let Some(reverse) = self.reverse.as_mut() else {
+            return;
+        };
+        reverse.take_answers();
+        let naming = records::Naming {
+            names: &self.names,
+            remotes: &self.remote_names,
+            reverse: None,
+            sock_netns: &self.sock_netns,
+        };
+        for c in &delta.connections {
+            let Some(ip) = records::reverse_candidate(c) else {
+                continue;
+            };
+            if reverse.name(&ip).is_none()
+                && naming.answered_name(&mut self.resolver, c, now).is_none()
+            {
+                reverse.ask(ip);
+            }
+        }
     }
 
     /// Removes socket-map entries that have been idle for [`SWEEP_IDLE_INTERVALS`] and whose

@@ -15,7 +15,7 @@ use super::{
 use crate::{
     collect::BackendKind,
     config::names::UserNames,
-    dns::RemoteNames,
+    dns::{reverse::ReverseNames, RemoteNames},
     format,
     model::{Bytes, ConnectionRecord, InterfaceRecord, IntervalRecord, ProcessRecord},
     platform::{Host, Platform as _},
@@ -60,10 +60,13 @@ fn ephemeral() -> (u16, u16) {
     *RANGE.get_or_init(service::ephemeral_range)
 }
 
-/// The names records are made with: the user's own, and remote hosts' from DNS answers.
+/// The names records are made with: the user's own, remote hosts' from DNS answers, and
+/// (when on) reverse DNS's for the remotes no answer named.
 pub struct Naming<'a> {
     pub names: &'a UserNames,
     pub remotes: &'a RemoteNames,
+    /// Reverse DNS's names found so far; `None`: reverse DNS is off.
+    pub reverse: Option<&'a ReverseNames>,
     /// Socket cookie -> network namespace cookie, from the sockets' creation.
     pub sock_netns: &'a HashMap<u64, u64>,
 }
@@ -90,21 +93,51 @@ pub fn netns_key(
 }
 
 impl Naming<'_> {
-    /// The name the connection's owner looked its remote up by, in its network namespace.
+    /// The name the connection's owner looked its remote up by, in its network namespace;
+    /// else the remote's reverse-DNS name, when reverse DNS is on and has one yet.
     fn remote_name(
         &self,
         resolver: &mut ProcessResolver,
         c: &ConnectionDelta,
         now: Instant,
     ) -> Option<String> {
+        self.answered_name(resolver, c, now)
+            .or_else(|| {
+                let ip = reverse_candidate(c)?;
+                self.reverse?.name(&ip)
+            })
+            .map(str::to_owned)
+    }
+
+    /// The name from the DNS answers the connection's namespace received, if any.
+    pub fn answered_name(
+        &self,
+        resolver: &mut ProcessResolver,
+        c: &ConnectionDelta,
+        now: Instant,
+    ) -> Option<&str> {
         let e = &c.endpoints;
         if e.many_remotes || self.remotes.is_empty() {
             return None;
         }
         let ip = format::ip(e.family, &e.remote_addr)?;
         let netns = netns_key(self.sock_netns, resolver, c.cookie, Some(c.owner.tgid), now);
-        self.remotes.name(netns, ip, now).map(str::to_owned)
+        self.remotes.name(netns, ip, now)
     }
+}
+
+/// The address reverse DNS would be asked about for the connection's remote: one peer, known,
+/// IPv4-mapped IPv6 as IPv4.
+pub fn reverse_candidate(c: &ConnectionDelta) -> Option<IpAddr> {
+    let e = &c.endpoints;
+    if e.many_remotes {
+        return None;
+    }
+    let ip = match format::ip(e.family, &e.remote_addr)? {
+        IpAddr::V6(v6) => v6.to_canonical(),
+        v4 => v4,
+    };
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 /// The interval record of a delta: processes largest first, connections as the accountant
@@ -336,6 +369,7 @@ mod tests {
         Naming {
             names: &NAMES,
             remotes: &REMOTES,
+            reverse: None,
             sock_netns: &SOCK_NETNS,
         }
     }
@@ -494,6 +528,7 @@ mod tests {
             networks: [("10.20.0.0/16", "office")]
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .into(),
+            ..Default::default()
         })
         .expect("valid names");
         let owner = Owner {
@@ -541,6 +576,7 @@ mod tests {
         let naming = Naming {
             names: &names,
             remotes: &remotes,
+            reverse: None,
             sock_netns: &sock_netns,
         };
         let record = build(
@@ -567,5 +603,132 @@ mod tests {
         let rows = traffic_rows(&delta, &mut resolver, &naming, now);
         let services: Vec<&str> = rows.iter().map(|r| r.service.as_str()).collect();
         assert_eq!(services, ["admin-api", "game", "https"]);
+    }
+
+    fn reverse_fake(ip: IpAddr) -> Option<String> {
+        match ip.to_string().as_str() {
+            "192.0.2.1" => Some("ptr-one.example".into()),
+            "192.0.2.2" => Some("ptr-two.example".into()),
+            _ => None,
+        }
+    }
+
+    /// Reverse DNS fills only what DNS answers left unnamed: a remote an answer named keeps
+    /// the asked name, one with a PTR record gets it, in the record and in the store's rows,
+    /// and one with neither stays unnamed.
+    #[test]
+    fn reverse_names_fill_remotes_no_answer_named() {
+        let mut reverse = ReverseNames::start(reverse_fake);
+        let ips: Vec<IpAddr> = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        for ip in &ips {
+            reverse.ask(*ip);
+        }
+        let start = Instant::now();
+        let mut answers = Vec::new();
+        while answers.len() < 2 && start.elapsed() < Duration::from_secs(5) {
+            answers.extend(reverse.take_answers());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(answers.len(), 2, "{answers:?}");
+        let now = Instant::now();
+        let mut remotes = RemoteNames::default();
+        remotes.learn(
+            7,
+            &crate::dns::Answer {
+                asked: "api.example".into(),
+                addrs: vec![(ips[0], 300)],
+            },
+            now,
+        );
+        let sock_netns: HashMap<u64, u64> = [(1, 7), (2, 7), (3, 7)].into();
+        let conn = |cookie: u64, ip: [u8; 4]| {
+            let mut remote_addr = [0u8; 16];
+            remote_addr[..4].copy_from_slice(&ip);
+            ConnectionDelta {
+                cookie,
+                owner: Owner {
+                    tgid: 4_000_000,
+                    comm: "sender".into(),
+                    uid: 0,
+                    cgroup_id: 0,
+                },
+                endpoints: Endpoints {
+                    family: FAMILY_IPV4,
+                    proto: PROTO_UDP,
+                    local_port: 40_000,
+                    remote_addr,
+                    remote_port: 9_000 + cookie as u16,
+                    ..Endpoints::default()
+                },
+                traffic: Traffic {
+                    tx_bytes: 100 * cookie,
+                    tx_packets: 1,
+                    ..Traffic::default()
+                },
+            }
+        };
+        let delta = IntervalDelta {
+            connections: vec![
+                conn(1, [192, 0, 2, 1]),
+                conn(2, [192, 0, 2, 2]),
+                conn(3, [192, 0, 2, 3]),
+            ],
+            ..IntervalDelta::default()
+        };
+        let names = UserNames::default();
+        let mut resolver = ProcessResolver::new("/nonexistent", "/nonexistent");
+        let naming = Naming {
+            names: &names,
+            remotes: &remotes,
+            reverse: Some(&reverse),
+            sock_netns: &sock_netns,
+        };
+        let expected = [
+            (Some("api.example"), 100),
+            (Some("ptr-two.example"), 200),
+            (None, 300),
+        ];
+        let record = build(
+            &delta,
+            &mut resolver,
+            &naming,
+            BackendKind::Ebpf,
+            Duration::from_secs(1),
+            now,
+        );
+        let seen: Vec<(Option<&str>, u64)> = record
+            .connections
+            .iter()
+            .map(|c| (c.remote_name.as_deref(), c.tx_bytes))
+            .collect();
+        assert_eq!(seen, expected);
+        let rows = traffic_rows(&delta, &mut resolver, &naming, now);
+        let seen: Vec<(Option<&str>, u64)> = rows
+            .iter()
+            .map(|r| (r.remote_name.as_deref(), r.tx_bytes))
+            .collect();
+        assert_eq!(seen, expected);
+        // Off: DNS answers alone.
+        let off = Naming {
+            reverse: None,
+            ..naming
+        };
+        let record = build(
+            &delta,
+            &mut resolver,
+            &off,
+            BackendKind::Ebpf,
+            Duration::from_secs(1),
+            now,
+        );
+        let seen: Vec<Option<&str>> = record
+            .connections
+            .iter()
+            .map(|c| c.remote_name.as_deref())
+            .collect();
+        assert_eq!(seen, [Some("api.example"), None, None]);
     }
 }

@@ -1,7 +1,7 @@
 //! The dashboard's fallback names: remotes that no DNS answer named are looked up by reverse
 //! DNS ([`ReverseNames`]), off the drawing path, and their names handed to the dashboard with
 //! the snapshots ([`LiveUpdate::remote_names`]). On in `kaipo live` unless
-//! `--no-reverse-dns`; the daemon does none.
+//! `--no-reverse-dns`. The daemon does its own in the engine, with `names.reverse_dns`.
 
 use crate::{
     dns::reverse::ReverseNames,

@@ -187,6 +187,11 @@ impl Aggregator {
                 pending.tx_bytes += row.tx_bytes;
                 pending.rx_packets += row.rx_packets;
                 pending.tx_packets += row.tx_packets;
+                // A name found later in the batch (reverse DNS answers after the first
+                // interval a remote shows in) is kept.
+                if row.remote_name.is_some() {
+                    pending.remote_name.clone_from(&row.remote_name);
+                }
             }
             None => {
                 self.batch.traffic.insert(key, row.clone());

@@ -122,6 +122,30 @@ fn a_batch_closes_every_store_interval_with_rows_summed() {
     assert!(agg.flush().is_none(), "nothing pending right after a batch");
 }
 
+/// A remote named only from a later live interval (reverse DNS answers after the first one it
+/// shows in) keeps the name in the batch, with every interval's bytes.
+#[test]
+fn a_name_found_later_in_the_batch_is_kept() {
+    let mut agg = Aggregator::new(3000, 0);
+    let peer = |tx, name: Option<&str>| TrafficRow {
+        remote_name: name.map(str::to_owned),
+        ..row(7, "sender", 1000, "10.0.0.9", "udp/9000", tx)
+    };
+    assert!(agg.add(&live(1000, vec![peer(100, None)], 0)).is_none());
+    assert!(agg
+        .add(&live(2000, vec![peer(200, Some("peer.example"))], 0))
+        .is_none());
+    let batch = agg
+        .add(&live(3000, vec![peer(300, None)], 0))
+        .expect("third interval closes the batch");
+    let rows: Vec<(Option<&str>, u64)> = batch
+        .traffic
+        .iter()
+        .map(|r| (r.remote_name.as_deref(), r.tx_bytes))
+        .collect();
+    assert_eq!(rows, [(Some("peer.example"), 600)]);
+}
+
 #[test]
 fn batches_close_on_wall_clock_boundaries() {
     let mut agg = Aggregator::new(60_000, 0);
@@ -292,6 +316,7 @@ async fn run_stores_batches_publishes_snapshots_and_finishes_the_store() {
             StoreJob::Write(b) => written.push((b.ts_ms, b.traffic[0].tx_bytes)),
             StoreJob::Shutdown => shut_down = true,
             StoreJob::Query { .. } => panic!("no query was sent"),
+            StoreJob::Names(_) => panic!("no names were sent"),
         }
     }
     assert_eq!(written, [(2000, 20), (4000, 10)]);

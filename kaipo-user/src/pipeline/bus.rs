@@ -31,6 +31,8 @@ pub enum StoreJob {
         reply: oneshot::Sender<Result<Report, String>>,
         permit: OwnedSemaphorePermit,
     },
+    /// The network names reports by network group by, from a reload.
+    Names(crate::config::names::SharedNames),
     /// Everything before this has been sent; finish and stop.
     Shutdown,
 }
