@@ -3,6 +3,7 @@
 //! benchmarks that need root and network namespaces).
 
 mod bench;
+mod fuzz;
 
 use std::{
     path::{Path, PathBuf},
@@ -36,6 +37,16 @@ enum Task {
         #[command(subcommand)]
         which: bench::Which,
     },
+    /// Runs each cargo-fuzz target (fuzz/) for a bounded time, one after the other, and prints
+    /// per target the inputs run, the corpus size and the crashes; fails on any crash. Needs
+    /// the nightly toolchain and cargo-fuzz.
+    Fuzz {
+        /// Time per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only this target (pcap_frame, api_request, http_head, config, dns_answer).
+        target: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         Task::Test { test_args } => test(&test_args),
         Task::Clippy => clippy(),
         Task::Bench { which } => bench::run(which),
+        Task::Fuzz { seconds, target } => fuzz::run(seconds, target),
     }
 }
 
