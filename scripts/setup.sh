@@ -16,6 +16,7 @@
 #  - The macOS and Windows targets of the stable toolchain: `cargo xtask clippy` checks kaipo
 #    for them so nothing Linux-only leaks in.
 #  - bpf-linker 0.13 built against LLVM 22.
+#  - cargo-fuzz, for `cargo xtask fuzz` (libFuzzer through the nightly toolchain).
 set -euo pipefail
 
 as_root() {
@@ -66,5 +67,9 @@ if ! bpf-linker --version 2>/dev/null | grep -q '^bpf-linker 0\.13\.'; then
     log "building bpf-linker 0.13 against LLVM 22 (a few minutes)"
     PATH="/usr/lib/llvm-22/bin:$PATH" LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 \
         cargo install --locked bpf-linker --version '^0.13' --no-default-features --features llvm-22
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    log "installing cargo-fuzz (cargo xtask fuzz)"
+    cargo install --locked cargo-fuzz
 fi
 log "ready"

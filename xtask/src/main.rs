@@ -3,6 +3,7 @@
 //! benchmarks that need root and network namespaces).
 
 mod bench;
+mod fuzz;
 mod image;
 mod package;
 
@@ -47,6 +48,16 @@ enum Task {
         #[command(subcommand)]
         which: bench::Which,
     },
+    /// Runs each cargo-fuzz target (fuzz/) for a bounded time, one after the other, and prints
+    /// per target the inputs run, the corpus size and the crashes; fails on any crash. Needs
+    /// the nightly toolchain and cargo-fuzz.
+    Fuzz {
+        /// Time per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only this target (pcap_frame, api_request, http_head, config, dns_answer).
+        target: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         Task::Man(args) => package::man(&args.out).map(|w| println!("wrote {} pages", w.len())),
         Task::Completions(args) => package::completions(&args.out).map(drop),
         Task::Deb(args) => package::deb(&args).map(drop),
+        Task::Fuzz { seconds, target } => fuzz::run(seconds, target),
     }
 }
 
