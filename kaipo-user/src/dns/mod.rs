@@ -8,7 +8,6 @@
 //! go first.
 
 pub mod parse;
-#[cfg(unix)]
 pub mod reverse;
 
 use std::{

@@ -6,14 +6,15 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    ffi::CStr,
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     sync::{
         mpsc::{self, Receiver, SyncSender, TrySendError},
         Arc, Mutex,
     },
     time::Duration,
 };
+#[cfg(unix)]
+use std::{ffi::CStr, net::SocketAddr};
 
 /// Lookups a second at most.
 pub const PER_SECOND: u32 = 10;
@@ -53,6 +54,7 @@ impl ReverseNames {
     }
 
     /// The system resolver's lookups.
+    #[cfg(unix)]
     pub fn system() -> Self {
         Self::start(lookup_ptr)
     }
@@ -111,6 +113,7 @@ fn worker(
     }
 }
 
+#[cfg(unix)]
 /// A PTR lookup through the system resolver (`getnameinfo` with `NI_NAMEREQD`): `None` when
 /// the address has no name.
 pub fn lookup_ptr(ip: IpAddr) -> Option<String> {
@@ -138,6 +141,7 @@ pub fn lookup_ptr(ip: IpAddr) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+#[cfg(unix)]
 /// The address as raw `sockaddr_in`/`sockaddr_in6` bytes and their length.
 fn socket2_like(ip: IpAddr) -> (Vec<u8>, libc::socklen_t) {
     match SocketAddr::new(ip, 0) {
@@ -159,6 +163,7 @@ fn socket2_like(ip: IpAddr) -> (Vec<u8>, libc::socklen_t) {
     }
 }
 
+#[cfg(unix)]
 fn as_bytes<T>(value: &T) -> Vec<u8> {
     // SAFETY: reading the bytes of a plain C struct that lives for the call.
     unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
@@ -207,6 +212,7 @@ mod tests {
         assert_eq!(r.take_answers(), []);
     }
 
+    #[cfg(unix)]
     #[test]
     fn loopback_has_a_name_from_the_system() {
         let name = lookup_ptr("127.0.0.1".parse().unwrap());

@@ -141,7 +141,13 @@ impl Engine {
     /// Turns reverse DNS for unnamed remotes on (a lookup thread of its own starts) or off
     /// (the thread ends, its cache goes).
     pub fn set_reverse_dns(&mut self, on: bool) {
+        #[cfg(unix)]
         self.set_reverse_names(on.then(ReverseNames::system));
+        // The lookups go through the C library's getnameinfo, which kaipo reaches on Unix only.
+        #[cfg(not(unix))]
+        if on {
+            log::warn!("reverse DNS is not available on this system; remotes stay unnamed");
+        }
     }
 
     /// Reverse DNS through `names` (tests give one with a resolver of their own); `None`: off.
