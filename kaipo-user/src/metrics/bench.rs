@@ -83,9 +83,10 @@ mod tests {
             "10k processes, 100k connections: grouped {group:?}, folded in {apply:?}, scrape \
              {scrape:?}, {series} samples"
         );
-        // 1 interface x 4 + (20 shown + other) x 2 directions x 2 families + 4 + 1 + 4 + 8 + 1
-        // + 1 (no ratio: nothing split; no process figures in the count).
-        assert_eq!(series, 4 + 21 * 4 + 4 + 1 + 4 + 8 + 1 + 1);
+        // 1 interface x 4 + (20 shown + other) x 2 directions x 2 families + 2 workloads (no
+        // container, pod or unit, and "(other)") x 2 x 2 + 4 + 1 + 4 causes + 10 lost + 1 + 1
+        // (no ratio: nothing split; no process figures in the count).
+        assert_eq!(series, 4 + 21 * 4 + 8 + 4 + 1 + 4 + 10 + 1 + 1);
     }
 
     #[test]
