@@ -30,10 +30,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config_path = cli.config.clone();
     #[cfg(not(unix))]
     let config_path: Option<std::path::PathBuf> = None;
-    let client_names = || -> anyhow::Result<_> {
+    let client_names = || -> anyhow::Result<kaipo::config::names::SharedNames> {
         let path = config_path
             .clone()
             .unwrap_or_else(|| kaipo::config::default_path(false));
+        // The default file of a HOME this user may not read (`sudo -u`, setpriv) holds no names
+        // for it; a file named with --config must be readable.
+        if config_path.is_none() {
+            if let Err(e) = std::fs::File::open(&path) {
+                if e.kind() == io::ErrorKind::PermissionDenied {
+                    eprintln!(
+                        "kaipo: cannot read {} ({e}); going on without its [names]",
+                        path.display()
+                    );
+                    return Ok(Default::default());
+                }
+            }
+        }
         Ok(kaipo::config::Config::load(&path)?.user_names())
     };
     match cli.command {
