@@ -34,9 +34,10 @@ struct Cleanup {
     dir: PathBuf,
     marker: PathBuf,
     made_history_dir: bool,
-    /// The package's postinst creates group kaipo and purging keeps it; the test removes it
-    /// again when it was not there before.
+    /// The package's postinst creates group and user kaipo and purging keeps them; the test
+    /// removes them again when they were not there before (the user first: it is the group's).
     made_group: bool,
+    made_user: bool,
 }
 
 impl Drop for Cleanup {
@@ -47,6 +48,9 @@ impl Drop for Cleanup {
             let _ = std::fs::remove_dir(self.marker.parent().unwrap_or(Path::new("/nonexistent")));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        if self.made_user {
+            let _ = Command::new("userdel").arg("kaipo").output();
+        }
         if self.made_group {
             let _ = Command::new("groupdel").arg("kaipo").output();
         }
@@ -68,6 +72,10 @@ fn the_package_installs_documents_completes_and_purges() -> anyhow::Result<()> {
         made_history_dir: !history.exists(),
         made_group: !Command::new("getent")
             .args(["group", "kaipo"])
+            .status()?
+            .success(),
+        made_user: !Command::new("getent")
+            .args(["passwd", "kaipo"])
             .status()?
             .success(),
     };
@@ -136,6 +144,15 @@ fn the_package_installs_documents_completes_and_purges() -> anyhow::Result<()> {
     );
     let group = run(Command::new("getent").args(["group", "kaipo"]))?;
     assert!(group.starts_with("kaipo:"), "{group}");
+    // The user the daemon becomes, in group kaipo, with no home and no shell.
+    let user = run(Command::new("getent").args(["passwd", "kaipo"]))?;
+    let fields: Vec<&str> = user.trim().split(':').collect();
+    assert_eq!(
+        (fields[0], fields.get(5).copied(), fields.get(6).copied()),
+        ("kaipo", Some("/nonexistent"), Some("/usr/sbin/nologin")),
+        "{user}"
+    );
+    assert_eq!(fields.get(3), group.split(':').nth(2).as_ref(), "{user} {group}");
 
     dpkg(&["--purge", "kaipo"])?;
     assert!(!Path::new("/usr/bin/kaipo").exists());
