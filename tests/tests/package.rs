@@ -152,7 +152,11 @@ fn the_package_installs_documents_completes_and_purges() -> anyhow::Result<()> {
         ("kaipo", Some("/nonexistent"), Some("/usr/sbin/nologin")),
         "{user}"
     );
-    assert_eq!(fields.get(3), group.split(':').nth(2).as_ref(), "{user} {group}");
+    assert_eq!(
+        fields.get(3),
+        group.split(':').nth(2).as_ref(),
+        "{user} {group}"
+    );
 
     dpkg(&["--purge", "kaipo"])?;
     assert!(!Path::new("/usr/bin/kaipo").exists());
