@@ -2129,7 +2129,7 @@ fn the_remote_api_serves_the_sockets_figures_over_tls_to_token_holders_only() {
         &config,
         format!(
             "[api]\nlisten = \"127.0.0.1:{port}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
-             tokens_file = \"{}\"\nrequests_per_minute = 8\n",
+             tokens_file = \"{}\"\nrequests_per_minute = 8\nmax_connections = 2\n",
             cert_file.display(),
             key_file.display(),
             tokens.display()
@@ -2274,6 +2274,22 @@ fn the_remote_api_serves_the_sockets_figures_over_tls_to_token_holders_only() {
     assert!(body.contains(&format!("retry in {wait} s")), "{body}");
     // The full token has a budget of its own.
     assert_eq!(curl(&cert_file, port, "/v1/status", Some(full), &[]).0, 200);
+
+    // Two connections at once at most: with two idle ones open (no TLS handshake yet), a third
+    // is closed as it arrives and curl gets no answer at all; once they close, it is served.
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("a connection"))
+        .collect();
+    // The daemon takes both before the next connection arrives.
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, body) = curl(&cert_file, port, "/v1/status", Some(full), &[]);
+    assert_eq!((code, body.as_str()), (0, ""));
+    drop(held);
+    wait_until(
+        5,
+        || "a request served after the idle connections closed".to_owned(),
+        || curl(&cert_file, port, "/v1/status", Some(full), &[]).0 == 200,
+    );
     drop(sender);
     let (exit, stderr) = daemon.stop(libc::SIGTERM);
     assert!(exit.success(), "exit {exit}: {stderr}");

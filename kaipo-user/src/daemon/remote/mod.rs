@@ -270,11 +270,19 @@ async fn subscribe(
     }
     let _ = tls.flush().await;
     let mut subscriber = shared.snapshots.subscribe();
+    // A client that has gone is seen at once by reading, rather than at the next write (which
+    // the kernel may still take), so its connection slot is free for the next one.
+    let mut unread = [0u8; 256];
     loop {
         let snapshot = tokio::select! {
             next = subscriber.next() => match next {
                 Some(s) => s,
                 None => return,
+            },
+            read = tls.read(&mut unread) => match read {
+                Ok(0) | Err(_) => return,
+                // Nothing is asked of a subscriber after its request: what it sends is ignored.
+                Ok(_) => continue,
             },
             _ = stop.changed() => return,
         };
