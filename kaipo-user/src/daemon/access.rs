@@ -133,14 +133,13 @@ fn peer_groups(_fd: RawFd) -> io::Result<Vec<u32>> {
 /// group created while the daemon runs counts at once.
 pub fn group_id(name: &str) -> io::Result<Option<u32>> {
     let name = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let mut buf: Vec<libc::c_char> = vec![0; 1024];
-    loop {
+    crate::platform::with_name_buffer(|buf| {
         // SAFETY: an all-zero `group` is a valid value to be overwritten.
         let mut group: libc::group = unsafe { std::mem::zeroed() };
         let mut found: *mut libc::group = std::ptr::null_mut();
         // SAFETY: every pointer is valid for the call, and `buf` has `buf.len()` bytes for the
-        // strings getgrnam_r stores; the result points into `group` and `buf`, which are only
-        // read (the gid) before either is touched again.
+        // strings getgrnam_r stores; only the gid is read from the result, before either
+        // changes again.
         let ret = unsafe {
             libc::getgrnam_r(
                 name.as_ptr(),
@@ -150,15 +149,8 @@ pub fn group_id(name: &str) -> io::Result<Option<u32>> {
                 &mut found,
             )
         };
-        if ret == libc::ERANGE && buf.len() < (1 << 20) {
-            buf.resize(buf.len() * 4, 0);
-            continue;
-        }
-        if ret != 0 {
-            return Err(io::Error::from_raw_os_error(ret));
-        }
-        return Ok((!found.is_null()).then_some(group.gr_gid));
-    }
+        (ret, (!found.is_null()).then_some(group.gr_gid))
+    })
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub use self::linux::Linux as Host;
 #[cfg(target_os = "macos")]
 pub use self::macos::MacOs as Host;
 #[cfg(unix)]
-pub use self::unix::StopSignals;
+pub use self::unix::{with_name_buffer, StopSignals};
 #[cfg(target_os = "windows")]
 pub use self::windows::{StopSignals, Windows as Host};
 

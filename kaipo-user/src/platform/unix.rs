@@ -1,4 +1,4 @@
-//! What Linux and macOS share: POSIX signals and user ids.
+//! What Linux and macOS share: POSIX signals, user ids and the user and group database.
 
 use std::io;
 
@@ -40,4 +40,25 @@ pub fn xdg_config_dir() -> Option<std::path::PathBuf> {
         .filter(|v| !v.is_empty())
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config")))
+}
+
+/// Runs one reentrant lookup in the user or group database (`getpwnam_r`, `getgrnam_r`) with a
+/// string buffer that grows while the call answers ERANGE, up to 1 MiB. `call` gets the buffer
+/// and returns the call's result with what it read from the entry (which points into the
+/// buffer, so it must be copied out inside `call`).
+pub fn with_name_buffer<T>(
+    mut call: impl FnMut(&mut [libc::c_char]) -> (libc::c_int, T),
+) -> io::Result<T> {
+    let mut buf: Vec<libc::c_char> = vec![0; 1024];
+    loop {
+        let (ret, found) = call(&mut buf);
+        if ret == libc::ERANGE && buf.len() < (1 << 20) {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if ret != 0 {
+            return Err(io::Error::from_raw_os_error(ret));
+        }
+        return Ok(found);
+    }
 }

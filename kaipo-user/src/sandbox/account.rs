@@ -22,8 +22,7 @@ pub struct Account {
 /// The user named `name`, or None when there is none.
 pub fn lookup(name: &str) -> io::Result<Option<Account>> {
     let c_name = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let mut buf: Vec<libc::c_char> = vec![0; 1024];
-    loop {
+    crate::platform::with_name_buffer(|buf| {
         // SAFETY: an all-zero `passwd` is a valid value to be overwritten.
         let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
         let mut found: *mut libc::passwd = std::ptr::null_mut();
@@ -39,22 +38,13 @@ pub fn lookup(name: &str) -> io::Result<Option<Account>> {
                 &mut found,
             )
         };
-        if ret == libc::ERANGE && buf.len() < (1 << 20) {
-            buf.resize(buf.len() * 4, 0);
-            continue;
-        }
-        if ret != 0 {
-            return Err(io::Error::from_raw_os_error(ret));
-        }
-        if found.is_null() {
-            return Ok(None);
-        }
-        return Ok(Some(Account {
+        let account = (!found.is_null()).then(|| Account {
             name: name.to_owned(),
             uid: pw.pw_uid,
             gid: pw.pw_gid,
-        }));
-    }
+        });
+        (ret, account)
+    })
 }
 
 /// Who the daemon becomes, decided before anything is opened.
