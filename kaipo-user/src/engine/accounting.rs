@@ -242,6 +242,11 @@ pub struct Accountant {
     sockets: HashMap<u64, SocketState>,
     waiting: HashMap<u64, Waiting>,
     owners: HashMap<u64, OwnerSlot>,
+    /// Sockets retired in this interval and the one before: an owner report of one of them
+    /// that arrives late (kept in the kernel's spill map while the ring buffer was full and
+    /// read after its close) is stale, as cookies are never reused, and must not leave an
+    /// owner behind for good.
+    retired: [HashSet<u64>; 2],
     ifaces: HashMap<u32, IfaceCounters>,
     counters: [u64; counter::COUNT as usize],
     flow_evictions_total: u64,
@@ -269,6 +274,7 @@ impl Accountant {
             sockets: HashMap::new(),
             waiting: HashMap::new(),
             owners: HashMap::new(),
+            retired: [HashSet::new(), HashSet::new()],
             ifaces: HashMap::new(),
             counters: [0; counter::COUNT as usize],
             flow_evictions_total: 0,
@@ -320,6 +326,9 @@ impl Accountant {
     /// Takes an owner report, from the ring buffer or from the kernel's spill map (reports the
     /// full ring buffer had no room for); of two reports of one socket the later one wins.
     pub fn learn_owner(&mut self, event: &Event) {
+        if self.retired.iter().any(|r| r.contains(&event.cookie)) {
+            return;
+        }
         let slot = OwnerSlot::from_event(event);
         match self.owners.entry(event.cookie) {
             std::collections::hash_map::Entry::Occupied(mut known) => {
@@ -520,9 +529,12 @@ impl Accountant {
                 gone.push(*cookie);
             }
         }
+        self.retired.swap(0, 1);
+        self.retired[0] = HashSet::new();
         for cookie in gone {
             self.sockets.remove(&cookie);
             self.owners.remove(&cookie);
+            self.retired[0].insert(cookie);
         }
         // A burst of sockets leaves its tables' room behind once it is over; hand it back.
         shrink_if_sparse(&mut self.waiting);
@@ -859,6 +871,24 @@ mod tests {
         let d3 = a.finish(&sample(vec![]), 0, false);
         assert!(d3.processes.is_empty());
         assert_eq!(a.tracked_sockets(), 0);
+    }
+
+    #[test]
+    fn a_late_owner_report_of_a_retired_socket_leaves_nothing_behind() {
+        let mut a = Accountant::new(false);
+        // A socket closed without traffic is retired at the interval's close.
+        a.on_event(&owner_event(11, 21, "burst"));
+        a.on_event(&close_event(11, SockStats::default()));
+        a.finish(&sample(vec![]), 0, false);
+        assert_eq!((a.tracked_sockets(), a.owners.len()), (0, 0));
+        // The same socket's report from the spill map, read one and two intervals later.
+        a.on_event(&owner_event(11, 22, "burst"));
+        a.finish(&sample(vec![]), 0, false);
+        a.on_event(&owner_event(11, 22, "burst"));
+        assert_eq!(a.owners.len(), 0);
+        // Other sockets' owners are taken as ever.
+        a.on_event(&owner_event(12, 22, "next"));
+        assert_eq!(a.owner_of(12).map(|o| o.tgid), Some(22));
     }
 
     #[test]
