@@ -89,7 +89,7 @@ pub fn pin_to_cpu(cpu: Option<usize>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+pub(super) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     writeln!(out, "{value}")?;
     out.flush()?;
@@ -164,7 +164,7 @@ impl Batch {
 
 /// This thread's time on CPU and time spent runnable but waiting for a CPU, in ns
 /// (`/proc/thread-self/schedstat`).
-fn schedstat() -> (u64, u64) {
+pub(super) fn schedstat() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
     let mut fields = text
         .split_whitespace()
