@@ -98,7 +98,11 @@ fn drain_until_eof(s: &mut TcpStream, until: Instant) -> anyhow::Result<u64> {
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => total += n as u64,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e).context("reading"),
         }
@@ -126,7 +130,9 @@ pub fn tcp_bulk_send(args: &TcpBulkSendArgs) -> anyhow::Result<()> {
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) => {}
             Err(e) => return Err(e).context("writing"),
         }
@@ -209,7 +215,12 @@ fn write_small(s: &mut TcpStream, buf: &[u8], until: Instant) -> anyhow::Result<
     while done < buf.len() {
         match s.write(&buf[done..]) {
             Ok(n) => done += n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
                 if Instant::now() > until {
                     bail!("a {}-byte write did not fit in time", buf.len());
                 }
@@ -257,7 +268,14 @@ pub fn tcp_serve(args: &TcpServeArgs) -> anyhow::Result<()> {
     say("ready")?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.max_secs);
     let response = vec![0x72u8; args.response];
-    let mut buf = vec![0u8; if args.request.is_some() { 4096 } else { BULK_CHUNK }];
+    let mut buf = vec![
+        0u8;
+        if args.request.is_some() {
+            4096
+        } else {
+            BULK_CHUNK
+        }
+    ];
     // Per connection: the stream, bytes of a partial request, closed by the client.
     let mut conns: Vec<(TcpStream, usize, bool)> = Vec::new();
     let (mut received, mut sent, mut transactions, mut closed) = (0u64, 0u64, 0u64, 0usize);
@@ -301,7 +319,10 @@ pub fn tcp_serve(args: &TcpServeArgs) -> anyhow::Result<()> {
                     }
                 }
                 Err(e)
-                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => return Err(e).context("reading"),
             }
         }
@@ -387,7 +408,10 @@ pub fn tcp_rr(args: &TcpRrArgs) -> anyhow::Result<()> {
                     }
                 }
                 Err(e)
-                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => return Err(e).context("reading"),
             }
         }
@@ -412,7 +436,10 @@ pub fn tcp_rr(args: &TcpRrArgs) -> anyhow::Result<()> {
                 }
                 Ok(n) => received += n as u64,
                 Err(e)
-                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => return Err(e).context("reading"),
             }
         }

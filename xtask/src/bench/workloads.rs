@@ -17,15 +17,13 @@ use std::{
 use anyhow::{bail, Context as _};
 
 use super::{
-    collector::{
-        self, ksoftirqd_pid, num, Bench, Moment, RECEIVER_CPU, SENDER_CPU,
-    },
+    collector::{self, ksoftirqd_pid, num, Bench, Moment, RECEIVER_CPU, SENDER_CPU},
     kaipo::{self, Kaipo, Reported},
     pcap::sender_comm,
     report::{self, int, median, mib},
     rivals::{self, Rival},
     topology::Topology,
-    traffic::{ETH_HEADER, IP_UDP_HEADERS, PAYLOAD_64B_FRAME},
+    traffic::{snmp_value, ETH_HEADER, IP_UDP_HEADERS, PAYLOAD_64B_FRAME},
 };
 
 /// Length of each run's timed window, and rounds of (no monitor, then each monitor once).
@@ -38,6 +36,11 @@ pub const RR_RESPONSE: usize = 64;
 const BIG_PAYLOAD: usize = 1_400;
 const BULK_PORT: u16 = 9001;
 const RR_PORT: u16 = 9002;
+/// Header bytes of a TCP segment as Linux sends it here: IPv4 20 + TCP 20 + the timestamp
+/// option 12.
+const TCP_SEGMENT_HEADERS: u64 = 52;
+/// What a SYN or SYN-ACK carries on top of that: MSS, SACK permitted and window scale options.
+const TCP_SYN_EXTRA: u64 = 8;
 /// kaipo's userspace CPU target, % of one core, at every rate.
 const TARGET_USERSPACE_PCT: f64 = 1.0;
 /// kaipo's attribution counts as complete when every run gave the load's processes at least
@@ -225,6 +228,79 @@ impl Link {
     }
 }
 
+/// The TCP counters of one namespace (`Tcp:` of its `/proc/net/snmp`). `OutSegs` counts every
+/// segment, each of a GSO packet's and retransmissions included.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct TcpMib {
+    out_segs: u64,
+    active_opens: u64,
+    passive_opens: u64,
+    retrans_segs: u64,
+}
+
+impl TcpMib {
+    fn parse(snmp: &str) -> Option<Self> {
+        let get = |name| snmp_value(snmp, "Tcp", name);
+        Some(Self {
+            out_segs: get("OutSegs")?,
+            active_opens: get("ActiveOpens")?,
+            passive_opens: get("PassiveOpens")?,
+            retrans_segs: get("RetransSegs")?,
+        })
+    }
+
+    fn read(ns: &str) -> anyhow::Result<Self> {
+        let snmp = super::run_output(std::process::Command::new("ip").args([
+            "netns",
+            "exec",
+            ns,
+            "cat",
+            "/proc/net/snmp",
+        ]))?;
+        Self::parse(&snmp).with_context(|| format!("no TCP counters in {ns}'s /proc/net/snmp"))
+    }
+
+    fn since(self, earlier: Self) -> Self {
+        Self {
+            out_segs: self.out_segs.saturating_sub(earlier.out_segs),
+            active_opens: self.active_opens.saturating_sub(earlier.active_opens),
+            passive_opens: self.passive_opens.saturating_sub(earlier.passive_opens),
+            retrans_segs: self.retrans_segs.saturating_sub(earlier.retrans_segs),
+        }
+    }
+}
+
+/// What the load's two processes sent and received, each packet counted once as it leaves
+/// one and once as it reaches the other: what a monitor should give their pids together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Reference {
+    ip_bytes: u64,
+    packets: u64,
+}
+
+impl Reference {
+    /// UDP: exact, from the generators' datagram counts.
+    fn udp(payload: u64, sent: u64, received: u64) -> Self {
+        Self {
+            ip_bytes: (sent + received) * (payload + IP_UDP_HEADERS),
+            packets: sent + received,
+        }
+    }
+
+    /// TCP: the generators' payload bytes (both directions) plus the headers of every segment
+    /// both namespaces sent ([`TCP_SEGMENT_HEADERS`], and [`TCP_SYN_EXTRA`] more for each SYN
+    /// and SYN-ACK): a model, exact while no segment carries other options (SACK blocks after
+    /// a loss).
+    fn tcp(payload: u64, client_ns: TcpMib, server_ns: TcpMib) -> Self {
+        let segs = client_ns.out_segs + server_ns.out_segs;
+        let syns = client_ns.active_opens + server_ns.passive_opens;
+        Self {
+            ip_bytes: 2 * (payload + segs * TCP_SEGMENT_HEADERS + syns * TCP_SYN_EXTRA),
+            packets: 2 * segs,
+        }
+    }
+}
+
 /// One run of a workload as its generators and the kernel saw it.
 #[derive(Clone, Debug)]
 struct Load {
@@ -237,10 +313,10 @@ struct Load {
     cpu_ns_per_unit: f64,
     /// Share of the window the sender spent runnable but waiting for its CPU.
     waited: f64,
-    /// Payload bytes the generators handed to the kernel, both directions together.
-    payload_bytes: u64,
-    /// For UDP: the exact IP-layer bytes of the datagrams (sent, received).
-    udp_ip_bytes: Option<(u64, u64)>,
+    /// What the load's pids should be given together.
+    reference: Reference,
+    /// TCP: retransmitted segments (both namespaces).
+    retransmits: u64,
     /// The two host ends' kernel counters over the whole load (set-up and close included).
     sender_if: Link,
     receiver_if: Link,
@@ -276,6 +352,8 @@ struct Watch {
     /// Rivals: total bytes they printed against the load's bytes on the two ends at their
     /// layer.
     seen: Option<(u64, u64)>,
+    /// kaipo: packets it gave the two pids against the reference's.
+    packets: Option<(u64, u64)>,
 }
 
 struct Run {
@@ -352,7 +430,13 @@ pub fn section(
     let mut all = Vec::new();
     for &workload in workloads {
         collector::progress(&format!("workloads: warming up: {}", workload.label()));
-        run_load(bench, workload, 1.0_f64.min(secs), &BTreeSet::new(), &mut |_| Ok(()))?;
+        run_load(
+            bench,
+            workload,
+            1.0_f64.min(secs),
+            &BTreeSet::new(),
+            &mut |_| Ok(()),
+        )?;
         let mut runs = Vec::new();
         for round in 1..=rounds {
             let mut order = monitors.clone();
@@ -410,6 +494,7 @@ fn run_under(
                 attributed: told.sender_bytes.map(|b| (b, sender_tx)),
                 kaipo: None,
                 seen: told.bytes.map(|b| (b, load.link_total(link))),
+                packets: None,
             };
             (load, Some(watch))
         }
@@ -459,9 +544,13 @@ fn with_kaipo(bench: &Bench, workload: Workload, secs: f64) -> anyhow::Result<(L
     let watch = Watch {
         cpu_pct: 100.0 * sched.1.saturating_sub(sched.0) as f64 / 1e9 / window,
         rss_kib,
-        attributed: Some((given, load.link_total(false))),
+        attributed: Some((given, load.reference.ip_bytes)),
         kaipo: Some((sender, receiver, lost)),
         seen: None,
+        packets: Some((
+            sender.tx_packets + sender.rx_packets + receiver.tx_packets + receiver.rx_packets,
+            load.reference.packets,
+        )),
     };
     Ok((load, watch))
 }
@@ -482,7 +571,6 @@ fn run_load(
     let mut load = match workload.payload() {
         Some(payload) => {
             let f = bench.flood_sized(secs, None, payload, ours, at)?;
-            let ip = payload as u64 + IP_UDP_HEADERS;
             let mut notes = Vec::new();
             if let Some(d) = f.rcvbuf_errors.filter(|d| *d > 0) {
                 notes.push(format!("{} socket drops", int(d)));
@@ -497,8 +585,8 @@ fn run_load(
                 elapsed: f.elapsed,
                 cpu_ns_per_unit: f.cpu_ns_per_datagram(),
                 waited: f.contention(),
-                payload_bytes: f.sent * payload as u64,
-                udp_ip_bytes: Some((f.sent * ip, f.received * ip)),
+                reference: Reference::udp(payload as u64, f.sent, f.received),
+                retransmits: 0,
                 sender_if: Link::default(),
                 receiver_if: Link::default(),
                 notes,
@@ -567,6 +655,13 @@ fn tcp_load(
     } else {
         client.insert(0, "tcp-bulk-send".into());
     }
+    let mibs = || -> anyhow::Result<(TcpMib, TcpMib)> {
+        Ok((
+            TcpMib::read(&topo.sender_ns)?,
+            TcpMib::read(&topo.receiver_ns)?,
+        ))
+    };
+    let mibs_before = mibs()?;
     let mut server = bench.helper(&topo.receiver_ns, &serve, "TCP server")?;
     let ready = server.read_line()?;
     anyhow::ensure!(ready == "ready", "the TCP server said {ready:?}");
@@ -574,10 +669,14 @@ fn tcp_load(
     let said = client.read_line()?;
     anyhow::ensure!(said == "connected", "the TCP client said {said:?}");
     // The server's and both ksoftirqds' CPU over the client's window, read from outside.
-    let tasks: Vec<u32> = [ksoftirqd_pid(SENDER_CPU), ksoftirqd_pid(RECEIVER_CPU), server.pid()]
-        .into_iter()
-        .flatten()
-        .collect();
+    let tasks: Vec<u32> = [
+        ksoftirqd_pid(SENDER_CPU),
+        ksoftirqd_pid(RECEIVER_CPU),
+        server.pid(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let side = || -> u64 { tasks.iter().map(|&t| kaipo::cpu_ns_of_task(t)).sum() };
     let side_before = side();
     at(Moment::Start)?;
@@ -588,8 +687,14 @@ fn tcp_load(
     let foreign_programs = kaipo::foreign_kaipo_programs(ours);
     let c = client.finish(Duration::from_secs(30))?;
     let s = server.finish(Duration::from_secs(30))?;
+    let mibs_after = mibs()?;
     at(Moment::ReceiverDone)?;
     let parsed = TcpCounts::parse(&c, &s)?;
+    let (client_ns, server_ns) = (
+        mibs_after.0.since(mibs_before.0),
+        mibs_after.1.since(mibs_before.1),
+    );
+    let payload_bytes = parsed.client_sent + parsed.server_sent;
     let units = if rr {
         parsed.transactions
     } else {
@@ -604,8 +709,8 @@ fn tcp_load(
         cpu_ns_per_unit: (parsed.client_on_cpu_ns + side_ns) as f64
             / (units as f64 / workload.per_unit()).max(1e-9),
         waited: parsed.client_run_delay_ns as f64 / parsed.elapsed_ns.max(1) as f64,
-        payload_bytes: parsed.client_sent + parsed.server_sent,
-        udp_ip_bytes: None,
+        reference: Reference::tcp(payload_bytes, client_ns, server_ns),
+        retransmits: client_ns.retrans_segs + server_ns.retrans_segs,
         sender_if: Link::default(),
         receiver_if: Link::default(),
         notes: parsed.notes(rr),
@@ -810,20 +915,27 @@ fn figures(
         s,
         "\n\"Monitor CPU\": the monitor's time on CPU over the run's window (schedstat of every \
          thread of its processes), % of one core. \"Peak RSS\": `VmHWM` (summed over its \
-         processes). \"Attributed\": for kaipo, the bytes its JSON gave the sender's and the \
-         receiver's pids (`processes[].tx_bytes + rx_bytes` of both, over all intervals) \
-         against the IP-layer bytes of the two host ends by the kernel's own counters \
-         (`/sys/class/net/<if>/statistics`, rx + tx of both ends, minus {ETH_HEADER} bytes of \
-         Ethernet header per packet), read before the load's helpers start and after they \
-         exit: nothing else crosses these links (static neighbours, no IPv6), and each packet \
-         passes one host end as it leaves a process and the other as it reaches one, as it \
-         passes the two pids' sockets. The TCP generators know only payload bytes; the headers \
-         come from this reference (a GSO packet counts once in both). Both sides close so that \
-         every packet, the last ACKs included, is sent or received while its process holds \
-         the socket. For nethogs and bandwhich: the bytes their last report gives the sender's \
-         process (nethogs by pid, bandwhich by command name), against the sender's bytes on \
-         `{}` at their layer (nethogs link layer, bandwhich IP layer); \"seen\" is the total \
-         they print against the same four counts at their layer.\n",
+         processes). \"Attributed\", for kaipo: the bytes its JSON gave the sender's and the \
+         receiver's pids together (`processes[].tx_bytes + rx_bytes` of both, over all \
+         intervals), against each packet of the load counted once as it leaves one process and \
+         once as it reaches the other. For UDP that reference is exact: datagrams sent and \
+         received by the generators' counts × IP-layer bytes. The TCP generators know only \
+         their payload bytes, so for TCP it is a model: payload (both directions) + \
+         {TCP_SEGMENT_HEADERS} header bytes (IPv4, TCP, timestamp option) for each segment the \
+         two namespaces sent (`Tcp: OutSegs` of their `/proc/net/snmp`, which counts each \
+         segment of a GSO packet, retransmissions included), + {TCP_SYN_EXTRA} for each SYN \
+         and SYN-ACK (`ActiveOpens`, `PassiveOpens`); exact unless a segment carries other \
+         options (SACK blocks after a loss: see \"retransmitted segments\"). The notes give \
+         kaipo's packet count against 2 × those segments (exact, no model), and kaipo's bytes \
+         against the host ends' own kernel counters (`/sys/class/net/<if>/statistics`, rx + tx \
+         of both, minus {ETH_HEADER} bytes per packet), which count a GSO packet once with one \
+         set of headers, so they fall short of kaipo's per-segment count under TCP bulk. Both \
+         TCP sides close so that every packet, the last ACKs included, is sent or received \
+         while its process holds the socket. For nethogs and bandwhich: the bytes their last \
+         report gives the sender's process (nethogs by pid, bandwhich by command name), against \
+         the sender's bytes on `{}` by its kernel counters at their layer (nethogs link layer, \
+         bandwhich IP layer), which is what their capture on that interface gets; \"seen\": \
+         the total they print against the same counters of both ends, rx + tx.\n",
         ifaces[0]
     );
 
@@ -854,49 +966,41 @@ fn figures(
                     r.load.foreign_programs
                 ));
             }
+            if r.load.retransmits > 0 {
+                notes.push(format!(
+                    "{} retransmitted segments",
+                    int(r.load.retransmits)
+                ));
+            }
             let (cpu, rss, attributed) = match &r.watch {
                 None => ("–".to_owned(), "–".to_owned(), "–".to_owned()),
                 Some(wa) => {
                     let attributed = wa.attributed.map_or("not reported".to_owned(), |a| {
                         format!("{} ({} / {} B)", pct(ratio(a)), int(a.0), int(a.1))
                     });
-                    if let Some((snd, rcv, lost)) = wa.kaipo {
+                    if let Some((_, _, lost)) = wa.kaipo {
                         if lost > 0 {
                             notes.push(format!("kaipo `lost.*` {}", int(lost)));
                         }
-                        if let Some((sent, received)) = r.load.udp_ip_bytes {
-                            if (snd.tx_bytes, rcv.rx_bytes) != (sent, received) {
-                                notes.push(format!(
-                                    "sender tx {} / {} B, receiver rx {} / {} B (exact IP bytes)",
-                                    int(snd.tx_bytes),
-                                    int(sent),
-                                    int(rcv.rx_bytes),
-                                    int(received)
-                                ));
-                            }
-                        } else {
-                            let packets = snd.tx_packets
-                                + snd.rx_packets
-                                + rcv.tx_packets
-                                + rcv.rx_packets;
-                            let given = wa.attributed.map_or(0, |a| a.0);
+                        if let Some(p) = wa.packets {
                             notes.push(format!(
-                                "headers: {:.1} B per packet kaipo counted ((pid bytes − 2 × {} B payload) / {} packets)",
-                                given.saturating_sub(2 * r.load.payload_bytes) as f64
-                                    / packets.max(1) as f64,
-                                int(r.load.payload_bytes),
-                                int(packets)
+                                "packets {} ({} / {})",
+                                pct(ratio(p)),
+                                int(p.0),
+                                int(p.1)
+                            ));
+                        }
+                        if let Some((given, _)) = wa.attributed {
+                            notes.push(format!(
+                                "vs host ends' counters {}",
+                                pct(ratio((given, r.load.link_total(false))))
                             ));
                         }
                     }
                     if let Some(seen) = wa.seen {
                         notes.push(format!("seen {}", pct(ratio(seen))));
                     }
-                    (
-                        format!("{:.2} %", wa.cpu_pct),
-                        mib(wa.rss_kib),
-                        attributed,
-                    )
+                    (format!("{:.2} %", wa.cpu_pct), mib(wa.rss_kib), attributed)
                 }
             };
             let _ = writeln!(
@@ -950,13 +1054,24 @@ fn figures(
                 "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 monitor.label(),
                 rate(w, m.rate),
-                if unmonitored { "–".into() } else { format!("**{}**", pct(vs)) },
+                if unmonitored {
+                    "–".into()
+                } else {
+                    format!("**{}**", pct(vs))
+                },
                 cpu_per_unit(w, m.cpu_per_unit),
-                if unmonitored { "–".into() } else { pct(by_cpu) },
+                if unmonitored {
+                    "–".into()
+                } else {
+                    pct(by_cpu)
+                },
                 m.cpu_pct.map_or("–".into(), |c| format!("{c:.2} %")),
                 m.rss_kib.map_or("–".into(), mib),
-                m.attributed
-                    .map_or("–".into(), |(lo, med)| format!("{} / {}", pct(lo), pct(med))),
+                m.attributed.map_or("–".into(), |(lo, med)| format!(
+                    "{} / {}",
+                    pct(lo),
+                    pct(med)
+                )),
             );
         }
         let _ = writeln!(s);
@@ -988,7 +1103,10 @@ fn figures(
             }
         }
         if let Some((lo, _)) = attributed {
-            targets.push(format!("100 % attributed: {}", verdict(lo >= FULL_ATTRIBUTION)));
+            targets.push(format!(
+                "100 % attributed: {}",
+                verdict(lo >= FULL_ATTRIBUTION)
+            ));
         }
         if let Some(c) = cpu {
             targets.push(format!(
@@ -1054,6 +1172,38 @@ mod tests {
         assert!(b.notes(false).is_empty());
         let broken: serde_json::Value = serde_json::from_str(r#"{"pid":1}"#).unwrap();
         assert!(TcpCounts::parse(&broken, &srv).is_err());
+    }
+
+    #[test]
+    fn tcp_reference_from_the_namespaces_counters() {
+        let snmp = |segs: u64, active: u64, passive: u64| {
+            format!(
+                "Tcp: RtoAlgorithm ActiveOpens PassiveOpens AttemptFails OutSegs RetransSegs\n\
+                 Tcp: 1 {active} {passive} 0 {segs} 2\nUdp: InDatagrams\nUdp: 0\n"
+            )
+        };
+        let before = TcpMib::parse(&snmp(100, 5, 0)).unwrap();
+        let after = TcpMib::parse(&snmp(1_100, 6, 0)).unwrap();
+        let client = after.since(before);
+        assert_eq!(
+            client,
+            TcpMib {
+                out_segs: 1_000,
+                active_opens: 1,
+                passive_opens: 0,
+                retrans_segs: 0,
+            }
+        );
+        let server = TcpMib::parse(&snmp(400, 0, 1)).unwrap();
+        assert_eq!(server.retrans_segs, 2);
+        // 10,000 payload bytes; 1,400 segments of 52 header bytes; a SYN and a SYN-ACK with 8
+        // more each: counted once leaving one process and once reaching the other.
+        let r = Reference::tcp(10_000, client, server);
+        assert_eq!(r.packets, 2_800);
+        assert_eq!(r.ip_bytes, 2 * (10_000 + 1_400 * 52 + 2 * 8));
+        assert!(TcpMib::parse("Udp: InDatagrams\nUdp: 0\n").is_none());
+        let u = Reference::udp(22, 10, 9);
+        assert_eq!((u.ip_bytes, u.packets), (19 * 50, 19));
     }
 
     #[test]
