@@ -83,6 +83,31 @@ fn say(word: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Payload bytes the kernel sent again on `s` (`tcpi_bytes_retrans` of `TCP_INFO`), 0 where
+/// the kernel's `tcp_info` is too short to hold it (before Linux 4.19).
+fn bytes_retrans(s: &TcpStream) -> u64 {
+    // Offset of `tcpi_bytes_retrans` in Linux's `struct tcp_info` (include/uapi/linux/tcp.h):
+    // 8 bytes of u8 fields, 24 u32s, 4 u64s, 6 u32s, 4 u64s, 2 u32s, then `tcpi_bytes_sent`
+    // and `tcpi_bytes_retrans`.
+    const AT: usize = 208;
+    let mut buf = [0u8; 256];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `buf` and the length back to `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 || (len as usize) < AT + 8 {
+        return 0;
+    }
+    u64::from_ne_bytes(buf[AT..AT + 8].try_into().unwrap_or_default())
+}
+
 fn set_nodelay_nonblocking(s: &TcpStream) -> anyhow::Result<()> {
     s.set_nodelay(true)?;
     s.set_nonblocking(true)?;
@@ -142,9 +167,11 @@ pub fn tcp_bulk_send(args: &TcpBulkSendArgs) -> anyhow::Result<()> {
     let elapsed = start.elapsed();
     let (on_cpu, waited) = schedstat();
     say("done")?;
+    let retrans = bytes_retrans(&s);
     drop(s);
     print_json(&serde_json::json!({
         "pid": std::process::id(),
+        "retrans_bytes": retrans,
         "sent_bytes": sent,
         "received_bytes": stray,
         "elapsed_ns": elapsed.as_nanos() as u64,
@@ -330,10 +357,12 @@ pub fn tcp_serve(args: &TcpServeArgs) -> anyhow::Result<()> {
     std::thread::sleep(LINGER);
     let (on_cpu, waited) = schedstat();
     let accepted = conns.len();
+    let retrans: u64 = conns.iter().map(|(s, _, _)| bytes_retrans(s)).sum();
     drop(conns);
     print_json(&serde_json::json!({
         "pid": std::process::id(),
         "accepted": accepted,
+        "retrans_bytes": retrans,
         "closed_by_client": closed,
         "received_bytes": received,
         "sent_bytes": sent,
@@ -444,10 +473,12 @@ pub fn tcp_rr(args: &TcpRrArgs) -> anyhow::Result<()> {
             }
         }
     }
+    let retrans: u64 = conns.iter().map(|(s, _, _)| bytes_retrans(s)).sum();
     drop(conns);
     print_json(&serde_json::json!({
         "pid": std::process::id(),
         "connections": args.conns,
+        "retrans_bytes": retrans,
         "not_closed_by_server": open,
         "transactions": transactions,
         "in_flight_at_end": in_flight,

@@ -287,12 +287,16 @@ impl Reference {
         }
     }
 
-    /// TCP: the generators' payload bytes (both directions) plus the headers of every segment
-    /// both namespaces sent ([`TCP_SEGMENT_HEADERS`], and [`TCP_SYN_EXTRA`] more for each SYN
-    /// and SYN-ACK): a model, exact while no segment carries other options (SACK blocks after
-    /// a loss).
+    /// TCP: the payload bytes the generators wrote and the kernel sent again (both
+    /// directions) plus the headers of every segment both namespaces sent, retransmissions
+    /// included (`OutSegs` leaves them out): [`TCP_SEGMENT_HEADERS`] each, and
+    /// [`TCP_SYN_EXTRA`] more for each SYN and SYN-ACK. A model, exact while no segment
+    /// carries other options (SACK blocks on ACKs after a loss).
     fn tcp(payload: u64, client_ns: TcpMib, server_ns: TcpMib) -> Self {
-        let segs = client_ns.out_segs + server_ns.out_segs;
+        let segs = client_ns.out_segs
+            + client_ns.retrans_segs
+            + server_ns.out_segs
+            + server_ns.retrans_segs;
         let syns = client_ns.active_opens + server_ns.passive_opens;
         Self {
             ip_bytes: 2 * (payload + segs * TCP_SEGMENT_HEADERS + syns * TCP_SYN_EXTRA),
@@ -694,7 +698,8 @@ fn tcp_load(
         mibs_after.0.since(mibs_before.0),
         mibs_after.1.since(mibs_before.1),
     );
-    let payload_bytes = parsed.client_sent + parsed.server_sent;
+    let payload_bytes =
+        parsed.client_sent + parsed.server_sent + parsed.client_retrans + parsed.server_retrans;
     let units = if rr {
         parsed.transactions
     } else {
@@ -735,6 +740,9 @@ struct TcpCounts {
     client_on_cpu_ns: u64,
     client_run_delay_ns: u64,
     accepted: u64,
+    /// Payload bytes each side's kernel sent again (`tcpi_bytes_retrans`, summed).
+    client_retrans: u64,
+    server_retrans: u64,
     /// Connections the server did not close before the client gave up waiting.
     not_closed: u64,
     in_flight_at_end: u64,
@@ -756,6 +764,8 @@ impl TcpCounts {
             client_on_cpu_ns: num(client, "on_cpu_ns")?,
             client_run_delay_ns: num(client, "run_delay_ns")?,
             accepted: num(server, "accepted")?,
+            client_retrans: num(client, "retrans_bytes")?,
+            server_retrans: num(server, "retrans_bytes")?,
             not_closed: opt(client, "not_closed_by_server").unwrap_or(0),
             in_flight_at_end: opt(client, "in_flight_at_end").unwrap_or(0),
         })
@@ -920,13 +930,14 @@ fn figures(
          intervals), against each packet of the load counted once as it leaves one process and \
          once as it reaches the other. For UDP that reference is exact: datagrams sent and \
          received by the generators' counts × IP-layer bytes. The TCP generators know only \
-         their payload bytes, so for TCP it is a model: payload (both directions) + \
-         {TCP_SEGMENT_HEADERS} header bytes (IPv4, TCP, timestamp option) for each segment the \
-         two namespaces sent (`Tcp: OutSegs` of their `/proc/net/snmp`, which counts each \
-         segment of a GSO packet, retransmissions included), + {TCP_SYN_EXTRA} for each SYN \
-         and SYN-ACK (`ActiveOpens`, `PassiveOpens`); exact unless a segment carries other \
-         options (SACK blocks after a loss: see \"retransmitted segments\"). The notes give \
-         kaipo's packet count against 2 × those segments (exact, no model), and kaipo's bytes \
+         their payload bytes, so for TCP it is a model: payload (both directions, plus what the kernel sent \
+         again: `tcpi_bytes_retrans` of each socket) + {TCP_SEGMENT_HEADERS} header bytes \
+         (IPv4, TCP, timestamp option) for each segment the two namespaces sent (`Tcp: \
+         OutSegs + RetransSegs` of their `/proc/net/snmp`; each segment of a GSO packet \
+         counts), + {TCP_SYN_EXTRA} for each SYN and SYN-ACK (`ActiveOpens`, `PassiveOpens`); \
+         exact unless a segment carries other options (SACK blocks on ACKs after a loss: see \
+         \"retransmitted segments\"). The notes give kaipo's packet count against 2 × those \
+         segments (no model), and kaipo's bytes \
          against the host ends' own kernel counters (`/sys/class/net/<if>/statistics`, rx + tx \
          of both, minus {ETH_HEADER} bytes per packet), which count a GSO packet once with one \
          set of headers, so they fall short of kaipo's per-segment count under TCP bulk. Both \
@@ -935,7 +946,10 @@ fn figures(
          report gives the sender's process (nethogs by pid, bandwhich by command name), against \
          the sender's bytes on `{}` by its kernel counters at their layer (nethogs link layer, \
          bandwhich IP layer), which is what their capture on that interface gets; \"seen\": \
-         the total they print against the same counters of both ends, rx + tx.\n",
+         the total they print against the same counters of both ends, rx + tx. The load's \
+         sockets live in their own network namespaces, whose socket tables tools that read \
+         the host's `/proc/net` cannot see (`cargo xtask bench pcap` measures them inside the \
+         sender's namespace too).\n",
         ifaces[0]
     );
 
@@ -1031,6 +1045,8 @@ fn figures(
         let monitors = std::iter::once(Monitor::Unmonitored)
             .chain(std::iter::once(Monitor::Kaipo))
             .chain(rivals.iter().map(|(r, _)| Monitor::Rival(*r)));
+        // Per workload: (rate, rate by CPU) with kaipo, nethogs and bandwhich over the rate
+        // without; kaipo's attribution (lowest, median) and CPU.
         let mut row = (w, None, None, None, None, None);
         for monitor in monitors {
             let Some(m) = medians(runs, monitor) else {
@@ -1040,12 +1056,12 @@ fn figures(
             let by_cpu = base.cpu_per_unit / m.cpu_per_unit.max(1e-9);
             match monitor {
                 Monitor::Kaipo => {
-                    row.1 = Some(vs);
+                    row.1 = Some((vs, by_cpu));
                     row.4 = m.attributed;
                     row.5 = m.cpu_pct;
                 }
-                Monitor::Rival(Rival::Nethogs) => row.2 = Some(vs),
-                Monitor::Rival(Rival::Bandwhich) => row.3 = Some(vs),
+                Monitor::Rival(Rival::Nethogs) => row.2 = Some((vs, by_cpu)),
+                Monitor::Rival(Rival::Bandwhich) => row.3 = Some((vs, by_cpu)),
                 _ => {}
             }
             let unmonitored = monitor == Monitor::Unmonitored;
@@ -1080,9 +1096,11 @@ fn figures(
 
     let _ = writeln!(
         s,
-        "#### Summary\n\nRate with each monitor over the rate with none (medians of the rounds), \
-         kaipo's attribution (lowest over the rounds; complete when it prints as 100.00 %), \
-         kaipo's userspace CPU (median), and the issue's targets.\n"
+        "#### Summary\n\nRate with each monitor over the rate with none (medians of the rounds; \
+         in brackets, the same by CPU per unit of work, median without / median with, which \
+         other work on the machine moves less), kaipo's attribution (lowest over the rounds; \
+         complete when it prints as 100.00 %), kaipo's userspace CPU (median), and the issue's \
+         targets (the rate ones on the delivered rate).\n"
     );
     let _ = writeln!(
         s,
@@ -1091,12 +1109,12 @@ fn figures(
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---|");
     for (w, kaipo, nethogs, bandwhich, attributed, cpu) in summary {
         let mut targets = Vec::new();
-        if let (Some(t), Some(k)) = (w.target(), kaipo) {
+        if let (Some(t), Some((k, _))) = (w.target(), kaipo) {
             targets.push(format!("rate >= {:.0} %: {}", 100.0 * t, verdict(k >= t)));
         }
         for (name, rival) in [("nethogs", nethogs), ("bandwhich", bandwhich)] {
             match (kaipo, rival) {
-                (Some(k), Some(r)) => {
+                (Some((k, _)), Some((r, _))) => {
                     targets.push(format!("ahead of {name}: {}", verdict(k > r)));
                 }
                 _ => targets.push(format!("ahead of {name}: not measured")),
@@ -1114,7 +1132,11 @@ fn figures(
                 verdict(c < TARGET_USERSPACE_PCT)
             ));
         }
-        let cell = |v: Option<f64>| v.map_or("–".to_owned(), pct);
+        let cell = |v: Option<(f64, f64)>| {
+            v.map_or("–".to_owned(), |(rate, by_cpu)| {
+                format!("{} ({} by CPU)", pct(rate), pct(by_cpu))
+            })
+        };
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} |",
@@ -1137,13 +1159,13 @@ mod tests {
     #[test]
     fn tcp_counts_from_the_generators_lines() {
         let client: serde_json::Value = serde_json::from_str(
-            r#"{"pid":41,"connections":1000,"not_closed_by_server":0,"transactions":5000,
+            r#"{"pid":41,"connections":1000,"retrans_bytes":0,"not_closed_by_server":0,"transactions":5000,
                 "in_flight_at_end":0,"sent_bytes":320000,"received_bytes":320000,
                 "elapsed_ns":1000000000,"on_cpu_ns":900000000,"run_delay_ns":1000}"#,
         )
         .unwrap();
         let server: serde_json::Value = serde_json::from_str(
-            r#"{"pid":42,"accepted":1000,"closed_by_client":1000,"received_bytes":320000,
+            r#"{"pid":42,"accepted":1000,"retrans_bytes":0,"closed_by_client":1000,"received_bytes":320000,
                 "sent_bytes":319936,"transactions":4999,"on_cpu_ns":5,"run_delay_ns":6}"#,
         )
         .unwrap();
@@ -1160,15 +1182,16 @@ mod tests {
         assert!(notes[1].starts_with("5,000 responses received, 4,999 sent"));
         // A bulk line has no transactions; a missing required count is an error.
         let bulk: serde_json::Value = serde_json::from_str(
-            r#"{"pid":1,"sent_bytes":10,"received_bytes":0,"elapsed_ns":5,"on_cpu_ns":1,"run_delay_ns":0}"#,
+            r#"{"pid":1,"retrans_bytes":1448,"sent_bytes":10,"received_bytes":0,"elapsed_ns":5,"on_cpu_ns":1,"run_delay_ns":0}"#,
         )
         .unwrap();
         let srv: serde_json::Value = serde_json::from_str(
-            r#"{"pid":2,"accepted":1,"received_bytes":10,"sent_bytes":0,"transactions":0}"#,
+            r#"{"pid":2,"accepted":1,"retrans_bytes":0,"received_bytes":10,"sent_bytes":0,"transactions":0}"#,
         )
         .unwrap();
         let b = TcpCounts::parse(&bulk, &srv).unwrap();
         assert_eq!(b.transactions, 0);
+        assert_eq!(b.client_retrans, 1448);
         assert!(b.notes(false).is_empty());
         let broken: serde_json::Value = serde_json::from_str(r#"{"pid":1}"#).unwrap();
         assert!(TcpCounts::parse(&broken, &srv).is_err());
@@ -1196,11 +1219,12 @@ mod tests {
         );
         let server = TcpMib::parse(&snmp(400, 0, 1)).unwrap();
         assert_eq!(server.retrans_segs, 2);
-        // 10,000 payload bytes; 1,400 segments of 52 header bytes; a SYN and a SYN-ACK with 8
-        // more each: counted once leaving one process and once reaching the other.
+        // 10,000 payload bytes; 1,402 segments (2 of them retransmissions, which OutSegs
+        // leaves out) of 52 header bytes; a SYN and a SYN-ACK with 8 more each: counted once
+        // leaving one process and once reaching the other.
         let r = Reference::tcp(10_000, client, server);
-        assert_eq!(r.packets, 2_800);
-        assert_eq!(r.ip_bytes, 2 * (10_000 + 1_400 * 52 + 2 * 8));
+        assert_eq!(r.packets, 2_804);
+        assert_eq!(r.ip_bytes, 2 * (10_000 + 1_402 * 52 + 2 * 8));
         assert!(TcpMib::parse("Udp: InDatagrams\nUdp: 0\n").is_none());
         let u = Reference::udp(22, 10, 9);
         assert_eq!((u.ip_bytes, u.packets), (19 * 50, 19));
