@@ -20,6 +20,8 @@ use super::{
     kaipo::{self, HeldMap, Kaipo, ProgramStats, Reported},
     pause, report, testrun,
     topology::Topology,
+    traffic::PAYLOAD_64B_FRAME,
+    workloads,
 };
 
 /// Length of each flood.
@@ -108,6 +110,12 @@ pub fn run() -> anyhow::Result<()> {
     progress("section 5: 150,000 flows (more than the flow map holds)");
     let flows_150k = bench.flows(150_000)?;
     emit(&report::flows(&flows_100k, &flows_150k, &bench.topo));
+    emit(&workloads::section(
+        &bench,
+        workloads::SECS,
+        workloads::ROUNDS,
+        &workloads::Workload::ALL,
+    )?);
     drop(bench);
 
     emit(&report::summary(
@@ -187,7 +195,7 @@ fn machine_busy_ns() -> u64 {
 }
 
 /// The pid of `ksoftirqd/<cpu>`.
-fn ksoftirqd_pid(cpu: usize) -> Option<u32> {
+pub(super) fn ksoftirqd_pid(cpu: usize) -> Option<u32> {
     let name = format!("ksoftirqd/{cpu}");
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
@@ -233,7 +241,7 @@ impl Bench {
 }
 
 /// A traffic helper running in a namespace; killed on drop unless it finished.
-struct Helper {
+pub(super) struct Helper {
     child: Option<Child>,
     stdout: BufReader<ChildStdout>,
     what: &'static str,
@@ -257,11 +265,11 @@ impl Helper {
     }
 
     /// The helper's pid (`ip netns exec` execs in place, so it is the program's).
-    fn pid(&self) -> Option<u32> {
+    pub(super) fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
-    fn read_line(&mut self) -> anyhow::Result<String> {
+    pub(super) fn read_line(&mut self) -> anyhow::Result<String> {
         let mut line = String::new();
         if self.stdout.read_line(&mut line)? == 0 {
             bail!("the {} exited early", self.what);
@@ -270,7 +278,7 @@ impl Helper {
     }
 
     /// Waits for the helper to exit and returns its JSON report.
-    fn finish(mut self, timeout: Duration) -> anyhow::Result<serde_json::Value> {
+    pub(super) fn finish(mut self, timeout: Duration) -> anyhow::Result<serde_json::Value> {
         let mut child = self.child.take().context("helper already finished")?;
         let deadline = Instant::now() + timeout;
         let status = loop {
@@ -306,7 +314,7 @@ impl Drop for Helper {
     }
 }
 
-fn num(v: &serde_json::Value, key: &str) -> anyhow::Result<u64> {
+pub(super) fn num(v: &serde_json::Value, key: &str) -> anyhow::Result<u64> {
     v.get(key)
         .and_then(serde_json::Value::as_u64)
         .with_context(|| format!("no {key} in {v}"))
@@ -418,7 +426,12 @@ pub(super) struct Bench {
 }
 
 impl Bench {
-    fn helper(&self, ns: &str, args: &[String], what: &'static str) -> anyhow::Result<Helper> {
+    pub(super) fn helper(
+        &self,
+        ns: &str,
+        args: &[String],
+        what: &'static str,
+    ) -> anyhow::Result<Helper> {
         let mut cmd = Topology::command_in(ns, &self.exe);
         cmd.arg("bench").args(args);
         Helper::spawn(cmd, what)
@@ -428,6 +441,18 @@ impl Bench {
         &self,
         secs: f64,
         pps: Option<u64>,
+        ours: &BTreeSet<u32>,
+        at: &mut dyn FnMut(Moment) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Flood> {
+        self.flood_sized(secs, pps, PAYLOAD_64B_FRAME, ours, at)
+    }
+
+    /// [`Bench::flood`] with datagrams of `payload` bytes.
+    pub(super) fn flood_sized(
+        &self,
+        secs: f64,
+        pps: Option<u64>,
+        payload: usize,
         ours: &BTreeSet<u32>,
         at: &mut dyn FnMut(Moment) -> anyhow::Result<()>,
     ) -> anyhow::Result<Flood> {
@@ -467,6 +492,8 @@ impl Bench {
             secs.to_string(),
             "--cpu".into(),
             SENDER_CPU.to_string(),
+            "--payload".into(),
+            payload.to_string(),
         ];
         if let Some(pps) = pps {
             send_args.extend(["--pps".into(), pps.to_string()]);

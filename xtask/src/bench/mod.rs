@@ -11,9 +11,11 @@ mod pcap;
 mod report;
 mod rivals;
 mod store;
+mod tcp_traffic;
 mod testrun;
 mod topology;
 mod traffic;
+mod workloads;
 
 use std::{
     process::Command,
@@ -44,6 +46,10 @@ pub enum Which {
         #[arg(long, default_value_t = collector::BREAKDOWN_PASSES)]
         passes: usize,
     },
+    /// Only the collector's workload table, quickly: 64-byte and 1,400-byte UDP floods, TCP
+    /// bulk and TCP request/response over 1,000 connections, each with no monitor, kaipo,
+    /// nethogs and bandwhich.
+    Workloads(workloads::WorkloadsArgs),
     /// History: CPU per interval written, a month-long report, bytes per day, memory over time.
     Store,
     /// The dashboard: building and drawing one frame with 10k connections and 1k processes.
@@ -70,6 +76,15 @@ pub enum Which {
     /// (Used by `collector`.) Counts datagrams with recvmmsg until they stop.
     #[command(hide = true)]
     FloodRecv(traffic::FloodRecvArgs),
+    /// (Used by `workloads`.) One TCP connection written to for a fixed time.
+    #[command(hide = true)]
+    TcpBulkSend(tcp_traffic::TcpBulkSendArgs),
+    /// (Used by `workloads`.) The server of the TCP loads.
+    #[command(hide = true)]
+    TcpServe(tcp_traffic::TcpServeArgs),
+    /// (Used by `workloads`.) Request/response over many TCP connections.
+    #[command(hide = true)]
+    TcpRr(tcp_traffic::TcpRrArgs),
     /// (Used by `collector`.) One datagram to each of many distinct destinations.
     #[command(hide = true)]
     FlowsSend(traffic::FlowsSendArgs),
@@ -131,6 +146,10 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::FloodSend(args) => traffic::flood_send(&args),
         Which::FloodRecv(args) => traffic::flood_recv(&args),
         Which::FlowsSend(args) => traffic::flows_send(&args),
+        Which::TcpBulkSend(args) => tcp_traffic::tcp_bulk_send(&args),
+        Which::TcpServe(args) => tcp_traffic::tcp_serve(&args),
+        Which::TcpRr(args) => tcp_traffic::tcp_rr(&args),
+        Which::Workloads(args) => workloads::run(&args),
     }
 }
 

@@ -244,7 +244,7 @@ fn path_of(rivals: &[(Rival, PathBuf)], rival: Rival) -> anyhow::Result<&PathBuf
 }
 
 /// The sender's command name as tools that show names print it: the xtask binary's.
-fn sender_comm(bench: &Bench) -> String {
+pub(super) fn sender_comm(bench: &Bench) -> String {
     let name = bench
         .exe
         .file_name()

@@ -56,6 +56,12 @@ impl Rival {
         }
     }
 
+    /// Whether the bytes the tool prints are link-layer (Ethernet header included) rather than
+    /// IP-layer ones.
+    pub fn counts_link_layer(self) -> bool {
+        self == Rival::Nethogs
+    }
+
     /// Whether the tool names processes at all (iftop shows hosts and ports only).
     pub fn attributes(self) -> bool {
         self != Rival::Iftop
@@ -263,11 +269,14 @@ pub enum Linger {
     },
 }
 
-/// A flood with some tool watching, and what was read about the tool around it.
-pub struct Watched {
-    pub flood: Flood,
+/// A load (the pcap benchmark's flood, or one of the collector's workloads) with some tool
+/// watching, and what was read about the tool around it.
+pub struct Watched<L = Flood> {
+    pub flood: L,
     /// utime + stime of all the tool's processes over the sender's window, in seconds.
     pub cpu_secs: f64,
+    /// The same by the scheduler's count (`/proc/<pid>/task/*/schedstat`), finer than ticks.
+    pub sched_cpu_secs: f64,
     pub window: Duration,
     /// utime + stime from the sender's end until the tool stopped, in seconds, and how long
     /// that was: work the tool still had queued when the traffic stopped.
@@ -279,7 +288,7 @@ pub struct Watched {
     pub outputs: Vec<String>,
 }
 
-impl Watched {
+impl<L> Watched<L> {
     pub fn cpu_pct(&self) -> f64 {
         100.0 * self.cpu_secs / self.window.as_secs_f64().max(1e-9)
     }
@@ -293,6 +302,19 @@ pub fn watched_flood(
     cmds: Vec<Command>,
     linger: &Linger,
 ) -> anyhow::Result<Watched> {
+    watched(cmds, linger, |at| {
+        bench.flood(secs, None, &Default::default(), at)
+    })
+}
+
+/// Starts `cmds`, gives them [`SETTLE`] to get going, runs `load` (which calls back at each
+/// [`Moment`]; the tool's CPU is read at `Start` and `SenderDone`), lets them go on as `linger`
+/// says, and stops them.
+pub fn watched<L>(
+    cmds: Vec<Command>,
+    linger: &Linger,
+    load: impl FnOnce(&mut dyn FnMut(Moment) -> anyhow::Result<()>) -> anyhow::Result<L>,
+) -> anyhow::Result<Watched<L>> {
     let mut procs = cmds
         .into_iter()
         .map(Proc::spawn)
@@ -309,16 +331,20 @@ pub fn watched_flood(
     }
     let pids: Vec<u32> = procs.iter().map(|p| p.pid).collect();
     let ticks = || -> anyhow::Result<u64> { pids.iter().map(|&pid| kaipo::cpu_ticks(pid)).sum() };
+    let sched = || -> anyhow::Result<u64> { pids.iter().map(|&pid| kaipo::cpu_ns(pid)).sum() };
     let mut cpu = (0u64, 0u64);
+    let mut sched_ns = (0u64, 0u64);
     let mut window = (Instant::now(), Instant::now());
-    let flood = bench.flood(secs, None, &Default::default(), &mut |moment| {
+    let flood = load(&mut |moment| {
         match moment {
             Moment::Start => {
                 window.0 = Instant::now();
                 cpu.0 = ticks()?;
+                sched_ns.0 = sched()?;
             }
             Moment::SenderDone => {
                 cpu.1 = ticks()?;
+                sched_ns.1 = sched()?;
                 window.1 = Instant::now();
             }
             Moment::ReceiverDone => {}
@@ -367,6 +393,7 @@ pub fn watched_flood(
     Ok(Watched {
         flood,
         cpu_secs: (cpu.1 - cpu.0) as f64 / tick,
+        sched_cpu_secs: sched_ns.1.saturating_sub(sched_ns.0) as f64 / 1e9,
         window: window.1 - window.0,
         cpu_after_secs: cpu_after as f64 / tick,
         after,
@@ -385,13 +412,27 @@ pub fn rival_flood(
     ns: Option<&str>,
     secs: f64,
 ) -> anyhow::Result<Watched> {
+    rival_load(rival, bin, ifaces, ns, |at| {
+        bench.flood(secs, None, &Default::default(), at)
+    })
+}
+
+/// A rival watching `ifaces` (in namespace `ns`, if given) through `load` (as in [`watched`]),
+/// kept running until its reported total stops growing (at most 20 s after the load).
+pub fn rival_load<L>(
+    rival: Rival,
+    bin: &Path,
+    ifaces: &[&str],
+    ns: Option<&str>,
+    load: impl FnOnce(&mut dyn FnMut(Moment) -> anyhow::Result<()>) -> anyhow::Result<L>,
+) -> anyhow::Result<Watched<L>> {
     let linger = Linger::UntilSteady {
         every: rival.every(),
         total: Box::new(move |outs| told(rival, outs, 0, "").bytes),
         max: Duration::from_secs(20),
         signal: rival.stop_signal(),
     };
-    watched_flood(bench, secs, rival.commands(bin, ifaces, ns), &linger)
+    watched(rival.commands(bin, ifaces, ns), &linger, load)
 }
 
 /// What a tool's own output says about a flood.

@@ -40,9 +40,15 @@ fn run(args: &[&str]) -> anyhow::Result<String> {
 
 impl Topology {
     pub fn create() -> anyhow::Result<Self> {
+        Self::create_in(200..=255)
+    }
+
+    /// The network with its addresses in a free /24 of 10.213.`blocks`.0/24: the collector
+    /// takes 200-255, a workloads-only run 150-199, so the two can run side by side.
+    pub fn create_in(blocks: std::ops::RangeInclusive<u8>) -> anyhow::Result<Self> {
         remove_stale();
         let pid = std::process::id();
-        let block = free_v4_block().context("choosing addresses")?;
+        let block = free_v4_block(blocks).context("choosing addresses")?;
         let addr = |host: u8| Ipv4Addr::new(10, 213, block, host);
         let mut topo = Self {
             sender_ns: format!("{NS_PREFIX}{pid}-snd"),
@@ -64,6 +70,16 @@ impl Topology {
         // Locally administered MACs; each pair is its own link, so they need not be unique.
         let (s_host_mac, s_ns_mac) = ("02:6b:62:00:00:01", "02:6b:62:00:00:02");
         let (d_host_mac, d_ns_mac) = ("02:6b:62:00:01:01", "02:6b:62:00:01:02");
+        // While the block's links exist and as they are removed, nothing sent to its addresses
+        // may follow the default route out of the machine: a blackhole route for the whole
+        // block, added first and (the undo list running backwards) removed last.
+        let range = format!("10.213.{block}.0/24");
+        run(&["ip", "route", "add", "blackhole", &range])?;
+        self.undo.push(
+            ["ip", "route", "del", "blackhole", &range]
+                .map(str::to_owned)
+                .to_vec(),
+        );
         let pairs = [
             (
                 &self.sender_ns,
@@ -303,10 +319,10 @@ fn remove_stale() {
     }
 }
 
-/// A /24 of 10.213.200.0-10.213.255.0 in which the host has no address. The tests take /30s of
+/// A /24 of 10.213.`blocks`.0 in which the host has no address. The tests take /30s of
 /// 10.213.0.0/16 that hold no host address; the addresses this benchmark uses all lie in the
 /// /30s of its two host addresses, so a test that starts later never picks an overlapping one.
-fn free_v4_block() -> anyhow::Result<u8> {
+fn free_v4_block(blocks: std::ops::RangeInclusive<u8>) -> anyhow::Result<u8> {
     let listing = run(&["ip", "-4", "-o", "addr", "show"])?;
     let used: Vec<u8> = listing
         .split_whitespace()
@@ -314,7 +330,9 @@ fn free_v4_block() -> anyhow::Result<u8> {
         .filter(|a| a.octets()[..2] == [10, 213])
         .map(|a| a.octets()[2])
         .collect();
-    (200..=255u8)
+    let (first, last) = (*blocks.start(), *blocks.end());
+    blocks
+        .into_iter()
         .find(|b| !used.contains(b))
-        .context("no free /24 left in 10.213.200.0-10.213.255.255")
+        .with_context(|| format!("no free /24 left in 10.213.{first}.0-10.213.{last}.255"))
 }

@@ -89,7 +89,7 @@ pub fn pin_to_cpu(cpu: Option<usize>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+pub(super) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     writeln!(out, "{value}")?;
     out.flush()?;
@@ -164,7 +164,7 @@ impl Batch {
 
 /// This thread's time on CPU and time spent runnable but waiting for a CPU, in ns
 /// (`/proc/thread-self/schedstat`).
-fn schedstat() -> (u64, u64) {
+pub(super) fn schedstat() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
     let mut fields = text
         .split_whitespace()
@@ -214,9 +214,16 @@ pub fn flood_send(args: &FloodSendArgs) -> anyhow::Result<()> {
 /// `RcvbufErrors` of the UDP line in `/proc/net/snmp`, which shows the namespace of the reader.
 fn udp_rcvbuf_errors() -> Option<u64> {
     let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
-    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
-    let (names, values) = (udp.next()?, udp.next()?);
-    let at = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
+    snmp_value(&snmp, "Udp", "RcvbufErrors")
+}
+
+/// Counter `name` of protocol `proto` (`Udp`, `Tcp`, ...) in the text of `/proc/net/snmp`: a
+/// line of names, then a line of values, each starting with `<proto>:`.
+pub fn snmp_value(snmp: &str, proto: &str, name: &str) -> Option<u64> {
+    let prefix = format!("{proto}:");
+    let mut lines = snmp.lines().filter(|l| l.starts_with(&prefix));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let at = names.split_whitespace().position(|n| n == name)?;
     values.split_whitespace().nth(at)?.parse().ok()
 }
 
@@ -373,4 +380,24 @@ pub fn flows_send(args: &FlowsSendArgs) -> anyhow::Result<()> {
         "sockets": sockets.len(),
         "send_errors": errors,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snmp_counters_by_protocol_and_name() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+                    Tcp: RtoAlgorithm ActiveOpens PassiveOpens OutSegs RetransSegs\n\
+                    Tcp: 1 1000 3 123456 7\n\
+                    Udp: InDatagrams RcvbufErrors\nUdp: 5 9\n\
+                    UdpLite: InDatagrams RcvbufErrors\nUdpLite: 0 0\n";
+        assert_eq!(snmp_value(snmp, "Tcp", "OutSegs"), Some(123_456));
+        assert_eq!(snmp_value(snmp, "Tcp", "ActiveOpens"), Some(1000));
+        assert_eq!(snmp_value(snmp, "Udp", "RcvbufErrors"), Some(9));
+        assert_eq!(snmp_value(snmp, "UdpLite", "RcvbufErrors"), Some(0));
+        assert_eq!(snmp_value(snmp, "Tcp", "InErrs"), None);
+        assert_eq!(snmp_value(snmp, "Icmp", "InMsgs"), None);
+    }
 }
