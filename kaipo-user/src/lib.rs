@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod dns;
 pub mod doctor;
 pub mod engine;
+pub mod fasthash;
 pub mod fleet;
 pub mod format;
 pub mod live;

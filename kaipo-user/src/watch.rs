@@ -66,6 +66,7 @@ pub async fn run(opts: &WatchOptions, out: &mut dyn Write) -> anyhow::Result<()>
         json: opts.json,
         top: if opts.top == 0 { usize::MAX } else { opts.top },
         cumulative: opts.cumulative.then(Cumulative::default),
+        buf: Vec::new(),
     };
     let schedule = Schedule {
         interval: opts.interval,
@@ -76,6 +77,8 @@ pub async fn run(opts: &WatchOptions, out: &mut dyn Write) -> anyhow::Result<()>
 
 struct PrintSink<'a> {
     out: &'a mut dyn Write,
+    /// One interval's output, built before it is written.
+    buf: Vec<u8>,
     json: bool,
     top: usize,
     /// Totals since start, with `--cumulative`.
@@ -93,16 +96,25 @@ impl Sink for PrintSink<'_> {
             Some(totals) => totals.add(&interval.record),
             None => &interval.record,
         };
-        let written = if self.json {
-            serde_json::to_writer(&mut *self.out, record)
+        // The record is put together in memory and written at once: standard output is
+        // line-buffered, and a record of thousands of connections written piece by piece
+        // would cost a search for a newline per piece and a system call per kilobyte.
+        self.buf.clear();
+        let built = if self.json {
+            serde_json::to_writer(&mut self.buf, record)
                 .map_err(std::io::Error::from)
-                .and_then(|()| writeln!(self.out))
+                .and_then(|()| writeln!(self.buf))
         } else {
-            write_table(self.out, record, self.top, cumulative)
+            write_table(&mut self.buf, record, self.top, cumulative)
         };
-        written
+        built
+            .and_then(|()| self.out.write_all(&self.buf))
             .and_then(|()| self.out.flush())
             .context("writing output")?;
+        // A burst's record is not kept for good.
+        if self.buf.capacity() > 4 << 20 {
+            self.buf = Vec::new();
+        }
         Ok(true)
     }
 }

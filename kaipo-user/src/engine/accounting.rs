@@ -11,7 +11,7 @@
 //! pre-existing socket the owner shows itself on its first send or receive call, which may come
 //! just after the first packets. Only when the grace runs out are they reported unattributed.
 
-use std::collections::{HashMap, HashSet};
+use crate::fasthash::{HashMap, HashSet};
 
 use kaipo_common::{
     counter, Event, IfaceCounters, SockStats, EVENT_PROC_EXIT, EVENT_SOCK_CLOSE, EVENT_SOCK_OWNER,
@@ -271,11 +271,11 @@ impl Accountant {
     pub fn new(include_loopback: bool) -> Self {
         Self {
             include_loopback,
-            sockets: HashMap::new(),
-            waiting: HashMap::new(),
-            owners: HashMap::new(),
-            retired: [HashSet::new(), HashSet::new()],
-            ifaces: HashMap::new(),
+            sockets: HashMap::default(),
+            waiting: HashMap::default(),
+            owners: HashMap::default(),
+            retired: [HashSet::default(), HashSet::default()],
+            ifaces: HashMap::default(),
             counters: [0; counter::COUNT as usize],
             flow_evictions_total: 0,
             capture_drops: 0,
@@ -415,7 +415,7 @@ impl Accountant {
                 .push((iface.clone(), iface_delta(now, &before)));
         }
 
-        let mut seen = HashSet::with_capacity(sample.sockets.len());
+        let mut seen = HashSet::with_capacity_and_hasher(sample.sockets.len(), Default::default());
         for (cookie, stats) in &sample.sockets {
             seen.insert(*cookie);
             let totals = SockTotals::from_stats(stats);
@@ -530,7 +530,7 @@ impl Accountant {
             }
         }
         self.retired.swap(0, 1);
-        self.retired[0] = HashSet::new();
+        self.retired[0] = HashSet::default();
         for cookie in gone {
             self.sockets.remove(&cookie);
             self.owners.remove(&cookie);

@@ -12,10 +12,9 @@
 //! container behind a veth) sees the same frame from the other end, so the swapped key is
 //! tried as well: a frame between two local sockets belongs to both.
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
+
+use crate::fasthash::{HashMap, HashSet};
 
 use kaipo_common::{FlowCounters, FlowKey, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 
@@ -128,8 +127,8 @@ pub struct FlowDeltas {
 impl FlowDeltas {
     pub fn new() -> Self {
         Self {
-            last: HashMap::new(),
-            host_addrs: HashSet::new(),
+            last: HashMap::default(),
+            host_addrs: HashSet::default(),
             addrs_read: None,
         }
     }
@@ -144,7 +143,7 @@ impl FlowDeltas {
     /// forgotten.
     pub fn advance(&mut self, flows: &[(FlowKey, FlowCounters)]) -> Vec<(FlowKey, FlowCounters)> {
         let mut out = Vec::with_capacity(flows.len());
-        let mut next = HashMap::with_capacity(flows.len());
+        let mut next = HashMap::with_capacity_and_hasher(flows.len(), Default::default());
         for (key, now) in flows {
             let before = self.last.get(key).copied().unwrap_or_default();
             let d = |a: u64, b: u64| if a >= b { a - b } else { a };

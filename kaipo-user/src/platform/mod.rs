@@ -25,14 +25,20 @@ pub use self::unix::{with_name_buffer, StopSignals};
 #[cfg(target_os = "windows")]
 pub use self::windows::{StopSignals, Windows as Host};
 
-/// Hands the memory the allocator holds free back to the system. glibc keeps what a large
-/// interval freed (a burst of new sockets makes a record of every one of them) for reuse, so
-/// without this a daemon's resident size stays at its largest interval's for good.
+/// Hands the memory the allocator holds free back to the system once there is much of it.
+/// glibc keeps what a large interval freed (a burst of new sockets makes a record of every one
+/// of them) for reuse, so without this a daemon's resident size stays at its largest
+/// interval's for good. The few megabytes an ordinary interval frees stay: handing them back
+/// every interval only has the next one fault them in again.
 pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages of the allocator's own heaps.
+    // SAFETY: mallinfo2 only reads the allocator's statistics; malloc_trim only returns free
+    // pages of its own heaps.
     unsafe {
-        libc::malloc_trim(0);
+        const WORTH_TRIMMING: usize = 8 << 20;
+        if libc::mallinfo2().fordblks > WORTH_TRIMMING {
+            libc::malloc_trim(0);
+        }
     }
 }
 

@@ -467,9 +467,12 @@ impl EbpfCollector {
     /// in neither read rather than in both, so a total can lag for one sample but never runs
     /// ahead of what was counted.
     fn read_flows(&mut self, sample: &mut KernelSample) -> Result<(), EbpfCollectError> {
-        let mut totals: std::collections::HashMap<FlowKey, FlowCounters> =
-            std::collections::HashMap::new();
-        let add = |totals: &mut std::collections::HashMap<FlowKey, FlowCounters>,
+        let mut totals: crate::fasthash::HashMap<FlowKey, FlowCounters> =
+            crate::fasthash::HashMap::with_capacity_and_hasher(
+                self.flows_last.unwrap_or(0) as usize,
+                Default::default(),
+            );
+        let add = |totals: &mut crate::fasthash::HashMap<FlowKey, FlowCounters>,
                    key: FlowKey,
                    c: &FlowCounters| {
             let t = totals.entry(key).or_default();
