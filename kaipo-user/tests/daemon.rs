@@ -2281,7 +2281,7 @@ fn the_remote_api_serves_the_sockets_figures_over_tls_to_token_holders_only() {
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("a connection"))
         .collect();
     // The daemon takes both before the next connection arrives.
-    std::thread::sleep(Duration::from_millis(300));
+    thread::sleep(Duration::from_millis(300));
     let (code, body) = curl(&cert_file, port, "/v1/status", Some(full), &[]);
     assert_eq!((code, body.as_str()), (0, ""));
     drop(held);
