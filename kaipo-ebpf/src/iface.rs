@@ -2,7 +2,9 @@
 
 use aya_ebpf::{
     bindings::{__sk_buff, BPF_NOEXIST},
-    helpers::generated::{bpf_jiffies64, bpf_skb_load_bytes, bpf_xdp_get_buff_len},
+    helpers::generated::{
+        bpf_get_smp_processor_id, bpf_jiffies64, bpf_skb_load_bytes, bpf_xdp_get_buff_len,
+    },
     programs::{TcContext, XdpContext},
 };
 use kaipo_common::{
@@ -12,7 +14,7 @@ use kaipo_common::{
 };
 
 use crate::{
-    bump, flow_cache_mask, flow_slot_age,
+    bump, flow_cache_mask, flow_cache_shift, flow_slot_age,
     packet::{self, store_addr, Frame, IpHeaders, Parsed},
     track_flows, FLOWS, FLOW_CACHE, IFACE_STATS, IFACE_STATS_HIGH,
 };
@@ -310,13 +312,15 @@ fn count_flow(ifindex: u32, h: &IpHeaders, len: u64, egress: bool) {
 fn count_flow_key(key: &KeyWords, len: u64, egress: bool) {
     let dir = if egress { FLOW_SLOT_TX } else { FLOW_SLOT_RX };
     let q = &key.0;
-    let first = flow_slot_words(q, dir, flow_cache_mask());
+    // SAFETY: the helper takes no arguments; the kernel inlines it.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let first = (cpu << flow_cache_shift()) | flow_slot_words(q, dir, flow_cache_mask());
     if let (Some(a), Some(b)) = (
         FLOW_CACHE.get_ptr_mut(first),
         FLOW_CACHE.get_ptr_mut(first ^ 1),
     ) {
-        // SAFETY: values of this CPU in a per-CPU map, 64 bytes aligned to 8 each, two distinct
-        // slots; only this CPU's programs write them and they do not nest.
+        // SAFETY: two distinct slots of this CPU's run, 64 bytes aligned to 8 each; only this
+        // CPU's programs write them (they do not migrate while running) and they do not nest.
         let (a, b) = unsafe { (&mut *a, &mut *b) };
         // SAFETY: the helper takes no arguments; the kernel inlines it as a load of `jiffies`.
         let now = (unsafe { bpf_jiffies64() } as u32) << 2;

@@ -30,7 +30,7 @@ mod sock;
 use aya_ebpf::{
     btf_maps::SkStorage,
     macros::{btf_map, btf_tracepoint, cgroup_skb, cgroup_sock, classifier, map, xdp},
-    maps::{HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePointContext, SkBuffContext, SockContext, TcContext, XdpContext},
 };
 use kaipo_common::{
@@ -55,10 +55,15 @@ static IFACE_STATS_HIGH: PerCpuHashMap<u32, IfaceCounters> =
 static FLOWS: LruPerCpuHashMap<FlowKey, FlowCounters> =
     LruPerCpuHashMap::with_max_entries(MAX_FLOWS, 0);
 
-/// The per-CPU flow cache in front of `FLOWS` (see `kaipo_common::FlowSlot`). Userspace sets
-/// the number of slots, a power of two, at load time, and `FLOW_CACHE_MASK` with it.
+/// The per-CPU flow cache in front of `FLOWS` (see `kaipo_common::FlowSlot`): one run of
+/// slots per CPU, CPU `c`'s at `c << FLOW_CACHE_SHIFT`, each written only by its own CPU.
+/// A plain array rather than a per-CPU one so that userspace can map it and read every slot
+/// with a memory copy instead of a system call that copies each slot of each CPU (which cost an
+/// idle kaipo most of its time). Userspace sets the slots per CPU, a power of two, at load time,
+/// with `FLOW_CACHE_MASK` and `FLOW_CACHE_SHIFT`, and the map's size to that times the CPUs.
 #[map]
-static FLOW_CACHE: PerCpuArray<FlowSlot> = PerCpuArray::with_max_entries(FLOW_CACHE_SLOTS, 0);
+static FLOW_CACHE: Array<FlowSlot> =
+    Array::with_max_entries(FLOW_CACHE_SLOTS, aya_ebpf::bindings::BPF_F_MMAPABLE);
 
 /// Shared (not per-CPU) so that the release hook can report a socket's final counters; updated
 /// with atomic adds. Entries are allocated as sockets appear, not all at load: most hosts
@@ -105,9 +110,13 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 #[unsafe(no_mangle)]
 static TRACK_FLOWS: u8 = 1;
 
-/// Slots in `FLOW_CACHE` - 1; set at load time with the map's size.
+/// Slots per CPU in `FLOW_CACHE` - 1; set at load time with the map's size.
 #[unsafe(no_mangle)]
 static FLOW_CACHE_MASK: u32 = FLOW_CACHE_SLOTS - 1;
+
+/// log2 of the slots per CPU: where a CPU's run of slots starts, as a shift of its number.
+#[unsafe(no_mangle)]
+static FLOW_CACHE_SHIFT: u32 = FLOW_CACHE_SLOTS.trailing_zeros();
 
 /// How long (in jiffies) a cached flow must have been quiet before another flow that meets it
 /// in its slot takes the slot over; set at load time.
@@ -118,6 +127,12 @@ static FLOW_SLOT_AGE: u32 = 100;
 fn flow_cache_mask() -> u32 {
     // SAFETY: as for `TRACK_FLOWS`.
     unsafe { core::ptr::read_volatile(&FLOW_CACHE_MASK) }
+}
+
+#[inline(always)]
+fn flow_cache_shift() -> u32 {
+    // SAFETY: as for `TRACK_FLOWS`.
+    unsafe { core::ptr::read_volatile(&FLOW_CACHE_SHIFT) }
 }
 
 #[inline(always)]

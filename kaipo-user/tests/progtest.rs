@@ -28,7 +28,7 @@ use std::{
 };
 
 use aya::{
-    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
     programs::{
         CgroupSkb, ProgramError, SchedClassifier, TestRun, TestRunOptions, TestRunResult, Xdp,
     },
@@ -152,6 +152,8 @@ impl Harness {
         // A flow run twice on two CPUs would take a cache slot on each.
         stay_on_this_cpu();
         let mut loader = EbpfLoader::new();
+        // One run of cache slots per CPU, as kaipo sizes it.
+        loader.map_max_entries(maps::FLOW_CACHE, FLOW_CACHE_SLOTS * cpus());
         if let Some(track_flows) = &track_flows {
             loader.override_global("TRACK_FLOWS", track_flows, true);
         }
@@ -310,24 +312,31 @@ impl Harness {
     /// that each sits in the set of two slots userspace computes for it, so the kernel's hash and
     /// `kaipo_common::flow_slot` agree.
     fn cached(&self) -> Vec<(FlowKey, FlowCounters)> {
-        let map: PerCpuArray<_, FlowSlot> =
-            PerCpuArray::try_from(self.ebpf.map(maps::FLOW_CACHE).expect(maps::FLOW_CACHE))
-                .unwrap_or_else(|e| panic!("{} is a per-CPU array: {e}", maps::FLOW_CACHE));
+        let map: Array<_, FlowSlot> =
+            Array::try_from(self.ebpf.map(maps::FLOW_CACHE).expect(maps::FLOW_CACHE))
+                .unwrap_or_else(|e| panic!("{} is an array: {e}", maps::FLOW_CACHE));
+        assert_eq!(
+            map.len(),
+            FLOW_CACHE_SLOTS * cpus(),
+            "a run of slots per CPU"
+        );
         let mut out = Vec::new();
-        for index in 0..FLOW_CACHE_SLOTS {
-            for slot in map.get(&index, 0).expect("reading FLOW_CACHE").iter() {
-                if slot.direction() == FLOW_SLOT_EMPTY {
-                    assert_eq!(*slot, FlowSlot::default(), "an empty slot is all zero");
-                    continue;
-                }
-                assert_eq!(
-                    flow_slot(&slot.key, slot.direction(), FLOW_CACHE_SLOTS - 1) | 1,
-                    index | 1,
-                    "{:?} in slot {index}, outside its set",
-                    slot.key
-                );
-                out.push((slot.key, slot.counters()));
+        for index in 0..map.len() {
+            let slot = map.get(&index, 0).expect("reading FLOW_CACHE");
+            if slot.direction() == FLOW_SLOT_EMPTY {
+                assert_eq!(slot, FlowSlot::default(), "an empty slot is all zero");
+                continue;
             }
+            // The slot within its CPU's run.
+            let within = index & (FLOW_CACHE_SLOTS - 1);
+            assert_eq!(
+                flow_slot(&slot.key, slot.direction(), FLOW_CACHE_SLOTS - 1) | 1,
+                within | 1,
+                "{:?} in slot {within} of CPU {}, outside its set",
+                slot.key,
+                index / FLOW_CACHE_SLOTS
+            );
+            out.push((slot.key, slot.counters()));
         }
         out
     }
@@ -2114,4 +2123,9 @@ fn released_sockets_are_marked_closed_even_after_their_entry_went() {
         (SOCK_FLAG_CLOSED, 1, SEGMENT, 1, SEGMENT),
         "the server's FIN in, the client's ACK out, on an entry marked closed"
     );
+}
+
+/// CPUs the kernel may run a program on.
+fn cpus() -> u32 {
+    u32::try_from(aya::util::nr_cpus().expect("the possible CPUs")).expect("a CPU count")
 }

@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use aya::maps::{Map, MapData, MapInfo, PerCpuArray, PerCpuHashMap};
+use aya::maps::{Array, Map, MapData, MapInfo, PerCpuArray, PerCpuHashMap};
 use kaipo_common::{counter, maps, FlowCounters, FlowKey, FlowSlot, FLOW_SLOT_EMPTY};
 
 /// kaipo's programs, by full name; the kernel keeps only the first 15 characters.
@@ -449,13 +449,13 @@ pub fn flow_state(maps: &[HeldMap]) -> anyhow::Result<FlowState> {
     }
     let cache_map = find(maps::FLOW_CACHE)?;
     let cache = MapData::from_id(cache_map.id)?;
-    let cache: PerCpuArray<_, FlowSlot> = PerCpuArray::try_from(Map::PerCpuArray(cache))?;
+    // One run of slots per CPU in a plain array.
+    let cache: Array<_, FlowSlot> = Array::try_from(Map::Array(cache))?;
     let mut cached = BTreeMap::new();
     for index in 0..u32::try_from(cache_map.max_entries)? {
-        for slot in cache.get(&index, 0)?.iter() {
-            if slot.direction() != FLOW_SLOT_EMPTY {
-                *cached.entry(slot.key.ifindex).or_insert(0) += 1;
-            }
+        let slot = cache.get(&index, 0)?;
+        if slot.direction() != FLOW_SLOT_EMPTY {
+            *cached.entry(slot.key.ifindex).or_insert(0) += 1;
         }
     }
     let counters = MapData::from_id(find(maps::COUNTERS)?.id)?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use aya::{
-    maps::{PerCpuArray, PerCpuHashMap},
+    maps::{Array, PerCpuHashMap},
     programs::{Program, SchedClassifier, TestRun as _, TestRunOptions, Xdp},
     Btf, Ebpf,
 };
@@ -234,22 +234,22 @@ fn measure_here(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Cost
             time_once(&ebpf, name, &other(i), 1)?;
         }
     }
-    // Every slot as CPU 0 (this thread's CPU) has it.
-    let cache: PerCpuArray<_, FlowSlot> = PerCpuArray::try_from(
+    // Every slot of CPU 0 (this thread's CPU), whose run comes first in the map.
+    let cache: Array<_, FlowSlot> = Array::try_from(
         ebpf.map(maps::FLOW_CACHE)
             .with_context(|| format!("no {} map", maps::FLOW_CACHE))?,
     )?;
-    // As many slots as kaipo sized the cache with on this machine.
-    let cache_slots = cache.len();
+    // As many slots per CPU as kaipo sized the cache with on this machine.
+    let cpus = u32::try_from(aya::util::nr_cpus().map_err(|(_, e)| e)?)?;
+    let cache_slots = cache.len() / cpus.max(1);
     let mut slots = Vec::with_capacity(cache_slots as usize);
     let mut cached = 0u64;
-    for index in 0..cache_slots {
-        let per_cpu = cache.get(&index, 0)?;
-        cached += per_cpu
-            .iter()
-            .filter(|slot| slot.direction() != FLOW_SLOT_EMPTY)
-            .count() as u64;
-        slots.push(per_cpu[0]);
+    for index in 0..cache.len() {
+        let slot = cache.get(&index, 0)?;
+        cached += u64::from(slot.direction() != FLOW_SLOT_EMPTY);
+        if index < cache_slots {
+            slots.push(slot);
+        }
     }
     // For each program, a frame whose two slots are both held by those flows, and the holders'
     // own programs and frames (a slot may hold a flow of either direction).

@@ -8,6 +8,7 @@ pub mod attach;
 mod batch;
 pub mod cgroup;
 pub mod error;
+mod flow_cache;
 mod sweep;
 
 use std::io;
@@ -110,7 +111,8 @@ pub struct EbpfCollector {
     hook: crate::collect::backend::IngressHook,
     degradations: Vec<Degradation>,
     netlink_filters: bool,
-    flow_cache: PerCpuArray<MapData, FlowSlot>,
+    /// Boxed, as `dns`.
+    flow_cache: Box<flow_cache::FlowCache>,
     track_flows: bool,
     /// Whether the kernel answers `BPF_MAP_LOOKUP_BATCH` (5.6 on).
     batch_ok: bool,
@@ -221,8 +223,10 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
         named: opts.ifaces.clone(),
         hook: opts.ingress_hook,
         degradations,
-        flow_cache: PerCpuArray::try_from(take(&mut ebpf, kaipo_common::maps::FLOW_CACHE)?)
-            .map_err(map_err(kaipo_common::maps::FLOW_CACHE))?,
+        flow_cache: match take(&mut ebpf, kaipo_common::maps::FLOW_CACHE)? {
+            aya::maps::Map::Array(data) => Box::new(flow_cache::FlowCache::map(data, page_size())?),
+            _ => return Err(EbpfCollectError::Missing(kaipo_common::maps::FLOW_CACHE)),
+        },
         track_flows: opts.track_flows,
         batch_ok: true,
         sockets_last: 0,
@@ -247,6 +251,9 @@ pub fn load(btf: &Btf, opts: &Options) -> Result<Ebpf, EbpfCollectError> {
         None => flow_cache_slots(aya::util::nr_cpus().map_or(1, |n| n)),
     };
     let mask = slots - 1;
+    let shift = slots.trailing_zeros();
+    // One run of slots per CPU the kernel may run a program on.
+    let cpus = u32::try_from(aya::util::nr_cpus().map_or(1, |n| n)).unwrap_or(1);
     // The kernel wants a power-of-two multiple of the page size.
     let page = u32::try_from(page_size()).unwrap_or(4096);
     let ringbuf = opts.ringbuf_bytes.map_or(kaipo_common::RINGBUF_BYTES, |b| {
@@ -256,8 +263,9 @@ pub fn load(btf: &Btf, opts: &Options) -> Result<Ebpf, EbpfCollectError> {
         .btf(Some(btf))
         .override_global("TRACK_FLOWS", &track_flows, true)
         .override_global("FLOW_CACHE_MASK", &mask, true)
+        .override_global("FLOW_CACHE_SHIFT", &shift, true)
         .override_global("FLOW_SLOT_AGE", &opts.flow_slot_age, true)
-        .map_max_entries(kaipo_common::maps::FLOW_CACHE, slots)
+        .map_max_entries(kaipo_common::maps::FLOW_CACHE, slots * cpus.max(1))
         .map_max_entries(kaipo_common::maps::FLOWS, opts.max_flows.max(1))
         .map_max_entries(kaipo_common::maps::SOCK_STATS, opts.max_sockets.max(1))
         .map_max_entries(kaipo_common::maps::EVENTS, ringbuf)
@@ -516,35 +524,8 @@ impl EbpfCollector {
                 }
             }
         }
-        let slot_stride = size_of::<FlowSlot>().next_multiple_of(8);
-        let cache_fd = self.flow_cache.map().fd().as_fd();
-        let cached = self.batch_ok
-            && batch::for_each_raw(cache_fd, size_of::<u32>(), slot_stride * cpus, |_, v| {
-                for cpu in 0..cpus {
-                    if let Some(slot) = batch::pod_from::<FlowSlot>(&v[cpu * slot_stride..]) {
-                        if slot.direction() != kaipo_common::FLOW_SLOT_EMPTY {
-                            add(&mut totals, slot.key, &slot.counters());
-                        }
-                    }
-                }
-            })
-            .is_ok();
-        let slots = if cached {
-            0
-        } else {
-            self.flow_cache.map().info().map_or(0, |i| i.max_entries())
-        };
-        for index in 0..slots {
-            // A slot being written while read is at worst one frame behind.
-            let Ok(per_cpu) = self.flow_cache.get(&index, 0) else {
-                continue;
-            };
-            for slot in per_cpu.iter() {
-                if slot.direction() != kaipo_common::FLOW_SLOT_EMPTY {
-                    add(&mut totals, slot.key, &slot.counters());
-                }
-            }
-        }
+        self.flow_cache
+            .for_each_held(|slot| add(&mut totals, slot.key, &slot.counters()));
         sample.flows_live = Some(live);
         sample.flows = totals.into_iter().collect();
         Ok(())
