@@ -128,21 +128,7 @@ pub fn run() -> anyhow::Result<()> {
     let machine = report::Machine::read();
     collector::emit(&report::header_for(&machine, "pcap backend", "pcap"));
 
-    let mut rivals: Vec<(Rival, PathBuf)> = Vec::new();
-    let mut missing = Vec::new();
-    for rival in Rival::ALL {
-        match rival.find() {
-            Some(path) => rivals.push((rival, path)),
-            None => {
-                collector::progress(&format!(
-                    "{} is not installed; skipping it (install: `{}`)",
-                    rival.name(),
-                    rival.install()
-                ));
-                missing.push(rival);
-            }
-        }
-    }
+    let (rivals, missing) = rivals::find_all(&Rival::ALL);
 
     let bench = Bench {
         topo: Topology::create()?,
@@ -352,23 +338,7 @@ fn figures(
         "- kaipo: `kaipo watch --json --interval 1s --iface {} --iface {}` with `--backend pcap` and with `--backend ebpf`",
         ifaces[0], ifaces[1]
     );
-    for (rival, path) in rivals {
-        let _ = writeln!(
-            s,
-            "- {}: {} (`{}`)",
-            rival.name(),
-            rival.describe(&ifaces),
-            path.display()
-        );
-    }
-    for rival in missing {
-        let _ = writeln!(
-            s,
-            "- {}: **not installed, not measured** (install: `{}`)",
-            rival.name(),
-            rival.install()
-        );
-    }
+    rivals::write_list(&mut s, rivals, missing, &ifaces, "");
     let _ = writeln!(
         s,
         "\nThe other tools start 2 s before the flood and keep running after it until the total \

@@ -551,6 +551,56 @@ fn iftop_total(out: &str) -> Option<u64> {
     Some((number.parse::<f64>().ok()? * scale).round() as u64)
 }
 
+/// Which of `wanted` are installed (with their paths) and which are not; a missing one is
+/// said on stderr with how to install it.
+pub fn find_all(wanted: &[Rival]) -> (Vec<(Rival, PathBuf)>, Vec<Rival>) {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for &rival in wanted {
+        match rival.find() {
+            Some(path) => found.push((rival, path)),
+            None => {
+                super::collector::progress(&format!(
+                    "{} is not installed; skipping it (install: `{}`)",
+                    rival.name(),
+                    rival.install()
+                ));
+                missing.push(rival);
+            }
+        }
+    }
+    (found, missing)
+}
+
+/// One Markdown list item per rival: how each found was run (`how` follows its command), and
+/// how to install each missing one.
+pub fn write_list(
+    s: &mut String,
+    rivals: &[(Rival, PathBuf)],
+    missing: &[Rival],
+    ifaces: &[&str],
+    how: &str,
+) {
+    use std::fmt::Write as _;
+    for (rival, path) in rivals {
+        let _ = writeln!(
+            s,
+            "- {}: {} (`{}`){how}",
+            rival.name(),
+            rival.describe(ifaces),
+            path.display()
+        );
+    }
+    for rival in missing {
+        let _ = writeln!(
+            s,
+            "- {}: **not installed, not measured** (install: `{}`)",
+            rival.name(),
+            rival.install()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -275,18 +275,23 @@ fn raise_nofile() -> anyhow::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
+/// Pins this process to `cpu` and makes room for `conns` connections' files.
+fn settle(cpu: Option<usize>, conns: usize) -> anyhow::Result<()> {
+    pin_to_cpu(cpu)?;
+    let nofile = raise_nofile()?;
+    anyhow::ensure!(
+        nofile > conns as u64 + 16,
+        "{conns} connections need more than the {nofile} open files allowed"
+    );
+    Ok(())
+}
+
 /// The server side of both TCP loads: accepts `conns` connections; in bulk mode reads and
 /// counts, in request/response mode answers each full request with one response. Done once
 /// every connection it accepted has been closed by the client (and, for the last ACKs,
 /// [`LINGER`] after that), or at `max_secs`.
 pub fn tcp_serve(args: &TcpServeArgs) -> anyhow::Result<()> {
-    pin_to_cpu(args.cpu)?;
-    let nofile = raise_nofile()?;
-    anyhow::ensure!(
-        nofile > args.conns as u64 + 16,
-        "{} connections need more than the {nofile} open files allowed",
-        args.conns
-    );
+    settle(args.cpu, args.conns)?;
     let listener = TcpListener::bind(args.bind).context("binding")?;
     listener.set_nonblocking(true)?;
     let ep = Epoll::new()?;
@@ -376,13 +381,7 @@ pub fn tcp_serve(args: &TcpServeArgs) -> anyhow::Result<()> {
 /// `request`-byte request in flight on each (the next one goes as soon as the `response`-byte
 /// answer is in), then lets the requests in flight finish and closes everything.
 pub fn tcp_rr(args: &TcpRrArgs) -> anyhow::Result<()> {
-    pin_to_cpu(args.cpu)?;
-    let nofile = raise_nofile()?;
-    anyhow::ensure!(
-        nofile > args.conns as u64 + 16,
-        "{} connections need more than the {nofile} open files allowed",
-        args.conns
-    );
+    settle(args.cpu, args.conns)?;
     let ep = Epoll::new()?;
     let mut conns = Vec::with_capacity(args.conns);
     let connect_by = Instant::now() + Duration::from_secs(30);

@@ -413,21 +413,7 @@ pub fn section(
     rounds: usize,
     workloads: &[Workload],
 ) -> anyhow::Result<String> {
-    let mut rivals: Vec<(Rival, PathBuf)> = Vec::new();
-    let mut missing = Vec::new();
-    for rival in [Rival::Nethogs, Rival::Bandwhich] {
-        match rival.find() {
-            Some(path) => rivals.push((rival, path)),
-            None => {
-                collector::progress(&format!(
-                    "{} is not installed; skipping it (install: `{}`)",
-                    rival.name(),
-                    rival.install()
-                ));
-                missing.push(rival);
-            }
-        }
-    }
+    let (rivals, missing) = rivals::find_all(&[Rival::Nethogs, Rival::Bandwhich]);
     let monitors: Vec<Monitor> = std::iter::once(Monitor::Kaipo)
         .chain(rivals.iter().map(|(r, _)| Monitor::Rival(*r)))
         .collect();
@@ -899,24 +885,14 @@ fn figures(
         "- kaipo: `kaipo watch --json --interval 1s --backend ebpf --iface {} --iface {}`",
         ifaces[0], ifaces[1]
     );
-    for (rival, path) in rivals {
-        let _ = writeln!(
-            s,
-            "- {}: {} (`{}`), started 2 s before the run and stopped once the total it prints \
-             stops growing (at most 20 s after it)",
-            rival.name(),
-            rival.describe(&ifaces),
-            path.display()
-        );
-    }
-    for rival in missing {
-        let _ = writeln!(
-            s,
-            "- {}: **not installed, not measured** (install: `{}`)",
-            rival.name(),
-            rival.install()
-        );
-    }
+    rivals::write_list(
+        &mut s,
+        rivals,
+        missing,
+        &ifaces,
+        ", started 2 s before the run and stopped once the total it prints stops growing (at \
+         most 20 s after it)",
+    );
     let _ = writeln!(s);
     for (workload, _) in all {
         let _ = writeln!(s, "- {}", workload.describe(secs));
