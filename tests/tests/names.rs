@@ -35,6 +35,8 @@ const CGROUP_ROOTS: [&str; 2] = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"];
 /// host and `.<4n+2>` inside, with static neighbours (no ARP in the counts). Removed on drop.
 struct Net {
     name: String,
+    /// `RANGE` of `RANGE.0.0/16`, whose blackhole route goes with the range's last `Net`.
+    range: String,
     host_if: String,
     host_ip: String,
     ns_ip: String,
@@ -50,11 +52,19 @@ impl Net {
         kaipo_tests::require_root()?;
         let pid = std::process::id();
         // Nothing of the test range may be routed out, whatever happens to the links below.
-        let _ = Command::new("ip")
-            .args(["route", "add", "blackhole", &format!("{range}.0.0/16")])
-            .output();
+        // Tests of one range run at once: the route comes with the first and goes with the last.
+        let mut held = BLACKHOLES.lock().unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(range.to_owned()).or_insert(0);
+        if *count == 0 {
+            let _ = Command::new("ip")
+                .args(["route", "add", "blackhole", &format!("{range}.0.0/16")])
+                .output();
+        }
+        *count += 1;
+        drop(held);
         let net = Net {
             name: format!("k15-{pid}-{n}"),
+            range: range.to_owned(),
             host_if: format!("k15h{pid}{n}"),
             host_ip: format!("{range}.1.{}", 4 * n + 1),
             ns_ip: format!("{range}.1.{}", 4 * n + 2),
@@ -176,8 +186,28 @@ impl Drop for Net {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
+        let mut held = BLACKHOLES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.range) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.range);
+                // The range's links are gone: nothing is left to route out.
+                let _ = Command::new("ip")
+                    .args([
+                        "route",
+                        "del",
+                        "blackhole",
+                        &format!("{}.0.0/16", self.range),
+                    ])
+                    .output();
+            }
+        }
     }
 }
+
+/// Live `Net`s by range, for their shared blackhole route.
+static BLACKHOLES: std::sync::Mutex<std::collections::BTreeMap<String, usize>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// A folder, file or Podman object the test made, removed on drop.
 enum Made {
