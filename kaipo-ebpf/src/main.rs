@@ -5,8 +5,8 @@
 //! - `kaipo_sock_ingress` / `kaipo_sock_egress` (cgroup_skb at the cgroup v2 root) count IP-layer
 //!   bytes per socket cookie, for sockets of every network namespace, with each TCP socket's
 //!   state and role; a listener's handshakes go to the sockets it accepts (`handshake`).
-//! - `kaipo_sock_create`, `kaipo_send` and `kaipo_recv` record which process owns each socket, in
-//!   that process's context; `kaipo_sock_release` reports a socket's counters at close (and
+//! - `kaipo_sock_create` records which process created each socket and `kaipo_sock_egress` which
+//!   process sends on it, in that process's context; `kaipo_sock_release` reports a socket's counters at close (and
 //!   marks its entry closed, so a close event lost to a full ring buffer leaves nothing behind) and
 //!   `kaipo_proc_exit` a process's exit. These go to userspace through the ring buffer, once per
 //!   socket and owner, never per packet.
@@ -73,13 +73,13 @@ static SOCK_STATS: HashMap<u64, SockStats> =
     HashMap::with_max_entries(MAX_SOCKETS, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 
 /// Owner reports the ring buffer had no room for, by socket cookie; userspace empties it at
-/// every interval. Preallocated: the tracepoints write it.
+/// every interval. Preallocated: the packet path writes it.
 #[map]
 static OWNER_SPILL: HashMap<u64, OwnerSpill> = HashMap::with_max_entries(MAX_OWNER_SPILL, 0);
 
 /// The tgid last reported as a socket's owner, kept in the socket itself (socket-local storage,
 /// freed by the kernel with the socket), so an owner is sent once per socket and owner rather
-/// than once per send or receive call, and the check costs no hash lookup.
+/// than once per packet, and the check costs no hash lookup.
 #[btf_map]
 static OWNER_OF: SkStorage<u32> = SkStorage::new();
 
@@ -109,6 +109,11 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 /// Set at load time: 0 turns per-flow accounting off and leaves only interface counters.
 #[unsafe(no_mangle)]
 static TRACK_FLOWS: u8 = 1;
+
+/// Where `sk_lock.owned` sits in a `struct tcp_sock`, from the running kernel's BTF; set at
+/// load time, 0 when userspace could not find it (TCP owners then come from userspace alone).
+#[unsafe(no_mangle)]
+static SK_LOCK_OWNED_AT: u32 = 0;
 
 /// Slots per CPU in `FLOW_CACHE` - 1; set at load time with the map's size.
 #[unsafe(no_mangle)]
@@ -200,18 +205,6 @@ pub fn kaipo_sock_create(ctx: SockContext) -> i32 {
 pub fn kaipo_sock_release(ctx: SockContext) -> i32 {
     owner::on_release(&ctx);
     1
-}
-
-#[btf_tracepoint(function = "sock_send_length")]
-pub fn kaipo_send(ctx: BtfTracePointContext) -> i32 {
-    owner::on_send_or_recv(&ctx, kaipo_common::OWNER_FROM_SEND);
-    0
-}
-
-#[btf_tracepoint(function = "sock_recv_length")]
-pub fn kaipo_recv(ctx: BtfTracePointContext) -> i32 {
-    owner::on_send_or_recv(&ctx, kaipo_common::OWNER_FROM_RECV);
-    0
 }
 
 #[btf_tracepoint(function = "sched_process_exit")]

@@ -1,35 +1,35 @@
 //! Socket ownership and lifecycle events.
 //!
-//! Packets are counted per socket in softirq context, where the owning process is unknown. These
-//! hooks run in the owner's own context (socket creation, every send and receive call) and tie
-//! the socket cookie to the process. The socket's own storage (`OWNER_OF`) remembers the owner
-//! last reported, so there is one event per socket and owner: a socket reported once stays quiet
-//! until another process (a forked child, a process handed the descriptor) uses it.
+//! Packets are counted per socket, mostly in softirq context, where the owning process is
+//! unknown. Socket creation runs in the creator's context, and so does every packet a process
+//! sends itself (see [`on_egress`]); those tie the socket cookie to the process. The socket's own
+//! storage (`OWNER_OF`) remembers the owner last reported, so there is one event per socket and
+//! owner: a socket reported once stays quiet until another process (a forked child, a process
+//! handed the descriptor) sends on it.
 
 use core::{ffi::c_void, ptr};
 
 use aya_ebpf::{
+    bindings::__sk_buff,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
             bpf_get_current_cgroup_id, bpf_get_netns_cookie, bpf_get_socket_cookie,
-            bpf_ktime_get_ns, bpf_sk_storage_get,
+            bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_sk_fullsock, bpf_sk_storage_get,
+            bpf_skc_to_tcp_sock,
         },
     },
-    programs::{BtfTracePointContext, SockContext},
+    programs::SockContext,
 };
 use kaipo_common::{
     counter, Event, OwnerSpill, SockStats, EVENT_PROC_EXIT, EVENT_SOCK_CLOSE, EVENT_SOCK_OWNER,
-    FAMILY_IPV4, FAMILY_IPV6, OWNER_FROM_CREATE, PROTO_TCP, SOCK_FLAG_CLOSED,
+    FAMILY_IPV4, FAMILY_IPV6, OWNER_FROM_CREATE, OWNER_FROM_SEND, PROTO_TCP, PROTO_UDP,
+    SOCK_FLAG_CLOSED,
 };
 
 use aya_ebpf::bindings::BPF_SK_STORAGE_GET_F_CREATE;
 
 use crate::{bump, EVENTS, OWNER_OF, OWNER_SPILL, SOCK_STATS};
-
-/// `offsetof(struct sock_common, skc_family)`: after the address pair (8), hash (4) and port
-/// hashes (4). This layout has not moved since the struct was introduced.
-const SKC_FAMILY_OFFSET: usize = 16;
 
 pub fn on_create(ctx: &SockContext) {
     let sock = ctx.sock;
@@ -68,27 +68,81 @@ pub fn owner_slot(sk: *mut c_void, create: bool) -> *mut u32 {
     unsafe { bpf_sk_storage_get(map, sk, ptr::null_mut(), flags) }.cast::<u32>()
 }
 
-pub fn on_send_or_recv(ctx: &BtfTracePointContext, source: u32) {
-    let sk: *const u8 = ctx.arg(0);
+/// Learns a socket's owner from a packet it sends, in place of a hook on every send and
+/// receive call.
+///
+/// A user's UDP socket sends only from its `sendmsg` call, so the current process is the
+/// sender. TCP also sends from softirq (ACK-clocked data, retransmits, timers), where the
+/// current task is whoever was interrupted; but while a process holds the socket's lock
+/// (`sendmsg`, the ACKs `recvmsg` sends, the backlog it processes on release) the stack defers
+/// every softirq transmit of that socket, so a segment sent with the lock owned is the owner's.
+/// A UDP socket this hook has no slot for was made before kaipo or by the kernel (a tunnel's
+/// socket sends from any context): userspace finds those owners from the descriptor tables.
+///
+/// The common case (the slot names the current process) costs three helper calls.
+#[inline(always)]
+pub fn on_egress(skb: *mut __sk_buff, cookie: u64) {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // The idle task: softirq work on an idle CPU.
+    if tgid == 0 {
+        return;
+    }
+    // SAFETY: reading the program's own context; the helper checks the socket it is given.
+    let sk = unsafe {
+        let sk = (*skb).__bindgen_anon_2.sk;
+        if sk.is_null() {
+            return;
+        }
+        bpf_sk_fullsock(sk)
+    };
     if sk.is_null() {
         return;
     }
-    // SAFETY: `sk` is the tracepoint's `struct sock *`, which the verifier knows by its BTF
-    // type: a direct load inside it is checked against that type and cannot fault.
-    let family: u16 = unsafe { *(sk.add(SKC_FAMILY_OFFSET).cast::<u16>()) };
-    if family != u16::from(FAMILY_IPV4) && family != u16::from(FAMILY_IPV6) {
+    let slot = owner_slot(sk.cast(), false);
+    // SAFETY: a live storage slot of this socket.
+    let known = if slot.is_null() { 0 } else { unsafe { *slot } };
+    if known == tgid || known == RELEASED {
         return;
     }
-    let slot = owner_slot(sk as *mut c_void, true);
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: a live storage slot of this socket; a concurrent update can at worst cause one
-    // extra event.
-    if !slot.is_null() && unsafe { *slot } == tgid {
+    // SAFETY: a field of a full socket the verifier checked.
+    let protocol = unsafe { (*sk).protocol };
+    let slot = if protocol == u32::from(PROTO_TCP) {
+        if !lock_owned(sk.cast()) {
+            return;
+        }
+        if slot.is_null() {
+            owner_slot(sk.cast(), true)
+        } else {
+            slot
+        }
+    } else if protocol == u32::from(PROTO_UDP) && !slot.is_null() {
+        slot
+    } else {
         return;
+    };
+    record_owner(slot, cookie, OWNER_FROM_SEND, 0);
+}
+
+/// Whether a process holds the TCP socket's lock (`sk->sk_lock.owned`), read at the offset
+/// userspace found in the kernel's BTF; false when it found none.
+#[inline(always)]
+fn lock_owned(sk: *mut c_void) -> bool {
+    // SAFETY: a global set at load time, as `TRACK_FLOWS`.
+    let at = unsafe { core::ptr::read_volatile(&crate::SK_LOCK_OWNED_AT) };
+    if at == 0 {
+        return false;
     }
-    // SAFETY: the helper takes the tracepoint's socket pointer as is.
-    let cookie = unsafe { bpf_get_socket_cookie(sk as *mut c_void) };
-    record_owner(slot, cookie, source, 0);
+    // SAFETY: the helper checks the socket; its result is a kernel pointer the verifier
+    // types by BTF, read here only through the probe helper, which cannot fault.
+    unsafe {
+        let tcp = bpf_skc_to_tcp_sock(sk);
+        if tcp.is_null() {
+            return false;
+        }
+        let mut owned: u32 = 0;
+        let from = tcp.cast::<u8>().add(at as usize).cast::<c_void>();
+        bpf_probe_read_kernel((&raw mut owned).cast(), 4, from) == 0 && owned != 0
+    }
 }
 
 /// Reports the current process as the socket's owner and remembers it in the socket's slot.
@@ -155,7 +209,8 @@ pub fn on_release(ctx: &SockContext) {
         emit(EVENT_SOCK_CLOSE, cookie, 0, 0, stats, tcp_state);
     }
     if !slot.is_null() {
-        // No send or receive call can follow a release, so nothing reports an owner again.
+        // The packets that follow a release (a TCP socket's FIN and last segments) are sent
+        // by the closing process or the stack, never by a new owner: none is reported.
         // SAFETY: as above.
         unsafe { *slot = RELEASED };
     }

@@ -31,7 +31,9 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
     if cookie == 0 {
         return;
     }
-    if !egress {
+    if egress {
+        owner::on_egress(skb, cookie);
+    } else {
         dns::on_ingress(skb, cookie);
     }
     // SAFETY: reading fields of the program's own context.

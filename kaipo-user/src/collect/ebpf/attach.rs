@@ -38,21 +38,9 @@ fn load_err(program: &'static str) -> impl Fn(aya::programs::ProgramError) -> Eb
     }
 }
 
-/// The tracepoints that find socket owners and process exits: program, tracepoint, and what is
-/// lost without it.
-pub const TRACEPOINTS: [(&str, &str, &str); 3] = [
-    (
-        "kaipo_send",
-        "sock_send_length",
-        "owners of sockets that existed before kaipo started or were accepted from a listener (send side)",
-    ),
-    (
-        "kaipo_recv",
-        "sock_recv_length",
-        "owners of sockets that existed before kaipo started or were accepted from a listener (receive side)",
-    ),
-    ("kaipo_proc_exit", "sched_process_exit", "process exit events"),
-];
+/// The tracepoints kaipo attaches: program, tracepoint, and what is lost without it.
+pub const TRACEPOINTS: [(&str, &str, &str); 1] =
+    [("kaipo_proc_exit", "sched_process_exit", "process exit events")];
 
 /// Loads a cgroup socket hook and attaches it at the cgroup v2 root.
 pub fn cgroup_sock(

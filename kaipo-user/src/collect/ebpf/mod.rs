@@ -6,6 +6,7 @@
 
 pub mod attach;
 mod batch;
+mod btf_layout;
 pub mod cgroup;
 pub mod error;
 mod flow_cache;
@@ -176,6 +177,14 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
     let mut ebpf = load(&btf, opts)?;
 
     let mut degradations = Vec::new();
+    if let Err(why) = btf_layout::running_kernel_sk_lock_owned() {
+        degradations.push(Degradation {
+            what: "owners of TCP sockets that existed before kaipo, were accepted, or were \
+                   handed to another process are found by scanning /proc instead of as they send"
+                .into(),
+            why,
+        });
+    }
     attach::sockets(&mut ebpf, &cgroup, &btf, &mut degradations)?;
     let links = attach::interfaces(
         &mut ebpf,
@@ -259,8 +268,10 @@ pub fn load(btf: &Btf, opts: &Options) -> Result<Ebpf, EbpfCollectError> {
     let ringbuf = opts.ringbuf_bytes.map_or(kaipo_common::RINGBUF_BYTES, |b| {
         b.max(page).next_power_of_two()
     });
+    let owned_at = btf_layout::running_kernel_sk_lock_owned().unwrap_or(0);
     Ok(EbpfLoader::new()
         .btf(Some(btf))
+        .override_global("SK_LOCK_OWNED_AT", &owned_at, true)
         .override_global("TRACK_FLOWS", &track_flows, true)
         .override_global("FLOW_CACHE_MASK", &mask, true)
         .override_global("FLOW_CACHE_SHIFT", &shift, true)
