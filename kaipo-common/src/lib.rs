@@ -226,10 +226,13 @@ pub const EVENT_SOCK_OWNER: u32 = 1;
 pub const EVENT_SOCK_CLOSE: u32 = 2;
 pub const EVENT_PROC_EXIT: u32 = 3;
 
-/// `Event::source` of an owner event: which hook saw the owner.
+/// `Event::source` of an owner event: where the owner was seen. Creation, sending and closing
+/// are the kernel programs' (the socket hooks; at close only for a socket with no owner reported
+/// before); a socket none of them saw is looked up by userspace in the descriptor tables.
 pub const OWNER_FROM_CREATE: u32 = 1;
 pub const OWNER_FROM_SEND: u32 = 2;
-pub const OWNER_FROM_RECV: u32 = 3;
+pub const OWNER_FROM_PROC: u32 = 3;
+pub const OWNER_FROM_CLOSE: u32 = 4;
 
 /// A lifecycle record carried by the ring buffer. One layout for every kind keeps the reader
 /// simple; fields a kind does not use are zero.

@@ -23,8 +23,8 @@ use aya_ebpf::{
 };
 use kaipo_common::{
     counter, Event, OwnerSpill, SockStats, EVENT_PROC_EXIT, EVENT_SOCK_CLOSE, EVENT_SOCK_OWNER,
-    FAMILY_IPV4, FAMILY_IPV6, OWNER_FROM_CREATE, OWNER_FROM_SEND, PROTO_TCP, PROTO_UDP,
-    SOCK_FLAG_CLOSED,
+    FAMILY_IPV4, FAMILY_IPV6, OWNER_FROM_CLOSE, OWNER_FROM_CREATE, OWNER_FROM_SEND, PROTO_TCP,
+    PROTO_UDP, SOCK_FLAG_CLOSED,
 };
 
 use aya_ebpf::bindings::BPF_SK_STORAGE_GET_F_CREATE;
@@ -201,7 +201,17 @@ pub fn on_release(ctx: &SockContext) {
     // says "released" to a packet that comes after userspace has dropped the entry.
     let slot = owner_slot(sock.cast(), true);
     // SAFETY: a live storage slot of this socket.
-    let owned = !slot.is_null() && unsafe { *slot } != 0;
+    let mut owned = !slot.is_null() && unsafe { *slot } != 0;
+    // A socket with traffic and no owner reported yet (older than kaipo, or accepted, and
+    // never sent on by a process) is released by the process that held it last, in its own
+    // context: that process is its owner, told before the close so that the bytes still
+    // waiting for an owner find it.
+    if !owned && stats.is_some() {
+        // SAFETY: helper reading the context socket.
+        let netns = unsafe { bpf_get_netns_cookie(sock.cast()) };
+        owned = emit(EVENT_SOCK_OWNER, cookie, OWNER_FROM_CLOSE, netns, None, 0)
+            || spill(cookie, OWNER_FROM_CLOSE, netns);
+    }
     // A socket with counters or a reported owner gets a close event. Its storage slot goes with
     // the socket. The counters stay: a closed TCP socket still sends its last segments and FIN,
     // which keep adding to the same entry; userspace removes the entry once it has gone quiet.

@@ -246,6 +246,18 @@ impl Collector {
         }
     }
 
+    /// Owner events for open sockets that carried traffic with no owner reported (eBPF; pcap
+    /// finds every owner in its own socket tables).
+    pub fn find_owners(&mut self, cookies: &[u64], out: &mut Vec<Event>) {
+        match &mut self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Ebpf(c) => c.find_owners(cookies, out),
+            Inner::Pcap(_) => {
+                let _ = (cookies, out);
+            }
+        }
+    }
+
     /// Removes the socket-map entries among `idle` whose socket is gone; returns them. pcap
     /// keeps no such map.
     pub fn sweep_sockets(&mut self, idle: &[u64]) -> Vec<u64> {

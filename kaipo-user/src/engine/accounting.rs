@@ -704,6 +704,25 @@ impl Accountant {
         }
     }
 
+    /// Open sockets of `sample` with no owner known whose counters moved since the last
+    /// interval or that have bytes waiting: the ones worth looking up in userspace.
+    pub fn ownerless(&self, sample: &KernelSample) -> Vec<u64> {
+        sample
+            .sockets
+            .iter()
+            .filter(|(cookie, stats)| {
+                stats.flags & SOCK_FLAG_CLOSED == 0
+                    && !self.owners.contains_key(cookie)
+                    && (self.waiting.get(cookie).is_some_and(|w| !w.is_empty())
+                        || self
+                            .sockets
+                            .get(cookie)
+                            .is_none_or(|s| !s.closed && s.last != SockTotals::from_stats(stats)))
+            })
+            .map(|(cookie, _)| *cookie)
+            .collect()
+    }
+
     /// Sockets currently tracked, for tests and status.
     pub fn tracked_sockets(&self) -> usize {
         self.sockets.len()

@@ -277,6 +277,22 @@ impl Engine {
         }
     }
 
+    /// Looks up, in the descriptor tables, the owners of sockets that carried traffic in
+    /// `sample` with none reported (sockets older than kaipo that only receive, accepted ones
+    /// whose process has not sent yet).
+    fn find_owners(&mut self, sample: &KernelSample) {
+        let ownerless = self.accountant.ownerless(sample);
+        if ownerless.is_empty() {
+            return;
+        }
+        let mut found = Vec::new();
+        self.collector.find_owners(&ownerless, &mut found);
+        let now = Instant::now();
+        for event in &found {
+            self.apply(event, now);
+        }
+    }
+
     /// Reads the DNS answers captured since the last drain (after the lifecycle events, so
     /// the receiving socket's owner, and so its network namespace, is known).
     fn learn_names(&mut self, now: Instant) {
@@ -325,6 +341,7 @@ impl Engine {
         }
         self.drain();
         self.apply_owners(&sample);
+        self.find_owners(&sample);
         let malformed = self.events.malformed() - self.malformed_reported;
         self.malformed_reported = self.events.malformed();
         let delta = self.accountant.finish(&sample, malformed, final_interval);

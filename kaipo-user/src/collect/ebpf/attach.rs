@@ -39,8 +39,11 @@ fn load_err(program: &'static str) -> impl Fn(aya::programs::ProgramError) -> Eb
 }
 
 /// The tracepoints kaipo attaches: program, tracepoint, and what is lost without it.
-pub const TRACEPOINTS: [(&str, &str, &str); 1] =
-    [("kaipo_proc_exit", "sched_process_exit", "process exit events")];
+pub const TRACEPOINTS: [(&str, &str, &str); 1] = [(
+    "kaipo_proc_exit",
+    "sched_process_exit",
+    "process exit events",
+)];
 
 /// Loads a cgroup socket hook and attaches it at the cgroup v2 root.
 pub fn cgroup_sock(

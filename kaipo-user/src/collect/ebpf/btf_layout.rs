@@ -73,9 +73,14 @@ impl<'a> Layout<'a> {
         if u16_at(btf, 0) != Some(MAGIC) {
             return Err(bad("wrong magic number (or another byte order)"));
         }
-        let field = |at| u32_at(btf, at).map(|v| v as usize).ok_or(bad("header cut short"));
+        let field = |at| {
+            u32_at(btf, at)
+                .map(|v| v as usize)
+                .ok_or(bad("header cut short"))
+        };
         let header = field(4)?;
-        let (type_off, type_len, str_off, str_len) = (field(8)?, field(12)?, field(16)?, field(20)?);
+        let (type_off, type_len, str_off, str_len) =
+            (field(8)?, field(12)?, field(16)?, field(20)?);
         let section = |off: usize, len: usize| {
             let start = header.checked_add(off)?;
             btf.get(start..start.checked_add(len)?)
@@ -126,9 +131,8 @@ impl<'a> Layout<'a> {
     /// forward declaration has none).
     fn struct_named(&self, name: &str) -> Option<u32> {
         (1..=self.records.len() as u32).find(|&id| {
-            self.record(id).is_some_and(|r| {
-                r.kind == KIND_STRUCT && r.vlen > 0 && self.name(r.name) == name
-            })
+            self.record(id)
+                .is_some_and(|r| r.kind == KIND_STRUCT && r.vlen > 0 && self.name(r.name) == name)
         })
     }
 
@@ -166,8 +170,7 @@ impl<'a> Layout<'a> {
                 offset
             };
             if member_name == 0 {
-                if let Some((inner, inner_ty)) =
-                    self.resolve(ty).and_then(|r| self.member(r, name))
+                if let Some((inner, inner_ty)) = self.resolve(ty).and_then(|r| self.member(r, name))
                 {
                     return Some((bits + inner, inner_ty));
                 }
@@ -275,7 +278,13 @@ mod tests {
         let mut out = Vec::new();
         out.extend_from_slice(&MAGIC.to_ne_bytes());
         out.extend_from_slice(&[1, 0]);
-        for w in [24u32, 0, t.len() as u32, t.len() as u32, strings.len() as u32] {
+        for w in [
+            24u32,
+            0,
+            t.len() as u32,
+            t.len() as u32,
+            strings.len() as u32,
+        ] {
             out.extend_from_slice(&w.to_ne_bytes());
         }
         out.extend_from_slice(&t);
@@ -287,7 +296,10 @@ mod tests {
     fn finds_a_member_through_typedefs_qualifiers_and_anonymous_members() {
         let btf = sample();
         let layout = Layout::parse(&btf).expect("parse");
-        assert_eq!(layout.offset_of("sock", &["sk_lock", "owned"]).ok(), Some(20));
+        assert_eq!(
+            layout.offset_of("sock", &["sk_lock", "owned"]).ok(),
+            Some(20)
+        );
         assert_eq!(layout.offset_of("sock", &["a"]).ok(), Some(0));
         assert!(layout.offset_of("sock", &["sk_lock", "nothing"]).is_err());
         assert!(layout.offset_of("file", &["f_op"]).is_err());
@@ -315,11 +327,17 @@ mod tests {
         let bytes = fs::read(VMLINUX_BTF).expect("reading the kernel's BTF");
         let layout = Layout::parse(&bytes).expect("the kernel's BTF parses");
         // `sock_common` comes first in every socket: its family at 16 has not moved in years.
-        assert_eq!(layout.offset_of("sock_common", &["skc_family"]).ok(), Some(16));
+        assert_eq!(
+            layout.offset_of("sock_common", &["skc_family"]).ok(),
+            Some(16)
+        );
         assert_eq!(layout.offset_of("sock", &["__sk_common"]).ok(), Some(0));
         // `owned` follows the lock's spinlock, inside `struct sock` and past its common part.
         let owned = sk_lock_owned_offset(Path::new(VMLINUX_BTF)).expect("offset");
         let lock = layout.offset_of("sock", &["sk_lock"]).expect("sk_lock");
-        assert!(owned > lock && owned < lock + 64, "owned at {owned}, lock at {lock}");
+        assert!(
+            owned > lock && owned < lock + 64,
+            "owned at {owned}, lock at {lock}"
+        );
     }
 }

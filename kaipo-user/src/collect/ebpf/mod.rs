@@ -10,6 +10,7 @@ mod btf_layout;
 pub mod cgroup;
 pub mod error;
 mod flow_cache;
+mod owners;
 mod sweep;
 
 use std::io;
@@ -125,6 +126,8 @@ pub struct EbpfCollector {
     max_sockets: u32,
     max_flows: u32,
     possible_cpus: usize,
+    /// Owners of sockets the programs saw no owner of, from the descriptor tables.
+    finder: owners::OwnerFinder,
     ebpf: Ebpf,
 }
 
@@ -246,6 +249,7 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
             map: kaipo_common::maps::FLOWS,
             detail: format!("cannot read the number of possible CPUs from {path}: {err}"),
         })?,
+        finder: owners::OwnerFinder::default(),
         ebpf,
     };
     Ok((collector, EventStream { ring, malformed: 0 }))
@@ -548,6 +552,13 @@ impl EbpfCollector {
             // Already gone is fine.
             let _ = self.sock_stats.remove(cookie);
         }
+        self.finder.forget(cookies);
+    }
+
+    /// Owner events for those of `cookies` (open sockets that carried traffic with no owner
+    /// reported) whose holder the descriptor tables show (see `owners`).
+    pub fn find_owners(&mut self, cookies: &[u64], out: &mut Vec<Event>) {
+        self.finder.find(cookies, out);
     }
 
     /// Removes the entries among `idle` (sockets whose counters have not moved for a while)

@@ -33,6 +33,8 @@ const NLMSG_DONE: u16 = 3;
 /// Where the cookie sits in an `inet_diag_msg`: after family, state, timer and retrans (4),
 /// the ports (4), the addresses (32) and the interface (4).
 const COOKIE_AT: usize = 44;
+/// Where the socket's inode sits: after the cookie (8), expiry, queues and uid (16).
+const INODE_AT: usize = 68;
 /// Bounds one dump's reading, in receive calls; a dump of a million sockets takes about 6,000.
 const MAX_RECVS: usize = 100_000;
 
@@ -59,15 +61,24 @@ const _: () = assert!(size_of::<DumpRequest>() == 72);
 /// Cookies of every TCP and UDP socket of every network namespace found.
 pub fn live_cookies() -> io::Result<HashSet<u64>> {
     let mut live = HashSet::new();
+    for_each_socket(|cookie, _| {
+        live.insert(cookie);
+    })?;
+    Ok(live)
+}
+
+/// Calls `f` with the cookie and inode of every TCP and UDP socket of every network namespace
+/// found. A socket that belongs to no file (a kernel socket, one being torn down) has inode 0.
+pub fn for_each_socket(mut f: impl FnMut(u64, u64)) -> io::Result<()> {
     for ns in namespaces()? {
         let diag = diag_socket_in(ns)?;
         for family in [FAMILY_IPV4, FAMILY_IPV6] {
             for protocol in [PROTO_TCP, PROTO_UDP] {
-                dump(&diag, family, protocol, &mut live)?;
+                dump(&diag, family, protocol, &mut f)?;
             }
         }
     }
-    Ok(live)
+    Ok(())
 }
 
 /// One open descriptor per distinct network namespace.
@@ -131,8 +142,8 @@ fn diag_socket_in(ns: OwnedFd) -> io::Result<OwnedFd> {
     })
 }
 
-/// Adds the cookie of every socket of one family and protocol to `live`.
-fn dump(diag: &OwnedFd, family: u8, protocol: u8, live: &mut HashSet<u64>) -> io::Result<()> {
+/// Calls `f` with the cookie and inode of every socket of one family and protocol.
+fn dump(diag: &OwnedFd, family: u8, protocol: u8, f: &mut impl FnMut(u64, u64)) -> io::Result<()> {
     let request = DumpRequest {
         len: size_of::<DumpRequest>() as u32,
         kind: SOCK_DIAG_BY_FAMILY,
@@ -162,7 +173,7 @@ fn dump(diag: &OwnedFd, family: u8, protocol: u8, live: &mut HashSet<u64>) -> io
         if got < 0 {
             return Err(io::Error::last_os_error());
         }
-        if parse(&buf[..got as usize], live)? {
+        if parse(&buf[..got as usize], f)? {
             return Ok(());
         }
     }
@@ -170,7 +181,7 @@ fn dump(diag: &OwnedFd, family: u8, protocol: u8, live: &mut HashSet<u64>) -> io
 }
 
 /// Reads the messages of one receive; true once the dump's end is reached.
-fn parse(mut bytes: &[u8], live: &mut HashSet<u64>) -> io::Result<bool> {
+fn parse(mut bytes: &[u8], f: &mut impl FnMut(u64, u64)) -> io::Result<bool> {
     let u32_at = |b: &[u8], at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
     while bytes.len() >= 16 {
         let len = u32_at(bytes, 0) as usize;
@@ -188,11 +199,11 @@ fn parse(mut bytes: &[u8], live: &mut HashSet<u64>) -> io::Result<bool> {
                 }
                 return Err(io::Error::from_raw_os_error(-errno));
             }
-            _ if len >= 16 + COOKIE_AT + 8 => {
+            _ if len >= 16 + INODE_AT + 4 => {
                 let msg = &bytes[16..len];
                 let low = u64::from(u32_at(msg, COOKIE_AT));
                 let high = u64::from(u32_at(msg, COOKIE_AT + 4));
-                live.insert(low | high << 32);
+                f(low | high << 32, u64::from(u32_at(msg, INODE_AT)));
             }
             _ => {}
         }
@@ -225,19 +236,28 @@ mod tests {
     }
 
     #[test]
-    fn lists_a_bound_socket_and_forgets_it_once_closed() {
+    fn lists_a_bound_socket_with_its_inode_and_forgets_it_once_closed() {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("socket");
         let cookie = cookie_of(socket.as_raw_fd());
+        let inode = fs::metadata(format!("/proc/self/fd/{}", socket.as_raw_fd()))
+            .expect("the socket's descriptor")
+            .ino();
         let diag = diag_socket_in(OwnedFd::from(
             fs::File::open("/proc/self/ns/net").expect("own namespace"),
         ))
         .expect("sock_diag socket");
-        let mut live = HashSet::new();
-        dump(&diag, FAMILY_IPV4, PROTO_UDP, &mut live).expect("dump");
-        assert!(live.contains(&cookie));
+        let mut live = std::collections::HashMap::new();
+        dump(&diag, FAMILY_IPV4, PROTO_UDP, &mut |c, i| {
+            live.insert(c, i);
+        })
+        .expect("dump");
+        assert_eq!(live.get(&cookie), Some(&inode));
         drop(socket);
         live.clear();
-        dump(&diag, FAMILY_IPV4, PROTO_UDP, &mut live).expect("dump");
-        assert!(!live.contains(&cookie));
+        dump(&diag, FAMILY_IPV4, PROTO_UDP, &mut |c, i| {
+            live.insert(c, i);
+        })
+        .expect("dump");
+        assert!(!live.contains_key(&cookie));
     }
 }

@@ -86,6 +86,12 @@ impl ProcSource {
         }
     }
 
+    /// Forgets where sockets other than `live` were seen (for a caller that lists sockets
+    /// itself instead of through [`SocketSource::read_table`]).
+    pub fn retain_inodes(&mut self, live: &HashSet<u64>) {
+        self.seen.retain(|inode, _| live.contains(inode));
+    }
+
     fn holds(&self, pid: u32, fd: u32, inode: u64) -> bool {
         let link = self
             .root
