@@ -13,12 +13,9 @@ use anyhow::{bail, Context as _};
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_LINK_CREATE: libc::c_long = 28;
-const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
-const BPF_TRACE_RAW_TP: u32 = 23;
 pub const BPF_CGROUP_INET_INGRESS: u32 = 0;
 pub const BPF_CGROUP_INET_EGRESS: u32 = 1;
 pub const PROG_TYPE_CGROUP_SKB: u32 = 8;
-const PROG_TYPE_TRACING: u32 = 26;
 const BPF_XDP: u32 = 37;
 const BPF_TCX_INGRESS: u32 = 46;
 const BPF_TCX_EGRESS: u32 = 47;
@@ -72,24 +69,6 @@ impl Attr {
     }
 }
 
-/// Loads `r0 = verdict; exit` as a program of type `prog_type`, with load flags `prog_flags`.
-pub fn load_empty(prog_type: u32, prog_flags: u32, verdict: i32) -> anyhow::Result<OwnedFd> {
-    load_empty_with(prog_type, prog_flags, verdict, 0, 0)
-}
-
-/// An empty BTF tracepoint program (`tp_btf`) for the kernel type `btf_trace_<name>` whose BTF
-/// id is `btf_id`, attached at once; returns the program and its attachment.
-pub fn empty_tracepoint(btf_id: u32) -> anyhow::Result<(OwnedFd, OwnedFd)> {
-    let prog = load_empty_with(PROG_TYPE_TRACING, 0, 0, BPF_TRACE_RAW_TP, btf_id)?;
-    let mut attr = Attr::new();
-    attr.u32(8, prog.as_raw_fd() as u32);
-    let fd = attr
-        .call(BPF_RAW_TRACEPOINT_OPEN)
-        .context("BPF_RAW_TRACEPOINT_OPEN of an empty program")?;
-    // SAFETY: a successful BPF_RAW_TRACEPOINT_OPEN returns a new fd that nothing else owns.
-    Ok((prog, unsafe { OwnedFd::from_raw_fd(fd as i32) }))
-}
-
 /// Attaches a cgroup_skb program to a cgroup (`cgroup` is an open fd of its directory).
 pub fn attach_cgroup(
     prog: &OwnedFd,
@@ -99,13 +78,8 @@ pub fn attach_cgroup(
     link(prog, cgroup.as_raw_fd() as u32, attach_type, 0)
 }
 
-fn load_empty_with(
-    prog_type: u32,
-    prog_flags: u32,
-    verdict: i32,
-    expected_attach_type: u32,
-    attach_btf_id: u32,
-) -> anyhow::Result<OwnedFd> {
+/// Loads `r0 = verdict; exit` as a program of type `prog_type`, with load flags `prog_flags`.
+pub fn load_empty(prog_type: u32, prog_flags: u32, verdict: i32) -> anyhow::Result<OwnedFd> {
     // BPF_ALU64 | BPF_MOV | BPF_K into r0, then BPF_JMP | BPF_EXIT.
     let mut insns = [0u8; 16];
     insns[0] = 0xb7;
@@ -117,9 +91,7 @@ fn load_empty_with(
         .u32(4, 2)
         .u64(8, insns.as_ptr() as u64)
         .u64(16, license.as_ptr() as u64)
-        .u32(44, prog_flags)
-        .u32(68, expected_attach_type)
-        .u32(108, attach_btf_id);
+        .u32(44, prog_flags);
     attr.0[48..58].copy_from_slice(b"kb_empty\0\0");
     let fd = attr
         .call(BPF_PROG_LOAD)

@@ -8,12 +8,11 @@ use std::{fs::File, os::fd::OwnedFd};
 use anyhow::Context as _;
 use aya::{
     programs::{
-        tc::TcAttachOptions, BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType,
-        LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        tc::TcAttachOptions, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder,
+        SchedClassifier, TcAttachType, Xdp, XdpMode,
     },
     Btf, Ebpf,
 };
-use aya_obj::btf::BtfKind;
 use kaipo::collect::backend::IngressHook;
 use kaipo::collect::ebpf;
 
@@ -34,8 +33,6 @@ pub enum Piece {
     EmptyTcEgress,
     /// Two empty cgroup_skb programs (ingress, egress) at the cgroup v2 root.
     EmptyCgroupSkb,
-    /// Two empty BTF tracepoint programs on `sock_send_length` and `sock_recv_length`.
-    EmptyTracepoints,
     /// Every empty program above that stands where kaipo's default attachment puts one of its
     /// own on the datagram's path: the floor under `KaipoAll`.
     EmptyAll,
@@ -55,27 +52,23 @@ pub enum Piece {
     Tc,
     /// Only the two cgroup_skb programs at the cgroup v2 root.
     CgroupSkb,
-    /// Only the send and receive tracepoints.
-    Tracepoints,
     /// The socket side: the cgroup_skb and cgroup_sock programs at the cgroup v2 root and the
-    /// send/receive/exit tracepoints.
+    /// process-exit tracepoint.
     Sockets,
 }
 
 impl Piece {
     /// What `bench collector` measures in its section 3b.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 10] = [
         Self::EmptyXdp,
         Self::EmptyTcIngress,
         Self::EmptyTcEgress,
         Self::EmptyCgroupSkb,
-        Self::EmptyTracepoints,
         Self::EmptyAll,
         Self::Xdp,
         Self::TcIngress,
         Self::Tc,
         Self::CgroupSkb,
-        Self::Tracepoints,
         Self::KaipoAll,
     ];
 
@@ -90,16 +83,13 @@ impl Piece {
             Self::EmptyTcIngress => format!("an empty classifier (TCX ingress) on `{s}`"),
             Self::EmptyTcEgress => format!("an empty classifier (TCX egress) on `{r}`"),
             Self::EmptyCgroupSkb => "two empty cgroup_skb programs (ingress, egress)".into(),
-            Self::EmptyTracepoints => {
-                "two empty tp_btf programs (`sock_send_length`, `sock_recv_length`)".into()
-            }
             Self::EmptyAll => format!(
                 "all of the empty programs: TCX ingress on `{s}`, TCX egress on `{r}`, both \
-                 cgroup_skb, both tracepoints"
+                 cgroup_skb"
             ),
             Self::KaipoAll => format!(
                 "kaipo's kernel side as `kaipo watch --iface {s} --iface {r}` attaches it (TCX \
-                 ingress and egress on both, cgroup_skb, cgroup_sock, tracepoints)"
+                 ingress and egress on both, cgroup_skb, cgroup_sock, the exit tracepoint)"
             ),
             Self::KaipoWatch => format!(
                 "`kaipo watch --json --iface {s} --iface {r}` running (the same kernel side, and \
@@ -113,10 +103,9 @@ impl Piece {
                 "the two cgroup_skb programs only (`kaipo_sock_ingress`, `kaipo_sock_egress`)"
                     .into()
             }
-            Self::Tracepoints => {
-                "the send and receive tracepoints only (`kaipo_send`, `kaipo_recv`)".into()
+            Self::Sockets => {
+                "the socket side only (cgroup_skb, cgroup_sock, the exit tracepoint)".into()
             }
-            Self::Sockets => "the socket side only (cgroup_skb, cgroup_sock, tracepoints)".into(),
         }
     }
 }
@@ -157,11 +146,7 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
                 _links: vec![prog, link],
             });
         }
-        Piece::EmptyTcIngress
-        | Piece::EmptyTcEgress
-        | Piece::EmptyCgroupSkb
-        | Piece::EmptyTracepoints
-        | Piece::EmptyAll => {
+        Piece::EmptyTcIngress | Piece::EmptyTcEgress | Piece::EmptyCgroupSkb | Piece::EmptyAll => {
             let mut links = Vec::new();
             let all = piece == Piece::EmptyAll;
             // Ingress on the sender's end, egress on the receiver's (the flood's path); with
@@ -197,16 +182,6 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
                 ] {
                     let prog = baseline::load_empty(baseline::PROG_TYPE_CGROUP_SKB, 0, 1)?;
                     let link = baseline::attach_cgroup(&prog, &cgroup, kind)?;
-                    links.extend([prog, link]);
-                }
-            }
-            if all || piece == Piece::EmptyTracepoints {
-                let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-                for tracepoint in ["sock_send_length", "sock_recv_length"] {
-                    let id = btf
-                        .id_by_type_name_kind(&format!("btf_trace_{tracepoint}"), BtfKind::Typedef)
-                        .with_context(|| format!("no BTF type for {tracepoint}"))?;
-                    let (prog, link) = baseline::empty_tracepoint(id)?;
                     links.extend([prog, link]);
                 }
             }
@@ -289,21 +264,6 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
                 prog.load()?;
                 prog.attach(&cgroup, kind, CgroupAttachMode::Single)
                     .with_context(|| format!("attaching {name}"))?;
-            }
-            object
-        }
-        Piece::Tracepoints => {
-            let (btf, mut object) = load()?;
-            for (name, tracepoint) in [
-                ("kaipo_send", "sock_send_length"),
-                ("kaipo_recv", "sock_recv_length"),
-            ] {
-                let prog: &mut BtfTracePoint = object
-                    .program_mut(name)
-                    .with_context(|| format!("no {name}"))?
-                    .try_into()?;
-                prog.load(tracepoint, &btf)?;
-                prog.attach().with_context(|| format!("attaching {name}"))?;
             }
             object
         }

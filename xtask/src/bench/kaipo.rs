@@ -17,7 +17,7 @@ use aya::maps::{Array, Map, MapData, MapInfo, PerCpuArray, PerCpuHashMap};
 use kaipo_common::{counter, maps, FlowCounters, FlowKey, FlowSlot, FLOW_SLOT_EMPTY};
 
 /// kaipo's programs, by full name; the kernel keeps only the first 15 characters.
-pub const PROGRAMS: [&str; 10] = [
+pub const PROGRAMS: [&str; 8] = [
     "kaipo_xdp",
     "kaipo_tc_ingress",
     "kaipo_tc_egress",
@@ -25,8 +25,6 @@ pub const PROGRAMS: [&str; 10] = [
     "kaipo_sock_egress",
     "kaipo_sock_create",
     "kaipo_sock_release",
-    "kaipo_send",
-    "kaipo_recv",
     "kaipo_proc_exit",
 ];
 

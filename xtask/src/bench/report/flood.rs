@@ -15,7 +15,7 @@ fn setup_text(topo: &Topology) -> String {
          only). `kaipo watch --json --interval 1s --iface {s} --iface {d}` runs on the host, so each \
          datagram passes `kaipo_sock_egress` (sender's socket), `kaipo_tc_ingress` (TCX ingress of \
          `{s}`), `kaipo_tc_egress` (TCX egress of `{d}`) and `kaipo_sock_ingress` (receiver's \
-         socket), and the `sock_send_length`/`sock_recv_length` tracepoints once per datagram. \
+         socket), and nothing else per datagram. \
          Sender: one connected UDP socket, `sendmmsg` batches of {BATCH} datagrams of \
          {PAYLOAD_64B_FRAME}-byte payload ({DATAGRAM}-byte IP datagrams, {} -byte Ethernet frames as \
          the kernel counts them, without FCS) for {FLOOD_SECS} s, pinned to CPU {SENDER_CPU}. \
