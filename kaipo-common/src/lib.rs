@@ -218,8 +218,13 @@ pub struct SockStats {
     pub remote_port: u16,
     pub local_addr: [u8; 16],
     pub remote_addr: [u8; 16],
+    /// The packet path's copy of the owner last confirmed for this socket (the tgid its owner
+    /// slot holds), so that a packet its owner sends costs one comparison instead of a socket
+    /// storage lookup; 0 until one is. Owners reach userspace through events, not this field.
+    pub owner_seen: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<SockStats>() == 104);
+const _: () = assert!(size_of::<SockStats>() == 112);
 
 /// What an [`Event`] reports.
 pub const EVENT_SOCK_OWNER: u32 = 1;
@@ -260,7 +265,7 @@ pub struct Event {
     pub comm: [u8; 16],
     pub stats: SockStats,
 }
-const _: () = assert!(size_of::<Event>() == 176);
+const _: () = assert!(size_of::<Event>() == 184);
 
 /// An owner report kept in the `OWNER_SPILL` map because the ring buffer was full: the fields
 /// of an [`Event`] of kind [`EVENT_SOCK_OWNER`] that say who, keyed by socket cookie. Userspace

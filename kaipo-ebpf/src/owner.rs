@@ -15,7 +15,7 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
             bpf_get_current_cgroup_id, bpf_get_netns_cookie, bpf_get_socket_cookie,
-            bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_sk_fullsock, bpf_sk_storage_get,
+            bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_sk_storage_get,
             bpf_skc_to_tcp_sock,
         },
     },
@@ -69,58 +69,53 @@ pub fn owner_slot(sk: *mut c_void, create: bool) -> *mut u32 {
 }
 
 /// Learns a socket's owner from a packet it sends, in place of a hook on every send and
-/// receive call.
+/// receive call. `proto` is the socket's protocol and `seen` its entry's copy of the owner last
+/// confirmed (see `SockStats::owner_seen`), which this updates.
 ///
 /// A user's UDP socket sends only from its `sendmsg` call, so the current process is the
 /// sender. TCP also sends from softirq (ACK-clocked data, retransmits, timers), where the
 /// current task is whoever was interrupted; but while a process holds the socket's lock
 /// (`sendmsg`, the ACKs `recvmsg` sends, the backlog it processes on release) the stack defers
 /// every softirq transmit of that socket, so a segment sent with the lock owned is the owner's.
-/// A UDP socket this hook has no slot for was made before kaipo or by the kernel (a tunnel's
-/// socket sends from any context): userspace finds those owners from the descriptor tables.
+/// A UDP socket with no owner slot was made before kaipo or by the kernel (a tunnel's socket
+/// sends from any context): userspace finds those owners from the descriptor tables.
 ///
-/// The common case (the slot names the current process) costs three helper calls.
+/// A packet of the owner already confirmed costs one helper call and a comparison.
 #[inline(always)]
-pub fn on_egress(skb: *mut __sk_buff, cookie: u64) {
+pub fn on_egress(skb: *mut __sk_buff, cookie: u64, proto: u8, seen: &mut u32) {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // The idle task: softirq work on an idle CPU.
-    if tgid == 0 {
+    // 0: the idle task (softirq work on an idle CPU).
+    if tgid == *seen || tgid == 0 {
         return;
     }
-    // SAFETY: reading the program's own context; the helper checks the socket it is given.
-    let sk = unsafe {
-        let sk = (*skb).__bindgen_anon_2.sk;
-        if sk.is_null() {
-            return;
-        }
-        bpf_sk_fullsock(sk)
-    };
+    // SAFETY: reading the program's own context.
+    let sk = unsafe { (*skb).__bindgen_anon_2.sk };
     if sk.is_null() {
         return;
     }
-    let slot = owner_slot(sk.cast(), false);
-    // SAFETY: a live storage slot of this socket.
-    let known = if slot.is_null() { 0 } else { unsafe { *slot } };
-    if known == tgid || known == RELEASED {
+    let tcp = proto == PROTO_TCP;
+    // Checked first: a TCP segment sent from softirq, the common case here, is settled by it.
+    if tcp && !lock_owned(sk.cast()) {
         return;
     }
-    // SAFETY: a field of a full socket the verifier checked.
-    let protocol = unsafe { (*sk).protocol };
-    let slot = if protocol == u32::from(PROTO_TCP) {
-        if !lock_owned(sk.cast()) {
+    let mut slot = owner_slot(sk.cast(), false);
+    // SAFETY: a live storage slot of this socket.
+    let known = if slot.is_null() { 0 } else { unsafe { *slot } };
+    if known == RELEASED {
+        return;
+    }
+    if known != tgid {
+        if slot.is_null() {
+            if !tcp {
+                return;
+            }
+            slot = owner_slot(sk.cast(), true);
+        }
+        if !record_owner(slot, cookie, OWNER_FROM_SEND, 0) {
             return;
         }
-        if slot.is_null() {
-            owner_slot(sk.cast(), true)
-        } else {
-            slot
-        }
-    } else if protocol == u32::from(PROTO_UDP) && !slot.is_null() {
-        slot
-    } else {
-        return;
-    };
-    record_owner(slot, cookie, OWNER_FROM_SEND, 0);
+    }
+    *seen = tgid;
 }
 
 /// Whether a process holds the TCP socket's lock (`sk->sk_lock.owned`), read at the offset
@@ -145,25 +140,27 @@ fn lock_owned(sk: *mut c_void) -> bool {
     }
 }
 
-/// Reports the current process as the socket's owner and remembers it in the socket's slot.
-/// With the ring buffer full, the report goes to `OWNER_SPILL`, which userspace reads at every
-/// interval: a socket used once and closed during a burst still gets its owner.
+/// Reports the current process as the socket's owner and remembers it in the socket's slot;
+/// false when it could not do both. With the ring buffer full, the report goes to
+/// `OWNER_SPILL`, which userspace reads at every interval: a socket used once and closed
+/// during a burst still gets its owner.
 #[inline(always)]
-fn record_owner(slot: *mut u32, cookie: u64, source: u32, netns_cookie: u64) {
+fn record_owner(slot: *mut u32, cookie: u64, source: u32, netns_cookie: u64) -> bool {
     if !emit(EVENT_SOCK_OWNER, cookie, source, netns_cookie, None, 0)
         && !spill(cookie, source, netns_cookie)
     {
-        // Not reported, so not remembered either: the next call tries again.
+        // Not reported, so not remembered either: the next packet tries again.
         bump(counter::OWNER_MAP_FULL);
-        return;
+        return false;
     }
     if slot.is_null() {
-        // No storage for this socket: it will be reported again on its next call.
+        // No storage for this socket: it will be reported again on its next packet.
         bump(counter::OWNER_MAP_FULL);
-        return;
+        return false;
     }
     // SAFETY: a live storage slot of this socket.
     unsafe { *slot = (bpf_get_current_pid_tgid() >> 32) as u32 };
+    true
 }
 
 pub fn on_release(ctx: &SockContext) {

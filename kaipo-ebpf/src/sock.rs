@@ -31,9 +31,7 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
     if cookie == 0 {
         return;
     }
-    if egress {
-        owner::on_egress(skb, cookie);
-    } else {
+    if !egress {
         dns::on_ingress(skb, cookie);
     }
     // SAFETY: reading fields of the program's own context.
@@ -60,6 +58,9 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
         add(stats, len, packets, egress, loopback);
         if stats.proto == PROTO_TCP {
             stats.tcp_state = state;
+        }
+        if egress {
+            owner::on_egress(skb, cookie, stats.proto, &mut stats.owner_seen);
         }
         // A connected socket (the kernel knows its peer port) cannot change peers; only an
         // unconnected UDP socket needs its packets compared.
@@ -112,6 +113,9 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
     let sk = unsafe { (*skb).__bindgen_anon_2.sk };
     if !sk.is_null() && owner::released(sk.cast()) {
         fresh.flags |= SOCK_FLAG_CLOSED;
+    }
+    if egress {
+        owner::on_egress(skb, cookie, fresh.proto, &mut fresh.owner_seen);
     }
     let fresh: &SockStats = fresh;
     if SOCK_STATS
