@@ -65,11 +65,25 @@ struct Sink {
 
 impl Sink {
     fn start(net: Option<&TestNet>, ip: IpAddr, count: u64) -> anyhow::Result<Self> {
+        Self::start_with(net, ip, count, &[])
+    }
+
+    /// A sink that stays after its last datagram until [`Sink::release`].
+    fn start_holding(net: Option<&TestNet>, ip: IpAddr, count: u64) -> anyhow::Result<Self> {
+        Self::start_with(net, ip, count, &["hold"])
+    }
+
+    fn start_with(
+        net: Option<&TestNet>,
+        ip: IpAddr,
+        count: u64,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let bind = SocketAddr::new(ip, 0).to_string();
-        let mut child = Spawned::spawn(
-            "udp-sink",
-            traffic(net, &["udp-sink", &bind, &count.to_string()]),
-        )?;
+        let count_arg = count.to_string();
+        let mut args = vec!["udp-sink", &bind, &count_arg];
+        args.extend_from_slice(extra);
+        let mut child = Spawned::spawn("udp-sink", traffic(net, &args))?;
         let pid = child.expect_num("pid", STEP)?;
         let port = child.expect_num("port", STEP)?;
         Ok(Self {
@@ -82,12 +96,23 @@ impl Sink {
 
     /// Waits until every datagram arrived, with `size` payload bytes each.
     fn finish(mut self, size: u64) -> anyhow::Result<()> {
+        self.received(size)?;
+        self.child.wait_success(STEP)
+    }
+
+    fn received(&mut self, size: u64) -> anyhow::Result<()> {
         let got = self.child.expect("received", STEP)?;
         let want = format!("{} {}", self.count, self.count * size);
         ensure!(
             got == want,
             "udp-sink received `{got}` (datagrams bytes), expected `{want}`"
         );
+        Ok(())
+    }
+
+    /// Lets a holding sink exit.
+    fn release(mut self) -> anyhow::Result<()> {
+        self.child.send_line("go")?;
         self.child.wait_success(STEP)
     }
 }
@@ -391,6 +416,84 @@ fn socket_opened_before_kaipo_started() -> anyhow::Result<()> {
         sink_pid,
         udp_totals(COUNT, SIZE, UDP4_OVERHEAD, false),
         "pre-existing sink",
+        &pids,
+    );
+    Ok(())
+}
+
+/// A receive-only socket older than kaipo, whose process stays: the kernel programs never see
+/// its owner (it neither is created nor sends while kaipo runs), so userspace finds it in the
+/// descriptor tables, in time for the bytes that waited for it.
+#[test]
+fn receive_only_socket_older_than_kaipo_is_found_while_its_process_lives() -> anyhow::Result<()> {
+    const COUNT: u64 = 90;
+    const SIZE: u64 = 300;
+    let net = TestNet::new()?;
+    let sink = Sink::start_holding(None, IpAddr::V4(net.host_v4), COUNT)?;
+    let sink_pid = sink.pid;
+    let watch = Watch::start(&WatchConfig::new(&net.host_if, RUN))?;
+    let (sender, sender_pid) = udp_send(Some(&net), sink.addr, COUNT, SIZE)?;
+    finish_sender(sender, COUNT)?;
+    let mut sink = sink;
+    sink.received(SIZE)?;
+    // The sink's socket is still open when kaipo stops: no close can have told its owner.
+    let run = watch.finish()?;
+    sink.release()?;
+    let pids = [sender_pid, sink_pid];
+    assert_totals(
+        &run,
+        sink_pid,
+        udp_totals(COUNT, SIZE, UDP4_OVERHEAD, false),
+        "receive-only sink older than kaipo",
+        &pids,
+    );
+    assert_totals(
+        &run,
+        sender_pid,
+        udp_totals(COUNT, SIZE, UDP4_OVERHEAD, true),
+        "sender",
+        &pids,
+    );
+    Ok(())
+}
+
+/// A socket its creator hands to a forked child: every datagram counts for the child, which
+/// sends them, and none for the parent that made the socket.
+#[test]
+fn a_socket_handed_to_a_forked_child_counts_for_the_child() -> anyhow::Result<()> {
+    const COUNT: u64 = 75;
+    const SIZE: u64 = 200;
+    let net = TestNet::new()?;
+    let watch = Watch::start(&WatchConfig::new(&net.host_if, RUN))?;
+    let sink = Sink::start(None, IpAddr::V4(net.host_v4), COUNT)?;
+    let args = [
+        "udp-fork",
+        &sink.addr.to_string(),
+        &COUNT.to_string(),
+        &SIZE.to_string(),
+    ];
+    let mut parent = Spawned::spawn("udp-fork", traffic(Some(&net), &args))?;
+    let parent_pid: u32 = parent.expect_num("pid", STEP)?;
+    parent.expect("ready", STEP)?;
+    parent.send_line("go")?;
+    let child_pid: u32 = parent.expect_num("child", STEP)?;
+    finish_sender(parent, COUNT)?;
+    let sink_pid = sink.pid;
+    sink.finish(SIZE)?;
+    let run = watch.finish()?;
+    let pids = [parent_pid, child_pid, sink_pid];
+    assert_totals(
+        &run,
+        child_pid,
+        udp_totals(COUNT, SIZE, UDP4_OVERHEAD, true),
+        "forked child sending on its parent's socket",
+        &pids,
+    );
+    assert_totals(
+        &run,
+        parent_pid,
+        Totals::default(),
+        "parent that made the socket",
         &pids,
     );
     Ok(())

@@ -22,7 +22,10 @@ const BURST_PAUSE: Duration = Duration::from_millis(1);
 
 const USAGE: &str = "usage: kaipo-traffic
   udp-send  ADDR:PORT COUNT SIZE      send COUNT datagrams of SIZE payload bytes
-  udp-sink  ADDR:PORT COUNT           receive COUNT datagrams, then exit (port 0: any)
+  udp-sink  ADDR:PORT COUNT [hold]    receive COUNT datagrams, then exit (port 0: any); with
+                                      `hold`, keep the socket until a stdin line comes
+  udp-fork  ADDR:PORT COUNT SIZE      connect, print `ready`, wait for a stdin line, then fork a
+                                      child that prints `child PID`, sends and exits
   udp-wait  ADDR:PORT COUNT SIZE      connect, print `ready`, wait for a stdin line, then send
   udp-burst ADDR:PORT COUNT SIZE      send and exit at once, printing nothing
   udp-rate  ADDR:PORT RATE SECONDS    send RATE 100-byte datagrams a second for SECONDS (at most 60)
@@ -68,11 +71,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             println!("pid {}", std::process::id());
             let socket = udp_connect(addr()?)?;
             println!("ready");
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .context("reading the go line")?;
+            wait_for_line()?;
             let count = num(2)? as u32;
             udp_send(&socket, count, num(3)? as usize)?;
             println!("sent {count}");
@@ -96,7 +95,45 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             }
             println!("sent {sent}");
         }
-        "udp-sink" => udp_sink(addr()?, num(2)?)?,
+        "udp-sink" => udp_sink(addr()?, num(2)?, arg(3).is_ok_and(|a| a == "hold"))?,
+        "udp-fork" => {
+            println!("pid {}", std::process::id());
+            let socket = udp_connect(addr()?)?;
+            println!("ready");
+            wait_for_line()?;
+            let count = num(2)? as u32;
+            let size = num(3)? as usize;
+            // This program has one thread, so the child may do anything after the fork.
+            // SAFETY: fork in a single-threaded process; the child only sends and exits.
+            match unsafe { libc::fork() } {
+                0 => {
+                    println!("child {}", std::process::id());
+                    let code = match udp_send(&socket, count, size) {
+                        Ok(()) => {
+                            println!("sent {count}");
+                            0
+                        }
+                        Err(e) => {
+                            eprintln!("kaipo-traffic child: {e:#}");
+                            1
+                        }
+                    };
+                    // SAFETY: ends the child without running the parent's exit handlers.
+                    unsafe { libc::_exit(code) };
+                }
+                child if child > 0 => {
+                    let mut status = 0;
+                    // SAFETY: waiting for the child just forked, with a valid out-pointer.
+                    if unsafe { libc::waitpid(child, &raw mut status, 0) } != child
+                        || !libc::WIFEXITED(status)
+                        || libc::WEXITSTATUS(status) != 0
+                    {
+                        bail!("the sending child failed (status {status})");
+                    }
+                }
+                _ => return Err(std::io::Error::last_os_error()).context("fork"),
+            }
+        }
         "tcp-serve" => tcp_serve(addr()?, num(2)?, num(3)?)?,
         "tcp-send" => {
             println!("pid {}", std::process::id());
@@ -108,6 +145,15 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         }
         other => bail!("unknown mode {other:?}\n{USAGE}"),
     }
+    Ok(())
+}
+
+fn wait_for_line() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the go line")?;
     Ok(())
 }
 
@@ -136,7 +182,8 @@ fn udp_send(socket: &UdpSocket, count: u32, size: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn udp_sink(addr: SocketAddr, count: u64) -> anyhow::Result<()> {
+/// Receives `count` datagrams; with `hold`, keeps the socket open until a stdin line comes.
+fn udp_sink(addr: SocketAddr, count: u64, hold: bool) -> anyhow::Result<()> {
     let socket = UdpSocket::bind(addr).with_context(|| format!("bind {addr}"))?;
     force_receive_buffer(&socket, 8 << 20)?;
     socket.set_read_timeout(Some(IO_TIMEOUT))?;
@@ -151,6 +198,10 @@ fn udp_sink(addr: SocketAddr, count: u64) -> anyhow::Result<()> {
         bytes += n;
     }
     println!("received {count} {bytes}");
+    if hold {
+        wait_for_line()?;
+    }
+    drop(socket);
     Ok(())
 }
 
