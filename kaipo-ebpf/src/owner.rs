@@ -15,8 +15,7 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
             bpf_get_current_cgroup_id, bpf_get_netns_cookie, bpf_get_socket_cookie,
-            bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_sk_storage_get,
-            bpf_skc_to_tcp_sock,
+            bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_sk_storage_get, bpf_skc_to_tcp_sock,
         },
     },
     programs::SockContext,
@@ -24,7 +23,7 @@ use aya_ebpf::{
 use kaipo_common::{
     counter, Event, OwnerSpill, SockStats, EVENT_PROC_EXIT, EVENT_SOCK_CLOSE, EVENT_SOCK_OWNER,
     FAMILY_IPV4, FAMILY_IPV6, OWNER_FROM_CLOSE, OWNER_FROM_CREATE, OWNER_FROM_SEND, PROTO_TCP,
-    PROTO_UDP, SOCK_FLAG_CLOSED,
+    SOCK_FLAG_CLOSED,
 };
 
 use aya_ebpf::bindings::BPF_SK_STORAGE_GET_F_CREATE;

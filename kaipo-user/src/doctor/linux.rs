@@ -128,6 +128,19 @@ pub fn ebpf_checks() -> Vec<Check> {
             return checks;
         }
     };
+    checks.push(match ebpf::running_kernel_sk_lock_owned() {
+        Ok(at) => Check::ok(
+            "socket lock in BTF",
+            format!("`sk_lock.owned` at byte {at} of `struct tcp_sock`: TCP owners learned as they send"),
+        ),
+        Err(err) => Check::bad(
+            "socket lock in BTF",
+            Status::Degraded,
+            err,
+            "owners of TCP sockets accepted or older than kaipo are then found by scanning /proc \
+             each interval they carry traffic; a kernel with complete BTF avoids that",
+        ),
+    });
     program_checks(&mut object, &cgroup, &btf, &mut checks);
     checks.push(Check::ok(
         "trampolines (fentry/fexit)",

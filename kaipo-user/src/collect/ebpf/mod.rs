@@ -27,6 +27,7 @@ use kaipo_common::{
 use tokio::io::{unix::AsyncFd, Interest};
 
 pub use self::{
+    btf_layout::running_kernel_sk_lock_owned,
     cgroup::{cgroup2_root, open_cgroup2},
     error::EbpfCollectError,
 };
@@ -126,8 +127,9 @@ pub struct EbpfCollector {
     max_sockets: u32,
     max_flows: u32,
     possible_cpus: usize,
-    /// Owners of sockets the programs saw no owner of, from the descriptor tables.
-    finder: owners::OwnerFinder,
+    /// Owners of sockets the programs saw no owner of, from the descriptor tables. Boxed, as
+    /// `dns`.
+    finder: Box<owners::OwnerFinder>,
     ebpf: Ebpf,
 }
 
@@ -180,7 +182,7 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
     let mut ebpf = load(&btf, opts)?;
 
     let mut degradations = Vec::new();
-    if let Err(why) = btf_layout::running_kernel_sk_lock_owned() {
+    if let Err(why) = running_kernel_sk_lock_owned() {
         degradations.push(Degradation {
             what: "owners of TCP sockets that existed before kaipo, were accepted, or were \
                    handed to another process are found by scanning /proc instead of as they send"
@@ -249,7 +251,7 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
             map: kaipo_common::maps::FLOWS,
             detail: format!("cannot read the number of possible CPUs from {path}: {err}"),
         })?,
-        finder: owners::OwnerFinder::default(),
+        finder: Box::default(),
         ebpf,
     };
     Ok((collector, EventStream { ring, malformed: 0 }))
@@ -272,7 +274,7 @@ pub fn load(btf: &Btf, opts: &Options) -> Result<Ebpf, EbpfCollectError> {
     let ringbuf = opts.ringbuf_bytes.map_or(kaipo_common::RINGBUF_BYTES, |b| {
         b.max(page).next_power_of_two()
     });
-    let owned_at = btf_layout::running_kernel_sk_lock_owned().unwrap_or(0);
+    let owned_at = running_kernel_sk_lock_owned().unwrap_or(0);
     Ok(EbpfLoader::new()
         .btf(Some(btf))
         .override_global("SK_LOCK_OWNED_AT", &owned_at, true)
