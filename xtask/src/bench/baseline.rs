@@ -100,15 +100,13 @@ pub fn load_empty(prog_type: u32, prog_flags: u32, verdict: i32) -> anyhow::Resu
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Run time (ns) and runs, summed, of the loaded empty classifiers (`kb_empty`, type
-/// SCHED_CLS): BPF run-time statistics must be on for them to move.
-pub fn empty_classifier_stats() -> anyhow::Result<(u64, u64)> {
+/// Run time (ns) and runs, summed, of the loaded empty programs (`kb_empty`) of `prog_type`:
+/// BPF run-time statistics must be on for them to move.
+pub fn empty_program_stats(prog_type: u32) -> anyhow::Result<(u64, u64)> {
     let mut total = (0, 0);
     for info in aya::programs::loaded_programs() {
         let info = info.context("listing loaded BPF programs")?;
-        if info.name_as_str() == Some("kb_empty")
-            && info.program_type() as u32 == PROG_TYPE_SCHED_CLS
-        {
+        if info.name_as_str() == Some("kb_empty") && info.program_type() as u32 == prog_type {
             total.0 += info.run_time().as_nanos() as u64;
             total.1 += info.run_count();
         }

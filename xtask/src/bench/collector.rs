@@ -121,6 +121,7 @@ pub fn run() -> anyhow::Result<()> {
     emit(&report::summary(
         &costs,
         &without,
+        &stats,
         &with,
         &quarter,
         &flows_100k,
@@ -404,7 +405,16 @@ pub struct Monitored {
     /// With statistics on: an empty classifier attached beside kaipo's on the same two TCX hooks
     /// (ingress of the sender's end, egress of the receiver's), as (run time ns, runs).
     pub empty_classifier: Option<(u64, u64)>,
+    /// The same for two empty cgroup_skb programs (ingress, egress) beside kaipo's at the
+    /// cgroup v2 root.
+    pub empty_cgroup_skb: Option<(u64, u64)>,
     pub stderr: String,
+}
+
+/// The cgroup v2 root, opened for attaching programs.
+fn cgroup_root() -> anyhow::Result<std::fs::File> {
+    let root = ::kaipo::collect::ebpf::cgroup2_root().context("no cgroup v2 mount")?;
+    std::fs::File::open(&root).with_context(|| format!("opening {}", root.display()))
 }
 
 /// kaipo facing 100k or 150k flows.
@@ -552,20 +562,32 @@ impl Bench {
             "1s",
             backend,
         )?;
-        // With statistics on, a do-nothing classifier after kaipo's on the same hooks: what the
-        // statistics report for it is their own price, clock reads included.
+        // With statistics on, do-nothing programs beside kaipo's on the same hooks (a classifier
+        // on the two TCX hooks, a cgroup_skb pair at the root): what the statistics report for
+        // them is the floor of each kind of hook, their own price and clock reads included.
         let empty = if with_stats {
             let ifindex = super::topology::ifindex;
-            let prog = baseline::load_empty(baseline::PROG_TYPE_SCHED_CLS, 0, -1)?;
-            let links = [
-                baseline::attach_tcx(&prog, ifindex(&topo.sender_if)?, true)?,
-                baseline::attach_tcx(&prog, ifindex(&topo.receiver_if)?, false)?,
+            let tc = baseline::load_empty(baseline::PROG_TYPE_SCHED_CLS, 0, -1)?;
+            let mut held = vec![
+                baseline::attach_tcx(&tc, ifindex(&topo.sender_if)?, true)?,
+                baseline::attach_tcx(&tc, ifindex(&topo.receiver_if)?, false)?,
             ];
-            Some((prog, links))
+            held.push(tc);
+            let root = cgroup_root()?;
+            for kind in [
+                baseline::BPF_CGROUP_INET_INGRESS,
+                baseline::BPF_CGROUP_INET_EGRESS,
+            ] {
+                let prog = baseline::load_empty(baseline::PROG_TYPE_CGROUP_SKB, 0, 1)?;
+                held.push(baseline::attach_cgroup(&prog, &root, kind)?);
+                held.push(prog);
+            }
+            Some(held)
         } else {
             None
         };
         let mut empty_stats = ((0, 0), (0, 0));
+        let mut empty_cg = ((0, 0), (0, 0));
         let pid = kaipo.pid;
         let held = kaipo::held_objects(pid)?;
         let mut cpu = (0u64, 0u64);
@@ -577,7 +599,9 @@ impl Bench {
                 Moment::Start => {
                     if with_stats {
                         programs.0 = ProgramStats::read(&held.programs)?;
-                        empty_stats.0 = baseline::empty_classifier_stats()?;
+                        empty_stats.0 =
+                            baseline::empty_program_stats(baseline::PROG_TYPE_SCHED_CLS)?;
+                        empty_cg.0 = baseline::empty_program_stats(baseline::PROG_TYPE_CGROUP_SKB)?;
                     }
                     window.0 = Instant::now();
                     cpu.0 = kaipo::cpu_ticks(pid)?;
@@ -591,7 +615,9 @@ impl Bench {
                 Moment::ReceiverDone => {
                     if with_stats {
                         programs.1 = ProgramStats::read(&held.programs)?;
-                        empty_stats.1 = baseline::empty_classifier_stats()?;
+                        empty_stats.1 =
+                            baseline::empty_program_stats(baseline::PROG_TYPE_SCHED_CLS)?;
+                        empty_cg.1 = baseline::empty_program_stats(baseline::PROG_TYPE_CGROUP_SKB)?;
                     }
                 }
             }
@@ -609,6 +635,8 @@ impl Bench {
                     empty_stats.1 .1 - empty_stats.0 .1,
                 )
             }),
+            empty_cgroup_skb: with_stats
+                .then(|| (empty_cg.1 .0 - empty_cg.0 .0, empty_cg.1 .1 - empty_cg.0 .1)),
             cpu_secs: (cpu.1 - cpu.0) as f64 / kaipo::clock_ticks_per_sec() as f64,
             sched_cpu_secs: (sched.1 - sched.0) as f64 / 1e9,
             window: window.1 - window.0,
