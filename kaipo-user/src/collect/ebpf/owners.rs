@@ -169,4 +169,73 @@ mod tests {
         assert!(out.is_empty());
         assert!(finder.hunting.is_empty(), "a closed socket is not hunted");
     }
+
+    /// Sends `fd` over a Unix socket pair and closes it here: the socket is then open, but held
+    /// only by the message in flight, by no process's descriptor table. Returns the pair, which
+    /// keeps the message.
+    fn hand_to_nobody(
+        socket: UdpSocket,
+    ) -> (
+        std::os::unix::net::UnixDatagram,
+        std::os::unix::net::UnixDatagram,
+    ) {
+        let (a, b) = std::os::unix::net::UnixDatagram::pair().expect("pair");
+        let fd = socket.as_raw_fd();
+        // Words, not bytes: a control message header is aligned like one.
+        let mut space = [0u64; 8];
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        // SAFETY: a zeroed msghdr pointed at live buffers, with one SCM_RIGHTS control message
+        // built in `space` (large enough for one descriptor) through the CMSG macros.
+        unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &raw mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = space.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(size_of::<i32>() as u32) as usize;
+            let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<i32>() as u32) as usize;
+            libc::CMSG_DATA(cmsg).cast::<i32>().write_unaligned(fd);
+            assert_eq!(
+                libc::sendmsg(a.as_raw_fd(), &raw const msg, 0),
+                1,
+                "sendmsg"
+            );
+        }
+        drop(socket);
+        (a, b)
+    }
+
+    #[test]
+    fn a_socket_no_process_holds_is_looked_for_less_and_less_often() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("socket");
+        let cookie = cookie_of(&socket);
+        let _in_flight = hand_to_nobody(socket);
+        let mut finder = OwnerFinder::default();
+        let mut out = Vec::new();
+        // Looked for in rounds 1, 3, 7 and 15: after each miss the wait doubles.
+        let mut searched = Vec::new();
+        for round in 1..=20u64 {
+            let due = finder
+                .hunting
+                .get(&cookie)
+                .is_none_or(|(_, next)| *next <= round);
+            finder.find(&[cookie], &mut out);
+            if due {
+                searched.push(round);
+            }
+        }
+        assert!(out.is_empty(), "nobody holds it: {out:?}");
+        assert_eq!(searched, [1, 3, 7, 15]);
+        assert_eq!(finder.hunting.get(&cookie), Some(&(4, 31)));
+    }
 }
