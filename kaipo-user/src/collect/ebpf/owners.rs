@@ -126,20 +126,7 @@ mod tests {
     use super::*;
 
     fn cookie_of(socket: &UdpSocket) -> u64 {
-        let mut cookie: u64 = 0;
-        let mut len = size_of::<u64>() as libc::socklen_t;
-        // SAFETY: valid out-pointers of the sizes given.
-        let ret = unsafe {
-            libc::getsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_COOKIE,
-                (&raw mut cookie).cast(),
-                &raw mut len,
-            )
-        };
-        assert_eq!(ret, 0);
-        cookie
+        sweep::cookie_of(socket.as_raw_fd())
     }
 
     #[test]

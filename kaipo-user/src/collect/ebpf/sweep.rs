@@ -212,28 +212,30 @@ fn parse(mut bytes: &[u8], f: &mut impl FnMut(u64, u64)) -> io::Result<bool> {
     Ok(false)
 }
 
+/// The socket cookie of descriptor `fd`, as the kernel programs see it (for tests).
+#[cfg(test)]
+pub(super) fn cookie_of(fd: i32) -> u64 {
+    let mut cookie: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: valid out-pointers of the sizes given.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_COOKIE,
+            (&raw mut cookie).cast(),
+            &raw mut len,
+        )
+    };
+    assert_eq!(ret, 0, "SO_COOKIE of descriptor {fd}");
+    cookie
+}
+
 #[cfg(test)]
 mod tests {
     use std::{net::UdpSocket, os::fd::AsRawFd as _};
 
     use super::*;
-
-    fn cookie_of(fd: i32) -> u64 {
-        let mut cookie: u64 = 0;
-        let mut len = size_of::<u64>() as libc::socklen_t;
-        // SAFETY: valid out-pointers of the sizes given.
-        let ret = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_COOKIE,
-                (&raw mut cookie).cast(),
-                &raw mut len,
-            )
-        };
-        assert_eq!(ret, 0);
-        cookie
-    }
 
     #[test]
     fn lists_a_bound_socket_with_its_inode_and_forgets_it_once_closed() {
