@@ -13,10 +13,7 @@ use std::collections::{HashMap, HashSet};
 use kaipo_common::{Event, EVENT_SOCK_OWNER, OWNER_FROM_PROC};
 
 use super::sweep;
-use crate::collect::pcap::sockets::{linux::ProcSource, SocketSource as _};
-
-/// Longest wait, in intervals, between two searches for an owner not found.
-const MAX_RETRY_INTERVALS: u64 = 64;
+use crate::collect::pcap::sockets::{linux::ProcSource, next_owner_search, SocketSource as _};
 
 #[derive(Default)]
 pub struct OwnerFinder {
@@ -39,12 +36,18 @@ impl OwnerFinder {
         if due.is_empty() {
             return;
         }
+        // The due sockets still open, by inode; one that belongs to no file has inode 0 and
+        // no holder to find.
         let mut inodes: HashMap<u64, u64> = HashMap::with_capacity(due.len());
+        let mut open = HashSet::with_capacity(due.len());
         let mut live = HashSet::new();
         let listed = sweep::for_each_socket(|cookie, inode| {
             live.insert(inode);
-            if inode != 0 && due.contains(&cookie) {
-                inodes.insert(inode, cookie);
+            if due.contains(&cookie) {
+                open.insert(cookie);
+                if inode != 0 {
+                    inodes.insert(inode, cookie);
+                }
             }
         });
         if let Err(err) = listed {
@@ -70,31 +73,24 @@ impl OwnerFinder {
             located.insert(cookie);
             self.hunting.remove(&cookie);
             out.push(Event {
-                kind: EVENT_SOCK_OWNER,
-                tgid: owner.pid,
-                tid: owner.pid,
-                uid: owner.uid,
-                gid: owner.gid,
                 source: OWNER_FROM_PROC,
                 cookie,
                 ts_ns: now,
-                comm: owner.comm,
-                ..Event::default()
+                ..owner.event(EVENT_SOCK_OWNER)
             });
         }
-        let listed: HashSet<u64> = inodes.values().copied().collect();
         for cookie in due {
             if located.contains(&cookie) {
                 continue;
             }
-            if !listed.contains(&cookie) {
-                // Closed (or never a file's): nothing to look for any more.
+            if !open.contains(&cookie) {
+                // Closed: nothing to look for any more.
                 self.hunting.remove(&cookie);
                 continue;
             }
             let (misses, next) = self.hunting.entry(cookie).or_insert((0, 0));
             *misses += 1;
-            *next = round + (1u64 << (*misses).min(6)).min(MAX_RETRY_INTERVALS);
+            *next = next_owner_search(round, *misses);
         }
     }
 

@@ -12,11 +12,8 @@ use kaipo_common::{Event, EVENT_PROC_EXIT, EVENT_SOCK_CLOSE, EVENT_SOCK_OWNER};
 
 use super::{
     attribute::{Attribution, UNATTRIBUTED_COOKIE},
-    sockets::{SocketOwner, SocketSource, SocketTable},
+    sockets::{next_owner_search, SocketOwner, SocketSource, SocketTable},
 };
-
-/// Longest wait, in samples, between two searches for an owner not found.
-const MAX_RETRY_SAMPLES: u64 = 64;
 
 #[derive(Default)]
 pub struct OwnerTracker {
@@ -28,19 +25,6 @@ pub struct OwnerTracker {
     hunting: HashMap<u64, (u32, u64)>,
     /// Processes named in owner events, watched for their exit.
     processes: HashMap<u32, SocketOwner>,
-}
-
-/// The eBPF backend's event shapes, filled from what the socket tables tell.
-fn event(kind: u32, owner: &SocketOwner) -> Event {
-    Event {
-        kind,
-        tgid: owner.pid,
-        tid: owner.pid,
-        uid: owner.uid,
-        gid: owner.gid,
-        comm: owner.comm,
-        ..Event::default()
-    }
 }
 
 impl OwnerTracker {
@@ -60,7 +44,7 @@ impl OwnerTracker {
         self.processes.retain(|pid, owner| {
             let alive = table.is_alive(*pid);
             if !alive {
-                events.push(event(EVENT_PROC_EXIT, owner));
+                events.push(owner.event(EVENT_PROC_EXIT));
             }
             alive
         });
@@ -122,7 +106,7 @@ impl OwnerTracker {
             };
             events.push(Event {
                 cookie,
-                ..event(EVENT_SOCK_OWNER, &owner)
+                ..owner.event(EVENT_SOCK_OWNER)
             });
             self.announced.insert(cookie, pid);
             self.processes.insert(pid, owner);
@@ -133,7 +117,7 @@ impl OwnerTracker {
             }
             let (misses, next) = self.hunting.entry(cookie).or_insert((0, 0));
             *misses += 1;
-            *next = sample + (1u64 << (*misses).min(6)).min(MAX_RETRY_SAMPLES);
+            *next = next_owner_search(sample, *misses);
         }
     }
 

@@ -93,6 +93,28 @@ pub struct SocketOwner {
     pub comm: [u8; 16],
 }
 
+impl SocketOwner {
+    /// An event of `kind` about this process, in the eBPF backend's shape.
+    pub fn event(&self, kind: u32) -> kaipo_common::Event {
+        kaipo_common::Event {
+            kind,
+            tgid: self.pid,
+            tid: self.pid,
+            uid: self.uid,
+            gid: self.gid,
+            comm: self.comm,
+            ..kaipo_common::Event::default()
+        }
+    }
+}
+
+/// The round (sample or interval) of the next search for a socket's owner after `misses`
+/// searches found none, the last in round `now`: the wait doubles, up to 64 rounds, so a socket
+/// no process holds (a kernel socket) does not cost a scan every round.
+pub fn next_owner_search(now: u64, misses: u32) -> u64 {
+    now + (1u64 << misses.min(6))
+}
+
 /// How a platform reads its socket tables.
 pub trait SocketSource: Send {
     /// Every socket visible here, read afresh.
