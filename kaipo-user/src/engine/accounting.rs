@@ -711,13 +711,11 @@ impl Accountant {
             .sockets
             .iter()
             .filter(|(cookie, stats)| {
-                stats.flags & SOCK_FLAG_CLOSED == 0
-                    && !self.owners.contains_key(cookie)
-                    && (self.waiting.get(cookie).is_some_and(|w| !w.is_empty())
-                        || self
-                            .sockets
-                            .get(cookie)
-                            .is_none_or(|s| !s.closed && s.last != SockTotals::from_stats(stats)))
+                let known = self.sockets.get(cookie);
+                let open = stats.flags & SOCK_FLAG_CLOSED == 0 && known.is_none_or(|s| !s.closed);
+                let moved = known.is_none_or(|s| s.last != SockTotals::from_stats(stats))
+                    || self.waiting.get(cookie).is_some_and(|w| !w.is_empty());
+                open && moved && !self.owners.contains_key(cookie)
             })
             .map(|(cookie, _)| *cookie)
             .collect()
@@ -810,6 +808,38 @@ mod tests {
 
     fn tx_of(delta: &IntervalDelta, tgid: u32) -> u64 {
         delta.processes.get(&tgid).map_or(0, |(_, t)| t.tx_bytes)
+    }
+
+    #[test]
+    fn only_open_ownerless_sockets_that_moved_are_looked_up() {
+        let mut a = Accountant::new(false);
+        a.on_event(&owner_event(1, 100, "owned"));
+        let first = sample(vec![
+            (1, stats(100, 0, 0, 0)),
+            (2, stats(100, 0, 0, 0)),
+            (3, stats(100, 0, 0, 0)),
+        ]);
+        // New to the accountant: every ownerless one counts as moved.
+        assert_eq!(a.ownerless(&first), vec![2, 3]);
+        a.baseline(&first);
+        // Socket 2 still, 3 moved, 4 new but closed (by its own mark), 5 closed by event.
+        let mut closed = stats(50, 0, 0, 0);
+        closed.flags = SOCK_FLAG_CLOSED;
+        a.on_event(&close_event(5, stats(70, 0, 0, 0)));
+        let second = sample(vec![
+            (1, stats(300, 0, 0, 0)),
+            (2, stats(100, 0, 0, 0)),
+            (3, stats(200, 0, 0, 0)),
+            (4, closed),
+            (5, stats(70, 0, 0, 0)),
+        ]);
+        assert_eq!(a.ownerless(&second), vec![3]);
+        // Socket 3's bytes wait for an owner: still looked up while they wait, moved or not.
+        a.finish(&second, 0, false);
+        let third = sample(vec![(3, stats(200, 0, 0, 0))]);
+        assert_eq!(a.ownerless(&third), vec![3]);
+        a.on_event(&owner_event(3, 300, "found"));
+        assert!(a.ownerless(&third).is_empty());
     }
 
     #[test]
