@@ -6,10 +6,10 @@
 //!   bytes per socket cookie, for sockets of every network namespace, with each TCP socket's
 //!   state and role; a listener's handshakes go to the sockets it accepts (`handshake`).
 //! - `kaipo_sock_create` records which process created each socket and `kaipo_sock_egress` which
-//!   process sends on it, in that process's context; `kaipo_sock_release` reports a socket's counters at close (and
-//!   marks its entry closed, so a close event lost to a full ring buffer leaves nothing behind) and
-//!   `kaipo_proc_exit` a process's exit. These go to userspace through the ring buffer, once per
-//!   socket and owner, never per packet.
+//!   process sends on it, in that process's context; `kaipo_sock_release` reports a socket's
+//!   counters at close (and marks its entry closed, so a close event lost to a full ring buffer
+//!   leaves nothing behind) and `kaipo_proc_exit` a process's exit. These go to userspace
+//!   through the ring buffer, once per socket and owner, never per packet.
 //! - `kaipo_sock_ingress` also copies the rare packets a DNS client socket receives (remote port
 //!   53) to their own ring buffer, `DNS_EVENTS`, for names (`dns`).
 #![no_std]

@@ -140,16 +140,11 @@ fn lock_owned(sk: *mut c_void) -> bool {
 }
 
 /// Reports the current process as the socket's owner and remembers it in the socket's slot;
-/// false when it could not do both. With the ring buffer full, the report goes to
-/// `OWNER_SPILL`, which userspace reads at every interval: a socket used once and closed
-/// during a burst still gets its owner.
+/// false when it could not do both.
 #[inline(always)]
 fn record_owner(slot: *mut u32, cookie: u64, source: u32, netns_cookie: u64) -> bool {
-    if !emit(EVENT_SOCK_OWNER, cookie, source, netns_cookie, None, 0)
-        && !spill(cookie, source, netns_cookie)
-    {
+    if !report_owner(cookie, source, netns_cookie) {
         // Not reported, so not remembered either: the next packet tries again.
-        bump(counter::OWNER_MAP_FULL);
         return false;
     }
     if slot.is_null() {
@@ -160,6 +155,19 @@ fn record_owner(slot: *mut u32, cookie: u64, source: u32, netns_cookie: u64) -> 
     // SAFETY: a live storage slot of this socket.
     unsafe { *slot = (bpf_get_current_pid_tgid() >> 32) as u32 };
     true
+}
+
+/// Reports the current process as the socket's owner; false (and counted) when the report
+/// found no room. With the ring buffer full, the report goes to `OWNER_SPILL`, which userspace
+/// reads at every interval: a socket used once and closed during a burst still gets its owner.
+#[inline(always)]
+fn report_owner(cookie: u64, source: u32, netns_cookie: u64) -> bool {
+    let reported = emit(EVENT_SOCK_OWNER, cookie, source, netns_cookie, None, 0)
+        || spill(cookie, source, netns_cookie);
+    if !reported {
+        bump(counter::OWNER_MAP_FULL);
+    }
+    reported
 }
 
 pub fn on_release(ctx: &SockContext) {
@@ -205,8 +213,7 @@ pub fn on_release(ctx: &SockContext) {
     if !owned && stats.is_some() {
         // SAFETY: helper reading the context socket.
         let netns = unsafe { bpf_get_netns_cookie(sock.cast()) };
-        owned = emit(EVENT_SOCK_OWNER, cookie, OWNER_FROM_CLOSE, netns, None, 0)
-            || spill(cookie, OWNER_FROM_CLOSE, netns);
+        owned = report_owner(cookie, OWNER_FROM_CLOSE, netns);
     }
     // A socket with counters or a reported owner gets a close event. Its storage slot goes with
     // the socket. The counters stay: a closed TCP socket still sends its last segments and FIN,

@@ -68,10 +68,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             udp_send(&socket, num(2)? as u32, num(3)? as usize)?;
         }
         "udp-wait" => {
-            println!("pid {}", std::process::id());
-            let socket = udp_connect(addr()?)?;
-            println!("ready");
-            wait_for_line()?;
+            let socket = udp_ready(addr()?)?;
             let count = num(2)? as u32;
             udp_send(&socket, count, num(3)? as usize)?;
             println!("sent {count}");
@@ -97,10 +94,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         }
         "udp-sink" => udp_sink(addr()?, num(2)?, arg(3).is_ok_and(|a| a == "hold"))?,
         "udp-fork" => {
-            println!("pid {}", std::process::id());
-            let socket = udp_connect(addr()?)?;
-            println!("ready");
-            wait_for_line()?;
+            let socket = udp_ready(addr()?)?;
             let count = num(2)? as u32;
             let size = num(3)? as usize;
             // This program has one thread, so the child may do anything after the fork.
@@ -146,6 +140,16 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         other => bail!("unknown mode {other:?}\n{USAGE}"),
     }
     Ok(())
+}
+
+/// Prints its pid, connects a UDP socket to `to`, prints `ready` and waits for a stdin line: a
+/// socket made before the test lets it go.
+fn udp_ready(to: SocketAddr) -> anyhow::Result<UdpSocket> {
+    println!("pid {}", std::process::id());
+    let socket = udp_connect(to)?;
+    println!("ready");
+    wait_for_line()?;
+    Ok(socket)
 }
 
 fn wait_for_line() -> anyhow::Result<()> {
