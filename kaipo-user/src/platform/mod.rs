@@ -37,8 +37,7 @@ pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        // From nothing free: a first look at much free memory (a large first interval) trims.
-        static LOWEST_FREE: AtomicUsize = AtomicUsize::new(0);
+        static LOWEST_FREE: AtomicUsize = AtomicUsize::new(usize::MAX);
         // SAFETY: mallinfo2 only reads the allocator's statistics.
         let free = unsafe { libc::mallinfo2() }.fordblks;
         let (trim, lowest) = trim_decision(free, LOWEST_FREE.load(Ordering::Relaxed));
@@ -95,10 +94,9 @@ mod tests {
 
     #[test]
     fn trims_only_when_free_memory_grew_well_past_its_lowest_point() {
-        // Much free at the first look (from nothing free): trimmed.
-        assert_eq!(trim_decision(20 * MIB, 0), (true, 0));
-        // Scattered free space that stays as it is after that trim: never trimmed again,
-        // however large.
+        // The first look sets the lowest point.
+        assert_eq!(trim_decision(20 * MIB, usize::MAX), (false, 20 * MIB));
+        // Scattered free space that stays as it is: never trimmed again, however large.
         assert_eq!(trim_decision(20 * MIB, 20 * MIB), (false, 20 * MIB));
         // It falls, then grows back by less than 8 MiB over the new low: kept.
         assert_eq!(trim_decision(15 * MIB, 20 * MIB), (false, 15 * MIB));
