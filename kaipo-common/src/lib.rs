@@ -226,6 +226,41 @@ pub struct SockStats {
 }
 const _: () = assert!(size_of::<SockStats>() == 112);
 
+/// One socket's counters in `SOCK_SLOTS`, an array the packet path reaches without a hash
+/// lookup: the socket's own storage (`SOCK_REF`) holds its slot's index and generation
+/// ([`slot_ref`]). A slot outlives its socket, so the counters stay readable until userspace
+/// has read them and frees the slot (`cookie` back to 0, `generation` one up, the index back
+/// on the `SLOT_FREE` stack); a packet of a socket whose slot was freed meanwhile finds the
+/// generation changed and counts in `SOCK_STATS`. Userspace maps the array and reads it in
+/// place.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockSlot {
+    /// The socket's cookie; 0 while the slot is free or being taken. Written last when a slot
+    /// is taken, so that a slot with a cookie has its endpoints set.
+    pub cookie: u64,
+    pub stats: SockStats,
+    pub generation: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<SockSlot>() == 128);
+
+/// Slots of `SOCK_SLOTS` (4 MiB): sockets past them count in `SOCK_STATS`.
+pub const SOCK_SLOT_COUNT: u32 = 32_768;
+
+/// What a socket's `SOCK_REF` storage holds: its slot's index + 1 (0: none) and the slot's
+/// generation when it was taken, in one word so that taking a slot is one compare-and-swap.
+#[inline(always)]
+pub const fn slot_ref(index: u32, generation: u32) -> u64 {
+    ((generation as u64) << 32) | (index as u64 + 1)
+}
+
+/// The slot index and generation of a non-zero [`slot_ref`].
+#[inline(always)]
+pub const fn slot_of_ref(word: u64) -> (u32, u32) {
+    ((word as u32).wrapping_sub(1), (word >> 32) as u32)
+}
+
 /// What an [`Event`] reports.
 pub const EVENT_SOCK_OWNER: u32 = 1;
 pub const EVENT_SOCK_CLOSE: u32 = 2;
@@ -461,6 +496,12 @@ pub mod maps {
     pub const SOCK_STATS: &str = "SOCK_STATS";
     /// The owner reported for each socket, in the socket's own storage.
     pub const OWNER_OF: &str = "OWNER_OF";
+    /// Socket counters reached through the socket's own storage (see [`crate::SockSlot`]).
+    pub const SOCK_SLOTS: &str = "SOCK_SLOTS";
+    /// Free indexes of [`SOCK_SLOTS`].
+    pub const SLOT_FREE: &str = "SLOT_FREE";
+    /// Each socket's slot reference, in the socket's own storage.
+    pub const SOCK_REF: &str = "SOCK_REF";
     /// The lifecycle events' ring buffer.
     pub const EVENTS: &str = "EVENTS";
     /// Per-CPU room to build a socket's first counters in.
@@ -474,13 +515,16 @@ pub mod maps {
     /// DNS answers captured for names (see [`crate::DnsCapture`]).
     pub const DNS_EVENTS: &str = "DNS_EVENTS";
 
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 15] = [
         IFACE_STATS,
         IFACE_STATS_HIGH,
         FLOWS,
         FLOW_CACHE,
         SOCK_STATS,
         OWNER_OF,
+        SOCK_SLOTS,
+        SLOT_FREE,
+        SOCK_REF,
         EVENTS,
         SCRATCH_SOCK,
         COUNTERS,

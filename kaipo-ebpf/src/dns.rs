@@ -6,7 +6,10 @@
 //! Answers reach the application's own socket whatever the path: from a resolver in another
 //! namespace, over loopback from a local stub (127.0.0.53), over UDP or TCP.
 
-use aya_ebpf::{bindings::__sk_buff, helpers::generated::bpf_skb_load_bytes};
+use aya_ebpf::{
+    bindings::__sk_buff,
+    helpers::generated::{bpf_get_socket_cookie, bpf_skb_load_bytes},
+};
 use kaipo_common::{counter, DnsCapture, DNS_CAPTURE_BYTES, DNS_PORT};
 
 use crate::{bump, DNS_EVENTS};
@@ -18,10 +21,12 @@ const PORT_LOW: u32 = DNS_PORT.to_be() as u32;
 const PORT_HIGH: u32 = PORT_LOW << 16;
 
 #[inline(always)]
-pub fn on_ingress(skb: *mut __sk_buff, cookie: u64) {
+pub fn on_ingress(skb: *mut __sk_buff) {
     // SAFETY: reading a field of the program's own context.
     let remote_port = unsafe { (*skb).remote_port };
     if remote_port == PORT_HIGH || remote_port == PORT_LOW {
+        // SAFETY: the program's own context; the helper only reads the socket it points to.
+        let cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
         capture(skb, cookie);
     }
 }

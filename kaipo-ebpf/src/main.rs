@@ -10,6 +10,9 @@
 //!   counters at close (and marks its entry closed, so a close event lost to a full ring buffer
 //!   leaves nothing behind) and `kaipo_proc_exit` a process's exit. These go to userspace
 //!   through the ring buffer, once per socket and owner, never per packet.
+//! - A socket's counters sit in a slot of the `SOCK_SLOTS` array, which the packet path finds
+//!   through the socket's own storage (`SOCK_REF`) with one helper call; sockets without a
+//!   slot (listeners, and any past the slots) count in the `SOCK_STATS` hash by cookie.
 //! - `kaipo_sock_ingress` also copies the rare packets a DNS client socket receives (remote port
 //!   53) to their own ring buffer, `DNS_EVENTS`, for names (`dns`).
 #![no_std]
@@ -30,13 +33,15 @@ mod sock;
 use aya_ebpf::{
     btf_maps::SkStorage,
     macros::{btf_map, btf_tracepoint, cgroup_skb, cgroup_sock, classifier, map, xdp},
-    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{
+        Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf, Stack,
+    },
     programs::{BtfTracePointContext, SkBuffContext, SockContext, TcContext, XdpContext},
 };
 use kaipo_common::{
-    counter, FlowCounters, FlowKey, FlowSlot, IfaceCounters, OwnerSpill, SockStats,
+    counter, FlowCounters, FlowKey, FlowSlot, IfaceCounters, OwnerSpill, SockSlot, SockStats,
     DNS_RINGBUF_BYTES, FLOW_CACHE_SLOTS, IFACE_SLOTS, MAX_FLOWS, MAX_HANDSHAKES, MAX_IFACES,
-    MAX_OWNER_SPILL, MAX_SOCKETS, RINGBUF_BYTES,
+    MAX_OWNER_SPILL, MAX_SOCKETS, RINGBUF_BYTES, SOCK_SLOT_COUNT,
 };
 
 /// Indexed by ifindex, for ifindexes below `IFACE_SLOTS`: an array lookup costs the program a
@@ -83,6 +88,22 @@ static OWNER_SPILL: HashMap<u64, OwnerSpill> = HashMap::with_max_entries(MAX_OWN
 #[btf_map]
 static OWNER_OF: SkStorage<u32> = SkStorage::new();
 
+/// Socket counters by slot (see `kaipo_common::SockSlot`): an array, so the packet path
+/// reaches them with a bounds check instead of a hash lookup. Userspace maps it to read it and
+/// to free slots; sized at load time.
+#[map]
+static SOCK_SLOTS: Array<SockSlot> =
+    Array::with_max_entries(SOCK_SLOT_COUNT, aya_ebpf::bindings::BPF_F_MMAPABLE);
+
+/// Free slot indexes, filled by userspace at start and as it frees slots; a stack, so the
+/// slots in use stay packed at the low end.
+#[map]
+static SLOT_FREE: Stack<u32> = Stack::with_max_entries(SOCK_SLOT_COUNT, 0);
+
+/// Each socket's slot (`kaipo_common::slot_ref`), in the socket's own storage.
+#[btf_map]
+static SOCK_REF: SkStorage<u64> = SkStorage::new();
+
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(RINGBUF_BYTES, 0);
 
@@ -114,6 +135,11 @@ static TRACK_FLOWS: u8 = 1;
 /// load time, 0 when userspace could not find it (TCP owners then come from userspace alone).
 #[unsafe(no_mangle)]
 static SK_LOCK_OWNED_AT: u32 = 0;
+
+/// Set at load time: 1 gives sockets slots in `SOCK_SLOTS`, 0 counts every socket in
+/// `SOCK_STATS`.
+#[unsafe(no_mangle)]
+static SOCK_SLOTS_ON: u8 = 0;
 
 /// Slots per CPU in `FLOW_CACHE` - 1; set at load time with the map's size.
 #[unsafe(no_mangle)]

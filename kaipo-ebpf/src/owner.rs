@@ -28,7 +28,7 @@ use kaipo_common::{
 
 use aya_ebpf::bindings::BPF_SK_STORAGE_GET_F_CREATE;
 
-use crate::{bump, EVENTS, OWNER_OF, OWNER_SPILL, SOCK_STATS};
+use crate::{bump, sock, EVENTS, OWNER_OF, OWNER_SPILL, SOCK_STATS};
 
 pub fn on_create(ctx: &SockContext) {
     let sock = ctx.sock;
@@ -68,8 +68,8 @@ pub fn owner_slot(sk: *mut c_void, create: bool) -> *mut u32 {
 }
 
 /// Learns a socket's owner from a packet it sends, in place of a hook on every send and
-/// receive call. `proto` is the socket's protocol and `seen` its entry's copy of the owner last
-/// confirmed (see `SockStats::owner_seen`), which this updates.
+/// receive call. `proto` is the socket's protocol and `seen` its counters' copy of the owner
+/// last confirmed (see `SockStats::owner_seen`), which this updates.
 ///
 /// A user's UDP socket sends only from its `sendmsg` call, so the current process is the
 /// sender. TCP also sends from softirq (ACK-clocked data, retransmits, timers), where the
@@ -81,7 +81,7 @@ pub fn owner_slot(sk: *mut c_void, create: bool) -> *mut u32 {
 ///
 /// A packet of the owner already confirmed costs one helper call and a comparison.
 #[inline(always)]
-pub fn on_egress(skb: *mut __sk_buff, cookie: u64, proto: u8, seen: &mut u32) {
+pub fn on_egress(skb: *mut __sk_buff, proto: u8, seen: &mut u32) {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // 0: the idle task (softirq work on an idle CPU).
     if tgid == *seen || tgid == 0 {
@@ -110,6 +110,8 @@ pub fn on_egress(skb: *mut __sk_buff, cookie: u64, proto: u8, seen: &mut u32) {
             }
             slot = owner_slot(sk.cast(), true);
         }
+        // SAFETY: the program's own context; the helper only reads the socket it points to.
+        let cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
         if !record_owner(slot, cookie, OWNER_FROM_SEND, 0) {
             return;
         }
@@ -187,7 +189,16 @@ pub fn on_release(ctx: &SockContext) {
     } else {
         0
     };
-    let stats = SOCK_STATS.get_ptr_mut(cookie);
+    // The socket's slot, if it has one, else its shared entry.
+    let slot = if sock::use_slots() {
+        sock::live_slot(sock::ref_of(sock.cast(), false))
+    } else {
+        None
+    };
+    let stats = match slot {
+        Some(slot) => Some(&raw mut slot.stats),
+        None => SOCK_STATS.get_ptr_mut(cookie),
+    };
     // The entry itself says the socket is closed, whether or not the close event below finds
     // room in the ring buffer: userspace removes entries so marked once they have gone quiet,
     // so a full ring buffer cannot leave them in the map for good. A packet path racing on
@@ -255,13 +266,12 @@ fn spill(cookie: u64, source: u32, netns_cookie: u64) -> bool {
 /// tgid.
 const RELEASED: u32 = u32::MAX;
 
-/// Whether the socket was released already: a closing TCP socket still exchanges its last
-/// segments, and when one comes after userspace dropped the socket's entry it starts a new
-/// entry, which must then be marked closed too or it would stay for good. One helper call, on
-/// the path that creates an entry only.
+/// Whether the socket with this `OWNER_OF` slot (null: none) was released already: a closing
+/// TCP socket still exchanges its last segments, and when one comes after userspace dropped the
+/// socket's entry it starts a new entry, which must then be marked closed too or it would stay
+/// for good. Checked on the path that creates an entry only.
 #[inline(always)]
-pub fn released(sk: *mut c_void) -> bool {
-    let slot = owner_slot(sk, false);
+pub fn is_released(slot: *mut u32) -> bool {
     // SAFETY: a live storage slot of this socket.
     !slot.is_null() && unsafe { *slot } == RELEASED
 }

@@ -3,17 +3,20 @@
 //! Attached at the cgroup v2 root, these see every packet that enters or leaves a socket of any
 //! process in any network namespace, with the packet starting at its IP header.
 
-use core::intrinsics::{atomic_xadd, AtomicOrdering};
+use core::{
+    ffi::c_void,
+    intrinsics::{atomic_cxchg, atomic_xadd, AtomicOrdering},
+};
 
 use aya_ebpf::{
-    bindings::{__sk_buff, BPF_NOEXIST},
-    helpers::generated::bpf_get_socket_cookie,
+    bindings::{__sk_buff, BPF_NOEXIST, BPF_SK_STORAGE_GET_F_CREATE},
+    helpers::generated::{bpf_get_socket_cookie, bpf_sk_storage_get},
     programs::SkBuffContext,
 };
 use kaipo_common::{
-    counter, SockStats, FAMILY_IPV4, LOOPBACK_IFINDEX, PROTO_TCP, PROTO_UDP, SOCK_FLAG_CLIENT,
-    SOCK_FLAG_CLOSED, SOCK_FLAG_MANY_REMOTES, SOCK_FLAG_SERVER, TCP_LISTEN, TCP_SYN_RECV,
-    TCP_SYN_SENT,
+    counter, slot_of_ref, slot_ref, SockSlot, SockStats, FAMILY_IPV4, LOOPBACK_IFINDEX, PROTO_TCP,
+    PROTO_UDP, SOCK_FLAG_CLIENT, SOCK_FLAG_CLOSED, SOCK_FLAG_MANY_REMOTES, SOCK_FLAG_SERVER,
+    TCP_LISTEN, TCP_SYN_RECV, TCP_SYN_SENT,
 };
 
 use crate::{
@@ -21,18 +24,18 @@ use crate::{
     iface::SkbFrame,
     owner,
     packet::{self, store_addr, Frame as _, IpHeaders, Parsed},
-    SCRATCH_SOCK, SOCK_STATS,
+    SCRATCH_SOCK, SLOT_FREE, SOCK_REF, SOCK_SLOTS, SOCK_STATS,
 };
 
 pub fn count(ctx: &SkBuffContext, egress: bool) {
     let skb = ctx.skb.skb;
-    // SAFETY: the program's own context; the helper only reads the socket it points to.
-    let cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
-    if cookie == 0 {
+    // SAFETY: reading the program's own context.
+    let sk = unsafe { (*skb).__bindgen_anon_2.sk };
+    if sk.is_null() {
         return;
     }
     if !egress {
-        dns::on_ingress(skb, cookie);
+        dns::on_ingress(skb);
     }
     // SAFETY: reading fields of the program's own context.
     let (len, segs, ifindex) = unsafe { ((*skb).len, (*skb).gso_segs, (*skb).ifindex) };
@@ -45,6 +48,35 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
     }
     let loopback = ifindex == LOOPBACK_IFINDEX;
     let state = socket_state(skb);
+
+    // The common case: a socket whose counters have a slot, found through its own storage.
+    // A listener counts in the shared map, where its handshakes are settled.
+    let sref = if state != TCP_LISTEN && use_slots() {
+        ref_of(sk.cast(), false)
+    } else {
+        core::ptr::null_mut()
+    };
+    if let Some(slot) = live_slot(sref) {
+        let stats = &mut slot.stats;
+        add(stats, len, packets, egress, loopback);
+        // SAFETY: a field of a live slot.
+        if unsafe { core::ptr::read_volatile(&raw const slot.cookie) } != 0 {
+            if stats.proto == PROTO_TCP {
+                stats.tcp_state = state;
+            }
+            if egress {
+                owner::on_egress(skb, stats.proto, &mut stats.owner_seen);
+            }
+            // SAFETY: reading a field of the program's own context.
+            let connected = unsafe { (*skb).remote_port } != 0;
+            if stats.proto == PROTO_UDP && !connected && stats.flags & SOCK_FLAG_MANY_REMOTES == 0 {
+                note_remote(stats, ctx, egress);
+            }
+        }
+        return;
+    }
+
+    let cookie = cookie_of(skb);
     // A listener's packets are mostly the handshakes of the connections it accepts, which
     // belong to those connections (see `handshake`).
     if state == TCP_LISTEN && handshake::hold(skb, cookie, len, packets, egress, loopback) {
@@ -60,7 +92,7 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
             stats.tcp_state = state;
         }
         if egress {
-            owner::on_egress(skb, cookie, stats.proto, &mut stats.owner_seen);
+            owner::on_egress(skb, stats.proto, &mut stats.owner_seen);
         }
         // A connected socket (the kernel knows its peer port) cannot change peers; only an
         // unconnected UDP socket needs its packets compared.
@@ -109,13 +141,18 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
             fresh.flags = SOCK_FLAG_SERVER;
         }
     }
-    // SAFETY: reading the program's own context.
-    let sk = unsafe { (*skb).__bindgen_anon_2.sk };
-    if !sk.is_null() && owner::released(sk.cast()) {
+    let owner_slot = owner::owner_slot(sk.cast(), false);
+    let released = owner::is_released(owner_slot);
+    if released {
         fresh.flags |= SOCK_FLAG_CLOSED;
     }
     if egress {
-        owner::on_egress(skb, cookie, fresh.proto, &mut fresh.owner_seen);
+        owner::on_egress(skb, fresh.proto, &mut fresh.owner_seen);
+    }
+    // A new socket takes a slot when one is free and it has none yet (a socket whose slot was
+    // freed keeps counting in the shared map).
+    if state != TCP_LISTEN && !released && use_slots() && take_slot(sk.cast(), cookie, fresh) {
+        return;
     }
     let fresh: &SockStats = fresh;
     if SOCK_STATS
@@ -130,6 +167,116 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
         // SAFETY: as above.
         Some(stats) => add_counts_atomic(unsafe { &mut *stats }, fresh),
         None => bump(counter::SOCK_MAP_FULL),
+    }
+}
+
+#[inline(always)]
+fn cookie_of(skb: *mut __sk_buff) -> u64 {
+    // SAFETY: the program's own context; the helper only reads the socket it points to.
+    unsafe { bpf_get_socket_cookie(skb.cast()) }
+}
+
+/// Whether sockets take slots (set at load time; off, every socket counts in the shared map).
+#[inline(always)]
+pub fn use_slots() -> bool {
+    // SAFETY: a global set at load time, as `TRACK_FLOWS`.
+    unsafe { core::ptr::read_volatile(&crate::SOCK_SLOTS_ON) != 0 }
+}
+
+/// The socket's slot reference (see `kaipo_common::slot_ref`) in its own storage, created
+/// (0) when `create` is set and missing; null when there is none or the kernel could not
+/// allocate it.
+#[inline(always)]
+pub fn ref_of(sk: *mut c_void, create: bool) -> *mut u64 {
+    let flags = if create {
+        u64::from(BPF_SK_STORAGE_GET_F_CREATE)
+    } else {
+        0
+    };
+    let map = core::ptr::from_ref(&SOCK_REF).cast_mut().cast::<c_void>();
+    // SAFETY: `map` is the socket storage map's definition, which the loader points at the map;
+    // `sk` is a socket the program was handed, and the helper checks it.
+    unsafe { bpf_sk_storage_get(map, sk, core::ptr::null_mut(), flags) }.cast::<u64>()
+}
+
+/// The slot a reference points to, if it is still the socket's (taken and not freed since).
+#[inline(always)]
+pub fn live_slot<'a>(sref: *mut u64) -> Option<&'a mut SockSlot> {
+    if sref.is_null() {
+        return None;
+    }
+    // SAFETY: a live storage value of this socket.
+    let word = unsafe { core::ptr::read_volatile(sref) };
+    if word == 0 {
+        return None;
+    }
+    let (index, generation) = slot_of_ref(word);
+    let slot = SOCK_SLOTS.get_ptr_mut(index)?;
+    // SAFETY: an element of the array map; counters change only through atomic adds.
+    let slot = unsafe { &mut *slot };
+    // SAFETY: a field of that element, which userspace changes when it frees the slot.
+    (unsafe { core::ptr::read_volatile(&raw const slot.generation) } == generation).then_some(slot)
+}
+
+/// Gives a socket without a slot one, holding `fresh` (its first packet, oriented and
+/// flagged). False when it could not (no slot free, no storage): `fresh` is then the caller's
+/// to count. When another CPU gave the same socket a slot at the same moment, `fresh` is added
+/// to that one and this one goes back.
+#[inline(always)]
+fn take_slot(sk: *mut c_void, cookie: u64, fresh: &SockStats) -> bool {
+    let mut sref = ref_of(sk, true);
+    if sref.is_null() {
+        // Created by another CPU between the lookup and the creation: the helper then reports
+        // nothing, and a second look finds it.
+        sref = ref_of(sk, false);
+    }
+    if sref.is_null() {
+        return false;
+    }
+    // SAFETY: a live storage value of this socket.
+    if unsafe { core::ptr::read_volatile(sref) } != 0 {
+        return add_to_slot(sref, fresh);
+    }
+    let Ok(Some(index)) = SLOT_FREE.pop() else {
+        return false;
+    };
+    let Some(slot) = SOCK_SLOTS.get_ptr_mut(index) else {
+        return false;
+    };
+    // SAFETY: an element of the array map, free: no other CPU reaches it until the reference
+    // below is published, and userspace reads it only once it has a cookie.
+    let slot = unsafe { &mut *slot };
+    slot.stats = *fresh;
+    // SAFETY: as above.
+    let generation = unsafe { core::ptr::read_volatile(&raw const slot.generation) };
+    // SAFETY: the socket's storage value, 8-byte aligned.
+    let (_, taken) = unsafe {
+        atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
+            sref,
+            0,
+            slot_ref(index, generation),
+        )
+    };
+    if taken {
+        // SAFETY: as above; published last.
+        unsafe { core::ptr::write_volatile(&raw mut slot.cookie, cookie) };
+        return true;
+    }
+    // Another CPU gave the socket a slot first: this one goes back, and `fresh` to that one.
+    // The stack has room for every slot, and this one was just taken from it.
+    let _ = SLOT_FREE.push(index, 0);
+    add_to_slot(sref, fresh)
+}
+
+/// Adds `fresh` to the socket's slot; false when the socket has none (any longer).
+#[inline(always)]
+fn add_to_slot(sref: *mut u64, fresh: &SockStats) -> bool {
+    match live_slot(sref) {
+        Some(slot) => {
+            add_counts_atomic(&mut slot.stats, fresh);
+            true
+        }
+        None => false,
     }
 }
 

@@ -66,8 +66,8 @@ pub struct KernelSample {
 /// stops counting new sockets or evicts flows, so this is what to watch before `lost` moves.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MapUsage {
-    /// Entries in the socket map (live sockets with traffic, and closed ones not yet read
-    /// still) and its capacity.
+    /// Sockets counted in the kernel (live sockets with traffic, and closed ones not yet
+    /// read), in slots and in the shared socket map, and the room of both together.
     pub sockets: u64,
     pub sockets_max: u64,
     /// Entries in the flow map and its capacity; absent when flows are not tracked.

@@ -113,7 +113,7 @@ pub fn ebpf_checks() -> Vec<Check> {
         ));
         return checks;
     };
-    let mut object = match ebpf::load(&btf, &ebpf::Options::default()) {
+    let mut object = match ebpf::load(&btf, &ebpf::Options::default(), true) {
         Ok(object) => {
             checks.push(Check::ok("maps and ring buffer", "created"));
             object
@@ -141,6 +141,25 @@ pub fn ebpf_checks() -> Vec<Check> {
              each interval they carry traffic; a kernel with complete BTF avoids that",
         ),
     });
+    // Kept until the programs below are loaded: they refer to the slot maps.
+    let slots = ebpf::open_slots(&mut object);
+    checks.push(match &slots {
+        Ok(slots) => Check::ok(
+            "socket slots",
+            format!(
+                "{} slots mapped: a packet finds its socket's counters through the socket's \
+                 own storage, without a hash lookup",
+                crate::format::count(u64::from(slots.capacity()))
+            ),
+        ),
+        Err(err) => Check::bad(
+            "socket slots",
+            Status::Degraded,
+            err.to_string(),
+            "every socket then counts in the shared socket map, a hash lookup per packet; \
+             check `ulimit -l` and that the kernel maps BPF arrays (5.5+)",
+        ),
+    });
     program_checks(&mut object, &cgroup, &btf, &mut checks);
     checks.push(Check::ok(
         "trampolines (fentry/fexit)",
@@ -149,6 +168,7 @@ pub fn ebpf_checks() -> Vec<Check> {
     checks.push(interfaces_check());
     // Dropping `object` detaches everything tried above.
     drop(object);
+    drop(slots);
     checks
 }
 

@@ -123,7 +123,7 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
     let load = || -> anyhow::Result<(Btf, Ebpf)> {
         let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
         let object =
-            ebpf::load(&btf, &ebpf::Options::default()).context("loading kaipo's object")?;
+            ebpf::load(&btf, &ebpf::Options::default(), true).context("loading kaipo's object")?;
         Ok((btf, object))
     };
     let object = match piece {

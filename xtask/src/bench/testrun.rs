@@ -194,7 +194,7 @@ fn measure_here(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Cost
         track_flows: std::env::var("NOFLOWS").is_err(),
         ..Default::default()
     };
-    let mut ebpf = ebpf::load(&btf, &opts).context("loading kaipo's object")?;
+    let mut ebpf = ebpf::load(&btf, &opts, true).context("loading kaipo's object")?;
     let xdp: &mut Xdp = ebpf
         .program_mut("kaipo_xdp")
         .context("no kaipo_xdp")?

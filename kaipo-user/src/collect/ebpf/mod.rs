@@ -11,6 +11,7 @@ pub mod cgroup;
 pub mod error;
 mod flow_cache;
 mod owners;
+pub mod slots;
 mod sweep;
 
 use std::io;
@@ -55,6 +56,9 @@ pub struct Options {
     pub flow_slot_age: u32,
     /// The hook that counts incoming frames.
     pub ingress_hook: crate::collect::backend::IngressHook,
+    /// Socket counters in slots reached through each socket's own storage (see `slots`); off,
+    /// every socket counts in the shared map (a cookie and a hash lookup per packet).
+    pub sock_slots: bool,
 }
 
 impl Default for Options {
@@ -68,6 +72,7 @@ impl Default for Options {
             flow_cache_slots: None,
             flow_slot_age: DEFAULT_FLOW_SLOT_AGE,
             ingress_hook: crate::collect::backend::IngressHook::default(),
+            sock_slots: true,
         }
     }
 }
@@ -130,6 +135,8 @@ pub struct EbpfCollector {
     /// Owners of sockets the programs saw no owner of, from the descriptor tables. Boxed, as
     /// `dns`.
     finder: Box<owners::OwnerFinder>,
+    /// The socket slots; `None` when every socket counts in the shared map. Boxed, as `dns`.
+    slots: Option<Box<slots::Slots>>,
     ebpf: Ebpf,
 }
 
@@ -179,9 +186,25 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
     let cgroup = open_cgroup2()?.dir;
     let btf = Btf::from_sys_fs().map_err(|err| EbpfCollectError::Btf(err.to_string()))?;
 
-    let mut ebpf = load(&btf, opts)?;
+    let mut ebpf = load(&btf, opts, opts.sock_slots)?;
 
     let mut degradations = Vec::new();
+    let mut slots = None;
+    if opts.sock_slots {
+        match open_slots(&mut ebpf) {
+            Ok(opened) => slots = Some(Box::new(opened)),
+            Err(err) => {
+                degradations.push(Degradation {
+                    what: "every socket counts in the shared socket map (a cookie and a hash \
+                           lookup per packet) instead of in a slot of its own"
+                        .into(),
+                    why: err.to_string(),
+                });
+                // Nothing is attached yet: start over with the slots off.
+                ebpf = load(&btf, opts, false)?;
+            }
+        }
+    }
     if let Err(why) = running_kernel_sk_lock_owned() {
         degradations.push(Degradation {
             what: "owners of TCP sockets that existed before kaipo, were accepted, or were \
@@ -252,14 +275,27 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
             detail: format!("cannot read the number of possible CPUs from {path}: {err}"),
         })?,
         finder: Box::default(),
+        slots,
         ebpf,
     };
     Ok((collector, EventStream { ring, malformed: 0 }))
 }
 
+/// Maps the socket slots and fills the free stack.
+pub fn open_slots(ebpf: &mut Ebpf) -> Result<slots::Slots, EbpfCollectError> {
+    let slots = take(ebpf, kaipo_common::maps::SOCK_SLOTS)?;
+    let free = take(ebpf, kaipo_common::maps::SLOT_FREE)?;
+    match slots {
+        aya::maps::Map::Array(slots) => slots::Slots::open(slots, free, page_size()),
+        _ => Err(EbpfCollectError::Missing(kaipo_common::maps::SOCK_SLOTS)),
+    }
+}
+
 /// Creates the maps and reads the programs of kaipo's object, loading nothing into the kernel's
-/// program slots yet.
-pub fn load(btf: &Btf, opts: &Options) -> Result<Ebpf, EbpfCollectError> {
+/// program slots yet. `sock_slots` gives sockets slots (see `slots`), which [`open_slots`]
+/// must then map and fill before any program is attached.
+pub fn load(btf: &Btf, opts: &Options, sock_slots: bool) -> Result<Ebpf, EbpfCollectError> {
+    let sock_slots = u8::from(sock_slots);
     let track_flows = u8::from(opts.track_flows);
     let slots = match opts.flow_cache_slots {
         Some(slots) => slots.max(2).next_power_of_two(),
@@ -279,6 +315,7 @@ pub fn load(btf: &Btf, opts: &Options) -> Result<Ebpf, EbpfCollectError> {
         .btf(Some(btf))
         .override_global("SK_LOCK_OWNED_AT", &owned_at, true)
         .override_global("TRACK_FLOWS", &track_flows, true)
+        .override_global("SOCK_SLOTS_ON", &sock_slots, true)
         .override_global("FLOW_CACHE_MASK", &mask, true)
         .override_global("FLOW_CACHE_SHIFT", &shift, true)
         .override_global("FLOW_SLOT_AGE", &opts.flow_slot_age, true)
@@ -434,25 +471,28 @@ impl EbpfCollector {
                 .fold(IfaceCounters::default(), |acc, v| acc.sum(v));
             sample.ifaces.push((iface.clone(), total));
         }
+        if let Some(slots) = &mut self.slots {
+            sample
+                .sockets
+                .reserve(slots.used() + slots.used() / 16 + 64);
+            slots.read(&mut sample.sockets);
+        }
         let sock_fd = self.sock_stats.map().fd().as_fd();
-        sample
-            .sockets
-            .reserve(self.sockets_last + self.sockets_last / 16 + 64);
+        let mut shared = Vec::with_capacity(self.sockets_last + self.sockets_last / 16 + 64);
         if self.batch_ok {
-            if let Err(err) = batch::read_all(sock_fd, &mut sample.sockets) {
+            if let Err(err) = batch::read_all(sock_fd, &mut shared) {
                 log::info!("batch map reads unavailable ({err}); reading key by key");
                 self.batch_ok = false;
-                sample.sockets.clear();
+                shared.clear();
             }
         }
         if !self.batch_ok {
             // Entries can vanish while the map is walked; the walk then reports an error for
             // that key, which only means the socket is gone.
-            sample
-                .sockets
-                .extend(self.sock_stats.iter().filter_map(Result::ok));
+            shared.extend(self.sock_stats.iter().filter_map(Result::ok));
         }
-        self.sockets_last = sample.sockets.len();
+        self.sockets_last = shared.len();
+        slots::merge(&mut sample.sockets, shared);
         self.flows_last = sample.flows_live;
         self.take_spilled_owners(&mut sample.owners);
         Ok(sample)
@@ -460,9 +500,14 @@ impl EbpfCollector {
 
     /// How full the socket and flow maps were at the last sample.
     pub fn map_usage(&self) -> MapUsage {
+        // Slots and the shared map together: a socket without a slot counts in the map.
+        let (in_slots, slots) = self
+            .slots
+            .as_ref()
+            .map_or((0, 0), |s| (s.used() as u64, u64::from(s.capacity())));
         MapUsage {
-            sockets: self.sockets_last as u64,
-            sockets_max: u64::from(self.max_sockets),
+            sockets: self.sockets_last as u64 + in_slots,
+            sockets_max: u64::from(self.max_sockets) + slots,
             flows: self.track_flows.then_some(self.flows_last).flatten(),
             flows_max: self.track_flows.then_some(u64::from(self.max_flows)),
         }
@@ -550,6 +595,9 @@ impl EbpfCollector {
 
     /// Drops counters of sockets that closed and went quiet.
     pub fn forget_sockets(&mut self, cookies: &[u64]) {
+        if let Some(slots) = &mut self.slots {
+            slots.free(cookies);
+        }
         for cookie in cookies {
             // Already gone is fine.
             let _ = self.sock_stats.remove(cookie);
@@ -585,7 +633,11 @@ impl EbpfCollector {
     /// Cookies of every entry of the socket map, closed or not.
     pub fn socket_cookies(&self) -> Vec<u64> {
         // A key that goes between two steps of the walk reports an error: that socket is gone.
-        self.sock_stats.keys().filter_map(Result::ok).collect()
+        let mut cookies: Vec<u64> = self.sock_stats.keys().filter_map(Result::ok).collect();
+        if let Some(slots) = &self.slots {
+            cookies.extend(slots.cookies());
+        }
+        cookies
     }
 
     /// Kernel run time and run count per program, when BPF statistics are enabled

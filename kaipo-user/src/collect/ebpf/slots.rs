@@ -1,0 +1,234 @@
+//! Socket counters by slot (`SOCK_SLOTS`, see `kaipo_common::SockSlot`), mapped into kaipo's
+//! memory: read in place each interval, and freed here once their socket is done with.
+//!
+//! The packet path finds a socket's slot through the socket's own storage with one helper
+//! call, where the shared map costs a cookie and a hash lookup. A slot outlives its socket, so
+//! the last packets of a closed socket are read like any others; userspace frees a slot when
+//! it forgets the socket (closed and quiet, or gone from the kernel's tables): cookie back to
+//! 0, generation one up, index back on the `SLOT_FREE` stack. A packet of a socket whose slot
+//! was freed finds the generation changed and counts in the shared map.
+
+use std::{
+    os::fd::{AsFd as _, AsRawFd as _},
+    ptr::NonNull,
+};
+
+use aya::maps::{MapData, Stack};
+use kaipo_common::{SockSlot, SockStats};
+
+use super::error::EbpfCollectError;
+use crate::fasthash::HashMap;
+
+pub struct Slots {
+    base: NonNull<SockSlot>,
+    slots: u32,
+    len: usize,
+    free: Stack<MapData, u32>,
+    /// Where each socket read at the last scan sits.
+    at: HashMap<u64, u32>,
+    /// Holds the map's fd; the mapping holds the map itself.
+    _map: MapData,
+}
+
+// SAFETY: the mapping is memory shared with the kernel, owned by this value alone; using it
+// from any thread is as sound as from the one that made it.
+unsafe impl Send for Slots {}
+
+impl Slots {
+    /// Maps `SOCK_SLOTS` and puts every slot on the free stack.
+    pub fn open(map: MapData, free: aya::maps::Map, page: usize) -> Result<Self, EbpfCollectError> {
+        let fail = |detail: String| EbpfCollectError::Map {
+            map: kaipo_common::maps::SOCK_SLOTS,
+            detail,
+        };
+        let info = map
+            .info()
+            .map_err(|e| fail(format!("reading the map's size: {e}")))?;
+        if info.value_size() as usize != size_of::<SockSlot>() {
+            return Err(fail(format!(
+                "slots of {} bytes where this kaipo expects {}",
+                info.value_size(),
+                size_of::<SockSlot>()
+            )));
+        }
+        let slots = info.max_entries();
+        let len = (slots as usize * size_of::<SockSlot>()).next_multiple_of(page.max(1));
+        // SAFETY: a new shared mapping of the map's fd, which the kernel checks; it stays valid
+        // until `munmap` in `drop`, whatever becomes of the fd.
+        let at = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if at == libc::MAP_FAILED {
+            return Err(fail(format!(
+                "cannot map it into memory: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        let base = NonNull::new(at.cast::<SockSlot>())
+            .ok_or_else(|| fail("the kernel mapped it at address 0".into()))?;
+        let mut free =
+            Stack::<MapData, u32>::try_from(free).map_err(|e| EbpfCollectError::Map {
+                map: kaipo_common::maps::SLOT_FREE,
+                detail: e.to_string(),
+            })?;
+        let mut this = Self {
+            base,
+            slots,
+            len,
+            // Filled below.
+            free: {
+                // Last pushed is taken first: push from the top down so slot 0 goes first.
+                for index in (0..slots).rev() {
+                    free.push(index, 0).map_err(|e| EbpfCollectError::Map {
+                        map: kaipo_common::maps::SLOT_FREE,
+                        detail: format!("filling the free slots: {e}"),
+                    })?;
+                }
+                free
+            },
+            at: HashMap::default(),
+            _map: map,
+        };
+        this.at.reserve(64);
+        Ok(this)
+    }
+
+    /// Appends the cookie and counters of every slot that holds a socket.
+    pub fn read(&mut self, out: &mut Vec<(u64, SockStats)>) {
+        self.at.clear();
+        for i in 0..self.slots {
+            // SAFETY: `i` is below the map's entries, all inside the mapping; the kernel may
+            // write the slot meanwhile, so it is read with volatile loads of plain data.
+            let slot = unsafe { self.base.as_ptr().add(i as usize) };
+            let cookie = unsafe { std::ptr::read_volatile(&raw const (*slot).cookie) };
+            if cookie == 0 {
+                continue;
+            }
+            // SAFETY: as above; every bit pattern is a valid `SockStats`.
+            let stats = unsafe { std::ptr::read_volatile(&raw const (*slot).stats) };
+            self.at.insert(cookie, i);
+            out.push((cookie, stats));
+        }
+    }
+
+    /// Slots holding a socket at the last read.
+    pub fn used(&self) -> usize {
+        self.at.len()
+    }
+
+    /// Cookies of the sockets in slots at the last read, less those freed since.
+    pub fn cookies(&self) -> impl Iterator<Item = u64> + '_ {
+        self.at.keys().copied()
+    }
+
+    pub fn capacity(&self) -> u32 {
+        self.slots
+    }
+
+    /// Frees the slots of `cookies` (those that have one): a later packet of such a socket
+    /// counts in the shared map, as a new socket.
+    pub fn free(&mut self, cookies: &[u64]) {
+        for cookie in cookies {
+            let Some(i) = self.at.remove(cookie) else {
+                continue;
+            };
+            // SAFETY: `i` came from a read of this mapping; the writes are plain stores the
+            // kernel reads with volatile loads (the generation before the packet path counts).
+            unsafe {
+                let slot = self.base.as_ptr().add(i as usize);
+                std::ptr::write_volatile(&raw mut (*slot).cookie, 0);
+                let generation = std::ptr::read_volatile(&raw const (*slot).generation);
+                std::ptr::write_volatile(&raw mut (*slot).generation, generation.wrapping_add(1));
+            }
+            if let Err(err) = self.free.push(i, 0) {
+                log::warn!("cannot free socket slot {i}: {err}; it stays out of use");
+            }
+        }
+    }
+}
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `open`, with its length, unmapped once.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Joins the sockets read from slots (`from_slots`) with those of the shared map (`shared`).
+/// Each packet counts in one place only, so a socket found in both (a socket that counted in
+/// the shared map before it had a slot, or that began to listen after it had one) has the sum
+/// of the two.
+pub fn merge(from_slots: &mut Vec<(u64, SockStats)>, shared: Vec<(u64, SockStats)>) {
+    if shared.is_empty() {
+        return;
+    }
+    if from_slots.is_empty() {
+        *from_slots = shared;
+        return;
+    }
+    let at: HashMap<u64, usize> = from_slots
+        .iter()
+        .enumerate()
+        .map(|(i, (cookie, _))| (*cookie, i))
+        .collect();
+    for (cookie, stats) in shared {
+        match at.get(&cookie) {
+            Some(&i) => {
+                let s = &mut from_slots[i].1;
+                s.rx_bytes += stats.rx_bytes;
+                s.rx_packets += stats.rx_packets;
+                s.tx_bytes += stats.tx_bytes;
+                s.tx_packets += stats.tx_packets;
+                s.lo_rx_bytes += stats.lo_rx_bytes;
+                s.lo_rx_packets += stats.lo_rx_packets;
+                s.lo_tx_bytes += stats.lo_tx_bytes;
+                s.lo_tx_packets += stats.lo_tx_packets;
+                s.flags |= stats.flags;
+            }
+            None => from_slots.push((cookie, stats)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(rx: u64, tx: u64) -> SockStats {
+        SockStats {
+            rx_bytes: rx,
+            rx_packets: 1,
+            tx_bytes: tx,
+            tx_packets: 1,
+            ..SockStats::default()
+        }
+    }
+
+    #[test]
+    fn a_socket_in_both_places_has_the_sum() {
+        let mut from_slots = vec![(1, stats(100, 10)), (2, stats(5, 0))];
+        let mut listening = stats(40, 4);
+        listening.flags = kaipo_common::SOCK_FLAG_SERVER;
+        merge(&mut from_slots, vec![(2, listening), (3, stats(7, 7))]);
+        from_slots.sort_by_key(|(c, _)| *c);
+        let figures: Vec<_> = from_slots
+            .iter()
+            .map(|(c, s)| (*c, s.rx_bytes, s.tx_bytes, s.rx_packets, s.flags))
+            .collect();
+        assert_eq!(
+            figures,
+            vec![
+                (1, 100, 10, 1, 0),
+                (2, 45, 4, 2, kaipo_common::SOCK_FLAG_SERVER),
+                (3, 7, 7, 1, 0)
+            ]
+        );
+    }
+}
