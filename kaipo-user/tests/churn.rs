@@ -182,6 +182,91 @@ fn closed_sockets_leave_the_map_when_close_events_are_lost() {
     assert_eq!(rx, expected, "bytes received");
 }
 
+/// With fewer slots than sockets, the sockets past them count in the shared map, each byte
+/// once; slots freed with the sockets they held are taken by the next ones.
+#[test]
+fn sockets_past_the_slots_count_in_the_shared_map_and_freed_slots_serve_again() {
+    const SLOTS: u32 = 4;
+    const FIRST: usize = 12;
+    const SECOND: usize = 4;
+    require_root();
+    let _one = ONE_ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _context = runtime.enter();
+    let mut engine = Engine::start(&EngineOptions {
+        collect: StartOptions {
+            backend: BackendChoice::Ebpf,
+            socket_slots: Some(SLOTS),
+            ..StartOptions::default()
+        },
+        include_loopback: true,
+        ..EngineOptions::default()
+    })
+    .expect("starting the eBPF collector");
+    let pid = std::process::id();
+    let receiver = UdpSocket::bind("127.0.0.1:0").expect("receiver");
+    let to: SocketAddr = receiver.local_addr().expect("receiver address");
+    close(&mut engine);
+    let own = |engine: &mut Engine, intervals: usize| {
+        let (mut tx, mut rx) = (0, 0);
+        for _ in 0..intervals {
+            let record = close(engine);
+            if let Some(p) = record.processes.iter().find(|p| p.pid == pid) {
+                tx += p.tx_bytes;
+                rx += p.rx_bytes;
+            }
+        }
+        (tx, rx)
+    };
+
+    let first: Vec<UdpSocket> = (0..FIRST)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("sender"))
+        .collect();
+    for socket in &first {
+        for _ in 0..3 {
+            socket.send_to(&[5; PAYLOAD], to).expect("datagram");
+        }
+    }
+    let expected = FIRST as u64 * 3 * (PAYLOAD as u64 + HEADERS);
+    assert_eq!(own(&mut engine, 2), (expected, expected), "first senders");
+    let map = own_socket_map();
+    let shared = first
+        .iter()
+        .filter(|s| map.get(&cookie_of(s), 0).is_ok())
+        .count();
+    assert!(
+        shared >= FIRST - SLOTS as usize,
+        "only {shared} of {FIRST} senders in the shared map with {SLOTS} slots"
+    );
+    assert!(shared < FIRST, "no sender took a slot");
+
+    // Closed, quiet, forgotten: their slots are free again.
+    drop(first);
+    assert_eq!(
+        own(&mut engine, CLOSED_QUIET_INTERVALS as usize + 2),
+        (0, 0),
+        "nothing more from the closed senders"
+    );
+    let second: Vec<UdpSocket> = (0..SECOND)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("sender"))
+        .collect();
+    for socket in &second {
+        for _ in 0..2 {
+            socket.send_to(&[6; PAYLOAD], to).expect("datagram");
+        }
+    }
+    let expected = SECOND as u64 * 2 * (PAYLOAD as u64 + HEADERS);
+    assert_eq!(own(&mut engine, 2), (expected, expected), "second senders");
+    let in_slots = second
+        .iter()
+        .filter(|s| map.get(&cookie_of(s), 0).is_err())
+        .count();
+    assert!(in_slots > 0, "no freed slot was taken again");
+}
+
 /// This process's own socket map (the engine's), found among its descriptors by name.
 fn own_socket_map() -> HashMap<MapData, u64, SockStats> {
     let fds = std::fs::read_dir("/proc/self/fdinfo").expect("fdinfo");

@@ -59,6 +59,8 @@ pub struct Options {
     /// Socket counters in slots reached through each socket's own storage (see `slots`); off,
     /// every socket counts in the shared map (a cookie and a hash lookup per packet).
     pub sock_slots: bool,
+    /// Slots for sockets; sockets past them count in the shared map.
+    pub slot_count: u32,
 }
 
 impl Default for Options {
@@ -73,6 +75,7 @@ impl Default for Options {
             flow_slot_age: DEFAULT_FLOW_SLOT_AGE,
             ingress_hook: crate::collect::backend::IngressHook::default(),
             sock_slots: true,
+            slot_count: kaipo_common::SOCK_SLOT_COUNT,
         }
     }
 }
@@ -322,6 +325,8 @@ pub fn load(btf: &Btf, opts: &Options, sock_slots: bool) -> Result<Ebpf, EbpfCol
         .map_max_entries(kaipo_common::maps::FLOW_CACHE, slots * cpus.max(1))
         .map_max_entries(kaipo_common::maps::FLOWS, opts.max_flows.max(1))
         .map_max_entries(kaipo_common::maps::SOCK_STATS, opts.max_sockets.max(1))
+        .map_max_entries(kaipo_common::maps::SOCK_SLOTS, opts.slot_count.max(1))
+        .map_max_entries(kaipo_common::maps::SLOT_FREE, opts.slot_count.max(1))
         .map_max_entries(kaipo_common::maps::EVENTS, ringbuf)
         .load(OBJECT)?)
 }
