@@ -563,7 +563,7 @@ impl MetricsState {
                 &mut out,
                 "kaipo_bpf_map_entries",
                 Kind::Gauge,
-                "Entries in kaipo's kernel maps at the last interval (sockets: live and not yet read closed sockets; flows: flows on the monitored interfaces).",
+                "Entries in kaipo's kernel maps at the last interval (sockets: sockets counted in slots and in the shared socket map, live and closed but not yet read; flows: flows on the monitored interfaces).",
             );
             for (map, n, _) in &rows {
                 self.sample(&mut out, "kaipo_bpf_map_entries", &[("map", map)], *n);
@@ -572,7 +572,7 @@ impl MetricsState {
                 &mut out,
                 "kaipo_bpf_map_capacity",
                 Kind::Gauge,
-                "Capacity of kaipo's kernel maps: a full socket map stops counting new sockets (lost reason sock_map_full), a full flow map evicts flows.",
+                "Capacity of kaipo's kernel maps (sockets: slots and shared socket map together): with both full new sockets go uncounted (lost reason sock_map_full), a full flow map evicts flows.",
             );
             for (map, _, max) in &rows {
                 self.sample(&mut out, "kaipo_bpf_map_capacity", &[("map", map)], *max);
