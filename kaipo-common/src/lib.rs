@@ -222,7 +222,9 @@ pub struct SockStats {
     /// slot holds), so that a packet its owner sends costs one comparison instead of a socket
     /// storage lookup; 0 until one is. Owners reach userspace through events, not this field.
     pub owner_seen: u32,
-    pub _pad: u32,
+    /// The jiffy (low 32 bits) in which the packet path last looked at who sends on this UDP
+    /// socket: it looks once per jiffy, not per packet (see `owner::on_egress` in kaipo-ebpf).
+    pub owner_checked: u32,
 }
 const _: () = assert!(size_of::<SockStats>() == 112);
 

@@ -14,7 +14,7 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
-            bpf_get_current_cgroup_id, bpf_get_netns_cookie, bpf_get_socket_cookie,
+            bpf_get_current_cgroup_id, bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_jiffies64,
             bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_sk_storage_get, bpf_skc_to_tcp_sock,
         },
     },
@@ -79,9 +79,22 @@ pub fn owner_slot(sk: *mut c_void, create: bool) -> *mut u32 {
 /// A UDP socket with no owner slot was made before kaipo or by the kernel (a tunnel's socket
 /// sends from any context): userspace finds those owners from the descriptor tables.
 ///
-/// A packet of the owner already confirmed costs one helper call and a comparison.
+/// A packet of the owner already confirmed costs one helper call and a comparison. A UDP
+/// socket is looked at once per jiffy (`checked`, 1-4 ms by the kernel's HZ), not per packet:
+/// under a flood the helper call was a fifth of the program's time. Another process sending
+/// on it is then reported up to a jiffy after its first packet; its bytes are counted all the
+/// same, and userspace gives an interval's bytes of a socket to the owner reported last.
 #[inline(always)]
-pub fn on_egress(skb: *mut __sk_buff, proto: u8, seen: &mut u32) {
+pub fn on_egress(skb: *mut __sk_buff, proto: u8, seen: &mut u32, checked: &mut u32) {
+    let tcp = proto == PROTO_TCP;
+    if !tcp {
+        // SAFETY: the helper takes no arguments; the kernel inlines it as a load of `jiffies`.
+        let now = unsafe { bpf_jiffies64() } as u32;
+        if now == *checked {
+            return;
+        }
+        *checked = now;
+    }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // 0: the idle task (softirq work on an idle CPU).
     if tgid == *seen || tgid == 0 {
@@ -92,7 +105,6 @@ pub fn on_egress(skb: *mut __sk_buff, proto: u8, seen: &mut u32) {
     if sk.is_null() {
         return;
     }
-    let tcp = proto == PROTO_TCP;
     // Checked first: a TCP segment sent from softirq, the common case here, is settled by it.
     if tcp && !lock_owned(sk.cast()) {
         return;

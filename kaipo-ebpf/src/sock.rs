@@ -65,7 +65,12 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
                 stats.tcp_state = state;
             }
             if egress {
-                owner::on_egress(skb, stats.proto, &mut stats.owner_seen);
+                owner::on_egress(
+                    skb,
+                    stats.proto,
+                    &mut stats.owner_seen,
+                    &mut stats.owner_checked,
+                );
             }
             // SAFETY: reading a field of the program's own context.
             let connected = unsafe { (*skb).remote_port } != 0;
@@ -92,7 +97,12 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
             stats.tcp_state = state;
         }
         if egress {
-            owner::on_egress(skb, stats.proto, &mut stats.owner_seen);
+            owner::on_egress(
+                skb,
+                stats.proto,
+                &mut stats.owner_seen,
+                &mut stats.owner_checked,
+            );
         }
         // A connected socket (the kernel knows its peer port) cannot change peers; only an
         // unconnected UDP socket needs its packets compared.
@@ -147,7 +157,12 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
         fresh.flags |= SOCK_FLAG_CLOSED;
     }
     if egress {
-        owner::on_egress(skb, fresh.proto, &mut fresh.owner_seen);
+        owner::on_egress(
+            skb,
+            fresh.proto,
+            &mut fresh.owner_seen,
+            &mut fresh.owner_checked,
+        );
     }
     // A new socket takes a slot when one is free and it has none yet (a socket whose slot was
     // freed keeps counting in the shared map).

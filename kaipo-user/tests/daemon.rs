@@ -619,13 +619,13 @@ fn each_caller_sees_only_what_they_may() {
     expected.sort_unstable();
     assert_eq!(names, expected);
     assert!(status.totals.attribution.is_some());
-    // How full the kernel's maps are, with their capacities; the senders' sockets are in the
-    // socket map.
+    // How full the kernel's maps are, with their capacities (sockets: the slots and the shared
+    // map together); the senders' sockets are counted there.
     let maps = status.maps.expect("root sees the kernel maps");
     assert_eq!(
         (maps.sockets_max, maps.flows_max),
         (
-            u64::from(kaipo_common::MAX_SOCKETS),
+            u64::from(kaipo_common::MAX_SOCKETS) + u64::from(kaipo_common::SOCK_SLOT_COUNT),
             Some(u64::from(kaipo_common::MAX_FLOWS))
         )
     );
