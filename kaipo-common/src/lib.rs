@@ -426,9 +426,11 @@ pub mod counter {
     pub const COUNT: u32 = 11;
 }
 
-/// Interfaces with an ifindex below this are counted in `IFACE_STATS`, a per-CPU array indexed
-/// by ifindex, whose lookup the kernel inlines into the program; the rest (hosts that have
-/// created and removed many interfaces) in the `IFACE_STATS_HIGH` hash.
+/// Slots of `IFACE_STATS`, a per-CPU array whose lookup the kernel inlines into the program.
+/// An interface counts in slot `ifindex % IFACE_SLOTS` when `IFACE_TAGS` says the slot is its
+/// (userspace gives it the slot before attaching to it), else in the `IFACE_STATS_HIGH` hash:
+/// ifindexes only grow, and on a host that makes and removes interfaces (container veths)
+/// they pass any fixed bound within days. A power of two.
 pub const IFACE_SLOTS: u32 = 1024;
 
 /// Default capacities; userspace may override them at load time.
@@ -486,9 +488,11 @@ impl Event {
 /// so the kernel side spells these as identifiers; a kaipo-user test reads the compiled object
 /// and checks that its maps are exactly [`maps::ALL`].
 pub mod maps {
-    /// Per-CPU interface counters indexed by ifindex below [`crate::IFACE_SLOTS`].
+    /// Per-CPU interface counters by slot (ifindex modulo [`crate::IFACE_SLOTS`]).
     pub const IFACE_STATS: &str = "IFACE_STATS";
-    /// Per-CPU interface counters of ifindexes from [`crate::IFACE_SLOTS`] on.
+    /// Which ifindex owns each slot of [`IFACE_STATS`].
+    pub const IFACE_TAGS: &str = "IFACE_TAGS";
+    /// Per-CPU interface counters of interfaces without a slot of their own.
     pub const IFACE_STATS_HIGH: &str = "IFACE_STATS_HIGH";
     /// The per-CPU LRU flow map.
     pub const FLOWS: &str = "FLOWS";
@@ -517,8 +521,9 @@ pub mod maps {
     /// DNS answers captured for names (see [`crate::DnsCapture`]).
     pub const DNS_EVENTS: &str = "DNS_EVENTS";
 
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         IFACE_STATS,
+        IFACE_TAGS,
         IFACE_STATS_HIGH,
         FLOWS,
         FLOW_CACHE,

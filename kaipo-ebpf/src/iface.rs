@@ -16,7 +16,7 @@ use kaipo_common::{
 use crate::{
     bump, flow_cache_mask, flow_cache_shift, flow_slot_age,
     packet::{self, store_addr, Frame, IpHeaders, Parsed},
-    track_flows, FLOWS, FLOW_CACHE, IFACE_STATS, IFACE_STATS_HIGH,
+    track_flows, FLOWS, FLOW_CACHE, IFACE_STATS, IFACE_STATS_HIGH, IFACE_TAGS,
 };
 
 /// Direct access to the linear part of an XDP buffer.
@@ -270,8 +270,9 @@ fn add_frame(stats: &mut IfaceCounters, len: u64, egress: bool) {
 
 #[inline(always)]
 fn iface_entry(ifindex: u32) -> Option<*mut IfaceCounters> {
-    if ifindex < IFACE_SLOTS {
-        return IFACE_STATS.get_ptr_mut(ifindex);
+    let slot = ifindex & (IFACE_SLOTS - 1);
+    if IFACE_TAGS.get(slot) == Some(&ifindex) {
+        return IFACE_STATS.get_ptr_mut(slot);
     }
     if let Some(stats) = IFACE_STATS_HIGH.get_ptr_mut(ifindex) {
         return Some(stats);

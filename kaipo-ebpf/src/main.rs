@@ -44,12 +44,18 @@ use kaipo_common::{
     MAX_OWNER_SPILL, MAX_SOCKETS, RINGBUF_BYTES, SOCK_SLOT_COUNT,
 };
 
-/// Indexed by ifindex, for ifindexes below `IFACE_SLOTS`: an array lookup costs the program a
-/// bounds check and an add, where a hash lookup costs a helper call and a hash.
+/// Interface counters by slot, `ifindex % IFACE_SLOTS`, for the interface `IFACE_TAGS` gives
+/// the slot to: an array lookup costs the program a bounds check and an add, where a hash
+/// lookup costs a helper call and a hash.
 #[map]
 static IFACE_STATS: PerCpuArray<IfaceCounters> = PerCpuArray::with_max_entries(IFACE_SLOTS, 0);
 
-/// Interfaces whose ifindex is too large for the array.
+/// The ifindex each slot of `IFACE_STATS` belongs to (0: none); written by userspace before it
+/// attaches to the interface.
+#[map]
+static IFACE_TAGS: Array<u32> = Array::with_max_entries(IFACE_SLOTS, 0);
+
+/// Interfaces without a slot of `IFACE_STATS` (another monitored interface holds theirs).
 #[map]
 static IFACE_STATS_HIGH: PerCpuHashMap<u32, IfaceCounters> =
     PerCpuHashMap::with_max_entries(MAX_IFACES, 0);

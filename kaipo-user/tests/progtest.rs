@@ -179,11 +179,24 @@ impl Harness {
         if let Err(err) = loaded {
             panic!("the kernel refused {name}: {err:?}");
         }
-        Self {
+        let mut harness = Self {
             hook,
             ifindex: LOOPBACK_IFINDEX,
             ebpf,
-        }
+        };
+        harness.claim(LOOPBACK_IFINDEX);
+        harness
+    }
+
+    /// Gives interface `ifindex` its counter slot, as kaipo does before attaching to it, and
+    /// makes it the test run's device.
+    fn claim(&mut self, ifindex: u32) {
+        let mut tags: Array<_, u32> =
+            Array::try_from(self.ebpf.map_mut(maps::IFACE_TAGS).expect(maps::IFACE_TAGS))
+                .unwrap_or_else(|e| panic!("{} is an array: {e}", maps::IFACE_TAGS));
+        tags.set(ifindex % IFACE_SLOTS, ifindex, 0)
+            .expect("writing IFACE_TAGS");
+        self.ifindex = ifindex;
     }
 
     fn try_run(&self, opts: TestRunOptions<'_>) -> Result<TestRunResult, ProgramError> {
@@ -262,9 +275,13 @@ impl Harness {
         let slots: PerCpuArray<_, IfaceCounters> =
             PerCpuArray::try_from(self.ebpf.map(maps::IFACE_STATS).expect(maps::IFACE_STATS))
                 .unwrap_or_else(|e| panic!("{} is a per-CPU array: {e}", maps::IFACE_STATS));
+        let tags: Array<_, u32> =
+            Array::try_from(self.ebpf.map(maps::IFACE_TAGS).expect(maps::IFACE_TAGS))
+                .unwrap_or_else(|e| panic!("{} is an array: {e}", maps::IFACE_TAGS));
         let mut entries: Vec<(u32, IfaceCounters)> = (0..IFACE_SLOTS)
-            .map(|ifindex| {
-                let per_cpu = slots.get(&ifindex, 0).expect("reading IFACE_STATS");
+            .map(|slot| {
+                let per_cpu = slots.get(&slot, 0).expect("reading IFACE_STATS");
+                let ifindex = tags.get(&slot, 0).expect("reading IFACE_TAGS");
                 (ifindex, sum(&per_cpu))
             })
             .filter(|(_, total)| *total != IfaceCounters::default())
@@ -392,12 +409,24 @@ impl Harness {
         map.get(&slot, 0).expect("reading COUNTERS").iter().sum()
     }
 
+    /// The socket entries, each with the jiffy its owner was last looked at (a clock reading)
+    /// cleared, once checked: set by a UDP socket's sent packets, by nothing else.
     fn sockets(&self) -> Vec<(u64, SockStats)> {
         let map: HashMap<_, u64, SockStats> =
             HashMap::try_from(self.ebpf.map(maps::SOCK_STATS).expect(maps::SOCK_STATS))
                 .unwrap_or_else(|e| panic!("{} is a hash: {e}", maps::SOCK_STATS));
         map.iter()
-            .map(|entry| entry.expect("reading SOCK_STATS"))
+            .map(|entry| {
+                let (cookie, mut stats) = entry.expect("reading SOCK_STATS");
+                let looked = self.hook == Hook::SockEgress && stats.proto == PROTO_UDP;
+                assert_eq!(
+                    stats.owner_checked != 0,
+                    looked,
+                    "owner looked at: {stats:?}"
+                );
+                stats.owner_checked = 0;
+                (cookie, stats)
+            })
             .collect()
     }
 
@@ -1498,7 +1527,7 @@ fn tc_records_the_skb_device() {
         let frame = v4_udp_frame(hook, 50);
         let ctx = sk_buff_ctx(ifindex, 0);
         let mut h = Harness::new(hook);
-        h.ifindex = ifindex;
+        h.claim(ifindex);
         h.run_opts(TestRunOptions {
             data_in: Some(&frame),
             ctx_in: Some(&ctx),
@@ -1515,39 +1544,64 @@ fn tc_records_the_skb_device() {
     });
 }
 
-/// An interface whose ifindex lies past the per-CPU array goes to the overflow hash, with the
-/// same counts, and leaves the array untouched.
+/// An interface with an ifindex far past the array's size counts in its slot
+/// (`ifindex % IFACE_SLOTS`) once it has it; while another interface holds that slot it counts
+/// in the overflow hash, with the same figures, and the slot keeps its holder's counts.
 #[test]
-fn tc_counts_a_large_ifindex_in_the_overflow_map() {
+fn tc_counts_a_large_ifindex_in_its_slot_or_else_the_overflow_map() {
     let index = IFACE_SLOTS + 3000;
     in_netns_with_veth_at(Some(index), move |ifindex| {
         assert_eq!(ifindex, index, "ip link add ... index {index}");
         let hook = Hook::TcEgress;
         let frame = v4_udp_frame(hook, 50);
         let ctx = sk_buff_ctx(ifindex, 0);
+        let run = |h: &Harness, times: usize| {
+            for _ in 0..times {
+                h.run_opts(TestRunOptions {
+                    data_in: Some(&frame),
+                    ctx_in: Some(&ctx),
+                    ..TestRunOptions::default()
+                });
+            }
+        };
+        let high_keys = |h: &Harness| -> Vec<u32> {
+            let high: PerCpuHashMap<_, u32, IfaceCounters> = PerCpuHashMap::try_from(
+                h.ebpf
+                    .map(maps::IFACE_STATS_HIGH)
+                    .expect(maps::IFACE_STATS_HIGH),
+            )
+            .unwrap_or_else(|e| panic!("{} is a per-CPU hash: {e}", maps::IFACE_STATS_HIGH));
+            high.keys().map(|k| k.expect("key")).collect()
+        };
+
+        // Its own slot.
         let mut h = Harness::new(hook);
+        h.claim(ifindex);
+        run(&h, 3);
+        assert_eq!(
+            h.iface(),
+            hook.iface(3 * 92, 3, 0, 0),
+            "{}",
+            maps::IFACE_STATS
+        );
+        assert_eq!(high_keys(&h), [0u32; 0], "nothing in the overflow hash");
+
+        // The slot held by another interface (the same remainder, a smaller index).
+        let mut h = Harness::new(hook);
+        h.claim(index - IFACE_SLOTS);
         h.ifindex = ifindex;
-        for _ in 0..3 {
-            h.run_opts(TestRunOptions {
-                data_in: Some(&frame),
-                ctx_in: Some(&ctx),
-                ..TestRunOptions::default()
-            });
-        }
+        run(&h, 3);
         assert_eq!(
             h.iface(),
             hook.iface(3 * 92, 3, 0, 0),
             "{}",
             maps::IFACE_STATS_HIGH
         );
-        let high: PerCpuHashMap<_, u32, IfaceCounters> = PerCpuHashMap::try_from(
-            h.ebpf
-                .map(maps::IFACE_STATS_HIGH)
-                .expect(maps::IFACE_STATS_HIGH),
-        )
-        .unwrap_or_else(|e| panic!("{} is a per-CPU hash: {e}", maps::IFACE_STATS_HIGH));
-        let keys: Vec<u32> = high.keys().map(|k| k.expect("key")).collect();
-        assert_eq!(keys, [index], "the overflow hash holds the interface");
+        assert_eq!(
+            high_keys(&h),
+            [index],
+            "the overflow hash holds the interface"
+        );
     });
 }
 

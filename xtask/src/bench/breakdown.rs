@@ -114,16 +114,29 @@ impl Piece {
 pub struct Attached {
     _kaipo: Option<super::kaipo::Kaipo>,
     _object: Option<Box<Ebpf>>,
+    /// The socket slots of `_object`, mapped and on its free stack, as kaipo keeps them.
+    _slots: Option<ebpf::slots::Slots>,
     /// Empty programs and their links.
     _links: Vec<OwnedFd>,
 }
 
 pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
     let ifindex = super::topology::ifindex;
+    let slots = std::cell::RefCell::new(None);
+    // As kaipo starts: the socket slots mapped and free, each of the two host ends given its
+    // counter slot.
     let load = || -> anyhow::Result<(Btf, Ebpf)> {
         let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-        let object =
+        let mut object =
             ebpf::load(&btf, &ebpf::Options::default(), true).context("loading kaipo's object")?;
+        *slots.borrow_mut() = Some(ebpf::open_slots(&mut object).context("the socket slots")?);
+        let mut held = kaipo::fasthash::HashSet::default();
+        for name in [&topo.sender_if, &topo.receiver_if] {
+            let index = ifindex(name)?;
+            if ebpf::claim_iface_slot(&mut object, index, &held)? != ebpf::SlotClaim::Held {
+                held.insert(index);
+            }
+        }
         Ok((btf, object))
     };
     let object = match piece {
@@ -143,6 +156,7 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
             return Ok(Attached {
                 _kaipo: None,
                 _object: None,
+                _slots: None,
                 _links: vec![prog, link],
             });
         }
@@ -188,6 +202,7 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
             return Ok(Attached {
                 _kaipo: None,
                 _object: None,
+                _slots: None,
                 _links: links,
             });
         }
@@ -202,6 +217,7 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
             return Ok(Attached {
                 _kaipo: Some(kaipo),
                 _object: None,
+                _slots: None,
                 _links: Vec::new(),
             });
         }
@@ -282,6 +298,7 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
     Ok(Attached {
         _kaipo: None,
         _object: Some(Box::new(object)),
+        _slots: slots.into_inner(),
         _links: Vec::new(),
     })
 }

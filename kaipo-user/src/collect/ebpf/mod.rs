@@ -140,6 +140,9 @@ pub struct EbpfCollector {
     finder: Box<owners::OwnerFinder>,
     /// The socket slots; `None` when every socket counts in the shared map. Boxed, as `dns`.
     slots: Option<Box<slots::Slots>>,
+    /// Monitored interfaces that count in their slot of `IFACE_STATS` (the others in
+    /// `IFACE_STATS_HIGH`).
+    iface_slots: crate::fasthash::HashSet<u32>,
     ebpf: Ebpf,
 }
 
@@ -217,6 +220,14 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
         });
     }
     attach::sockets(&mut ebpf, &cgroup, &btf, &mut degradations)?;
+    // Each interface's counter slot, before its programs can count a frame. The maps are new:
+    // nothing to zero.
+    let mut iface_slots = crate::fasthash::HashSet::default();
+    for iface in &ifaces {
+        if claim_iface_slot(&mut ebpf, iface.ifindex, &iface_slots)? != SlotClaim::Held {
+            iface_slots.insert(iface.ifindex);
+        }
+    }
     let links = attach::interfaces(
         &mut ebpf,
         &ifaces,
@@ -279,9 +290,46 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
         })?,
         finder: Box::default(),
         slots,
+        iface_slots,
         ebpf,
     };
     Ok((collector, EventStream { ring, malformed: 0 }))
+}
+
+/// What [`claim_iface_slot`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotClaim {
+    /// The slot was the interface's already.
+    Kept,
+    /// The slot is the interface's now; `previous` held it before (0: nobody), and its counts
+    /// are still in the slot.
+    Taken { previous: u32 },
+    /// An interface of `held` has the slot: this one counts in `IFACE_STATS_HIGH`.
+    Held,
+}
+
+/// Gives interface `ifindex` its slot of `IFACE_STATS` (`ifindex % IFACE_SLOTS`, see
+/// `kaipo_common::IFACE_SLOTS`) unless an interface of `held` (those monitored with a slot)
+/// has it.
+pub fn claim_iface_slot(
+    ebpf: &mut Ebpf,
+    ifindex: u32,
+    held: &crate::fasthash::HashSet<u32>,
+) -> Result<SlotClaim, EbpfCollectError> {
+    let name = kaipo_common::maps::IFACE_TAGS;
+    let mut tags: aya::maps::Array<&mut MapData, u32> =
+        aya::maps::Array::try_from(ebpf.map_mut(name).ok_or(EbpfCollectError::Missing(name))?)
+            .map_err(map_err(name))?;
+    let slot = ifindex & (kaipo_common::IFACE_SLOTS - 1);
+    let previous = tags.get(&slot, 0).map_err(map_err(name))?;
+    if previous == ifindex {
+        return Ok(SlotClaim::Kept);
+    }
+    if previous != 0 && held.contains(&previous) {
+        return Ok(SlotClaim::Held);
+    }
+    tags.set(slot, ifindex, 0).map_err(map_err(name))?;
+    Ok(SlotClaim::Taken { previous })
 }
 
 /// Maps the socket slots and fills the free stack.
@@ -398,17 +446,26 @@ impl EbpfCollector {
             if self.links.iter().any(|l| l.iface == iface) {
                 continue;
             }
-            // Counts kaipo may hold from an earlier interface with this index start over.
-            if iface.ifindex < kaipo_common::IFACE_SLOTS {
-                let zero = aya::maps::PerCpuValues::try_from(vec![
-                    IfaceCounters::default();
-                    self.possible_cpus
-                ]);
-                if let Ok(zero) = zero {
-                    let _ = self.iface_stats.set(iface.ifindex, zero, 0);
+            // Counts kaipo may hold from an earlier interface with this index or slot start
+            // over.
+            self.iface_slots
+                .retain(|i| self.links.iter().any(|l| l.iface.ifindex == *i));
+            match claim_iface_slot(&mut self.ebpf, iface.ifindex, &self.iface_slots) {
+                Ok(SlotClaim::Held) | Err(_) => {
+                    let _ = self.iface_stats_high.remove(&iface.ifindex);
                 }
-            } else {
-                let _ = self.iface_stats_high.remove(&iface.ifindex);
+                Ok(SlotClaim::Kept | SlotClaim::Taken { .. }) => {
+                    let zero = aya::maps::PerCpuValues::try_from(vec![
+                        IfaceCounters::default();
+                        self.possible_cpus
+                    ]);
+                    if let Ok(zero) = zero {
+                        let slot = iface.ifindex & (kaipo_common::IFACE_SLOTS - 1);
+                        let _ = self.iface_stats.set(slot, zero, 0);
+                    }
+                    let _ = self.iface_stats_high.remove(&iface.ifindex);
+                    self.iface_slots.insert(iface.ifindex);
+                }
             }
             let mut notes = Vec::new();
             match attach::interface(&mut self.ebpf, &iface, self.hook, &mut notes) {
@@ -455,9 +512,9 @@ impl EbpfCollector {
             self.read_flows(&mut sample)?;
         }
         for iface in &self.ifaces {
-            let per_cpu = if iface.ifindex < kaipo_common::IFACE_SLOTS {
+            let per_cpu = if self.iface_slots.contains(&iface.ifindex) {
                 self.iface_stats
-                    .get(&iface.ifindex, 0)
+                    .get(&(iface.ifindex & (kaipo_common::IFACE_SLOTS - 1)), 0)
                     .map_err(map_err(kaipo_common::maps::IFACE_STATS))?
             } else {
                 match self.iface_stats_high.get(&iface.ifindex, 0) {
