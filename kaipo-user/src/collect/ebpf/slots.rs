@@ -19,6 +19,9 @@ use kaipo_common::{SockSlot, SockStats};
 use super::error::EbpfCollectError;
 use crate::fasthash::HashMap;
 
+/// Never-used slots in a row after which [`Slots::read`] stops.
+const UNUSED_RUN: u32 = 1024;
+
 pub struct Slots {
     base: NonNull<SockSlot>,
     slots: u32,
@@ -101,16 +104,29 @@ impl Slots {
     }
 
     /// Appends the cookie and counters of every slot that holds a socket.
+    ///
+    /// The free stack hands slots out lowest first, and a freed slot goes back on top, so the
+    /// slots ever used are the lowest ones: the walk stops after [`UNUSED_RUN`] slots in a row
+    /// that were never used (generation 0, no cookie) rather than going through all of them.
+    /// Slots taken at the same moment on several CPUs can leave a gap, never that long.
     pub fn read(&mut self, out: &mut Vec<(u64, SockStats)>) {
         self.at.clear();
+        let mut unused = 0;
         for i in 0..self.slots {
             // SAFETY: `i` is below the map's entries, all inside the mapping; the kernel may
             // write the slot meanwhile, so it is read with volatile loads of plain data.
             let slot = unsafe { self.base.as_ptr().add(i as usize) };
             let cookie = unsafe { std::ptr::read_volatile(&raw const (*slot).cookie) };
             if cookie == 0 {
+                // SAFETY: as above.
+                let generation = unsafe { std::ptr::read_volatile(&raw const (*slot).generation) };
+                unused = if generation == 0 { unused + 1 } else { 0 };
+                if unused >= UNUSED_RUN {
+                    break;
+                }
                 continue;
             }
+            unused = 0;
             // SAFETY: as above; every bit pattern is a valid `SockStats`.
             let stats = unsafe { std::ptr::read_volatile(&raw const (*slot).stats) };
             self.at.insert(cookie, i);
