@@ -397,7 +397,7 @@ impl DnsCapture {
 pub mod counter {
     /// A lifecycle event was dropped because the ring buffer was full.
     pub const RINGBUF_FULL: u32 = 0;
-    /// A socket's counters could not be stored because the socket map was full.
+    /// A socket's counters could not be stored: no slot free and the shared socket map full.
     pub const SOCK_MAP_FULL: u32 = 1;
     /// A socket owner could not be kept: no room in the socket's storage, or neither the ring
     /// buffer nor `OWNER_SPILL` had room for its report (the socket then waits for its next
