@@ -59,24 +59,10 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
     if let Some(slot) = live_slot(sref) {
         let stats = &mut slot.stats;
         add(stats, len, packets, egress, loopback);
+        // A slot being taken has no endpoints yet: its first packet sets them.
         // SAFETY: a field of a live slot.
         if unsafe { core::ptr::read_volatile(&raw const slot.cookie) } != 0 {
-            if stats.proto == PROTO_TCP {
-                stats.tcp_state = state;
-            }
-            if egress {
-                owner::on_egress(
-                    skb,
-                    stats.proto,
-                    &mut stats.owner_seen,
-                    &mut stats.owner_checked,
-                );
-            }
-            // SAFETY: reading a field of the program's own context.
-            let connected = unsafe { (*skb).remote_port } != 0;
-            if stats.proto == PROTO_UDP && !connected && stats.flags & SOCK_FLAG_MANY_REMOTES == 0 {
-                note_remote(stats, ctx, egress);
-            }
+            note_packet(stats, ctx, state, egress);
         }
         return;
     }
@@ -93,24 +79,7 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
         // `flags` and `tcp_state` bytes below.
         let stats = unsafe { &mut *stats };
         add(stats, len, packets, egress, loopback);
-        if stats.proto == PROTO_TCP {
-            stats.tcp_state = state;
-        }
-        if egress {
-            owner::on_egress(
-                skb,
-                stats.proto,
-                &mut stats.owner_seen,
-                &mut stats.owner_checked,
-            );
-        }
-        // A connected socket (the kernel knows its peer port) cannot change peers; only an
-        // unconnected UDP socket needs its packets compared.
-        // SAFETY: reading a field of the program's own context.
-        let connected = unsafe { (*skb).remote_port } != 0;
-        if stats.proto == PROTO_UDP && !connected && stats.flags & SOCK_FLAG_MANY_REMOTES == 0 {
-            note_remote(stats, ctx, egress);
-        }
+        note_packet(stats, ctx, state, egress);
         return;
     }
 
@@ -182,6 +151,30 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
         // SAFETY: as above.
         Some(stats) => add_counts_atomic(unsafe { &mut *stats }, fresh),
         None => bump(counter::SOCK_MAP_FULL),
+    }
+}
+
+/// What a counted packet tells of its socket besides its size: the TCP state, the process
+/// sending (see `owner::on_egress`), and for an unconnected UDP socket whether it talks to more
+/// than one peer. A connected socket (the kernel knows its peer port) cannot change peers.
+#[inline(always)]
+fn note_packet(stats: &mut SockStats, ctx: &SkBuffContext, state: u8, egress: bool) {
+    let skb = ctx.skb.skb;
+    if stats.proto == PROTO_TCP {
+        stats.tcp_state = state;
+    }
+    if egress {
+        owner::on_egress(
+            skb,
+            stats.proto,
+            &mut stats.owner_seen,
+            &mut stats.owner_checked,
+        );
+    }
+    // SAFETY: reading a field of the program's own context.
+    let connected = unsafe { (*skb).remote_port } != 0;
+    if stats.proto == PROTO_UDP && !connected && stats.flags & SOCK_FLAG_MANY_REMOTES == 0 {
+        note_remote(stats, ctx, egress);
     }
 }
 

@@ -66,6 +66,27 @@ fn cookie_of(socket: &UdpSocket) -> u64 {
 /// descriptors by name, and every engine counts every socket of the host.
 static ONE_ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A runtime for the engine's tasks, to be entered by the test.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// An engine on the eBPF backend with `collect`'s other choices, loopback traffic counted.
+fn ebpf_engine(collect: StartOptions) -> Engine {
+    Engine::start(&EngineOptions {
+        collect: StartOptions {
+            backend: BackendChoice::Ebpf,
+            ..collect
+        },
+        include_loopback: true,
+        ..EngineOptions::default()
+    })
+    .expect("starting the eBPF collector")
+}
+
 fn close(engine: &mut Engine) -> IntervalRecord {
     engine
         .close(false, false)
@@ -78,23 +99,14 @@ fn closed_sockets_leave_the_map_when_close_events_are_lost() {
     require_root();
     // Declared first, so released after the engine is gone.
     let _one = ONE_ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let _context = runtime.enter();
-    let mut engine = Engine::start(&EngineOptions {
-        collect: StartOptions {
-            backend: BackendChoice::Ebpf,
-            max_sockets: Some(MAX_SOCKETS),
-            // One page: room for about twenty events.
-            ringbuf_bytes: Some(4096),
-            ..StartOptions::default()
-        },
-        include_loopback: true,
-        ..EngineOptions::default()
-    })
-    .expect("starting the eBPF collector");
+    let mut engine = ebpf_engine(StartOptions {
+        max_sockets: Some(MAX_SOCKETS),
+        // One page: room for about twenty events.
+        ringbuf_bytes: Some(4096),
+        ..StartOptions::default()
+    });
     let pid = std::process::id();
 
     let receiver = UdpSocket::bind("127.0.0.1:0").expect("receiver");
@@ -191,21 +203,12 @@ fn sockets_past_the_slots_count_in_the_shared_map_and_freed_slots_serve_again() 
     const SECOND: usize = 4;
     require_root();
     let _one = ONE_ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let _context = runtime.enter();
-    let mut engine = Engine::start(&EngineOptions {
-        collect: StartOptions {
-            backend: BackendChoice::Ebpf,
-            socket_slots: Some(SLOTS),
-            ..StartOptions::default()
-        },
-        include_loopback: true,
-        ..EngineOptions::default()
-    })
-    .expect("starting the eBPF collector");
+    let mut engine = ebpf_engine(StartOptions {
+        socket_slots: Some(SLOTS),
+        ..StartOptions::default()
+    });
     let pid = std::process::id();
     let receiver = UdpSocket::bind("127.0.0.1:0").expect("receiver");
     let to: SocketAddr = receiver.local_addr().expect("receiver address");
@@ -300,20 +303,9 @@ fn idle_entries_of_sockets_that_are_gone_are_swept() {
     require_root();
     // Declared first, so released after the engine is gone.
     let _one = ONE_ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let _context = runtime.enter();
-    let mut engine = Engine::start(&EngineOptions {
-        collect: StartOptions {
-            backend: BackendChoice::Ebpf,
-            ..StartOptions::default()
-        },
-        include_loopback: true,
-        ..EngineOptions::default()
-    })
-    .expect("starting the eBPF collector");
+    let mut engine = ebpf_engine(StartOptions::default());
     let receiver = UdpSocket::bind("127.0.0.1:0").expect("receiver");
     let kept = UdpSocket::bind("127.0.0.1:0").expect("a socket that stays open");
     kept.send_to(&[1; 10], receiver.local_addr().unwrap())

@@ -10,6 +10,7 @@ mod btf_layout;
 pub mod cgroup;
 pub mod error;
 mod flow_cache;
+mod mapped;
 mod owners;
 pub mod slots;
 mod sweep;

@@ -8,99 +8,42 @@
 //! 0, generation one up, index back on the `SLOT_FREE` stack. A packet of a socket whose slot
 //! was freed finds the generation changed and counts in the shared map.
 
-use std::{
-    os::fd::{AsFd as _, AsRawFd as _},
-    ptr::NonNull,
-};
-
 use aya::maps::{MapData, Stack};
 use kaipo_common::{SockSlot, SockStats};
 
-use super::error::EbpfCollectError;
+use super::{error::EbpfCollectError, mapped::Mapped};
 use crate::fasthash::HashMap;
 
 /// Never-used slots in a row after which [`Slots::read`] stops.
 const UNUSED_RUN: u32 = 1024;
 
 pub struct Slots {
-    base: NonNull<SockSlot>,
-    slots: u32,
-    len: usize,
+    slots: Mapped<SockSlot>,
     free: Stack<MapData, u32>,
     /// Where each socket read at the last scan sits.
     at: HashMap<u64, u32>,
-    /// Holds the map's fd; the mapping holds the map itself.
-    _map: MapData,
 }
-
-// SAFETY: the mapping is memory shared with the kernel, owned by this value alone; using it
-// from any thread is as sound as from the one that made it.
-unsafe impl Send for Slots {}
 
 impl Slots {
     /// Maps `SOCK_SLOTS` and puts every slot on the free stack.
     pub fn open(map: MapData, free: aya::maps::Map, page: usize) -> Result<Self, EbpfCollectError> {
-        let fail = |detail: String| EbpfCollectError::Map {
-            map: kaipo_common::maps::SOCK_SLOTS,
+        let slots = Mapped::new(map, kaipo_common::maps::SOCK_SLOTS, page, true)?;
+        let free_err = |detail: String| EbpfCollectError::Map {
+            map: kaipo_common::maps::SLOT_FREE,
             detail,
         };
-        let info = map
-            .info()
-            .map_err(|e| fail(format!("reading the map's size: {e}")))?;
-        if info.value_size() as usize != size_of::<SockSlot>() {
-            return Err(fail(format!(
-                "slots of {} bytes where this kaipo expects {}",
-                info.value_size(),
-                size_of::<SockSlot>()
-            )));
-        }
-        let slots = info.max_entries();
-        let len = (slots as usize * size_of::<SockSlot>()).next_multiple_of(page.max(1));
-        // SAFETY: a new shared mapping of the map's fd, which the kernel checks; it stays valid
-        // until `munmap` in `drop`, whatever becomes of the fd.
-        let at = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if at == libc::MAP_FAILED {
-            return Err(fail(format!(
-                "cannot map it into memory: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-        let base = NonNull::new(at.cast::<SockSlot>())
-            .ok_or_else(|| fail("the kernel mapped it at address 0".into()))?;
         let mut free =
-            Stack::<MapData, u32>::try_from(free).map_err(|e| EbpfCollectError::Map {
-                map: kaipo_common::maps::SLOT_FREE,
-                detail: e.to_string(),
-            })?;
-        let mut this = Self {
-            base,
+            Stack::<MapData, u32>::try_from(free).map_err(|e| free_err(e.to_string()))?;
+        // Last pushed is taken first: pushed from the top down, slot 0 goes first.
+        for index in (0..slots.entries() as u32).rev() {
+            free.push(index, 0)
+                .map_err(|e| free_err(format!("filling the free slots: {e}")))?;
+        }
+        Ok(Self {
             slots,
-            len,
-            // Filled below.
-            free: {
-                // Last pushed is taken first: push from the top down so slot 0 goes first.
-                for index in (0..slots).rev() {
-                    free.push(index, 0).map_err(|e| EbpfCollectError::Map {
-                        map: kaipo_common::maps::SLOT_FREE,
-                        detail: format!("filling the free slots: {e}"),
-                    })?;
-                }
-                free
-            },
+            free,
             at: HashMap::default(),
-            _map: map,
-        };
-        this.at.reserve(64);
-        Ok(this)
+        })
     }
 
     /// Appends the cookie and counters of every slot that holds a socket.
@@ -112,10 +55,10 @@ impl Slots {
     pub fn read(&mut self, out: &mut Vec<(u64, SockStats)>) {
         self.at.clear();
         let mut unused = 0;
-        for i in 0..self.slots {
-            // SAFETY: `i` is below the map's entries, all inside the mapping; the kernel may
-            // write the slot meanwhile, so it is read with volatile loads of plain data.
-            let slot = unsafe { self.base.as_ptr().add(i as usize) };
+        for i in 0..self.slots.entries() as u32 {
+            let slot = self.slots.at(i as usize);
+            // SAFETY: an element of the mapping; the kernel may write the slot meanwhile, so
+            // it is read with volatile loads of plain data.
             let cookie = unsafe { std::ptr::read_volatile(&raw const (*slot).cookie) };
             if cookie == 0 {
                 // SAFETY: as above.
@@ -145,7 +88,7 @@ impl Slots {
     }
 
     pub fn capacity(&self) -> u32 {
-        self.slots
+        self.slots.entries() as u32
     }
 
     /// Frees the slots of `cookies` (those that have one): a later packet of such a socket
@@ -155,10 +98,10 @@ impl Slots {
             let Some(i) = self.at.remove(cookie) else {
                 continue;
             };
-            // SAFETY: `i` came from a read of this mapping; the writes are plain stores the
-            // kernel reads with volatile loads (the generation before the packet path counts).
+            let slot = self.slots.at(i as usize);
+            // SAFETY: an element of the mapping; the writes are plain stores the kernel reads
+            // with volatile loads (the generation before the packet path counts).
             unsafe {
-                let slot = self.base.as_ptr().add(i as usize);
                 std::ptr::write_volatile(&raw mut (*slot).cookie, 0);
                 let generation = std::ptr::read_volatile(&raw const (*slot).generation);
                 std::ptr::write_volatile(&raw mut (*slot).generation, generation.wrapping_add(1));
@@ -167,13 +110,6 @@ impl Slots {
                 log::warn!("cannot free socket slot {i}: {err}; it stays out of use");
             }
         }
-    }
-}
-
-impl Drop for Slots {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `open`, with its length, unmapped once.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
     }
 }
 
