@@ -251,12 +251,13 @@ impl Collector {
 
     /// Owner events for open sockets that carried traffic with no owner reported (eBPF; pcap
     /// finds every owner in its own socket tables).
-    pub fn find_owners(&mut self, cookies: &[u64], out: &mut Vec<Event>) {
+    /// `protocols`: those of the sockets of `cookies`.
+    pub fn find_owners(&mut self, cookies: &[u64], protocols: &[u8], out: &mut Vec<Event>) {
         match &mut self.inner {
             #[cfg(target_os = "linux")]
-            Inner::Ebpf(c) => c.find_owners(cookies, out),
+            Inner::Ebpf(c) => c.find_owners(cookies, protocols, out),
             Inner::Pcap(_) => {
-                let _ = (cookies, out);
+                let _ = (cookies, protocols, out);
             }
         }
     }

@@ -670,8 +670,8 @@ impl EbpfCollector {
 
     /// Owner events for those of `cookies` (open sockets that carried traffic with no owner
     /// reported) whose holder the descriptor tables show (see `owners`).
-    pub fn find_owners(&mut self, cookies: &[u64], out: &mut Vec<Event>) {
-        self.finder.find(cookies, out);
+    pub fn find_owners(&mut self, cookies: &[u64], protocols: &[u8], out: &mut Vec<Event>) {
+        self.finder.find(cookies, protocols, out);
     }
 
     /// Removes the entries among `idle` (sockets whose counters have not moved for a while)

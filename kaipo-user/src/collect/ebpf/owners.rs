@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use kaipo_common::{Event, EVENT_SOCK_OWNER, OWNER_FROM_PROC};
+use kaipo_common::{Event, EVENT_SOCK_OWNER, OWNER_FROM_PROC, PROTO_TCP, PROTO_UDP};
 
 use super::sweep;
 use crate::collect::pcap::sockets::{linux::ProcSource, next_owner_search, SocketSource as _};
@@ -25,7 +25,8 @@ pub struct OwnerFinder {
 
 impl OwnerFinder {
     /// Owner events for those of `cookies` whose holder it finds; one search per call at most.
-    pub fn find(&mut self, cookies: &[u64], out: &mut Vec<Event>) {
+    /// `protocols` are those of the sockets of `cookies`: only their tables are listed.
+    pub fn find(&mut self, cookies: &[u64], protocols: &[u8], out: &mut Vec<Event>) {
         self.round += 1;
         let round = self.round;
         let due: HashSet<u64> = cookies
@@ -41,7 +42,8 @@ impl OwnerFinder {
         let mut inodes: HashMap<u64, u64> = HashMap::with_capacity(due.len());
         let mut open = HashSet::with_capacity(due.len());
         let mut live = HashSet::new();
-        let listed = sweep::for_each_socket(|cookie, inode| {
+        let every_table = [PROTO_TCP, PROTO_UDP].iter().all(|p| protocols.contains(p));
+        let listed = sweep::for_each_socket_of(protocols, |cookie, inode| {
             live.insert(inode);
             if due.contains(&cookie) {
                 open.insert(cookie);
@@ -54,7 +56,11 @@ impl OwnerFinder {
             log::debug!("socket owners not looked up: {err}");
             return;
         }
-        self.procs.retain_inodes(&live);
+        // What the descriptor scan remembers of sockets no longer listed goes, once every
+        // table was listed.
+        if every_table {
+            self.procs.retain_inodes(&live);
+        }
         let wanted: Vec<u64> = inodes.keys().copied().collect();
         let mut found = Vec::with_capacity(wanted.len());
         if !wanted.is_empty() {
@@ -135,7 +141,7 @@ mod tests {
         let cookie = cookie_of(&socket);
         let mut finder = OwnerFinder::default();
         let mut out = Vec::new();
-        finder.find(&[cookie], &mut out);
+        finder.find(&[cookie], &[PROTO_UDP], &mut out);
         assert_eq!(out.len(), 1, "one owner event: {out:?}");
         let event = out[0];
         assert_eq!(event.kind, EVENT_SOCK_OWNER);
@@ -148,9 +154,29 @@ mod tests {
 
         drop(socket);
         out.clear();
-        finder.find(&[cookie], &mut out);
+        finder.find(&[cookie], &[PROTO_UDP], &mut out);
         assert!(out.is_empty());
         assert!(finder.hunting.is_empty(), "a closed socket is not hunted");
+    }
+
+    /// Only the tables of the protocols asked for are listed: a TCP socket looked up among UDP
+    /// sockets is not seen, among TCP sockets it is found.
+    #[test]
+    fn only_the_protocols_asked_for_are_listed() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let cookie = sweep::cookie_of(listener.as_raw_fd());
+        let mut finder = OwnerFinder::default();
+        let mut out = Vec::new();
+        finder.find(&[cookie], &[PROTO_UDP], &mut out);
+        assert!(out.is_empty(), "found among UDP sockets: {out:?}");
+        let mut finder = OwnerFinder::default();
+        finder.find(&[cookie], &[PROTO_TCP], &mut out);
+        assert_eq!(out.len(), 1, "one owner event: {out:?}");
+        assert_eq!((out[0].cookie, out[0].tgid), (cookie, std::process::id()));
     }
 
     /// Sends `fd` over a Unix socket pair and closes it here: the socket is then open, but held
@@ -212,7 +238,7 @@ mod tests {
                 .hunting
                 .get(&cookie)
                 .is_none_or(|(_, next)| *next <= round);
-            finder.find(&[cookie], &mut out);
+            finder.find(&[cookie], &[PROTO_UDP], &mut out);
             if due {
                 searched.push(round);
             }

@@ -69,11 +69,25 @@ pub fn live_cookies() -> io::Result<HashSet<u64>> {
 
 /// Calls `f` with the cookie and inode of every TCP and UDP socket of every network namespace
 /// found. A socket that belongs to no file (a kernel socket, one being torn down) has inode 0.
-pub fn for_each_socket(mut f: impl FnMut(u64, u64)) -> io::Result<()> {
+pub fn for_each_socket(f: impl FnMut(u64, u64)) -> io::Result<()> {
+    for_each_socket_of(&[PROTO_TCP, PROTO_UDP], f)
+}
+
+/// [`for_each_socket`] for the sockets of `protocols` only (TCP and UDP; others are not
+/// listed). Each dump walks the kernel's whole table of its protocol, once per namespace, so
+/// a lookup that needs only UDP sockets skips the TCP tables.
+pub fn for_each_socket_of(protocols: &[u8], mut f: impl FnMut(u64, u64)) -> io::Result<()> {
+    let wanted: Vec<u8> = [PROTO_TCP, PROTO_UDP]
+        .into_iter()
+        .filter(|p| protocols.contains(p))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
     for ns in namespaces()? {
         let diag = diag_socket_in(ns)?;
         for family in [FAMILY_IPV4, FAMILY_IPV6] {
-            for protocol in [PROTO_TCP, PROTO_UDP] {
+            for &protocol in &wanted {
                 dump(&diag, family, protocol, &mut f)?;
             }
         }
