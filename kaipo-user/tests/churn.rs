@@ -270,6 +270,50 @@ fn sockets_past_the_slots_count_in_the_shared_map_and_freed_slots_serve_again() 
     assert!(in_slots > 0, "no freed slot was taken again");
 }
 
+/// Without slots (a kernel that cannot map them), every socket counts in the shared map, to the
+/// byte.
+#[test]
+fn without_slots_every_socket_counts_in_the_shared_map() {
+    const SENDERS: usize = 5;
+    require_root();
+    let _one = ONE_ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = runtime();
+    let _context = runtime.enter();
+    let mut engine = ebpf_engine(StartOptions {
+        socket_slots: Some(0),
+        ..StartOptions::default()
+    });
+    let pid = std::process::id();
+    let receiver = UdpSocket::bind("127.0.0.1:0").expect("receiver");
+    let to: SocketAddr = receiver.local_addr().expect("receiver address");
+    close(&mut engine);
+    let senders: Vec<UdpSocket> = (0..SENDERS)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("sender"))
+        .collect();
+    for socket in &senders {
+        for _ in 0..3 {
+            socket.send_to(&[4; PAYLOAD], to).expect("datagram");
+        }
+    }
+    let (mut tx, mut rx) = (0, 0);
+    for _ in 0..2 {
+        let record = close(&mut engine);
+        if let Some(p) = record.processes.iter().find(|p| p.pid == pid) {
+            tx += p.tx_bytes;
+            rx += p.rx_bytes;
+        }
+    }
+    let expected = SENDERS as u64 * 3 * (PAYLOAD as u64 + HEADERS);
+    assert_eq!((tx, rx), (expected, expected));
+    let map = own_socket_map();
+    for socket in senders.iter().chain([&receiver]) {
+        assert!(
+            map.get(&cookie_of(socket), 0).is_ok(),
+            "a socket missing from the shared map"
+        );
+    }
+}
+
 /// This process's own socket map (the engine's), found among its descriptors by name.
 fn own_socket_map() -> HashMap<MapData, u64, SockStats> {
     let fds = std::fs::read_dir("/proc/self/fdinfo").expect("fdinfo");

@@ -50,7 +50,8 @@ pub struct StartOptions {
     /// buffer, when not the defaults (tests that fill or overflow them).
     pub max_sockets: Option<u32>,
     pub ringbuf_bytes: Option<u32>,
-    /// eBPF backend: socket slots, when not the default (tests that run out of them).
+    /// eBPF backend: socket slots, when not the default (tests that run out of them); 0 counts
+    /// every socket in the shared map, as on a kernel that cannot map the slots.
     pub socket_slots: Option<u32>,
 }
 
@@ -97,6 +98,7 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
             ingress_hook: opts.ingress_hook,
             max_sockets: opts.max_sockets.unwrap_or(kaipo_common::MAX_SOCKETS),
             ringbuf_bytes: opts.ringbuf_bytes,
+            sock_slots: opts.socket_slots != Some(0),
             slot_count: opts.socket_slots.unwrap_or(kaipo_common::SOCK_SLOT_COUNT),
             ..Default::default()
         };
