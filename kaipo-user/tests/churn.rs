@@ -209,30 +209,11 @@ fn sockets_past_the_slots_count_in_the_shared_map_and_freed_slots_serve_again() 
         socket_slots: Some(SLOTS),
         ..StartOptions::default()
     });
-    let pid = std::process::id();
     let receiver = UdpSocket::bind("127.0.0.1:0").expect("receiver");
     let to: SocketAddr = receiver.local_addr().expect("receiver address");
     close(&mut engine);
-    let own = |engine: &mut Engine, intervals: usize| {
-        let (mut tx, mut rx) = (0, 0);
-        for _ in 0..intervals {
-            let record = close(engine);
-            if let Some(p) = record.processes.iter().find(|p| p.pid == pid) {
-                tx += p.tx_bytes;
-                rx += p.rx_bytes;
-            }
-        }
-        (tx, rx)
-    };
 
-    let first: Vec<UdpSocket> = (0..FIRST)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("sender"))
-        .collect();
-    for socket in &first {
-        for _ in 0..3 {
-            socket.send_to(&[5; PAYLOAD], to).expect("datagram");
-        }
-    }
+    let first = senders_sending(FIRST, 3, to);
     let expected = FIRST as u64 * 3 * (PAYLOAD as u64 + HEADERS);
     assert_eq!(own(&mut engine, 2), (expected, expected), "first senders");
     let map = own_socket_map();
@@ -253,14 +234,7 @@ fn sockets_past_the_slots_count_in_the_shared_map_and_freed_slots_serve_again() 
         (0, 0),
         "nothing more from the closed senders"
     );
-    let second: Vec<UdpSocket> = (0..SECOND)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("sender"))
-        .collect();
-    for socket in &second {
-        for _ in 0..2 {
-            socket.send_to(&[6; PAYLOAD], to).expect("datagram");
-        }
-    }
+    let second = senders_sending(SECOND, 2, to);
     let expected = SECOND as u64 * 2 * (PAYLOAD as u64 + HEADERS);
     assert_eq!(own(&mut engine, 2), (expected, expected), "second senders");
     let in_slots = second
@@ -283,28 +257,12 @@ fn without_slots_every_socket_counts_in_the_shared_map() {
         socket_slots: Some(0),
         ..StartOptions::default()
     });
-    let pid = std::process::id();
     let receiver = UdpSocket::bind("127.0.0.1:0").expect("receiver");
     let to: SocketAddr = receiver.local_addr().expect("receiver address");
     close(&mut engine);
-    let senders: Vec<UdpSocket> = (0..SENDERS)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("sender"))
-        .collect();
-    for socket in &senders {
-        for _ in 0..3 {
-            socket.send_to(&[4; PAYLOAD], to).expect("datagram");
-        }
-    }
-    let (mut tx, mut rx) = (0, 0);
-    for _ in 0..2 {
-        let record = close(&mut engine);
-        if let Some(p) = record.processes.iter().find(|p| p.pid == pid) {
-            tx += p.tx_bytes;
-            rx += p.rx_bytes;
-        }
-    }
+    let senders = senders_sending(SENDERS, 3, to);
     let expected = SENDERS as u64 * 3 * (PAYLOAD as u64 + HEADERS);
-    assert_eq!((tx, rx), (expected, expected));
+    assert_eq!(own(&mut engine, 2), (expected, expected));
     let map = own_socket_map();
     for socket in senders.iter().chain([&receiver]) {
         assert!(
@@ -312,6 +270,33 @@ fn without_slots_every_socket_counts_in_the_shared_map() {
             "a socket missing from the shared map"
         );
     }
+}
+
+/// `n` new sockets, each of which has sent `datagrams` datagrams to `to`.
+fn senders_sending(n: usize, datagrams: usize, to: SocketAddr) -> Vec<UdpSocket> {
+    let senders: Vec<UdpSocket> = (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("sender"))
+        .collect();
+    for socket in &senders {
+        for _ in 0..datagrams {
+            socket.send_to(&[5; PAYLOAD], to).expect("datagram");
+        }
+    }
+    senders
+}
+
+/// This process's bytes sent and received over the next `intervals` intervals.
+fn own(engine: &mut Engine, intervals: usize) -> (u64, u64) {
+    let pid = std::process::id();
+    let (mut tx, mut rx) = (0, 0);
+    for _ in 0..intervals {
+        let record = close(engine);
+        if let Some(p) = record.processes.iter().find(|p| p.pid == pid) {
+            tx += p.tx_bytes;
+            rx += p.rx_bytes;
+        }
+    }
+    (tx, rx)
 }
 
 /// This process's own socket map (the engine's), found among its descriptors by name.
