@@ -133,7 +133,7 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
         let mut held = kaipo::fasthash::HashSet::default();
         for name in [&topo.sender_if, &topo.receiver_if] {
             let index = ifindex(name)?;
-            if ebpf::claim_iface_slot(&mut object, index, &held)? != ebpf::SlotClaim::Held {
+            if ebpf::claim_iface_slot(&mut object, index, &held)? {
                 held.insert(index);
             }
         }

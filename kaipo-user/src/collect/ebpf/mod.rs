@@ -225,7 +225,7 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
     // nothing to zero.
     let mut iface_slots = crate::fasthash::HashSet::default();
     for iface in &ifaces {
-        if claim_iface_slot(&mut ebpf, iface.ifindex, &iface_slots)? != SlotClaim::Held {
+        if claim_iface_slot(&mut ebpf, iface.ifindex, &iface_slots)? {
             iface_slots.insert(iface.ifindex);
         }
     }
@@ -297,26 +297,15 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
     Ok((collector, EventStream { ring, malformed: 0 }))
 }
 
-/// What [`claim_iface_slot`] found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SlotClaim {
-    /// The slot was the interface's already.
-    Kept,
-    /// The slot is the interface's now; `previous` held it before (0: nobody), and its counts
-    /// are still in the slot.
-    Taken { previous: u32 },
-    /// An interface of `held` has the slot: this one counts in `IFACE_STATS_HIGH`.
-    Held,
-}
-
 /// Gives interface `ifindex` its slot of `IFACE_STATS` (`ifindex % IFACE_SLOTS`, see
 /// `kaipo_common::IFACE_SLOTS`) unless an interface of `held` (those monitored with a slot)
-/// has it.
+/// has it; true when the slot is the interface's (its counts, if it held the slot before or
+/// another interface did, are still in it), false when it counts in `IFACE_STATS_HIGH`.
 pub fn claim_iface_slot(
     ebpf: &mut Ebpf,
     ifindex: u32,
     held: &crate::fasthash::HashSet<u32>,
-) -> Result<SlotClaim, EbpfCollectError> {
+) -> Result<bool, EbpfCollectError> {
     let name = kaipo_common::maps::IFACE_TAGS;
     let mut tags: aya::maps::Array<&mut MapData, u32> =
         aya::maps::Array::try_from(ebpf.map_mut(name).ok_or(EbpfCollectError::Missing(name))?)
@@ -324,13 +313,13 @@ pub fn claim_iface_slot(
     let slot = ifindex & (kaipo_common::IFACE_SLOTS - 1);
     let previous = tags.get(&slot, 0).map_err(map_err(name))?;
     if previous == ifindex {
-        return Ok(SlotClaim::Kept);
+        return Ok(true);
     }
     if previous != 0 && held.contains(&previous) {
-        return Ok(SlotClaim::Held);
+        return Ok(false);
     }
     tags.set(slot, ifindex, 0).map_err(map_err(name))?;
-    Ok(SlotClaim::Taken { previous })
+    Ok(true)
 }
 
 /// Maps the socket slots and fills the free stack.
@@ -443,19 +432,20 @@ impl EbpfCollector {
             }
         }
         self.links = kept;
+        // Slots of interfaces no longer monitored may go to the ones that appear.
+        self.iface_slots
+            .retain(|i| self.links.iter().any(|l| l.iface.ifindex == *i));
         for iface in wanted {
             if self.links.iter().any(|l| l.iface == iface) {
                 continue;
             }
             // Counts kaipo may hold from an earlier interface with this index or slot start
             // over.
-            self.iface_slots
-                .retain(|i| self.links.iter().any(|l| l.iface.ifindex == *i));
             match claim_iface_slot(&mut self.ebpf, iface.ifindex, &self.iface_slots) {
-                Ok(SlotClaim::Held) | Err(_) => {
+                Ok(false) | Err(_) => {
                     let _ = self.iface_stats_high.remove(&iface.ifindex);
                 }
-                Ok(SlotClaim::Kept | SlotClaim::Taken { .. }) => {
+                Ok(true) => {
                     let zero = aya::maps::PerCpuValues::try_from(vec![
                         IfaceCounters::default();
                         self.possible_cpus
