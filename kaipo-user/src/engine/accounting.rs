@@ -705,8 +705,9 @@ impl Accountant {
     }
 
     /// Open sockets of `sample` with no owner known whose counters moved since the last
-    /// interval or that have bytes waiting: the ones worth looking up in userspace.
-    pub fn ownerless(&self, sample: &KernelSample) -> Vec<u64> {
+    /// interval or that have bytes waiting: the ones worth looking up in userspace, each with
+    /// its protocol (the lookup lists only the kernel tables of those).
+    pub fn ownerless(&self, sample: &KernelSample) -> Vec<(u64, u8)> {
         sample
             .sockets
             .iter()
@@ -717,7 +718,7 @@ impl Accountant {
                     || self.waiting.get(cookie).is_some_and(|w| !w.is_empty());
                 open && moved && !self.owners.contains_key(cookie)
             })
-            .map(|(cookie, _)| *cookie)
+            .map(|(cookie, stats)| (*cookie, stats.proto))
             .collect()
     }
 
@@ -820,7 +821,8 @@ mod tests {
             (3, stats(100, 0, 0, 0)),
         ]);
         // New to the accountant: every ownerless one counts as moved.
-        assert_eq!(a.ownerless(&first), vec![2, 3]);
+        let cookies = |found: Vec<(u64, u8)>| -> Vec<u64> { found.iter().map(|f| f.0).collect() };
+        assert_eq!(cookies(a.ownerless(&first)), vec![2, 3]);
         a.baseline(&first);
         // Socket 2 still, 3 moved, 4 new but closed (by its own mark), 5 closed by event.
         let mut closed = stats(50, 0, 0, 0);
@@ -833,11 +835,11 @@ mod tests {
             (4, closed),
             (5, stats(70, 0, 0, 0)),
         ]);
-        assert_eq!(a.ownerless(&second), vec![3]);
+        assert_eq!(cookies(a.ownerless(&second)), vec![3]);
         // Socket 3's bytes wait for an owner: still looked up while they wait, moved or not.
         a.finish(&second, 0, false);
         let third = sample(vec![(3, stats(200, 0, 0, 0))]);
-        assert_eq!(a.ownerless(&third), vec![3]);
+        assert_eq!(cookies(a.ownerless(&third)), vec![3]);
         a.on_event(&owner_event(3, 300, "found"));
         assert!(a.ownerless(&third).is_empty());
     }

@@ -285,18 +285,11 @@ impl Engine {
         if ownerless.is_empty() {
             return;
         }
-        let wanted: crate::fasthash::HashSet<u64> = ownerless.iter().copied().collect();
-        let mut protocols: Vec<u8> = sample
-            .sockets
-            .iter()
-            .filter(|(cookie, _)| wanted.contains(cookie))
-            .map(|(_, stats)| stats.proto)
-            .collect();
+        let (cookies, mut protocols): (Vec<u64>, Vec<u8>) = ownerless.into_iter().unzip();
         protocols.sort_unstable();
         protocols.dedup();
         let mut found = Vec::new();
-        self.collector
-            .find_owners(&ownerless, &protocols, &mut found);
+        self.collector.find_owners(&cookies, &protocols, &mut found);
         let now = Instant::now();
         for event in &found {
             self.apply(event, now);
