@@ -430,7 +430,7 @@ pub mod counter {
 /// An interface counts in slot `ifindex % IFACE_SLOTS` when `IFACE_TAGS` says the slot is its
 /// (userspace gives it the slot before attaching to it), else in the `IFACE_STATS_HIGH` hash:
 /// ifindexes only grow, and on a host that makes and removes interfaces (container veths)
-/// they pass any fixed bound within days. A power of two.
+/// they pass any fixed bound sooner or later. A power of two.
 pub const IFACE_SLOTS: u32 = 1024;
 
 /// Default capacities; userspace may override them at load time.
