@@ -257,6 +257,22 @@ pub const fn slot_ref(index: u32, generation: u32) -> u64 {
     ((generation as u64) << 32) | (index as u64 + 1)
 }
 
+/// Entries of `SOCK_HINTS` (256 KiB): which slot a socket cookie last led to, at
+/// `cookie % SOCK_HINT_COUNT` (index + 1; 0: none). The packet path reads the socket's cookie
+/// straight from the kernel's socket (see [`PLACEHOLDER_RDONLY_CAST`]), looks here, and takes
+/// the slot if the slot's own `cookie` is the socket's: no helper call. Any other outcome (no
+/// hint, another socket's, a freed slot) takes the path through the socket's storage, which
+/// writes the hint again. Cookies count up, a batch per CPU, so live sockets seldom share one.
+pub const SOCK_HINT_COUNT: u32 = 65_536;
+
+/// The helper number of a call the eBPF object makes in place of the kernel function
+/// `bpf_rdonly_cast` (kernel 6.2 and later), which turns the context's socket into a pointer
+/// the program may read any field of (the cookie, here) without a helper call. Userspace
+/// rewrites every such call before loading: into the kernel-function call, with the function's
+/// id in the running kernel's BTF, or into `r0 = 0` (a null pointer, which makes the program
+/// take the helper path) on kernels without it. No kernel has a helper of this number.
+pub const PLACEHOLDER_RDONLY_CAST: i32 = 0x4b41;
+
 /// The slot index and generation of a non-zero [`slot_ref`].
 #[inline(always)]
 pub const fn slot_of_ref(word: u64) -> (u32, u32) {
@@ -508,6 +524,8 @@ pub mod maps {
     pub const SLOT_FREE: &str = "SLOT_FREE";
     /// Each socket's slot reference, in the socket's own storage.
     pub const SOCK_REF: &str = "SOCK_REF";
+    /// The slot each socket cookie last led to (see [`crate::SOCK_HINT_COUNT`]).
+    pub const SOCK_HINTS: &str = "SOCK_HINTS";
     /// The lifecycle events' ring buffer.
     pub const EVENTS: &str = "EVENTS";
     /// Per-CPU room to build a socket's first counters in.
@@ -521,7 +539,7 @@ pub mod maps {
     /// DNS answers captured for names (see [`crate::DnsCapture`]).
     pub const DNS_EVENTS: &str = "DNS_EVENTS";
 
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 17] = [
         IFACE_STATS,
         IFACE_TAGS,
         IFACE_STATS_HIGH,
@@ -532,6 +550,7 @@ pub mod maps {
         SOCK_SLOTS,
         SLOT_FREE,
         SOCK_REF,
+        SOCK_HINTS,
         EVENTS,
         SCRATCH_SOCK,
         COUNTERS,

@@ -11,8 +11,9 @@
 //!   leaves nothing behind) and `kaipo_proc_exit` a process's exit. These go to userspace
 //!   through the ring buffer, once per socket and owner, never per packet.
 //! - A socket's counters sit in a slot of the `SOCK_SLOTS` array, which the packet path finds
-//!   through the socket's own storage (`SOCK_REF`) with one helper call; sockets without a
-//!   slot (listeners, and any past the slots) count in the `SOCK_STATS` hash by cookie.
+//!   from the socket's cookie, read straight from the kernel's socket, and `SOCK_HINTS`, or
+//!   else through the socket's own storage (`SOCK_REF`) with one helper call; sockets without
+//!   a slot (listeners, and any past the slots) count in the `SOCK_STATS` hash by cookie.
 //! - `kaipo_sock_ingress` also copies the rare packets a DNS client socket receives (remote port
 //!   53) to their own ring buffer, `DNS_EVENTS`, for names (`dns`).
 #![no_std]
@@ -26,6 +27,7 @@
 mod dns;
 mod handshake;
 mod iface;
+mod kfunc;
 mod owner;
 mod packet;
 mod sock;
@@ -41,7 +43,7 @@ use aya_ebpf::{
 use kaipo_common::{
     counter, FlowCounters, FlowKey, FlowSlot, IfaceCounters, OwnerSpill, SockSlot, SockStats,
     DNS_RINGBUF_BYTES, FLOW_CACHE_SLOTS, IFACE_SLOTS, MAX_FLOWS, MAX_HANDSHAKES, MAX_IFACES,
-    MAX_OWNER_SPILL, MAX_SOCKETS, RINGBUF_BYTES, SOCK_SLOT_COUNT,
+    MAX_OWNER_SPILL, MAX_SOCKETS, RINGBUF_BYTES, SOCK_HINT_COUNT, SOCK_SLOT_COUNT,
 };
 
 /// Interface counters by slot, `ifindex % IFACE_SLOTS`, for the interface `IFACE_TAGS` gives
@@ -110,6 +112,11 @@ static SLOT_FREE: Stack<u32> = Stack::with_max_entries(SOCK_SLOT_COUNT, 0);
 #[btf_map]
 static SOCK_REF: SkStorage<u64> = SkStorage::new();
 
+/// The slot each socket cookie last led to (see `kaipo_common::SOCK_HINT_COUNT`): the packet
+/// path's way to a socket's slot without a helper call.
+#[map]
+static SOCK_HINTS: Array<u32> = Array::with_max_entries(SOCK_HINT_COUNT, 0);
+
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(RINGBUF_BYTES, 0);
 
@@ -141,6 +148,15 @@ static TRACK_FLOWS: u8 = 1;
 /// load time, 0 when userspace could not find it (TCP owners then come from userspace alone).
 #[unsafe(no_mangle)]
 static SK_LOCK_OWNED_AT: u32 = 0;
+
+/// The running kernel's BTF id of `struct sock` and where in it the socket's cookie lies
+/// (`__sk_common.skc_cookie`), set at load time when the object's `bpf_rdonly_cast` calls
+/// are made real (see `kaipo_common::PLACEHOLDER_RDONLY_CAST`); 0 otherwise. Read-only
+/// globals: the verifier takes their values as constants, which the cast and the read need.
+#[unsafe(no_mangle)]
+static SOCK_BTF_ID: u32 = 0;
+#[unsafe(no_mangle)]
+static SK_COOKIE_AT: u32 = 0;
 
 /// Set at load time: 1 gives sockets slots in `SOCK_SLOTS`, 0 counts every socket in
 /// `SOCK_STATS`.
@@ -215,13 +231,17 @@ pub fn kaipo_tc_egress(ctx: TcContext) -> i32 {
     -1
 }
 
+// Inlined into the entry point the macro wraps it in: a call costs a return, which this
+// machine's mitigations make dear.
 #[cgroup_skb]
+#[inline(always)]
 pub fn kaipo_sock_ingress(ctx: SkBuffContext) -> i32 {
     sock::count(&ctx, false);
     1
 }
 
 #[cgroup_skb]
+#[inline(always)]
 pub fn kaipo_sock_egress(ctx: SkBuffContext) -> i32 {
     sock::count(&ctx, true);
     1

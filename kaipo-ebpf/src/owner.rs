@@ -208,7 +208,7 @@ pub fn on_release(ctx: &SockContext) {
         None
     };
     let stats = match slot {
-        Some(slot) => Some(&raw mut slot.stats),
+        Some((slot, _)) => Some(&raw mut slot.stats),
         None => SOCK_STATS.get_ptr_mut(cookie),
     };
     // The entry itself says the socket is closed, whether or not the close event below finds

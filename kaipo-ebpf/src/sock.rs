@@ -16,17 +16,20 @@ use aya_ebpf::{
 use kaipo_common::{
     counter, slot_of_ref, slot_ref, SockSlot, SockStats, FAMILY_IPV4, LOOPBACK_IFINDEX, PROTO_TCP,
     PROTO_UDP, SOCK_FLAG_CLIENT, SOCK_FLAG_CLOSED, SOCK_FLAG_MANY_REMOTES, SOCK_FLAG_SERVER,
-    TCP_LISTEN, TCP_SYN_RECV, TCP_SYN_SENT,
+    SOCK_HINT_COUNT, TCP_LISTEN, TCP_SYN_RECV, TCP_SYN_SENT,
 };
 
 use crate::{
     bump, dns, handshake,
     iface::SkbFrame,
-    owner,
+    kfunc, owner,
     packet::{self, store_addr, Frame as _, IpHeaders, Parsed},
-    SCRATCH_SOCK, SLOT_FREE, SOCK_REF, SOCK_SLOTS, SOCK_STATS,
+    SCRATCH_SOCK, SLOT_FREE, SOCK_HINTS, SOCK_REF, SOCK_SLOTS, SOCK_STATS,
 };
 
+/// Counts a packet of the context's socket. Inlined into each of the two programs, so that
+/// `egress` is a constant there and neither program calls a function of its own.
+#[inline(always)]
 pub fn count(ctx: &SkBuffContext, egress: bool) {
     let skb = ctx.skb.skb;
     // SAFETY: reading the program's own context.
@@ -49,22 +52,33 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
     let loopback = ifindex == LOOPBACK_IFINDEX;
     let state = socket_state(skb);
 
-    // The common case: a socket whose counters have a slot, found through its own storage.
+    // The common case: a socket whose counters have a slot. The socket's cookie, read straight
+    // from the kernel's socket, and `SOCK_HINTS` lead to it without a helper call; where they
+    // do not (no hint yet, a hint another socket has taken over, a kernel that cannot be read
+    // directly), the socket's own storage does, and the hint is written for the next packet.
     // A listener counts in the shared map, where its handshakes are settled.
-    let sref = if state != TCP_LISTEN && use_slots() {
-        ref_of(sk.cast(), false)
-    } else {
-        core::ptr::null_mut()
-    };
-    if let Some(slot) = live_slot(sref) {
-        let stats = &mut slot.stats;
-        add(stats, len, packets, egress, loopback);
-        // A slot being taken has no endpoints yet: its first packet sets them.
-        // SAFETY: a field of a live slot.
-        if unsafe { core::ptr::read_volatile(&raw const slot.cookie) } != 0 {
+    if state != TCP_LISTEN && use_slots() {
+        let cookie = direct_cookie(sk.cast());
+        if let Some(slot) = hinted_slot(cookie) {
+            let stats = &mut slot.stats;
+            add(stats, len, packets, egress, loopback);
             note_packet(stats, ctx, state, egress);
+            return;
         }
-        return;
+        if let Some((slot, index)) = live_slot(ref_of(sk.cast(), false)) {
+            let stats = &mut slot.stats;
+            add(stats, len, packets, egress, loopback);
+            // A slot being taken has no endpoints yet: its first packet sets them.
+            // SAFETY: a field of a live slot.
+            let owner = unsafe { core::ptr::read_volatile(&raw const slot.cookie) };
+            if owner != 0 {
+                note_packet(stats, ctx, state, egress);
+                if owner == cookie {
+                    set_hint(cookie, index);
+                }
+            }
+            return;
+        }
     }
 
     let cookie = cookie_of(skb);
@@ -207,9 +221,57 @@ pub fn ref_of(sk: *mut c_void, create: bool) -> *mut u64 {
     unsafe { bpf_sk_storage_get(map, sk, core::ptr::null_mut(), flags) }.cast::<u64>()
 }
 
-/// The slot a reference points to, if it is still the socket's (taken and not freed since).
+/// The socket's cookie read straight from the kernel's socket (`skc_cookie`): no helper call.
+/// 0 when the kernel cannot be read this way (the loader made the cast a null pointer) or the
+/// socket has no cookie yet.
 #[inline(always)]
-pub fn live_slot<'a>(sref: *mut u64) -> Option<&'a mut SockSlot> {
+fn direct_cookie(sk: *mut c_void) -> u64 {
+    // SAFETY: read-only globals set at load time, as `TRACK_FLOWS`.
+    let (id, at) = unsafe {
+        (
+            core::ptr::read_volatile(&crate::SOCK_BTF_ID),
+            core::ptr::read_volatile(&crate::SK_COOKIE_AT),
+        )
+    };
+    let ksk = kfunc::rdonly_cast(sk, id);
+    if ksk.is_null() {
+        return 0;
+    }
+    // SAFETY: a field of the kernel's socket at the offset its BTF gives; the verifier checks
+    // the offset against the type and makes the load one that cannot fault.
+    unsafe { core::ptr::read_volatile(ksk.add(at as usize).cast::<u64>()) }
+}
+
+/// The slot `SOCK_HINTS` gives for `cookie`, if it is that socket's (a slot's cookie is written
+/// last when it is taken and cleared when userspace frees it, so a stale hint finds another
+/// cookie or none).
+#[inline(always)]
+fn hinted_slot<'a>(cookie: u64) -> Option<&'a mut SockSlot> {
+    if cookie == 0 {
+        return None;
+    }
+    let hint = *SOCK_HINTS.get(cookie as u32 & (SOCK_HINT_COUNT - 1))?;
+    let slot = SOCK_SLOTS.get_ptr_mut(hint.checked_sub(1)?)?;
+    // SAFETY: an element of the array map; counters change only through atomic adds.
+    let slot = unsafe { &mut *slot };
+    // SAFETY: a field of that element, which userspace clears when it frees the slot.
+    (unsafe { core::ptr::read_volatile(&raw const slot.cookie) } == cookie).then_some(slot)
+}
+
+/// Points `cookie`'s hint at slot `index`.
+#[inline(always)]
+fn set_hint(cookie: u64, index: u32) {
+    if let Some(hint) = SOCK_HINTS.get_ptr_mut(cookie as u32 & (SOCK_HINT_COUNT - 1)) {
+        // SAFETY: an element of the array map; a racing write of another socket's hint leaves
+        // one of the two, and either is checked before use.
+        unsafe { core::ptr::write_volatile(hint, index + 1) };
+    }
+}
+
+/// The slot a reference points to and its index, if it is still the socket's (taken and not
+/// freed since).
+#[inline(always)]
+pub fn live_slot<'a>(sref: *mut u64) -> Option<(&'a mut SockSlot, u32)> {
     if sref.is_null() {
         return None;
     }
@@ -223,7 +285,8 @@ pub fn live_slot<'a>(sref: *mut u64) -> Option<&'a mut SockSlot> {
     // SAFETY: an element of the array map; counters change only through atomic adds.
     let slot = unsafe { &mut *slot };
     // SAFETY: a field of that element, which userspace changes when it frees the slot.
-    (unsafe { core::ptr::read_volatile(&raw const slot.generation) } == generation).then_some(slot)
+    (unsafe { core::ptr::read_volatile(&raw const slot.generation) } == generation)
+        .then_some((slot, index))
 }
 
 /// Gives a socket without a slot one, holding `fresh` (its first packet, oriented and
@@ -268,6 +331,7 @@ fn take_slot(sk: *mut c_void, cookie: u64, fresh: &SockStats) -> bool {
     if taken {
         // SAFETY: as above; published last.
         unsafe { core::ptr::write_volatile(&raw mut slot.cookie, cookie) };
+        set_hint(cookie, index);
         return true;
     }
     // Another CPU gave the socket a slot first: this one goes back, and `fresh` to that one.
@@ -280,7 +344,7 @@ fn take_slot(sk: *mut c_void, cookie: u64, fresh: &SockStats) -> bool {
 #[inline(always)]
 fn add_to_slot(sref: *mut u64, fresh: &SockStats) -> bool {
     match live_slot(sref) {
-        Some(slot) => {
+        Some((slot, _)) => {
             add_counts_atomic(&mut slot.stats, fresh);
             true
         }

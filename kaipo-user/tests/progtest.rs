@@ -34,7 +34,7 @@ use aya::{
     },
     Ebpf, EbpfLoader,
 };
-use kaipo::collect::ebpf::OBJECT;
+use kaipo::collect::ebpf::object;
 use kaipo_common::{
     counter, flow_slot, maps, FlowCounters, FlowKey, FlowSlot, IfaceCounters, SockStats,
     FAMILY_IPV4, FAMILY_IPV6, FLOW_CACHE_SLOTS, FLOW_SLOT_EMPTY, FLOW_SLOT_RX, FLOW_SLOT_TX,
@@ -160,7 +160,12 @@ impl Harness {
         if let Some(slot_age) = &slot_age {
             loader.override_global("FLOW_SLOT_AGE", slot_age, true);
         }
-        let mut ebpf = loader.load(OBJECT).expect("loading the kaipo object");
+        // The socket programs find slots through each socket's storage here (no slots are
+        // given out in these tests), so their direct cookie read is left out.
+        let object = object(None).expect("preparing the object");
+        let mut ebpf = loader
+            .load(object.bytes())
+            .expect("loading the kaipo object");
         let name = hook.program();
         let program = ebpf
             .program_mut(name)
@@ -1808,7 +1813,10 @@ fn attach_socket_programs(with_release: bool) -> Ebpf {
     require_root();
     let root = kaipo::collect::ebpf::cgroup2_root().expect("a cgroup v2 hierarchy");
     let cgroup = std::fs::File::open(&root).expect("opening the cgroup v2 root");
-    let mut ebpf = EbpfLoader::new().load(OBJECT).expect("loading the object");
+    let object = object(None).expect("preparing the object");
+    let mut ebpf = EbpfLoader::new()
+        .load(object.bytes())
+        .expect("loading the object");
     for (name, attach_type) in [
         ("kaipo_sock_ingress", CgroupSkbAttachType::Ingress),
         ("kaipo_sock_egress", CgroupSkbAttachType::Egress),

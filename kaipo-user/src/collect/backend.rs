@@ -53,6 +53,9 @@ pub struct StartOptions {
     /// eBPF backend: socket slots, when not the default (tests that run out of them); 0 counts
     /// every socket in the shared map, as on a kernel that cannot map the slots.
     pub socket_slots: Option<u32>,
+    /// eBPF backend: find sockets' slots through their own storage only, as on a kernel
+    /// without `bpf_rdonly_cast` (tests of that path).
+    pub no_cookie_read: bool,
 }
 
 enum Inner {
@@ -100,6 +103,7 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
             ringbuf_bytes: opts.ringbuf_bytes,
             sock_slots: opts.socket_slots != Some(0),
             slot_count: opts.socket_slots.unwrap_or(kaipo_common::SOCK_SLOT_COUNT),
+            cookie_read: !opts.no_cookie_read,
             ..Default::default()
         };
         match ebpf::start(&ebpf_opts) {

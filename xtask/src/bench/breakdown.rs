@@ -127,8 +127,13 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
     // counter slot.
     let load = || -> anyhow::Result<(Btf, Ebpf)> {
         let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-        let mut object =
-            ebpf::load(&btf, &ebpf::Options::default(), true).context("loading kaipo's object")?;
+        let mut object = ebpf::load(
+            &btf,
+            &ebpf::Options::default(),
+            true,
+            ebpf::running_kernel_cookie_read().ok().as_ref(),
+        )
+        .context("loading kaipo's object")?;
         *slots.borrow_mut() = Some(ebpf::open_slots(&mut object).context("the socket slots")?);
         let mut held = kaipo::fasthash::HashSet::default();
         for name in [&topo.sender_if, &topo.receiver_if] {

@@ -194,7 +194,13 @@ fn measure_here(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Cost
         track_flows: std::env::var("NOFLOWS").is_err(),
         ..Default::default()
     };
-    let mut ebpf = ebpf::load(&btf, &opts, true).context("loading kaipo's object")?;
+    let mut ebpf = ebpf::load(
+        &btf,
+        &opts,
+        true,
+        ebpf::running_kernel_cookie_read().ok().as_ref(),
+    )
+    .context("loading kaipo's object")?;
     // The test frames' interface (loopback) gets its counter slot, as kaipo gives every
     // interface it attaches to.
     ebpf::claim_iface_slot(&mut ebpf, 1, &Default::default())?;

@@ -70,7 +70,9 @@ pub fn cgroup_skb(
     cgroup: &File,
 ) -> Result<(), EbpfCollectError> {
     let prog: &mut CgroupSkb = program(ebpf, name)?;
-    prog.load().map_err(load_err(name))?;
+    if prog.fd().is_err() {
+        prog.load().map_err(load_err(name))?;
+    }
     prog.attach(cgroup, attach_type, CGROUP_MODE)
         .map(drop)
         .map_err(|err| EbpfCollectError::Attach {
@@ -78,6 +80,18 @@ pub fn cgroup_skb(
             target: "the cgroup v2 root".into(),
             detail: describe(&err),
         })
+}
+
+/// Loads the two socket-counting programs without attaching them, so that a kernel that
+/// refuses them (their direct cookie read) is found before anything is attached.
+pub fn load_socket_counters(ebpf: &mut Ebpf) -> Result<(), EbpfCollectError> {
+    for name in ["kaipo_sock_ingress", "kaipo_sock_egress"] {
+        let prog: &mut CgroupSkb = program(ebpf, name)?;
+        if prog.fd().is_err() {
+            prog.load().map_err(load_err(name))?;
+        }
+    }
+    Ok(())
 }
 
 /// Loads a BTF tracepoint program and attaches it.

@@ -20,6 +20,7 @@ const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_ENUM: u32 = 6;
 const KIND_TYPEDEF: u32 = 8;
+const KIND_FUNC: u32 = 12;
 const KIND_VOLATILE: u32 = 9;
 const KIND_CONST: u32 = 10;
 const KIND_RESTRICT: u32 = 11;
@@ -136,6 +137,14 @@ impl<'a> Layout<'a> {
         })
     }
 
+    /// The id of the function named `name` (a kernel function's, for kfunc calls).
+    fn func_named(&self, name: &str) -> Option<u32> {
+        (1..=self.records.len() as u32).find(|&id| {
+            self.record(id)
+                .is_some_and(|r| r.kind == KIND_FUNC && self.name(r.name) == name)
+        })
+    }
+
     /// Follows typedefs and qualifiers to the type they name.
     fn resolve(&self, mut id: u32) -> Option<Record> {
         for _ in 0..32 {
@@ -233,6 +242,46 @@ pub fn sk_lock_owned_offset(btf: &Path) -> io::Result<u32> {
         .offset_of("sock", &["sk_lock", "owned"])
         .map_err(io::Error::other)?;
     Ok(in_tcp + in_sock)
+}
+
+/// What the socket programs need to read a socket's cookie straight from the kernel's socket
+/// (see `kaipo_common::PLACEHOLDER_RDONLY_CAST`): the ids, in the running kernel's BTF, of the
+/// kernel function `bpf_rdonly_cast` and of `struct sock`, and where the cookie lies in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CookieRead {
+    pub rdonly_cast: u32,
+    pub sock: u32,
+    pub cookie_at: u32,
+}
+
+/// [`cookie_read`] of the running kernel, looked up once per process.
+pub fn running_kernel_cookie_read() -> Result<CookieRead, String> {
+    static FOUND: std::sync::OnceLock<Result<CookieRead, String>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let bytes =
+                fs::read(VMLINUX_BTF).map_err(|err| format!("reading {VMLINUX_BTF}: {err}"))?;
+            cookie_read(&bytes).map_err(|err| err.to_string())
+        })
+        .clone()
+}
+
+/// Looks up [`CookieRead`] in a kernel's BTF. A kernel older than 6.2 has no
+/// `bpf_rdonly_cast`.
+pub fn cookie_read(btf: &[u8]) -> Result<CookieRead, LayoutError> {
+    let layout = Layout::parse(btf)?;
+    let rdonly_cast = layout.func_named("bpf_rdonly_cast").ok_or_else(|| {
+        LayoutError::Missing("kernel function bpf_rdonly_cast (Linux 6.2 and later)".into())
+    })?;
+    let sock = layout
+        .struct_named("sock")
+        .ok_or_else(|| LayoutError::Missing("struct sock".into()))?;
+    let cookie_at = layout.offset_of("sock", &["__sk_common", "skc_cookie"])?;
+    Ok(CookieRead {
+        rdonly_cast,
+        sock,
+        cookie_at,
+    })
 }
 
 #[cfg(test)]
@@ -339,5 +388,36 @@ mod tests {
             owned > lock && owned < lock + 64,
             "owned at {owned}, lock at {lock}"
         );
+    }
+
+    #[test]
+    fn a_kernel_without_the_cast_function_is_told_apart() {
+        let err = cookie_read(&sample()).expect_err("the sample has no functions");
+        assert!(err.to_string().contains("bpf_rdonly_cast"), "{err}");
+    }
+
+    #[test]
+    fn the_running_kernel_keeps_the_cookie_in_the_common_part_of_the_socket() {
+        if !Path::new(VMLINUX_BTF).exists() {
+            return;
+        }
+        let bytes = fs::read(VMLINUX_BTF).expect("reading the kernel's BTF");
+        let layout = Layout::parse(&bytes).expect("the kernel's BTF parses");
+        let Ok(found) = cookie_read(&bytes) else {
+            // A kernel before 6.2: nothing more to check.
+            assert!(layout.func_named("bpf_rdonly_cast").is_none());
+            return;
+        };
+        let common = layout
+            .offset_of("sock_common", &["skc_cookie"])
+            .expect("skc_cookie");
+        assert_eq!(found.cookie_at, common);
+        assert_eq!(found.cookie_at % 8, 0);
+        assert_eq!(layout.struct_named("sock"), Some(found.sock));
+        let record = layout
+            .record(found.rdonly_cast)
+            .expect("the function's record");
+        assert_eq!(record.kind, KIND_FUNC);
+        assert_eq!(layout.name(record.name), "bpf_rdonly_cast");
     }
 }

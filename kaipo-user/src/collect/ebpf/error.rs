@@ -33,6 +33,8 @@ pub enum EbpfCollectError {
     Object(#[from] EbpfError),
     #[error("kaipo's eBPF object has no program or map named {0}; the build is inconsistent")]
     Missing(&'static str),
+    #[error("kaipo's eBPF object cannot be prepared for loading ({0}); the build is inconsistent")]
+    Patch(String),
     #[error("the kernel refused program {program}: {detail}")]
     Load {
         program: &'static str,

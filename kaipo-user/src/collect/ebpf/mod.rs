@@ -10,6 +10,7 @@ mod btf_layout;
 pub mod cgroup;
 pub mod error;
 mod flow_cache;
+pub mod kfunc;
 mod mapped;
 mod owners;
 pub mod slots;
@@ -29,16 +30,30 @@ use kaipo_common::{
 use tokio::io::{unix::AsyncFd, Interest};
 
 pub use self::{
-    btf_layout::running_kernel_sk_lock_owned,
+    btf_layout::{running_kernel_cookie_read, running_kernel_sk_lock_owned, CookieRead},
     cgroup::{cgroup2_root, open_cgroup2},
     error::EbpfCollectError,
 };
 use super::{iface, Degradation, Interface, KernelSample, MapUsage};
 use crate::privilege;
 
-/// The object built from `kaipo-ebpf` by this crate's build script. Public so tests and
-/// benchmarks can load single programs from it.
+/// The object built from `kaipo-ebpf` by this crate's build script, before its kernel-function
+/// calls are made real ([`object`]).
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kaipo"));
+
+/// [`OBJECT`] ready to load: with the socket programs' direct cookie read where `cookie_read`
+/// is given (see `kaipo_common::PLACEHOLDER_RDONLY_CAST`), else with their helper path alone.
+/// Public so tests and benchmarks can load single programs from it.
+pub fn object(cookie_read: Option<&CookieRead>) -> Result<kfunc::Object, EbpfCollectError> {
+    let cast = cookie_read.map_or(kfunc::Cast::Null, |c| kfunc::Cast::Kfunc(c.rdonly_cast));
+    let (object, found) = kfunc::patch(OBJECT, cast).map_err(EbpfCollectError::Patch)?;
+    if found == 0 {
+        return Err(EbpfCollectError::Patch(
+            "no placeholder call for the socket cookie".into(),
+        ));
+    }
+    Ok(object)
+}
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -62,6 +77,10 @@ pub struct Options {
     pub sock_slots: bool,
     /// Slots for sockets; sockets past them count in the shared map.
     pub slot_count: u32,
+    /// The socket programs read each socket's cookie straight from the kernel's socket and find
+    /// its slot from it (kernel 6.2 and later); off, or where the kernel refuses it, they find
+    /// the slot through the socket's storage, a helper call per packet.
+    pub cookie_read: bool,
 }
 
 impl Default for Options {
@@ -77,6 +96,7 @@ impl Default for Options {
             ingress_hook: crate::collect::backend::IngressHook::default(),
             sock_slots: true,
             slot_count: kaipo_common::SOCK_SLOT_COUNT,
+            cookie_read: true,
         }
     }
 }
@@ -193,25 +213,25 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
     let cgroup = open_cgroup2()?.dir;
     let btf = Btf::from_sys_fs().map_err(|err| EbpfCollectError::Btf(err.to_string()))?;
 
-    let mut ebpf = load(&btf, opts, opts.sock_slots)?;
-
-    let mut degradations = Vec::new();
-    let mut slots = None;
-    if opts.sock_slots {
-        match open_slots(&mut ebpf) {
-            Ok(opened) => slots = Some(Box::new(opened)),
-            Err(err) => {
-                degradations.push(Degradation {
-                    what: "every socket counts in the shared socket map (a cookie and a hash \
-                           lookup per packet) instead of in a slot of its own"
-                        .into(),
-                    why: err.to_string(),
-                });
-                // Nothing is attached yet: start over with the slots off.
-                ebpf = load(&btf, opts, false)?;
-            }
+    let mut notes = Vec::new();
+    let cookie_read = match opts.cookie_read.then(running_kernel_cookie_read) {
+        Some(Ok(found)) => Some(found),
+        Some(Err(why)) => {
+            notes.push(storage_lookup(why));
+            None
+        }
+        None => None,
+    };
+    let (mut ebpf, mut slots, mut degradations) = prepare(&btf, opts, cookie_read.as_ref())?;
+    if cookie_read.is_some() && slots.is_some() {
+        if let Err(err) = attach::load_socket_counters(&mut ebpf) {
+            // Nothing is attached yet: start over without the direct read.
+            drop(slots);
+            (ebpf, slots, degradations) = prepare(&btf, opts, None)?;
+            degradations.push(storage_lookup(err.to_string()));
         }
     }
+    degradations.append(&mut notes);
     if let Err(why) = running_kernel_sk_lock_owned() {
         degradations.push(Degradation {
             what: "owners of TCP sockets that existed before kaipo, were accepted, or were \
@@ -297,6 +317,44 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
     Ok((collector, EventStream { ring, malformed: 0 }))
 }
 
+/// Loads the object and, when `opts` gives sockets slots, maps them; without them (the slots
+/// could not be mapped) it loads the object again with the slots off, and says so.
+fn prepare(
+    btf: &Btf,
+    opts: &Options,
+    cookie_read: Option<&CookieRead>,
+) -> Result<(Ebpf, Option<Box<slots::Slots>>, Vec<Degradation>), EbpfCollectError> {
+    let mut degradations = Vec::new();
+    if !opts.sock_slots {
+        // The cookie leads only to slots.
+        return Ok((load(btf, opts, false, None)?, None, degradations));
+    }
+    let mut ebpf = load(btf, opts, true, cookie_read)?;
+    match open_slots(&mut ebpf) {
+        Ok(opened) => Ok((ebpf, Some(Box::new(opened)), degradations)),
+        Err(err) => {
+            degradations.push(Degradation {
+                what: "every socket counts in the shared socket map (a cookie and a hash lookup \
+                       per packet) instead of in a slot of its own"
+                    .into(),
+                why: err.to_string(),
+            });
+            // Nothing is attached yet: start over with the slots off.
+            Ok((load(btf, opts, false, None)?, None, degradations))
+        }
+    }
+}
+
+/// Why sockets find their slots through their own storage rather than by cookie.
+fn storage_lookup(why: String) -> Degradation {
+    Degradation {
+        what: "the socket programs find each socket's slot through the socket's own storage \
+               (a helper call per packet) instead of by its cookie read from the kernel's socket"
+            .into(),
+        why,
+    }
+}
+
 /// Gives interface `ifindex` its slot of `IFACE_STATS` (`ifindex % IFACE_SLOTS`, see
 /// `kaipo_common::IFACE_SLOTS`) unless an interface of `held` (those monitored with a slot)
 /// has it; true when the slot is the interface's (its counts, if it held the slot before or
@@ -334,8 +392,16 @@ pub fn open_slots(ebpf: &mut Ebpf) -> Result<slots::Slots, EbpfCollectError> {
 
 /// Creates the maps and reads the programs of kaipo's object, loading nothing into the kernel's
 /// program slots yet. `sock_slots` gives sockets slots (see `slots`), which [`open_slots`]
-/// must then map and fill before any program is attached.
-pub fn load(btf: &Btf, opts: &Options, sock_slots: bool) -> Result<Ebpf, EbpfCollectError> {
+/// must then map and fill before any program is attached; `cookie_read` makes the socket
+/// programs find a socket's slot from its cookie (see [`object`]).
+pub fn load(
+    btf: &Btf,
+    opts: &Options,
+    sock_slots: bool,
+    cookie_read: Option<&CookieRead>,
+) -> Result<Ebpf, EbpfCollectError> {
+    let object = object(cookie_read)?;
+    let (sock_btf_id, cookie_at) = cookie_read.map_or((0, 0), |c| (c.sock, c.cookie_at));
     let sock_slots = u8::from(sock_slots);
     let track_flows = u8::from(opts.track_flows);
     let slots = match opts.flow_cache_slots {
@@ -355,6 +421,8 @@ pub fn load(btf: &Btf, opts: &Options, sock_slots: bool) -> Result<Ebpf, EbpfCol
     Ok(EbpfLoader::new()
         .btf(Some(btf))
         .override_global("SK_LOCK_OWNED_AT", &owned_at, true)
+        .override_global("SOCK_BTF_ID", &sock_btf_id, true)
+        .override_global("SK_COOKIE_AT", &cookie_at, true)
         .override_global("TRACK_FLOWS", &track_flows, true)
         .override_global("SOCK_SLOTS_ON", &sock_slots, true)
         .override_global("FLOW_CACHE_MASK", &mask, true)
@@ -366,7 +434,7 @@ pub fn load(btf: &Btf, opts: &Options, sock_slots: bool) -> Result<Ebpf, EbpfCol
         .map_max_entries(kaipo_common::maps::SOCK_SLOTS, opts.slot_count.max(1))
         .map_max_entries(kaipo_common::maps::SLOT_FREE, opts.slot_count.max(1))
         .map_max_entries(kaipo_common::maps::EVENTS, ringbuf)
-        .load(OBJECT)?)
+        .load(object.bytes())?)
 }
 
 fn page_size() -> usize {
