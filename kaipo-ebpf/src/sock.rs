@@ -57,8 +57,10 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
     // do not (no hint yet, a hint another socket has taken over, a kernel that cannot be read
     // directly), the socket's own storage does, and the hint is written for the next packet.
     // A listener counts in the shared map, where its handshakes are settled.
+    let mut direct = 0;
     if state != TCP_LISTEN && use_slots() {
-        let cookie = direct_cookie(sk.cast());
+        direct = direct_cookie(sk.cast());
+        let cookie = direct;
         if let Some(slot) = hinted_slot(cookie) {
             let stats = &mut slot.stats;
             add(stats, len, packets, egress, loopback);
@@ -149,7 +151,12 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
     }
     // A new socket takes a slot when one is free and it has none yet (a socket whose slot was
     // freed keeps counting in the shared map).
-    if state != TCP_LISTEN && !released && use_slots() && take_slot(sk.cast(), cookie, fresh) {
+    // The hint is written only where the cookie can be read directly: nothing else reads it.
+    if state != TCP_LISTEN
+        && !released
+        && use_slots()
+        && take_slot(sk.cast(), cookie, direct == cookie, fresh)
+    {
         return;
     }
     let fresh: &SockStats = fresh;
@@ -292,9 +299,9 @@ pub fn live_slot<'a>(sref: *mut u64) -> Option<(&'a mut SockSlot, u32)> {
 /// Gives a socket without a slot one, holding `fresh` (its first packet, oriented and
 /// flagged). False when it could not (no slot free, no storage): `fresh` is then the caller's
 /// to count. When another CPU gave the same socket a slot at the same moment, `fresh` is added
-/// to that one and this one goes back.
+/// to that one and this one goes back. `hint` points the cookie's hint at the slot taken.
 #[inline(always)]
-fn take_slot(sk: *mut c_void, cookie: u64, fresh: &SockStats) -> bool {
+fn take_slot(sk: *mut c_void, cookie: u64, hint: bool, fresh: &SockStats) -> bool {
     let mut sref = ref_of(sk, true);
     if sref.is_null() {
         // Created by another CPU between the lookup and the creation: the helper then reports
@@ -331,7 +338,9 @@ fn take_slot(sk: *mut c_void, cookie: u64, fresh: &SockStats) -> bool {
     if taken {
         // SAFETY: as above; published last.
         unsafe { core::ptr::write_volatile(&raw mut slot.cookie, cookie) };
-        set_hint(cookie, index);
+        if hint {
+            set_hint(cookie, index);
+        }
         return true;
     }
     // Another CPU gave the socket a slot first: this one goes back, and `fresh` to that one.

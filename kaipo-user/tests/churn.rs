@@ -16,13 +16,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{HashMap, Map, MapData};
+use aya::maps::{Array, HashMap, Map, MapData};
 use kaipo::{
     collect::backend::{BackendChoice, StartOptions},
     engine::{accounting::CLOSED_QUIET_INTERVALS, Engine, EngineOptions, SWEEP_IDLE_INTERVALS},
     model::IntervalRecord,
 };
-use kaipo_common::{SockStats, FAMILY_IPV4, PROTO_UDP};
+use kaipo_common::{SockSlot, SockStats, FAMILY_IPV4, PROTO_UDP};
 
 /// Socket map capacity for the run: fewer than the sockets churned, so entries that stayed
 /// behind would fill it.
@@ -301,6 +301,12 @@ fn own(engine: &mut Engine, intervals: usize) -> (u64, u64) {
 
 /// This process's own socket map (the engine's), found among its descriptors by name.
 fn own_socket_map() -> HashMap<MapData, u64, SockStats> {
+    HashMap::try_from(Map::HashMap(own_map(kaipo_common::maps::SOCK_STATS)))
+        .expect("a hash of socket stats")
+}
+
+/// One of this process's own kernel maps (the engine's), found among its descriptors by name.
+fn own_map(name: &str) -> MapData {
     let fds = std::fs::read_dir("/proc/self/fdinfo").expect("fdinfo");
     for fd in fds.filter_map(Result::ok) {
         let Ok(info) = std::fs::read_to_string(fd.path()) else {
@@ -319,12 +325,67 @@ fn own_socket_map() -> HashMap<MapData, u64, SockStats> {
         let named = data
             .info()
             .ok()
-            .and_then(|i| i.name_as_str().map(|n| n == kaipo_common::maps::SOCK_STATS));
+            .and_then(|i| i.name_as_str().map(|n| n == name));
         if named == Some(true) {
-            return HashMap::try_from(Map::HashMap(data)).expect("a hash of socket stats");
+            return data;
         }
     }
-    panic!("the engine's socket map is not among this process's descriptors");
+    panic!("the engine's map {name} is not among this process's descriptors");
+}
+
+/// Where `SOCK_HINTS` sends each socket of `sockets`: the slot's index, or None for no hint.
+fn hints(sockets: &[&UdpSocket]) -> Vec<Option<u32>> {
+    let hints: Array<MapData, u32> =
+        Array::try_from(Map::Array(own_map(kaipo_common::maps::SOCK_HINTS))).expect("hints");
+    sockets
+        .iter()
+        .map(|s| {
+            let at = cookie_of(s) as u32 & (kaipo_common::SOCK_HINT_COUNT - 1);
+            hints.get(&at, 0).expect("a hint").checked_sub(1)
+        })
+        .collect()
+}
+
+/// The cookie of the socket in slot `index` of `SOCK_SLOTS`.
+fn slot_cookie(index: u32) -> u64 {
+    // A slot as the words it is made of: its cookie is the first.
+    const WORDS: usize = size_of::<SockSlot>() / 8;
+    let slots: Array<MapData, [u64; WORDS]> =
+        Array::try_from(Map::Array(own_map(kaipo_common::maps::SOCK_SLOTS))).expect("slots");
+    slots.get(&index, 0).expect("a slot")[0]
+}
+
+#[test]
+fn sockets_find_their_slots_by_cookie_and_without_the_direct_read_through_their_storage() {
+    const SENDERS: usize = 6;
+    require_root();
+    let _one = ONE_ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = runtime();
+    let _context = runtime.enter();
+    for direct in [true, false] {
+        let mut engine = ebpf_engine(StartOptions {
+            no_cookie_read: !direct,
+            ..StartOptions::default()
+        });
+        let receiver = UdpSocket::bind("127.0.0.1:0").expect("receiver");
+        let to: SocketAddr = receiver.local_addr().expect("receiver address");
+        close(&mut engine);
+        // The first datagram of each takes its slot; the other four find it by its hint, or
+        // through the socket's storage.
+        let senders = senders_sending(SENDERS, 5, to);
+        let expected = SENDERS as u64 * 5 * (PAYLOAD as u64 + HEADERS);
+        assert_eq!(own(&mut engine, 2), (expected, expected), "direct read {direct}");
+        let sockets: Vec<&UdpSocket> = senders.iter().chain([&receiver]).collect();
+        for (socket, hint) in sockets.iter().zip(hints(&sockets)) {
+            if direct {
+                let index = hint.expect("a hint for each socket");
+                assert_eq!(slot_cookie(index), cookie_of(socket), "a hint to another slot");
+            } else {
+                assert_eq!(hint, None, "a hint written without the direct read");
+            }
+        }
+        drop(engine);
+    }
 }
 
 #[test]
