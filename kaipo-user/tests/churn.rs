@@ -374,12 +374,20 @@ fn sockets_find_their_slots_by_cookie_and_without_the_direct_read_through_their_
         // through the socket's storage.
         let senders = senders_sending(SENDERS, 5, to);
         let expected = SENDERS as u64 * 5 * (PAYLOAD as u64 + HEADERS);
-        assert_eq!(own(&mut engine, 2), (expected, expected), "direct read {direct}");
+        assert_eq!(
+            own(&mut engine, 2),
+            (expected, expected),
+            "direct read {direct}"
+        );
         let sockets: Vec<&UdpSocket> = senders.iter().chain([&receiver]).collect();
         for (socket, hint) in sockets.iter().zip(hints(&sockets)) {
             if direct {
                 let index = hint.expect("a hint for each socket");
-                assert_eq!(slot_cookie(index), cookie_of(socket), "a hint to another slot");
+                assert_eq!(
+                    slot_cookie(index),
+                    cookie_of(socket),
+                    "a hint to another slot"
+                );
             } else {
                 assert_eq!(hint, None, "a hint written without the direct read");
             }
