@@ -317,13 +317,16 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
     Ok((collector, EventStream { ring, malformed: 0 }))
 }
 
+/// The loaded object, its socket slots when mapped, and what it does with less.
+type Prepared = (Ebpf, Option<Box<slots::Slots>>, Vec<Degradation>);
+
 /// Loads the object and, when `opts` gives sockets slots, maps them; without them (the slots
 /// could not be mapped) it loads the object again with the slots off, and says so.
 fn prepare(
     btf: &Btf,
     opts: &Options,
     cookie_read: Option<&CookieRead>,
-) -> Result<(Ebpf, Option<Box<slots::Slots>>, Vec<Degradation>), EbpfCollectError> {
+) -> Result<Prepared, EbpfCollectError> {
     let mut degradations = Vec::new();
     if !opts.sock_slots {
         // The cookie leads only to slots.
