@@ -450,3 +450,50 @@ fn idle_entries_of_sockets_that_are_gone_are_swept() {
         .expect("this process");
     assert_eq!((me.tx_bytes, me.rx_bytes), (38, 38));
 }
+
+#[test]
+fn a_kernel_that_refuses_the_direct_cookie_read_gets_the_storage_path_and_counts_exactly() {
+    use kaipo::collect::ebpf::{self, CookieRead};
+    require_root();
+    let _one = ONE_ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = runtime();
+    let _context = runtime.enter();
+    let Ok(real) = ebpf::running_kernel_cookie_read() else {
+        // A kernel before 6.2 takes the storage path anyway (the other tests).
+        return;
+    };
+    // The id of a struct where a function's belongs: the verifier refuses the call, as a
+    // kernel that does not offer the function to these programs would.
+    let refused = CookieRead {
+        rdonly_cast: real.sock,
+        ..real
+    };
+    let (mut collector, _events) = ebpf::start(&ebpf::Options {
+        cookie_read_as: Some(refused),
+        ..ebpf::Options::default()
+    })
+    .expect("starting with a refused direct read");
+    let said = collector
+        .degradations()
+        .iter()
+        .any(|d| d.what.contains("through the socket's own storage"));
+    assert!(said, "no degradation: {:?}", collector.degradations());
+    let receiver = UdpSocket::bind("127.0.0.1:0").expect("receiver");
+    let to: SocketAddr = receiver.local_addr().expect("receiver address");
+    let senders = senders_sending(1, 4, to);
+    let sample = collector.sample().expect("a sample");
+    let counted = |socket: &UdpSocket| {
+        let cookie = cookie_of(socket);
+        sample
+            .sockets
+            .iter()
+            .filter(|(c, _)| *c == cookie)
+            .map(|(_, s)| (s.lo_tx_bytes, s.lo_rx_bytes, s.lo_tx_packets))
+            .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
+    };
+    let datagrams = 4 * (PAYLOAD as u64 + HEADERS);
+    assert_eq!(counted(&senders[0]), (datagrams, 0, 4));
+    assert_eq!(counted(&receiver).1, datagrams);
+    // Nothing was hinted: the programs never read a cookie themselves.
+    assert_eq!(hints(&[&senders[0], &receiver]), vec![None, None]);
+}

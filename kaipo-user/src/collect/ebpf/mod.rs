@@ -81,6 +81,9 @@ pub struct Options {
     /// its slot from it (kernel 6.2 and later); off, or where the kernel refuses it, they find
     /// the slot through the socket's storage, a helper call per packet.
     pub cookie_read: bool,
+    /// What to read the cookie with instead of what the running kernel's BTF says (tests of a
+    /// kernel that refuses the read).
+    pub cookie_read_as: Option<CookieRead>,
 }
 
 impl Default for Options {
@@ -97,6 +100,7 @@ impl Default for Options {
             sock_slots: true,
             slot_count: kaipo_common::SOCK_SLOT_COUNT,
             cookie_read: true,
+            cookie_read_as: None,
         }
     }
 }
@@ -214,7 +218,11 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
     let btf = Btf::from_sys_fs().map_err(|err| EbpfCollectError::Btf(err.to_string()))?;
 
     let mut notes = Vec::new();
-    let cookie_read = match opts.cookie_read.then(running_kernel_cookie_read) {
+    let lookup = || {
+        opts.cookie_read_as
+            .map_or_else(running_kernel_cookie_read, Ok)
+    };
+    let cookie_read = match opts.cookie_read.then(lookup) {
         Some(Ok(found)) => Some(found),
         Some(Err(why)) => {
             notes.push(storage_lookup(why));
