@@ -153,8 +153,8 @@ pub fn ebpf_checks() -> Vec<Check> {
         Ok(slots) => Check::ok(
             "socket slots",
             format!(
-                "{} slots mapped: a packet finds its socket's counters through the socket's \
-                 own storage, without a hash lookup",
+                "{} slots mapped: each socket counts in a slot of its own, without a hash \
+                 lookup (see \"socket lookup\" for how a packet finds it)",
                 crate::format::count(u64::from(slots.capacity()))
             ),
         ),
