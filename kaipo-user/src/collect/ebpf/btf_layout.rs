@@ -6,7 +6,7 @@
 //! and handed to the programs at load time. Only what that lookup needs is read here: the type
 //! section's records, member lists and names.
 
-use std::{borrow::Cow, fs, io, path::Path};
+use std::{borrow::Cow, fs};
 
 /// Where the running kernel describes its types.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -219,28 +219,45 @@ fn extra_bytes(kind: u32, vlen: usize) -> usize {
     }
 }
 
-/// [`sk_lock_owned_offset`] of the running kernel, looked up once per process.
+/// What the packet path needs from the running kernel's BTF, read and parsed once per process
+/// for both lookups.
+struct Running {
+    sk_lock_owned: Result<u32, String>,
+    cookie_read: Result<CookieRead, String>,
+}
+
+fn running_kernel() -> &'static Running {
+    static FOUND: std::sync::OnceLock<Running> = std::sync::OnceLock::new();
+    FOUND.get_or_init(|| {
+        let failed = |why: String| Running {
+            sk_lock_owned: Err(why.clone()),
+            cookie_read: Err(why),
+        };
+        let bytes = match fs::read(VMLINUX_BTF) {
+            Ok(bytes) => bytes,
+            Err(err) => return failed(format!("reading {VMLINUX_BTF}: {err}")),
+        };
+        match Layout::parse(&bytes) {
+            Ok(layout) => Running {
+                sk_lock_owned: sk_lock_owned_in(&layout)
+                    .map_err(|err| format!("reading {VMLINUX_BTF}: {err}")),
+                cookie_read: cookie_read_in(&layout).map_err(|err| err.to_string()),
+            },
+            Err(err) => failed(format!("reading {VMLINUX_BTF}: {err}")),
+        }
+    })
+}
+
+/// [`sk_lock_owned_in`] of the running kernel.
 pub fn running_kernel_sk_lock_owned() -> Result<u32, String> {
-    static FOUND: std::sync::OnceLock<Result<u32, String>> = std::sync::OnceLock::new();
-    FOUND
-        .get_or_init(|| {
-            sk_lock_owned_offset(Path::new(VMLINUX_BTF))
-                .map_err(|err| format!("reading {VMLINUX_BTF}: {err}"))
-        })
-        .clone()
+    running_kernel().sk_lock_owned.clone()
 }
 
 /// Where `sk_lock.owned` sits in a `struct tcp_sock`, whose first member is (through
 /// `inet_connection_sock` and `inet_sock`) the `struct sock`.
-pub fn sk_lock_owned_offset(btf: &Path) -> io::Result<u32> {
-    let bytes = fs::read(btf)?;
-    let layout = Layout::parse(&bytes).map_err(io::Error::other)?;
-    let in_tcp = layout
-        .offset_of("tcp_sock", &["inet_conn", "icsk_inet", "sk"])
-        .map_err(io::Error::other)?;
-    let in_sock = layout
-        .offset_of("sock", &["sk_lock", "owned"])
-        .map_err(io::Error::other)?;
+fn sk_lock_owned_in(layout: &Layout) -> Result<u32, LayoutError> {
+    let in_tcp = layout.offset_of("tcp_sock", &["inet_conn", "icsk_inet", "sk"])?;
+    let in_sock = layout.offset_of("sock", &["sk_lock", "owned"])?;
     Ok(in_tcp + in_sock)
 }
 
@@ -254,22 +271,14 @@ pub struct CookieRead {
     pub cookie_at: u32,
 }
 
-/// [`cookie_read`] of the running kernel, looked up once per process.
+/// [`cookie_read_in`] of the running kernel.
 pub fn running_kernel_cookie_read() -> Result<CookieRead, String> {
-    static FOUND: std::sync::OnceLock<Result<CookieRead, String>> = std::sync::OnceLock::new();
-    FOUND
-        .get_or_init(|| {
-            let bytes =
-                fs::read(VMLINUX_BTF).map_err(|err| format!("reading {VMLINUX_BTF}: {err}"))?;
-            cookie_read(&bytes).map_err(|err| err.to_string())
-        })
-        .clone()
+    running_kernel().cookie_read.clone()
 }
 
 /// Looks up [`CookieRead`] in a kernel's BTF. A kernel older than 6.2 has no
 /// `bpf_rdonly_cast`.
-pub fn cookie_read(btf: &[u8]) -> Result<CookieRead, LayoutError> {
-    let layout = Layout::parse(btf)?;
+fn cookie_read_in(layout: &Layout) -> Result<CookieRead, LayoutError> {
     let rdonly_cast = layout.func_named("bpf_rdonly_cast").ok_or_else(|| {
         LayoutError::Missing("kernel function bpf_rdonly_cast (Linux 6.2 and later)".into())
     })?;
@@ -286,6 +295,8 @@ pub fn cookie_read(btf: &[u8]) -> Result<CookieRead, LayoutError> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     /// A small BTF object: `int`, a typedef'd anonymous struct with a bitfield member, and a
@@ -368,12 +379,18 @@ mod tests {
         assert!(Layout::parse(&btf).is_err());
     }
 
+    /// The running kernel's BTF, where it has one.
+    fn kernel_btf() -> Option<Vec<u8>> {
+        Path::new(VMLINUX_BTF)
+            .exists()
+            .then(|| fs::read(VMLINUX_BTF).expect("reading the kernel's BTF"))
+    }
+
     #[test]
     fn the_running_kernel_places_the_lock_owner_inside_the_socket() {
-        if !Path::new(VMLINUX_BTF).exists() {
+        let Some(bytes) = kernel_btf() else {
             return;
-        }
-        let bytes = fs::read(VMLINUX_BTF).expect("reading the kernel's BTF");
+        };
         let layout = Layout::parse(&bytes).expect("the kernel's BTF parses");
         // `sock_common` comes first in every socket: its family at 16 has not moved in years.
         assert_eq!(
@@ -382,7 +399,8 @@ mod tests {
         );
         assert_eq!(layout.offset_of("sock", &["__sk_common"]).ok(), Some(0));
         // `owned` follows the lock's spinlock, inside `struct sock` and past its common part.
-        let owned = sk_lock_owned_offset(Path::new(VMLINUX_BTF)).expect("offset");
+        let owned = sk_lock_owned_in(&layout).expect("offset");
+        assert_eq!(running_kernel_sk_lock_owned(), Ok(owned));
         let lock = layout.offset_of("sock", &["sk_lock"]).expect("sk_lock");
         assert!(
             owned > lock && owned < lock + 64,
@@ -392,18 +410,19 @@ mod tests {
 
     #[test]
     fn a_kernel_without_the_cast_function_is_told_apart() {
-        let err = cookie_read(&sample()).expect_err("the sample has no functions");
+        let btf = sample();
+        let layout = Layout::parse(&btf).expect("parse");
+        let err = cookie_read_in(&layout).expect_err("the sample has no functions");
         assert!(err.to_string().contains("bpf_rdonly_cast"), "{err}");
     }
 
     #[test]
     fn the_running_kernel_keeps_the_cookie_in_the_common_part_of_the_socket() {
-        if !Path::new(VMLINUX_BTF).exists() {
+        let Some(bytes) = kernel_btf() else {
             return;
-        }
-        let bytes = fs::read(VMLINUX_BTF).expect("reading the kernel's BTF");
+        };
         let layout = Layout::parse(&bytes).expect("the kernel's BTF parses");
-        let Ok(found) = cookie_read(&bytes) else {
+        let Ok(found) = cookie_read_in(&layout) else {
             // A kernel before 6.2: nothing more to check.
             assert!(layout.func_named("bpf_rdonly_cast").is_none());
             return;
@@ -413,6 +432,7 @@ mod tests {
             .expect("skc_cookie");
         assert_eq!(found.cookie_at, common);
         assert_eq!(found.cookie_at % 8, 0);
+        assert_eq!(running_kernel_cookie_read(), Ok(found));
         assert_eq!(layout.struct_named("sock"), Some(found.sock));
         let record = layout
             .record(found.rdonly_cast)
