@@ -60,8 +60,7 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
     let mut direct = 0;
     if state != TCP_LISTEN && use_slots() {
         direct = direct_cookie(sk.cast());
-        let cookie = direct;
-        if let Some(slot) = hinted_slot(cookie) {
+        if let Some(slot) = hinted_slot(direct) {
             let stats = &mut slot.stats;
             add(stats, len, packets, egress, loopback);
             note_packet(stats, ctx, state, egress);
@@ -75,8 +74,8 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
             let owner = unsafe { core::ptr::read_volatile(&raw const slot.cookie) };
             if owner != 0 {
                 note_packet(stats, ctx, state, egress);
-                if owner == cookie {
-                    set_hint(cookie, index);
+                if owner == direct {
+                    set_hint(direct, index);
                 }
             }
             return;

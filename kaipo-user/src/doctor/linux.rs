@@ -114,23 +114,13 @@ pub fn ebpf_checks() -> Vec<Check> {
         return checks;
     };
     let cookie_read = ebpf::running_kernel_cookie_read();
-    let mut object = match ebpf::load(
-        &btf,
-        &ebpf::Options::default(),
-        true,
-        cookie_read.as_ref().ok(),
-    ) {
+    let mut object = match load_object(&btf, cookie_read.as_ref().ok()) {
         Ok(object) => {
             checks.push(Check::ok("maps and ring buffer", "created"));
             object
         }
-        Err(err) => {
-            checks.push(Check::bad(
-                "maps and ring buffer",
-                Status::Failed,
-                err.to_string(),
-                "check `ulimit -l` (locked memory) and that the kernel has BPF ring buffers (5.8+)",
-            ));
+        Err(failed) => {
+            checks.push(failed);
             return checks;
         }
     };
@@ -190,15 +180,10 @@ pub fn ebpf_checks() -> Vec<Check> {
             Err(err) => {
                 // Load the object again without the direct read, as `kaipo watch` would.
                 drop(object);
-                object = match ebpf::load(&btf, &ebpf::Options::default(), true, None) {
+                object = match load_object(&btf, None) {
                     Ok(object) => object,
-                    Err(err) => {
-                        checks.push(Check::bad(
-                            "maps and ring buffer",
-                            Status::Failed,
-                            err.to_string(),
-                            "check `ulimit -l` (locked memory)",
-                        ));
+                    Err(failed) => {
+                        checks.push(failed);
                         return checks;
                     }
                 };
@@ -222,6 +207,18 @@ pub fn ebpf_checks() -> Vec<Check> {
     drop(object);
     drop(slots);
     checks
+}
+
+/// kaipo's object with its maps created, as `kaipo watch` loads it; the failed check otherwise.
+fn load_object(btf: &Btf, cookie_read: Option<&ebpf::CookieRead>) -> Result<aya::Ebpf, Check> {
+    ebpf::load(btf, &ebpf::Options::default(), true, cookie_read).map_err(|err| {
+        Check::bad(
+            "maps and ring buffer",
+            Status::Failed,
+            err.to_string(),
+            "check `ulimit -l` (locked memory) and that the kernel has BPF ring buffers (5.8+)",
+        )
+    })
 }
 
 fn program_checks(object: &mut aya::Ebpf, cgroup: &fs::File, btf: &Btf, checks: &mut Vec<Check>) {
