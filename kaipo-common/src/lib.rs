@@ -257,8 +257,8 @@ pub const fn slot_ref(index: u32, generation: u32) -> u64 {
     ((generation as u64) << 32) | (index as u64 + 1)
 }
 
-/// Entries of `SOCK_HINTS` (256 KiB): which slot a socket cookie last led to, at
-/// `cookie % SOCK_HINT_COUNT` (index + 1; 0: none). The packet path reads the socket's cookie
+/// Entries of `SOCK_HINTS` (512 KiB: the kernel keeps an array's values 8 bytes apart): which
+/// slot a socket cookie last led to, at `cookie % SOCK_HINT_COUNT` (index + 1; 0: none). The packet path reads the socket's cookie
 /// straight from the kernel's socket (see [`PLACEHOLDER_RDONLY_CAST`]), looks here, and takes
 /// the slot if the slot's own `cookie` is the socket's: no helper call. Any other outcome (no
 /// hint, another socket's, a freed slot) takes the path through the socket's storage, which
