@@ -258,11 +258,12 @@ pub const fn slot_ref(index: u32, generation: u32) -> u64 {
 }
 
 /// Entries of `SOCK_HINTS` (512 KiB: the kernel keeps an array's values 8 bytes apart): which
-/// slot a socket cookie last led to, at `cookie % SOCK_HINT_COUNT` (index + 1; 0: none). The packet path reads the socket's cookie
-/// straight from the kernel's socket (see [`PLACEHOLDER_RDONLY_CAST`]), looks here, and takes
-/// the slot if the slot's own `cookie` is the socket's: no helper call. Any other outcome (no
-/// hint, another socket's, a freed slot) takes the path through the socket's storage, which
-/// writes the hint again. Cookies count up, a batch per CPU, so live sockets seldom share one.
+/// slot a socket cookie last led to, at `cookie % SOCK_HINT_COUNT` (index + 1; 0: none). The
+/// packet path reads the socket's cookie straight from the kernel's socket (see
+/// [`PLACEHOLDER_RDONLY_CAST`]), looks here, and takes the slot if the slot's own `cookie` is
+/// the socket's: no helper call. Any other outcome (no hint, another socket's, a freed slot)
+/// takes the path through the socket's storage, which writes the hint again. Cookies count up,
+/// a batch per CPU, so live sockets seldom share one.
 pub const SOCK_HINT_COUNT: u32 = 65_536;
 
 /// The helper number of a call the eBPF object makes in place of the kernel function
