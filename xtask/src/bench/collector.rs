@@ -73,16 +73,23 @@ pub fn run() -> anyhow::Result<()> {
     let mut without = Vec::new();
     let mut with = Vec::new();
     for round in 1..=ROUNDS {
-        progress(&format!(
-            "section 3: flood round {round}/{ROUNDS}: without kaipo"
-        ));
-        without.push(bench.flood(FLOOD_SECS, None, &none, &mut |_| Ok(()))?);
-        progress(&format!(
-            "section 3: flood round {round}/{ROUNDS}: with kaipo"
-        ));
-        with.push(bench.monitored_flood(FLOOD_SECS, None, false, None)?);
+        // Which flood goes first alternates by round, so that a machine slowing down (or
+        // speeding up) within a round favours neither.
+        for monitored in [round % 2 == 0, round % 2 == 1] {
+            if monitored {
+                progress(&format!(
+                    "section 3: flood round {round}/{ROUNDS}: with kaipo"
+                ));
+                with.push(bench.monitored_flood(FLOOD_SECS, None, false, None)?);
+            } else {
+                progress(&format!(
+                    "section 3: flood round {round}/{ROUNDS}: without kaipo"
+                ));
+                without.push(bench.flood(FLOOD_SECS, None, &none, &mut |_| Ok(()))?);
+            }
+        }
     }
-    let (bases, pieces) = bench.breakdown(&Piece::ALL, BREAKDOWN_PASSES)?;
+    let (bases, pieces) = bench.breakdown(&Piece::ALL, BREAKDOWN_PASSES, PAYLOAD_64B_FRAME)?;
     progress("section 2: flood with kaipo and BPF run-time statistics");
     let stats = bench.monitored_flood(FLOOD_SECS, None, true, None)?;
     // A quarter of what the sender's CPU sustains with kaipo (by CPU per datagram), rather than
@@ -115,6 +122,7 @@ pub fn run() -> anyhow::Result<()> {
         workloads::SECS,
         workloads::ROUNDS,
         &workloads::Workload::ALL,
+        false,
     )?);
     drop(bench);
 
@@ -132,7 +140,7 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 /// `cargo xtask bench breakdown`: section 3b alone.
-pub fn run_breakdown(only: &[Piece], passes: usize) -> anyhow::Result<()> {
+pub fn run_breakdown(only: &[Piece], passes: usize, payload: usize) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the breakdown loads eBPF programs and creates network namespaces: run it as root");
@@ -154,7 +162,7 @@ pub fn run_breakdown(only: &[Piece], passes: usize) -> anyhow::Result<()> {
     } else {
         only
     };
-    let (bases, pieces) = bench.breakdown(pieces, passes.max(1))?;
+    let (bases, pieces) = bench.breakdown(pieces, passes.max(1), payload)?;
     emit(&report::breakdown(&bases, &pieces, &bench.topo));
     emit(&report::footer(started.elapsed()));
     Ok(())
@@ -220,6 +228,7 @@ impl Bench {
         &self,
         pieces: &[Piece],
         passes: usize,
+        payload: usize,
     ) -> anyhow::Result<(Vec<Flood>, PieceFloods)> {
         let none = BTreeSet::new();
         let mut bases = Vec::new();
@@ -231,9 +240,11 @@ impl Bench {
                     "section 3b, pass {pass}/{passes}: without kaipo, then {}",
                     piece.describe(&self.topo)
                 ));
-                bases.push(self.flood(BREAKDOWN_SECS, None, &none, &mut |_| Ok(()))?);
+                bases
+                    .push(self.flood_sized(BREAKDOWN_SECS, None, payload, &none, &mut |_| Ok(()))?);
                 let attached = breakdown::attach(*piece, &self.topo)?;
-                floods.push(self.flood(BREAKDOWN_SECS, None, &none, &mut |_| Ok(()))?);
+                floods
+                    .push(self.flood_sized(BREAKDOWN_SECS, None, payload, &none, &mut |_| Ok(()))?);
                 drop(attached);
             }
         }

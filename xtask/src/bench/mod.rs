@@ -45,6 +45,9 @@ pub enum Which {
         /// How often each piece is measured.
         #[arg(long, default_value_t = collector::BREAKDOWN_PASSES)]
         passes: usize,
+        /// UDP payload of each datagram (22: 64-byte frames).
+        #[arg(long, default_value_t = traffic::PAYLOAD_64B_FRAME)]
+        payload: usize,
     },
     /// Only the collector's workload table, quickly: 64-byte and 1,400-byte UDP floods, TCP
     /// bulk and TCP request/response over 1,000 connections, each with no monitor, kaipo,
@@ -98,7 +101,11 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::ChurnSend(args) => churn::churn_send(&args),
         Which::ChurnHold(args) => churn::churn_hold(&args),
         Which::Pcap => pcap::run(),
-        Which::Breakdown { pieces, passes } => collector::run_breakdown(&pieces, passes),
+        Which::Breakdown {
+            pieces,
+            passes,
+            payload,
+        } => collector::run_breakdown(&pieces, passes, payload),
         Which::Store => store::run(),
         Which::Live => live::run(),
         Which::Metrics => {

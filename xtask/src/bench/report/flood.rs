@@ -40,8 +40,9 @@ pub fn flood(
     let _ = writeln!(s, "{}\n", setup_text(topo));
     let _ = writeln!(
         s,
-        "{ROUNDS} rounds, each a flood without kaipo then one with it, in one run. Delivered/s = \
-         datagrams the receiver got / the sender's {FLOOD_SECS} s window (sent/s in brackets). \
+        "{ROUNDS} rounds, each a flood without kaipo and one with it (the one with kaipo first \
+         in even rounds), in one run. Delivered/s = datagrams the receiver got / the sender's \
+         {FLOOD_SECS} s window (sent/s in brackets). \
          Since every datagram's whole path (send, forward, receive up to the socket queue) runs \
          on the sender's CPU, in softirq in the sender's context, that CPU is the bottleneck; \
          \"CPU per datagram\" is the sender's time on CPU (`/proc/thread-self/schedstat`, which \
