@@ -64,6 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 pcap_filter: args.collect.filter,
                 pcap_immediate: args.collect.pcap_immediate,
                 ingress_hook: args.collect.ingress_hook,
+                no_flows: args.collect.no_flows,
             };
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::watch::run(&opts, &mut stdout))
@@ -88,6 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 pcap_filter: args.collect.filter,
                 pcap_immediate: args.collect.pcap_immediate,
                 ingress_hook: args.collect.ingress_hook,
+                no_flows: args.collect.no_flows,
                 ..Default::default()
             },
         })),

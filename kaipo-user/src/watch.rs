@@ -30,6 +30,7 @@ pub struct WatchOptions {
     pub pcap_immediate: bool,
     /// eBPF backend: the hook for incoming frames.
     pub ingress_hook: IngressHook,
+    pub no_flows: bool,
     /// The user's service and network names.
     pub names: crate::config::names::SharedNames,
 }
@@ -44,6 +45,7 @@ pub async fn run(opts: &WatchOptions, out: &mut dyn Write) -> anyhow::Result<()>
             pcap_filter: opts.pcap_filter.clone(),
             pcap_immediate: opts.pcap_immediate,
             ingress_hook: opts.ingress_hook,
+            no_flows: opts.no_flows,
             ..Default::default()
         },
         include_loopback: opts.include_loopback,
@@ -67,6 +69,7 @@ pub async fn run(opts: &WatchOptions, out: &mut dyn Write) -> anyhow::Result<()>
         top: if opts.top == 0 { usize::MAX } else { opts.top },
         cumulative: opts.cumulative.then(Cumulative::default),
         buf: Vec::new(),
+        flows: !opts.no_flows,
     };
     let schedule = Schedule {
         interval: opts.interval,
@@ -83,6 +86,8 @@ struct PrintSink<'a> {
     top: usize,
     /// Totals since start, with `--cumulative`.
     cumulative: Option<Cumulative>,
+    /// Whether interface bytes are joined to sockets (not with `--no-flows`).
+    flows: bool,
 }
 
 impl Sink for PrintSink<'_> {
@@ -105,7 +110,7 @@ impl Sink for PrintSink<'_> {
                 .map_err(std::io::Error::from)
                 .and_then(|()| writeln!(self.buf))
         } else {
-            write_table(&mut self.buf, record, self.top, cumulative)
+            write_table(&mut self.buf, record, self.top, cumulative, self.flows)
         };
         built
             .and_then(|()| self.out.write_all(&self.buf))
@@ -196,6 +201,7 @@ fn write_table(
     r: &IntervalRecord,
     top: usize,
     cumulative: bool,
+    flows: bool,
 ) -> std::io::Result<()> {
     let over = Duration::from_millis(r.interval_ms.max(1));
     let figure = |n: u64| {
@@ -288,6 +294,7 @@ fn write_table(
     }
     let attributed = match r.attributed_ratio {
         Some(ratio) => format!("{:.1} % of interface bytes attributed", ratio * 100.0),
+        None if !flows => "attributed share not measured (--no-flows)".into(),
         None => "attributed share unknown (no interface traffic)".into(),
     };
     let causes: Vec<String> = r
@@ -401,7 +408,7 @@ mod tests {
 
     fn table(r: &IntervalRecord, top: usize, cumulative: bool) -> String {
         let mut out = Vec::new();
-        write_table(&mut out, r, top, cumulative).unwrap();
+        write_table(&mut out, r, top, cumulative, true).unwrap();
         String::from_utf8(out).unwrap()
     }
 

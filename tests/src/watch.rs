@@ -23,6 +23,7 @@ pub struct Record {
     pub processes: Vec<ProcessRecord>,
     pub connections: Vec<ConnectionRecord>,
     pub unattributed: Bytes,
+    pub attributed_ratio: Option<f64>,
     /// The lost counters by name.
     #[serde(default)]
     pub lost: std::collections::BTreeMap<String, u64>,
@@ -107,6 +108,8 @@ pub struct WatchConfig {
     pub include_loopback: bool,
     /// `--ingress-hook`, when not kaipo's default.
     pub ingress_hook: Option<&'static str>,
+    /// `--no-flows` (with no interface named: every interface that is up).
+    pub no_flows: bool,
 }
 
 impl WatchConfig {
@@ -116,6 +119,7 @@ impl WatchConfig {
             duration,
             include_loopback: false,
             ingress_hook: None,
+            no_flows: false,
         }
     }
 }
@@ -146,6 +150,9 @@ impl Watch {
         }
         if let Some(hook) = config.ingress_hook {
             cmd.args(["--ingress-hook", hook]);
+        }
+        if config.no_flows {
+            cmd.arg("--no-flows");
         }
         let mut child = Spawned::spawn("kaipo watch", cmd)?;
         let line = child

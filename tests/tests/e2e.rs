@@ -715,6 +715,119 @@ fn interface_counters_equal_the_kernels_with(
     Ok(())
 }
 
+/// `--no-flows`: no kaipo program on any interface, the interfaces' figures are the kernel's
+/// own counters from kaipo's start, processes exact both ways, and no attributed share.
+#[test]
+fn without_flows_only_sockets_are_counted_and_interfaces_are_the_kernels() -> anyhow::Result<()> {
+    const IN_COUNT: u64 = 120;
+    const IN_SIZE: u64 = 400;
+    const OUT_COUNT: u64 = 70;
+    const OUT_SIZE: u64 = 900;
+    const EARLIER: u64 = 10;
+    let net = TestNet::without_ipv6()?;
+    // Traffic before kaipo starts: in the kernel's counters, not in kaipo's figures.
+    let earlier_sink = Sink::start(None, IpAddr::V4(net.host_v4), EARLIER)?;
+    let (earlier, _) = udp_send(Some(&net), earlier_sink.addr, EARLIER, IN_SIZE)?;
+    finish_sender(earlier, EARLIER)?;
+    earlier_sink.finish(IN_SIZE)?;
+    let before_start = net.host_counters()?;
+    ensure!(
+        before_start.rx_packets == EARLIER,
+        "the link should have carried the {EARLIER} earlier datagrams only: {before_start:?}"
+    );
+    let watch = Watch::start(&WatchConfig {
+        ifaces: Vec::new(),
+        no_flows: true,
+        ..WatchConfig::new(&net.host_if, RUN)
+    })?;
+    // 3: classifiers, 6: XDP. The socket programs are cgroup_skb (8) and cgroup_sock (9).
+    const INTERFACE_PROGRAMS: [u32; 2] = [3, 6];
+    let held = watch.held_program_types()?;
+    ensure!(
+        !held.iter().any(|t| INTERFACE_PROGRAMS.contains(t)) && held.contains(&8),
+        "with --no-flows kaipo should hold socket programs only; program types held: {held:?}"
+    );
+
+    let inbound_sink = Sink::start(None, IpAddr::V4(net.host_v4), IN_COUNT)?;
+    let outbound_sink = Sink::start(Some(&net), IpAddr::V4(net.ns_v4), OUT_COUNT)?;
+    let (inbound, in_pid) = udp_send(Some(&net), inbound_sink.addr, IN_COUNT, IN_SIZE)?;
+    let (outbound, out_pid) = udp_send(None, outbound_sink.addr, OUT_COUNT, OUT_SIZE)?;
+    let sink_pids = [inbound_sink.pid, outbound_sink.pid];
+    finish_sender(inbound, IN_COUNT)?;
+    finish_sender(outbound, OUT_COUNT)?;
+    inbound_sink.finish(IN_SIZE)?;
+    outbound_sink.finish(OUT_SIZE)?;
+    let run = watch.finish()?;
+    let end = net.host_counters()?;
+
+    let frame = |size: u64| size + UDP4_OVERHEAD + ETHERNET_HEADER;
+    let expected = Totals {
+        rx_bytes: IN_COUNT * frame(IN_SIZE),
+        rx_packets: IN_COUNT,
+        tx_bytes: OUT_COUNT * frame(OUT_SIZE),
+        tx_packets: OUT_COUNT,
+    };
+    let kernel = end.since(&before_start);
+    // Nothing but the test's traffic crossed the link, or the comparison proves nothing.
+    assert_eq!(
+        (
+            kernel.rx_bytes,
+            kernel.rx_packets,
+            kernel.tx_bytes,
+            kernel.tx_packets
+        ),
+        (
+            expected.rx_bytes,
+            expected.rx_packets,
+            expected.tx_bytes,
+            expected.tx_packets
+        ),
+        "the kernel counted traffic the test did not send on {}",
+        net.host_if
+    );
+    assert_eq!(
+        run.interface(&net.host_if, 0),
+        expected,
+        "{}: kaipo's figures over the run against the frames sent",
+        net.host_if
+    );
+    let pids = [in_pid, out_pid, sink_pids[0], sink_pids[1]];
+    assert_totals(
+        &run,
+        in_pid,
+        udp_totals(IN_COUNT, IN_SIZE, UDP4_OVERHEAD, true),
+        "sender in the namespace",
+        &pids,
+    );
+    assert_totals(
+        &run,
+        sink_pids[0],
+        udp_totals(IN_COUNT, IN_SIZE, UDP4_OVERHEAD, false),
+        "sink on the host",
+        &pids,
+    );
+    assert_totals(
+        &run,
+        out_pid,
+        udp_totals(OUT_COUNT, OUT_SIZE, UDP4_OVERHEAD, true),
+        "sender on the host",
+        &pids,
+    );
+    assert_totals(
+        &run,
+        sink_pids[1],
+        udp_totals(OUT_COUNT, OUT_SIZE, UDP4_OVERHEAD, false),
+        "sink in the namespace",
+        &pids,
+    );
+    let shares: Vec<Option<f64>> = run.records.iter().map(|r| r.attributed_ratio).collect();
+    ensure!(
+        shares.iter().all(Option::is_none),
+        "no attributed share without flows, got {shares:?}"
+    );
+    Ok(())
+}
+
 #[test]
 fn loopback_counted_only_with_include_loopback() -> anyhow::Result<()> {
     const COUNT: u64 = 100;

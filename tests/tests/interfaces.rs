@@ -40,7 +40,12 @@ impl Churn {
             ns: format!("kc-{pid}-{tag}"),
             host_if: format!("kc{}{tag}", pid % 100_000),
             ns_if: format!("kp{}{tag}", pid % 100_000),
-            block: (pid % 200) as u8 + if tag == "b" { 1 } else { 0 },
+            block: (pid % 200) as u8
+                + match tag {
+                    "b" => 1,
+                    "d" => 2,
+                    _ => 0,
+                },
             route_added,
         };
         run(Command::new("ip").args(["netns", "add", &churn.ns]))?;
@@ -106,6 +111,11 @@ impl Churn {
     fn up(&self) -> anyhow::Result<()> {
         run(Command::new("ip").args(["link", "set", &self.host_if, "up"]))?;
         run(Command::new("ip").args(["-n", &self.ns, "link", "set", &self.ns_if, "up"]))?;
+        Ok(())
+    }
+
+    fn down(&self) -> anyhow::Result<()> {
+        run(Command::new("ip").args(["link", "set", &self.host_if, "down"]))?;
         Ok(())
     }
 
@@ -332,5 +342,43 @@ fn an_interface_that_comes_up_later_is_monitored() -> anyhow::Result<()> {
     })?;
     watch.child.interrupt()?;
     assert!(watch.child.wait(WAIT)?.success());
+    Ok(())
+}
+
+/// With `--no-flows` the interfaces' figures are the kernel's own counters: an interface that
+/// comes up after kaipo started counts from then, not with what it carried before.
+#[test]
+fn without_flows_an_interface_that_comes_up_later_counts_from_then() -> anyhow::Result<()> {
+    let churn = Churn::new("d")?;
+    churn.create()?;
+    churn.up()?;
+    churn.send(20)?;
+    churn.down()?;
+    let earlier = churn.kernel()?;
+    assert!(earlier[3] >= 20, "the earlier datagrams left: {earlier:?}");
+    let mut watch = Watcher::start(&["--backend", "ebpf", "--no-flows"])?;
+    watch.next()?;
+    assert!(
+        figures(&watch.records[0], &churn.host_if).is_none(),
+        "a down interface is not monitored"
+    );
+    churn.up()?;
+    let host_if = churn.host_if.clone();
+    watch.until("the interface that came up", move |r| {
+        figures(r, &host_if).is_some()
+    })?;
+    churn.send(15)?;
+    watch.settle()?;
+    let since_up = sub(churn.kernel()?, earlier);
+    assert!(since_up[3] >= 15, "{since_up:?}");
+    assert_eq!(
+        watch.total(&churn.host_if, 0),
+        since_up,
+        "kaipo's figures of the interface against the kernel's counters since it came up"
+    );
+    watch.child.interrupt()?;
+    assert!(watch.child.wait(WAIT)?.success());
+    let stderr = watch.child.stderr();
+    assert!(stderr.contains("appeared"), "{stderr}");
     Ok(())
 }

@@ -204,6 +204,11 @@ pub struct BackendArgs {
     /// in how an interface receives; `xdp` uses driver-mode XDP where the driver has it.
     #[arg(long, value_enum, default_value_t = crate::collect::backend::IngressHook::Tc)]
     pub ingress_hook: crate::collect::backend::IngressHook,
+    /// eBPF backend: run no program on the interfaces, only on sockets (the cheapest path per
+    /// packet). Interface totals are then the kernel's own counters; there is no attributed
+    /// share and no --iface.
+    #[arg(long)]
+    pub no_flows: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -440,6 +445,7 @@ impl DaemonArgs {
             pcap_filter: args.collect.filter.clone(),
             pcap_immediate: args.collect.pcap_immediate,
             ingress_hook: args.collect.ingress_hook,
+            no_flows: args.collect.no_flows,
             // The file's default names the user install-service creates; without that
             // user the daemon stays root (a user named explicitly must exist).
             user: args

@@ -46,6 +46,9 @@ pub struct StartOptions {
     pub pcap_immediate: bool,
     /// eBPF backend: the hook for incoming frames.
     pub ingress_hook: IngressHook,
+    /// eBPF backend: no program on the interfaces (no flows, so no attributed share and no
+    /// `ifaces` scoping); interface totals from the kernel's own counters.
+    pub no_flows: bool,
     /// eBPF backend: the capacity of the socket map and the bytes of the lifecycle ring
     /// buffer, when not the defaults (tests that fill or overflow them).
     pub max_sockets: Option<u32>,
@@ -80,6 +83,14 @@ pub enum Events {
 
 /// Starts the chosen backend. `auto` tries eBPF first and says why it fell back.
 pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
+    if opts.no_flows && !opts.ifaces.is_empty() {
+        anyhow::bail!(
+            "--no-flows cannot scope process figures to interfaces (--iface, or `interfaces` in \
+             the configuration): which sockets crossed an interface is known only from its \
+             flows. Drop --no-flows, or the interfaces to count every interface and every \
+             process"
+        );
+    }
     let mut notes: Vec<Degradation> = without_ebpf(opts.backend, Host::NO_EBPF)?
         .into_iter()
         .collect();
@@ -104,6 +115,7 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
             sock_slots: opts.socket_slots != Some(0),
             slot_count: opts.socket_slots.unwrap_or(kaipo_common::SOCK_SLOT_COUNT),
             cookie_read: !opts.no_cookie_read,
+            track_flows: !opts.no_flows,
             ..Default::default()
         };
         match ebpf::start(&ebpf_opts) {
@@ -134,6 +146,12 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
                 ),
             }),
         }
+    }
+    if opts.no_flows {
+        anyhow::bail!(
+            "--no-flows is for the eBPF backend only: libpcap reads every frame whatever kaipo \
+             does with it. Drop it, or run where eBPF loads"
+        );
     }
     if opts.ingress_hook != IngressHook::Tc {
         anyhow::bail!(

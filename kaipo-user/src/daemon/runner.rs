@@ -48,6 +48,7 @@ pub struct DaemonOptions {
     pub pcap_filter: Option<String>,
     pub pcap_immediate: bool,
     pub ingress_hook: crate::collect::backend::IngressHook,
+    pub no_flows: bool,
     /// The configuration file, reread on SIGHUP, and what it said at start.
     pub config_path: PathBuf,
     pub config: Config,
@@ -135,6 +136,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
             pcap_filter: opts.pcap_filter.clone(),
             pcap_immediate: opts.pcap_immediate,
             ingress_hook: opts.ingress_hook,
+            no_flows: opts.no_flows,
             ..Default::default()
         })
         .context("starting the collector")?;
@@ -319,7 +321,14 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     );
     let aggregated = aggregate::run(
         interval_rx,
-        Aggregator::new(opts.interval.as_millis() as u64, started_ms),
+        {
+            let aggregator = Aggregator::new(opts.interval.as_millis() as u64, started_ms);
+            if opts.no_flows {
+                aggregator.without_flows()
+            } else {
+                aggregator
+            }
+        },
         store_tx,
         publisher,
         stats,

@@ -489,7 +489,11 @@ impl MetricsState {
                 self.sample(&mut out, metric, &[("direction", d)], bytes);
             }
         }
-        self.render_attribution(&mut out);
+        // Without flows (`--no-flows`: the eBPF collector reports no flow map) nothing joins
+        // interface bytes to processes; no figure rather than a zero.
+        if self.maps.is_none_or(|m| m.flows_max.is_some()) {
+            self.render_attribution(&mut out);
+        }
         family(
             &mut out,
             "kaipo_lost_events_total",

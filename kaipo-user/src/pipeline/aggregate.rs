@@ -94,6 +94,9 @@ pub struct Aggregator {
     attributed: Counts,
     host: HostTotals,
     processes_evicted: u64,
+    /// Whether the collector joins interface bytes to sockets; without, the totals carry no
+    /// attribution rather than one of nothing.
+    flows: bool,
 }
 
 fn counts_of(row: &TrafficRow) -> Counts {
@@ -110,6 +113,12 @@ impl Aggregator {
     /// minutes for a 60 s interval): each batch is stamped with the end of its slot and the
     /// slot's length, so history lands on the grid and within one bucket of each coarser tier
     /// (the store files a batch by its start), however late the live intervals come.
+    /// Totals without attribution: the collector runs without flows (`--no-flows`).
+    pub fn without_flows(mut self) -> Self {
+        self.flows = false;
+        self
+    }
+
     pub fn new(store_interval_ms: u64, since_ms: u64) -> Self {
         Self {
             store_interval_ms: store_interval_ms.max(1),
@@ -123,6 +132,7 @@ impl Aggregator {
             processes: HashMap::new(),
             unattributed: Counts::default(),
             attributed: Counts::default(),
+            flows: true,
             host: HostTotals::default(),
             processes_evicted: 0,
         }
@@ -326,7 +336,7 @@ impl Aggregator {
             unattributed: self.unattributed,
             attributed: self.attributed,
             lost: Some(self.host.lost),
-            attribution: Some(self.host.attribution),
+            attribution: self.flows.then_some(self.host.attribution),
             processes_evicted: self.processes_evicted,
         }
     }

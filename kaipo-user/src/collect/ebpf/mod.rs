@@ -59,6 +59,10 @@ pub fn object(cookie_read: Option<&CookieRead>) -> Result<kfunc::Object, EbpfCol
 pub struct Options {
     /// Interfaces to attach to; empty means every interface that is up, except loopback.
     pub ifaces: Vec<String>,
+    /// Programs on the monitored interfaces count every frame per interface and per flow,
+    /// which joins interface bytes to sockets (the attributed share, `--iface` scoping). Off,
+    /// no program runs on the interfaces at all: their totals are the kernel's own counters,
+    /// read each sample, and only the socket programs run per packet.
     pub track_flows: bool,
     pub max_flows: u32,
     pub max_sockets: u32,
@@ -168,7 +172,46 @@ pub struct EbpfCollector {
     /// Monitored interfaces that count in their slot of `IFACE_STATS` (the others in
     /// `IFACE_STATS_HIGH`).
     iface_slots: crate::fasthash::HashSet<u32>,
+    /// Without flows: each monitored interface's kernel counters when kaipo first saw it (its
+    /// figures count from there) and as last read.
+    kernel_ifaces: crate::fasthash::HashMap<u32, KernelIface>,
     ebpf: Ebpf,
+}
+
+/// An interface counted from the kernel's own counters (no flows): what they added since kaipo
+/// first read them.
+#[derive(Clone, Copy, Default)]
+struct KernelIface {
+    /// The kernel's counters as last read.
+    raw: iface::KernelIfaceStats,
+    /// Their growth since the first read.
+    total: IfaceCounters,
+}
+
+impl KernelIface {
+    /// Starts at the interface's counters now; `None` when they cannot be read (it went away
+    /// in the meantime).
+    fn start(name: &str) -> Option<Self> {
+        iface::kernel_stats(name).ok().map(|raw| Self {
+            raw,
+            total: IfaceCounters::default(),
+        })
+    }
+
+    /// The growth since the start; the last total when the counters cannot be read now. A
+    /// counter that went down (its driver reset it) counts from zero again.
+    fn read(&mut self, name: &str) -> IfaceCounters {
+        if let Ok(now) = iface::kernel_stats(name) {
+            let grown = |now: u64, before: u64| if now >= before { now - before } else { now };
+            let t = &mut self.total;
+            t.rx_bytes += grown(now.rx_bytes, self.raw.rx_bytes);
+            t.rx_packets += grown(now.rx_packets, self.raw.rx_packets);
+            t.tx_bytes += grown(now.tx_bytes, self.raw.tx_bytes);
+            t.tx_packets += grown(now.tx_packets, self.raw.tx_packets);
+            self.raw = now;
+        }
+        self.total
+    }
 }
 
 /// The ring buffer of lifecycle events, apart from the collector so that a task can wait on it
@@ -249,21 +292,38 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
         });
     }
     attach::sockets(&mut ebpf, &cgroup, &btf, &mut degradations)?;
-    // Each interface's counter slot, before its programs can count a frame. The maps are new:
-    // nothing to zero.
     let mut iface_slots = crate::fasthash::HashSet::default();
-    for iface in &ifaces {
-        if claim_iface_slot(&mut ebpf, iface.ifindex, &iface_slots)? {
-            iface_slots.insert(iface.ifindex);
+    let mut kernel_ifaces = crate::fasthash::HashMap::default();
+    let (links, monitored) = if opts.track_flows {
+        // Each interface's counter slot, before its programs can count a frame. The maps are
+        // new: nothing to zero.
+        for iface in &ifaces {
+            if claim_iface_slot(&mut ebpf, iface.ifindex, &iface_slots)? {
+                iface_slots.insert(iface.ifindex);
+            }
         }
-    }
-    let links = attach::interfaces(
-        &mut ebpf,
-        &ifaces,
-        opts.ingress_hook,
-        !opts.ifaces.is_empty(),
-        &mut degradations,
-    )?;
+        let links = attach::interfaces(
+            &mut ebpf,
+            &ifaces,
+            opts.ingress_hook,
+            !opts.ifaces.is_empty(),
+            &mut degradations,
+        )?;
+        let monitored = links.iter().map(|l| l.iface.clone()).collect();
+        (links, monitored)
+    } else {
+        for iface in &ifaces {
+            if let Some(counted) = KernelIface::start(&iface.name) {
+                kernel_ifaces.insert(iface.ifindex, counted);
+            }
+        }
+        degradations.push(without_flows());
+        let counted = ifaces
+            .into_iter()
+            .filter(|i| kernel_ifaces.contains_key(&i.ifindex))
+            .collect();
+        (Vec::new(), counted)
+    };
 
     let ring = RingBuf::try_from(take(&mut ebpf, kaipo_common::maps::EVENTS)?)
         .map_err(map_err(kaipo_common::maps::EVENTS))?;
@@ -297,7 +357,7 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
                 .map_err(map_err(kaipo_common::maps::DNS_EVENTS))?,
         ),
         dns_malformed: 0,
-        ifaces: links.iter().map(|l| l.iface.clone()).collect(),
+        ifaces: monitored,
         netlink_filters: links.iter().any(|l| l.netlink),
         links,
         named: opts.ifaces.clone(),
@@ -320,6 +380,7 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
         finder: Box::default(),
         slots,
         iface_slots,
+        kernel_ifaces,
         ebpf,
     };
     Ok((collector, EventStream { ring, malformed: 0 }))
@@ -353,6 +414,16 @@ fn prepare(
             // Nothing is attached yet: start over with the slots off.
             Ok((load(btf, opts, false, None)?, None, degradations))
         }
+    }
+}
+
+/// What kaipo does not tell without flows, and why.
+fn without_flows() -> Degradation {
+    Degradation {
+        what: "no attributed share of the interfaces' bytes and no --iface scoping; interface \
+               totals are the kernel's own counters"
+            .into(),
+        why: "--no-flows: no kaipo program runs on the interfaces".into(),
     }
 }
 
@@ -417,8 +488,12 @@ pub fn load(
     let track_flows = u8::from(opts.track_flows);
     let slots = match opts.flow_cache_slots {
         Some(slots) => slots.max(2).next_power_of_two(),
+        // Without flows nothing writes the cache: the smallest run that maps.
+        None if !opts.track_flows => 2,
         None => flow_cache_slots(aya::util::nr_cpus().map_or(1, |n| n)),
     };
+    // Without flows nothing writes the flow map either.
+    let max_flows = if opts.track_flows { opts.max_flows } else { 1 };
     let mask = slots - 1;
     let shift = slots.trailing_zeros();
     // One run of slots per CPU the kernel may run a program on.
@@ -440,7 +515,7 @@ pub fn load(
         .override_global("FLOW_CACHE_SHIFT", &shift, true)
         .override_global("FLOW_SLOT_AGE", &opts.flow_slot_age, true)
         .map_max_entries(kaipo_common::maps::FLOW_CACHE, slots * cpus.max(1))
-        .map_max_entries(kaipo_common::maps::FLOWS, opts.max_flows.max(1))
+        .map_max_entries(kaipo_common::maps::FLOWS, max_flows.max(1))
         .map_max_entries(kaipo_common::maps::SOCK_STATS, opts.max_sockets.max(1))
         .map_max_entries(kaipo_common::maps::SOCK_SLOTS, opts.slot_count.max(1))
         .map_max_entries(kaipo_common::maps::SLOT_FREE, opts.slot_count.max(1))
@@ -497,6 +572,9 @@ impl EbpfCollector {
         let Ok(wanted) = iface::wanted(&self.named) else {
             return Vec::new();
         };
+        if !self.track_flows {
+            return self.follow_kernel_counters(wanted);
+        }
         let mut changes = Vec::new();
         let mut kept = Vec::with_capacity(self.links.len());
         for links in std::mem::take(&mut self.links) {
@@ -558,6 +636,39 @@ impl EbpfCollector {
         changes
     }
 
+    /// [`Self::follow_interfaces`] without flows: nothing to attach, an interface's figures
+    /// count from its kernel counters when it appeared.
+    fn follow_kernel_counters(&mut self, wanted: Vec<Interface>) -> Vec<String> {
+        let mut changes = Vec::new();
+        for gone in self.ifaces.iter().filter(|i| !wanted.contains(i)) {
+            changes.push(format!(
+                "interface {} (index {}) went away; no longer monitored",
+                gone.name, gone.ifindex
+            ));
+            self.kernel_ifaces.remove(&gone.ifindex);
+        }
+        for new in wanted.iter().filter(|i| !self.ifaces.contains(i)) {
+            match KernelIface::start(&new.name) {
+                Some(counted) => {
+                    self.kernel_ifaces.insert(new.ifindex, counted);
+                    changes.push(format!(
+                        "interface {} (index {}) appeared; now monitored",
+                        new.name, new.ifindex
+                    ));
+                }
+                None => changes.push(format!(
+                    "interface {} (index {}) appeared but its counters cannot be read",
+                    new.name, new.ifindex
+                )),
+            }
+        }
+        self.ifaces = wanted
+            .into_iter()
+            .filter(|i| self.kernel_ifaces.contains_key(&i.ifindex))
+            .collect();
+        changes
+    }
+
     /// Reads every counter map once.
     pub fn sample(&mut self) -> Result<KernelSample, EbpfCollectError> {
         let mut sample = KernelSample {
@@ -581,7 +692,13 @@ impl EbpfCollector {
         if self.track_flows {
             self.read_flows(&mut sample)?;
         }
-        for iface in &self.ifaces {
+        for iface in self.ifaces.iter().filter(|_| !self.track_flows) {
+            let counted = self.kernel_ifaces.entry(iface.ifindex).or_default();
+            sample
+                .ifaces
+                .push((iface.clone(), counted.read(&iface.name)));
+        }
+        for iface in self.ifaces.iter().filter(|_| self.track_flows) {
             let per_cpu = if self.iface_slots.contains(&iface.ifindex) {
                 self.iface_stats
                     .get(&(iface.ifindex & (kaipo_common::IFACE_SLOTS - 1)), 0)
