@@ -187,6 +187,43 @@ fn the_ratio_is_link_layer_and_every_lost_counter_is_a_reason() {
     assert!(!text.contains("kaipo_attributed_share"));
 }
 
+/// A collector without flows (`--no-flows`: no flow map) exposes no attribution families
+/// rather than zeros; one with a flow map, or the pcap backend (no map figures), does.
+#[test]
+fn without_flows_no_attribution_family_is_exposed() {
+    let families = [
+        "kaipo_interface_attributed_bytes_total",
+        "kaipo_interface_unattributed_bytes_total",
+        "kaipo_attributed_ratio",
+    ];
+    let usage = |flows_max: Option<u64>| MapUsage {
+        sockets: 3,
+        sockets_max: 100,
+        flows: flows_max.map(|_| 0),
+        flows_max,
+    };
+    for (maps, shown) in [
+        (Some(usage(None)), false),
+        (Some(usage(Some(131_072))), true),
+        (None, true),
+    ] {
+        let mut state = MetricsState::new(5);
+        state.set_kernel(Vec::new(), maps);
+        let mut live = synthetic_interval(1000, &[("eth0", 2000)], &[("curl", 1500)]);
+        live.record.attribution.interface_bytes = 2000;
+        live.record.attribution.attributed_bytes = 1500;
+        state.observe(&live);
+        let text = plain(&state);
+        for family in families {
+            assert_eq!(
+                text.contains(family),
+                shown,
+                "{family} with maps {maps:?}:\n{text}"
+            );
+        }
+    }
+}
+
 /// Workload series: one per container/pod/unit, bounded by `top_apps` like the apps, the rest
 /// in the `(other)` series, and every byte in exactly one of them.
 #[test]

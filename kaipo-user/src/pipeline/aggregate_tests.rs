@@ -380,3 +380,17 @@ async fn observers_hear_of_each_batch_after_its_last_interval() {
         ]
     );
 }
+
+/// A daemon without flows hands out totals with no attribution at all (not one of zero bytes,
+/// which would read as "nothing attributed"); with flows, the attribution is there.
+#[test]
+fn without_flows_the_totals_carry_no_attribution() {
+    let rows = || vec![row(7, "sender", 1000, "10.0.0.9", "udp/9000", 500)];
+    let mut with = Aggregator::new(3000, 0);
+    let mut without = Aggregator::new(3000, 0).without_flows();
+    with.add(&live(1000, rows(), 0));
+    without.add(&live(1000, rows(), 0));
+    assert!(with.totals().attribution.is_some());
+    assert_eq!(without.totals().attribution, None);
+    assert_eq!(without.totals().attributed_ratio(), None);
+}

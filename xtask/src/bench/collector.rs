@@ -80,7 +80,7 @@ pub fn run() -> anyhow::Result<()> {
                 progress(&format!(
                     "section 3: flood round {round}/{ROUNDS}: with kaipo"
                 ));
-                with.push(bench.monitored_flood(FLOOD_SECS, None, false, None)?);
+                with.push(bench.monitored_flood(FLOOD_SECS, None, false, None, false)?);
             } else {
                 progress(&format!(
                     "section 3: flood round {round}/{ROUNDS}: without kaipo"
@@ -91,7 +91,9 @@ pub fn run() -> anyhow::Result<()> {
     }
     let (bases, pieces) = bench.breakdown(&Piece::ALL, BREAKDOWN_PASSES, PAYLOAD_64B_FRAME)?;
     progress("section 2: flood with kaipo and BPF run-time statistics");
-    let stats = bench.monitored_flood(FLOOD_SECS, None, true, None)?;
+    let stats = bench.monitored_flood(FLOOD_SECS, None, true, None, false)?;
+    progress("section 2: flood with kaipo --no-flows and BPF run-time statistics");
+    let stats_no_flows = bench.monitored_flood(FLOOD_SECS, None, true, None, true)?;
     // A quarter of what the sender's CPU sustains with kaipo (by CPU per datagram), rather than
     // of the delivered rate, which other work on the machine may have pulled down.
     let cpu_per_datagram =
@@ -100,8 +102,9 @@ pub fn run() -> anyhow::Result<()> {
     progress(&format!(
         "section 4: flood with kaipo at ~1/4 rate ({quarter_pps} datagrams/s)"
     ));
-    let quarter = bench.monitored_flood(FLOOD_SECS, Some(quarter_pps), false, None)?;
+    let quarter = bench.monitored_flood(FLOOD_SECS, Some(quarter_pps), false, None, false)?;
     emit(&report::stats(&stats, &bench.topo));
+    emit(&report::stats_without_flows(&stats_no_flows));
     emit(&report::flood(
         &without,
         &with,
@@ -130,6 +133,7 @@ pub fn run() -> anyhow::Result<()> {
         &costs,
         &without,
         &stats,
+        &stats_no_flows,
         &with,
         &quarter,
         &flows_100k,
@@ -558,6 +562,7 @@ impl Bench {
         pps: Option<u64>,
         with_stats: bool,
         backend: Option<&str>,
+        no_flows: bool,
     ) -> anyhow::Result<Monitored> {
         // Held only for this flood: with statistics on, every program run also reads the clock
         // twice, which would be charged to kaipo in the other floods.
@@ -567,12 +572,17 @@ impl Bench {
             None
         };
         let topo = &self.topo;
-        let kaipo = Kaipo::start(
-            &self.bin,
-            &[&topo.sender_if, &topo.receiver_if],
-            "1s",
-            backend,
-        )?;
+        let kaipo = if no_flows {
+            // No interface can be named: kaipo counts every interface that is up.
+            Kaipo::start_with(&self.bin, &["--interval", "1s", "--no-flows"])?
+        } else {
+            Kaipo::start(
+                &self.bin,
+                &[&topo.sender_if, &topo.receiver_if],
+                "1s",
+                backend,
+            )?
+        };
         // With statistics on, do-nothing programs beside kaipo's on the same hooks (a classifier
         // on the two TCX hooks, a cgroup_skb pair at the root): what the statistics report for
         // them is the floor of each kind of hook, their own price and clock reads included.

@@ -202,7 +202,7 @@ fn flood_under(
         ),
         Mode::Pcap | Mode::Ebpf => {
             let backend = if mode == Mode::Pcap { "pcap" } else { "ebpf" };
-            let m = bench.monitored_flood(FLOOD_SECS, None, false, Some(backend))?;
+            let m = bench.monitored_flood(FLOOD_SECS, None, false, Some(backend), false)?;
             (m.flood.clone(), Some(m), None)
         }
         Mode::Rival(rival) => {

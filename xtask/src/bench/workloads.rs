@@ -169,6 +169,8 @@ impl Workload {
 enum Monitor {
     Unmonitored,
     Kaipo,
+    /// `kaipo watch --no-flows`: the socket programs alone on the packet path.
+    KaipoNoFlows,
     Rival(Rival),
 }
 
@@ -177,6 +179,7 @@ impl Monitor {
         match self {
             Monitor::Unmonitored => "no monitor".into(),
             Monitor::Kaipo => "kaipo".into(),
+            Monitor::KaipoNoFlows => "kaipo --no-flows".into(),
             Monitor::Rival(r) => r.name().into(),
         }
     }
@@ -429,7 +432,8 @@ pub fn section(
         &[Rival::Nethogs, Rival::Bandwhich]
     };
     let (rivals, missing) = rivals::find_all(wanted);
-    let monitors: Vec<Monitor> = std::iter::once(Monitor::Kaipo)
+    let monitors: Vec<Monitor> = [Monitor::Kaipo, Monitor::KaipoNoFlows]
+        .into_iter()
         .chain(rivals.iter().map(|(r, _)| Monitor::Rival(*r)))
         .collect();
     let mut all = Vec::new();
@@ -480,8 +484,9 @@ fn run_under(
             run_load(bench, workload, secs, &BTreeSet::new(), &mut |_| Ok(()))?,
             None,
         ),
-        Monitor::Kaipo => {
-            let (load, watch) = with_kaipo(bench, workload, secs)?;
+        Monitor::Kaipo | Monitor::KaipoNoFlows => {
+            let no_flows = monitor == Monitor::KaipoNoFlows;
+            let (load, watch) = with_kaipo(bench, workload, secs, no_flows)?;
             (load, Some(watch))
         }
         Monitor::Rival(rival) => {
@@ -516,15 +521,28 @@ fn run_under(
     })
 }
 
-/// One run of `workload` with `kaipo watch --json --backend ebpf` on the two host ends.
-fn with_kaipo(bench: &Bench, workload: Workload, secs: f64) -> anyhow::Result<(Load, Watch)> {
+/// One run of `workload` with `kaipo watch --json --backend ebpf` on the two host ends, or
+/// with `--no-flows` (no interface can be named then: every interface that is up).
+fn with_kaipo(
+    bench: &Bench,
+    workload: Workload,
+    secs: f64,
+    no_flows: bool,
+) -> anyhow::Result<(Load, Watch)> {
     let topo = &bench.topo;
-    let k = Kaipo::start(
-        &bench.bin,
-        &[&topo.sender_if, &topo.receiver_if],
-        "1s",
-        Some("ebpf"),
-    )?;
+    let k = if no_flows {
+        Kaipo::start_with(
+            &bench.bin,
+            &["--interval", "1s", "--backend", "ebpf", "--no-flows"],
+        )?
+    } else {
+        Kaipo::start(
+            &bench.bin,
+            &[&topo.sender_if, &topo.receiver_if],
+            "1s",
+            Some("ebpf"),
+        )?
+    };
     let pid = k.pid;
     let held = kaipo::held_objects(pid)?;
     let mut sched = (0u64, 0u64);
@@ -891,9 +909,9 @@ fn figures(
     let ifaces = [topo.sender_if.as_str(), topo.receiver_if.as_str()];
     let mut s = String::new();
     let who = if rivals.is_empty() && missing.is_empty() {
-        "kaipo"
+        "kaipo (with and without flows)"
     } else {
-        "kaipo, nethogs and bandwhich"
+        "kaipo (with and without flows), nethogs and bandwhich"
     };
     let _ = writeln!(
         s,
@@ -906,7 +924,10 @@ fn figures(
     );
     let _ = writeln!(
         s,
-        "- kaipo: `kaipo watch --json --interval 1s --backend ebpf --iface {} --iface {}`",
+        "- kaipo: `kaipo watch --json --interval 1s --backend ebpf --iface {} --iface {}`\n\
+         - kaipo --no-flows: `kaipo watch --json --interval 1s --backend ebpf --no-flows` \
+         (every interface that is up, from the kernel's counters; only the socket programs run \
+         per packet)",
         ifaces[0], ifaces[1]
     );
     rivals::write_list(
@@ -1042,12 +1063,12 @@ fn figures(
             w.unit()
         );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
-        let monitors = std::iter::once(Monitor::Unmonitored)
-            .chain(std::iter::once(Monitor::Kaipo))
+        let monitors = [Monitor::Unmonitored, Monitor::Kaipo, Monitor::KaipoNoFlows]
+            .into_iter()
             .chain(rivals.iter().map(|(r, _)| Monitor::Rival(*r)));
         // Per workload: (rate, rate by CPU) with kaipo, nethogs and bandwhich over the rate
         // without; kaipo's attribution (lowest, median) and CPU.
-        let mut row = (w, None, None, None, None, None);
+        let mut row = (w, None, None, None, None, None, None);
         for monitor in monitors {
             let Some(m) = medians(runs, monitor) else {
                 continue;
@@ -1060,6 +1081,7 @@ fn figures(
                     row.4 = m.attributed;
                     row.5 = m.cpu_pct;
                 }
+                Monitor::KaipoNoFlows => row.6 = Some((vs, by_cpu, m.attributed)),
                 Monitor::Rival(Rival::Nethogs) => row.2 = Some((vs, by_cpu)),
                 Monitor::Rival(Rival::Bandwhich) => row.3 = Some((vs, by_cpu)),
                 _ => {}
@@ -1104,10 +1126,10 @@ fn figures(
     );
     let _ = writeln!(
         s,
-        "| workload | kaipo | nethogs | bandwhich | kaipo attribution | kaipo CPU (% of a core) | targets |"
+        "| workload | kaipo | nethogs | bandwhich | kaipo attribution | kaipo CPU (% of a core) | targets | kaipo --no-flows (attribution) |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---|");
-    for (w, kaipo, nethogs, bandwhich, attributed, cpu) in summary {
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---|---:|");
+    for (w, kaipo, nethogs, bandwhich, attributed, cpu, no_flows) in summary {
         let mut targets = Vec::new();
         if let (Some(t), Some((k, _))) = (w.target(), kaipo) {
             targets.push(format!("rate >= {:.0} %: {}", 100.0 * t, verdict(k >= t)));
@@ -1137,9 +1159,19 @@ fn figures(
                 format!("{} ({} by CPU)", pct(rate), pct(by_cpu))
             })
         };
+        let no_flows = no_flows.map_or("–".to_owned(), |(rate, by_cpu, attributed)| {
+            let target = w.target().map_or(String::new(), |t| {
+                format!("; rate >= {:.0} %: {}", 100.0 * t, verdict(rate >= t))
+            });
+            format!(
+                "{} ({}){target}",
+                cell(Some((rate, by_cpu))),
+                attributed.map_or("–".into(), |(lo, _)| pct(lo))
+            )
+        });
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {no_flows} |",
             w.label(),
             cell(kaipo),
             cell(nethogs),

@@ -8,6 +8,7 @@ use crate::bench::{
     collector::{Flood, Monitored, BREAKDOWN_SECS, FLOOD_SECS},
     kaipo,
     topology::Topology,
+    traffic::{IP_UDP_HEADERS, PAYLOAD_64B_FRAME},
 };
 pub fn stats(m: &Monitored, topo: &Topology) -> String {
     let mut s = String::new();
@@ -26,33 +27,7 @@ pub fn stats(m: &Monitored, topo: &Topology) -> String {
         int(m.flood.sent),
         int(m.flood.received)
     );
-    let _ = writeln!(
-        s,
-        "| program | runs | runs per datagram sent | ns per run |"
-    );
-    let _ = writeln!(s, "| --- | ---: | ---: | ---: |");
-    let sent = m.flood.sent.max(1) as f64;
-    let mut total_ns = 0;
-    for (name, ns, runs) in m.programs.iter().flatten() {
-        total_ns += ns;
-        let per_run = if *runs == 0 {
-            "-".into()
-        } else {
-            format!("{:.1}", *ns as f64 / *runs as f64)
-        };
-        let _ = writeln!(
-            s,
-            "| `{name}` | {} | {:.3} | {per_run} |",
-            int(*runs),
-            *runs as f64 / sent
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\nAll of kaipo's programs together: {:.1} ns of BPF run time per datagram sent (with the \
-         statistics' own clock reads included).",
-        total_ns as f64 / sent
-    );
+    program_table(&mut s, m);
     if let Some((ns, runs)) = m.empty_classifier.filter(|(_, runs)| *runs > 0) {
         let floor = ns as f64 / runs as f64;
         let above = |name: &str| {
@@ -89,6 +64,77 @@ pub fn stats(m: &Monitored, topo: &Topology) -> String {
              hooks it uses (target: <= {TARGET_OWN_NS:.0} ns).",
             int(runs),
             ns as f64 / runs as f64,
+        );
+    }
+    if m.flood.foreign_programs > 0 {
+        let _ = writeln!(s, "\n{}", foreign_note(m.flood.foreign_programs));
+    }
+    s
+}
+
+/// Section 2's table of kaipo's programs and their total per datagram.
+fn program_table(s: &mut String, m: &Monitored) {
+    let _ = writeln!(
+        s,
+        "| program | runs | runs per datagram sent | ns per run |"
+    );
+    let _ = writeln!(s, "| --- | ---: | ---: | ---: |");
+    let sent = m.flood.sent.max(1) as f64;
+    let mut total_ns = 0;
+    for (name, ns, runs) in m.programs.iter().flatten() {
+        total_ns += ns;
+        let per_run = if *runs == 0 {
+            "-".into()
+        } else {
+            format!("{:.1}", *ns as f64 / *runs as f64)
+        };
+        let _ = writeln!(
+            s,
+            "| `{name}` | {} | {:.3} | {per_run} |",
+            int(*runs),
+            *runs as f64 / sent
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nAll of kaipo's programs together: {:.1} ns of BPF run time per datagram sent (with the \
+         statistics' own clock reads included).",
+        total_ns as f64 / sent
+    );
+}
+
+/// Section 2 again for `kaipo watch --no-flows`: the socket programs alone on the packet path.
+pub fn stats_without_flows(m: &Monitored) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "#### Without flows (`kaipo watch --no-flows`)\n");
+    let _ = writeln!(
+        s,
+        "The same flood and statistics with `kaipo watch --json --interval 1s --no-flows` (no \
+         interface named: every interface that is up is counted, from the kernel's own \
+         counters, and no kaipo program runs on an interface). {} datagrams sent, {} \
+         delivered.\n",
+        int(m.flood.sent),
+        int(m.flood.received)
+    );
+    program_table(&mut s, m);
+    // IP-layer bytes of one of the flood's datagrams, as the socket programs count them.
+    const DATAGRAM: u64 = IP_UDP_HEADERS + PAYLOAD_64B_FRAME as u64;
+    if let (Some((ns, runs)), Some(own)) = (
+        m.empty_cgroup_skb.filter(|(_, runs)| *runs > 0),
+        own_kernel_ns(m),
+    ) {
+        let _ = writeln!(
+            s,
+            "\nThe empty cgroup_skb pair beside kaipo's ran {} times at {:.1} ns per run. kaipo's \
+             own kernel time per datagram sent above the floor of the hooks it uses (cgroup_skb \
+             only): **{own:.1} ns** (target: <= {TARGET_OWN_NS:.0} ns). Attribution in this \
+             flood: sender {} of {} bytes, receiver {} of {}.",
+            int(runs),
+            ns as f64 / runs as f64,
+            int(m.sender.tx_bytes),
+            int(m.flood.sent * DATAGRAM),
+            int(m.receiver.rx_bytes),
+            int(m.flood.received * DATAGRAM),
         );
     }
     if m.flood.foreign_programs > 0 {

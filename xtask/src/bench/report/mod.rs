@@ -10,7 +10,7 @@ pub use self::{
     costs::costs,
     flood::flood,
     flows::flows,
-    load::{breakdown, cpu, stats},
+    load::{breakdown, cpu, stats, stats_without_flows},
 };
 
 use std::{fmt::Write as _, time::Duration};
@@ -183,6 +183,7 @@ pub fn summary(
     c: &Costs,
     without: &[Flood],
     stats: &Monitored,
+    stats_no_flows: &Monitored,
     with: &[Monitored],
     quarter: &Monitored,
     a: &Flows,
@@ -217,6 +218,14 @@ pub fn summary(
             "| kaipo's own kernel time per datagram above the empty-program floor of its hooks <= \
              {:.0} ns (BPF run-time statistics, section 2) | {own:.1} ns | {} |",
             load::TARGET_OWN_NS,
+            verdict(own <= load::TARGET_OWN_NS)
+        );
+    }
+    if let Some(own) = load::own_kernel_ns(stats_no_flows) {
+        let _ = writeln!(
+            s,
+            "| the same with `kaipo watch --no-flows` (socket programs only; section 2, without \
+             flows) | {own:.1} ns | {} |",
             verdict(own <= load::TARGET_OWN_NS)
         );
     }
