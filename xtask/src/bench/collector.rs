@@ -132,8 +132,7 @@ pub fn run() -> anyhow::Result<()> {
     emit(&report::summary(
         &costs,
         &without,
-        &stats,
-        &stats_no_flows,
+        (&stats, &stats_no_flows),
         &with,
         &quarter,
         &flows_100k,

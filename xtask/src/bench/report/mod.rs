@@ -182,8 +182,8 @@ pub fn header_for(m: &Machine, title: &str, which: &str) -> String {
 pub fn summary(
     c: &Costs,
     without: &[Flood],
-    stats: &Monitored,
-    stats_no_flows: &Monitored,
+    // Section 2's floods: as `kaipo watch` runs by default, then with `--no-flows`.
+    (stats, stats_no_flows): (&Monitored, &Monitored),
     with: &[Monitored],
     quarter: &Monitored,
     a: &Flows,
