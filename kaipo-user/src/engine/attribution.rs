@@ -119,7 +119,9 @@ pub fn socket_protocol(proto: u8) -> bool {
 
 /// Per-flow deltas between samples, and the host's own addresses.
 pub struct FlowDeltas {
-    last: HashMap<FlowKey, FlowCounters>,
+    /// Each flow's totals at the last sample, and the sample (`epoch`) that last held it.
+    last: HashMap<FlowKey, (FlowCounters, u32)>,
+    epoch: u32,
     host_addrs: HashSet<[u8; 16]>,
     addrs_read: Option<Instant>,
 }
@@ -128,6 +130,7 @@ impl FlowDeltas {
     pub fn new() -> Self {
         Self {
             last: HashMap::default(),
+            epoch: 0,
             host_addrs: HashSet::default(),
             addrs_read: None,
         }
@@ -135,17 +138,23 @@ impl FlowDeltas {
 
     /// Takes `flows` as the starting point.
     pub fn baseline(&mut self, flows: &[(FlowKey, FlowCounters)]) {
-        self.last = flows.iter().copied().collect();
+        let epoch = self.epoch;
+        self.last = flows.iter().map(|(k, c)| (*k, (*c, epoch))).collect();
     }
 
-    /// What each flow counted since the previous sample. A flow whose total went down was
-    /// evicted and created again: all of its count is new. Flows gone from the sample are
-    /// forgotten.
+    /// What each flow counted since the previous sample (`flows` holds each flow once). A flow
+    /// whose total went down was evicted and created again: all of its count is new. Flows
+    /// gone from the sample are forgotten. The table is updated in place: a second table of
+    /// every flow (tens of megabytes at a hundred thousand flows) is never built beside it.
     pub fn advance(&mut self, flows: &[(FlowKey, FlowCounters)]) -> Vec<(FlowKey, FlowCounters)> {
-        let mut out = Vec::with_capacity(flows.len());
-        let mut next = HashMap::with_capacity_and_hasher(flows.len(), Default::default());
+        self.epoch = self.epoch.wrapping_add(1);
+        let epoch = self.epoch;
+        let mut out = Vec::new();
         for (key, now) in flows {
-            let before = self.last.get(key).copied().unwrap_or_default();
+            let (before, seen) = self
+                .last
+                .entry(*key)
+                .or_insert((FlowCounters::default(), epoch));
             let d = |a: u64, b: u64| if a >= b { a - b } else { a };
             let delta = FlowCounters {
                 rx_bytes: d(now.rx_bytes, before.rx_bytes),
@@ -156,9 +165,15 @@ impl FlowDeltas {
             if delta != FlowCounters::default() {
                 out.push((*key, delta));
             }
-            next.insert(*key, *now);
+            (*before, *seen) = (*now, epoch);
         }
-        self.last = next;
+        if self.last.len() > flows.len() {
+            self.last.retain(|_, (_, seen)| *seen == epoch);
+        }
+        // A burst of flows leaves its table's room behind once it is over; hand it back.
+        if self.last.capacity() > 4096 && self.last.len() < self.last.capacity() / 4 {
+            self.last.shrink_to(self.last.len() * 2);
+        }
         out
     }
 
@@ -253,5 +268,13 @@ mod tests {
         assert!(deltas.advance(&[(key, c(1500))]).is_empty());
         // Evicted, then counted again from zero.
         assert_eq!(deltas.advance(&[(key, c(300))]), vec![(key, c(300))]);
+        // Gone from a sample, then back: all of its count is new (remembered, it would be
+        // 100).
+        let other = flow([10, 0, 0, 1], 3, [10, 0, 0, 2], 4);
+        assert_eq!(deltas.advance(&[(other, c(50))]), vec![(other, c(50))]);
+        assert_eq!(
+            deltas.advance(&[(other, c(50)), (key, c(400))]),
+            vec![(key, c(400))]
+        );
     }
 }

@@ -781,27 +781,24 @@ impl EbpfCollector {
         out.extend(spilled.iter().map(|(cookie, s)| s.to_event(*cookie)));
     }
 
-    /// Every flow's totals: its `FLOWS` entry summed over CPUs plus the cache slots it holds.
-    /// `FLOWS` is read before the cache: a slot handed over in between then shows its counts
-    /// in neither read rather than in both, so a total can lag for one sample but never runs
-    /// ahead of what was counted.
+    /// Every flow's totals, each flow once: its `FLOWS` entry summed over CPUs plus the cache
+    /// slots it holds. `FLOWS` is read before the cache: a slot handed over in between then
+    /// shows its counts in neither read rather than in both, so a total can lag for one sample
+    /// but never runs ahead of what was counted.
+    ///
+    /// `FLOWS` entries are unique keys and go straight into the sample; only the cache's flows
+    /// (a few thousand slots per CPU) are merged through a table, so a hundred thousand flows
+    /// cost one list of them, not a table of them beside the list.
     fn read_flows(&mut self, sample: &mut KernelSample) -> Result<(), EbpfCollectError> {
-        let mut totals: crate::fasthash::HashMap<FlowKey, FlowCounters> =
-            crate::fasthash::HashMap::with_capacity_and_hasher(
-                self.flows_last.unwrap_or(0) as usize,
-                Default::default(),
-            );
-        let add = |totals: &mut crate::fasthash::HashMap<FlowKey, FlowCounters>,
-                   key: FlowKey,
-                   c: &FlowCounters| {
-            let t = totals.entry(key).or_default();
+        let sum = |t: &mut FlowCounters, c: &FlowCounters| {
             t.rx_bytes += c.rx_bytes;
             t.rx_packets += c.rx_packets;
             t.tx_bytes += c.tx_bytes;
             t.tx_packets += c.tx_packets;
         };
+        let mut flows: Vec<(FlowKey, FlowCounters)> =
+            Vec::with_capacity(self.flows_last.unwrap_or(0) as usize);
         let cpus = self.possible_cpus;
-        let mut live = 0u64;
         let mut batched = false;
         if self.batch_ok {
             let stride = size_of::<FlowCounters>().next_multiple_of(8);
@@ -810,35 +807,49 @@ impl EbpfCollector {
                 let Some(key) = batch::pod_from::<FlowKey>(k) else {
                     return;
                 };
-                live += 1;
+                let mut total = FlowCounters::default();
                 for cpu in 0..cpus {
                     if let Some(c) = batch::pod_from::<FlowCounters>(&v[cpu * stride..]) {
-                        add(&mut totals, key, &c);
+                        sum(&mut total, &c);
                     }
                 }
+                flows.push((key, total));
             });
             match read {
                 Ok(()) => batched = true,
                 Err(err) => {
                     log::info!("batch map reads unavailable ({err}); reading key by key");
                     self.batch_ok = false;
-                    totals.clear();
-                    live = 0;
+                    flows.clear();
                 }
             }
         }
         if !batched {
             for (key, per_cpu) in self.flows.iter().filter_map(Result::ok) {
-                live += 1;
+                let mut total = FlowCounters::default();
                 for c in per_cpu.iter() {
-                    add(&mut totals, key, c);
+                    sum(&mut total, c);
                 }
+                flows.push((key, total));
             }
         }
-        self.flow_cache
-            .for_each_held(|slot| add(&mut totals, slot.key, &slot.counters()));
+        let live = flows.len() as u64;
+        // A flow can hold a slot on several CPUs, and have a `FLOWS` entry too.
+        let mut cached: crate::fasthash::HashMap<FlowKey, FlowCounters> =
+            crate::fasthash::HashMap::default();
+        self.flow_cache.for_each_held(|slot| {
+            sum(cached.entry(slot.key).or_default(), &slot.counters());
+        });
+        if !cached.is_empty() {
+            for (key, total) in &mut flows {
+                if let Some(c) = cached.remove(key) {
+                    sum(total, &c);
+                }
+            }
+            flows.extend(cached);
+        }
         sample.flows_live = Some(live);
-        sample.flows = totals.into_iter().collect();
+        sample.flows = flows;
         Ok(())
     }
 
