@@ -692,33 +692,17 @@ impl EbpfCollector {
         if self.track_flows {
             self.read_flows(&mut sample)?;
         }
-        for iface in self.ifaces.iter().filter(|_| !self.track_flows) {
-            let counted = self.kernel_ifaces.entry(iface.ifindex).or_default();
-            sample
-                .ifaces
-                .push((iface.clone(), counted.read(&iface.name)));
-        }
-        for iface in self.ifaces.iter().filter(|_| self.track_flows) {
-            let per_cpu = if self.iface_slots.contains(&iface.ifindex) {
-                self.iface_stats
-                    .get(&(iface.ifindex & (kaipo_common::IFACE_SLOTS - 1)), 0)
-                    .map_err(map_err(kaipo_common::maps::IFACE_STATS))?
-            } else {
-                match self.iface_stats_high.get(&iface.ifindex, 0) {
-                    Ok(per_cpu) => per_cpu,
-                    Err(aya::maps::MapError::KeyNotFound) => {
-                        sample
-                            .ifaces
-                            .push((iface.clone(), IfaceCounters::default()));
-                        continue;
-                    }
-                    Err(err) => return Err(map_err(kaipo_common::maps::IFACE_STATS_HIGH)(err)),
+        if self.track_flows {
+            self.read_interfaces(&mut sample)?;
+        } else {
+            // Only interfaces with a starting point are monitored (`follow_kernel_counters`).
+            for iface in &self.ifaces {
+                if let Some(counted) = self.kernel_ifaces.get_mut(&iface.ifindex) {
+                    sample
+                        .ifaces
+                        .push((iface.clone(), counted.read(&iface.name)));
                 }
-            };
-            let total = per_cpu
-                .iter()
-                .fold(IfaceCounters::default(), |acc, v| acc.sum(v));
-            sample.ifaces.push((iface.clone(), total));
+            }
         }
         if let Some(slots) = &mut self.slots {
             sample
@@ -745,6 +729,33 @@ impl EbpfCollector {
         self.flows_last = sample.flows_live;
         self.take_spilled_owners(&mut sample.owners);
         Ok(sample)
+    }
+
+    /// Each monitored interface's counters from kaipo's interface programs, summed over CPUs.
+    fn read_interfaces(&self, sample: &mut KernelSample) -> Result<(), EbpfCollectError> {
+        for iface in &self.ifaces {
+            let per_cpu = if self.iface_slots.contains(&iface.ifindex) {
+                self.iface_stats
+                    .get(&(iface.ifindex & (kaipo_common::IFACE_SLOTS - 1)), 0)
+                    .map_err(map_err(kaipo_common::maps::IFACE_STATS))?
+            } else {
+                match self.iface_stats_high.get(&iface.ifindex, 0) {
+                    Ok(per_cpu) => per_cpu,
+                    Err(aya::maps::MapError::KeyNotFound) => {
+                        sample
+                            .ifaces
+                            .push((iface.clone(), IfaceCounters::default()));
+                        continue;
+                    }
+                    Err(err) => return Err(map_err(kaipo_common::maps::IFACE_STATS_HIGH)(err)),
+                }
+            };
+            let total = per_cpu
+                .iter()
+                .fold(IfaceCounters::default(), |acc, v| acc.sum(v));
+            sample.ifaces.push((iface.clone(), total));
+        }
+        Ok(())
     }
 
     /// How full the socket and flow maps were at the last sample.
