@@ -445,7 +445,8 @@ impl DaemonArgs {
             pcap_filter: args.collect.filter.clone(),
             pcap_immediate: args.collect.pcap_immediate,
             ingress_hook: args.collect.ingress_hook,
-            no_flows: args.collect.no_flows,
+            // A flag can only turn flows off; so can the file.
+            no_flows: args.collect.no_flows || !d.flows,
             // The file's default names the user install-service creates; without that
             // user the daemon stays root (a user named explicitly must exist).
             user: args
@@ -588,7 +589,23 @@ mod tests {
         );
         assert_eq!(opts.interval, crate::store::DEFAULT_WRITE_INTERVAL);
         assert_eq!(opts.live_interval, Duration::from_secs(1));
-        assert!(opts.ifaces.is_empty() && !opts.include_loopback);
+        assert!(opts.ifaces.is_empty() && !opts.include_loopback && !opts.no_flows);
+        // Flows off from the file, or from the flag over a file that leaves them on.
+        let mut config = crate::config::Config::default();
+        config.daemon.flows = false;
+        let off = Cli::try_parse_from(["kaipo", "daemon"]).unwrap();
+        let Command::Daemon(off) = off.command else {
+            panic!("not daemon")
+        };
+        assert!(off.options(config, std::path::PathBuf::new()).no_flows);
+        let flag = Cli::try_parse_from(["kaipo", "daemon", "--no-flows"]).unwrap();
+        let Command::Daemon(flag) = flag.command else {
+            panic!("not daemon")
+        };
+        assert!(
+            flag.options(crate::config::Config::default(), std::path::PathBuf::new())
+                .no_flows
+        );
         let cli =
             Cli::try_parse_from(["kaipo", "status", "--json", "--socket", "/tmp/k.sock"]).unwrap();
         let Command::Status(args) = cli.command else {

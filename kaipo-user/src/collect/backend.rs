@@ -85,10 +85,10 @@ pub enum Events {
 pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
     if opts.no_flows && !opts.ifaces.is_empty() {
         anyhow::bail!(
-            "--no-flows cannot scope process figures to interfaces (--iface, or `interfaces` in \
-             the configuration): which sockets crossed an interface is known only from its \
-             flows. Drop --no-flows, or the interfaces to count every interface and every \
-             process"
+            "--no-flows (for the daemon also `daemon.flows = false`) cannot scope process figures \
+             to interfaces (--iface, or `daemon.interfaces`): which sockets crossed an interface \
+             is known only from its flows. Drop one of the two: without the interfaces, every \
+             interface and every process is counted"
         );
     }
     let mut notes: Vec<Degradation> = without_ebpf(opts.backend, Host::NO_EBPF)?

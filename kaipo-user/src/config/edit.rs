@@ -31,6 +31,10 @@ user = "kaipo"
 # keeps the daemon from reading other processes' /proc/PID/exe, so processes are then named by
 # their command name (15 characters) instead of their executable.
 landlock = false
+# Count per flow on the interfaces: the attributed share of their bytes, and `interfaces`
+# scoping process figures. false (as --no-flows) runs only the socket programs per packet,
+# the cheapest path; interface totals are then the kernel's own counters.
+flows = true
 
 [storage]
 # Encrypt the history database (SQLCipher, AES-256; Linux) with the key in this file: 64 hex

@@ -61,6 +61,9 @@ pub struct DaemonConfig {
     /// also keeps the daemon from reading /proc/PID/exe of every process outside it, so
     /// processes would be named by their command name instead of their executable.
     pub landlock: bool,
+    /// Count per flow on the interfaces (the attributed share, `interfaces` scoping); false is
+    /// `--no-flows`: only the socket programs run per packet.
+    pub flows: bool,
 }
 
 impl Default for DaemonConfig {
@@ -74,6 +77,7 @@ impl Default for DaemonConfig {
             include_loopback: false,
             user: DEFAULT_DAEMON_USER.to_owned(),
             landlock: false,
+            flows: true,
         }
     }
 }
@@ -336,6 +340,7 @@ impl Config {
         );
         check(a.user != b.user, "daemon.user");
         check(a.landlock != b.landlock, "daemon.landlock");
+        check(a.flows != b.flows, "daemon.flows");
         check(
             self.storage.encryption_key_file != new.storage.encryption_key_file,
             "storage.encryption_key_file",

@@ -423,7 +423,9 @@ fn without_flows() -> Degradation {
         what: "no attributed share of the interfaces' bytes and no --iface scoping; interface \
                totals are the kernel's own counters"
             .into(),
-        why: "--no-flows: no kaipo program runs on the interfaces".into(),
+        why: "flows off (--no-flows, or daemon.flows = false): no kaipo program runs on the \
+              interfaces"
+            .into(),
     }
 }
 
