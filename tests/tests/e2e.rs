@@ -615,6 +615,61 @@ fn interface_counters_equal_the_kernels_with_xdp() -> anyhow::Result<()> {
     interface_counters_equal_the_kernels_with(Some("xdp"))
 }
 
+/// The processes of [`udp_both_ways`].
+struct BothWays {
+    /// Sends from the namespace to `host_sink`.
+    in_sender: u32,
+    host_sink: u32,
+    /// Sends from the host to `ns_sink`.
+    out_sender: u32,
+    ns_sink: u32,
+}
+
+/// `inbound` datagrams (count, payload bytes) from `net`'s namespace to a sink on the host and
+/// `outbound` ones from the host to a sink in the namespace, all received before this returns.
+fn udp_both_ways(
+    net: &TestNet,
+    (in_count, in_size): (u64, u64),
+    (out_count, out_size): (u64, u64),
+) -> anyhow::Result<BothWays> {
+    let host_sink = Sink::start(None, IpAddr::V4(net.host_v4), in_count)?;
+    let ns_sink = Sink::start(Some(net), IpAddr::V4(net.ns_v4), out_count)?;
+    let (inbound, in_sender) = udp_send(Some(net), host_sink.addr, in_count, in_size)?;
+    let (outbound, out_sender) = udp_send(None, ns_sink.addr, out_count, out_size)?;
+    let pids = BothWays {
+        in_sender,
+        host_sink: host_sink.pid,
+        out_sender,
+        ns_sink: ns_sink.pid,
+    };
+    finish_sender(inbound, in_count)?;
+    finish_sender(outbound, out_count)?;
+    host_sink.finish(in_size)?;
+    ns_sink.finish(out_size)?;
+    Ok(pids)
+}
+
+/// What [`udp_both_ways`] puts on the host end of the link: Ethernet frames of IPv4 datagrams.
+fn frames_both_ways((in_count, in_size): (u64, u64), (out_count, out_size): (u64, u64)) -> Totals {
+    let frame = |size: u64| size + UDP4_OVERHEAD + ETHERNET_HEADER;
+    Totals {
+        rx_bytes: in_count * frame(in_size),
+        rx_packets: in_count,
+        tx_bytes: out_count * frame(out_size),
+        tx_packets: out_count,
+    }
+}
+
+/// The kernel's counters of a link in the shape of kaipo's figures.
+fn link_totals(c: kaipo_tests::netns::LinkCounters) -> Totals {
+    Totals {
+        rx_bytes: c.rx_bytes,
+        tx_bytes: c.tx_bytes,
+        rx_packets: c.rx_packets,
+        tx_packets: c.tx_packets,
+    }
+}
+
 fn interface_counters_equal_the_kernels_with(
     ingress_hook: Option<&'static str>,
 ) -> anyhow::Result<()> {
@@ -638,31 +693,13 @@ fn interface_counters_equal_the_kernels_with(
     );
     let after_first = net.host_counters()?;
 
-    let inbound_sink = Sink::start(None, IpAddr::V4(net.host_v4), IN_COUNT)?;
-    let outbound_sink = Sink::start(Some(&net), IpAddr::V4(net.ns_v4), OUT_COUNT)?;
-    let (inbound, _) = udp_send(Some(&net), inbound_sink.addr, IN_COUNT, IN_SIZE)?;
-    let (outbound, _) = udp_send(None, outbound_sink.addr, OUT_COUNT, OUT_SIZE)?;
-    finish_sender(inbound, IN_COUNT)?;
-    finish_sender(outbound, OUT_COUNT)?;
-    inbound_sink.finish(IN_SIZE)?;
-    outbound_sink.finish(OUT_SIZE)?;
+    let (inbound, outbound) = ((IN_COUNT, IN_SIZE), (OUT_COUNT, OUT_SIZE));
+    udp_both_ways(&net, inbound, outbound)?;
     let run = watch.finish()?;
     let end = net.host_counters()?;
 
-    let frame = |size: u64| size + UDP4_OVERHEAD + ETHERNET_HEADER;
     let kernel = end.since(&after_first);
-    let expected = Totals {
-        rx_bytes: IN_COUNT * frame(IN_SIZE),
-        rx_packets: IN_COUNT,
-        tx_bytes: OUT_COUNT * frame(OUT_SIZE),
-        tx_packets: OUT_COUNT,
-    };
-    let as_totals = |c: kaipo_tests::netns::LinkCounters| Totals {
-        rx_bytes: c.rx_bytes,
-        tx_bytes: c.tx_bytes,
-        rx_packets: c.rx_packets,
-        tx_packets: c.tx_packets,
-    };
+    let expected = frames_both_ways(inbound, outbound);
     println!(
         "{}: kernel {kernel:?}, kaipo {:?}",
         net.host_if,
@@ -682,7 +719,7 @@ fn interface_counters_equal_the_kernels_with(
     }
     // If this fails the window was not clean, and the comparison below would prove nothing.
     assert_eq!(
-        as_totals(kernel),
+        link_totals(kernel),
         expected,
         "the kernel counted traffic the test did not send on {}",
         net.host_if
@@ -701,14 +738,14 @@ fn interface_counters_equal_the_kernels_with(
         .collect();
     assert_eq!(
         run.interface(&net.host_if, 1),
-        as_totals(kernel),
+        link_totals(kernel),
         "{} after the first record: kaipo vs /sys/class/net statistics; per interval: {per_interval:?}",
         net.host_if
     );
     // kaipo counts from attach, and nothing crossed the link before the test's traffic.
     assert_eq!(
         run.interface(&net.host_if, 0),
-        as_totals(end.since(&before_attach)),
+        link_totals(end.since(&before_attach)),
         "{} over the whole run; per interval: {per_interval:?}",
         net.host_if
     );
@@ -748,40 +785,16 @@ fn without_flows_only_sockets_are_counted_and_interfaces_are_the_kernels() -> an
         "with --no-flows kaipo should hold socket programs only; program types held: {held:?}"
     );
 
-    let inbound_sink = Sink::start(None, IpAddr::V4(net.host_v4), IN_COUNT)?;
-    let outbound_sink = Sink::start(Some(&net), IpAddr::V4(net.ns_v4), OUT_COUNT)?;
-    let (inbound, in_pid) = udp_send(Some(&net), inbound_sink.addr, IN_COUNT, IN_SIZE)?;
-    let (outbound, out_pid) = udp_send(None, outbound_sink.addr, OUT_COUNT, OUT_SIZE)?;
-    let sink_pids = [inbound_sink.pid, outbound_sink.pid];
-    finish_sender(inbound, IN_COUNT)?;
-    finish_sender(outbound, OUT_COUNT)?;
-    inbound_sink.finish(IN_SIZE)?;
-    outbound_sink.finish(OUT_SIZE)?;
+    let (inbound, outbound) = ((IN_COUNT, IN_SIZE), (OUT_COUNT, OUT_SIZE));
+    let p = udp_both_ways(&net, inbound, outbound)?;
     let run = watch.finish()?;
     let end = net.host_counters()?;
 
-    let frame = |size: u64| size + UDP4_OVERHEAD + ETHERNET_HEADER;
-    let expected = Totals {
-        rx_bytes: IN_COUNT * frame(IN_SIZE),
-        rx_packets: IN_COUNT,
-        tx_bytes: OUT_COUNT * frame(OUT_SIZE),
-        tx_packets: OUT_COUNT,
-    };
-    let kernel = end.since(&before_start);
+    let expected = frames_both_ways(inbound, outbound);
     // Nothing but the test's traffic crossed the link, or the comparison proves nothing.
     assert_eq!(
-        (
-            kernel.rx_bytes,
-            kernel.rx_packets,
-            kernel.tx_bytes,
-            kernel.tx_packets
-        ),
-        (
-            expected.rx_bytes,
-            expected.rx_packets,
-            expected.tx_bytes,
-            expected.tx_packets
-        ),
+        link_totals(end.since(&before_start)),
+        expected,
         "the kernel counted traffic the test did not send on {}",
         net.host_if
     );
@@ -791,31 +804,31 @@ fn without_flows_only_sockets_are_counted_and_interfaces_are_the_kernels() -> an
         "{}: kaipo's figures over the run against the frames sent",
         net.host_if
     );
-    let pids = [in_pid, out_pid, sink_pids[0], sink_pids[1]];
+    let pids = [p.in_sender, p.out_sender, p.host_sink, p.ns_sink];
     assert_totals(
         &run,
-        in_pid,
+        p.in_sender,
         udp_totals(IN_COUNT, IN_SIZE, UDP4_OVERHEAD, true),
         "sender in the namespace",
         &pids,
     );
     assert_totals(
         &run,
-        sink_pids[0],
+        p.host_sink,
         udp_totals(IN_COUNT, IN_SIZE, UDP4_OVERHEAD, false),
         "sink on the host",
         &pids,
     );
     assert_totals(
         &run,
-        out_pid,
+        p.out_sender,
         udp_totals(OUT_COUNT, OUT_SIZE, UDP4_OVERHEAD, true),
         "sender on the host",
         &pids,
     );
     assert_totals(
         &run,
-        sink_pids[1],
+        p.ns_sink,
         udp_totals(OUT_COUNT, OUT_SIZE, UDP4_OVERHEAD, false),
         "sink in the namespace",
         &pids,

@@ -234,6 +234,15 @@ impl Watcher {
         bail!("no record showed {what}; stderr: {}", self.child.stderr())
     }
 
+    /// Stops kaipo with SIGINT, checks that it exited 0, and returns what it said on stderr.
+    fn stop(&mut self) -> anyhow::Result<String> {
+        self.child.interrupt()?;
+        let status = self.child.wait(WAIT)?;
+        let stderr = self.child.stderr();
+        assert!(status.success(), "kaipo ended with {status}: {stderr}");
+        Ok(stderr)
+    }
+
     /// Two whole intervals pass: what happened before now is in the records read.
     fn settle(&mut self) -> anyhow::Result<()> {
         self.next()?;
@@ -289,14 +298,7 @@ fn deleted_and_created_again(backend: &str) -> anyhow::Result<()> {
     );
     assert!(second[3] >= 25, "{second:?}");
 
-    watch.child.interrupt()?;
-    let status = watch.child.wait(WAIT)?;
-    assert!(
-        status.success(),
-        "kaipo ended with {status}: {}",
-        watch.child.stderr()
-    );
-    let stderr = watch.child.stderr();
+    let stderr = watch.stop()?;
     assert!(stderr.contains("went away"), "{stderr}");
     assert!(stderr.contains("appeared"), "{stderr}");
     Ok(())
@@ -340,8 +342,7 @@ fn an_interface_that_comes_up_later_is_monitored() -> anyhow::Result<()> {
     watch.until("the interface gone", move |r| {
         figures(r, &host_if).is_none()
     })?;
-    watch.child.interrupt()?;
-    assert!(watch.child.wait(WAIT)?.success());
+    watch.stop()?;
     Ok(())
 }
 
@@ -376,9 +377,7 @@ fn without_flows_an_interface_that_comes_up_later_counts_from_then() -> anyhow::
         since_up,
         "kaipo's figures of the interface against the kernel's counters since it came up"
     );
-    watch.child.interrupt()?;
-    assert!(watch.child.wait(WAIT)?.success());
-    let stderr = watch.child.stderr();
+    let stderr = watch.stop()?;
     assert!(stderr.contains("appeared"), "{stderr}");
     Ok(())
 }

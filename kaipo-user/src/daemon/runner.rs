@@ -321,14 +321,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     );
     let aggregated = aggregate::run(
         interval_rx,
-        {
-            let aggregator = Aggregator::new(opts.interval.as_millis() as u64, started_ms);
-            if opts.no_flows {
-                aggregator.without_flows()
-            } else {
-                aggregator
-            }
-        },
+        Aggregator::new(opts.interval.as_millis() as u64, started_ms).flows(!opts.no_flows),
         store_tx,
         publisher,
         stats,

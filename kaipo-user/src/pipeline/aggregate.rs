@@ -113,9 +113,10 @@ impl Aggregator {
     /// minutes for a 60 s interval): each batch is stamped with the end of its slot and the
     /// slot's length, so history lands on the grid and within one bucket of each coarser tier
     /// (the store files a batch by its start), however late the live intervals come.
-    /// Totals without attribution: the collector runs without flows (`--no-flows`).
-    pub fn without_flows(mut self) -> Self {
-        self.flows = false;
+    /// Whether the collector counts flows; without (`--no-flows`), the totals carry no
+    /// attribution.
+    pub fn flows(mut self, flows: bool) -> Self {
+        self.flows = flows;
         self
     }
 

@@ -387,7 +387,7 @@ async fn observers_hear_of_each_batch_after_its_last_interval() {
 fn without_flows_the_totals_carry_no_attribution() {
     let rows = || vec![row(7, "sender", 1000, "10.0.0.9", "udp/9000", 500)];
     let mut with = Aggregator::new(3000, 0);
-    let mut without = Aggregator::new(3000, 0).without_flows();
+    let mut without = Aggregator::new(3000, 0).flows(false);
     with.add(&live(1000, rows(), 0));
     without.add(&live(1000, rows(), 0));
     assert!(with.totals().attribution.is_some());

@@ -2,13 +2,12 @@
 
 use std::fmt::Write as _;
 
-use super::{flood::ratio, int, median, mib, pct, verdict, TARGET_CPU_PCT};
+use super::{flood::ratio, int, median, mib, pct, verdict, DATAGRAM, TARGET_CPU_PCT};
 use crate::bench::{
     breakdown::Piece,
     collector::{Flood, Monitored, BREAKDOWN_SECS, FLOOD_SECS},
     kaipo,
     topology::Topology,
-    traffic::{IP_UDP_HEADERS, PAYLOAD_64B_FRAME},
 };
 pub fn stats(m: &Monitored, topo: &Topology) -> String {
     let mut s = String::new();
@@ -117,8 +116,6 @@ pub fn stats_without_flows(m: &Monitored) -> String {
         int(m.flood.received)
     );
     program_table(&mut s, m);
-    // IP-layer bytes of one of the flood's datagrams, as the socket programs count them.
-    const DATAGRAM: u64 = IP_UDP_HEADERS + PAYLOAD_64B_FRAME as u64;
     if let (Some((ns, runs)), Some(own)) = (
         m.empty_cgroup_skb.filter(|(_, runs)| *runs > 0),
         own_kernel_ns(m),

@@ -27,7 +27,7 @@ const TARGET_RATIO: f64 = 0.97;
 const TARGET_CPU_PCT: f64 = 2.0;
 const TARGET_RSS_KIB: u64 = 64 * 1024;
 /// IP-layer bytes of one flood datagram.
-const DATAGRAM: u64 = PAYLOAD_64B_FRAME as u64 + IP_UDP_HEADERS;
+pub(super) const DATAGRAM: u64 = PAYLOAD_64B_FRAME as u64 + IP_UDP_HEADERS;
 
 pub struct Machine {
     kernel: String,
