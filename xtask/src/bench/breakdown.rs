@@ -123,25 +123,9 @@ pub struct Attached {
 pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
     let ifindex = super::topology::ifindex;
     let slots = std::cell::RefCell::new(None);
-    // As kaipo starts: the socket slots mapped and free, each of the two host ends given its
-    // counter slot.
     let load = || -> anyhow::Result<(Btf, Ebpf)> {
-        let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-        let mut object = ebpf::load(
-            &btf,
-            &ebpf::Options::default(),
-            true,
-            ebpf::running_kernel_cookie_read().ok().as_ref(),
-        )
-        .context("loading kaipo's object")?;
-        *slots.borrow_mut() = Some(ebpf::open_slots(&mut object).context("the socket slots")?);
-        let mut held = kaipo::fasthash::HashSet::default();
-        for name in [&topo.sender_if, &topo.receiver_if] {
-            let index = ifindex(name)?;
-            if ebpf::claim_iface_slot(&mut object, index, &held)? {
-                held.insert(index);
-            }
-        }
+        let (btf, object, held) = load_kaipo(topo)?;
+        *slots.borrow_mut() = Some(held);
         Ok((btf, object))
     };
     let object = match piece {
@@ -306,6 +290,29 @@ pub fn attach(piece: Piece, topo: &Topology) -> anyhow::Result<Attached> {
         _slots: slots.into_inner(),
         _links: Vec::new(),
     })
+}
+
+/// kaipo's object loaded as kaipo starts, nothing attached: the socket slots mapped and on
+/// their free stack (kept while the object is used), each of the two host ends given its
+/// counter slot.
+pub fn load_kaipo(topo: &Topology) -> anyhow::Result<(Btf, Ebpf, ebpf::slots::Slots)> {
+    let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
+    let mut object = ebpf::load(
+        &btf,
+        &ebpf::Options::default(),
+        true,
+        ebpf::running_kernel_cookie_read().ok().as_ref(),
+    )
+    .context("loading kaipo's object")?;
+    let slots = ebpf::open_slots(&mut object).context("the socket slots")?;
+    let mut held = kaipo::fasthash::HashSet::default();
+    for name in [&topo.sender_if, &topo.receiver_if] {
+        let index = super::topology::ifindex(name)?;
+        if ebpf::claim_iface_slot(&mut object, index, &held)? {
+            held.insert(index);
+        }
+    }
+    Ok((btf, object, slots))
 }
 
 /// Attaches kaipo's socket side (cgroup programs at the cgroup v2 root, tracepoints) as kaipo

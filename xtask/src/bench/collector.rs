@@ -126,6 +126,7 @@ pub fn run() -> anyhow::Result<()> {
         workloads::ROUNDS,
         &workloads::Workload::ALL,
         false,
+        true,
     )?);
     drop(bench);
 

@@ -13,6 +13,7 @@ mod rivals;
 mod store;
 mod tcp_traffic;
 mod testrun;
+mod toggle;
 mod topology;
 mod traffic;
 mod workloads;
@@ -53,6 +54,11 @@ pub enum Which {
     /// bulk and TCP request/response over 1,000 connections, each with no monitor, kaipo,
     /// nethogs and bandwhich.
     Workloads(workloads::WorkloadsArgs),
+    /// The workloads with kaipo's per-packet programs (and empty ones on the same hooks)
+    /// switched on and off every half second within one long run: their cost set against
+    /// the stretches right around it, which this machine's drift from run to run does not
+    /// move.
+    Toggle(toggle::ToggleArgs),
     /// History: CPU per interval written, a month-long report, bytes per day, memory over time.
     Store,
     /// The dashboard: building and drawing one frame with 10k connections and 1k processes.
@@ -157,6 +163,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::TcpServe(args) => tcp_traffic::tcp_serve(&args),
         Which::TcpRr(args) => tcp_traffic::tcp_rr(&args),
         Which::Workloads(args) => workloads::run(&args),
+        Which::Toggle(args) => toggle::run(&args),
     }
 }
 

@@ -17,6 +17,7 @@ use std::{
 use anyhow::{bail, Context as _};
 
 use super::{
+    breakdown::{self, Piece},
     collector::{self, ksoftirqd_pid, num, Bench, Moment, RECEIVER_CPU, SENDER_CPU},
     kaipo::{self, Kaipo, Reported},
     pcap::sender_comm,
@@ -61,6 +62,10 @@ pub struct WorkloadsArgs {
     /// Only kaipo against no monitor (quicker comparisons of kaipo builds).
     #[arg(long)]
     pub kaipo_only: bool,
+    /// Also run each workload under programs that do nothing on the hooks kaipo uses (with and
+    /// without flows): the most any monitor counting there could keep.
+    #[arg(long)]
+    pub floors: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -79,7 +84,7 @@ impl Workload {
         Workload::TcpRr,
     ];
 
-    fn label(self) -> &'static str {
+    pub(super) fn label(self) -> &'static str {
         match self {
             Workload::Udp64 => "64-byte UDP flood",
             Workload::Udp1400 => "1,400-byte UDP",
@@ -115,7 +120,7 @@ impl Workload {
     }
 
     /// The issue's target for the rate with kaipo over the rate without.
-    fn target(self) -> Option<f64> {
+    pub(super) fn target(self) -> Option<f64> {
         match self {
             Workload::Udp64 => Some(0.95),
             Workload::Udp1400 | Workload::TcpBulk => Some(0.99),
@@ -123,7 +128,7 @@ impl Workload {
         }
     }
 
-    fn describe(self, secs: f64) -> String {
+    pub(super) fn describe(self, secs: f64) -> String {
         match self {
             Workload::Udp64 | Workload::Udp1400 => {
                 let p = self.payload().unwrap_or(0);
@@ -171,6 +176,10 @@ enum Monitor {
     Kaipo,
     /// `kaipo watch --no-flows`: the socket programs alone on the packet path.
     KaipoNoFlows,
+    /// Programs that do nothing on the hooks kaipo uses: every one of them with `true` (the
+    /// socket pair and the classifiers on both host ends), the socket pair alone with `false`
+    /// (the hooks of `--no-flows`).
+    Floor(bool),
     Rival(Rival),
 }
 
@@ -180,6 +189,8 @@ impl Monitor {
             Monitor::Unmonitored => "no monitor".into(),
             Monitor::Kaipo => "kaipo".into(),
             Monitor::KaipoNoFlows => "kaipo --no-flows".into(),
+            Monitor::Floor(true) => "empty programs on kaipo's hooks".into(),
+            Monitor::Floor(false) => "empty programs on --no-flows's hooks".into(),
             Monitor::Rival(r) => r.name().into(),
         }
     }
@@ -313,7 +324,7 @@ impl Reference {
 
 /// One run of a workload as its generators and the kernel saw it.
 #[derive(Clone, Debug)]
-struct Load {
+pub(super) struct Load {
     sender_pid: u32,
     receiver_pid: u32,
     /// Units of work done (datagrams delivered, bytes read, transactions) and the window.
@@ -412,6 +423,7 @@ pub fn run(args: &WorkloadsArgs) -> anyhow::Result<()> {
         args.rounds.max(1),
         only,
         args.kaipo_only,
+        args.floors,
     )?);
     drop(bench);
     collector::emit(&report::footer(started.elapsed()));
@@ -425,6 +437,7 @@ pub fn section(
     rounds: usize,
     workloads: &[Workload],
     kaipo_only: bool,
+    floors: bool,
 ) -> anyhow::Result<String> {
     let wanted: &[Rival] = if kaipo_only {
         &[]
@@ -432,8 +445,14 @@ pub fn section(
         &[Rival::Nethogs, Rival::Bandwhich]
     };
     let (rivals, missing) = rivals::find_all(wanted);
+    let floor_monitors: &[Monitor] = if floors {
+        &[Monitor::Floor(true), Monitor::Floor(false)]
+    } else {
+        &[]
+    };
     let monitors: Vec<Monitor> = [Monitor::Kaipo, Monitor::KaipoNoFlows]
         .into_iter()
+        .chain(floor_monitors.iter().copied())
         .chain(rivals.iter().map(|(r, _)| Monitor::Rival(*r)))
         .collect();
     let mut all = Vec::new();
@@ -466,7 +485,9 @@ pub fn section(
         }
         all.push((workload, runs));
     }
-    Ok(figures(bench, secs, rounds, &all, &rivals, &missing))
+    Ok(figures(
+        bench, secs, rounds, &all, &rivals, &missing, floors,
+    ))
 }
 
 fn run_under(
@@ -488,6 +509,18 @@ fn run_under(
             let no_flows = monitor == Monitor::KaipoNoFlows;
             let (load, watch) = with_kaipo(bench, workload, secs, no_flows)?;
             (load, Some(watch))
+        }
+        Monitor::Floor(flows) => {
+            let piece = if flows {
+                Piece::EmptyAll
+            } else {
+                Piece::EmptyCgroupSkb
+            };
+            let _attached = breakdown::attach(piece, topo)?;
+            (
+                run_load(bench, workload, secs, &BTreeSet::new(), &mut |_| Ok(()))?,
+                None,
+            )
         }
         Monitor::Rival(rival) => {
             let bin = &rivals
@@ -583,7 +616,7 @@ fn with_kaipo(
 }
 
 /// One run of `workload`, calling `at` at each [`Moment`]; `ours` as in [`Bench::flood`].
-fn run_load(
+pub(super) fn run_load(
     bench: &Bench,
     workload: Workload,
     secs: f64,
@@ -904,6 +937,7 @@ fn figures(
     all: &[(Workload, Vec<Run>)],
     rivals: &[(Rival, PathBuf)],
     missing: &[Rival],
+    floors: bool,
 ) -> String {
     let topo = &bench.topo;
     let ifaces = [topo.sender_if.as_str(), topo.receiver_if.as_str()];
@@ -930,6 +964,18 @@ fn figures(
          per packet)",
         ifaces[0], ifaces[1]
     );
+    if floors {
+        let _ = writeln!(
+            s,
+            "- empty programs on kaipo's hooks: programs that do nothing (`r0 = verdict; exit`) \
+             where kaipo attaches its own by default: cgroup_skb ingress and egress at the cgroup \
+             v2 root, TCX ingress and egress on `{}` and on `{}`; no kaipo process. The most a \
+             monitor that runs a program on each of those hooks could keep.\n\
+             - empty programs on --no-flows's hooks: the two empty cgroup_skb programs alone \
+             (the hooks `kaipo --no-flows` uses per packet).",
+            ifaces[0], ifaces[1]
+        );
+    }
     rivals::write_list(
         &mut s,
         rivals,
@@ -1063,12 +1109,18 @@ fn figures(
             w.unit()
         );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
-        let monitors = [Monitor::Unmonitored, Monitor::Kaipo, Monitor::KaipoNoFlows]
-            .into_iter()
-            .chain(rivals.iter().map(|(r, _)| Monitor::Rival(*r)));
+        let monitors = [
+            Monitor::Unmonitored,
+            Monitor::Kaipo,
+            Monitor::KaipoNoFlows,
+            Monitor::Floor(true),
+            Monitor::Floor(false),
+        ]
+        .into_iter()
+        .chain(rivals.iter().map(|(r, _)| Monitor::Rival(*r)));
         // Per workload: (rate, rate by CPU) with kaipo, nethogs and bandwhich over the rate
-        // without; kaipo's attribution (lowest, median) and CPU.
-        let mut row = (w, None, None, None, None, None, None);
+        // without; kaipo's attribution (lowest, median) and CPU; the two floors' rates.
+        let mut row = (w, None, None, None, None, None, None, (None, None));
         for monitor in monitors {
             let Some(m) = medians(runs, monitor) else {
                 continue;
@@ -1082,6 +1134,8 @@ fn figures(
                     row.5 = m.cpu_pct;
                 }
                 Monitor::KaipoNoFlows => row.6 = Some((vs, by_cpu, m.attributed)),
+                Monitor::Floor(true) => row.7 .0 = Some(vs),
+                Monitor::Floor(false) => row.7 .1 = Some(vs),
                 Monitor::Rival(Rival::Nethogs) => row.2 = Some((vs, by_cpu)),
                 Monitor::Rival(Rival::Bandwhich) => row.3 = Some((vs, by_cpu)),
                 _ => {}
@@ -1126,10 +1180,19 @@ fn figures(
     );
     let _ = writeln!(
         s,
-        "| workload | kaipo | nethogs | bandwhich | kaipo attribution | kaipo CPU (% of a core) | targets | kaipo --no-flows (attribution) |"
+        "| workload | kaipo | nethogs | bandwhich | kaipo attribution | kaipo CPU (% of a core) | targets | kaipo --no-flows (attribution) |{}",
+        if floors {
+            " floor: empty programs on kaipo's hooks / on --no-flows's |"
+        } else {
+            ""
+        }
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---|---:|");
-    for (w, kaipo, nethogs, bandwhich, attributed, cpu, no_flows) in summary {
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---|---:|{}",
+        if floors { "---:|" } else { "" }
+    );
+    for (w, kaipo, nethogs, bandwhich, attributed, cpu, no_flows, floor) in summary {
         let mut targets = Vec::new();
         if let (Some(t), Some((k, _))) = (w.target(), kaipo) {
             targets.push(format!("rate >= {:.0} %: {}", 100.0 * t, verdict(k >= t)));
@@ -1169,9 +1232,15 @@ fn figures(
                 attributed.map_or("–".into(), |(lo, _)| pct(lo))
             )
         });
+        let floor = if floors {
+            let one = |v: Option<f64>| v.map_or("–".to_owned(), pct);
+            format!(" {} / {} |", one(floor.0), one(floor.1))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {no_flows} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {no_flows} |{floor}",
             w.label(),
             cell(kaipo),
             cell(nethogs),
