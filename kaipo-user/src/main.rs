@@ -51,6 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Watch(args) => {
+            let flows = args.collect.flows();
             let opts = kaipo::watch::WatchOptions {
                 names: client_names()?,
                 interval: args.interval,
@@ -64,7 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 pcap_filter: args.collect.filter,
                 pcap_immediate: args.collect.pcap_immediate,
                 ingress_hook: args.collect.ingress_hook,
-                no_flows: args.collect.no_flows,
+                flows,
             };
             let mut stdout = io::stdout().lock();
             runtime.block_on(kaipo::watch::run(&opts, &mut stdout))
@@ -86,10 +87,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             collect: kaipo::collect::backend::StartOptions {
                 ifaces: args.ifaces,
                 backend: args.collect.backend,
+                flows: args.collect.flows(),
                 pcap_filter: args.collect.filter,
                 pcap_immediate: args.collect.pcap_immediate,
                 ingress_hook: args.collect.ingress_hook,
-                no_flows: args.collect.no_flows,
                 ..Default::default()
             },
         })),

@@ -30,7 +30,8 @@ pub struct WatchOptions {
     pub pcap_immediate: bool,
     /// eBPF backend: the hook for incoming frames.
     pub ingress_hook: IngressHook,
-    pub no_flows: bool,
+    /// eBPF backend: flows on or off; `None`: on only with interfaces named.
+    pub flows: Option<bool>,
     /// The user's service and network names.
     pub names: crate::config::names::SharedNames,
 }
@@ -45,7 +46,7 @@ pub async fn run(opts: &WatchOptions, out: &mut dyn Write) -> anyhow::Result<()>
             pcap_filter: opts.pcap_filter.clone(),
             pcap_immediate: opts.pcap_immediate,
             ingress_hook: opts.ingress_hook,
-            no_flows: opts.no_flows,
+            flows: opts.flows,
             ..Default::default()
         },
         include_loopback: opts.include_loopback,
@@ -69,7 +70,7 @@ pub async fn run(opts: &WatchOptions, out: &mut dyn Write) -> anyhow::Result<()>
         top: if opts.top == 0 { usize::MAX } else { opts.top },
         cumulative: opts.cumulative.then(Cumulative::default),
         buf: Vec::new(),
-        flows: !opts.no_flows,
+        flows: engine.collector().tracks_flows(),
     };
     let schedule = Schedule {
         interval: opts.interval,
@@ -86,7 +87,7 @@ struct PrintSink<'a> {
     top: usize,
     /// Totals since start, with `--cumulative`.
     cumulative: Option<Cumulative>,
-    /// Whether interface bytes are joined to sockets (not with `--no-flows`).
+    /// Whether interface bytes are joined to sockets (not without flows).
     flows: bool,
 }
 
@@ -294,7 +295,11 @@ fn write_table(
     }
     let attributed = match r.attributed_ratio {
         Some(ratio) => format!("{:.1} % of interface bytes attributed", ratio * 100.0),
-        None if !flows => "attributed share not measured (--no-flows)".into(),
+        None if !flows => {
+            "attributed share not measured (flows off: name interfaces with --iface, or add \
+             --flows)"
+                .into()
+        }
         None => "attributed share unknown (no interface traffic)".into(),
     };
     let causes: Vec<String> = r

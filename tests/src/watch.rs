@@ -108,8 +108,6 @@ pub struct WatchConfig {
     pub include_loopback: bool,
     /// `--ingress-hook`, when not kaipo's default.
     pub ingress_hook: Option<&'static str>,
-    /// `--no-flows` (with no interface named: every interface that is up).
-    pub no_flows: bool,
 }
 
 impl WatchConfig {
@@ -119,7 +117,6 @@ impl WatchConfig {
             duration,
             include_loopback: false,
             ingress_hook: None,
-            no_flows: false,
         }
     }
 }
@@ -150,9 +147,6 @@ impl Watch {
         }
         if let Some(hook) = config.ingress_hook {
             cmd.args(["--ingress-hook", hook]);
-        }
-        if config.no_flows {
-            cmd.arg("--no-flows");
         }
         let mut child = Spawned::spawn("kaipo watch", cmd)?;
         let line = child

@@ -752,8 +752,9 @@ fn interface_counters_equal_the_kernels_with(
     Ok(())
 }
 
-/// `--no-flows`: no kaipo program on any interface, the interfaces' figures are the kernel's
-/// own counters from kaipo's start, processes exact both ways, and no attributed share.
+/// With no interface named, flows are off by default (as with `--no-flows`): no kaipo program
+/// on any interface, the interfaces' figures are the kernel's own counters from kaipo's start,
+/// processes exact both ways, and no attributed share.
 #[test]
 fn without_flows_only_sockets_are_counted_and_interfaces_are_the_kernels() -> anyhow::Result<()> {
     const IN_COUNT: u64 = 120;
@@ -772,9 +773,9 @@ fn without_flows_only_sockets_are_counted_and_interfaces_are_the_kernels() -> an
         before_start.rx_packets == EARLIER,
         "the link should have carried the {EARLIER} earlier datagrams only: {before_start:?}"
     );
+    // No flag: the default with no interface named.
     let watch = Watch::start(&WatchConfig {
         ifaces: Vec::new(),
-        no_flows: true,
         ..WatchConfig::new(&net.host_if, RUN)
     })?;
     // 3: classifiers, 6: XDP. The socket programs are cgroup_skb (8) and cgroup_sock (9).
@@ -782,7 +783,8 @@ fn without_flows_only_sockets_are_counted_and_interfaces_are_the_kernels() -> an
     let held = watch.held_program_types()?;
     ensure!(
         !held.iter().any(|t| INTERFACE_PROGRAMS.contains(t)) && held.contains(&8),
-        "with --no-flows kaipo should hold socket programs only; program types held: {held:?}"
+        "with no interface named kaipo should hold socket programs only; program types held: \
+         {held:?}"
     );
 
     let (inbound, outbound) = ((IN_COUNT, IN_SIZE), (OUT_COUNT, OUT_SIZE));

@@ -317,12 +317,13 @@ fn a_vanished_interface_does_not_end_a_pcap_run() -> anyhow::Result<()> {
     deleted_and_created_again("pcap")
 }
 
-/// Without `--iface`, an interface that comes up after kaipo started is monitored within an
-/// interval, exactly; one that goes away leaves the records.
+/// With `--flows` and no `--iface`, an interface that comes up after kaipo started gets kaipo's
+/// programs and is monitored within an interval, exactly; one that goes away leaves the
+/// records.
 #[test]
 fn an_interface_that_comes_up_later_is_monitored() -> anyhow::Result<()> {
     let churn = Churn::new("c")?;
-    let mut watch = Watcher::start(&["--backend", "ebpf"])?;
+    let mut watch = Watcher::start(&["--backend", "ebpf", "--flows"])?;
     watch.next()?;
     churn.create()?;
     churn.up()?;
@@ -337,6 +338,13 @@ fn an_interface_that_comes_up_later_is_monitored() -> anyhow::Result<()> {
         sub(churn.kernel()?, before),
         "the interface that came up"
     );
+    // Counted by kaipo's programs on it: only flows give an attributed share.
+    assert!(
+        watch.records[from..]
+            .iter()
+            .any(|r| r["attributed_ratio"].is_number()),
+        "no attributed share after traffic on the new interface"
+    );
     churn.delete()?;
     let host_if = churn.host_if.clone();
     watch.until("the interface gone", move |r| {
@@ -346,8 +354,9 @@ fn an_interface_that_comes_up_later_is_monitored() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// With `--no-flows` the interfaces' figures are the kernel's own counters: an interface that
-/// comes up after kaipo started counts from then, not with what it carried before.
+/// With `--no-flows` (as by default with no interface named) the interfaces' figures are the
+/// kernel's own counters: an interface that comes up after kaipo started counts from then,
+/// not with what it carried before.
 #[test]
 fn without_flows_an_interface_that_comes_up_later_counts_from_then() -> anyhow::Result<()> {
     let churn = Churn::new("d")?;

@@ -204,11 +204,29 @@ pub struct BackendArgs {
     /// in how an interface receives; `xdp` uses driver-mode XDP where the driver has it.
     #[arg(long, value_enum, default_value_t = crate::collect::backend::IngressHook::Tc)]
     pub ingress_hook: crate::collect::backend::IngressHook,
+    /// eBPF backend: count every flow on the interfaces even with none named (--iface names
+    /// some: flows are counted there). Gives the attributed share of the interfaces' bytes,
+    /// at the cost of a program on each interface for every frame.
+    #[arg(long, conflicts_with = "no_flows")]
+    pub flows: bool,
     /// eBPF backend: run no program on the interfaces, only on sockets (the cheapest path per
-    /// packet). Interface totals are then the kernel's own counters; there is no attributed
-    /// share and no --iface.
+    /// packet; the default when no interface is named). Interface totals are then the
+    /// kernel's own counters; there is no attributed share and no --iface.
     #[arg(long)]
     pub no_flows: bool,
+}
+
+impl BackendArgs {
+    /// Flows as the flags ask: on, off, or (neither) as the interfaces decide.
+    pub fn flows(&self) -> Option<bool> {
+        if self.flows {
+            Some(true)
+        } else if self.no_flows {
+            Some(false)
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -445,8 +463,8 @@ impl DaemonArgs {
             pcap_filter: args.collect.filter.clone(),
             pcap_immediate: args.collect.pcap_immediate,
             ingress_hook: args.collect.ingress_hook,
-            // A flag can only turn flows off; so can the file.
-            no_flows: args.collect.no_flows || !d.flows,
+            // A flag wins over the file; neither: as the interfaces decide.
+            flows: args.collect.flows().or(d.flows),
             // The file's default names the user install-service creates; without that
             // user the daemon stays root (a user named explicitly must exist).
             user: args
@@ -589,23 +607,29 @@ mod tests {
         );
         assert_eq!(opts.interval, crate::store::DEFAULT_WRITE_INTERVAL);
         assert_eq!(opts.live_interval, Duration::from_secs(1));
-        assert!(opts.ifaces.is_empty() && !opts.include_loopback && !opts.no_flows);
-        // Flows off from the file, or from the flag over a file that leaves them on.
-        let mut config = crate::config::Config::default();
-        config.daemon.flows = false;
-        let off = Cli::try_parse_from(["kaipo", "daemon"]).unwrap();
-        let Command::Daemon(off) = off.command else {
-            panic!("not daemon")
+        assert!(opts.ifaces.is_empty() && !opts.include_loopback && opts.flows.is_none());
+        // Flows from the file, and a flag over the file.
+        let flows = |argv: &[&str], file: Option<bool>| {
+            let mut config = crate::config::Config::default();
+            config.daemon.flows = file;
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let Command::Daemon(args) = cli.command else {
+                panic!("not daemon")
+            };
+            args.options(config, std::path::PathBuf::new()).flows
         };
-        assert!(off.options(config, std::path::PathBuf::new()).no_flows);
-        let flag = Cli::try_parse_from(["kaipo", "daemon", "--no-flows"]).unwrap();
-        let Command::Daemon(flag) = flag.command else {
-            panic!("not daemon")
-        };
-        assert!(
-            flag.options(crate::config::Config::default(), std::path::PathBuf::new())
-                .no_flows
+        assert_eq!(flows(&["kaipo", "daemon"], Some(false)), Some(false));
+        assert_eq!(flows(&["kaipo", "daemon"], Some(true)), Some(true));
+        assert_eq!(
+            flows(&["kaipo", "daemon", "--no-flows"], Some(true)),
+            Some(false)
         );
+        assert_eq!(
+            flows(&["kaipo", "daemon", "--flows"], Some(false)),
+            Some(true)
+        );
+        assert_eq!(flows(&["kaipo", "daemon", "--no-flows"], None), Some(false));
+        assert!(Cli::try_parse_from(["kaipo", "watch", "--flows", "--no-flows"]).is_err());
         let cli =
             Cli::try_parse_from(["kaipo", "status", "--json", "--socket", "/tmp/k.sock"]).unwrap();
         let Command::Status(args) = cli.command else {

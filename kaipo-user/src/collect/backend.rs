@@ -46,9 +46,10 @@ pub struct StartOptions {
     pub pcap_immediate: bool,
     /// eBPF backend: the hook for incoming frames.
     pub ingress_hook: IngressHook,
-    /// eBPF backend: no program on the interfaces (no flows, so no attributed share and no
-    /// `ifaces` scoping); interface totals from the kernel's own counters.
-    pub no_flows: bool,
+    /// eBPF backend: whether programs on the interfaces count each flow (the attributed share,
+    /// `ifaces` scoping). `None` (the default): only when interfaces are named. Without flows
+    /// no program runs on the interfaces and their totals are the kernel's own counters.
+    pub flows: Option<bool>,
     /// eBPF backend: the capacity of the socket map and the bytes of the lifecycle ring
     /// buffer, when not the defaults (tests that fill or overflow them).
     pub max_sockets: Option<u32>,
@@ -59,6 +60,14 @@ pub struct StartOptions {
     /// eBPF backend: find sockets' slots through their own storage only, as on a kernel
     /// without `bpf_rdonly_cast` (tests of that path).
     pub no_cookie_read: bool,
+}
+
+impl StartOptions {
+    /// Whether the eBPF backend counts flows: as asked, else where interfaces are named (what
+    /// only flows give is per interface: which sockets crossed it, and its attributed share).
+    pub fn flows_wanted(&self) -> bool {
+        self.flows.unwrap_or(!self.ifaces.is_empty())
+    }
 }
 
 enum Inner {
@@ -83,7 +92,7 @@ pub enum Events {
 
 /// Starts the chosen backend. `auto` tries eBPF first and says why it fell back.
 pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
-    if opts.no_flows && !opts.ifaces.is_empty() {
+    if opts.flows == Some(false) && !opts.ifaces.is_empty() {
         anyhow::bail!(
             "--no-flows (for the daemon also `daemon.flows = false`) cannot scope process figures \
              to interfaces (--iface, or `daemon.interfaces`): which sockets crossed an interface \
@@ -115,7 +124,7 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
             sock_slots: opts.socket_slots != Some(0),
             slot_count: opts.socket_slots.unwrap_or(kaipo_common::SOCK_SLOT_COUNT),
             cookie_read: !opts.no_cookie_read,
-            track_flows: !opts.no_flows,
+            track_flows: opts.flows_wanted(),
             ..Default::default()
         };
         match ebpf::start(&ebpf_opts) {
@@ -147,7 +156,7 @@ pub fn start(opts: &StartOptions) -> anyhow::Result<(Collector, Events)> {
             }),
         }
     }
-    if opts.no_flows {
+    if opts.flows == Some(false) {
         anyhow::bail!(
             "--no-flows is for the eBPF backend only: libpcap reads every frame whatever kaipo \
              does with it. Drop it, or run where eBPF loads"
@@ -249,6 +258,16 @@ impl Collector {
 
     pub fn degradations(&self) -> &[Degradation] {
         &self.degradations
+    }
+
+    /// Whether interface bytes are counted per flow, and so joined to sockets: the attributed
+    /// share and interface scoping. libpcap always sees each frame's flow.
+    pub fn tracks_flows(&self) -> bool {
+        match &self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Ebpf(c) => c.tracks_flows(),
+            Inner::Pcap(_) => true,
+        }
     }
 
     /// Cumulative counters now; for pcap, its own capture drops included.
@@ -369,6 +388,34 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flows_are_counted_where_interfaces_are_named_unless_asked_otherwise() {
+        let named = |ifaces: &[&str], flows: Option<bool>| StartOptions {
+            ifaces: ifaces.iter().map(|s| (*s).to_owned()).collect(),
+            flows,
+            ..StartOptions::default()
+        };
+        assert!(!named(&[], None).flows_wanted());
+        assert!(named(&["eth0"], None).flows_wanted());
+        assert!(named(&[], Some(true)).flows_wanted());
+        assert!(!named(&[], Some(false)).flows_wanted());
+        assert!(named(&["eth0"], Some(true)).flows_wanted());
+    }
+
+    #[test]
+    fn flows_off_with_interfaces_named_is_refused() {
+        let opts = StartOptions {
+            ifaces: vec!["eth0".into()],
+            flows: Some(false),
+            ..StartOptions::default()
+        };
+        let err = start(&opts).err().expect("refused").to_string();
+        assert!(
+            err.starts_with("--no-flows (for the daemon also `daemon.flows = false`) cannot scope"),
+            "{err}"
+        );
+    }
 
     #[cfg(target_os = "linux")]
     #[test]

@@ -32,9 +32,11 @@ user = "kaipo"
 # their command name (15 characters) instead of their executable.
 landlock = false
 # Count per flow on the interfaces: the attributed share of their bytes, and `interfaces`
-# scoping process figures. false (as --no-flows) runs only the socket programs per packet,
-# the cheapest path; interface totals are then the kernel's own counters.
-flows = true
+# scoping process figures. Unset: only when `interfaces` names some; with none named only the
+# socket programs run per packet (the cheapest path) and interface totals are the kernel's own
+# counters. true: on every interface (as --flows). false: on none (as --no-flows; the daemon
+# then refuses `interfaces`).
+# flows = true
 
 [storage]
 # Encrypt the history database (SQLCipher, AES-256; Linux) with the key in this file: 64 hex

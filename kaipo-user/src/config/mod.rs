@@ -61,9 +61,11 @@ pub struct DaemonConfig {
     /// also keeps the daemon from reading /proc/PID/exe of every process outside it, so
     /// processes would be named by their command name instead of their executable.
     pub landlock: bool,
-    /// Count per flow on the interfaces (the attributed share, `interfaces` scoping); false is
-    /// `--no-flows`: only the socket programs run per packet.
-    pub flows: bool,
+    /// Count per flow on the interfaces (the attributed share, `interfaces` scoping): true on
+    /// every interface (`--flows`), false on none (`--no-flows`: only the socket programs run
+    /// per packet); unset, only where `interfaces` names some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flows: Option<bool>,
 }
 
 impl Default for DaemonConfig {
@@ -77,7 +79,7 @@ impl Default for DaemonConfig {
             include_loopback: false,
             user: DEFAULT_DAEMON_USER.to_owned(),
             landlock: false,
-            flows: true,
+            flows: None,
         }
     }
 }

@@ -48,7 +48,9 @@ pub struct DaemonOptions {
     pub pcap_filter: Option<String>,
     pub pcap_immediate: bool,
     pub ingress_hook: crate::collect::backend::IngressHook,
-    pub no_flows: bool,
+    /// Flows on or off (`--flows`, `--no-flows`, `daemon.flows`); `None`: on only with
+    /// interfaces named.
+    pub flows: Option<bool>,
     /// The configuration file, reread on SIGHUP, and what it said at start.
     pub config_path: PathBuf,
     pub config: Config,
@@ -136,12 +138,13 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
             pcap_filter: opts.pcap_filter.clone(),
             pcap_immediate: opts.pcap_immediate,
             ingress_hook: opts.ingress_hook,
-            no_flows: opts.no_flows,
+            flows: opts.flows,
             ..Default::default()
         })
         .context("starting the collector")?;
     let degradations = collector.degradations().to_vec();
     let collector_kind = collector.kind();
+    let tracks_flows = collector.tracks_flows();
     for d in &degradations {
         eprintln!("kaipo: degraded: {d}");
     }
@@ -321,7 +324,7 @@ pub async fn run(opts: &DaemonOptions) -> anyhow::Result<()> {
     );
     let aggregated = aggregate::run(
         interval_rx,
-        Aggregator::new(opts.interval.as_millis() as u64, started_ms).flows(!opts.no_flows),
+        Aggregator::new(opts.interval.as_millis() as u64, started_ms).flows(tracks_flows),
         store_tx,
         publisher,
         stats,

@@ -420,11 +420,12 @@ fn prepare(
 /// What kaipo does not tell without flows, and why.
 fn without_flows() -> Degradation {
     Degradation {
-        what: "no attributed share of the interfaces' bytes and no --iface scoping; interface \
-               totals are the kernel's own counters"
+        what: "no attributed share of the interfaces' bytes; interface totals are the kernel's \
+               own counters"
             .into(),
-        why: "flows off (--no-flows, or daemon.flows = false): no kaipo program runs on the \
-              interfaces"
+        why: "flows off (no interface named, or --no-flows, or daemon.flows = false): no kaipo \
+              program runs on the interfaces, the cheapest path per packet; name interfaces \
+              (--iface, daemon.interfaces) or add --flows (daemon.flows = true) to count them"
             .into(),
     }
 }
@@ -559,6 +560,11 @@ impl EbpfCollector {
 
     pub fn degradations(&self) -> &[Degradation] {
         &self.degradations
+    }
+
+    /// Whether the interface programs count flows (see `Options::track_flows`).
+    pub fn tracks_flows(&self) -> bool {
+        self.track_flows
     }
 
     /// Whether a classifier was attached through netlink (kernels without TCX); removing it at
