@@ -129,10 +129,27 @@ syslog_socket = "/dev/log"
 # for = "5m"                # how long above before it fires (default 1m)
 "#;
 
+/// Keys that have no value unless the file gives one (the default is a rule, not a value),
+/// with the type a value must have.
+const UNSET_BY_DEFAULT: [(&str, &str); 1] = [("daemon.flows", "boolean")];
+
+/// What `get` prints for such a key the file leaves out.
+pub const UNSET: &str = "(unset)";
+
+fn unset_by_default(key: &str) -> Option<&'static str> {
+    UNSET_BY_DEFAULT
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, kind)| *kind)
+}
+
 /// The value of `key` (dotted: `metrics.listen`) in `config`, as TOML; strings bare.
 pub fn get(config: &Config, key: &str) -> Result<String, ConfigError> {
     let table = toml::Table::try_from(config).map_err(|e| ConfigError::Usage(e.to_string()))?;
-    let value = lookup(&table, key)?;
+    let value = match lookup(&table, key) {
+        Err(_) if unset_by_default(key).is_some() => return Ok(UNSET.into()),
+        found => found?,
+    };
     Ok(match value {
         toml::Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -164,6 +181,8 @@ pub fn known_keys() -> Vec<String> {
             }
         }
     }
+    out.extend(UNSET_BY_DEFAULT.iter().map(|(k, _)| (*k).to_owned()));
+    out.sort();
     out
 }
 
@@ -173,16 +192,19 @@ pub fn known_keys() -> Vec<String> {
 pub fn set(path: &Path, key: &str, value: &str) -> Result<Config, ConfigError> {
     let default =
         toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Usage(e.to_string()))?;
-    let expected = lookup(&default, key)?;
-    let new_value: toml_edit::Value = if expected.is_str() {
+    // A key unset by default has no default value to take the type from. Either way the
+    // value's type is checked when the new file is parsed below.
+    let expected = match (lookup(&default, key), unset_by_default(key)) {
+        (Ok(v), _) => v.type_str(),
+        (Err(_), Some(kind)) => kind,
+        (Err(e), None) => return Err(e),
+    };
+    let new_value: toml_edit::Value = if expected == "string" {
         value.into()
     } else {
-        value.parse().map_err(|_| {
-            ConfigError::Usage(format!(
-                "{key}: '{value}' is not a TOML {}",
-                expected.type_str()
-            ))
-        })?
+        value
+            .parse()
+            .map_err(|_| ConfigError::Usage(format!("{key}: '{value}' is not a TOML {expected}")))?
     };
     let text = match fs::read_to_string(path) {
         Ok(t) => t,

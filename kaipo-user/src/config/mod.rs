@@ -376,6 +376,35 @@ fn user_path() -> Option<PathBuf> {
 mod tests {
     use super::*;
 
+    /// `daemon.flows` has no default value (unset: as the interfaces decide), yet `config get`
+    /// and `config set` know it.
+    #[test]
+    fn a_key_unset_by_default_is_known_and_settable() {
+        let dir = std::env::temp_dir().join(format!("kaipo-config-unset-{}", std::process::id()));
+        let path = dir.join("kaipo.toml");
+        let _ = std::fs::remove_dir_all(&dir);
+        edit::init(&path, false).unwrap();
+        assert!(edit::known_keys().contains(&"daemon.flows".to_owned()));
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.daemon.flows, None);
+        assert_eq!(edit::get(&config, "daemon.flows").unwrap(), edit::UNSET);
+        let config = edit::set(&path, "daemon.flows", "false").unwrap();
+        assert_eq!(config.daemon.flows, Some(false));
+        assert_eq!(edit::get(&config, "daemon.flows").unwrap(), "false");
+        let before = std::fs::read_to_string(&path).unwrap();
+        let err = edit::set(&path, "daemon.flows", "3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("flows"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            before,
+            "the file is kept"
+        );
+        assert!(edit::set(&path, "daemon.flow", "true").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn the_init_template_is_the_defaults() {
         let parsed = Config::parse(&edit::template(), Path::new("t")).unwrap();

@@ -420,12 +420,10 @@ fn prepare(
 /// What kaipo does not tell without flows, and why.
 fn without_flows() -> Degradation {
     Degradation {
-        what: "no attributed share of the interfaces' bytes; interface totals are the kernel's \
-               own counters"
-            .into(),
-        why: "flows off (no interface named, or --no-flows, or daemon.flows = false): no kaipo \
-              program runs on the interfaces, the cheapest path per packet; name interfaces \
-              (--iface, daemon.interfaces) or add --flows (daemon.flows = true) to count them"
+        what: "no attributed share; interface totals are the kernel's own counters".into(),
+        why: "flows off (the default with no interface named; --no-flows; daemon.flows = \
+              false): no kaipo program on the interfaces, the cheapest path per packet. --iface \
+              NAME or --flows (daemon.interfaces, daemon.flows = true) counts them"
             .into(),
     }
 }
