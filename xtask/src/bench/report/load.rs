@@ -105,7 +105,10 @@ fn program_table(s: &mut String, m: &Monitored) {
 /// Section 2 again for `kaipo watch --no-flows`: the socket programs alone on the packet path.
 pub fn stats_without_flows(m: &Monitored) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "#### Without flows (`kaipo watch --no-flows`)\n");
+    let _ = writeln!(
+        s,
+        "#### Without flows (`kaipo watch` with no interface named, its default)\n"
+    );
     let _ = writeln!(
         s,
         "The same flood and statistics with `kaipo watch --json --interval 1s --no-flows` (no \

@@ -182,7 +182,8 @@ pub fn header_for(m: &Machine, title: &str, which: &str) -> String {
 pub fn summary(
     c: &Costs,
     without: &[Flood],
-    // Section 2's floods: as `kaipo watch` runs by default, then with `--no-flows`.
+    // Section 2's floods: with flows (the two host ends named), then without (kaipo's default
+    // with no interface named).
     (stats, stats_no_flows): (&Monitored, &Monitored),
     with: &[Monitored],
     quarter: &Monitored,
@@ -216,7 +217,8 @@ pub fn summary(
         let _ = writeln!(
             s,
             "| kaipo's own kernel time per datagram above the empty-program floor of its hooks <= \
-             {:.0} ns (BPF run-time statistics, section 2) | {own:.1} ns | {} |",
+             {:.0} ns (BPF run-time statistics, section 2), with flows (`--iface` on both host \
+             ends) | {own:.1} ns | {} |",
             load::TARGET_OWN_NS,
             verdict(own <= load::TARGET_OWN_NS)
         );
@@ -224,8 +226,9 @@ pub fn summary(
     if let Some(own) = load::own_kernel_ns(stats_no_flows) {
         let _ = writeln!(
             s,
-            "| the same with `kaipo watch --no-flows` (socket programs only; section 2, without \
-             flows) | {own:.1} ns | {} |",
+            "| the same without flows: `kaipo watch` with no interface named, its default (spelled \
+             `--no-flows` here; socket programs only; section 2, without flows) | {own:.1} ns | \
+             {} |",
             verdict(own <= load::TARGET_OWN_NS)
         );
     }
