@@ -187,8 +187,8 @@ impl Monitor {
     fn label(self) -> String {
         match self {
             Monitor::Unmonitored => "no monitor".into(),
-            Monitor::Kaipo => "kaipo".into(),
-            Monitor::KaipoNoFlows => "kaipo --no-flows".into(),
+            Monitor::Kaipo => "kaipo --iface (flows)".into(),
+            Monitor::KaipoNoFlows => "kaipo, no interface named (no flows)".into(),
             Monitor::Floor(true) => "empty programs on kaipo's hooks".into(),
             Monitor::Floor(false) => "empty programs on --no-flows's hooks".into(),
             Monitor::Rival(r) => r.name().into(),
@@ -958,10 +958,13 @@ fn figures(
     );
     let _ = writeln!(
         s,
-        "- kaipo: `kaipo watch --json --interval 1s --backend ebpf --iface {} --iface {}`\n\
-         - kaipo --no-flows: `kaipo watch --json --interval 1s --backend ebpf --no-flows` \
-         (every interface that is up, from the kernel's counters; only the socket programs run \
-         per packet)",
+        "- kaipo --iface (flows): `kaipo watch --json --interval 1s --backend ebpf --iface {} \
+         --iface {}`: kaipo's programs on the two host ends count every frame per flow (the \
+         attributed share, and process figures scoped to those interfaces)\n\
+         - kaipo, no interface named (no flows): `kaipo watch --json --interval 1s --backend \
+         ebpf --no-flows`, which is what `kaipo watch` does with no interface named (every \
+         interface that is up, from the kernel's counters; only the socket programs run per \
+         packet)",
         ifaces[0], ifaces[1]
     );
     if floors {
@@ -1180,7 +1183,7 @@ fn figures(
     );
     let _ = writeln!(
         s,
-        "| workload | kaipo | nethogs | bandwhich | kaipo attribution | kaipo CPU (% of a core) | targets | kaipo --no-flows (attribution) |{}",
+        "| workload | kaipo --iface (flows) | nethogs | bandwhich | kaipo attribution | kaipo CPU (% of a core) | targets | kaipo, no interface named (attribution) |{}",
         if floors {
             " floor: empty programs on kaipo's hooks / on --no-flows's |"
         } else {
