@@ -46,11 +46,14 @@ pub struct ToggleArgs {
     /// Workloads to run (all when none are named).
     #[arg(long = "only", value_enum)]
     pub only: Vec<Workload>,
+    /// Sets of hooks to switch (all four when none are named).
+    #[arg(long = "hooks", value_enum)]
+    pub hooks: Vec<Hooks>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Hooks {
-    /// kaipo's per-packet programs as it attaches them by default on the two host ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Hooks {
+    /// kaipo's per-packet programs as `kaipo watch --iface` on the two host ends attaches them.
     Kaipo,
     /// kaipo's two socket programs alone (`--no-flows`).
     KaipoNoFlows,
@@ -388,7 +391,9 @@ pub fn run(args: &ToggleArgs) -> anyhow::Result<()> {
          - kaipo --no-flows: the same with only the two socket programs switched.\n\
          - empty programs on kaipo's hooks: programs that do nothing (`r0 = verdict; exit`) on \
          the same six hooks: the least any program there costs.\n\
-         - empty programs on --no-flows's hooks: on the two cgroup_skb hooks alone.\n",
+         - empty programs on --no-flows's hooks: on the two cgroup_skb hooks alone.\n\n\
+         The loads, as in section 6 of `bench collector` (their own rate and CPU figures are \
+         not used here):\n",
         bench.topo.sender_if,
         bench.topo.receiver_if,
         args.secs,
@@ -398,6 +403,11 @@ pub fn run(args: &ToggleArgs) -> anyhow::Result<()> {
         let _ = writeln!(s, "- {}", w.describe(args.secs));
     }
     let _ = writeln!(s);
+    let hook_sets = if args.hooks.is_empty() {
+        &Hooks::ALL[..]
+    } else {
+        &args.hooks
+    };
     let mut summary = Vec::new();
     for &workload in only {
         let _ = writeln!(s, "#### {}\n", workload.label());
@@ -407,7 +417,7 @@ pub fn run(args: &ToggleArgs) -> anyhow::Result<()> {
         );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
         let mut row = Vec::new();
-        for hooks in Hooks::ALL {
+        for &hooks in hook_sets {
             collector::progress(&format!(
                 "toggle: {}: warming up, then {}",
                 workload.label(),
@@ -429,7 +439,7 @@ pub fn run(args: &ToggleArgs) -> anyhow::Result<()> {
                 pct(quantile(o.ratios.clone(), 1.0)),
                 pct(o.pooled),
             );
-            row.push(med);
+            row.push((hooks, med));
         }
         let _ = writeln!(s);
         summary.push((workload, row));
@@ -442,14 +452,19 @@ pub fn run(args: &ToggleArgs) -> anyhow::Result<()> {
          |---|---:|---:|---:|---:|---:|"
     );
     for (w, row) in summary {
+        let cell = |hooks: Hooks| {
+            row.iter()
+                .find(|(h, _)| *h == hooks)
+                .map_or("–".to_owned(), |(_, med)| pct(*med))
+        };
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} |",
             w.label(),
-            pct(row[0]),
-            pct(row[1]),
-            pct(row[2]),
-            pct(row[3]),
+            cell(Hooks::Kaipo),
+            cell(Hooks::KaipoNoFlows),
+            cell(Hooks::Empty),
+            cell(Hooks::EmptyNoFlows),
             w.target()
                 .map_or("–".into(), |t| format!(">= {:.0} %", 100.0 * t)),
         );

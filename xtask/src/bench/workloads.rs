@@ -971,11 +971,12 @@ fn figures(
         let _ = writeln!(
             s,
             "- empty programs on kaipo's hooks: programs that do nothing (`r0 = verdict; exit`) \
-             where kaipo attaches its own by default: cgroup_skb ingress and egress at the cgroup \
-             v2 root, TCX ingress and egress on `{}` and on `{}`; no kaipo process. The most a \
-             monitor that runs a program on each of those hooks could keep.\n\
+             where `kaipo watch --iface` on both host ends attaches its own: cgroup_skb ingress \
+             and egress at the cgroup v2 root, TCX ingress and egress on `{}` and on `{}`; no \
+             kaipo process. The most a monitor that runs a program on each of those hooks could \
+             keep.\n\
              - empty programs on --no-flows's hooks: the two empty cgroup_skb programs alone \
-             (the hooks `kaipo --no-flows` uses per packet).",
+             (the hooks kaipo uses per packet with no interface named).",
             ifaces[0], ifaces[1]
         );
     }
