@@ -19,8 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _};
-use aya::programs::{CgroupSkb, SchedClassifier};
+use anyhow::Context as _;
 use kaipo::collect::{backend::IngressHook, ebpf};
 
 use super::{
@@ -172,32 +171,18 @@ fn prepare(hooks: Hooks, topo: &Topology) -> anyhow::Result<(Option<impl Sized>,
                 ebpf::attach::load_interface_programs(&mut object, IngressHook::Tc)?;
             }
             for target in targets {
-                let fd = match target {
-                    Target::Cgroup { ingress } => {
-                        let name = if ingress {
-                            "kaipo_sock_ingress"
-                        } else {
-                            "kaipo_sock_egress"
-                        };
-                        let prog: &CgroupSkb = object
-                            .program(name)
-                            .with_context(|| format!("no {name}"))?
-                            .try_into()?;
-                        prog.fd()?.as_fd().try_clone_to_owned()?
-                    }
-                    Target::Tcx { ingress, .. } => {
-                        let name = if ingress {
-                            "kaipo_tc_ingress"
-                        } else {
-                            "kaipo_tc_egress"
-                        };
-                        let prog: &SchedClassifier = object
-                            .program(name)
-                            .with_context(|| format!("no {name}"))?
-                            .try_into()?;
-                        prog.fd()?.as_fd().try_clone_to_owned()?
-                    }
+                let name = match target {
+                    Target::Cgroup { ingress: true } => "kaipo_sock_ingress",
+                    Target::Cgroup { ingress: false } => "kaipo_sock_egress",
+                    Target::Tcx { ingress: true, .. } => "kaipo_tc_ingress",
+                    Target::Tcx { ingress: false, .. } => "kaipo_tc_egress",
                 };
+                let fd = object
+                    .program(name)
+                    .with_context(|| format!("no {name}"))?
+                    .fd()?
+                    .as_fd()
+                    .try_clone_to_owned()?;
                 programs.push((fd, target));
             }
             Some((object, slots))
@@ -348,30 +333,8 @@ fn pct(v: f64) -> String {
 }
 
 pub fn run(args: &ToggleArgs) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the toggle benchmark loads eBPF programs and creates network namespaces: run it as root");
-    }
-    super::catch_signals();
-    let started = Instant::now();
-    let bin = collector::build_kaipo()?;
-    let machine = report::Machine::read();
-    collector::emit(&report::header_for(
-        &machine,
-        "per-packet cost within one run",
-        "toggle",
-    ));
-    let bench = Bench {
-        // The workloads benchmark's blocks: the two do not run together.
-        topo: Topology::create_in(150..=199)?,
-        exe: std::env::current_exe().context("finding the xtask binary")?,
-        bin,
-    };
-    let only = if args.only.is_empty() {
-        &Workload::ALL[..]
-    } else {
-        &args.only
-    };
+    let (bench, started) = workloads::start_bench("per-packet cost within one run", "toggle")?;
+    let only = workloads::chosen(&args.only);
     let window = Duration::from_millis(args.window_ms.max(50));
     let mut s = String::new();
     let _ = writeln!(

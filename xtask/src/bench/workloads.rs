@@ -392,31 +392,40 @@ fn ratio((a, b): (u64, u64)) -> f64 {
     a as f64 / b.max(1) as f64
 }
 
-pub fn run(args: &WorkloadsArgs) -> anyhow::Result<()> {
+/// What `bench workloads` and `bench toggle` do first: as root, kaipo built, the report's
+/// header printed (`title`, `which` as in [`report::header_for`]), the collector's network in
+/// its own range of blocks (so that either can run beside `bench collector`, not beside each
+/// other). Returns the bench and when it started.
+pub(super) fn start_bench(title: &str, which: &str) -> anyhow::Result<(Bench, Instant)> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        bail!("the workloads benchmark loads eBPF programs and creates network namespaces: run it as root");
+        bail!("`bench {which}` loads eBPF programs and creates network namespaces: run it as root");
     }
     super::catch_signals();
     let started = Instant::now();
     let bin = collector::build_kaipo()?;
     let machine = report::Machine::read();
-    collector::emit(&report::header_for(
-        &machine,
-        "collector workloads",
-        "workloads",
-    ));
+    collector::emit(&report::header_for(&machine, title, which));
     let bench = Bench {
-        // Its own range of blocks, so that it can run beside `bench collector`.
         topo: Topology::create_in(150..=199)?,
         exe: std::env::current_exe().context("finding the xtask binary")?,
         bin,
     };
-    let only = if args.only.is_empty() {
-        &Workload::ALL[..]
+    Ok((bench, started))
+}
+
+/// The workloads asked for: all when none are named.
+pub(super) fn chosen(only: &[Workload]) -> &[Workload] {
+    if only.is_empty() {
+        &Workload::ALL
     } else {
-        &args.only
-    };
+        only
+    }
+}
+
+pub fn run(args: &WorkloadsArgs) -> anyhow::Result<()> {
+    let (bench, started) = start_bench("collector workloads", "workloads")?;
+    let only = chosen(&args.only);
     collector::emit(&section(
         &bench,
         args.secs,
@@ -922,6 +931,24 @@ fn medians(runs: &[Run], monitor: Monitor) -> Option<Medians> {
     })
 }
 
+/// One workload's line of the summary: rates over the rate without a monitor, as (rate, rate
+/// by CPU), medians of the rounds.
+#[derive(Default)]
+struct SummaryRow {
+    /// kaipo with flows, and its attribution (lowest, median) and userspace CPU.
+    kaipo: Option<(f64, f64)>,
+    attributed: Option<(f64, f64)>,
+    cpu: Option<f64>,
+    /// kaipo with no interface named, and its attribution.
+    no_flows: Option<(f64, f64)>,
+    no_flows_attributed: Option<(f64, f64)>,
+    nethogs: Option<(f64, f64)>,
+    bandwhich: Option<(f64, f64)>,
+    /// Empty programs on the hooks of each mode (rate only).
+    floor_flows: Option<f64>,
+    floor_no_flows: Option<f64>,
+}
+
 fn verdict(met: bool) -> &'static str {
     if met {
         "met"
@@ -1122,9 +1149,7 @@ fn figures(
         ]
         .into_iter()
         .chain(rivals.iter().map(|(r, _)| Monitor::Rival(*r)));
-        // Per workload: (rate, rate by CPU) with kaipo, nethogs and bandwhich over the rate
-        // without; kaipo's attribution (lowest, median) and CPU; the two floors' rates.
-        let mut row = (w, None, None, None, None, None, None, (None, None));
+        let mut row = SummaryRow::default();
         for monitor in monitors {
             let Some(m) = medians(runs, monitor) else {
                 continue;
@@ -1133,15 +1158,18 @@ fn figures(
             let by_cpu = base.cpu_per_unit / m.cpu_per_unit.max(1e-9);
             match monitor {
                 Monitor::Kaipo => {
-                    row.1 = Some((vs, by_cpu));
-                    row.4 = m.attributed;
-                    row.5 = m.cpu_pct;
+                    row.kaipo = Some((vs, by_cpu));
+                    row.attributed = m.attributed;
+                    row.cpu = m.cpu_pct;
                 }
-                Monitor::KaipoNoFlows => row.6 = Some((vs, by_cpu, m.attributed)),
-                Monitor::Floor(true) => row.7 .0 = Some(vs),
-                Monitor::Floor(false) => row.7 .1 = Some(vs),
-                Monitor::Rival(Rival::Nethogs) => row.2 = Some((vs, by_cpu)),
-                Monitor::Rival(Rival::Bandwhich) => row.3 = Some((vs, by_cpu)),
+                Monitor::KaipoNoFlows => {
+                    row.no_flows = Some((vs, by_cpu));
+                    row.no_flows_attributed = m.attributed;
+                }
+                Monitor::Floor(true) => row.floor_flows = Some(vs),
+                Monitor::Floor(false) => row.floor_no_flows = Some(vs),
+                Monitor::Rival(Rival::Nethogs) => row.nethogs = Some((vs, by_cpu)),
+                Monitor::Rival(Rival::Bandwhich) => row.bandwhich = Some((vs, by_cpu)),
                 _ => {}
             }
             let unmonitored = monitor == Monitor::Unmonitored;
@@ -1171,7 +1199,7 @@ fn figures(
             );
         }
         let _ = writeln!(s);
-        summary.push(row);
+        summary.push((w, row));
     }
 
     let _ = writeln!(
@@ -1196,7 +1224,18 @@ fn figures(
         "|---|---:|---:|---:|---:|---:|---|---:|{}",
         if floors { "---:|" } else { "" }
     );
-    for (w, kaipo, nethogs, bandwhich, attributed, cpu, no_flows, floor) in summary {
+    for (w, row) in summary {
+        let SummaryRow {
+            kaipo,
+            nethogs,
+            bandwhich,
+            attributed,
+            cpu,
+            no_flows,
+            no_flows_attributed,
+            floor_flows,
+            floor_no_flows,
+        } = row;
         let mut targets = Vec::new();
         if let (Some(t), Some((k, _))) = (w.target(), kaipo) {
             targets.push(format!("rate >= {:.0} %: {}", 100.0 * t, verdict(k >= t)));
@@ -1226,19 +1265,19 @@ fn figures(
                 format!("{} ({} by CPU)", pct(rate), pct(by_cpu))
             })
         };
-        let no_flows = no_flows.map_or("–".to_owned(), |(rate, by_cpu, attributed)| {
+        let no_flows = no_flows.map_or("–".to_owned(), |(rate, by_cpu)| {
             let target = w.target().map_or(String::new(), |t| {
                 format!("; rate >= {:.0} %: {}", 100.0 * t, verdict(rate >= t))
             });
             format!(
                 "{} ({}){target}",
                 cell(Some((rate, by_cpu))),
-                attributed.map_or("–".into(), |(lo, _)| pct(lo))
+                no_flows_attributed.map_or("–".into(), |(lo, _)| pct(lo))
             )
         });
         let floor = if floors {
             let one = |v: Option<f64>| v.map_or("–".to_owned(), pct);
-            format!(" {} / {} |", one(floor.0), one(floor.1))
+            format!(" {} / {} |", one(floor_flows), one(floor_no_flows))
         } else {
             String::new()
         };
