@@ -28,7 +28,7 @@ use kaipo_common::{
 
 use aya_ebpf::bindings::BPF_SK_STORAGE_GET_F_CREATE;
 
-use crate::{bump, sock, EVENTS, OWNER_OF, OWNER_SPILL, SOCK_STATS};
+use crate::{bump, kfunc, sock, EVENTS, OWNER_OF, OWNER_SPILL, SOCK_STATS};
 
 pub fn on_create(ctx: &SockContext) {
     let sock = ctx.sock;
@@ -139,6 +139,16 @@ fn lock_owned(sk: *mut c_void) -> bool {
     let at = unsafe { core::ptr::read_volatile(&crate::SK_LOCK_OWNED_AT) };
     if at == 0 {
         return false;
+    }
+    // Read in place where the kernel lets the socket be cast to its own type (see
+    // `sock::direct_cookie`): a load instead of two helper calls.
+    // SAFETY: a read-only global set at load time, as `TRACK_FLOWS`.
+    let id = unsafe { core::ptr::read_volatile(&crate::SOCK_BTF_ID) };
+    let ksk = kfunc::rdonly_cast(sk, id);
+    if !ksk.is_null() {
+        // SAFETY: a field of the kernel's socket at the offset its BTF gives; the verifier
+        // checks the offset against the type and makes the load one that cannot fault.
+        return unsafe { core::ptr::read_volatile(ksk.add(at as usize).cast::<u32>()) } != 0;
     }
     // SAFETY: the helper checks the socket; its result is a kernel pointer the verifier
     // types by BTF, read here only through the probe helper, which cannot fault.

@@ -100,6 +100,73 @@ pub fn load_empty(prog_type: u32, prog_flags: u32, verdict: i32) -> anyhow::Resu
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+const BPF_MAP_CREATE: libc::c_long = 0;
+const MAP_TYPE_ARRAY: u32 = 2;
+/// Counters of the least per-socket counter ([`load_least_counter`]): a socket's cookie picks
+/// one of them by its low 16 bits.
+const LEAST_COUNTER_SLOTS: u32 = 1 << 16;
+
+/// One instruction: opcode, destination and source register, offset, immediate.
+fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[0] = code;
+    b[1] = (src << 4) | dst;
+    b[2..4].copy_from_slice(&off.to_ne_bytes());
+    b[4..8].copy_from_slice(&imm.to_ne_bytes());
+    b
+}
+
+/// Loads the least work a cgroup_skb program can do to count a packet against its socket:
+/// the socket's cookie (one helper call), one array element chosen by it, and two atomic adds
+/// (bytes, packets). Sockets whose cookies share their low 16 bits share a counter, so it is
+/// a floor for cost, not a counter to read. Returns the program and its map (the map lives as
+/// long as the program holds it; the fd is kept so that the caller owns both).
+pub fn load_least_counter() -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    let mut attr = Attr::new();
+    attr.u32(0, MAP_TYPE_ARRAY)
+        .u32(4, 4)
+        .u32(8, 16)
+        .u32(12, LEAST_COUNTER_SLOTS);
+    attr.0[28..38].copy_from_slice(b"kb_counts\0");
+    let map = attr
+        .call(BPF_MAP_CREATE)
+        .context("BPF_MAP_CREATE of the least counter's array")?;
+    // SAFETY: a successful BPF_MAP_CREATE returns a new fd that nothing else owns.
+    let map = unsafe { OwnedFd::from_raw_fd(map as i32) };
+    let fd = map.as_raw_fd();
+    let program = [
+        insn(0xbf, 6, 1, 0, 0),                                // r6 = r1 (the context)
+        insn(0x61, 7, 1, 0, 0),                                // r7 = skb->len
+        insn(0x85, 0, 0, 0, 46),                               // r0 = bpf_get_socket_cookie(r1)
+        insn(0x57, 0, 0, 0, (LEAST_COUNTER_SLOTS - 1) as i32), // r0 &= slots - 1
+        insn(0x63, 10, 0, -4, 0),                              // *(u32 *)(r10 - 4) = r0
+        insn(0x18, 1, 1, 0, fd),                               // r1 = the map
+        insn(0, 0, 0, 0, 0),
+        insn(0xbf, 2, 10, 0, 0),                               // r2 = r10
+        insn(0x07, 2, 0, 0, -4),                               // r2 += -4
+        insn(0x85, 0, 0, 0, 1),                                // r0 = bpf_map_lookup_elem
+        insn(0x15, 0, 0, 3, 0),                                // if r0 == 0 goto out
+        insn(0xdb, 0, 7, 0, 0),                                // lock *(u64 *)(r0) += r7
+        insn(0xb7, 1, 0, 0, 1),                                // r1 = 1
+        insn(0xdb, 0, 1, 8, 0),                                // lock *(u64 *)(r0 + 8) += r1
+        insn(0xb7, 0, 0, 0, 1),                                // out: r0 = 1 (pass)
+        insn(0x95, 0, 0, 0, 0),                                // exit
+    ];
+    let insns: Vec<u8> = program.concat();
+    let license = b"GPL\0";
+    let mut attr = Attr::new();
+    attr.u32(0, PROG_TYPE_CGROUP_SKB)
+        .u32(4, program.len() as u32)
+        .u64(8, insns.as_ptr() as u64)
+        .u64(16, license.as_ptr() as u64);
+    attr.0[48..58].copy_from_slice(b"kb_counts\0");
+    let prog = attr
+        .call(BPF_PROG_LOAD)
+        .context("BPF_PROG_LOAD of the least counter")?;
+    // SAFETY: a successful BPF_PROG_LOAD returns a new fd that nothing else owns.
+    Ok((unsafe { OwnedFd::from_raw_fd(prog as i32) }, map))
+}
+
 /// Run time (ns) and runs, summed, of the loaded empty programs (`kb_empty`) of `prog_type`:
 /// BPF run-time statistics must be on for them to move.
 pub fn empty_program_stats(prog_type: u32) -> anyhow::Result<(u64, u64)> {

@@ -12,6 +12,7 @@
 //! kaipo userspace runs (it is not on the packet path; `bench workloads` measures it).
 
 use std::{
+    any::Any,
     fmt::Write as _,
     fs::File,
     os::fd::{AsFd as _, OwnedFd},
@@ -45,7 +46,7 @@ pub struct ToggleArgs {
     /// Workloads to run (all when none are named).
     #[arg(long = "only", value_enum)]
     pub only: Vec<Workload>,
-    /// Sets of hooks to switch (all four when none are named).
+    /// Sets of hooks to switch (all five when none are named).
     #[arg(long = "hooks", value_enum)]
     pub hooks: Vec<Hooks>,
 }
@@ -60,12 +61,16 @@ pub enum Hooks {
     Empty,
     /// Programs that do nothing on the two cgroup_skb hooks.
     EmptyNoFlows,
+    /// The least a program on the two cgroup_skb hooks does to count a packet against its
+    /// socket (see `baseline::load_least_counter`).
+    LeastCounter,
 }
 
 impl Hooks {
-    const ALL: [Self; 4] = [
+    const ALL: [Self; 5] = [
         Self::Kaipo,
         Self::KaipoNoFlows,
+        Self::LeastCounter,
         Self::Empty,
         Self::EmptyNoFlows,
     ];
@@ -76,6 +81,7 @@ impl Hooks {
             Self::KaipoNoFlows => "kaipo --no-flows",
             Self::Empty => "empty programs on kaipo's hooks",
             Self::EmptyNoFlows => "empty programs on --no-flows's hooks",
+            Self::LeastCounter => "least per-socket counter on --no-flows's hooks",
         }
     }
 
@@ -121,8 +127,9 @@ impl Switch {
     }
 }
 
-/// kaipo's object when the hooks are its own (kept loaded for the run), and the switch.
-fn prepare(hooks: Hooks, topo: &Topology) -> anyhow::Result<(Option<impl Sized>, Switch)> {
+/// What the programs need kept for the run (kaipo's object, the least counter's maps), and the
+/// switch.
+fn prepare(hooks: Hooks, topo: &Topology) -> anyhow::Result<(Option<Box<dyn Any>>, Switch)> {
     let root = ebpf::cgroup2_root().context("no cgroup v2 mount")?;
     let cgroup = File::open(&root).with_context(|| format!("opening {}", root.display()))?;
     let ends = [ifindex(&topo.sender_if)?, ifindex(&topo.receiver_if)?];
@@ -158,6 +165,15 @@ fn prepare(hooks: Hooks, topo: &Topology) -> anyhow::Result<(Option<impl Sized>,
             }
             None
         }
+        Hooks::LeastCounter => {
+            let mut maps = Vec::new();
+            for target in targets {
+                let (prog, map) = baseline::load_least_counter()?;
+                programs.push((prog, target));
+                maps.push(map);
+            }
+            Some(Box::new(maps) as Box<dyn Any>)
+        }
         Hooks::Kaipo | Hooks::KaipoNoFlows => {
             let (btf, mut object, slots) = breakdown::load_kaipo(topo)?;
             // The lifecycle hooks stay on for the whole run: they do not run per packet.
@@ -185,7 +201,7 @@ fn prepare(hooks: Hooks, topo: &Topology) -> anyhow::Result<(Option<impl Sized>,
                     .try_clone_to_owned()?;
                 programs.push((fd, target));
             }
-            Some((object, slots))
+            Some(Box::new((object, slots)) as Box<dyn Any>)
         }
     };
     Ok((held, Switch { programs, cgroup }))
@@ -354,6 +370,10 @@ pub fn run(args: &ToggleArgs) -> anyhow::Result<()> {
          - kaipo --no-flows: the same with only the two socket programs switched.\n\
          - empty programs on kaipo's hooks: programs that do nothing (`r0 = verdict; exit`) on \
          the same six hooks: the least any program there costs.\n\
+         - least per-socket counter on --no-flows's hooks: on the two cgroup_skb hooks, the \
+         least work a program can do to count a packet against its socket: the socket's cookie \
+         (one helper call), the array element its low 16 bits pick, two atomic adds (bytes, \
+         packets). What any exact per-socket count costs at the least, whatever it does besides.\n\
          - empty programs on --no-flows's hooks: on the two cgroup_skb hooks alone.\n\n\
          The loads, as in section 6 of `bench collector` (their own rate and CPU figures are \
          not used here):\n",
@@ -411,8 +431,8 @@ pub fn run(args: &ToggleArgs) -> anyhow::Result<()> {
         s,
         "#### Summary\n\nMedian of attached over detached, per workload; the target is the \
          issue's, for the rate with kaipo against none.\n\n\
-         | workload | kaipo | kaipo --no-flows | floor: empty programs on kaipo's hooks | floor: on --no-flows's hooks | target |\n\
-         |---|---:|---:|---:|---:|---:|"
+         | workload | kaipo | kaipo --no-flows | least per-socket counter | floor: empty programs on kaipo's hooks | floor: on --no-flows's hooks | target |\n\
+         |---|---:|---:|---:|---:|---:|---:|"
     );
     for (w, row) in summary {
         let cell = |hooks: Hooks| {
@@ -422,10 +442,11 @@ pub fn run(args: &ToggleArgs) -> anyhow::Result<()> {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             w.label(),
             cell(Hooks::Kaipo),
             cell(Hooks::KaipoNoFlows),
+            cell(Hooks::LeastCounter),
             cell(Hooks::Empty),
             cell(Hooks::EmptyNoFlows),
             w.target()
