@@ -200,14 +200,9 @@ pub const TCP_LISTEN: u8 = 10;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SockStats {
-    pub rx_bytes: u64,
-    pub rx_packets: u64,
-    pub tx_bytes: u64,
-    pub tx_packets: u64,
-    pub lo_rx_bytes: u64,
-    pub lo_rx_packets: u64,
-    pub lo_tx_bytes: u64,
-    pub lo_tx_packets: u64,
+    // What the packet path reads or writes for every packet of a socket comes first, so that in
+    // a `SockSlot` it shares one 64-byte line with the slot's cookie and the sent and received
+    // counters (see `SockSlot`).
     pub family: u8,
     pub proto: u8,
     pub flags: u8,
@@ -216,8 +211,6 @@ pub struct SockStats {
     pub tcp_state: u8,
     pub local_port: u16,
     pub remote_port: u16,
-    pub local_addr: [u8; 16],
-    pub remote_addr: [u8; 16],
     /// The packet path's copy of the owner last confirmed for this socket (the tgid its owner
     /// slot holds), so that a packet its owner sends costs one comparison instead of a socket
     /// storage lookup; 0 until one is. Owners reach userspace through events, not this field.
@@ -225,6 +218,16 @@ pub struct SockStats {
     /// The jiffy (low 32 bits) in which the packet path last looked at who sends on this UDP
     /// socket: it looks once per jiffy, not per packet (see `owner::on_egress` in kaipo-ebpf).
     pub owner_checked: u32,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub lo_rx_bytes: u64,
+    pub lo_rx_packets: u64,
+    pub lo_tx_bytes: u64,
+    pub lo_tx_packets: u64,
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
 }
 const _: () = assert!(size_of::<SockStats>() == 112);
 
@@ -234,7 +237,9 @@ const _: () = assert!(size_of::<SockStats>() == 112);
 /// has read them and frees the slot (`cookie` back to 0, `generation` one up, the index back
 /// on the `SLOT_FREE` stack); a packet of a socket whose slot was freed meanwhile finds the
 /// generation changed and counts in `SOCK_STATS`. Userspace maps the array and reads it in
-/// place.
+/// place (the kernel puts an mmapable array's first value at a page boundary, so each slot
+/// starts a 64-byte line). A packet that is not on loopback touches the slot's first line
+/// only: the cookie, the fields `SockStats` puts first and its sent and received counters.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SockSlot {

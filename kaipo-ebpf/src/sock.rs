@@ -47,7 +47,7 @@ pub fn count(ctx: &SkBuffContext, egress: bool) {
     // every segment has its own, so count those too.
     let mut len = u64::from(len);
     if packets > 1 {
-        len += (packets - 1) * u64::from(header_len(&SkbFrame::new(skb)));
+        len += (packets - 1) * u64::from(header_len(skb));
     }
     let loopback = ifindex == LOOPBACK_IFINDEX;
     let state = socket_state(skb);
@@ -383,8 +383,32 @@ fn socket_state(skb: *mut __sk_buff) -> u8 {
 
 /// IP plus TCP or UDP header length of a segmented buffer, 0 when it cannot be read (the
 /// payload bytes are then still counted, only the repeated headers are not).
+///
+/// Every TCP buffer the stack segments has its headers in the linear part, so the common
+/// shapes (IPv4 without options, IPv6 without extension headers, then TCP) are read there in
+/// place, at constant offsets the verifier can check; anything else takes the load helper.
 #[inline(always)]
-fn header_len(frame: &SkbFrame) -> u32 {
+fn header_len(skb: *mut __sk_buff) -> u32 {
+    // SAFETY: reading fields of the program's own context.
+    let (start, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
+    if start + 33 <= end {
+        // SAFETY: offsets below 33, inside the range checked just above.
+        let byte = |at: usize| unsafe { *((start + at) as *const u8) };
+        if byte(0) == 0x45 && byte(9) == PROTO_TCP {
+            return 20 + u32::from(byte(32) >> 4) * 4;
+        }
+        if start + 53 <= end && byte(0) >> 4 == 6 && byte(6) == PROTO_TCP {
+            // SAFETY: offset 52, inside the range checked just above.
+            let doff = unsafe { *((start + 52) as *const u8) };
+            return 40 + u32::from(doff >> 4) * 4;
+        }
+    }
+    header_len_loaded(&SkbFrame::new(skb))
+}
+
+/// [`header_len`] through the load helper, for any shape it reads.
+#[inline(always)]
+fn header_len_loaded(frame: &SkbFrame) -> u32 {
     let Some(first) = frame.read_u8(0) else {
         return 0;
     };

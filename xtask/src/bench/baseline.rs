@@ -142,15 +142,15 @@ pub fn load_least_counter() -> anyhow::Result<(OwnedFd, OwnedFd)> {
         insn(0x63, 10, 0, -4, 0),                              // *(u32 *)(r10 - 4) = r0
         insn(0x18, 1, 1, 0, fd),                               // r1 = the map
         insn(0, 0, 0, 0, 0),
-        insn(0xbf, 2, 10, 0, 0),                               // r2 = r10
-        insn(0x07, 2, 0, 0, -4),                               // r2 += -4
-        insn(0x85, 0, 0, 0, 1),                                // r0 = bpf_map_lookup_elem
-        insn(0x15, 0, 0, 3, 0),                                // if r0 == 0 goto out
-        insn(0xdb, 0, 7, 0, 0),                                // lock *(u64 *)(r0) += r7
-        insn(0xb7, 1, 0, 0, 1),                                // r1 = 1
-        insn(0xdb, 0, 1, 8, 0),                                // lock *(u64 *)(r0 + 8) += r1
-        insn(0xb7, 0, 0, 0, 1),                                // out: r0 = 1 (pass)
-        insn(0x95, 0, 0, 0, 0),                                // exit
+        insn(0xbf, 2, 10, 0, 0), // r2 = r10
+        insn(0x07, 2, 0, 0, -4), // r2 += -4
+        insn(0x85, 0, 0, 0, 1),  // r0 = bpf_map_lookup_elem
+        insn(0x15, 0, 0, 3, 0),  // if r0 == 0 goto out
+        insn(0xdb, 0, 7, 0, 0),  // lock *(u64 *)(r0) += r7
+        insn(0xb7, 1, 0, 0, 1),  // r1 = 1
+        insn(0xdb, 0, 1, 8, 0),  // lock *(u64 *)(r0 + 8) += r1
+        insn(0xb7, 0, 0, 0, 1),  // out: r0 = 1 (pass)
+        insn(0x95, 0, 0, 0, 0),  // exit
     ];
     let insns: Vec<u8> = program.concat();
     let license = b"GPL\0";
