@@ -279,6 +279,30 @@ pub const SOCK_HINT_COUNT: u32 = 65_536;
 /// take the helper path) on kernels without it. No kernel has a helper of this number.
 pub const PLACEHOLDER_RDONLY_CAST: i32 = 0x4b41;
 
+/// The helper number, plus the constant's index in [`load_const`], of a call the eBPF object
+/// makes where it needs a value known only at load time on the per-packet path. Userspace
+/// rewrites each such call into `w0 = value` before loading: the value becomes part of the
+/// instruction, where a read-only global would cost a load from memory, which under a bulk
+/// transfer is a cache line the packet path misses. The verifier knows the value as a constant
+/// either way. No kernel has a helper of these numbers.
+pub const PLACEHOLDER_CONST: i32 = 0x4b50;
+
+/// The constants [`PLACEHOLDER_CONST`] stands for, by index.
+pub mod load_const {
+    /// The running kernel's BTF id of `struct sock`, for `bpf_rdonly_cast` (0 where the
+    /// program does not cast).
+    pub const SOCK_BTF_ID: i32 = 0;
+    /// Where the socket's cookie lies in `struct sock` (`__sk_common.skc_cookie`).
+    pub const SK_COOKIE_AT: i32 = 1;
+    /// 1 when sockets take slots in `SOCK_SLOTS`, 0 when every socket counts in `SOCK_STATS`.
+    pub const SOCK_SLOTS_ON: i32 = 2;
+    /// Where `sk_lock.owned` lies in `struct sock`; 0 when userspace could not find it (TCP
+    /// owners then come from userspace alone).
+    pub const SK_LOCK_OWNED_AT: i32 = 3;
+    /// How many there are.
+    pub const COUNT: usize = 4;
+}
+
 /// The slot index and generation of a non-zero [`slot_ref`].
 #[inline(always)]
 pub const fn slot_of_ref(word: u64) -> (u32, u32) {

@@ -7,7 +7,7 @@
 
 use core::ffi::c_void;
 
-use kaipo_common::PLACEHOLDER_RDONLY_CAST;
+use kaipo_common::{PLACEHOLDER_CONST, PLACEHOLDER_RDONLY_CAST};
 
 /// `bpf_rdonly_cast(obj, btf_id)`: `obj` as a read-only pointer to the kernel type `btf_id`,
 /// whose fields the program then reads with plain loads (the kernel turns each into a load
@@ -21,5 +21,17 @@ pub fn rdonly_cast(obj: *mut c_void, btf_id: u32) -> *const u8 {
         let call: unsafe extern "C" fn(*mut c_void, u32) -> *const u8 =
             core::mem::transmute(PLACEHOLDER_RDONLY_CAST as usize);
         call(obj, btf_id)
+    }
+}
+
+/// The load-time constant `WHICH` (one of `kaipo_common::load_const`), which the loader writes
+/// into the instruction itself (see `kaipo_common::PLACEHOLDER_CONST`).
+#[inline(always)]
+pub fn load_const<const WHICH: i32>() -> u32 {
+    // SAFETY: the call the loader rewrites into `w0 = value`, which clobbers less than a call.
+    unsafe {
+        let call: unsafe extern "C" fn() -> u32 =
+            core::mem::transmute((PLACEHOLDER_CONST + WHICH) as usize);
+        call()
     }
 }

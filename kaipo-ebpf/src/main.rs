@@ -144,25 +144,6 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 #[unsafe(no_mangle)]
 static TRACK_FLOWS: u8 = 1;
 
-/// Where `sk_lock.owned` sits in a `struct tcp_sock`, from the running kernel's BTF; set at
-/// load time, 0 when userspace could not find it (TCP owners then come from userspace alone).
-#[unsafe(no_mangle)]
-static SK_LOCK_OWNED_AT: u32 = 0;
-
-/// The running kernel's BTF id of `struct sock` and where in it the socket's cookie lies
-/// (`__sk_common.skc_cookie`), set at load time when the object's `bpf_rdonly_cast` calls
-/// are made real (see `kaipo_common::PLACEHOLDER_RDONLY_CAST`); 0 otherwise. Read-only
-/// globals: the verifier takes their values as constants, which the cast and the read need.
-#[unsafe(no_mangle)]
-static SOCK_BTF_ID: u32 = 0;
-#[unsafe(no_mangle)]
-static SK_COOKIE_AT: u32 = 0;
-
-/// Set at load time: 1 gives sockets slots in `SOCK_SLOTS`, 0 counts every socket in
-/// `SOCK_STATS`.
-#[unsafe(no_mangle)]
-static SOCK_SLOTS_ON: u8 = 0;
-
 /// Slots per CPU in `FLOW_CACHE` - 1; set at load time with the map's size.
 #[unsafe(no_mangle)]
 static FLOW_CACHE_MASK: u32 = FLOW_CACHE_SLOTS - 1;

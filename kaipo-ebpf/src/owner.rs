@@ -21,9 +21,9 @@ use aya_ebpf::{
     programs::SockContext,
 };
 use kaipo_common::{
-    counter, Event, OwnerSpill, SockStats, EVENT_PROC_EXIT, EVENT_SOCK_CLOSE, EVENT_SOCK_OWNER,
-    FAMILY_IPV4, FAMILY_IPV6, OWNER_FROM_CLOSE, OWNER_FROM_CREATE, OWNER_FROM_SEND, PROTO_TCP,
-    SOCK_FLAG_CLOSED,
+    counter, load_const, Event, OwnerSpill, SockStats, EVENT_PROC_EXIT, EVENT_SOCK_CLOSE,
+    EVENT_SOCK_OWNER, FAMILY_IPV4, FAMILY_IPV6, OWNER_FROM_CLOSE, OWNER_FROM_CREATE,
+    OWNER_FROM_SEND, PROTO_TCP, SOCK_FLAG_CLOSED,
 };
 
 use aya_ebpf::bindings::BPF_SK_STORAGE_GET_F_CREATE;
@@ -135,15 +135,13 @@ pub fn on_egress(skb: *mut __sk_buff, proto: u8, seen: &mut u32, checked: &mut u
 /// userspace found in the kernel's BTF; false when it found none.
 #[inline(always)]
 fn lock_owned(sk: *mut c_void) -> bool {
-    // SAFETY: a global set at load time, as `TRACK_FLOWS`.
-    let at = unsafe { core::ptr::read_volatile(&crate::SK_LOCK_OWNED_AT) };
+    let at = kfunc::load_const::<{ load_const::SK_LOCK_OWNED_AT }>();
     if at == 0 {
         return false;
     }
     // Read in place where the kernel lets the socket be cast to its own type (see
     // `sock::direct_cookie`): a load instead of two helper calls.
-    // SAFETY: a read-only global set at load time, as `TRACK_FLOWS`.
-    let id = unsafe { core::ptr::read_volatile(&crate::SOCK_BTF_ID) };
+    let id = kfunc::load_const::<{ load_const::SOCK_BTF_ID }>();
     let ksk = kfunc::rdonly_cast(sk, id);
     if !ksk.is_null() {
         // SAFETY: a field of the kernel's socket at the offset its BTF gives; the verifier

@@ -14,9 +14,9 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use kaipo_common::{
-    counter, slot_of_ref, slot_ref, SockSlot, SockStats, FAMILY_IPV4, LOOPBACK_IFINDEX, PROTO_TCP,
-    PROTO_UDP, SOCK_FLAG_CLIENT, SOCK_FLAG_CLOSED, SOCK_FLAG_MANY_REMOTES, SOCK_FLAG_SERVER,
-    SOCK_HINT_COUNT, TCP_LISTEN, TCP_SYN_RECV, TCP_SYN_SENT,
+    counter, load_const, slot_of_ref, slot_ref, SockSlot, SockStats, FAMILY_IPV4, LOOPBACK_IFINDEX,
+    PROTO_TCP, PROTO_UDP, SOCK_FLAG_CLIENT, SOCK_FLAG_CLOSED, SOCK_FLAG_MANY_REMOTES,
+    SOCK_FLAG_SERVER, SOCK_HINT_COUNT, TCP_LISTEN, TCP_SYN_RECV, TCP_SYN_SENT,
 };
 
 use crate::{
@@ -207,8 +207,7 @@ fn cookie_of(skb: *mut __sk_buff) -> u64 {
 /// Whether sockets take slots (set at load time; off, every socket counts in the shared map).
 #[inline(always)]
 pub fn use_slots() -> bool {
-    // SAFETY: a global set at load time, as `TRACK_FLOWS`.
-    unsafe { core::ptr::read_volatile(&crate::SOCK_SLOTS_ON) != 0 }
+    kfunc::load_const::<{ load_const::SOCK_SLOTS_ON }>() != 0
 }
 
 /// The socket's slot reference (see `kaipo_common::slot_ref`) in its own storage, created
@@ -232,13 +231,8 @@ pub fn ref_of(sk: *mut c_void, create: bool) -> *mut u64 {
 /// socket has no cookie yet.
 #[inline(always)]
 fn direct_cookie(sk: *mut c_void) -> u64 {
-    // SAFETY: read-only globals set at load time, as `TRACK_FLOWS`.
-    let (id, at) = unsafe {
-        (
-            core::ptr::read_volatile(&crate::SOCK_BTF_ID),
-            core::ptr::read_volatile(&crate::SK_COOKIE_AT),
-        )
-    };
+    let id = kfunc::load_const::<{ load_const::SOCK_BTF_ID }>();
+    let at = kfunc::load_const::<{ load_const::SK_COOKIE_AT }>();
     let ksk = kfunc::rdonly_cast(sk, id);
     if ksk.is_null() {
         return 0;

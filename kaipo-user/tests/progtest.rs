@@ -162,7 +162,7 @@ impl Harness {
         }
         // The socket programs find slots through each socket's storage here (no slots are
         // given out in these tests), so their direct cookie read is left out.
-        let object = object(None).expect("preparing the object");
+        let object = object(None, false).expect("preparing the object");
         let mut ebpf = loader
             .load(object.bytes())
             .expect("loading the kaipo object");
@@ -1813,7 +1813,7 @@ fn attach_socket_programs(with_release: bool) -> Ebpf {
     require_root();
     let root = kaipo::collect::ebpf::cgroup2_root().expect("a cgroup v2 hierarchy");
     let cgroup = std::fs::File::open(&root).expect("opening the cgroup v2 root");
-    let object = object(None).expect("preparing the object");
+    let object = object(None, false).expect("preparing the object");
     let mut ebpf = EbpfLoader::new()
         .load(object.bytes())
         .expect("loading the object");

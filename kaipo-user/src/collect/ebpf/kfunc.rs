@@ -5,10 +5,13 @@
 //! (`kaipo_common::PLACEHOLDER_RDONLY_CAST`), and this rewrites each such instruction: into a
 //! call of the kernel function by its id in the running kernel's BTF, or, on a kernel without
 //! it, into `r0 = 0`, a null result that sends the program down its other path.
+//!
+//! The same pass writes the values the per-packet path needs from the running kernel into the
+//! instructions that use them (`kaipo_common::PLACEHOLDER_CONST`).
 
 use std::{borrow::Cow, mem::size_of};
 
-use kaipo_common::PLACEHOLDER_RDONLY_CAST;
+use kaipo_common::{load_const, PLACEHOLDER_CONST, PLACEHOLDER_RDONLY_CAST};
 
 /// What the placeholder calls become.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,12 +40,18 @@ impl Object {
 const CALL: u8 = 0x85;
 /// `BPF_ALU64 | BPF_MOV | BPF_K`.
 const MOV_IMM: u8 = 0xb7;
+/// `BPF_ALU | BPF_MOV | BPF_K`: a 32-bit move, which clears the register's upper half.
+const MOV32_IMM: u8 = 0xb4;
+
+/// The values of `kaipo_common::load_const`, by index.
+pub type Consts = [u32; load_const::COUNT];
 /// A call's source register field for a kernel function (`BPF_PSEUDO_KFUNC_CALL`).
 const PSEUDO_KFUNC_CALL: u8 = 2;
 const SHF_EXECINSTR: u64 = 0x4;
 
-/// The object with every placeholder call rewritten as `cast` says, and how many there were.
-pub fn patch(object: &[u8], cast: Cast) -> Result<(Object, usize), String> {
+/// The object with every placeholder call rewritten: the casts as `cast` says, the constants
+/// into `w0 = consts[i]`; and how many casts there were.
+pub fn patch(object: &[u8], cast: Cast, consts: &Consts) -> Result<(Object, usize), String> {
     let mut words = vec![0u64; object.len().div_ceil(size_of::<u64>())];
     // SAFETY: `words` has room for `object.len()` bytes.
     let bytes =
@@ -51,11 +60,20 @@ pub fn patch(object: &[u8], cast: Cast) -> Result<(Object, usize), String> {
     let mut found = 0;
     for range in code_sections(bytes)? {
         for insn in bytes[range].chunks_exact_mut(8) {
-            if insn[0] != CALL
-                || insn[1] != 0
-                || insn[2..4] != [0, 0]
-                || insn[4..8] != PLACEHOLDER_RDONLY_CAST.to_le_bytes()
+            if insn[0] != CALL || insn[1] != 0 || insn[2..4] != [0, 0] {
+                continue;
+            }
+            let imm = i32::from_le_bytes([insn[4], insn[5], insn[6], insn[7]]);
+            if let Some(value) = imm
+                .checked_sub(PLACEHOLDER_CONST)
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| consts.get(i))
             {
+                let v = value.to_le_bytes();
+                insn.copy_from_slice(&[MOV32_IMM, 0, 0, 0, v[0], v[1], v[2], v[3]]);
+                continue;
+            }
+            if imm != PLACEHOLDER_RDONLY_CAST {
                 continue;
             }
             let new: [u8; 8] = match cast {
@@ -148,37 +166,63 @@ mod tests {
     }
 
     #[test]
-    fn each_socket_program_reads_the_cookie_through_one_placeholder_and_only_those_change() {
+    fn placeholders_become_the_kernel_function_and_the_constants_and_nothing_else_changes() {
         let before = instructions(OBJECT);
-        let (object, found) = patch(OBJECT, Cast::Kfunc(64_919)).expect("patch");
-        // One in each of the two socket programs.
-        assert_eq!(found, 2);
+        let consts: Consts = [0x0102_0304, 0x1112_1314, 0x2122_2324, 0x3132_3334];
+        let (object, found) = patch(OBJECT, Cast::Kfunc(64_919), &consts).expect("patch");
         let after = instructions(object.bytes());
         assert_eq!(before.len(), after.len());
         let changed: Vec<_> = before.iter().zip(&after).filter(|(a, b)| a != b).collect();
-        assert_eq!(changed.len(), 2);
-        for (old, new) in changed {
-            assert_eq!(old, &[0x85, 0, 0, 0, 0x41, 0x4b, 0, 0]);
-            assert_eq!(new, &[0x85, 0x20, 0, 0, 0x97, 0xfd, 0, 0]);
-        }
-        // Nothing outside the code sections moved.
-        let (null, found) = patch(OBJECT, Cast::Null).expect("patch");
-        assert_eq!(found, 2);
-        let differ = OBJECT
+        let casts: Vec<_> = changed
             .iter()
-            .zip(null.bytes())
-            .filter(|(a, b)| a != b)
-            .count();
-        // Two instructions, of which the opcode and the immediate's two low bytes change.
-        assert_eq!(differ, 2 * 3);
+            .filter(|(old, _)| old[4..6] == [0x41, 0x4b])
+            .collect();
+        // Casts: one in each of the two socket programs for the cookie, one for the socket
+        // lock, each a call of the kernel function now.
+        assert_eq!(found, casts.len());
+        assert!(found >= 2, "{found} casts");
+        for (old, new) in &casts {
+            assert_eq!(*old, &[0x85, 0, 0, 0, 0x41, 0x4b, 0, 0]);
+            assert_eq!(*new, &[0x85, 0x20, 0, 0, 0x97, 0xfd, 0, 0]);
+        }
+        // The rest are the constants, each now a 32-bit move of its value into r0; every one
+        // of them is used somewhere.
+        let mut seen = [false; load_const::COUNT];
+        for (old, new) in changed.iter().filter(|(old, _)| old[4..6] != [0x41, 0x4b]) {
+            assert_eq!(
+                (&old[..4], &old[5..]),
+                (&[0x85, 0, 0, 0][..], &[0x4b, 0, 0][..])
+            );
+            assert!(
+                (0x50..0x50 + load_const::COUNT as u8).contains(&old[4]),
+                "{old:?}"
+            );
+            let i = usize::from(old[4] - 0x50);
+            assert_eq!(new[..4], [0xb4, 0, 0, 0]);
+            assert_eq!(new[4..], consts[i].to_le_bytes());
+            seen[i] = true;
+        }
+        assert_eq!(seen, [true; load_const::COUNT]);
+        // Nothing outside the code sections moved, and with no cast the calls become `r0 = 0`.
+        let (null, found_null) = patch(OBJECT, Cast::Null, &[0; load_const::COUNT]).expect("patch");
+        assert_eq!(found_null, found);
+        let bytes_differ = |a: &[u8], b: &[u8]| a.iter().zip(b).filter(|(x, y)| x != y).count();
+        let in_code: usize = instructions(OBJECT)
+            .iter()
+            .zip(instructions(null.bytes()).iter())
+            .map(|(a, b)| bytes_differ(a, b))
+            .sum();
+        assert_eq!(bytes_differ(OBJECT, null.bytes()), in_code);
+        assert_eq!(OBJECT.len(), null.bytes().len());
         assert!(instructions(null.bytes()).contains(&[0xb7, 0, 0, 0, 0, 0, 0, 0]));
     }
 
     #[test]
     fn what_is_not_an_object_is_refused() {
-        assert!(patch(b"not elf", Cast::Null).is_err());
+        let consts = [0; load_const::COUNT];
+        assert!(patch(b"not elf", Cast::Null, &consts).is_err());
         let mut cut = OBJECT[..0x40].to_vec();
         cut[0x3c] = 0xff;
-        assert!(patch(&cut, Cast::Null).is_err());
+        assert!(patch(&cut, Cast::Null, &consts).is_err());
     }
 }

@@ -44,9 +44,20 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 /// [`OBJECT`] ready to load: with the socket programs' direct cookie read where `cookie_read`
 /// is given (see `kaipo_common::PLACEHOLDER_RDONLY_CAST`), else with their helper path alone.
 /// Public so tests and benchmarks can load single programs from it.
-pub fn object(cookie_read: Option<&CookieRead>) -> Result<kfunc::Object, EbpfCollectError> {
+pub fn object(
+    cookie_read: Option<&CookieRead>,
+    sock_slots: bool,
+) -> Result<kfunc::Object, EbpfCollectError> {
     let cast = cookie_read.map_or(kfunc::Cast::Null, |c| kfunc::Cast::Kfunc(c.rdonly_cast));
-    let (object, found) = kfunc::patch(OBJECT, cast).map_err(EbpfCollectError::Patch)?;
+    let mut consts: kfunc::Consts = [0; kaipo_common::load_const::COUNT];
+    if let Some(c) = cookie_read {
+        consts[kaipo_common::load_const::SOCK_BTF_ID as usize] = c.sock;
+        consts[kaipo_common::load_const::SK_COOKIE_AT as usize] = c.cookie_at;
+    }
+    consts[kaipo_common::load_const::SOCK_SLOTS_ON as usize] = u32::from(sock_slots);
+    consts[kaipo_common::load_const::SK_LOCK_OWNED_AT as usize] =
+        running_kernel_sk_lock_owned().unwrap_or(0);
+    let (object, found) = kfunc::patch(OBJECT, cast, &consts).map_err(EbpfCollectError::Patch)?;
     if found == 0 {
         return Err(EbpfCollectError::Patch(
             "no placeholder call for the socket cookie".into(),
@@ -483,9 +494,7 @@ pub fn load(
     sock_slots: bool,
     cookie_read: Option<&CookieRead>,
 ) -> Result<Ebpf, EbpfCollectError> {
-    let object = object(cookie_read)?;
-    let (sock_btf_id, cookie_at) = cookie_read.map_or((0, 0), |c| (c.sock, c.cookie_at));
-    let sock_slots = u8::from(sock_slots);
+    let object = object(cookie_read, sock_slots)?;
     let track_flows = u8::from(opts.track_flows);
     let slots = match opts.flow_cache_slots {
         Some(slots) => slots.max(2).next_power_of_two(),
@@ -504,14 +513,9 @@ pub fn load(
     let ringbuf = opts.ringbuf_bytes.map_or(kaipo_common::RINGBUF_BYTES, |b| {
         b.max(page).next_power_of_two()
     });
-    let owned_at = running_kernel_sk_lock_owned().unwrap_or(0);
     Ok(EbpfLoader::new()
         .btf(Some(btf))
-        .override_global("SK_LOCK_OWNED_AT", &owned_at, true)
-        .override_global("SOCK_BTF_ID", &sock_btf_id, true)
-        .override_global("SK_COOKIE_AT", &cookie_at, true)
         .override_global("TRACK_FLOWS", &track_flows, true)
-        .override_global("SOCK_SLOTS_ON", &sock_slots, true)
         .override_global("FLOW_CACHE_MASK", &mask, true)
         .override_global("FLOW_CACHE_SHIFT", &shift, true)
         .override_global("FLOW_SLOT_AGE", &opts.flow_slot_age, true)
