@@ -49,6 +49,11 @@ pub struct ToggleArgs {
     /// Sets of hooks to switch (all five when none are named).
     #[arg(long = "hooks", value_enum)]
     pub hooks: Vec<Hooks>,
+    /// One run per workload for all the sets together, which take their attached stretches in
+    /// turn (detached, first set, detached, second set, ...): the sets then meet the same
+    /// conditions, where separate runs minutes apart do not.
+    #[arg(long)]
+    pub interleave: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -225,10 +230,11 @@ fn read_counter(path: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("{path} holds {text:?}"))
 }
 
-/// One stretch: attached or not, what the counter moved, over how long.
+/// One stretch: which set was attached (by its place in the run's sets; none: detached), what
+/// the counter moved, over how long.
 #[derive(Clone, Copy, Debug)]
 struct Stretch {
-    on: bool,
+    set: Option<usize>,
     count: u64,
     took: Duration,
 }
@@ -239,16 +245,22 @@ impl Stretch {
     }
 }
 
-/// Runs `workload` once under `hooks`, switching them every `window`; the stretches in order,
-/// the first detached.
+/// Runs `workload` once under the sets of `hooks`, switching every `window` between detached
+/// and each set in turn; the stretches in order, the first detached.
 fn run_one(
     bench: &Bench,
     workload: Workload,
-    hooks: Hooks,
+    hooks: &[Hooks],
     secs: f64,
     window: Duration,
 ) -> anyhow::Result<Vec<Stretch>> {
-    let (held, switch) = prepare(hooks, &bench.topo)?;
+    let mut held = Vec::new();
+    let mut switches = Vec::new();
+    for &set in hooks {
+        let (h, switch) = prepare(set, &bench.topo)?;
+        held.push(h);
+        switches.push(switch);
+    }
     let counter = progress_counter(workload, &bench.topo);
     // Stretches end a second before the load does, so none sees it wind down.
     let stretches = ((secs - 1.0).max(0.0) / window.as_secs_f64()) as usize;
@@ -264,18 +276,17 @@ fn run_one(
         let mut out = Vec::with_capacity(stretches);
         let mut links = None;
         for i in 0..stretches {
-            let on = i % 2 == 1;
-            if on {
-                links = Some(switch.on()?);
-            } else {
-                links = None;
+            let set = (i % 2 == 1).then(|| (i / 2) % switches.len());
+            links = None;
+            if let Some(set) = set {
+                links = Some(switches[set].on()?);
             }
             // Read after switching, so the switch's own time is in no stretch.
             let (before, from) = (read_counter(&counter)?, Instant::now());
             std::thread::sleep(window);
             let (after, to) = (read_counter(&counter)?, Instant::now());
             out.push(Stretch {
-                on,
+                set,
                 count: after.saturating_sub(before),
                 took: to - from,
             });
@@ -301,28 +312,29 @@ fn run_one(
     Ok(stretches)
 }
 
-/// What the stretches say: each attached stretch over the mean of its two detached neighbours.
+/// What the stretches say of one set: each of its attached stretches over the mean of the two
+/// detached neighbours.
 struct Outcome {
     ratios: Vec<f64>,
-    /// All attached stretches' rate over all detached ones'.
+    /// All the set's attached stretches' rate over all detached ones'.
     pooled: f64,
 }
 
-fn outcome(stretches: &[Stretch]) -> Outcome {
+fn outcome(stretches: &[Stretch], set: usize) -> Outcome {
     let mut ratios = Vec::new();
     for i in 1..stretches.len().saturating_sub(1) {
         let (prev, cur, next) = (stretches[i - 1], stretches[i], stretches[i + 1]);
-        if cur.on && !prev.on && !next.on {
+        if cur.set == Some(set) && prev.set.is_none() && next.set.is_none() {
             let off = (prev.rate() + next.rate()) / 2.0;
             if off > 0.0 {
                 ratios.push(cur.rate() / off);
             }
         }
     }
-    let sum = |on: bool| {
+    let sum = |which: Option<usize>| {
         let (count, took) = stretches
             .iter()
-            .filter(|s| s.on == on)
+            .filter(|s| s.set == which)
             .fold((0u64, 0f64), |(c, t), s| {
                 (c + s.count, t + s.took.as_secs_f64())
             });
@@ -330,7 +342,7 @@ fn outcome(stretches: &[Stretch]) -> Outcome {
     };
     Outcome {
         ratios,
-        pooled: sum(true) / sum(false).max(1e-9),
+        pooled: sum(Some(set)) / sum(None).max(1e-9),
     }
 }
 
@@ -356,9 +368,7 @@ pub fn run(args: &ToggleArgs) -> anyhow::Result<()> {
     let _ = writeln!(
         s,
         "### Switched on and off within one run\n\n\
-         The collector's network (`{}` → host forwarding → `{}`). Each workload runs once for \
-         {} s per set of hooks (after a 1 s warm-up of its own); during the run the set's \
-         programs are detached and attached in turn, {} ms each way, starting detached. The \
+         The collector's network (`{}` → host forwarding → `{}`). {} The \
          rate of a stretch is what the receiving host end's kernel counter moved \
          (`tx_packets`; `tx_bytes` under TCP bulk) over its length; each attached stretch is \
          set against the mean of the detached stretches on either side of it. Sets of hooks:\n\n\
@@ -379,8 +389,24 @@ pub fn run(args: &ToggleArgs) -> anyhow::Result<()> {
          not used here):\n",
         bench.topo.sender_if,
         bench.topo.receiver_if,
-        args.secs,
-        window.as_millis(),
+        if args.interleave {
+            format!(
+                "Each workload runs once for {} s for all the sets of hooks together (after a \
+                 1 s warm-up of its own); during the run the programs are detached, then one \
+                 set attached, then detached, then the next set attached, and so on, {} ms \
+                 each, starting detached.",
+                args.secs,
+                window.as_millis()
+            )
+        } else {
+            format!(
+                "Each workload runs once for {} s per set of hooks (after a 1 s warm-up of its \
+                 own); during the run the set's programs are detached and attached in turn, {} \
+                 ms each way, starting detached.",
+                args.secs,
+                window.as_millis()
+            )
+        },
     );
     for &w in only {
         let _ = writeln!(s, "- {}", w.describe(args.secs));
@@ -400,15 +426,27 @@ pub fn run(args: &ToggleArgs) -> anyhow::Result<()> {
         );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
         let mut row = Vec::new();
-        for &hooks in hook_sets {
+        // Each set alone in its own run, or all of them together in one.
+        let runs: Vec<&[Hooks]> = if args.interleave {
+            vec![hook_sets]
+        } else {
+            hook_sets.chunks(1).collect()
+        };
+        let mut results = Vec::new();
+        for sets in runs {
+            let names: Vec<_> = sets.iter().map(|h| h.label()).collect();
             collector::progress(&format!(
                 "toggle: {}: warming up, then {}",
                 workload.label(),
-                hooks.label()
+                names.join(", ")
             ));
             workloads::run_load(&bench, workload, 1.0, &Default::default(), &mut |_| Ok(()))?;
-            let stretches = run_one(&bench, workload, hooks, args.secs, window)?;
-            let o = outcome(&stretches);
+            let stretches = run_one(&bench, workload, sets, args.secs, window)?;
+            for (i, &hooks) in sets.iter().enumerate() {
+                results.push((hooks, outcome(&stretches, i)));
+            }
+        }
+        for (hooks, o) in results {
             let med = median(o.ratios.clone());
             let _ = writeln!(
                 s,
@@ -465,8 +503,12 @@ mod tests {
     use super::*;
 
     fn stretch(on: bool, count: u64) -> Stretch {
+        attached(on.then_some(0), count)
+    }
+
+    fn attached(set: Option<usize>, count: u64) -> Stretch {
         Stretch {
-            on,
+            set,
             count,
             took: Duration::from_millis(500),
         }
@@ -483,7 +525,7 @@ mod tests {
             stretch(true, 630),
             stretch(false, 600),
         ];
-        let o = outcome(&s);
+        let o = outcome(&s, 0);
         assert_eq!(o.ratios.len(), 2);
         assert!((o.ratios[0] - 0.9).abs() < 1e-9, "{:?}", o.ratios);
         assert!((o.ratios[1] - 0.9).abs() < 1e-9, "{:?}", o.ratios);
@@ -494,6 +536,28 @@ mod tests {
     #[test]
     fn a_trailing_attached_stretch_has_no_ratio() {
         let s = [stretch(false, 100), stretch(true, 50)];
-        assert!(outcome(&s).ratios.is_empty());
+        assert!(outcome(&s, 0).ratios.is_empty());
+    }
+
+    #[test]
+    fn interleaved_sets_each_take_their_own_stretches() {
+        // Detached 100, set 0 at 90, detached 100, set 1 at 50, detached 100, set 0 at 80,
+        // detached 100.
+        let s = [
+            attached(None, 100),
+            attached(Some(0), 90),
+            attached(None, 100),
+            attached(Some(1), 50),
+            attached(None, 100),
+            attached(Some(0), 80),
+            attached(None, 100),
+        ];
+        let first = outcome(&s, 0);
+        assert_eq!(first.ratios, vec![0.9, 0.8]);
+        assert!((first.pooled - 0.85).abs() < 1e-9, "{}", first.pooled);
+        let second = outcome(&s, 1);
+        assert_eq!(second.ratios, vec![0.5]);
+        assert!((second.pooled - 0.5).abs() < 1e-9, "{}", second.pooled);
+        assert!(outcome(&s, 2).ratios.is_empty());
     }
 }
