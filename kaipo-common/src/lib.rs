@@ -296,7 +296,8 @@ pub mod load_const {
     pub const SK_COOKIE_AT: i32 = 1;
     /// 1 when sockets take slots in `SOCK_SLOTS`, 0 when every socket counts in `SOCK_STATS`.
     pub const SOCK_SLOTS_ON: i32 = 2;
-    /// Where `sk_lock.owned` lies in `struct sock`; 0 when userspace could not find it (TCP
+    /// Where `sk_lock.owned` lies in `struct tcp_sock`, which is where it lies in `struct sock`
+    /// too (a `tcp_sock` starts with its `sock`); 0 when userspace could not find it (TCP
     /// owners then come from userspace alone).
     pub const SK_LOCK_OWNED_AT: i32 = 3;
     /// How many there are.
