@@ -378,9 +378,10 @@ fn socket_state(skb: *mut __sk_buff) -> u8 {
 /// IP plus TCP or UDP header length of a segmented buffer, 0 when it cannot be read (the
 /// payload bytes are then still counted, only the repeated headers are not).
 ///
-/// Every TCP buffer the stack segments has its headers in the linear part, so the common
-/// shapes (IPv4 without options, IPv6 without extension headers, then TCP) are read there in
-/// place, at constant offsets the verifier can check; anything else takes the load helper.
+/// The stack builds a TCP buffer it will segment with its headers in the linear part, so the
+/// common shapes (IPv4 without options, IPv6 without extension headers, then TCP) are read
+/// there in place, at constant offsets the verifier can check; headers outside the linear
+/// part, and any other shape, take the load helper.
 #[inline(always)]
 fn header_len(skb: *mut __sk_buff) -> u32 {
     // SAFETY: reading fields of the program's own context.

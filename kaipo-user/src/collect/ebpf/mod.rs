@@ -42,7 +42,9 @@ use crate::privilege;
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kaipo"));
 
 /// [`OBJECT`] ready to load: with the socket programs' direct cookie read where `cookie_read`
-/// is given (see `kaipo_common::PLACEHOLDER_RDONLY_CAST`), else with their helper path alone.
+/// is given (see `kaipo_common::PLACEHOLDER_RDONLY_CAST`), else with their helper path alone,
+/// and the running kernel's values written into the instructions that use them (see
+/// `kaipo_common::PLACEHOLDER_CONST`); `sock_slots` gives sockets slots (see [`load`]).
 /// Public so tests and benchmarks can load single programs from it.
 pub fn object(
     cookie_read: Option<&CookieRead>,
