@@ -119,9 +119,9 @@ fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> [u8; 8] {
 /// Loads the least work a cgroup_skb program can do to count a packet against its socket:
 /// the socket's cookie (one helper call), one array element chosen by it, and two atomic adds
 /// (bytes, packets). Sockets whose cookies share their low 16 bits share a counter, so it is
-/// a floor for cost, not a counter to read. Returns the program and its map (the map lives as
-/// long as the program holds it; the fd is kept so that the caller owns both).
-pub fn load_least_counter() -> anyhow::Result<(OwnedFd, OwnedFd)> {
+/// a floor for cost, not a counter to read. The program holds its map: closing the map's fd
+/// here leaves the map to live as long as the program.
+pub fn load_least_counter() -> anyhow::Result<OwnedFd> {
     let mut attr = Attr::new();
     attr.u32(0, MAP_TYPE_ARRAY)
         .u32(4, 4)
@@ -164,7 +164,7 @@ pub fn load_least_counter() -> anyhow::Result<(OwnedFd, OwnedFd)> {
         .call(BPF_PROG_LOAD)
         .context("BPF_PROG_LOAD of the least counter")?;
     // SAFETY: a successful BPF_PROG_LOAD returns a new fd that nothing else owns.
-    Ok((unsafe { OwnedFd::from_raw_fd(prog as i32) }, map))
+    Ok(unsafe { OwnedFd::from_raw_fd(prog as i32) })
 }
 
 /// Run time (ns) and runs, summed, of the loaded empty programs (`kb_empty`) of `prog_type`:

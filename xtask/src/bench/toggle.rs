@@ -12,7 +12,6 @@
 //! kaipo userspace runs (it is not on the packet path; `bench workloads` measures it).
 
 use std::{
-    any::Any,
     fmt::Write as _,
     fs::File,
     os::fd::{AsFd as _, OwnedFd},
@@ -132,9 +131,8 @@ impl Switch {
     }
 }
 
-/// What the programs need kept for the run (kaipo's object, the least counter's maps), and the
-/// switch.
-fn prepare(hooks: Hooks, topo: &Topology) -> anyhow::Result<(Option<Box<dyn Any>>, Switch)> {
+/// kaipo's object when the hooks are its own (kept loaded for the run), and the switch.
+fn prepare(hooks: Hooks, topo: &Topology) -> anyhow::Result<(Option<impl Sized>, Switch)> {
     let root = ebpf::cgroup2_root().context("no cgroup v2 mount")?;
     let cgroup = File::open(&root).with_context(|| format!("opening {}", root.display()))?;
     let ends = [ifindex(&topo.sender_if)?, ifindex(&topo.receiver_if)?];
@@ -171,13 +169,10 @@ fn prepare(hooks: Hooks, topo: &Topology) -> anyhow::Result<(Option<Box<dyn Any>
             None
         }
         Hooks::LeastCounter => {
-            let mut maps = Vec::new();
             for target in targets {
-                let (prog, map) = baseline::load_least_counter()?;
-                programs.push((prog, target));
-                maps.push(map);
+                programs.push((baseline::load_least_counter()?, target));
             }
-            Some(Box::new(maps) as Box<dyn Any>)
+            None
         }
         Hooks::Kaipo | Hooks::KaipoNoFlows => {
             let (btf, mut object, slots) = breakdown::load_kaipo(topo)?;
@@ -206,7 +201,7 @@ fn prepare(hooks: Hooks, topo: &Topology) -> anyhow::Result<(Option<Box<dyn Any>
                     .try_clone_to_owned()?;
                 programs.push((fd, target));
             }
-            Some(Box::new((object, slots)) as Box<dyn Any>)
+            Some((object, slots))
         }
     };
     Ok((held, Switch { programs, cgroup }))
