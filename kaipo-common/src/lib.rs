@@ -300,8 +300,16 @@ pub mod load_const {
     /// too (a `tcp_sock` starts with its `sock`); 0 when userspace could not find it (TCP
     /// owners then come from userspace alone).
     pub const SK_LOCK_OWNED_AT: i32 = 3;
+    /// 1 when the interface programs count flows as well, 0 for interface counters alone.
+    pub const TRACK_FLOWS: i32 = 4;
+    /// The flow cache's slots per CPU - 1 (a power of two less one).
+    pub const FLOW_CACHE_MASK: i32 = 5;
+    /// log2 of the flow cache's slots per CPU.
+    pub const FLOW_CACHE_SHIFT: i32 = 6;
+    /// Jiffies a cached flow must have been quiet before another flow takes its slot.
+    pub const FLOW_SLOT_AGE: i32 = 7;
     /// How many there are.
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 8;
 }
 
 /// The slot index and generation of a non-zero [`slot_ref`].

@@ -41,9 +41,9 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, SkBuffContext, SockContext, TcContext, XdpContext},
 };
 use kaipo_common::{
-    counter, FlowCounters, FlowKey, FlowSlot, IfaceCounters, OwnerSpill, SockSlot, SockStats,
-    DNS_RINGBUF_BYTES, FLOW_CACHE_SLOTS, IFACE_SLOTS, MAX_FLOWS, MAX_HANDSHAKES, MAX_IFACES,
-    MAX_OWNER_SPILL, MAX_SOCKETS, RINGBUF_BYTES, SOCK_HINT_COUNT, SOCK_SLOT_COUNT,
+    counter, load_const, FlowCounters, FlowKey, FlowSlot, IfaceCounters, OwnerSpill, SockSlot,
+    SockStats, DNS_RINGBUF_BYTES, FLOW_CACHE_SLOTS, IFACE_SLOTS, MAX_FLOWS, MAX_HANDSHAKES,
+    MAX_IFACES, MAX_OWNER_SPILL, MAX_SOCKETS, RINGBUF_BYTES, SOCK_HINT_COUNT, SOCK_SLOT_COUNT,
 };
 
 /// Interface counters by slot, `ifindex % IFACE_SLOTS`, for the interface `IFACE_TAGS` gives
@@ -140,39 +140,23 @@ static SCRATCH_SOCK: PerCpuArray<SockStats> = PerCpuArray::with_max_entries(2, 0
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
-/// Set at load time: 0 turns per-flow accounting off and leaves only interface counters.
-#[unsafe(no_mangle)]
-static TRACK_FLOWS: u8 = 1;
-
-/// Slots per CPU in `FLOW_CACHE` - 1; set at load time with the map's size.
-#[unsafe(no_mangle)]
-static FLOW_CACHE_MASK: u32 = FLOW_CACHE_SLOTS - 1;
-
-/// log2 of the slots per CPU: where a CPU's run of slots starts, as a shift of its number.
-#[unsafe(no_mangle)]
-static FLOW_CACHE_SHIFT: u32 = FLOW_CACHE_SLOTS.trailing_zeros();
-
-/// How long (in jiffies) a cached flow must have been quiet before another flow that meets it
-/// in its slot takes the slot over; set at load time.
-#[unsafe(no_mangle)]
-static FLOW_SLOT_AGE: u32 = 100;
-
+/// Slots per CPU in `FLOW_CACHE` - 1 (a load-time constant, see `kaipo_common::load_const`).
 #[inline(always)]
 fn flow_cache_mask() -> u32 {
-    // SAFETY: as for `TRACK_FLOWS`.
-    unsafe { core::ptr::read_volatile(&FLOW_CACHE_MASK) }
+    kfunc::load_const::<{ load_const::FLOW_CACHE_MASK }>()
 }
 
+/// log2 of the slots per CPU: where a CPU's run of slots starts, as a shift of its number.
 #[inline(always)]
 fn flow_cache_shift() -> u32 {
-    // SAFETY: as for `TRACK_FLOWS`.
-    unsafe { core::ptr::read_volatile(&FLOW_CACHE_SHIFT) }
+    kfunc::load_const::<{ load_const::FLOW_CACHE_SHIFT }>()
 }
 
+/// How long (in jiffies) a cached flow must have been quiet before another flow that meets it
+/// in its slot takes the slot over.
 #[inline(always)]
 fn flow_slot_age() -> u32 {
-    // SAFETY: as for `TRACK_FLOWS`.
-    unsafe { core::ptr::read_volatile(&FLOW_SLOT_AGE) }
+    kfunc::load_const::<{ load_const::FLOW_SLOT_AGE }>()
 }
 
 #[inline(always)]
@@ -183,11 +167,10 @@ fn bump(slot: u32) {
     }
 }
 
+/// False turns per-flow accounting off and leaves only interface counters.
 #[inline(always)]
 fn track_flows() -> bool {
-    // SAFETY: a global of the object file, read through a volatile load so the value set at load
-    // time is seen rather than the compile-time initialiser.
-    unsafe { core::ptr::read_volatile(&TRACK_FLOWS) != 0 }
+    kfunc::load_const::<{ load_const::TRACK_FLOWS }>() != 0
 }
 
 #[xdp(frags)]

@@ -34,7 +34,7 @@ use aya::{
     },
     Ebpf, EbpfLoader,
 };
-use kaipo::collect::ebpf::object;
+use kaipo::collect::ebpf::{object, ObjectValues};
 use kaipo_common::{
     counter, flow_slot, maps, FlowCounters, FlowKey, FlowSlot, IfaceCounters, SockStats,
     FAMILY_IPV4, FAMILY_IPV6, FLOW_CACHE_SLOTS, FLOW_SLOT_EMPTY, FLOW_SLOT_RX, FLOW_SLOT_TX,
@@ -141,12 +141,12 @@ impl Harness {
         Self::load(hook, None)
     }
 
-    /// Loads the object; `track_flows` overrides the `TRACK_FLOWS` global when given.
+    /// Loads the object; `track_flows` (0: off) replaces the flows switch it is loaded with when given.
     fn load(hook: Hook, track_flows: Option<u8>) -> Self {
         Self::load_with(hook, track_flows, None)
     }
 
-    /// As [`Self::load`], and `slot_age` overrides `FLOW_SLOT_AGE` (jiffies) when given.
+    /// As [`Self::load`], and `slot_age` (jiffies) replaces the flow cache's slot age when given.
     fn load_with(hook: Hook, track_flows: Option<u8>, slot_age: Option<u32>) -> Self {
         require_root();
         // A flow run twice on two CPUs would take a cache slot on each.
@@ -154,15 +154,16 @@ impl Harness {
         let mut loader = EbpfLoader::new();
         // One run of cache slots per CPU, as kaipo sizes it.
         loader.map_max_entries(maps::FLOW_CACHE, FLOW_CACHE_SLOTS * cpus());
-        if let Some(track_flows) = &track_flows {
-            loader.override_global("TRACK_FLOWS", track_flows, true);
+        let mut values = ObjectValues::default();
+        if let Some(track_flows) = track_flows {
+            values.track_flows = track_flows != 0;
         }
-        if let Some(slot_age) = &slot_age {
-            loader.override_global("FLOW_SLOT_AGE", slot_age, true);
+        if let Some(slot_age) = slot_age {
+            values.flow_slot_age = slot_age;
         }
         // The socket programs find slots through each socket's storage here (no slots are
         // given out in these tests), so their direct cookie read is left out.
-        let object = object(None, false).expect("preparing the object");
+        let object = object(None, &values).expect("preparing the object");
         let mut ebpf = loader
             .load(object.bytes())
             .expect("loading the kaipo object");
@@ -1813,7 +1814,7 @@ fn attach_socket_programs(with_release: bool) -> Ebpf {
     require_root();
     let root = kaipo::collect::ebpf::cgroup2_root().expect("a cgroup v2 hierarchy");
     let cgroup = std::fs::File::open(&root).expect("opening the cgroup v2 root");
-    let object = object(None, false).expect("preparing the object");
+    let object = object(None, &ObjectValues::default()).expect("preparing the object");
     let mut ebpf = EbpfLoader::new()
         .load(object.bytes())
         .expect("loading the object");

@@ -143,6 +143,58 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo xtask bench runtime`: section 2 alone, `rounds` times over, the two floods taking
+/// turns; then kaipo's own kernel time per datagram of each round.
+pub fn run_runtime(rounds: usize) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the run-time benchmark loads eBPF programs and creates network namespaces: run it as root");
+    }
+    super::catch_signals();
+    let started = Instant::now();
+    let bin = build_kaipo()?;
+    let machine = report::Machine::read();
+    emit(&report::header(&machine));
+    let bench = Bench {
+        topo: Topology::create()?,
+        exe: std::env::current_exe().context("finding the xtask binary")?,
+        bin,
+    };
+    progress("warming up: 1 s flood without kaipo");
+    bench.flood(1.0, None, &BTreeSet::new(), &mut |_| Ok(()))?;
+    let (mut with_flows, mut without_flows) = (Vec::new(), Vec::new());
+    for round in 1..=rounds.max(1) {
+        progress(&format!("round {round}: flood with kaipo --iface (flows)"));
+        let m = bench.monitored_flood(FLOOD_SECS, None, true, None, false)?;
+        emit(&report::stats(&m, &bench.topo));
+        with_flows.extend(report::own_kernel_ns(&m));
+        progress(&format!(
+            "round {round}: flood with kaipo, no interface named"
+        ));
+        let m = bench.monitored_flood(FLOOD_SECS, None, true, None, true)?;
+        emit(&report::stats_without_flows(&m));
+        without_flows.extend(report::own_kernel_ns(&m));
+    }
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|ns| format!("{ns:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    emit(&format!(
+        "kaipo's own kernel time per datagram above the floor of its hooks, round by round \
+         (target <= {:.0} ns): with flows {} ns (median {:.1}); no interface named {} ns \
+         (median {:.1}).\n",
+        report::TARGET_OWN_NS,
+        list(&with_flows),
+        report::median(with_flows.clone()),
+        list(&without_flows),
+        report::median(without_flows.clone()),
+    ));
+    emit(&report::footer(started.elapsed()));
+    Ok(())
+}
+
 /// `cargo xtask bench breakdown`: section 3b alone.
 pub fn run_breakdown(only: &[Piece], passes: usize, payload: usize) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.

@@ -37,6 +37,13 @@ pub enum Which {
     Pcap,
     /// Only the per-packet cost of the interface programs (`BPF_PROG_TEST_RUN`), quickly.
     Testrun,
+    /// Only the collector's section 2, quickly: kaipo's kernel run time per program under the
+    /// flood, with and without flows, each set against empty programs on the same hooks.
+    Runtime {
+        /// How often each of the two floods is run.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Only the collector's section 3b, quickly: the flood with one piece of the kernel side
     /// attached at a time.
     Breakdown {
@@ -107,6 +114,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::ChurnSend(args) => churn::churn_send(&args),
         Which::ChurnHold(args) => churn::churn_hold(&args),
         Which::Pcap => pcap::run(),
+        Which::Runtime { rounds } => collector::run_runtime(rounds),
         Which::Breakdown {
             pieces,
             passes,

@@ -168,7 +168,16 @@ mod tests {
     #[test]
     fn placeholders_become_the_kernel_function_and_the_constants_and_nothing_else_changes() {
         let before = instructions(OBJECT);
-        let consts: Consts = [0x0102_0304, 0x1112_1314, 0x2122_2324, 0x3132_3334];
+        let consts: Consts = [
+            0x0102_0304,
+            0x1112_1314,
+            0x2122_2324,
+            0x3132_3334,
+            0x4142_4344,
+            0x5152_5354,
+            0x6162_6364,
+            0x7172_7374,
+        ];
         let (object, found) = patch(OBJECT, Cast::Kfunc(64_919), &consts).expect("patch");
         let after = instructions(object.bytes());
         assert_eq!(before.len(), after.len());

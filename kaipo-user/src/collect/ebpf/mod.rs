@@ -41,24 +41,56 @@ use crate::privilege;
 /// calls are made real ([`object`]).
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kaipo"));
 
+/// The values known only at load time that [`object`] writes into the instructions (see
+/// `kaipo_common::PLACEHOLDER_CONST`), other than those of the running kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct ObjectValues {
+    /// Sockets take slots (see [`load`]).
+    pub sock_slots: bool,
+    /// The interface programs count flows as well as interfaces.
+    pub track_flows: bool,
+    /// The flow cache's slots per CPU, a power of two.
+    pub flow_cache_slots: u32,
+    /// Jiffies a cached flow must have been quiet before another flow takes its slot.
+    pub flow_slot_age: u32,
+}
+
+impl Default for ObjectValues {
+    /// As a test that loads single programs wants them: no socket slots, flows on, the
+    /// object's own flow cache size.
+    fn default() -> Self {
+        Self {
+            sock_slots: false,
+            track_flows: true,
+            flow_cache_slots: kaipo_common::FLOW_CACHE_SLOTS,
+            flow_slot_age: DEFAULT_FLOW_SLOT_AGE,
+        }
+    }
+}
+
 /// [`OBJECT`] ready to load: with the socket programs' direct cookie read where `cookie_read`
 /// is given (see `kaipo_common::PLACEHOLDER_RDONLY_CAST`), else with their helper path alone,
-/// and the running kernel's values written into the instructions that use them (see
-/// `kaipo_common::PLACEHOLDER_CONST`); `sock_slots` gives sockets slots (see [`load`]).
-/// Public so tests and benchmarks can load single programs from it.
+/// and the running kernel's values and `values` written into the instructions that use them
+/// (see `kaipo_common::PLACEHOLDER_CONST`). Public so tests and benchmarks can load single
+/// programs from it.
 pub fn object(
     cookie_read: Option<&CookieRead>,
-    sock_slots: bool,
+    values: &ObjectValues,
 ) -> Result<kfunc::Object, EbpfCollectError> {
+    use kaipo_common::load_const;
     let cast = cookie_read.map_or(kfunc::Cast::Null, |c| kfunc::Cast::Kfunc(c.rdonly_cast));
-    let mut consts: kfunc::Consts = [0; kaipo_common::load_const::COUNT];
+    let mut consts: kfunc::Consts = [0; load_const::COUNT];
     if let Some(c) = cookie_read {
-        consts[kaipo_common::load_const::SOCK_BTF_ID as usize] = c.sock;
-        consts[kaipo_common::load_const::SK_COOKIE_AT as usize] = c.cookie_at;
+        consts[load_const::SOCK_BTF_ID as usize] = c.sock;
+        consts[load_const::SK_COOKIE_AT as usize] = c.cookie_at;
     }
-    consts[kaipo_common::load_const::SOCK_SLOTS_ON as usize] = u32::from(sock_slots);
-    consts[kaipo_common::load_const::SK_LOCK_OWNED_AT as usize] =
-        running_kernel_sk_lock_owned().unwrap_or(0);
+    consts[load_const::SOCK_SLOTS_ON as usize] = u32::from(values.sock_slots);
+    consts[load_const::SK_LOCK_OWNED_AT as usize] = running_kernel_sk_lock_owned().unwrap_or(0);
+    let slots = values.flow_cache_slots.max(1).next_power_of_two();
+    consts[load_const::TRACK_FLOWS as usize] = u32::from(values.track_flows);
+    consts[load_const::FLOW_CACHE_MASK as usize] = slots - 1;
+    consts[load_const::FLOW_CACHE_SHIFT as usize] = slots.trailing_zeros();
+    consts[load_const::FLOW_SLOT_AGE as usize] = values.flow_slot_age;
     let (object, found) = kfunc::patch(OBJECT, cast, &consts).map_err(EbpfCollectError::Patch)?;
     if found == 0 {
         return Err(EbpfCollectError::Patch(
@@ -496,8 +528,6 @@ pub fn load(
     sock_slots: bool,
     cookie_read: Option<&CookieRead>,
 ) -> Result<Ebpf, EbpfCollectError> {
-    let object = object(cookie_read, sock_slots)?;
-    let track_flows = u8::from(opts.track_flows);
     let slots = match opts.flow_cache_slots {
         Some(slots) => slots.max(2).next_power_of_two(),
         // Without flows nothing writes the cache: the smallest run that maps.
@@ -506,8 +536,15 @@ pub fn load(
     };
     // Without flows nothing writes the flow map either.
     let max_flows = if opts.track_flows { opts.max_flows } else { 1 };
-    let mask = slots - 1;
-    let shift = slots.trailing_zeros();
+    let object = object(
+        cookie_read,
+        &ObjectValues {
+            sock_slots,
+            track_flows: opts.track_flows,
+            flow_cache_slots: slots,
+            flow_slot_age: opts.flow_slot_age,
+        },
+    )?;
     // One run of slots per CPU the kernel may run a program on.
     let cpus = u32::try_from(aya::util::nr_cpus().map_or(1, |n| n)).unwrap_or(1);
     // The kernel wants a power-of-two multiple of the page size.
@@ -517,10 +554,6 @@ pub fn load(
     });
     Ok(EbpfLoader::new()
         .btf(Some(btf))
-        .override_global("TRACK_FLOWS", &track_flows, true)
-        .override_global("FLOW_CACHE_MASK", &mask, true)
-        .override_global("FLOW_CACHE_SHIFT", &shift, true)
-        .override_global("FLOW_SLOT_AGE", &opts.flow_slot_age, true)
         .map_max_entries(kaipo_common::maps::FLOW_CACHE, slots * cpus.max(1))
         .map_max_entries(kaipo_common::maps::FLOWS, max_flows.max(1))
         .map_max_entries(kaipo_common::maps::SOCK_STATS, opts.max_sockets.max(1))

@@ -10,7 +10,7 @@ pub use self::{
     costs::costs,
     flood::flood,
     flows::flows,
-    load::{breakdown, cpu, stats, stats_without_flows},
+    load::{breakdown, cpu, own_kernel_ns, stats, stats_without_flows, TARGET_OWN_NS},
 };
 
 use std::{fmt::Write as _, time::Duration};
@@ -213,23 +213,23 @@ pub fn summary(
         programs.join(", "),
         verdict(worst.is_some_and(|w| w <= TARGET_NS))
     );
-    if let Some(own) = load::own_kernel_ns(stats) {
+    if let Some(own) = own_kernel_ns(stats) {
         let _ = writeln!(
             s,
             "| kaipo's own kernel time per datagram above the empty-program floor of its hooks <= \
              {:.0} ns (BPF run-time statistics, section 2), with flows (`--iface` on both host \
              ends) | {own:.1} ns | {} |",
-            load::TARGET_OWN_NS,
-            verdict(own <= load::TARGET_OWN_NS)
+            TARGET_OWN_NS,
+            verdict(own <= TARGET_OWN_NS)
         );
     }
-    if let Some(own) = load::own_kernel_ns(stats_no_flows) {
+    if let Some(own) = own_kernel_ns(stats_no_flows) {
         let _ = writeln!(
             s,
             "| the same without flows: `kaipo watch` with no interface named, its default (spelled \
              `--no-flows` here; socket programs only; section 2, without flows) | {own:.1} ns | \
              {} |",
-            verdict(own <= load::TARGET_OWN_NS)
+            verdict(own <= TARGET_OWN_NS)
         );
     }
     let f = FloodFigures::new(without, with);
