@@ -45,6 +45,25 @@ pub struct IfaceCounters {
 }
 const _: () = assert!(size_of::<IfaceCounters>() == 64);
 
+/// One interface's counters on one CPU, with the interface they belong to: an element of
+/// `IFACE_STATS`, which holds [`IFACE_SLOTS`] of them per CPU, CPU `c`'s from
+/// `c * IFACE_SLOTS`. The map is mappable, so the kernel starts its first element on a page
+/// and each of these on a cache line of its own: a frame of a monitored interface reads the
+/// tag and adds to two counters of one line, where a tag array beside a per-CPU array cost it
+/// three (the tag's, the per-CPU pointer's and the counters'). The counters of frames that are
+/// not IP or are malformed, which few frames touch, run into the second line.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceSlot {
+    /// The ifindex whose counters these are (0: none). Userspace writes it into every CPU's
+    /// copy of the slot, with the counters zeroed, before it attaches to the interface.
+    pub ifindex: u32,
+    pub _pad: u32,
+    pub counters: IfaceCounters,
+    pub _spare: [u64; 7],
+}
+const _: () = assert!(size_of::<IfaceSlot>() == 128);
+
 impl IfaceCounters {
     /// Field-by-field sum, for adding up per-CPU values.
     pub fn sum(&self, other: &Self) -> Self {
@@ -481,9 +500,10 @@ pub mod counter {
     pub const COUNT: u32 = 11;
 }
 
-/// Slots of `IFACE_STATS`, a per-CPU array whose lookup the kernel inlines into the program.
-/// An interface counts in slot `ifindex % IFACE_SLOTS` when `IFACE_TAGS` says the slot is its
-/// (userspace gives it the slot before attaching to it), else in the `IFACE_STATS_HIGH` hash:
+/// Slots per CPU of `IFACE_STATS` (see [`IfaceSlot`]), an array whose lookup the kernel inlines
+/// into the program. An interface counts in slot `ifindex % IFACE_SLOTS` when the slot's tag
+/// is its ifindex (userspace gives it the slot before attaching to it), else in the
+/// `IFACE_STATS_HIGH` hash:
 /// ifindexes only grow, and on a host that makes and removes interfaces (container veths)
 /// they pass any fixed bound sooner or later. A power of two.
 pub const IFACE_SLOTS: u32 = 1024;
@@ -509,6 +529,7 @@ mod pod {
     // SAFETY: all of these are `repr(C)`, made only of integers and byte arrays, with every
     // padding byte spelled out as a field, so any bit pattern is a valid value.
     unsafe impl aya::Pod for IfaceCounters {}
+    unsafe impl aya::Pod for IfaceSlot {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowCounters {}
     unsafe impl aya::Pod for FlowSlot {}
@@ -543,10 +564,9 @@ impl Event {
 /// so the kernel side spells these as identifiers; a kaipo-user test reads the compiled object
 /// and checks that its maps are exactly [`maps::ALL`].
 pub mod maps {
-    /// Per-CPU interface counters by slot (ifindex modulo [`crate::IFACE_SLOTS`]).
+    /// Interface counters by CPU and slot (ifindex modulo [`crate::IFACE_SLOTS`]), each with
+    /// the ifindex that owns the slot (see [`crate::IfaceSlot`]).
     pub const IFACE_STATS: &str = "IFACE_STATS";
-    /// Which ifindex owns each slot of [`IFACE_STATS`].
-    pub const IFACE_TAGS: &str = "IFACE_TAGS";
     /// Per-CPU interface counters of interfaces without a slot of their own.
     pub const IFACE_STATS_HIGH: &str = "IFACE_STATS_HIGH";
     /// The per-CPU LRU flow map.
@@ -578,9 +598,8 @@ pub mod maps {
     /// DNS answers captured for names (see [`crate::DnsCapture`]).
     pub const DNS_EVENTS: &str = "DNS_EVENTS";
 
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 16] = [
         IFACE_STATS,
-        IFACE_TAGS,
         IFACE_STATS_HIGH,
         FLOWS,
         FLOW_CACHE,

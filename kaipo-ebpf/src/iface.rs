@@ -16,7 +16,7 @@ use kaipo_common::{
 use crate::{
     bump, flow_cache_mask, flow_cache_shift, flow_slot_age,
     packet::{self, store_addr, Frame, IpHeaders, Parsed},
-    track_flows, FLOWS, FLOW_CACHE, IFACE_STATS, IFACE_STATS_HIGH, IFACE_TAGS,
+    track_flows, FLOWS, FLOW_CACHE, IFACE_STATS, IFACE_STATS_HIGH,
 };
 
 /// Direct access to the linear part of an XDP buffer.
@@ -72,13 +72,15 @@ pub fn on_ingress(ctx: &XdpContext) {
     // SAFETY: reading fields of the program's own context.
     let (ifindex, len) = unsafe { ((*ctx.ctx).ingress_ifindex, bpf_xdp_get_buff_len(ctx.ctx)) };
     let (start, end) = (ctx.data(), ctx.data_end());
-    if count_common_frame(start, end, ifindex, len, false) {
+    // SAFETY: the helper takes no arguments; the kernel inlines it.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    if count_common_frame(start, end, ifindex, cpu, len, false) {
         return;
     }
     let frame = XdpFrame { start, end };
     let mut headers = IpHeaders::default();
     let parsed = packet::parse_ethernet(&frame, &mut headers);
-    account(ifindex, len, parsed, &headers, false);
+    account(ifindex, cpu, len, parsed, &headers, false);
 }
 
 /// A socket buffer read directly in its linear part, where the headers of nearly every packet
@@ -132,12 +134,14 @@ fn on_tc(ctx: &TcContext, egress: bool) {
     // SAFETY: reading fields of the program's own context.
     let (ifindex, len) = unsafe { ((*skb).ifindex, u64::from((*skb).len)) };
     let frame = LinearFrame::new(skb);
-    if count_common_frame(frame.start, frame.end, ifindex, len, egress) {
+    // SAFETY: the helper takes no arguments; the kernel inlines it.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    if count_common_frame(frame.start, frame.end, ifindex, cpu, len, egress) {
         return;
     }
     let mut headers = IpHeaders::default();
     let parsed = packet::parse_ethernet(&frame, &mut headers);
-    account(ifindex, len, parsed, &headers, egress);
+    account(ifindex, cpu, len, parsed, &headers, egress);
 }
 
 /// Ethernet without VLAN tags, then IPv4 without options (not a later fragment) or IPv6 without
@@ -146,7 +150,14 @@ fn on_tc(ctx: &TcContext, egress: bool) {
 /// headers. Returns false, having counted nothing, for any other frame, which then takes the
 /// full parser; for the frames it takes, the result is exactly what the full parser gives.
 #[inline(always)]
-fn count_common_frame(start: usize, end: usize, ifindex: u32, len: u64, egress: bool) -> bool {
+fn count_common_frame(
+    start: usize,
+    end: usize,
+    ifindex: u32,
+    cpu: u32,
+    len: u64,
+    egress: bool,
+) -> bool {
     // Ethernet, a 20-byte IPv4 header, the two ports.
     const NEED_V4: usize = 14 + 20 + 4;
     // Ethernet, the 40-byte IPv6 header, the two ports.
@@ -184,7 +195,7 @@ fn count_common_frame(start: usize, end: usize, ifindex: u32, len: u64, egress: 
     } else {
         return false;
     }
-    let Some(stats) = iface_entry(ifindex) else {
+    let Some(stats) = iface_entry(ifindex, cpu) else {
         return false;
     };
     // SAFETY: this CPU's value of a per-CPU map; nothing else writes it while we run.
@@ -218,7 +229,7 @@ fn count_common_frame(start: usize, end: usize, ifindex: u32, len: u64, egress: 
             addr(remote + 12),
         ])
     };
-    count_flow_key(&key, len, egress);
+    count_flow_key(&key, cpu, len, egress);
     true
 }
 
@@ -236,8 +247,8 @@ impl KeyWords {
 }
 
 #[inline(always)]
-fn account(ifindex: u32, len: u64, parsed: Parsed, headers: &IpHeaders, egress: bool) {
-    let Some(stats) = iface_entry(ifindex) else {
+fn account(ifindex: u32, cpu: u32, len: u64, parsed: Parsed, headers: &IpHeaders, egress: bool) {
+    let Some(stats) = iface_entry(ifindex, cpu) else {
         bump(counter::IFACE_MAP_FULL);
         return;
     };
@@ -247,7 +258,7 @@ fn account(ifindex: u32, len: u64, parsed: Parsed, headers: &IpHeaders, egress: 
     match parsed {
         Parsed::Ip => {
             if track_flows() {
-                count_flow(ifindex, headers, len, egress);
+                count_flow(ifindex, cpu, headers, len, egress);
             }
         }
         Parsed::NonIp if egress => stats.tx_non_ip_bytes += len,
@@ -269,10 +280,17 @@ fn add_frame(stats: &mut IfaceCounters, len: u64, egress: bool) {
 }
 
 #[inline(always)]
-fn iface_entry(ifindex: u32) -> Option<*mut IfaceCounters> {
-    let slot = ifindex & (IFACE_SLOTS - 1);
-    if IFACE_TAGS.get(slot) == Some(&ifindex) {
-        return IFACE_STATS.get_ptr_mut(slot);
+fn iface_entry(ifindex: u32, cpu: u32) -> Option<*mut IfaceCounters> {
+    let slot = (cpu << IFACE_SLOTS.trailing_zeros()) | (ifindex & (IFACE_SLOTS - 1));
+    if let Some(entry) = IFACE_STATS.get_ptr_mut(slot) {
+        // SAFETY: this CPU's copy of the slot (only its own programs write the counters, and
+        // they do not nest); userspace writes the tag only while no monitored interface holds
+        // the slot.
+        unsafe {
+            if (*entry).ifindex == ifindex {
+                return Some(&raw mut (*entry).counters);
+            }
+        }
     }
     if let Some(stats) = IFACE_STATS_HIGH.get_ptr_mut(ifindex) {
         return Some(stats);
@@ -282,7 +300,7 @@ fn iface_entry(ifindex: u32) -> Option<*mut IfaceCounters> {
 }
 
 #[inline(always)]
-fn count_flow(ifindex: u32, h: &IpHeaders, len: u64, egress: bool) {
+fn count_flow(ifindex: u32, cpu: u32, h: &IpHeaders, len: u64, egress: bool) {
     let (local, remote, local_port, remote_port) = if egress {
         (&h.src, &h.dst, h.src_port, h.dst_port)
     } else {
@@ -303,18 +321,16 @@ fn count_flow(ifindex: u32, h: &IpHeaders, len: u64, egress: bool) {
     let mut words = KeyWords([0; 6]);
     // SAFETY: `KeyWords` holds a `FlowKey` in its first 44 bytes.
     unsafe { *(&raw mut words).cast::<FlowKey>() = key };
-    count_flow_key(&words, len, egress);
+    count_flow_key(&words, cpu, len, egress);
 }
 
 /// Counts one frame of a flow: in this CPU's flow cache when the flow holds one of the two
 /// slots of its set or can take one, else in `FLOWS`. Takes the key by reference: by value, it
 /// is copied again and XDP runs out of its 512-byte stack.
 #[inline(always)]
-fn count_flow_key(key: &KeyWords, len: u64, egress: bool) {
+fn count_flow_key(key: &KeyWords, cpu: u32, len: u64, egress: bool) {
     let dir = if egress { FLOW_SLOT_TX } else { FLOW_SLOT_RX };
     let q = &key.0;
-    // SAFETY: the helper takes no arguments; the kernel inlines it.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
     let first = (cpu << flow_cache_shift()) | flow_slot_words(q, dir, flow_cache_mask());
     if let (Some(a), Some(b)) = (
         FLOW_CACHE.get_ptr_mut(first),

@@ -41,21 +41,20 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, SkBuffContext, SockContext, TcContext, XdpContext},
 };
 use kaipo_common::{
-    counter, load_const, FlowCounters, FlowKey, FlowSlot, IfaceCounters, OwnerSpill, SockSlot,
-    SockStats, DNS_RINGBUF_BYTES, FLOW_CACHE_SLOTS, IFACE_SLOTS, MAX_FLOWS, MAX_HANDSHAKES,
-    MAX_IFACES, MAX_OWNER_SPILL, MAX_SOCKETS, RINGBUF_BYTES, SOCK_HINT_COUNT, SOCK_SLOT_COUNT,
+    counter, load_const, FlowCounters, FlowKey, FlowSlot, IfaceCounters, IfaceSlot, OwnerSpill,
+    SockSlot, SockStats, DNS_RINGBUF_BYTES, FLOW_CACHE_SLOTS, IFACE_SLOTS, MAX_FLOWS,
+    MAX_HANDSHAKES, MAX_IFACES, MAX_OWNER_SPILL, MAX_SOCKETS, RINGBUF_BYTES, SOCK_HINT_COUNT,
+    SOCK_SLOT_COUNT,
 };
 
-/// Interface counters by slot, `ifindex % IFACE_SLOTS`, for the interface `IFACE_TAGS` gives
-/// the slot to: an array lookup costs the program a bounds check and an add, where a hash
-/// lookup costs a helper call and a hash.
+/// Interface counters by CPU and slot (see `kaipo_common::IfaceSlot`): CPU `c`'s slot for
+/// `ifindex` at `c * IFACE_SLOTS + ifindex % IFACE_SLOTS`, counting for the interface whose
+/// ifindex it carries. An array lookup costs the program a bounds check and an add, where a
+/// hash lookup costs a helper call and a hash. Userspace sizes it at load time, `IFACE_SLOTS`
+/// per CPU; a CPU past its size counts in `IFACE_STATS_HIGH`.
 #[map]
-static IFACE_STATS: PerCpuArray<IfaceCounters> = PerCpuArray::with_max_entries(IFACE_SLOTS, 0);
-
-/// The ifindex each slot of `IFACE_STATS` belongs to (0: none); written by userspace before it
-/// attaches to the interface.
-#[map]
-static IFACE_TAGS: Array<u32> = Array::with_max_entries(IFACE_SLOTS, 0);
+static IFACE_STATS: Array<IfaceSlot> =
+    Array::with_max_entries(IFACE_SLOTS, aya_ebpf::bindings::BPF_F_MMAPABLE);
 
 /// Interfaces without a slot of `IFACE_STATS` (another monitored interface holds theirs).
 #[map]

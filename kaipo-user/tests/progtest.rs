@@ -34,7 +34,7 @@ use aya::{
     },
     Ebpf, EbpfLoader,
 };
-use kaipo::collect::ebpf::{object, ObjectValues};
+use kaipo::collect::ebpf::{object, IfaceTable, ObjectValues};
 use kaipo_common::{
     counter, flow_slot, maps, FlowCounters, FlowKey, FlowSlot, IfaceCounters, SockStats,
     FAMILY_IPV4, FAMILY_IPV6, FLOW_CACHE_SLOTS, FLOW_SLOT_EMPTY, FLOW_SLOT_RX, FLOW_SLOT_TX,
@@ -154,6 +154,7 @@ impl Harness {
         let mut loader = EbpfLoader::new();
         // One run of cache slots per CPU, as kaipo sizes it.
         loader.map_max_entries(maps::FLOW_CACHE, FLOW_CACHE_SLOTS * cpus());
+        loader.map_max_entries(maps::IFACE_STATS, IFACE_SLOTS * cpus());
         let mut values = ObjectValues::default();
         if let Some(track_flows) = track_flows {
             values.track_flows = track_flows != 0;
@@ -197,11 +198,11 @@ impl Harness {
     /// Gives interface `ifindex` its counter slot, as kaipo does before attaching to it, and
     /// makes it the test run's device.
     fn claim(&mut self, ifindex: u32) {
-        let mut tags: Array<_, u32> =
-            Array::try_from(self.ebpf.map_mut(maps::IFACE_TAGS).expect(maps::IFACE_TAGS))
-                .unwrap_or_else(|e| panic!("{} is an array: {e}", maps::IFACE_TAGS));
-        tags.set(ifindex % IFACE_SLOTS, ifindex, 0)
-            .expect("writing IFACE_TAGS");
+        let mut table = IfaceTable::open(&self.ebpf).expect(maps::IFACE_STATS);
+        assert!(
+            table.claim(ifindex, &Default::default()),
+            "claiming {ifindex}'s slot"
+        );
         self.ifindex = ifindex;
     }
 
@@ -278,20 +279,9 @@ impl Harness {
                 .iter()
                 .fold(IfaceCounters::default(), |acc, v| acc.sum(v))
         };
-        let slots: PerCpuArray<_, IfaceCounters> =
-            PerCpuArray::try_from(self.ebpf.map(maps::IFACE_STATS).expect(maps::IFACE_STATS))
-                .unwrap_or_else(|e| panic!("{} is a per-CPU array: {e}", maps::IFACE_STATS));
-        let tags: Array<_, u32> =
-            Array::try_from(self.ebpf.map(maps::IFACE_TAGS).expect(maps::IFACE_TAGS))
-                .unwrap_or_else(|e| panic!("{} is an array: {e}", maps::IFACE_TAGS));
-        let mut entries: Vec<(u32, IfaceCounters)> = (0..IFACE_SLOTS)
-            .map(|slot| {
-                let per_cpu = slots.get(&slot, 0).expect("reading IFACE_STATS");
-                let ifindex = tags.get(&slot, 0).expect("reading IFACE_TAGS");
-                (ifindex, sum(&per_cpu))
-            })
-            .filter(|(_, total)| *total != IfaceCounters::default())
-            .collect();
+        let mut entries = IfaceTable::open(&self.ebpf)
+            .expect(maps::IFACE_STATS)
+            .counted();
         let high: PerCpuHashMap<_, u32, IfaceCounters> = PerCpuHashMap::try_from(
             self.ebpf
                 .map(maps::IFACE_STATS_HIGH)

@@ -306,9 +306,10 @@ pub fn load_kaipo(topo: &Topology) -> anyhow::Result<(Btf, Ebpf, ebpf::slots::Sl
     .context("loading kaipo's object")?;
     let slots = ebpf::open_slots(&mut object).context("the socket slots")?;
     let mut held = kaipo::fasthash::HashSet::default();
+    let mut table = ebpf::IfaceTable::open(&object).context("the interface counters")?;
     for name in [&topo.sender_if, &topo.receiver_if] {
         let index = super::topology::ifindex(name)?;
-        if ebpf::claim_iface_slot(&mut object, index, &held)? {
+        if table.claim(index, &held) {
             held.insert(index);
         }
     }

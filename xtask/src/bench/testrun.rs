@@ -203,7 +203,9 @@ fn measure_here(repeat: u32, rounds: usize, prefill: u32) -> anyhow::Result<Cost
     .context("loading kaipo's object")?;
     // The test frames' interface (loopback) gets its counter slot, as kaipo gives every
     // interface it attaches to.
-    ebpf::claim_iface_slot(&mut ebpf, 1, &Default::default())?;
+    ebpf::IfaceTable::open(&ebpf)
+        .context("the interface counters")?
+        .claim(1, &Default::default());
     let xdp: &mut Xdp = ebpf
         .program_mut("kaipo_xdp")
         .context("no kaipo_xdp")?

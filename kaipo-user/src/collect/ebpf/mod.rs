@@ -10,6 +10,7 @@ mod btf_layout;
 pub mod cgroup;
 pub mod error;
 mod flow_cache;
+mod iface_table;
 pub mod kfunc;
 mod mapped;
 mod owners;
@@ -33,6 +34,7 @@ pub use self::{
     btf_layout::{running_kernel_cookie_read, running_kernel_sk_lock_owned, CookieRead},
     cgroup::{cgroup2_root, open_cgroup2},
     error::EbpfCollectError,
+    iface_table::IfaceTable,
 };
 use super::{iface, Degradation, Interface, KernelSample, MapUsage};
 use crate::privilege;
@@ -174,7 +176,7 @@ pub fn flow_cache_slots(cpus: usize) -> u32 {
 
 pub struct EbpfCollector {
     // Maps first: fields drop in order, and the programs (in `ebpf`) should go last.
-    iface_stats: PerCpuArray<MapData, IfaceCounters>,
+    iface_table: IfaceTable,
     iface_stats_high: PerCpuHashMap<MapData, u32, IfaceCounters>,
     sock_stats: HashMap<MapData, u64, SockStats>,
     /// Owner reports that found the ring buffer full.
@@ -214,7 +216,7 @@ pub struct EbpfCollector {
     finder: Box<owners::OwnerFinder>,
     /// The socket slots; `None` when every socket counts in the shared map. Boxed, as `dns`.
     slots: Option<Box<slots::Slots>>,
-    /// Monitored interfaces that count in their slot of `IFACE_STATS` (the others in
+    /// Monitored interfaces that count in their slot of `iface_table` (the others in
     /// `IFACE_STATS_HIGH`).
     iface_slots: crate::fasthash::HashSet<u32>,
     /// Without flows: each monitored interface's kernel counters when kaipo first saw it (its
@@ -338,12 +340,12 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
     }
     attach::sockets(&mut ebpf, &cgroup, &btf, &mut degradations)?;
     let mut iface_slots = crate::fasthash::HashSet::default();
+    let mut iface_table = IfaceTable::open(&ebpf)?;
     let mut kernel_ifaces = crate::fasthash::HashMap::default();
     let (links, monitored) = if opts.track_flows {
-        // Each interface's counter slot, before its programs can count a frame. The maps are
-        // new: nothing to zero.
+        // Each interface's counter slot, before its programs can count a frame.
         for iface in &ifaces {
-            if claim_iface_slot(&mut ebpf, iface.ifindex, &iface_slots)? {
+            if iface_table.claim(iface.ifindex, &iface_slots) {
                 iface_slots.insert(iface.ifindex);
             }
         }
@@ -382,8 +384,7 @@ pub fn start(opts: &Options) -> Result<(EbpfCollector, EventStream), EbpfCollect
             }
         })?;
     let collector = EbpfCollector {
-        iface_stats: PerCpuArray::try_from(take(&mut ebpf, kaipo_common::maps::IFACE_STATS)?)
-            .map_err(map_err(kaipo_common::maps::IFACE_STATS))?,
+        iface_table,
         iface_stats_high: PerCpuHashMap::try_from(take(
             &mut ebpf,
             kaipo_common::maps::IFACE_STATS_HIGH,
@@ -483,31 +484,6 @@ fn storage_lookup(why: String) -> Degradation {
     }
 }
 
-/// Gives interface `ifindex` its slot of `IFACE_STATS` (`ifindex % IFACE_SLOTS`, see
-/// `kaipo_common::IFACE_SLOTS`) unless an interface of `held` (those monitored with a slot)
-/// has it; true when the slot is the interface's (its counts, if it held the slot before or
-/// another interface did, are still in it), false when it counts in `IFACE_STATS_HIGH`.
-pub fn claim_iface_slot(
-    ebpf: &mut Ebpf,
-    ifindex: u32,
-    held: &crate::fasthash::HashSet<u32>,
-) -> Result<bool, EbpfCollectError> {
-    let name = kaipo_common::maps::IFACE_TAGS;
-    let mut tags: aya::maps::Array<&mut MapData, u32> =
-        aya::maps::Array::try_from(ebpf.map_mut(name).ok_or(EbpfCollectError::Missing(name))?)
-            .map_err(map_err(name))?;
-    let slot = ifindex & (kaipo_common::IFACE_SLOTS - 1);
-    let previous = tags.get(&slot, 0).map_err(map_err(name))?;
-    if previous == ifindex {
-        return Ok(true);
-    }
-    if previous != 0 && held.contains(&previous) {
-        return Ok(false);
-    }
-    tags.set(slot, ifindex, 0).map_err(map_err(name))?;
-    Ok(true)
-}
-
 /// Maps the socket slots and fills the free stack.
 pub fn open_slots(ebpf: &mut Ebpf) -> Result<slots::Slots, EbpfCollectError> {
     let slots = take(ebpf, kaipo_common::maps::SOCK_SLOTS)?;
@@ -555,6 +531,10 @@ pub fn load(
     Ok(EbpfLoader::new()
         .btf(Some(btf))
         .map_max_entries(kaipo_common::maps::FLOW_CACHE, slots * cpus.max(1))
+        .map_max_entries(
+            kaipo_common::maps::IFACE_STATS,
+            kaipo_common::IFACE_SLOTS * cpus.max(1),
+        )
         .map_max_entries(kaipo_common::maps::FLOWS, max_flows.max(1))
         .map_max_entries(kaipo_common::maps::SOCK_STATS, opts.max_sockets.max(1))
         .map_max_entries(kaipo_common::maps::SOCK_SLOTS, opts.slot_count.max(1))
@@ -643,23 +623,11 @@ impl EbpfCollector {
             }
             // Counts kaipo may hold from an earlier interface with this index or slot start
             // over.
-            match claim_iface_slot(&mut self.ebpf, iface.ifindex, &self.iface_slots) {
-                Ok(false) | Err(_) => {
-                    let _ = self.iface_stats_high.remove(&iface.ifindex);
-                }
-                Ok(true) => {
-                    let zero = aya::maps::PerCpuValues::try_from(vec![
-                        IfaceCounters::default();
-                        self.possible_cpus
-                    ]);
-                    if let Ok(zero) = zero {
-                        let slot = iface.ifindex & (kaipo_common::IFACE_SLOTS - 1);
-                        let _ = self.iface_stats.set(slot, zero, 0);
-                    }
-                    let _ = self.iface_stats_high.remove(&iface.ifindex);
-                    self.iface_slots.insert(iface.ifindex);
-                }
+            // (`claim` zeroes the slot it gives.)
+            if self.iface_table.claim(iface.ifindex, &self.iface_slots) {
+                self.iface_slots.insert(iface.ifindex);
             }
+            let _ = self.iface_stats_high.remove(&iface.ifindex);
             let mut notes = Vec::new();
             match attach::interface(&mut self.ebpf, &iface, self.hook, &mut notes) {
                 Ok(links) => {
@@ -779,11 +747,13 @@ impl EbpfCollector {
     /// Each monitored interface's counters from kaipo's interface programs, summed over CPUs.
     fn read_interfaces(&self, sample: &mut KernelSample) -> Result<(), EbpfCollectError> {
         for iface in &self.ifaces {
-            let per_cpu = if self.iface_slots.contains(&iface.ifindex) {
-                self.iface_stats
-                    .get(&(iface.ifindex & (kaipo_common::IFACE_SLOTS - 1)), 0)
-                    .map_err(map_err(kaipo_common::maps::IFACE_STATS))?
-            } else {
+            if self.iface_slots.contains(&iface.ifindex) {
+                sample
+                    .ifaces
+                    .push((iface.clone(), self.iface_table.read(iface.ifindex)));
+                continue;
+            }
+            let per_cpu = {
                 match self.iface_stats_high.get(&iface.ifindex, 0) {
                     Ok(per_cpu) => per_cpu,
                     Err(aya::maps::MapError::KeyNotFound) => {
