@@ -7,7 +7,7 @@
 use std::{
     collections::BTreeSet,
     io::{BufRead as _, BufReader, Write as _},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, ChildStdout, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -59,6 +59,8 @@ pub fn run() -> anyhow::Result<()> {
         topo: Topology::create()?,
         exe: std::env::current_exe().context("finding the xtask binary")?,
         bin,
+        companion: None,
+        companion_first: std::cell::Cell::new(false),
     };
     progress("warming up: 1 s flood without kaipo");
     let none = BTreeSet::new();
@@ -145,7 +147,7 @@ pub fn run() -> anyhow::Result<()> {
 
 /// `cargo xtask bench runtime`: section 2 alone, `rounds` times over, the two floods taking
 /// turns; then kaipo's own kernel time per datagram of each round.
-pub fn run_runtime(rounds: usize) -> anyhow::Result<()> {
+pub fn run_runtime(rounds: usize, against: Option<&Path>) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the run-time benchmark loads eBPF programs and creates network namespaces: run it as root");
@@ -159,21 +161,48 @@ pub fn run_runtime(rounds: usize) -> anyhow::Result<()> {
         topo: Topology::create()?,
         exe: std::env::current_exe().context("finding the xtask binary")?,
         bin,
+        companion: against.map(Path::to_path_buf),
+        companion_first: std::cell::Cell::new(false),
     };
     progress("warming up: 1 s flood without kaipo");
     bench.flood(1.0, None, &BTreeSet::new(), &mut |_| Ok(()))?;
     let (mut with_flows, mut without_flows) = (Vec::new(), Vec::new());
+    let (mut against_with, mut against_without) = (Vec::new(), Vec::new());
+    let companion = |m: &Monitored, out: &mut Vec<f64>| {
+        let Some(programs) = &m.companion_programs else {
+            return;
+        };
+        if let Some(own) = report::own_kernel_ns_of(programs, m) {
+            emit(&format!(
+                "The other build ({}) beside it: {own:.1} ns of its own kernel time per \
+                 datagram; {}.\n",
+                against.map_or_else(String::new, |p| p.display().to_string()),
+                programs
+                    .iter()
+                    .filter(|(_, _, runs)| *runs > 0)
+                    .map(|(name, ns, runs)| format!(
+                        "`{name}` {:.1} ns per run",
+                        *ns as f64 / *runs as f64
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            out.push(own);
+        }
+    };
     for round in 1..=rounds.max(1) {
         progress(&format!("round {round}: flood with kaipo --iface (flows)"));
         let m = bench.monitored_flood(FLOOD_SECS, None, true, None, false)?;
         emit(&report::stats(&m, &bench.topo));
         with_flows.extend(report::own_kernel_ns(&m));
+        companion(&m, &mut against_with);
         progress(&format!(
             "round {round}: flood with kaipo, no interface named"
         ));
         let m = bench.monitored_flood(FLOOD_SECS, None, true, None, true)?;
         emit(&report::stats_without_flows(&m));
         without_flows.extend(report::own_kernel_ns(&m));
+        companion(&m, &mut against_without);
     }
     let list = |v: &[f64]| {
         v.iter()
@@ -191,6 +220,17 @@ pub fn run_runtime(rounds: usize) -> anyhow::Result<()> {
         list(&without_flows),
         report::median(without_flows.clone()),
     ));
+    if against.is_some() {
+        emit(&format!(
+            "The other build, beside it in the same floods (which of the two attaches first \
+             alternates flood by flood): with flows {} ns (median {:.1}); no interface named {} \
+             ns (median {:.1}).\n",
+            list(&against_with),
+            report::median(against_with.clone()),
+            list(&against_without),
+            report::median(against_without.clone()),
+        ));
+    }
     emit(&report::footer(started.elapsed()));
     Ok(())
 }
@@ -210,6 +250,8 @@ pub fn run_breakdown(only: &[Piece], passes: usize, payload: usize) -> anyhow::R
         topo: Topology::create()?,
         exe: std::env::current_exe().context("finding the xtask binary")?,
         bin,
+        companion: None,
+        companion_first: std::cell::Cell::new(false),
     };
     progress("warming up: 1 s flood without kaipo");
     bench.flood(1.0, None, &BTreeSet::new(), &mut |_| Ok(()))?;
@@ -469,6 +511,8 @@ pub struct Monitored {
     pub sched_cpu_secs: f64,
     /// Per program: (name, run time ns, runs) from the start of the flood to the receiver's end.
     pub programs: Option<Vec<(String, u64, u64)>>,
+    /// The same for the companion kaipo (see [`Bench::companion`]), when one ran.
+    pub companion_programs: Option<Vec<(String, u64, u64)>>,
     /// With statistics on: an empty classifier attached beside kaipo's on the same two TCX hooks
     /// (ingress of the sender's end, egress of the receiver's), as (run time ns, runs).
     pub empty_classifier: Option<(u64, u64)>,
@@ -500,6 +544,11 @@ pub(super) struct Bench {
     pub(super) topo: Topology,
     pub(super) exe: PathBuf,
     pub(super) bin: PathBuf,
+    /// Another kaipo binary that watches beside `bin` in floods with statistics (`bench
+    /// runtime --against`): both builds under the same flood, their programs on the same hooks.
+    pub(super) companion: Option<PathBuf>,
+    /// Whether the companion starts (and so attaches) first in the next flood; turns alternate.
+    pub(super) companion_first: std::cell::Cell<bool>,
 }
 
 impl Bench {
@@ -624,17 +673,25 @@ impl Bench {
             None
         };
         let topo = &self.topo;
-        let kaipo = if no_flows {
-            // No interface can be named: kaipo counts every interface that is up.
-            Kaipo::start_with(&self.bin, &["--interval", "1s", "--no-flows"])?
-        } else {
-            Kaipo::start(
-                &self.bin,
-                &[&topo.sender_if, &topo.receiver_if],
-                "1s",
-                backend,
-            )?
+        let start = |bin: &Path| {
+            if no_flows {
+                // No interface can be named: kaipo counts every interface that is up.
+                Kaipo::start_with(bin, &["--interval", "1s", "--no-flows"])
+            } else {
+                Kaipo::start(bin, &[&topo.sender_if, &topo.receiver_if], "1s", backend)
+            }
         };
+        let companion_bin = self.companion.as_deref().filter(|_| with_stats);
+        let first = self.companion_first.get();
+        self.companion_first.set(!first);
+        let mut companion = None;
+        if let Some(bin) = companion_bin.filter(|_| first) {
+            companion = Some(start(bin)?);
+        }
+        let kaipo = start(&self.bin)?;
+        if let Some(bin) = companion_bin.filter(|_| !first) {
+            companion = Some(start(bin)?);
+        }
         // With statistics on, do-nothing programs beside kaipo's on the same hooks (a classifier
         // on the two TCX hooks, a cgroup_skb pair at the root): what the statistics report for
         // them is the floor of each kind of hook, their own price and clock reads included.
@@ -663,15 +720,26 @@ impl Bench {
         let mut empty_cg = ((0, 0), (0, 0));
         let pid = kaipo.pid;
         let held = kaipo::held_objects(pid)?;
+        let companion_held = match &companion {
+            Some(c) => kaipo::held_objects(c.pid)?.programs,
+            None => BTreeSet::new(),
+        };
+        let all_programs: BTreeSet<u32> = held
+            .programs
+            .union(&companion_held)
+            .copied()
+            .collect();
+        let mut companion_programs = (ProgramStats::default(), ProgramStats::default());
         let mut cpu = (0u64, 0u64);
         let mut sched = (0u64, 0u64);
         let mut window = (Instant::now(), Instant::now());
         let mut programs = (ProgramStats::default(), ProgramStats::default());
-        let flood = self.flood(secs, pps, &held.programs, &mut |moment| {
+        let flood = self.flood(secs, pps, &all_programs, &mut |moment| {
             match moment {
                 Moment::Start => {
                     if with_stats {
                         programs.0 = ProgramStats::read(&held.programs)?;
+                        companion_programs.0 = ProgramStats::read(&companion_held)?;
                         empty_stats.0 =
                             baseline::empty_program_stats(baseline::PROG_TYPE_SCHED_CLS)?;
                         empty_cg.0 = baseline::empty_program_stats(baseline::PROG_TYPE_CGROUP_SKB)?;
@@ -688,6 +756,7 @@ impl Bench {
                 Moment::ReceiverDone => {
                     if with_stats {
                         programs.1 = ProgramStats::read(&held.programs)?;
+                        companion_programs.1 = ProgramStats::read(&companion_held)?;
                         empty_stats.1 =
                             baseline::empty_program_stats(baseline::PROG_TYPE_SCHED_CLS)?;
                         empty_cg.1 = baseline::empty_program_stats(baseline::PROG_TYPE_CGROUP_SKB)?;
@@ -700,6 +769,9 @@ impl Bench {
         let vm_rss_kib = kaipo::status_kib(pid, "VmRSS")?;
         drop(empty);
         let (records, stderr) = kaipo.stop()?;
+        if let Some(c) = companion {
+            c.stop()?;
+        }
         drop(stats_fd);
         Ok(Monitored {
             empty_classifier: with_stats.then(|| {
@@ -722,6 +794,8 @@ impl Bench {
             ringbuf_full: kaipo::lost_total(&records, "ringbuf_full"),
             lost: kaipo::lost_totals(&records),
             programs: with_stats.then(|| programs.1.since(&programs.0)),
+            companion_programs: companion_bin
+                .map(|_| companion_programs.1.since(&companion_programs.0)),
             stderr,
             flood,
         })

@@ -43,6 +43,10 @@ pub enum Which {
         /// How often each of the two floods is run.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Another kaipo binary (an earlier build, say) to watch beside this one in every
+        /// flood: both measured under the same conditions.
+        #[arg(long)]
+        against: Option<std::path::PathBuf>,
     },
     /// Only the collector's section 3b, quickly: the flood with one piece of the kernel side
     /// attached at a time.
@@ -114,7 +118,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::ChurnSend(args) => churn::churn_send(&args),
         Which::ChurnHold(args) => churn::churn_hold(&args),
         Which::Pcap => pcap::run(),
-        Which::Runtime { rounds } => collector::run_runtime(rounds),
+        Which::Runtime { rounds, against } => collector::run_runtime(rounds, against.as_deref()),
         Which::Breakdown {
             pieces,
             passes,

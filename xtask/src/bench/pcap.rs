@@ -134,6 +134,8 @@ pub fn run() -> anyhow::Result<()> {
         topo: Topology::create()?,
         exe: std::env::current_exe().context("finding the xtask binary")?,
         bin,
+        companion: None,
+        companion_first: std::cell::Cell::new(false),
     };
     let topo = &bench.topo;
     let ifaces = [topo.sender_if.as_str(), topo.receiver_if.as_str()];

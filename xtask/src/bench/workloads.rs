@@ -410,6 +410,8 @@ pub(super) fn start_bench(title: &str, which: &str) -> anyhow::Result<(Bench, In
         topo: Topology::create_in(150..=199)?,
         exe: std::env::current_exe().context("finding the xtask binary")?,
         bin,
+        companion: None,
+        companion_first: std::cell::Cell::new(false),
     };
     Ok((bench, started))
 }

@@ -150,13 +150,17 @@ pub const TARGET_OWN_NS: f64 = 100.0;
 /// program on its kind of hook costs per run (the statistics' charge and the call), times its
 /// runs. Programs off the packet path (socket creation and release, process exit) count whole.
 pub fn own_kernel_ns(m: &Monitored) -> Option<f64> {
+    own_kernel_ns_of(m.programs.as_ref()?, m)
+}
+
+/// [`own_kernel_ns`] of `programs`, held by a kaipo that ran beside the one of `m` (its floors
+/// and datagrams are those of `m`).
+pub fn own_kernel_ns_of(programs: &[(String, u64, u64)], m: &Monitored) -> Option<f64> {
     let per_run = |(ns, runs): (u64, u64)| (runs > 0).then(|| ns as f64 / runs as f64);
     let tc = per_run(m.empty_classifier?)?;
     let cgroup = per_run(m.empty_cgroup_skb?)?;
     let sent = m.flood.sent.max(1) as f64;
-    let own: f64 = m
-        .programs
-        .as_ref()?
+    let own: f64 = programs
         .iter()
         .map(|(name, ns, runs)| {
             let floor = match name.as_str() {
