@@ -196,10 +196,9 @@ fn count_common_frame(
         return false;
     }
     let Some(stats) = iface_entry(ifindex, cpu) else {
-        core::hint::cold_path();
         return false;
     };
-    // SAFETY: this CPU's copy of the slot; nothing else writes its counters while we run.
+    // SAFETY: this CPU's value of a per-CPU map; nothing else writes it while we run.
     let stats = unsafe { &mut *stats };
     add_frame(stats, len, egress);
     if !track_flows() {
@@ -218,27 +217,19 @@ fn count_common_frame(
     let head = u64::from(ifindex) | (u64::from(proto) << 48) | (u64::from(family) << 56);
     let ports = port(local_port) | (port(remote_port) << 16) | (addr(local) << 32);
     // Every word given a value at once: a zeroed buffer filled in later costs a memset call.
-    // The slot's hash is taken in each branch, where for IPv4 the compiler sees the zero words
-    // as constants and leaves their share of it out; the key itself is built after the
-    // branches meet, as the words of either (built in each, its zero words become a memset
-    // call).
-    let dir = if egress { FLOW_SLOT_TX } else { FLOW_SLOT_RX };
-    let mask = flow_cache_mask();
-    let (words, hash) = if addr_len == 4 {
-        let w = [head, ports, 0, addr(remote) << 32, 0, 0];
-        (w, flow_slot_words(&w, dir, mask))
+    let key = if addr_len == 4 {
+        KeyWords([head, ports, 0, addr(remote) << 32, 0, 0])
     } else {
-        let w = [
+        KeyWords([
             head,
             ports,
             addr(local + 4) | (addr(local + 8) << 32),
             addr(local + 12) | (addr(remote) << 32),
             addr(remote + 4) | (addr(remote + 8) << 32),
             addr(remote + 12),
-        ];
-        (w, flow_slot_words(&w, dir, mask))
+        ])
     };
-    count_flow_key(&KeyWords(words), hash, cpu, len, egress);
+    count_flow_key(&key, cpu, len, egress);
     true
 }
 
@@ -301,8 +292,6 @@ fn iface_entry(ifindex: u32, cpu: u32) -> Option<*mut IfaceCounters> {
             }
         }
     }
-    // An interface whose slot another one holds.
-    core::hint::cold_path();
     if let Some(stats) = IFACE_STATS_HIGH.get_ptr_mut(ifindex) {
         return Some(stats);
     }
@@ -332,20 +321,17 @@ fn count_flow(ifindex: u32, cpu: u32, h: &IpHeaders, len: u64, egress: bool) {
     let mut words = KeyWords([0; 6]);
     // SAFETY: `KeyWords` holds a `FlowKey` in its first 44 bytes.
     unsafe { *(&raw mut words).cast::<FlowKey>() = key };
-    let dir = if egress { FLOW_SLOT_TX } else { FLOW_SLOT_RX };
-    let hash = flow_slot_words(&words.0, dir, flow_cache_mask());
-    count_flow_key(&words, hash, cpu, len, egress);
+    count_flow_key(&words, cpu, len, egress);
 }
 
 /// Counts one frame of a flow: in this CPU's flow cache when the flow holds one of the two
-/// slots of its set or can take one, else in `FLOWS`. `hash` is the key's
-/// `kaipo_common::flow_slot_words` (with the direction and the cache's mask). Takes the key by
-/// reference: by value, it is copied again and XDP runs out of its 512-byte stack.
+/// slots of its set or can take one, else in `FLOWS`. Takes the key by reference: by value, it
+/// is copied again and XDP runs out of its 512-byte stack.
 #[inline(always)]
-fn count_flow_key(key: &KeyWords, hash: u32, cpu: u32, len: u64, egress: bool) {
+fn count_flow_key(key: &KeyWords, cpu: u32, len: u64, egress: bool) {
     let dir = if egress { FLOW_SLOT_TX } else { FLOW_SLOT_RX };
     let q = &key.0;
-    let first = (cpu << flow_cache_shift()) | hash;
+    let first = (cpu << flow_cache_shift()) | flow_slot_words(q, dir, flow_cache_mask());
     if let (Some(a), Some(b)) = (
         FLOW_CACHE.get_ptr_mut(first),
         FLOW_CACHE.get_ptr_mut(first ^ 1),
@@ -363,8 +349,6 @@ fn count_flow_key(key: &KeyWords, hash: u32, cpu: u32, len: u64, egress: bool) {
             add_to_slot(b, len, dir, now);
             return;
         }
-        // A flow new to this CPU, or back after its slot went to another flow.
-        core::hint::cold_path();
         for slot in [&mut *a, &mut *b] {
             if slot.state == FLOW_SLOT_EMPTY {
                 take_slot(slot, key, len, dir, now);
