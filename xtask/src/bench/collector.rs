@@ -724,11 +724,7 @@ impl Bench {
             Some(c) => kaipo::held_objects(c.pid)?.programs,
             None => BTreeSet::new(),
         };
-        let all_programs: BTreeSet<u32> = held
-            .programs
-            .union(&companion_held)
-            .copied()
-            .collect();
+        let all_programs: BTreeSet<u32> = held.programs.union(&companion_held).copied().collect();
         let mut companion_programs = (ProgramStats::default(), ProgramStats::default());
         let mut cpu = (0u64, 0u64);
         let mut sched = (0u64, 0u64);

@@ -10,7 +10,9 @@ pub use self::{
     costs::costs,
     flood::flood,
     flows::flows,
-    load::{breakdown, cpu, own_kernel_ns, own_kernel_ns_of, stats, stats_without_flows, TARGET_OWN_NS},
+    load::{
+        breakdown, cpu, own_kernel_ns, own_kernel_ns_of, stats, stats_without_flows, TARGET_OWN_NS,
+    },
 };
 
 use std::{fmt::Write as _, time::Duration};
