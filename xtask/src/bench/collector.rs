@@ -156,7 +156,7 @@ pub fn run_runtime(rounds: usize, against: Option<&Path>) -> anyhow::Result<()> 
     let started = Instant::now();
     let bin = build_kaipo()?;
     let machine = report::Machine::read();
-    emit(&report::header(&machine));
+    emit(&report::header_for(&machine, "Kernel run time", "runtime"));
     let bench = Bench {
         topo: Topology::create()?,
         exe: std::env::current_exe().context("finding the xtask binary")?,
@@ -191,6 +191,9 @@ pub fn run_runtime(rounds: usize, against: Option<&Path>) -> anyhow::Result<()> 
         }
     };
     for round in 1..=rounds.max(1) {
+        // Programs attached later run later on each hook, with the packet's lines warmer: the
+        // two builds take turns.
+        bench.companion_first.set(round % 2 == 0);
         progress(&format!("round {round}: flood with kaipo --iface (flows)"));
         let m = bench.monitored_flood(FLOOD_SECS, None, true, None, false)?;
         emit(&report::stats(&m, &bench.topo));
@@ -222,9 +225,9 @@ pub fn run_runtime(rounds: usize, against: Option<&Path>) -> anyhow::Result<()> 
     ));
     if against.is_some() {
         emit(&format!(
-            "The other build, beside it in the same floods (which of the two attaches first \
-             alternates flood by flood): with flows {} ns (median {:.1}); no interface named {} \
-             ns (median {:.1}).\n",
+            "The other build, beside it in the same floods (it attaches second in odd rounds, \
+             first in even ones): with flows {} ns (median {:.1}); no interface named {} ns \
+             (median {:.1}).\n",
             list(&against_with),
             report::median(against_with.clone()),
             list(&against_without),
@@ -547,7 +550,8 @@ pub(super) struct Bench {
     /// Another kaipo binary that watches beside `bin` in floods with statistics (`bench
     /// runtime --against`): both builds under the same flood, their programs on the same hooks.
     pub(super) companion: Option<PathBuf>,
-    /// Whether the companion starts (and so attaches) first in the next flood; turns alternate.
+    /// Whether the companion starts (and so attaches) first; `bench runtime` turns it round by
+    /// round.
     pub(super) companion_first: std::cell::Cell<bool>,
 }
 
@@ -683,7 +687,6 @@ impl Bench {
         };
         let companion_bin = self.companion.as_deref().filter(|_| with_stats);
         let first = self.companion_first.get();
-        self.companion_first.set(!first);
         let mut companion = None;
         if let Some(bin) = companion_bin.filter(|_| first) {
             companion = Some(start(bin)?);
