@@ -40,28 +40,12 @@ pub const RECEIVER_CPU: usize = 1;
 const FLOOD_PORT: u16 = 9000;
 
 pub fn run() -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the collector benchmark loads eBPF programs and creates network namespaces: run it as root");
-    }
-    super::catch_signals();
-    let started = Instant::now();
-    let bin = build_kaipo()?;
-
-    let machine = report::Machine::read();
-    emit(&report::header(&machine));
+    let (bench, started) = start_bench("Collector", "collector", COLLECTOR_BLOCKS)?;
 
     progress("section 1: BPF_PROG_TEST_RUN of the interface programs");
     let costs = testrun::measure(TEST_RUN_REPEAT, TEST_RUN_ROUNDS, PREFILLED_FLOWS)?;
     emit(&report::costs(&costs));
 
-    let bench = Bench {
-        topo: Topology::create()?,
-        exe: std::env::current_exe().context("finding the xtask binary")?,
-        bin,
-        companion: None,
-        companion_first: std::cell::Cell::new(false),
-    };
     progress("warming up: 1 s flood without kaipo");
     let none = BTreeSet::new();
     let warm = bench.flood(1.0, None, &none, &mut |_| Ok(()))?;
@@ -148,22 +132,8 @@ pub fn run() -> anyhow::Result<()> {
 /// `cargo xtask bench runtime`: section 2 alone, `rounds` times over, the two floods taking
 /// turns; then kaipo's own kernel time per datagram of each round.
 pub fn run_runtime(rounds: usize, against: Option<&Path>) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the run-time benchmark loads eBPF programs and creates network namespaces: run it as root");
-    }
-    super::catch_signals();
-    let started = Instant::now();
-    let bin = build_kaipo()?;
-    let machine = report::Machine::read();
-    emit(&report::header_for(&machine, "Kernel run time", "runtime"));
-    let bench = Bench {
-        topo: Topology::create()?,
-        exe: std::env::current_exe().context("finding the xtask binary")?,
-        bin,
-        companion: against.map(Path::to_path_buf),
-        companion_first: std::cell::Cell::new(false),
-    };
+    let (mut bench, started) = start_bench("Kernel run time", "runtime", COLLECTOR_BLOCKS)?;
+    bench.companion = against.map(Path::to_path_buf);
     progress("warming up: 1 s flood without kaipo");
     bench.flood(1.0, None, &BTreeSet::new(), &mut |_| Ok(()))?;
     let (mut with_flows, mut without_flows) = (Vec::new(), Vec::new());
@@ -240,22 +210,8 @@ pub fn run_runtime(rounds: usize, against: Option<&Path>) -> anyhow::Result<()> 
 
 /// `cargo xtask bench breakdown`: section 3b alone.
 pub fn run_breakdown(only: &[Piece], passes: usize, payload: usize) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the breakdown loads eBPF programs and creates network namespaces: run it as root");
-    }
-    super::catch_signals();
-    let started = Instant::now();
-    let bin = build_kaipo()?;
-    let machine = report::Machine::read();
-    emit(&report::header(&machine));
-    let bench = Bench {
-        topo: Topology::create()?,
-        exe: std::env::current_exe().context("finding the xtask binary")?,
-        bin,
-        companion: None,
-        companion_first: std::cell::Cell::new(false),
-    };
+    let (bench, started) =
+        start_bench("Where the flood's cost goes", "breakdown", COLLECTOR_BLOCKS)?;
     progress("warming up: 1 s flood without kaipo");
     bench.flood(1.0, None, &BTreeSet::new(), &mut |_| Ok(()))?;
     let pieces = if only.is_empty() {
@@ -267,6 +223,37 @@ pub fn run_breakdown(only: &[Piece], passes: usize, payload: usize) -> anyhow::R
     emit(&report::breakdown(&bases, &pieces, &bench.topo));
     emit(&report::footer(started.elapsed()));
     Ok(())
+}
+
+/// Blocks of 10.213.x.0/24 the collector's network takes (see `Topology::create_in`).
+pub(super) const COLLECTOR_BLOCKS: std::ops::RangeInclusive<u8> = 200..=255;
+
+/// What every `bench` over the collector's network does first: as root, kaipo built, the
+/// report's header printed (`title`, `which` as in [`report::header_for`]), the network made
+/// in a free block of `blocks` (so that benchmarks with different blocks can run side by
+/// side). Returns the bench and when it started.
+pub(super) fn start_bench(
+    title: &str,
+    which: &str,
+    blocks: std::ops::RangeInclusive<u8>,
+) -> anyhow::Result<(Bench, Instant)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("`bench {which}` loads eBPF programs and creates network namespaces: run it as root");
+    }
+    super::catch_signals();
+    let started = Instant::now();
+    let bin = build_kaipo()?;
+    let machine = report::Machine::read();
+    emit(&report::header_for(&machine, title, which));
+    let bench = Bench {
+        topo: Topology::create_in(blocks)?,
+        exe: std::env::current_exe().context("finding the xtask binary")?,
+        bin,
+        companion: None,
+        companion_first: std::cell::Cell::new(false),
+    };
+    Ok((bench, started))
 }
 
 /// Builds `target/release/kaipo` and returns its path.

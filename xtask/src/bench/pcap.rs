@@ -7,7 +7,7 @@
 //! Reuses the collector benchmark's network ([`Topology`]), flood and kaipo runner; progress
 //! goes to stderr and the figures to stdout.
 
-use std::{fmt::Write as _, path::PathBuf, time::Instant};
+use std::{fmt::Write as _, path::PathBuf};
 
 use anyhow::{bail, Context as _};
 
@@ -118,25 +118,11 @@ impl Run {
 }
 
 pub fn run() -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the pcap benchmark loads eBPF programs, captures with libpcap and creates network namespaces: run it as root");
-    }
-    super::catch_signals();
-    let started = Instant::now();
-    let bin = collector::build_kaipo()?;
-    let machine = report::Machine::read();
-    collector::emit(&report::header_for(&machine, "pcap backend", "pcap"));
+    let (bench, started) =
+        collector::start_bench("pcap backend", "pcap", collector::COLLECTOR_BLOCKS)?;
 
     let (rivals, missing) = rivals::find_all(&Rival::ALL);
 
-    let bench = Bench {
-        topo: Topology::create()?,
-        exe: std::env::current_exe().context("finding the xtask binary")?,
-        bin,
-        companion: None,
-        companion_first: std::cell::Cell::new(false),
-    };
     let topo = &bench.topo;
     let ifaces = [topo.sender_if.as_str(), topo.receiver_if.as_str()];
     let none = Default::default();

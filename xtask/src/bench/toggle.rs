@@ -356,7 +356,11 @@ fn pct(v: f64) -> String {
 }
 
 pub fn run(args: &ToggleArgs) -> anyhow::Result<()> {
-    let (bench, started) = workloads::start_bench("per-packet cost within one run", "toggle")?;
+    let (bench, started) = collector::start_bench(
+        "per-packet cost within one run",
+        "toggle",
+        workloads::WORKLOADS_BLOCKS,
+    )?;
     let only = workloads::chosen(&args.only);
     let window = Duration::from_millis(args.window_ms.max(50));
     let mut s = String::new();

@@ -39,12 +39,9 @@ fn run(args: &[&str]) -> anyhow::Result<String> {
 }
 
 impl Topology {
-    pub fn create() -> anyhow::Result<Self> {
-        Self::create_in(200..=255)
-    }
-
-    /// The network with its addresses in a free /24 of 10.213.`blocks`.0/24: the collector
-    /// takes 200-255, a workloads-only run 150-199, so the two can run side by side.
+    /// The network with its addresses in a free /24 of 10.213.`blocks`.0/24 (the collector's
+    /// benchmarks take `COLLECTOR_BLOCKS`, `bench workloads` and `bench toggle`
+    /// `WORKLOADS_BLOCKS`, so the two kinds can run side by side).
     pub fn create_in(blocks: std::ops::RangeInclusive<u8>) -> anyhow::Result<Self> {
         remove_stale();
         let pid = std::process::id();

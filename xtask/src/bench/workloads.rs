@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 
 use super::{
     breakdown::{self, Piece},
@@ -23,7 +23,6 @@ use super::{
     pcap::sender_comm,
     report::{self, int, median, mib},
     rivals::{self, Rival},
-    topology::Topology,
     traffic::{snmp_value, ETH_HEADER, IP_UDP_HEADERS, PAYLOAD_64B_FRAME},
 };
 
@@ -392,29 +391,9 @@ fn ratio((a, b): (u64, u64)) -> f64 {
     a as f64 / b.max(1) as f64
 }
 
-/// What `bench workloads` and `bench toggle` do first: as root, kaipo built, the report's
-/// header printed (`title`, `which` as in [`report::header_for`]), the collector's network in
-/// its own range of blocks (so that either can run beside `bench collector`, not beside each
-/// other). Returns the bench and when it started.
-pub(super) fn start_bench(title: &str, which: &str) -> anyhow::Result<(Bench, Instant)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("`bench {which}` loads eBPF programs and creates network namespaces: run it as root");
-    }
-    super::catch_signals();
-    let started = Instant::now();
-    let bin = collector::build_kaipo()?;
-    let machine = report::Machine::read();
-    collector::emit(&report::header_for(&machine, title, which));
-    let bench = Bench {
-        topo: Topology::create_in(150..=199)?,
-        exe: std::env::current_exe().context("finding the xtask binary")?,
-        bin,
-        companion: None,
-        companion_first: std::cell::Cell::new(false),
-    };
-    Ok((bench, started))
-}
+/// Blocks of 10.213.x.0/24 for `bench workloads` and `bench toggle`: apart from the
+/// collector's, so that either can run beside `bench collector` (not beside each other).
+pub(super) const WORKLOADS_BLOCKS: std::ops::RangeInclusive<u8> = 150..=199;
 
 /// The workloads asked for: all when none are named.
 pub(super) fn chosen(only: &[Workload]) -> &[Workload] {
@@ -426,7 +405,8 @@ pub(super) fn chosen(only: &[Workload]) -> &[Workload] {
 }
 
 pub fn run(args: &WorkloadsArgs) -> anyhow::Result<()> {
-    let (bench, started) = start_bench("collector workloads", "workloads")?;
+    let (bench, started) =
+        collector::start_bench("collector workloads", "workloads", WORKLOADS_BLOCKS)?;
     let only = chosen(&args.only);
     collector::emit(&section(
         &bench,

@@ -164,10 +164,6 @@ fn verdict(met: bool) -> &'static str {
     }
 }
 
-pub fn header(m: &Machine) -> String {
-    header_for(m, "Collector", "collector")
-}
-
 /// The heading of `cargo xtask bench <which>`, titled `title`, and the machine.
 pub fn header_for(m: &Machine, title: &str, which: &str) -> String {
     format!(
