@@ -50,8 +50,8 @@ const _: () = assert!(size_of::<IfaceCounters>() == 64);
 /// `c * IFACE_SLOTS`. The map is mappable, so the kernel starts its first element on a page
 /// and each of these on a cache line of its own: a frame of a monitored interface reads the
 /// tag and adds to two counters of one line, where a tag array beside a per-CPU array cost it
-/// three (the tag's, the per-CPU pointer's and the counters'). The counters of frames that are
-/// not IP or are malformed, which few frames touch, run into the second line.
+/// three (the tag's, the per-CPU pointer's and the counters'). Only the last counter (bytes of
+/// malformed frames sent), which few frames touch, lies in the second line.
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IfaceSlot {

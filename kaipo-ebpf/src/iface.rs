@@ -198,7 +198,7 @@ fn count_common_frame(
     let Some(stats) = iface_entry(ifindex, cpu) else {
         return false;
     };
-    // SAFETY: this CPU's value of a per-CPU map; nothing else writes it while we run.
+    // SAFETY: this CPU's counters (`iface_entry`); nothing else writes them while we run.
     let stats = unsafe { &mut *stats };
     add_frame(stats, len, egress);
     if !track_flows() {
@@ -252,7 +252,7 @@ fn account(ifindex: u32, cpu: u32, len: u64, parsed: Parsed, headers: &IpHeaders
         bump(counter::IFACE_MAP_FULL);
         return;
     };
-    // SAFETY: this CPU's value of a per-CPU map; nothing else writes it while we run.
+    // SAFETY: this CPU's counters (`iface_entry`); nothing else writes them while we run.
     let stats = unsafe { &mut *stats };
     add_frame(stats, len, egress);
     match parsed {

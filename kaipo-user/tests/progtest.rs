@@ -1601,6 +1601,47 @@ fn tc_counts_a_large_ifindex_in_its_slot_or_else_the_overflow_map() {
     });
 }
 
+/// Giving out a slot starts its counters from zero (an interface made again with the same
+/// ifindex, or another one after it, must not inherit counts), and a slot that a monitored
+/// interface holds is not given to another: its counts stay.
+#[test]
+fn tc_slot_given_again_starts_from_zero_and_a_held_slot_is_kept() {
+    let hook = Hook::TcEgress;
+    let frame = v4_udp_frame(hook, 50);
+    let h = Harness::new(hook);
+    h.run_repeat(&frame, 3);
+    assert_eq!(
+        h.iface(),
+        hook.iface(3 * 92, 3, 0, 0),
+        "{}",
+        maps::IFACE_STATS
+    );
+    let mut table = IfaceTable::open(&h.ebpf).expect(maps::IFACE_STATS);
+    // Another interface with the same remainder, while loopback is monitored: refused.
+    let other = LOOPBACK_IFINDEX + IFACE_SLOTS;
+    let held = [LOOPBACK_IFINDEX].into_iter().collect();
+    assert!(!table.claim(other, &held), "a held slot was given away");
+    assert_eq!(
+        h.iface(),
+        hook.iface(3 * 92, 3, 0, 0),
+        "the holder's counts"
+    );
+    assert_eq!(
+        table.read(other),
+        IfaceCounters::default(),
+        "{other} has no slot"
+    );
+    // Loopback given its slot again (made again, say): from zero.
+    assert!(table.claim(LOOPBACK_IFINDEX, &held), "its own slot");
+    assert_eq!(
+        h.iface_entries(),
+        [],
+        "counts left after the slot was given again"
+    );
+    h.run_repeat(&frame, 2);
+    assert_eq!(table.read(LOOPBACK_IFINDEX), hook.iface(2 * 92, 2, 0, 0));
+}
+
 // ---------------------------------------------------------------------------------------------
 // cgroup_skb (per socket)
 // ---------------------------------------------------------------------------------------------

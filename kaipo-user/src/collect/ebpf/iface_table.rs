@@ -81,13 +81,8 @@ impl IfaceTable {
         true
     }
 
-    /// The counters of the interface holding `ifindex`'s slot, summed over CPUs; zero when
-    /// another interface holds it.
-    pub fn read(&self, ifindex: u32) -> IfaceCounters {
-        let slot = Self::slot(ifindex);
-        if self.holder(slot) != ifindex {
-            return IfaceCounters::default();
-        }
+    /// Slot `slot`'s counters summed over CPUs.
+    fn total(&self, slot: usize) -> IfaceCounters {
         (0..self.cpus).fold(IfaceCounters::default(), |sum, cpu| {
             // SAFETY: an element of the mapping, which the programs may be writing: read
             // through a volatile load, as `FlowCache` reads its slots.
@@ -97,19 +92,21 @@ impl IfaceTable {
         })
     }
 
+    /// The counters of the interface holding `ifindex`'s slot, summed over CPUs; zero when
+    /// another interface holds it.
+    pub fn read(&self, ifindex: u32) -> IfaceCounters {
+        let slot = Self::slot(ifindex);
+        if self.holder(slot) != ifindex {
+            return IfaceCounters::default();
+        }
+        self.total(slot)
+    }
+
     /// Every slot with counts in it: the ifindex it carries and its counters summed over CPUs.
     pub fn counted(&self) -> Vec<(u32, IfaceCounters)> {
         (0..IFACE_SLOTS as usize)
-            .filter_map(|slot| {
-                let total = (0..self.cpus).fold(IfaceCounters::default(), |sum, cpu| {
-                    // SAFETY: as in `read`.
-                    let copy = unsafe {
-                        std::ptr::read_volatile(&raw const (*self.at(cpu, slot)).counters)
-                    };
-                    sum.sum(&copy)
-                });
-                (total != IfaceCounters::default()).then(|| (self.holder(slot), total))
-            })
+            .map(|slot| (self.holder(slot), self.total(slot)))
+            .filter(|(_, total)| *total != IfaceCounters::default())
             .collect()
     }
 }

@@ -753,17 +753,15 @@ impl EbpfCollector {
                     .push((iface.clone(), self.iface_table.read(iface.ifindex)));
                 continue;
             }
-            let per_cpu = {
-                match self.iface_stats_high.get(&iface.ifindex, 0) {
-                    Ok(per_cpu) => per_cpu,
-                    Err(aya::maps::MapError::KeyNotFound) => {
-                        sample
-                            .ifaces
-                            .push((iface.clone(), IfaceCounters::default()));
-                        continue;
-                    }
-                    Err(err) => return Err(map_err(kaipo_common::maps::IFACE_STATS_HIGH)(err)),
+            let per_cpu = match self.iface_stats_high.get(&iface.ifindex, 0) {
+                Ok(per_cpu) => per_cpu,
+                Err(aya::maps::MapError::KeyNotFound) => {
+                    sample
+                        .ifaces
+                        .push((iface.clone(), IfaceCounters::default()));
+                    continue;
                 }
+                Err(err) => return Err(map_err(kaipo_common::maps::IFACE_STATS_HIGH)(err)),
             };
             let total = per_cpu
                 .iter()
