@@ -163,7 +163,7 @@ pub fn run_runtime(rounds: usize, against: Option<&Path>) -> anyhow::Result<()> 
     for round in 1..=rounds.max(1) {
         // Programs attached later run later on each hook, with the packet's lines warmer: the
         // two builds take turns.
-        bench.companion_first.set(round % 2 == 0);
+        bench.companion_first = round % 2 == 0;
         progress(&format!("round {round}: flood with kaipo --iface (flows)"));
         let m = bench.monitored_flood(FLOOD_SECS, None, true, None, false)?;
         emit(&report::stats(&m, &bench.topo));
@@ -251,7 +251,7 @@ pub(super) fn start_bench(
         exe: std::env::current_exe().context("finding the xtask binary")?,
         bin,
         companion: None,
-        companion_first: std::cell::Cell::new(false),
+        companion_first: false,
     };
     Ok((bench, started))
 }
@@ -539,7 +539,7 @@ pub(super) struct Bench {
     pub(super) companion: Option<PathBuf>,
     /// Whether the companion starts (and so attaches) first; `bench runtime` turns it round by
     /// round.
-    pub(super) companion_first: std::cell::Cell<bool>,
+    pub(super) companion_first: bool,
 }
 
 impl Bench {
@@ -673,7 +673,7 @@ impl Bench {
             }
         };
         let companion_bin = self.companion.as_deref().filter(|_| with_stats);
-        let first = self.companion_first.get();
+        let first = self.companion_first;
         let mut companion = None;
         if let Some(bin) = companion_bin.filter(|_| first) {
             companion = Some(start(bin)?);
