@@ -268,9 +268,16 @@ fn run_one(
         if start_rx.recv().is_err() {
             return Ok(Vec::new());
         }
+        // Switching takes time too (attaching to the cgroup root takes milliseconds), so the
+        // stretches are counted against the clock: a count fixed in advance ran past the end
+        // of the load, and stretches that moved nothing then read as sets that stop traffic.
+        let last_end = Instant::now() + Duration::from_secs_f64((secs - 1.0).max(0.0));
         let mut out = Vec::with_capacity(stretches);
         let mut links = None;
         for i in 0..stretches {
+            if Instant::now() + window > last_end {
+                break;
+            }
             let set = (i % 2 == 1).then(|| (i / 2) % switches.len());
             links = None;
             if let Some(set) = set {
