@@ -393,6 +393,10 @@ impl Harness {
         assert_eq!(self.cached().len() as u64, n, "taken cache slots");
     }
 
+    fn assert_iface(&self, expected: IfaceCounters) {
+        assert_eq!(self.iface(), expected, "{}", maps::IFACE_STATS);
+    }
+
     fn assert_flows(&self, expected: &[(FlowKey, FlowCounters)]) {
         let expected: StdHashMap<FlowKey, FlowCounters> = expected.iter().copied().collect();
         assert_eq!(self.flows(), expected, "{}", maps::FLOWS);
@@ -743,12 +747,7 @@ fn len(frame: &[u8]) -> u64 {
 fn case_single_flow(hook: Hook, frame: &[u8], key: FlowKey) {
     let h = Harness::new(hook);
     h.run(frame);
-    assert_eq!(
-        h.iface(),
-        hook.iface(len(frame), 1, 0, 0),
-        "{}",
-        maps::IFACE_STATS
-    );
+    h.assert_iface(hook.iface(len(frame), 1, 0, 0));
     h.assert_flows(&[(key, hook.flow(len(frame), 1))]);
     h.assert_new_flows_cached(1);
 }
@@ -770,12 +769,7 @@ fn case_two_ipv4_flows(hook: Hook) {
     let h = Harness::new(hook);
     h.run(&udp_frame);
     h.run(&tcp_frame);
-    assert_eq!(
-        h.iface(),
-        hook.iface(92 + 84, 2, 0, 0),
-        "{}",
-        maps::IFACE_STATS
-    );
+    h.assert_iface(hook.iface(92 + 84, 2, 0, 0));
     h.assert_flows(&[
         (key_v4(0, PROTO_UDP, true), hook.flow(92, 1)),
         (key_v4(0, PROTO_TCP, true), hook.flow(84, 1)),
@@ -788,12 +782,7 @@ fn case_repeat(hook: Hook) {
     let frame = v4_udp_frame(hook, 50);
     let h = Harness::new(hook);
     h.run_repeat(&frame, 1000);
-    assert_eq!(
-        h.iface(),
-        hook.iface(1000 * 92, 1000, 0, 0),
-        "{}",
-        maps::IFACE_STATS
-    );
+    h.assert_iface(hook.iface(1000 * 92, 1000, 0, 0));
     h.assert_flows(&[(key_v4(0, PROTO_UDP, true), hook.flow(1000 * 92, 1000))]);
     h.assert_new_flows_cached(1);
 }
@@ -837,12 +826,7 @@ fn case_ipv6_fragments(hook: Hook) {
     let h = Harness::new(hook);
     h.run(&first);
     h.run(&later);
-    assert_eq!(
-        h.iface(),
-        hook.iface(110 + 122, 2, 0, 0),
-        "{}",
-        maps::IFACE_STATS
-    );
+    h.assert_iface(hook.iface(110 + 122, 2, 0, 0));
     h.assert_flows(&[
         (key_v6(PROTO_UDP, true), hook.flow(110, 1)),
         (key_v6(PROTO_UDP, false), hook.flow(122, 1)),
@@ -865,12 +849,7 @@ fn case_ipv4_fragments(hook: Hook) {
     let h = Harness::new(hook);
     h.run(&first);
     h.run(&later);
-    assert_eq!(
-        h.iface(),
-        hook.iface(82 + 94, 2, 0, 0),
-        "{}",
-        maps::IFACE_STATS
-    );
+    h.assert_iface(hook.iface(82 + 94, 2, 0, 0));
     h.assert_flows(&[
         (key_v4(0, PROTO_UDP, true), hook.flow(82, 1)),
         (key_v4(0, PROTO_UDP, false), hook.flow(94, 1)),
@@ -1082,12 +1061,7 @@ fn case_cache_busy_set_sends_newcomer_to_flow_map(hook: Hook) {
         0,
         "FLOW_SLOT_HANDOVER"
     );
-    assert_eq!(
-        h.iface(),
-        hook.iface(9 * 92, 9, 0, 0),
-        "{}",
-        maps::IFACE_STATS
-    );
+    h.assert_iface(hook.iface(9 * 92, 9, 0, 0));
 }
 
 /// With no quiet time required, a flow meeting two others in their set takes a slot over, and
@@ -1130,12 +1104,7 @@ fn case_cache_quiet_slot_is_handed_over(hook: Hook) {
     let entries = h.flow_map().len() as u64;
     assert!((2..=3).contains(&entries), "{entries} FLOWS entries");
     assert_eq!(h.counter(counter::FLOW_CREATED), entries, "FLOW_CREATED");
-    assert_eq!(
-        h.iface(),
-        hook.iface(8 * 92, 8, 0, 0),
-        "{}",
-        maps::IFACE_STATS
-    );
+    h.assert_iface(hook.iface(8 * 92, 8, 0, 0));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1360,12 +1329,7 @@ fn xdp_multi_buffer_frame_counts_whole_length() {
         data_out: Some(&mut out),
         ..TestRunOptions::default()
     });
-    assert_eq!(
-        h.iface(),
-        Hook::Xdp.iface(9000, 1, 0, 0),
-        "{}",
-        maps::IFACE_STATS
-    );
+    h.assert_iface(Hook::Xdp.iface(9000, 1, 0, 0));
     h.assert_flows(&[(key_v4(0, PROTO_UDP, true), Hook::Xdp.flow(9000, 1))]);
 }
 
@@ -1529,7 +1493,7 @@ fn tc_records_the_skb_device() {
             ctx_in: Some(&ctx),
             ..TestRunOptions::default()
         });
-        assert_eq!(h.iface(), hook.iface(92, 1, 0, 0), "{}", maps::IFACE_STATS);
+        h.assert_iface(hook.iface(92, 1, 0, 0));
         h.assert_flows(&[(
             FlowKey {
                 ifindex,
@@ -1574,12 +1538,7 @@ fn tc_counts_a_large_ifindex_in_its_slot_or_else_the_overflow_map() {
         let mut h = Harness::new(hook);
         h.claim(ifindex);
         run(&h, 3);
-        assert_eq!(
-            h.iface(),
-            hook.iface(3 * 92, 3, 0, 0),
-            "{}",
-            maps::IFACE_STATS
-        );
+        h.assert_iface(hook.iface(3 * 92, 3, 0, 0));
         assert_eq!(high_keys(&h), [0u32; 0], "nothing in the overflow hash");
 
         // The slot held by another interface (the same remainder, a smaller index).
@@ -1610,12 +1569,7 @@ fn tc_slot_given_again_starts_from_zero_and_a_held_slot_is_kept() {
     let frame = v4_udp_frame(hook, 50);
     let h = Harness::new(hook);
     h.run_repeat(&frame, 3);
-    assert_eq!(
-        h.iface(),
-        hook.iface(3 * 92, 3, 0, 0),
-        "{}",
-        maps::IFACE_STATS
-    );
+    h.assert_iface(hook.iface(3 * 92, 3, 0, 0));
     let mut table = IfaceTable::open(&h.ebpf).expect(maps::IFACE_STATS);
     // Another interface with the same remainder, while loopback is monitored: refused.
     let other = LOOPBACK_IFINDEX + IFACE_SLOTS;
