@@ -32,7 +32,7 @@ as_root() {
 
 log() { echo "setup: $*" >&2; }
 
-packages=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 libpcap-dev tmux pkg-config chromium prometheus systemd libssl-dev passwd curl gcc-mingw-w64-x86-64 podman runc dnsmasq-base python3 binutils man-db)
+packages=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 libpcap-dev tmux pkg-config chromium prometheus systemd libssl-dev passwd curl gcc-mingw-w64-x86-64 podman runc dnsmasq-base python3 binutils man-db nftables)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -7,6 +7,7 @@
 
 pub mod child;
 pub mod netns;
+pub mod tcp;
 pub mod watch;
 
 use std::{

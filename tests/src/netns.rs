@@ -150,6 +150,15 @@ impl TestNet {
             ]))?;
         }
 
+        // No SACK in the namespace, so none on a connection with an end there: a segment sent
+        // again (a loss probe when an ack is late, as on a busy machine) would otherwise make
+        // the other end ack with a 12-byte duplicate-SACK block, and a test that computes the
+        // bytes of each segment's headers would have to guess how many acks carried one. The
+        // SYN options keep their length (timestamps take SACK-permitted's place).
+        run(self
+            .command("sh")
+            .args(["-c", "echo 0 > /proc/sys/net/ipv4/tcp_sack"]))?;
+
         {
             let _guard = ALLOCATING
                 .lock()

@@ -25,7 +25,7 @@ use std::{
 };
 
 use anyhow::{ensure, Context as _};
-use kaipo_tests::{child::Spawned, kaipo_bin, require_root, run};
+use kaipo_tests::{child::Spawned, kaipo_bin, require_root, run, tcp};
 use serde_json::Value;
 
 const TRAFFIC: &str = env!("CARGO_BIN_EXE_kaipo-traffic");
@@ -481,8 +481,10 @@ fn every_surface_shows_the_same_figures() -> anyhow::Result<()> {
         cmd
     })?;
     let client_pid: u32 = client.expect_num("pid", STEP)?;
+    tcp::expect_sent(&mut client, TCP_BYTES, STEP)?;
     client.expect("done", STEP)?;
     client.wait_success(STEP)?;
+    tcp::expect_sent(&mut server, 1000, STEP)?;
     server.expect("done", STEP)?;
     server.wait_success(STEP)?;
 

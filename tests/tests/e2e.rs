@@ -15,6 +15,7 @@ use anyhow::{ensure, Context as _};
 use kaipo_tests::{
     child::Spawned,
     netns::TestNet,
+    tcp,
     watch::{Run, Totals, Watch, WatchConfig},
 };
 
@@ -317,12 +318,15 @@ fn tcp_exact_with_offloaded_segments(ipv6: bool) -> anyhow::Result<()> {
         ),
     )?;
     let client_pid: u32 = client.expect_num("pid", STEP)?;
+    let client_sent = tcp::expect_sent(&mut client, UP, STEP)?;
     client.expect("done", STEP)?;
     client.wait_success(STEP)?;
+    let server_sent = tcp::expect_sent(&mut server, DOWN, STEP)?;
     server.expect("done", STEP)?;
     server.wait_success(STEP)?;
     let run = watch.finish()?;
     let link = net.host_counters()?.since(&link_before);
+    println!("payload sent, retransmissions included: client {client_sent}, server {server_sent}");
 
     let pids = [client_pid, server_pid];
     let timeline = run.timeline(&pids);
@@ -335,15 +339,20 @@ fn tcp_exact_with_offloaded_segments(ipv6: bool) -> anyhow::Result<()> {
         "no offloaded segments: the veth carried {link:?}, the client counted {c:?}"
     );
     let segment_headers = ip_header + TCP_HEADER;
-    for (what, t, sent, received) in [("client", c, UP, DOWN), ("server", s, DOWN, UP)] {
-        // One SYN (client) or SYN-ACK (server) each way.
+    for (what, t, sent, received) in [
+        ("client", c, client_sent, server_sent),
+        ("server", s, server_sent, client_sent),
+    ] {
+        // One SYN (client) or SYN-ACK (server) each way. A retransmitted segment crossed the
+        // veth twice (the other end counts it too): its bytes are in what the kernel says
+        // was sent.
         let want_tx = segment_headers * t.tx_packets + sent + SYN_EXTRA;
         let want_rx = segment_headers * t.rx_packets + received + SYN_EXTRA;
         ensure!(
             (t.tx_bytes, t.rx_bytes) == (want_tx, want_rx),
             "{what}: tx {} rx {} bytes, expected tx {want_tx} rx {want_rx}: {segment_headers} \
-             header bytes for each of {} and {} packets, {sent} and {received} payload bytes, \
-             one SYN each way; timeline:{timeline}",
+             header bytes for each of {} and {} packets, {sent} and {received} payload bytes \
+             (as the kernel sent them), one SYN each way; timeline:{timeline}",
             t.tx_bytes,
             t.rx_bytes,
             t.tx_packets,
@@ -354,6 +363,127 @@ fn tcp_exact_with_offloaded_segments(ipv6: bool) -> anyhow::Result<()> {
     ensure!(
         (c.tx_bytes, c.tx_packets, c.rx_bytes, c.rx_packets)
             == (s.rx_bytes, s.rx_packets, s.tx_bytes, s.tx_packets),
+        "the server {s:?} should mirror the client {c:?}; timeline:{timeline}"
+    );
+    Ok(())
+}
+
+/// A netfilter table of the test's own in the host's namespace, for the life of the value:
+/// deleted on drop, with everything in it.
+struct HostTable {
+    name: String,
+}
+
+impl HostTable {
+    /// Makes table `inet NAME` with the given chains and rules, in nft's syntax.
+    fn make(name: &str, body: &str) -> anyhow::Result<Self> {
+        let script = format!("table inet {name} {{\n{body}\n}}\n");
+        let path = std::env::temp_dir().join(format!("{name}.nft"));
+        std::fs::write(&path, &script).with_context(|| format!("writing {}", path.display()))?;
+        let made = kaipo_tests::run(Command::new("nft").arg("-f").arg(&path))
+            .context("making the test's netfilter table (needs nft, from the nftables package)");
+        std::fs::remove_file(&path).ok();
+        made?;
+        Ok(Self {
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl Drop for HostTable {
+    fn drop(&mut self) {
+        let deleted =
+            kaipo_tests::run(Command::new("nft").args(["delete", "table", "inet", &self.name]));
+        if let Err(e) = deleted {
+            eprintln!("could not delete the test's table {}: {e:#}", self.name);
+        }
+    }
+}
+
+/// A segment the stack sends again crosses the wire again: it counts again for the end that
+/// sends it and for the end that receives it, as the interface counters of a real link would
+/// count it. The host drops every bare ack the server sends to the client, after the server's
+/// socket made it and before it reaches the socket programs (netfilter's last hook runs first),
+/// and the server waits before replying: the client hears nothing of its request until then and
+/// sends part of it again (a loss probe, then a timeout). The kernel says how many bytes.
+#[test]
+fn tcp_segments_sent_again_count_again_for_both_ends() -> anyhow::Result<()> {
+    /// Fits the first window: the client sends it all before any ack.
+    const UP: u64 = 10_000;
+    const DOWN: u64 = 3_000;
+    /// Longer than a loss probe's wait and the first retransmission timeout (200 ms at least).
+    const WAIT_MS: u64 = 700;
+    let net = TestNet::without_ipv6()?;
+    let segment_headers = 20 + TCP_HEADER;
+    // A bare ack: IPv4 and TCP headers with the timestamp option, no payload, only ACK set.
+    let _drop_acks = HostTable::make(
+        &format!("kaipo_test_{}", std::process::id()),
+        &format!(
+            "chain out {{ type filter hook postrouting priority 0; oifname \"{}\" \
+             ip length {segment_headers} tcp flags & (syn | fin | rst | ack) == ack drop; }}",
+            net.host_if
+        ),
+    )?;
+    let watch = Watch::start(&WatchConfig::new(&net.host_if, RUN))?;
+    let bind = SocketAddr::new(IpAddr::V4(net.host_v4), 0).to_string();
+    let mut server = Spawned::spawn(
+        "tcp-serve",
+        traffic(
+            None,
+            &[
+                "tcp-serve",
+                &bind,
+                &UP.to_string(),
+                &DOWN.to_string(),
+                &WAIT_MS.to_string(),
+            ],
+        ),
+    )?;
+    let server_pid: u32 = server.expect_num("pid", STEP)?;
+    let port = server.expect_num("port", STEP)?;
+    let to = SocketAddr::new(IpAddr::V4(net.host_v4), port).to_string();
+    let mut client = Spawned::spawn(
+        "tcp-send",
+        traffic(
+            Some(&net),
+            &["tcp-send", &to, &UP.to_string(), &DOWN.to_string()],
+        ),
+    )?;
+    let client_pid: u32 = client.expect_num("pid", STEP)?;
+    let client_sent = tcp::expect_sent(&mut client, UP, STEP)?;
+    client.expect("done", STEP)?;
+    client.wait_success(STEP)?;
+    let server_sent = tcp::expect_sent(&mut server, DOWN, STEP)?;
+    server.expect("done", STEP)?;
+    server.wait_success(STEP)?;
+    let run = watch.finish()?;
+
+    let timeline = run.timeline(&[client_pid, server_pid]);
+    let (c, s) = (run.process(client_pid), run.process(server_pid));
+    println!(
+        "client (pid {client_pid}): {c:?}, sent {client_sent}\n\
+         server (pid {server_pid}): {s:?}, sent {server_sent}"
+    );
+    ensure!(
+        client_sent > UP,
+        "the client sent nothing again ({client_sent} payload bytes for {UP}): the test's \
+         dropped acks did not take"
+    );
+    let want = (
+        segment_headers * c.tx_packets + client_sent + SYN_EXTRA,
+        segment_headers * s.tx_packets + server_sent + SYN_EXTRA,
+    );
+    ensure!(
+        (c.tx_bytes, s.tx_bytes) == want,
+        "tx of client and server {:?}, expected {want:?}: {segment_headers} header bytes a \
+         packet, {client_sent} and {server_sent} payload bytes as the kernel sent them, one \
+         SYN each; timeline:{timeline}",
+        (c.tx_bytes, s.tx_bytes)
+    );
+    // The acks dropped before the socket programs never left: neither end counts them.
+    ensure!(
+        (c.rx_bytes, c.rx_packets, s.rx_bytes, s.rx_packets)
+            == (s.tx_bytes, s.tx_packets, c.tx_bytes, c.tx_packets),
         "the server {s:?} should mirror the client {c:?}; timeline:{timeline}"
     );
     Ok(())

@@ -22,6 +22,7 @@ use anyhow::{bail, ensure, Context as _};
 use kaipo_tests::{
     child::Spawned,
     netns::TestNet,
+    tcp,
     watch::{Run, Totals, Watch, WatchConfig},
 };
 
@@ -41,8 +42,10 @@ const TCP_HEADER: u64 = 20 + 12;
 const SYN_EXTRA: u64 = 8;
 
 /// Accepts `CONNECTIONS` connections one at a time: reads `UP` bytes, writes `DOWN`, waits for
-/// the client to close, closes.
-fn serve(listener: &TcpListener) -> anyhow::Result<()> {
+/// the client to close, closes. Returns the payload bytes the kernel sent on them,
+/// retransmissions included.
+fn serve(listener: &TcpListener) -> anyhow::Result<u64> {
+    let mut sent = 0;
     for i in 0..CONNECTIONS {
         wait_readable(listener).with_context(|| format!("waiting for connection {i}"))?;
         let (mut stream, _) = listener.accept().context("accept")?;
@@ -56,8 +59,12 @@ fn serve(listener: &TcpListener) -> anyhow::Result<()> {
         let mut rest = [0_u8; 64];
         let extra = stream.read(&mut rest).context("waiting for the close")?;
         ensure!(extra == 0, "connection {i}: {extra} bytes past the request");
+        // The client's FIN acked the reply: nothing more of it can be sent again.
+        let (bytes, retransmitted) = tcp::payload_sent(&stream)?;
+        tcp::check_sent(bytes, retransmitted, DOWN)?;
+        sent += bytes;
     }
-    Ok(())
+    Ok(sent)
 }
 
 /// `accept` has no timeout in std; poll gives it one.
@@ -148,6 +155,7 @@ fn accepted_connections(net: &TestNet, ip: IpAddr, ip_header: u64) -> anyhow::Re
     let server = thread::spawn(move || serve(&listener));
 
     let mut clients = Vec::new();
+    let mut clients_sent = 0;
     for _ in 0..CONNECTIONS {
         let mut cmd = net.command(TRAFFIC);
         cmd.args([
@@ -158,10 +166,11 @@ fn accepted_connections(net: &TestNet, ip: IpAddr, ip_header: u64) -> anyhow::Re
         ]);
         let mut client = Spawned::spawn("tcp-send", cmd)?;
         clients.push(client.expect_num::<u32>("pid", STEP)?);
+        clients_sent += tcp::expect_sent(&mut client, UP, STEP)?;
         client.expect("done", STEP)?;
         client.wait_success(STEP)?;
     }
-    server
+    let server_sent = server
         .join()
         .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
     let run = watch.finish()?;
@@ -188,26 +197,29 @@ fn accepted_connections(net: &TestNet, ip: IpAddr, ip_header: u64) -> anyhow::Re
         "the server's traffic {server:?} should mirror the clients' {mirrored:?}; \
          timeline:{timeline}"
     );
-    // And in absolute terms: each packet's headers, each SYN's options, each payload.
+    // And in absolute terms: each packet's headers, each SYN's options, each payload (a
+    // segment sent again counts again).
     let n = CONNECTIONS;
     ensure!(
         server.rx_packets >= 4 * n && server.tx_packets >= 3 * n,
         "at least SYN, ACK, request and FIN in, SYN-ACK, reply and FIN out per connection: \
          {server:?}"
     );
-    let want_rx = segment_headers * server.rx_packets + n * (UP + SYN_EXTRA);
+    let want_rx = segment_headers * server.rx_packets + clients_sent + n * SYN_EXTRA;
     ensure!(
         server.rx_bytes == want_rx,
         "server rx {} bytes, expected {want_rx}: {} packets of {segment_headers} header bytes, \
-         {n} requests of {UP}, {n} SYNs; timeline:{timeline}",
+         {clients_sent} payload bytes the clients sent ({n} requests of {UP}), {n} SYNs; \
+         timeline:{timeline}",
         server.rx_bytes,
         server.rx_packets
     );
-    let want_tx = segment_headers * server.tx_packets + n * (DOWN + SYN_EXTRA);
+    let want_tx = segment_headers * server.tx_packets + server_sent + n * SYN_EXTRA;
     ensure!(
         server.tx_bytes == want_tx,
         "server tx {} bytes, expected {want_tx}: {} packets of {segment_headers} header bytes, \
-         {n} replies of {DOWN}, {n} SYN-ACKs; timeline:{timeline}",
+         {server_sent} payload bytes it sent ({n} replies of {DOWN}), {n} SYN-ACKs; \
+         timeline:{timeline}",
         server.tx_bytes,
         server.tx_packets
     );

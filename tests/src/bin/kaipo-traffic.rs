@@ -29,8 +29,13 @@ const USAGE: &str = "usage: kaipo-traffic
   udp-wait  ADDR:PORT COUNT SIZE      connect, print `ready`, wait for a stdin line, then send
   udp-burst ADDR:PORT COUNT SIZE      send and exit at once, printing nothing
   udp-rate  ADDR:PORT RATE SECONDS    send RATE 100-byte datagrams a second for SECONDS (at most 60)
-  tcp-serve ADDR:PORT BYTES_IN BYTES_OUT  accept one connection, read, write, wait for close
-  tcp-send  ADDR:PORT BYTES_OUT BYTES_IN  connect, write, read, close";
+  tcp-serve ADDR:PORT BYTES_IN BYTES_OUT [WAIT_MS]
+                                      accept one connection, read, wait WAIT_MS (0), write,
+                                      wait for close
+  tcp-send  ADDR:PORT BYTES_OUT BYTES_IN  connect, write, read, close
+                                      both print `sent BYTES RETRANSMITTED`: the payload bytes
+                                      the kernel sent, retransmissions included, once no more
+                                      can be retransmitted";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -128,13 +133,22 @@ fn run(args: &[String]) -> anyhow::Result<()> {
                 _ => return Err(std::io::Error::last_os_error()).context("fork"),
             }
         }
-        "tcp-serve" => tcp_serve(addr()?, num(2)?, num(3)?)?,
+        "tcp-serve" => {
+            let wait = match args.get(4) {
+                Some(_) => Duration::from_millis(num(4)?),
+                None => Duration::ZERO,
+            };
+            tcp_serve(addr()?, num(2)?, num(3)?, wait)?;
+        }
         "tcp-send" => {
             println!("pid {}", std::process::id());
             let mut stream = TcpStream::connect_timeout(&addr()?, IO_TIMEOUT).context("connect")?;
             set_timeouts(&stream)?;
             write_exactly(&mut stream, num(2)?)?;
             read_exactly(&mut stream, num(3)?)?;
+            // The server wrote only after reading everything, so the segments just read acked
+            // all this end wrote: nothing of it can be sent again.
+            print_sent(&stream)?;
             println!("done");
         }
         other => bail!("unknown mode {other:?}\n{USAGE}"),
@@ -209,7 +223,15 @@ fn udp_sink(addr: SocketAddr, count: u64, hold: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tcp_serve(addr: SocketAddr, bytes_in: u64, bytes_out: u64) -> anyhow::Result<()> {
+fn tcp_serve(
+    addr: SocketAddr,
+    bytes_in: u64,
+    bytes_out: u64,
+    wait: Duration,
+) -> anyhow::Result<()> {
+    if wait > IO_TIMEOUT {
+        bail!("a wait of {wait:?} is longer than the peer's {IO_TIMEOUT:?} timeout");
+    }
     let listener = TcpListener::bind(addr).with_context(|| format!("bind {addr}"))?;
     println!("pid {}", std::process::id());
     println!("port {}", listener.local_addr()?.port());
@@ -217,6 +239,7 @@ fn tcp_serve(addr: SocketAddr, bytes_in: u64, bytes_out: u64) -> anyhow::Result<
     let (mut stream, _) = listener.accept().context("accept")?;
     set_timeouts(&stream)?;
     read_exactly(&mut stream, bytes_in)?;
+    std::thread::sleep(wait);
     write_exactly(&mut stream, bytes_out)?;
     let mut rest = [0_u8; 4096];
     let extra = stream
@@ -225,7 +248,16 @@ fn tcp_serve(addr: SocketAddr, bytes_in: u64, bytes_out: u64) -> anyhow::Result<
     if extra != 0 {
         bail!("{extra} bytes more than the {bytes_in} expected");
     }
+    // The peer's FIN came after it read everything, and acked it all.
+    print_sent(&stream)?;
     println!("done");
+    Ok(())
+}
+
+/// Prints `sent BYTES RETRANSMITTED`: see [`kaipo_tests::tcp::payload_sent`].
+fn print_sent(stream: &TcpStream) -> anyhow::Result<()> {
+    let (sent, retransmitted) = kaipo_tests::tcp::payload_sent(stream)?;
+    println!("sent {sent} {retransmitted}");
     Ok(())
 }
 
