@@ -265,11 +265,11 @@ fn udp_ipv6_exact_per_process() -> anyhow::Result<()> {
 }
 
 /// TCP header of every segment after the handshake's first two on a veth: the timestamp
-/// option (12 bytes with its two NOPs) on each, and SACK blocks only after a loss, which a veth
-/// does not have.
+/// option (12 bytes with its two NOPs) on each, and no SACK blocks: the test namespaces turn SACK
+/// off (see `TestNet`), so a segment sent again leaves no duplicate-SACK block on the acks.
 const TCP_HEADER: u64 = 20 + 12;
-/// The SYN and the SYN-ACK carry MSS (4), SACK-permitted and timestamps (12), NOP and window
-/// scale (4): 8 bytes more than a later segment.
+/// The SYN and the SYN-ACK carry MSS (4), two NOPs (SACK-permitted's place) and timestamps (12),
+/// NOP and window scale (4): 8 bytes more than a later segment.
 const SYN_EXTRA: u64 = 8;
 
 /// Megabytes each way, which the stack hands to the veth in buffers of many segments (it
