@@ -299,73 +299,110 @@ fn tcp_exact_with_offloaded_segments(ipv6: bool) -> anyhow::Result<()> {
     };
     let link_before = net.host_counters()?;
     let watch = Watch::start(&WatchConfig::new(&net.host_if, RUN))?;
-    let bind = SocketAddr::new(host, 0).to_string();
-    let mut server = Spawned::spawn(
-        "tcp-serve",
-        traffic(
-            None,
-            &["tcp-serve", &bind, &UP.to_string(), &DOWN.to_string()],
-        ),
-    )?;
-    let server_pid: u32 = server.expect_num("pid", STEP)?;
-    let port = server.expect_num("port", STEP)?;
-    let to = SocketAddr::new(host, port).to_string();
-    let mut client = Spawned::spawn(
-        "tcp-send",
-        traffic(
-            Some(&net),
-            &["tcp-send", &to, &UP.to_string(), &DOWN.to_string()],
-        ),
-    )?;
-    let client_pid: u32 = client.expect_num("pid", STEP)?;
-    let client_sent = tcp::expect_sent(&mut client, UP, STEP)?;
-    client.expect("done", STEP)?;
-    client.wait_success(STEP)?;
-    let server_sent = tcp::expect_sent(&mut server, DOWN, STEP)?;
-    server.expect("done", STEP)?;
-    server.wait_success(STEP)?;
+    let ends = TcpEnds::exchange(&net, host, UP, DOWN, 0)?;
     let run = watch.finish()?;
     let link = net.host_counters()?.since(&link_before);
-    println!("payload sent, retransmissions included: client {client_sent}, server {server_sent}");
-
-    let pids = [client_pid, server_pid];
-    let timeline = run.timeline(&pids);
-    let (c, s) = (run.process(client_pid), run.process(server_pid));
-    println!("client (pid {client_pid}): {c:?}\nserver (pid {server_pid}): {s:?}\nlink: {link:?}");
+    let (c, _) = ends.figures(&run);
+    println!("link: {link:?}");
     // The kernel's counters of the veth count a buffer once, however many segments it holds:
     // fewer frames there than segments here shows the transfer was offloaded.
     ensure!(
         link.rx_packets < c.tx_packets && link.tx_packets < c.rx_packets,
         "no offloaded segments: the veth carried {link:?}, the client counted {c:?}"
     );
-    let segment_headers = ip_header + TCP_HEADER;
-    for (what, t, sent, received) in [
-        ("client", c, client_sent, server_sent),
-        ("server", s, server_sent, client_sent),
-    ] {
-        // One SYN (client) or SYN-ACK (server) each way. A retransmitted segment crossed the
-        // veth twice (the other end counts it too): its bytes are in what the kernel says
-        // was sent.
-        let want_tx = segment_headers * t.tx_packets + sent + SYN_EXTRA;
-        let want_rx = segment_headers * t.rx_packets + received + SYN_EXTRA;
-        ensure!(
-            (t.tx_bytes, t.rx_bytes) == (want_tx, want_rx),
-            "{what}: tx {} rx {} bytes, expected tx {want_tx} rx {want_rx}: {segment_headers} \
-             header bytes for each of {} and {} packets, {sent} and {received} payload bytes \
-             (as the kernel sent them), one SYN each way; timeline:{timeline}",
-            t.tx_bytes,
-            t.rx_bytes,
-            t.tx_packets,
-            t.rx_packets,
-        );
+    ends.ensure_exact(&run, ip_header + TCP_HEADER)
+}
+
+/// The two ends of one TCP connection made by `kaipo-traffic`: a server on the host, a client
+/// in the test namespace.
+struct TcpEnds {
+    client_pid: u32,
+    server_pid: u32,
+    /// Payload bytes each kernel sent, retransmissions included.
+    client_sent: u64,
+    server_sent: u64,
+}
+
+impl TcpEnds {
+    /// The client sends `up` bytes to a server at `host`, which replies `down` bytes after
+    /// waiting `wait_ms`; both have exited when this returns.
+    fn exchange(
+        net: &TestNet,
+        host: IpAddr,
+        up: u64,
+        down: u64,
+        wait_ms: u64,
+    ) -> anyhow::Result<Self> {
+        let (up_s, down_s) = (up.to_string(), down.to_string());
+        let bind = SocketAddr::new(host, 0).to_string();
+        let wait = wait_ms.to_string();
+        let mut server = Spawned::spawn(
+            "tcp-serve",
+            traffic(None, &["tcp-serve", &bind, &up_s, &down_s, &wait]),
+        )?;
+        let server_pid = server.expect_num("pid", STEP)?;
+        let port = server.expect_num("port", STEP)?;
+        let to = SocketAddr::new(host, port).to_string();
+        let mut client = Spawned::spawn(
+            "tcp-send",
+            traffic(Some(net), &["tcp-send", &to, &up_s, &down_s]),
+        )?;
+        let client_pid = client.expect_num("pid", STEP)?;
+        let client_sent = tcp::expect_sent(&mut client, up, STEP)?;
+        client.expect("done", STEP)?;
+        client.wait_success(STEP)?;
+        let server_sent = tcp::expect_sent(&mut server, down, STEP)?;
+        server.expect("done", STEP)?;
+        server.wait_success(STEP)?;
+        Ok(Self {
+            client_pid,
+            server_pid,
+            client_sent,
+            server_sent,
+        })
     }
-    // What one end sends the other receives.
-    ensure!(
-        (c.tx_bytes, c.tx_packets, c.rx_bytes, c.rx_packets)
-            == (s.rx_bytes, s.rx_packets, s.tx_bytes, s.tx_packets),
-        "the server {s:?} should mirror the client {c:?}; timeline:{timeline}"
-    );
-    Ok(())
+
+    /// What kaipo counted for the client and the server, printed.
+    fn figures(&self, run: &Run) -> (Totals, Totals) {
+        let (c, s) = (run.process(self.client_pid), run.process(self.server_pid));
+        println!(
+            "client (pid {}): {c:?}, sent {}\nserver (pid {}): {s:?}, sent {}",
+            self.client_pid, self.client_sent, self.server_pid, self.server_sent
+        );
+        (c, s)
+    }
+
+    /// Each end's bytes are its packets' headers (`segment_headers` each), the payload the
+    /// kernels sent (a segment sent again crossed the veth again, and the other end counts it
+    /// too) and one SYN's options each way; and what one end sends, the other receives.
+    fn ensure_exact(&self, run: &Run, segment_headers: u64) -> anyhow::Result<()> {
+        let timeline = run.timeline(&[self.client_pid, self.server_pid]);
+        let (c, s) = (run.process(self.client_pid), run.process(self.server_pid));
+        for (what, t, sent, received) in [
+            ("client", c, self.client_sent, self.server_sent),
+            ("server", s, self.server_sent, self.client_sent),
+        ] {
+            let want_tx = segment_headers * t.tx_packets + sent + SYN_EXTRA;
+            let want_rx = segment_headers * t.rx_packets + received + SYN_EXTRA;
+            ensure!(
+                (t.tx_bytes, t.rx_bytes) == (want_tx, want_rx),
+                "{what}: tx {} rx {} bytes, expected tx {want_tx} rx {want_rx}: \
+                 {segment_headers} header bytes for each of {} and {} packets, {sent} and \
+                 {received} payload bytes (as the kernels sent them), one SYN each way; \
+                 timeline:{timeline}",
+                t.tx_bytes,
+                t.rx_bytes,
+                t.tx_packets,
+                t.rx_packets,
+            );
+        }
+        ensure!(
+            (c.tx_bytes, c.tx_packets, c.rx_bytes, c.rx_packets)
+                == (s.rx_bytes, s.rx_packets, s.tx_bytes, s.tx_packets),
+            "the server {s:?} should mirror the client {c:?}; timeline:{timeline}"
+        );
+        Ok(())
+    }
 }
 
 /// A netfilter table of the test's own in the host's namespace, for the life of the value:
@@ -425,68 +462,17 @@ fn tcp_segments_sent_again_count_again_for_both_ends() -> anyhow::Result<()> {
         ),
     )?;
     let watch = Watch::start(&WatchConfig::new(&net.host_if, RUN))?;
-    let bind = SocketAddr::new(IpAddr::V4(net.host_v4), 0).to_string();
-    let mut server = Spawned::spawn(
-        "tcp-serve",
-        traffic(
-            None,
-            &[
-                "tcp-serve",
-                &bind,
-                &UP.to_string(),
-                &DOWN.to_string(),
-                &WAIT_MS.to_string(),
-            ],
-        ),
-    )?;
-    let server_pid: u32 = server.expect_num("pid", STEP)?;
-    let port = server.expect_num("port", STEP)?;
-    let to = SocketAddr::new(IpAddr::V4(net.host_v4), port).to_string();
-    let mut client = Spawned::spawn(
-        "tcp-send",
-        traffic(
-            Some(&net),
-            &["tcp-send", &to, &UP.to_string(), &DOWN.to_string()],
-        ),
-    )?;
-    let client_pid: u32 = client.expect_num("pid", STEP)?;
-    let client_sent = tcp::expect_sent(&mut client, UP, STEP)?;
-    client.expect("done", STEP)?;
-    client.wait_success(STEP)?;
-    let server_sent = tcp::expect_sent(&mut server, DOWN, STEP)?;
-    server.expect("done", STEP)?;
-    server.wait_success(STEP)?;
+    let ends = TcpEnds::exchange(&net, IpAddr::V4(net.host_v4), UP, DOWN, WAIT_MS)?;
     let run = watch.finish()?;
-
-    let timeline = run.timeline(&[client_pid, server_pid]);
-    let (c, s) = (run.process(client_pid), run.process(server_pid));
-    println!(
-        "client (pid {client_pid}): {c:?}, sent {client_sent}\n\
-         server (pid {server_pid}): {s:?}, sent {server_sent}"
-    );
+    ends.figures(&run);
     ensure!(
-        client_sent > UP,
-        "the client sent nothing again ({client_sent} payload bytes for {UP}): the test's \
-         dropped acks did not take"
-    );
-    let want = (
-        segment_headers * c.tx_packets + client_sent + SYN_EXTRA,
-        segment_headers * s.tx_packets + server_sent + SYN_EXTRA,
-    );
-    ensure!(
-        (c.tx_bytes, s.tx_bytes) == want,
-        "tx of client and server {:?}, expected {want:?}: {segment_headers} header bytes a \
-         packet, {client_sent} and {server_sent} payload bytes as the kernel sent them, one \
-         SYN each; timeline:{timeline}",
-        (c.tx_bytes, s.tx_bytes)
+        ends.client_sent > UP,
+        "the client sent nothing again ({} payload bytes for {UP}): the test's dropped acks did \
+         not take",
+        ends.client_sent
     );
     // The acks dropped before the socket programs never left: neither end counts them.
-    ensure!(
-        (c.rx_bytes, c.rx_packets, s.rx_bytes, s.rx_packets)
-            == (s.tx_bytes, s.tx_packets, c.tx_bytes, c.tx_packets),
-        "the server {s:?} should mirror the client {c:?}; timeline:{timeline}"
-    );
-    Ok(())
+    ends.ensure_exact(&run, segment_headers)
 }
 
 #[test]
